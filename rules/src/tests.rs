@@ -1,0 +1,226 @@
+use super::*;
+
+fn set(lists: &[(&str, &str, Action)]) -> IntelSet {
+    let mut b = IntelBuilder::new();
+    for (name, text, action) in lists {
+        b.add_bytes(name, text.as_bytes(), *action)
+            .expect("list loads");
+    }
+    b.build()
+}
+
+#[test]
+fn domain_matches_itself_and_subdomains_only() {
+    let s = set(&[("block.txt", "evil.example\n", Action::Block)]);
+    assert_eq!(
+        s.match_domain("evil.example").map(|h| h.action),
+        Some(Action::Block)
+    );
+    assert_eq!(
+        s.match_domain("a.b.EVIL.example.").map(|h| h.indicator),
+        Some("evil.example")
+    );
+    assert!(s.match_domain("notevil.example").is_none());
+    assert!(s.match_domain("example").is_none());
+    assert!(s.match_domain("evil.example.com").is_none());
+}
+
+#[test]
+fn most_specific_wins_then_allow_block_audit() {
+    let s = set(&[
+        ("block.txt", "example.com\n", Action::Block),
+        ("allow.txt", "good.example.com\n", Action::Allow),
+        (
+            "audit.txt",
+            "x.good.example.com\nexample.com\n",
+            Action::Audit,
+        ),
+    ]);
+    let h = s.match_domain("x.good.example.com").unwrap();
+    assert_eq!(
+        (h.action, h.list, h.rule),
+        (Action::Audit, "audit.txt", "exact")
+    );
+    let h = s.match_domain("y.good.example.com").unwrap();
+    assert_eq!((h.action, h.rule), (Action::Allow, "most-specific"));
+    // example.com is listed as block and audit: block wins the tie.
+    let h = s.match_domain("example.com").unwrap();
+    assert_eq!(
+        (h.action, h.list, h.line, h.rule),
+        (Action::Block, "block.txt", 1, "tie:allow>block>audit")
+    );
+}
+
+#[test]
+fn formats_hosts_adblock_urls_ips() {
+    let text = "# comment\n! adblock comment\n[Adblock Plus 2.0]\n\n\
+                0.0.0.0 a.example b.example # trailing\n127.0.0.1 localhost\n\
+                ||c.example^\n@@||ok.c.example^\n||d.example^$third-party\n\
+                192.0.2.7\n198.51.100.0/24\n2001:db8::/32\n203.0.113.9:443\n\
+                http://e.example/\nhttp://f.example:8080/bad/path.php?x=1\n*.g.example\n\
+                xn--bcher-kva.example\nBÜCHER.example\n";
+    let s = set(&[("mixed.txt", text, Action::Block)]);
+    for n in [
+        "a.example",
+        "b.example",
+        "c.example",
+        "d.example",
+        "e.example",
+        "g.example",
+        "x.g.example",
+    ] {
+        assert_eq!(
+            s.match_domain(n).map(|h| h.action),
+            Some(Action::Block),
+            "{n}"
+        );
+    }
+    assert!(s.match_domain("localhost").is_none());
+    assert_eq!(
+        s.match_domain("ok.c.example").map(|h| h.action),
+        Some(Action::Allow)
+    );
+    assert_eq!(
+        s.match_domain("bücher.example".to_ascii_lowercase().as_str()),
+        None
+    ); // wire names are punycode
+    assert_eq!(
+        s.match_domain("xn--bcher-kva.example").map(|h| h.line),
+        Some(17)
+    );
+    assert_eq!(s.domain_count(), 8); // a b c ok d e g xn--bcher-kva (BÜCHER folds into it)
+    let ip = |t: &str| s.match_addr(t.parse().unwrap()).map(|h| h.indicator);
+    assert_eq!(ip("192.0.2.7"), Some("192.0.2.7/32"));
+    assert_eq!(ip("198.51.100.200"), Some("198.51.100.0/24"));
+    assert_eq!(ip("203.0.113.9"), Some("203.0.113.9/32"));
+    assert_eq!(ip("2001:db8:1::5"), Some("2001:db8::/32"));
+    assert_eq!(ip("198.51.101.1"), None);
+    let u = s.match_url("F.example", "/bad/path.php?y=2").unwrap();
+    assert_eq!((u.indicator, u.kind), ("f.example/bad/path.php", Kind::Url));
+    assert!(s.match_url("f.example", "/other").is_none());
+    let s = set(&[(
+        "p.txt",
+        "/guids/xian/ringin/\nh.example/x.php\n/?user_auth=a1\n",
+        Action::Block,
+    )]);
+    assert_eq!(
+        s.match_url("any.example", "/guids/xian/ringin/?a")
+            .map(|h| h.kind),
+        Some(Kind::Path)
+    );
+    assert_eq!(
+        s.match_url("h.example", "/x.php").map(|h| h.kind),
+        Some(Kind::Url)
+    );
+    assert_eq!(
+        s.match_url("h.example", "/?user_auth=a1").map(|h| h.line),
+        Some(3)
+    );
+    assert!(s.match_url("h.example", "/?user_auth=a2").is_none());
+}
+
+#[test]
+fn longest_prefix_wins() {
+    let s = set(&[
+        ("b.txt", "10.0.0.0/8\n", Action::Block),
+        ("a.txt", "10.1.0.0/16\n", Action::Allow),
+    ]);
+    assert_eq!(
+        s.match_addr("10.1.2.3".parse().unwrap()).map(|h| h.action),
+        Some(Action::Allow)
+    );
+    assert_eq!(
+        s.match_addr("10.2.2.3".parse().unwrap()).map(|h| h.action),
+        Some(Action::Block)
+    );
+}
+
+#[test]
+fn bad_lines_name_file_and_line_and_keep_what_was_accepted() {
+    let mut b = IntelBuilder::new();
+    b.add_bytes("good.txt", b"good.example\n", Action::Block)
+        .unwrap();
+    for (text, line, needle) in [
+        ("ok.example\nbad..example\n", 2, "empty label"),
+        ("ok.example\n\n||a.example/pa*th^\n", 3, "wildcards"),
+        ("1.2.3.4/40\n", 1, "prefix length"),
+        ("999.1.1.1\n", 1, "not a valid"),
+        ("two words here\n", 1, "hosts line"),
+        ("ftp://x.example/\n", 1, "scheme"),
+        ("bad name!\n", 1, "hosts line"),
+        ("b@d.example\n", 1, "bad character"),
+    ] {
+        let e = b
+            .add_bytes("bad.txt", text.as_bytes(), Action::Block)
+            .unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.line),
+            ("bad.txt", line),
+            "{text:?}: {e}"
+        );
+        assert!(e.to_string().contains(needle), "{e}");
+        assert!(e.to_string().starts_with(&format!("bad.txt:{line}: ")));
+    }
+    let e = b
+        .add_bytes("empty.txt", b"# nothing\n\n", Action::Block)
+        .unwrap_err();
+    assert_eq!(e.to_string(), "empty.txt: the list holds no indicator");
+    let e = b
+        .add_file(Path::new("/nonexistent/list.txt"), Action::Block)
+        .unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/list.txt: cannot read"));
+    let s = b.build();
+    assert!(s.match_domain("good.example").is_some());
+}
+
+#[test]
+fn shared_lists_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/domains/malicious");
+    if !dir.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but {} is missing",
+            dir.display()
+        );
+        eprintln!("skipping: {} missing", dir.display());
+        return;
+    }
+    let mut b = IntelBuilder::new();
+    let mut n = 0;
+    for f in [
+        "urlhaus-filter/urlhaus-filter-domains.txt",
+        "urlhaus-filter/urlhaus-filter-hosts.txt",
+        "urlhaus-filter/urlhaus-filter-online.txt",
+        "et-derived/jarelllama_et_malicious_abp.txt",
+        "maltrail/malware_emotet.txt",
+        "maltrail/malware_qakbot.txt",
+    ] {
+        let info = b
+            .add_file(&dir.join(f), Action::Block)
+            .unwrap_or_else(|e| panic!("{e}"));
+        n += info.domains + info.addrs + info.urls;
+    }
+    // maltrail's RIG list ends with a regular expression, which is not an indicator we support.
+    let e = b
+        .add_file(&dir.join("maltrail/malicious_ek_rig.txt"), Action::Block)
+        .unwrap_err();
+    assert!(e.to_string().ends_with("malicious_ek_rig.txt:536: `\\b(atztds|mtxtds)[0-9a-z]+\\.(world|xyz)` is not a domain name (bad character)"), "{e}");
+    let s = b.build();
+    assert!(n > 30_000, "{n}");
+    assert!(s.match_domain("www.05webinvite.com").is_some());
+    assert!(s.match_addr("66.210.228.178".parse().unwrap()).is_some());
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_listed_name_matches_its_subdomains(labels in proptest::collection::vec("[a-z0-9]{1,12}", 2..6), sub in "[a-z0-9]{1,10}") {
+        let name = labels.join(".");
+        let s = set(&[("p.txt", &format!("{name}\n"), Action::Block)]);
+        let q = format!("{sub}.{}", name.to_ascii_uppercase());
+        proptest::prop_assert_eq!(s.match_domain(&q).map(|h| h.indicator), Some(name.as_str()));
+        let q = format!("{sub}{name}");
+        proptest::prop_assert!(s.match_domain(&q).is_none());
+    }
+}
