@@ -1,1 +1,17 @@
-pub fn x() {}
+//! Palisade: a network protection filter. This crate holds the sans-IO engine (decode, flows,
+//! app layer, intel verdicts, eve events) and the capture-file reader; the binary `palisade`
+//! is a thin shell over it.
+//!
+//! Everything below `engine` takes time and bytes as arguments: replaying a capture and
+//! filtering inline run the same code.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod capture;
+pub mod engine;
+pub mod eve;
+pub mod flow;
+pub mod replay;
+pub mod wire;
+
+pub use engine::{Config, Engine, Mode, Verdict};

@@ -1,1 +1,251 @@
-fn main() {}
+//! `palisade`: the command-line shell over the engine.
+//!
+//! Exit codes: 0 ok; 1 bad input or usage (the message names the file, and the line or byte
+//! offset); 2 internal error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use palisade::engine::{Config, Engine, Mode};
+use palisade::replay::{self, EveOut, ReplayOpts};
+use palisade_rules::{Action, IntelBuilder, IntelSet};
+
+const USAGE: &str = "\
+usage:
+  palisade replay [FILE...] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
+                  [--stats-interval SECS] [--memcap MiB] [--no-flow-events]
+      Reads pcap/pcapng files (gzip too) in order as one timeline and writes eve JSON events.
+      ACTION is block (default), audit or allow. --eve defaults to eve.json; - is stdout.
+      With no FILE, runs the bundled demo capture against the bundled demo intel.
+  palisade intel check PATH[:ACTION]...
+      Loads lists and reports what they hold, or the first bad line (file:line).
+  palisade --version | --help
+
+exit codes: 0 ok, 1 bad input or usage, 2 internal error";
+
+/// The bundled demo: suricata-verify captures (MIT) with real malicious traffic, and a list.
+const DEMO_PCAPS: [(&str, &[u8]); 2] = [
+    (
+        "demo/sofacy-c2-dns.pcap",
+        include_bytes!("../../demo/sofacy-c2-dns.pcap"),
+    ),
+    (
+        "demo/glupteba-tls.pcap",
+        include_bytes!("../../demo/glupteba-tls.pcap"),
+    ),
+];
+const DEMO_INTEL: (&str, &[u8]) = ("demo/intel.txt", include_bytes!("../../demo/intel.txt"));
+
+struct Usage(String);
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("palisade: internal error: {info}");
+        std::process::exit(2);
+    }));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(Usage(msg)) => {
+            eprintln!("palisade: {msg}\n\n{USAGE}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode, Usage> {
+    match args.first().map(String::as_str) {
+        Some("replay") => replay_cmd(&args[1..]),
+        Some("intel") if args.get(1).map(String::as_str) == Some("check") => {
+            intel_check(&args[2..])
+        }
+        Some("--version" | "-V") => {
+            println!("palisade {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => Err(Usage(format!("unknown command `{other}`"))),
+        None => Err(Usage("a command is needed".into())),
+    }
+}
+
+fn parse_intel_arg(s: &str) -> Result<(PathBuf, Action), Usage> {
+    if let Some((p, a)) = s.rsplit_once(':') {
+        if let Some(act) = Action::parse(a) {
+            return Ok((PathBuf::from(p), act));
+        }
+        if !Path::new(s).exists()
+            && ["block", "audit", "allow"]
+                .iter()
+                .all(|k| !a.is_empty() && !k.starts_with(a))
+            && !a.contains('/')
+        {
+            return Err(Usage(format!(
+                "--intel {s}: unknown action `{a}` (block, audit or allow)"
+            )));
+        }
+    }
+    Ok((PathBuf::from(s), Action::Block))
+}
+
+fn load_intel(specs: &[(PathBuf, Action)], demo: bool) -> Result<IntelSet, String> {
+    let mut b = IntelBuilder::new();
+    if demo {
+        b.add_bytes(DEMO_INTEL.0, DEMO_INTEL.1, Action::Block)
+            .map_err(|e| e.to_string())?;
+    }
+    for (p, a) in specs {
+        b.add_file(p, *a).map_err(|e| e.to_string())?;
+    }
+    Ok(b.build())
+}
+
+fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    let mut files = Vec::new();
+    let mut intel = Vec::new();
+    let mut cfg = Config::default();
+    let mut eve = String::from("eve.json");
+    let mut stats_interval = 0u64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Usage(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
+            "--mode" => {
+                cfg.mode = match val("--mode")?.as_str() {
+                    "block" => Mode::Block,
+                    "audit" => Mode::Audit,
+                    m => return Err(Usage(format!("--mode {m}: expected block or audit"))),
+                }
+            }
+            "--eve" => eve = val("--eve")?,
+            "--stats-interval" => {
+                let v = val("--stats-interval")?;
+                stats_interval = v
+                    .parse()
+                    .map_err(|_| Usage(format!("--stats-interval {v}: expected seconds")))?;
+            }
+            "--memcap" => {
+                let v = val("--memcap")?;
+                let mib: usize = v
+                    .parse()
+                    .ok()
+                    .filter(|&m| m >= 16)
+                    .ok_or_else(|| Usage(format!("--memcap {v}: expected MiB, at least 16")))?;
+                cfg.memcap = mib << 20;
+            }
+            "--no-flow-events" => cfg.flow_events = false,
+            s if s.starts_with('-') && s != "-" => {
+                return Err(Usage(format!("unknown option `{s}`")))
+            }
+            f => files.push(PathBuf::from(f)),
+        }
+    }
+    let demo = files.is_empty();
+    let mut tmp = None;
+    if demo {
+        // Write the bundled demo captures to a private temporary folder and replay them.
+        let dir = std::env::temp_dir().join(format!("palisade-demo-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("palisade: {}: {e}", dir.display());
+            return Ok(ExitCode::from(2));
+        }
+        for (name, bytes) in DEMO_PCAPS {
+            let p = dir.join(Path::new(name).file_name().unwrap_or_default());
+            if let Err(e) = std::fs::write(&p, bytes) {
+                eprintln!("palisade: {}: {e}", p.display());
+                return Ok(ExitCode::from(2));
+            }
+            files.push(p);
+        }
+        eprintln!(
+            "palisade: no capture given: replaying the bundled demo ({} and {}) against {}",
+            DEMO_PCAPS[0].0, DEMO_PCAPS[1].0, DEMO_INTEL.0
+        );
+        if eve == "eve.json" {
+            eve = "-".into();
+        }
+        tmp = Some(dir);
+    }
+    let set = match load_intel(&intel, demo) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut engine = Engine::new(cfg, set);
+    let opts = ReplayOpts {
+        files,
+        eve: if eve == "-" {
+            EveOut::Stdout
+        } else {
+            EveOut::File(PathBuf::from(&eve))
+        },
+        stats_interval_s: stats_interval,
+        progress: true,
+    };
+    let res = replay::run(&mut engine, &opts);
+    if let Some(dir) = tmp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let summary = match res {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: eve output: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    eprint!(
+        "{}",
+        replay::format_summary(&engine, &summary, if eve == "-" { "stdout" } else { &eve })
+    );
+    if let Some((file, err)) = &summary.error {
+        eprintln!(
+            "palisade: {}: {err} (the {} packets before it were processed)",
+            file.display(),
+            summary.packets
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn intel_check(args: &[String]) -> Result<ExitCode, Usage> {
+    if args.is_empty() {
+        return Err(Usage("intel check needs at least one list".into()));
+    }
+    let mut b = IntelBuilder::new();
+    for a in args {
+        let (p, act) = parse_intel_arg(a)?;
+        match b.add_file(&p, act) {
+            Ok(info) => println!(
+                "{}: {} domains, {} addresses/prefixes, {} URLs ({})",
+                info.name,
+                info.domains,
+                info.addrs,
+                info.urls,
+                info.action.as_str()
+            ),
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    let s = b.build();
+    println!(
+        "total: {} distinct domains, {} distinct addresses/prefixes, {} distinct URLs",
+        s.domain_count(),
+        s.addr_count(),
+        s.url_count()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,529 @@
+//! HTTP/1.x requests and responses over one TCP stream, pipelining included.
+//!
+//! Each direction has an [`HttpStream`]: it gathers a message head (request or status line plus
+//! headers, at most [`MAX_HEAD`] bytes), parses it, then skips the body as framed by
+//! Content-Length or chunked encoding (or until close, for responses without framing).
+//! A head is parsed in place when it arrives whole; only a head split across segments is copied.
+
+/// Largest message head gathered; a longer one is an anomaly and ends parsing of the direction.
+pub const MAX_HEAD: usize = 16 << 10;
+const MAX_FIELD: usize = 4096;
+
+/// A parsed request head.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Method (`GET`).
+    pub method: String,
+    /// Request target as sent.
+    pub uri: String,
+    /// Protocol (`HTTP/1.1`).
+    pub protocol: String,
+    /// Host header (port removed, as Suricata's `hostname`).
+    pub host: Option<String>,
+    /// User-Agent header.
+    pub user_agent: Option<String>,
+}
+
+/// A parsed response head.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Protocol (`HTTP/1.1`).
+    pub protocol: String,
+    /// Content-Type header.
+    pub content_type: Option<String>,
+    /// Content-Length header, if any.
+    pub content_length: Option<u64>,
+}
+
+/// What a stream found.
+#[derive(Debug)]
+pub enum HttpEvent {
+    /// A request head.
+    Request(Box<Request>),
+    /// A response head (interim 1xx responses are reported too).
+    Response(Box<Response>),
+    /// A fault: anomaly name; parsing of this direction stops.
+    Error(&'static str),
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    #[default]
+    Head,
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkCrlf(u8),
+    Trailer,
+    UntilClose,
+    /// After CONNECT/101: the stream carries another protocol.
+    Tunnel,
+    Dead,
+}
+
+/// One direction of an HTTP/1.x connection.
+#[derive(Debug, Default)]
+pub struct HttpStream {
+    buf: Vec<u8>,
+    body: Body,
+    /// For responses: methods of requests not answered yet (HEAD has no body), oldest first.
+    pending_head: u32,
+    /// Lines of the chunked trailer or chunk-size line gathered so far.
+    line_len: usize,
+}
+
+impl HttpStream {
+    /// True after CONNECT or an upgrade: the bytes that follow are another protocol.
+    pub fn is_tunnel(&self) -> bool {
+        self.body == Body::Tunnel
+    }
+
+    /// True when this direction can no longer be parsed.
+    pub fn is_dead(&self) -> bool {
+        self.body == Body::Dead
+    }
+
+    /// Bytes held across feeds.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Marks the next response as having no body (the request was HEAD).
+    pub fn expect_head_response(&mut self) {
+        self.pending_head = self.pending_head.saturating_add(1);
+    }
+
+    /// Switches this direction to tunnel mode (after a CONNECT was answered 2xx, or 101).
+    pub fn set_tunnel(&mut self) {
+        self.body = Body::Tunnel;
+        self.buf = Vec::new();
+    }
+
+    /// A gap in the stream: message boundaries are lost, so parsing stops.
+    pub fn gap(&mut self) {
+        if self.body != Body::Tunnel {
+            self.body = Body::Dead;
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Feeds in-order bytes; calls `out` for each head found. Returns how many bytes were
+    /// consumed before the stream turned into a tunnel (all of them otherwise).
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        is_request: bool,
+        out: &mut impl FnMut(HttpEvent),
+    ) -> usize {
+        let total = data.len();
+        while !data.is_empty() {
+            match self.body {
+                Body::Dead => return total,
+                Body::Tunnel => return total - data.len(),
+                Body::UntilClose => return total,
+                Body::Length(n) => {
+                    let k = (n as usize).min(data.len()) as u64;
+                    data = &data[k as usize..];
+                    self.body = if n == k {
+                        Body::Head
+                    } else {
+                        Body::Length(n - k)
+                    };
+                }
+                Body::ChunkData(n) => {
+                    let k = (n as usize).min(data.len()) as u64;
+                    data = &data[k as usize..];
+                    self.body = if n == k {
+                        Body::ChunkCrlf(0)
+                    } else {
+                        Body::ChunkData(n - k)
+                    };
+                }
+                Body::ChunkCrlf(seen) => {
+                    // Accept CRLF or a bare LF.
+                    let b = data[0];
+                    data = &data[1..];
+                    self.body = match (seen, b) {
+                        (0, b'\r') => Body::ChunkCrlf(1),
+                        (_, b'\n') => Body::ChunkSize,
+                        _ => {
+                            out(HttpEvent::Error("http.invalid_chunk_data"));
+                            Body::Dead
+                        }
+                    };
+                }
+                Body::ChunkSize | Body::Trailer => {
+                    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+                        self.buf_line(data, out);
+                        return total;
+                    };
+                    let line_owned;
+                    let line: &[u8] = if self.buf.is_empty() {
+                        &data[..nl]
+                    } else {
+                        self.buf.extend_from_slice(&data[..nl]);
+                        line_owned = std::mem::take(&mut self.buf);
+                        &line_owned
+                    };
+                    data = &data[nl + 1..];
+                    self.line_len = 0;
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if self.body == Body::Trailer {
+                        if line.is_empty() {
+                            self.body = Body::Head;
+                        }
+                        continue;
+                    }
+                    let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
+                    let hex = trim(hex);
+                    match parse_hex(hex) {
+                        Some(0) => self.body = Body::Trailer,
+                        Some(n) => self.body = Body::ChunkData(n),
+                        None => {
+                            out(HttpEvent::Error("http.invalid_chunklen"));
+                            self.body = Body::Dead;
+                        }
+                    }
+                }
+                Body::Head => {
+                    // Skip stray CRLFs between messages (RFC 9112 2.2).
+                    if self.buf.is_empty() {
+                        let skip = data
+                            .iter()
+                            .take_while(|&&b| b == b'\r' || b == b'\n')
+                            .count();
+                        data = &data[skip..];
+                        if data.is_empty() {
+                            break;
+                        }
+                    }
+                    let (end, from_buf) = match find_head_end(&self.buf, data) {
+                        Some(x) => x,
+                        None => {
+                            if self.buf.len() + data.len() > MAX_HEAD {
+                                out(HttpEvent::Error(if is_request {
+                                    "http.request_header_too_long"
+                                } else {
+                                    "http.response_header_too_long"
+                                }));
+                                self.body = Body::Dead;
+                                self.buf = Vec::new();
+                                return total;
+                            }
+                            self.buf.extend_from_slice(data);
+                            return total;
+                        }
+                    };
+                    let owned;
+                    let head: &[u8] = if from_buf == 0 {
+                        let h = &data[..end];
+                        data = &data[end..];
+                        h
+                    } else {
+                        let take = end - from_buf;
+                        self.buf.extend_from_slice(&data[..take]);
+                        data = &data[take..];
+                        owned = std::mem::take(&mut self.buf);
+                        &owned
+                    };
+                    if head.len() > MAX_HEAD {
+                        out(HttpEvent::Error("http.request_header_too_long"));
+                        self.body = Body::Dead;
+                        return total;
+                    }
+                    self.on_head(head, is_request, out);
+                }
+            }
+        }
+        total
+    }
+
+    fn buf_line(&mut self, data: &[u8], out: &mut impl FnMut(HttpEvent)) {
+        self.line_len += data.len();
+        if self.line_len > MAX_FIELD {
+            out(HttpEvent::Error("http.invalid_chunklen"));
+            self.body = Body::Dead;
+            self.buf = Vec::new();
+            return;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    fn on_head(&mut self, head: &[u8], is_request: bool, out: &mut impl FnMut(HttpEvent)) {
+        let mut lines = head
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let first = lines.next().unwrap_or(&[]);
+        let mut parts = first.split(|&b| b == b' ').filter(|p| !p.is_empty());
+        let (a, b, c) = (parts.next(), parts.next(), parts.next());
+        let mut clen: Option<u64> = None;
+        let mut chunked = false;
+        let mut host = None;
+        let mut ua = None;
+        let mut ctype = None;
+        let mut upgrade = false;
+        for l in lines {
+            let Some(colon) = l.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (name, value) = (trim(&l[..colon]), trim(&l[colon + 1..]));
+            if name.eq_ignore_ascii_case(b"host") {
+                host.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"user-agent") {
+                ua.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"content-type") {
+                ctype.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                clen = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                chunked = value
+                    .split(|&b| b == b',')
+                    .any(|v| trim(v).eq_ignore_ascii_case(b"chunked"));
+            } else if name.eq_ignore_ascii_case(b"upgrade") {
+                upgrade = true;
+            }
+        }
+        let s = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX_FIELD)]).into_owned();
+        if is_request {
+            let (Some(method), Some(uri)) = (a, b) else {
+                out(HttpEvent::Error("http.request_line_invalid"));
+                self.body = Body::Dead;
+                return;
+            };
+            let req = Request {
+                method: s(method),
+                uri: s(uri),
+                protocol: c.map(s).unwrap_or_default(),
+                host: host.map(|h| s(strip_port(h))),
+                user_agent: ua.map(s),
+            };
+            let connect = method == b"CONNECT";
+            out(HttpEvent::Request(Box::new(req)));
+            self.body = if chunked {
+                Body::ChunkSize
+            } else {
+                match clen {
+                    Some(n) if n > 0 => Body::Length(n),
+                    _ => Body::Head,
+                }
+            };
+            let _ = connect;
+        } else {
+            let status = b
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u16>().ok());
+            let (Some(proto), Some(status)) = (a.filter(|p| p.starts_with(b"HTTP/")), status)
+            else {
+                out(HttpEvent::Error("http.response_line_invalid"));
+                self.body = Body::Dead;
+                return;
+            };
+            out(HttpEvent::Response(Box::new(Response {
+                status,
+                protocol: s(proto),
+                content_type: ctype.map(s),
+                content_length: clen,
+            })));
+            if status == 101 && upgrade {
+                self.set_tunnel();
+                return;
+            }
+            if (100..200).contains(&status) {
+                self.body = Body::Head;
+                return;
+            }
+            let head_req = if self.pending_head > 0 {
+                self.pending_head -= 1;
+                true
+            } else {
+                false
+            };
+            self.body = if head_req || status == 204 || status == 304 {
+                Body::Head
+            } else if chunked {
+                Body::ChunkSize
+            } else {
+                match clen {
+                    Some(0) => Body::Head,
+                    Some(n) => Body::Length(n),
+                    None => Body::UntilClose,
+                }
+            };
+        }
+    }
+}
+
+/// Finds the end of a head (after the blank line) in `buf ++ data`.
+/// Returns (end offset in the concatenation, buf.len()).
+fn find_head_end(buf: &[u8], data: &[u8]) -> Option<(usize, usize)> {
+    // Search the concatenation without copying: check the seam, then `data`.
+    let tail_start = buf.len().saturating_sub(3);
+    let mut seam = [0u8; 6];
+    let tail = &buf[tail_start..];
+    let head_n = data.len().min(3);
+    seam[..tail.len()].copy_from_slice(tail);
+    seam[tail.len()..tail.len() + head_n].copy_from_slice(&data[..head_n]);
+    let seam = &seam[..tail.len() + head_n];
+    for i in 0..seam.len() {
+        let w = &seam[i..];
+        let end = if w.starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if w.starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if w.starts_with(b"\n\r\n") {
+            Some(i + 3)
+        } else {
+            None
+        };
+        if let Some(e) = end {
+            let abs = tail_start + e;
+            if abs > buf.len() {
+                return Some((abs, buf.len()));
+            }
+        }
+    }
+    let mut i = 0;
+    while let Some(p) = memchr_nl(&data[i..]) {
+        let nl = i + p;
+        let rest = &data[nl + 1..];
+        if rest.starts_with(b"\r\n") {
+            return Some((buf.len() + nl + 3, buf.len()));
+        }
+        if rest.starts_with(b"\n") {
+            return Some((buf.len() + nl + 2, buf.len()));
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
+    &b[s..e.max(s)]
+}
+
+fn strip_port(h: &[u8]) -> &[u8] {
+    if h.starts_with(b"[") {
+        return h.iter().position(|&b| b == b']').map_or(h, |e| &h[1..e]);
+    }
+    match h.iter().rposition(|&b| b == b':') {
+        Some(i) if h[i + 1..].iter().all(u8::is_ascii_digit) => &h[..i],
+        _ => h,
+    }
+}
+
+fn parse_hex(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 15 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in b {
+        v = v * 16 + (c as char).to_digit(16)? as u64;
+    }
+    Some(v)
+}
+
+/// Cheap test for an HTTP/1.x request start: a known method and a space.
+pub fn probe_request(b: &[u8]) -> Option<bool> {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"HEAD ",
+        b"PUT ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"CONNECT ",
+        b"PATCH ",
+        b"TRACE ",
+    ];
+    for m in METHODS {
+        let n = m.len().min(b.len());
+        if b[..n] == m[..n] {
+            return if n == m.len() { Some(true) } else { None };
+        }
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(s: &mut HttpStream, data: &[u8], req: bool) -> Vec<HttpEvent> {
+        let mut v = Vec::new();
+        s.feed(data, req, &mut |e| v.push(e));
+        v
+    }
+
+    #[test]
+    fn pipelined_requests_with_bodies_in_any_split() {
+        let wire = b"POST /a HTTP/1.1\r\nHost: one.example:8080\r\nContent-Length: 5\r\n\r\nhelloGET /b?x HTTP/1.1\r\nhost: two.example\r\nUser-Agent: t/1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHEAD /c HTTP/1.0\r\nHost: [2001:db8::1]:80\r\n\r\n";
+        for cut in 0..wire.len() {
+            let mut s = HttpStream::default();
+            let mut ev = run(&mut s, &wire[..cut], true);
+            ev.extend(run(&mut s, &wire[cut..], true));
+            let hosts: Vec<_> = ev
+                .iter()
+                .map(|e| match e {
+                    HttpEvent::Request(r) => (
+                        r.method.clone(),
+                        r.uri.clone(),
+                        r.host.clone().unwrap_or_default(),
+                    ),
+                    other => panic!("cut {cut}: {other:?}"),
+                })
+                .collect();
+            assert_eq!(
+                hosts,
+                [
+                    ("POST".into(), "/a".into(), "one.example".into()),
+                    ("GET".into(), "/b?x".into(), "two.example".into()),
+                    ("HEAD".into(), "/c".into(), "2001:db8::1".into())
+                ],
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn responses_and_connect_tunnel() {
+        let mut s = HttpStream::default();
+        s.expect_head_response();
+        let ev = run(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nnoHTTP/1.1 101 Switching\r\nUpgrade: websocket\r\n\r\n\x81\x00", false);
+        let st: Vec<u16> = ev
+            .iter()
+            .filter_map(|e| match e {
+                HttpEvent::Response(r) => Some(r.status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(st, [200, 404, 101]);
+        assert!(s.is_tunnel());
+    }
+
+    #[test]
+    fn oversized_head_is_an_anomaly() {
+        let mut s = HttpStream::default();
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD + 10));
+        let ev = run(&mut s, &big, true);
+        assert!(matches!(
+            ev[..],
+            [HttpEvent::Error("http.request_header_too_long")]
+        ));
+        assert!(s.is_dead());
+    }
+}

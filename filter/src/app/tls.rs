@@ -1,0 +1,656 @@
+//! TLS handshake: ClientHello (SNI, ALPN, supported versions, JA3, JA4, ECH) and ServerHello
+//! (version, cipher, JA3S), gathered across records and TCP segments.
+//!
+//! [`TlsStream`] is fed the bytes of one direction in order. Complete records are parsed in place;
+//! only a record or handshake message that spans segments is copied, into a buffer capped at
+//! [`MAX_HANDSHAKE`] bytes. Once the hello of that direction is parsed the stream stops looking.
+
+use std::fmt::Write as _;
+
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+
+/// Largest handshake message gathered (a ClientHello with post-quantum key shares is ~2 KB).
+pub const MAX_HANDSHAKE: usize = 64 << 10;
+
+/// Fields of a ClientHello.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientHello {
+    /// legacy_version.
+    pub version: u16,
+    /// Server name (first host_name entry), as sent.
+    pub sni: Option<String>,
+    /// ALPN protocol names, in order.
+    pub alpn: Vec<String>,
+    /// supported_versions, GREASE removed, in order.
+    pub versions: Vec<u16>,
+    /// The encrypted_client_hello extension is present.
+    pub ech: bool,
+    /// JA3 string.
+    pub ja3: String,
+    /// JA3 MD5, lowercase hex.
+    pub ja3_hash: String,
+    /// JA4 fingerprint (`t13d1516h2_8daaf6152771_e5627efa2ab1`).
+    pub ja4: String,
+}
+
+/// Fields of a ServerHello.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ServerHello {
+    /// The negotiated version (supported_versions if present, else legacy_version).
+    pub version: u16,
+    /// The chosen cipher suite.
+    pub cipher: u16,
+    /// The chosen ALPN protocol, if any.
+    pub alpn: Option<String>,
+    /// JA3S string.
+    pub ja3s: String,
+    /// JA3S MD5.
+    pub ja3s_hash: String,
+}
+
+/// Parse faults, as anomaly names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsError {
+    /// A length field runs past its container.
+    Malformed,
+    /// A handshake message over [`MAX_HANDSHAKE`].
+    TooLong,
+}
+
+impl TlsError {
+    /// Suricata-style anomaly event name.
+    pub fn event(self) -> &'static str {
+        match self {
+            TlsError::Malformed => "tls.invalid_handshake_message",
+            TlsError::TooLong => "tls.handshake_too_long",
+        }
+    }
+}
+
+/// A bounded reader over a byte slice (after rustls' `Reader`).
+struct Rd<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Rd<'a> {
+    fn u8(&mut self) -> Result<u8, TlsError> {
+        let (&v, rest) = self.b.split_first().ok_or(TlsError::Malformed)?;
+        self.b = rest;
+        Ok(v)
+    }
+    fn u16(&mut self) -> Result<u16, TlsError> {
+        let t = self.take(2)?;
+        Ok(u16::from_be_bytes([t[0], t[1]]))
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TlsError> {
+        if self.b.len() < n {
+            return Err(TlsError::Malformed);
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn sub8(&mut self) -> Result<Rd<'a>, TlsError> {
+        let n = self.u8()? as usize;
+        Ok(Rd { b: self.take(n)? })
+    }
+    fn sub16(&mut self) -> Result<Rd<'a>, TlsError> {
+        let n = self.u16()? as usize;
+        Ok(Rd { b: self.take(n)? })
+    }
+    fn is_empty(&self) -> bool {
+        self.b.is_empty()
+    }
+}
+
+/// True for the GREASE values of RFC 8701 (0x0a0a, 0x1a1a, ... 0xfafa).
+pub fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+fn join_dec(out: &mut String, vals: impl Iterator<Item = u16>) {
+    for (i, v) in vals.enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn hex_lower(bytes: &[u8], out: &mut String) {
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+fn sha12(s: &str) -> String {
+    let d = Sha256::digest(s.as_bytes());
+    let mut o = String::with_capacity(12);
+    hex_lower(&d[..6], &mut o);
+    o
+}
+
+/// Parses a ClientHello body (after the 4-byte handshake header). `quic` selects the JA4 prefix.
+pub fn parse_client_hello(body: &[u8], quic: bool) -> Result<ClientHello, TlsError> {
+    let mut r = Rd { b: body };
+    let mut ch = ClientHello {
+        version: r.u16()?,
+        ..Default::default()
+    };
+    r.take(32)?; // random
+    r.sub8()?; // session id
+    let mut cs = r.sub16()?;
+    let mut ciphers = Vec::with_capacity(cs.b.len() / 2);
+    while !cs.is_empty() {
+        ciphers.push(cs.u16()?);
+    }
+    r.sub8()?; // compression methods
+    let mut exts = Vec::new();
+    let mut groups = Vec::new();
+    let mut points = Vec::new();
+    let mut sigalgs = Vec::new();
+    if !r.is_empty() {
+        let mut e = r.sub16()?;
+        while !e.is_empty() {
+            let typ = e.u16()?;
+            let mut d = e.sub16()?;
+            exts.push(typ);
+            match typ {
+                0 => {
+                    let mut list = d.sub16()?;
+                    while !list.is_empty() {
+                        let kind = list.u8()?;
+                        let name = list.sub16()?;
+                        if kind == 0 && ch.sni.is_none() {
+                            ch.sni = Some(String::from_utf8_lossy(name.b).into_owned());
+                        }
+                    }
+                }
+                10 => {
+                    let mut l = d.sub16()?;
+                    while !l.is_empty() {
+                        groups.push(l.u16()?);
+                    }
+                }
+                11 => {
+                    let l = d.sub8()?;
+                    points.extend(l.b.iter().map(|&b| b as u16));
+                }
+                13 => {
+                    let mut l = d.sub16()?;
+                    while !l.is_empty() {
+                        sigalgs.push(l.u16()?);
+                    }
+                }
+                16 => {
+                    let mut l = d.sub16()?;
+                    while !l.is_empty() {
+                        let p = l.sub8()?;
+                        ch.alpn.push(String::from_utf8_lossy(p.b).into_owned());
+                    }
+                }
+                43 => {
+                    let mut l = d.sub8()?;
+                    while !l.is_empty() {
+                        let v = l.u16()?;
+                        if !is_grease(v) {
+                            ch.versions.push(v);
+                        }
+                    }
+                }
+                0xfe0d => ch.ech = true,
+                _ => {}
+            }
+        }
+    }
+    // JA3: version, ciphers, extensions, groups, point formats; GREASE removed.
+    let _ = write!(ch.ja3, "{},", ch.version);
+    join_dec(
+        &mut ch.ja3,
+        ciphers.iter().copied().filter(|&v| !is_grease(v)),
+    );
+    ch.ja3.push(',');
+    join_dec(&mut ch.ja3, exts.iter().copied().filter(|&v| !is_grease(v)));
+    ch.ja3.push(',');
+    join_dec(
+        &mut ch.ja3,
+        groups.iter().copied().filter(|&v| !is_grease(v)),
+    );
+    ch.ja3.push(',');
+    join_dec(&mut ch.ja3, points.iter().copied());
+    hex_lower(&Md5::digest(ch.ja3.as_bytes()), &mut ch.ja3_hash);
+    ch.ja4 = ja4(&ch, &ciphers, &exts, &sigalgs, quic);
+    Ok(ch)
+}
+
+fn ja4(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16], quic: bool) -> String {
+    let top = ch.versions.iter().copied().max().unwrap_or(ch.version);
+    let ver = match top {
+        0x0304 => "13",
+        0x0303 => "12",
+        0x0302 => "11",
+        0x0301 => "10",
+        0x0300 => "s3",
+        0x0002 => "s2",
+        0xfeff => "d1",
+        0xfefd => "d2",
+        0xfefc => "d3",
+        _ => "00",
+    };
+    let mut c: Vec<u16> = ciphers.iter().copied().filter(|&v| !is_grease(v)).collect();
+    let mut e: Vec<u16> = exts.iter().copied().filter(|&v| !is_grease(v)).collect();
+    let alpn = match ch.alpn.first().map(|a| a.as_bytes()) {
+        Some([]) | None => "00".to_string(),
+        Some(a) => {
+            let (f, l) = (a[0], a[a.len() - 1]);
+            if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
+                format!("{}{}", f as char, l as char)
+            } else {
+                let mut h = String::new();
+                hex_lower(a, &mut h);
+                let hb = h.as_bytes();
+                format!("{}{}", hb[0] as char, hb[hb.len() - 1] as char)
+            }
+        }
+    };
+    let mut out = format!(
+        "{}{}{}{:02}{:02}{}_",
+        if quic { 'q' } else { 't' },
+        ver,
+        if ch.sni.is_some() { 'd' } else { 'i' },
+        c.len().min(99),
+        e.len().min(99),
+        alpn
+    );
+    c.sort_unstable();
+    if c.is_empty() {
+        out.push_str("000000000000");
+    } else {
+        let s: Vec<String> = c.iter().map(|v| format!("{v:04x}")).collect();
+        out.push_str(&sha12(&s.join(",")));
+    }
+    out.push('_');
+    e.retain(|&v| v != 0 && v != 16);
+    e.sort_unstable();
+    if e.is_empty() {
+        out.push_str("000000000000");
+    } else {
+        let mut s: String = e
+            .iter()
+            .map(|v| format!("{v:04x}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if !sigalgs.is_empty() {
+            s.push('_');
+            s.push_str(
+                &sigalgs
+                    .iter()
+                    .map(|v| format!("{v:04x}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        out.push_str(&sha12(&s));
+    }
+    out
+}
+
+/// Parses an SSLv2-framed ClientHello (RFC 6101 appendix E): no extensions, so no SNI.
+/// Only a hello within one segment is parsed (real clients send it whole).
+pub fn parse_sslv2_hello(rec: &[u8]) -> Result<ClientHello, TlsError> {
+    let mut r = Rd { b: rec };
+    let len = (r.u16()? & 0x7fff) as usize;
+    let mut r = Rd { b: r.take(len)? };
+    if r.u8()? != 1 {
+        return Err(TlsError::Malformed);
+    }
+    let version = r.u16()?;
+    let cs_len = r.u16()? as usize;
+    let sid_len = r.u16()? as usize;
+    let ch_len = r.u16()? as usize;
+    let specs = r.take(cs_len)?;
+    r.take(sid_len)?;
+    r.take(ch_len)?;
+    if cs_len % 3 != 0 {
+        return Err(TlsError::Malformed);
+    }
+    // V2 cipher specs whose first byte is 0 are TLS cipher suites.
+    let ciphers: Vec<u16> = specs
+        .chunks(3)
+        .filter(|c| c[0] == 0)
+        .map(|c| u16::from_be_bytes([c[1], c[2]]))
+        .collect();
+    let mut ch = ClientHello {
+        version,
+        ..Default::default()
+    };
+    let _ = write!(ch.ja3, "{version},");
+    join_dec(
+        &mut ch.ja3,
+        ciphers.iter().copied().filter(|&v| !is_grease(v)),
+    );
+    ch.ja3.push_str(",,,");
+    hex_lower(&Md5::digest(ch.ja3.as_bytes()), &mut ch.ja3_hash);
+    ch.ja4 = ja4(&ch, &ciphers, &[], &[], false);
+    Ok(ch)
+}
+
+/// Parses a ServerHello body.
+pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, TlsError> {
+    let mut r = Rd { b: body };
+    let legacy = r.u16()?;
+    r.take(32)?;
+    r.sub8()?;
+    let cipher = r.u16()?;
+    r.u8()?;
+    let mut sh = ServerHello {
+        version: legacy,
+        cipher,
+        ..Default::default()
+    };
+    let mut exts = Vec::new();
+    if !r.is_empty() {
+        let mut e = r.sub16()?;
+        while !e.is_empty() {
+            let typ = e.u16()?;
+            let mut d = e.sub16()?;
+            exts.push(typ);
+            match typ {
+                43 if d.b.len() == 2 => sh.version = d.u16()?,
+                16 => {
+                    let mut l = d.sub16()?;
+                    if !l.is_empty() {
+                        sh.alpn = Some(String::from_utf8_lossy(l.sub8()?.b).into_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = write!(sh.ja3s, "{legacy},{cipher},");
+    join_dec(
+        &mut sh.ja3s,
+        exts.iter().copied().filter(|&v| !is_grease(v)),
+    );
+    hex_lower(&Md5::digest(sh.ja3s.as_bytes()), &mut sh.ja3s_hash);
+    Ok(sh)
+}
+
+/// The version as Suricata writes it in `tls.version`.
+pub fn version_name(v: u16) -> &'static str {
+    match v {
+        0x0304 => "TLS 1.3",
+        0x0303 => "TLS 1.2",
+        0x0302 => "TLS 1.1",
+        0x0301 => "TLS 1.0",
+        0x0300 => "SSLv3",
+        0x0002 => "SSLv2",
+        _ => "UNDETERMINED",
+    }
+}
+
+/// What a [`TlsStream`] found in the bytes it was fed.
+#[derive(Debug)]
+pub enum TlsEvent {
+    /// A ClientHello.
+    Client(Box<ClientHello>),
+    /// A ServerHello.
+    Server(Box<ServerHello>),
+    /// A fault; the stream stops parsing this direction.
+    Error(TlsError),
+}
+
+/// Per-direction TLS record reader that stops after the first hello.
+#[derive(Debug, Default)]
+pub struct TlsStream {
+    /// Partial record header/body carried across feeds.
+    rec: Vec<u8>,
+    /// Handshake bytes gathered across records.
+    hs: Vec<u8>,
+    done: bool,
+}
+
+impl TlsStream {
+    /// True when nothing more will be parsed in this direction.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Bytes held across feeds (charged to the reassembly budget by the caller).
+    pub fn held(&self) -> usize {
+        self.rec.capacity() + self.hs.capacity()
+    }
+
+    /// Feeds in-order bytes; returns at most one event (the hello, or an error).
+    pub fn feed(&mut self, mut data: &[u8], is_client: bool) -> Option<TlsEvent> {
+        if is_client
+            && self.rec.is_empty()
+            && self.hs.is_empty()
+            && !self.done
+            && data.first().is_some_and(|b| b & 0x80 != 0)
+        {
+            // An SSLv2-framed (compatible) ClientHello: 2-byte length with the top bit set.
+            self.done = true;
+            return Some(match parse_sslv2_hello(data) {
+                Ok(ch) => TlsEvent::Client(Box::new(ch)),
+                Err(e) => TlsEvent::Error(e),
+            });
+        }
+        while !self.done && !data.is_empty() {
+            // Complete a partial record header/body first.
+            let record: &[u8];
+            let owned;
+            if !self.rec.is_empty() || data.len() < 5 {
+                let need_hdr = 5usize.saturating_sub(self.rec.len());
+                let take = need_hdr.min(data.len());
+                self.rec.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.rec.len() < 5 {
+                    return None;
+                }
+                let len = u16::from_be_bytes([self.rec[3], self.rec[4]]) as usize;
+                let want = 5 + len - self.rec.len().min(5 + len);
+                let take = want.min(data.len());
+                self.rec.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.rec.len() < 5 + len {
+                    return None;
+                }
+                owned = std::mem::take(&mut self.rec);
+                record = &owned;
+            } else {
+                let len = u16::from_be_bytes([data[3], data[4]]) as usize;
+                if data.len() < 5 + len {
+                    self.rec.extend_from_slice(data);
+                    return None;
+                }
+                record = &data[..5 + len];
+                data = &data[5 + len..];
+                owned = Vec::new();
+            }
+            let ev = self.on_record(record, is_client);
+            if !owned.is_empty() {
+                // Keep the allocation for reuse.
+                self.rec = owned;
+                self.rec.clear();
+            }
+            if ev.is_some() {
+                self.done = true;
+                self.rec = Vec::new();
+                self.hs = Vec::new();
+                return ev;
+            }
+        }
+        None
+    }
+
+    fn on_record(&mut self, rec: &[u8], is_client: bool) -> Option<TlsEvent> {
+        let ctype = rec[0];
+        if !(20..=24).contains(&ctype) || rec[1] != 3 {
+            return Some(TlsEvent::Error(TlsError::Malformed));
+        }
+        if ctype != 22 {
+            // Change cipher spec, alert, application data before a hello: nothing to find.
+            return if ctype == 23 {
+                Some(TlsEvent::Error(TlsError::Malformed))
+            } else {
+                None
+            };
+        }
+        let frag = &rec[5..];
+        if !self.hs.is_empty() {
+            if self.hs.len() + frag.len() > MAX_HANDSHAKE + 4 {
+                return Some(TlsEvent::Error(TlsError::TooLong));
+            }
+            self.hs.extend_from_slice(frag);
+            let hs = std::mem::take(&mut self.hs);
+            let r = on_message(&hs, is_client);
+            if r.is_none() {
+                self.hs = hs;
+            }
+            return r;
+        }
+        let r = on_message(frag, is_client);
+        if r.is_none() {
+            self.hs.extend_from_slice(frag);
+        }
+        r
+    }
+}
+
+/// Parses one handshake message if it is complete; `None` asks for more bytes.
+fn on_message(msg: &[u8], is_client: bool) -> Option<TlsEvent> {
+    if msg.len() < 4 {
+        return None;
+    }
+    let hlen = u32::from_be_bytes([0, msg[1], msg[2], msg[3]]) as usize;
+    if hlen > MAX_HANDSHAKE {
+        return Some(TlsEvent::Error(TlsError::TooLong));
+    }
+    if msg.len() < 4 + hlen {
+        return None;
+    }
+    let body = &msg[4..4 + hlen];
+    Some(match (msg[0], is_client) {
+        (1, true) => match parse_client_hello(body, false) {
+            Ok(ch) => TlsEvent::Client(Box::new(ch)),
+            Err(e) => TlsEvent::Error(e),
+        },
+        (2, false) => match parse_server_hello(body) {
+            Ok(sh) => TlsEvent::Server(Box::new(sh)),
+            Err(e) => TlsEvent::Error(e),
+        },
+        _ => TlsEvent::Error(TlsError::Malformed),
+    })
+}
+
+/// Cheap test for the start of a TLS handshake record (type 22, version 3.x).
+pub fn probe(b: &[u8]) -> Option<bool> {
+    match b {
+        [22, 3, 0..=4, ..] => Some(true),
+        // SSLv2-framed ClientHello offering SSL 3.0 or TLS.
+        [h, _, 1, 3 | 0, ..] if h & 0x80 != 0 => Some(true),
+        [h, ..] | [h, _] | [h, _, 1] if h & 0x80 != 0 && b.len() < 4 => None,
+        [22] | [22, 3] => None,
+        [] => None,
+        _ => Some(false),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A ClientHello record as curl 7.88 sends it to `example.com` (built by hand from its fields).
+    pub fn client_hello_record(sni: &str) -> Vec<u8> {
+        let mut ext = Vec::new();
+        let mut push_ext = |t: u16, d: &[u8]| {
+            ext.extend_from_slice(&t.to_be_bytes());
+            ext.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            ext.extend_from_slice(d);
+        };
+        let mut s = vec![0u8];
+        s.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        s.extend_from_slice(sni.as_bytes());
+        let mut sl = (s.len() as u16).to_be_bytes().to_vec();
+        sl.extend_from_slice(&s);
+        push_ext(0x0a0a, &[]);
+        push_ext(0, &sl);
+        push_ext(10, &[0, 4, 0, 0x1d, 0, 0x17]);
+        push_ext(11, &[1, 0]);
+        push_ext(13, &[0, 4, 4, 3, 8, 4]);
+        push_ext(
+            16,
+            &[
+                0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
+            ],
+        );
+        push_ext(43, &[4, 0x3a, 0x3a, 3, 4]);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0, 6, 0x1a, 0x1a, 0x13, 0x01, 0xc0, 0x2f]);
+        body.extend_from_slice(&[1, 0]);
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut hs = vec![1, 0];
+        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        hs.extend_from_slice(&body);
+        let mut rec = vec![22, 3, 1];
+        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hs);
+        rec
+    }
+
+    #[test]
+    fn client_hello_fields_and_fingerprints() {
+        let rec = client_hello_record("example.com");
+        let ch = parse_client_hello(&rec[9..], false).unwrap();
+        assert_eq!(ch.sni.as_deref(), Some("example.com"));
+        assert_eq!(ch.alpn, ["h2", "http/1.1"]);
+        assert_eq!(ch.versions, [0x0304]);
+        assert_eq!(ch.ja3, "771,4865-49199,0-10-11-13-16-43,29-23,0");
+        assert_eq!(ch.ja3_hash.len(), 32);
+        // t, 1.3, SNI, 2 ciphers, 6 extensions, ALPN h2.
+        assert!(ch.ja4.starts_with("t13d0206h2_"), "{}", ch.ja4);
+        assert_eq!(ch.ja4.len(), 36);
+        assert_eq!(&ch.ja4[11..23], &sha12("1301,c02f"));
+        assert_eq!(&ch.ja4[24..], &sha12("000a,000b,000d,002b_0403,0804"));
+    }
+
+    #[test]
+    fn hello_split_anywhere_gives_the_same_result() {
+        // Split into two records, then feed in every 2-way byte split.
+        let rec = client_hello_record("split.example");
+        let hs = &rec[5..];
+        let mut two = vec![22, 3, 1, 0, 10];
+        two.extend_from_slice(&hs[..10]);
+        two.extend_from_slice(&[22, 3, 1]);
+        two.extend_from_slice(&((hs.len() - 10) as u16).to_be_bytes());
+        two.extend_from_slice(&hs[10..]);
+        for cut in 0..two.len() {
+            let mut s = TlsStream::default();
+            let a = s.feed(&two[..cut], true);
+            let b = a.or_else(|| s.feed(&two[cut..], true));
+            match b {
+                Some(TlsEvent::Client(ch)) => assert_eq!(ch.sni.as_deref(), Some("split.example")),
+                other => panic!("cut {cut}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_lengths_are_errors_not_panics() {
+        let rec = client_hello_record("x.example");
+        for n in 0..rec.len() - 5 {
+            let _ = parse_client_hello(&rec[9..9 + n.min(rec.len() - 9)], false);
+        }
+        let mut bad = rec.clone();
+        bad[9 + 2 + 32] = 200; // session id length past the end
+        assert_eq!(
+            parse_client_hello(&bad[9..], false),
+            Err(TlsError::Malformed)
+        );
+    }
+}

@@ -1,0 +1,1871 @@
+//! The sans-IO pipeline: `Engine::handle(now, packet_no, linktype, frame) -> Verdict`.
+//!
+//! Time and bytes come in as arguments; eve JSON lines accumulate in a buffer the caller
+//! drains with [`Engine::take_events`]. Replay and inline mode run this same code.
+//!
+//! Per packet: link and IP decode (anomalies become events), defragmentation, tunnel
+//! decapsulation, flow lookup, TCP reassembly, app-layer parsing (DNS, TLS, HTTP), intel checks
+//! (addresses when a flow starts, names when they appear), a verdict, and events.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use palisade_rules::{Action, Hit, IntelSet, Kind};
+
+use crate::app::dns::{self, DnsMsg, RData};
+use crate::app::http::{HttpEvent, HttpStream, Request};
+use crate::app::tls::{self, ClientHello, ServerHello, TlsEvent, TlsStream};
+use crate::eve::{self, Obj};
+use crate::flow::defrag::{Defrag, DefragConfig, DefragResult};
+use crate::flow::stream::{Chunk, Stream};
+use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
+use crate::wire;
+
+/// Block or audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Block what block indicators match.
+    Block,
+    /// Only alert (`alert.action: allowed`).
+    Audit,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Block or audit.
+    pub mode: Mode,
+    /// Bytes for flows, fragments and stream buffers together.
+    pub memcap: usize,
+    /// Most flows held at once.
+    pub max_flows: usize,
+    /// Community ID seed.
+    pub community_id_seed: u16,
+    /// Defragmentation limits.
+    pub defrag: DefragConfig,
+    /// Emit `flow` events when flows end.
+    pub flow_events: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Block,
+            memcap: 320 << 20,
+            max_flows: 1 << 20,
+            community_id_seed: 0,
+            defrag: DefragConfig::default(),
+            flow_events: true,
+        }
+    }
+}
+
+/// What an inline filter does with the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verdict {
+    /// Let it through.
+    #[default]
+    Accept,
+    /// Drop it silently.
+    Drop,
+    /// Drop it and reset the TCP connection.
+    Reset,
+    /// Answer the DNS query from the sinkhole instead of forwarding it.
+    Sinkhole,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Drop => "drop",
+            Verdict::Reset => "reset",
+            Verdict::Sinkhole => "sinkhole",
+        }
+    }
+}
+
+/// Counters, reported in `stats` events and the replay summary.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Packets handled.
+    pub packets: u64,
+    /// Bytes handled (captured length).
+    pub bytes: u64,
+    /// IPv4 / IPv6 / TCP / UDP / ICMP packets.
+    pub ipv4: u64,
+    /// IPv6 packets.
+    pub ipv6: u64,
+    /// TCP packets.
+    pub tcp: u64,
+    /// UDP packets.
+    pub udp: u64,
+    /// ICMP packets (v4 and v6).
+    pub icmp: u64,
+    /// Frames that carried no IP (ARP and the like).
+    pub non_ip: u64,
+    /// Anomalies by event name.
+    pub anomalies: Vec<(&'static str, u64)>,
+    /// Events written, by type.
+    pub events: [u64; EVENT_TYPES.len()],
+    /// Alerts whose action was `blocked`.
+    pub alerts_blocked: u64,
+    /// Alerts whose action was `allowed` (audit).
+    pub alerts_allowed: u64,
+    /// TCP bytes skipped as gaps.
+    pub tcp_gap_bytes: u64,
+    /// TCP gaps.
+    pub tcp_gaps: u64,
+    /// TCP segments overlapping buffered data with different bytes.
+    pub tcp_overlap_diff: u64,
+    /// TCP retransmissions (wholly old segments).
+    pub tcp_retrans: u64,
+    /// TCP segments that could not be buffered (window, hole list, memory).
+    pub tcp_refused: u64,
+    /// Flows whose app-layer buffers were dropped for lack of memory.
+    pub app_memcap: u64,
+    /// Flows that reached the reassembly depth.
+    pub tcp_depth: u64,
+}
+
+/// Event types, in the order of [`Stats::events`].
+pub const EVENT_TYPES: [&str; 7] = ["flow", "dns", "tls", "http", "alert", "anomaly", "stats"];
+
+impl Stats {
+    fn anomaly(&mut self, name: &'static str) {
+        match self.anomalies.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => self.anomalies.push((name, 1)),
+        }
+    }
+
+    /// Total anomalies.
+    pub fn anomaly_total(&self) -> u64 {
+        self.anomalies.iter().map(|(_, c)| c).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum AppProto {
+    #[default]
+    Unknown,
+    Dns,
+    Tls,
+    Http,
+    Failed,
+}
+
+impl AppProto {
+    fn as_str(self) -> &'static str {
+        match self {
+            AppProto::Unknown => "unknown",
+            AppProto::Dns => "dns",
+            AppProto::Tls => "tls",
+            AppProto::Http => "http",
+            AppProto::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Parser {
+    None,
+    Tls([TlsStream; 2]),
+    Http(Box<HttpPair>),
+    DnsTcp([DnsTcp; 2]),
+}
+
+impl Parser {
+    fn held(&self) -> usize {
+        match self {
+            Parser::None => 0,
+            Parser::Tls([a, b]) => a.held() + b.held(),
+            Parser::Http(h) => h.streams[0].held() + h.streams[1].held(),
+            Parser::DnsTcp([a, b]) => a.buf.capacity() + b.buf.capacity(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct HttpPair {
+    streams: [HttpStream; 2],
+    /// Requests waiting for their response (at most [`MAX_PENDING_TX`]).
+    pending: VecDeque<Request>,
+    tx: u64,
+}
+
+const MAX_PENDING_TX: usize = 32;
+
+#[derive(Debug, Default)]
+struct DnsTcp {
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct TlsLog {
+    client: Option<Box<ClientHello>>,
+    server: Option<Box<ServerHello>>,
+    logged: bool,
+}
+
+/// What a flow decided and when.
+#[derive(Debug, Clone, Copy, Default)]
+struct Decision {
+    verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum TcpState {
+    #[default]
+    None,
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    CloseWait,
+    LastAck,
+    Closed,
+}
+
+impl TcpState {
+    fn as_str(self) -> &'static str {
+        match self {
+            TcpState::None => "none",
+            TcpState::SynSent => "syn_sent",
+            TcpState::SynRecv => "syn_recv",
+            TcpState::Established => "established",
+            TcpState::FinWait1 => "fin_wait1",
+            TcpState::FinWait2 => "fin_wait2",
+            TcpState::TimeWait => "time_wait",
+            TcpState::CloseWait => "close_wait",
+            TcpState::LastAck => "last_ack",
+            TcpState::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    id: u64,
+    cli: (IpAddr, u16),
+    srv: (IpAddr, u16),
+    proto: u8,
+    vlan: [u16; 2],
+    start_ns: i64,
+    cid: [u8; 30],
+}
+
+/// Per-flow state.
+#[derive(Debug)]
+pub struct Flow {
+    meta: Meta,
+    pkts: [u64; 2],
+    bytes: [u64; 2],
+    flags: [u8; 2],
+    tcp_state: TcpState,
+    fin_seen: [bool; 2],
+    rst: bool,
+    server_payload: bool,
+    streams: Option<Box<[Stream; 2]>>,
+    app: AppProto,
+    parser: Parser,
+    app_charged: usize,
+    probe: [ProbeBuf; 2],
+    tls: Option<Box<TlsLog>>,
+    dns_tx: u64,
+    decision: Decision,
+    alerted: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ProbeBuf {
+    b: [u8; 8],
+    n: u8,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        let z = (IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        Flow {
+            meta: Meta {
+                id: 0,
+                cli: z,
+                srv: z,
+                proto: 0,
+                vlan: [0, 0],
+                start_ns: 0,
+                cid: [0; 30],
+            },
+            pkts: [0; 2],
+            bytes: [0; 2],
+            flags: [0; 2],
+            tcp_state: TcpState::None,
+            fin_seen: [false; 2],
+            rst: false,
+            server_payload: false,
+            streams: None,
+            app: AppProto::Unknown,
+            parser: Parser::None,
+            app_charged: 0,
+            probe: [ProbeBuf::default(); 2],
+            tls: None,
+            dns_tx: 0,
+            decision: Decision::default(),
+            alerted: false,
+        }
+    }
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Config,
+    intel: IntelSet,
+    flows: FlowTable<Flow>,
+    defrag: Defrag,
+    budget: Budget,
+    /// Counters.
+    pub stats: Stats,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    dns: DnsMsg,
+    next_flow_id: u64,
+    last_expire_ns: i64,
+    cid: String,
+    first_ns: Option<i64>,
+    last_ns: i64,
+}
+
+/// Context handed to the app-layer handlers: everything but the flow table.
+struct Cx<'a> {
+    out: &'a mut Vec<u8>,
+    intel: &'a IntelSet,
+    stats: &'a mut Stats,
+    dns: &'a mut DnsMsg,
+    mode: Mode,
+    now: i64,
+    pkt: u64,
+    /// The verdict for the packet being handled (a DNS sinkhole acts on one query only).
+    verdict: Verdict,
+}
+
+impl Engine {
+    /// An engine with the given settings and intel.
+    pub fn new(cfg: Config, intel: IntelSet) -> Engine {
+        Engine {
+            flows: FlowTable::new(cfg.max_flows),
+            defrag: Defrag::new(cfg.defrag),
+            budget: Budget::new(cfg.memcap),
+            cfg,
+            intel,
+            stats: Stats::default(),
+            out: Vec::with_capacity(1 << 16),
+            scratch: Vec::new(),
+            dns: DnsMsg::default(),
+            next_flow_id: 0,
+            last_expire_ns: i64::MIN,
+            cid: String::with_capacity(32),
+            first_ns: None,
+            last_ns: 0,
+        }
+    }
+
+    /// Replaces the intel (a reload); flows keep their decisions.
+    pub fn set_intel(&mut self, intel: IntelSet) {
+        self.intel = intel;
+    }
+
+    /// Bytes of traffic-derived state in use, and the cap.
+    pub fn memory(&self) -> (usize, usize) {
+        (self.budget.used(), self.budget.cap())
+    }
+
+    /// Flows in the table.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Hands the pending eve lines to `f` and clears the buffer.
+    pub fn take_events(&mut self, f: impl FnOnce(&[u8])) {
+        if !self.out.is_empty() {
+            f(&self.out);
+            self.out.clear();
+        }
+    }
+
+    /// Bytes of pending eve lines.
+    pub fn pending_events(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Handles one frame captured at `now_ns`; `pkt` is its 1-based number in the input.
+    pub fn handle(&mut self, now_ns: i64, pkt: u64, linktype: u32, frame: &[u8]) -> Verdict {
+        self.stats.packets += 1;
+        self.stats.bytes += frame.len() as u64;
+        self.first_ns.get_or_insert(now_ns);
+        self.last_ns = self.last_ns.max(now_ns);
+        if now_ns.saturating_sub(self.last_expire_ns) >= 1_000_000_000
+            || now_ns < self.last_expire_ns
+        {
+            self.last_expire_ns = now_ns;
+            self.expire(now_ns);
+        }
+        let (l3, vlan) = match wire::link(linktype, frame) {
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                self.stats.non_ip += 1;
+                return Verdict::Accept;
+            }
+            Err(a) => {
+                self.anomaly_event(now_ns, pkt, None, "decode", a.0);
+                return Verdict::Accept;
+            }
+        };
+        self.handle_ip(now_ns, pkt, l3, vlan, 0)
+    }
+
+    fn handle_ip(&mut self, now: i64, pkt: u64, l3: &[u8], vlan: [u16; 2], depth: u8) -> Verdict {
+        let ip = match wire::ip(l3) {
+            Ok(ip) => ip,
+            Err(a) => {
+                self.anomaly_event(now, pkt, None, "decode", a.0);
+                return Verdict::Accept;
+            }
+        };
+        if ip.src.is_ipv4() {
+            self.stats.ipv4 += 1;
+        } else {
+            self.stats.ipv6 += 1;
+        }
+        let ends = Some((ip.src, ip.dst, ip.proto));
+        let mut payload = ip.payload;
+        let mut owned = Vec::new();
+        if let Some(frag) = ip.frag {
+            owned = std::mem::take(&mut self.scratch);
+            owned.clear();
+            let r = match self.defrag.add(
+                now,
+                ip.src,
+                ip.dst,
+                ip.proto,
+                vlan,
+                frag,
+                payload,
+                &mut self.budget,
+            ) {
+                DefragResult::Pending => Ok(false),
+                DefragResult::Dropped(why) => Err(why),
+                DefragResult::Complete(p) => {
+                    owned.extend_from_slice(p);
+                    Ok(true)
+                }
+            };
+            if let Some(a) = self.defrag.last_anomaly {
+                self.anomaly_event(now, pkt, ends, "decode", a);
+            }
+            match r {
+                Ok(true) => payload = &owned,
+                Ok(false) => {
+                    self.scratch = owned;
+                    return Verdict::Accept;
+                }
+                Err(why) => {
+                    self.scratch = owned;
+                    self.anomaly_event(now, pkt, ends, "decode", why);
+                    return Verdict::Accept;
+                }
+            }
+        }
+        let v = self.handle_l4(now, pkt, ip.src, ip.dst, ip.proto, payload, vlan, depth);
+        if owned.capacity() > 0 {
+            self.scratch = owned;
+        }
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_l4(
+        &mut self,
+        now: i64,
+        pkt: u64,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        payload: &[u8],
+        vlan: [u16; 2],
+        depth: u8,
+    ) -> Verdict {
+        let ends = Some((src, dst, proto));
+        match wire::tunnel_inner(proto, payload) {
+            Ok(Some(inner)) => {
+                if depth >= 3 {
+                    self.anomaly_event(now, pkt, ends, "decode", "decoder.tunnel.too_deep");
+                    return Verdict::Accept;
+                }
+                return self.handle_ip(now, pkt, inner, vlan, depth + 1);
+            }
+            Ok(None) => {}
+            Err(a) => {
+                self.anomaly_event(now, pkt, ends, "decode", a.0);
+                return Verdict::Accept;
+            }
+        }
+        match proto {
+            6 => {
+                self.stats.tcp += 1;
+                let t = match etherparse::TcpSlice::from_slice(payload) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        self.anomaly_event(now, pkt, ends, "decode", "decoder.tcp.pkt_too_small");
+                        return Verdict::Accept;
+                    }
+                };
+                let seg = Seg {
+                    sport: t.source_port(),
+                    dport: t.destination_port(),
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags: (t.slice()[13]),
+                    payload: t.payload(),
+                };
+                self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
+            }
+            17 => {
+                self.stats.udp += 1;
+                let u = match etherparse::UdpSlice::from_slice(payload) {
+                    Ok(u) => u,
+                    Err(_) => {
+                        self.anomaly_event(now, pkt, ends, "decode", "decoder.udp.pkt_too_small");
+                        return Verdict::Accept;
+                    }
+                };
+                let seg = Seg {
+                    sport: u.source_port(),
+                    dport: u.destination_port(),
+                    seq: 0,
+                    ack: 0,
+                    flags: 0,
+                    payload: u.payload(),
+                };
+                self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
+            }
+            1 | 58 => {
+                self.stats.icmp += 1;
+                if payload.len() < 4 {
+                    let name = if proto == 1 {
+                        "decoder.icmpv4.pkt_too_small"
+                    } else {
+                        "decoder.icmpv6.pkt_too_small"
+                    };
+                    self.anomaly_event(now, pkt, ends, "decode", name);
+                    return Verdict::Accept;
+                }
+                let seg = Seg {
+                    sport: payload[0] as u16,
+                    dport: payload[1] as u16,
+                    seq: 0,
+                    ack: 0,
+                    flags: 0,
+                    payload: &[],
+                };
+                self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
+            }
+            _ => {
+                let seg = Seg {
+                    sport: 0,
+                    dport: 0,
+                    seq: 0,
+                    ack: 0,
+                    flags: 0,
+                    payload: &[],
+                };
+                self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn flow_packet(
+        &mut self,
+        now: i64,
+        pkt: u64,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        vlan: [u16; 2],
+        seg: Seg<'_>,
+    ) -> Verdict {
+        let (key, _) = FlowKey::new((src, seg.sport), (dst, seg.dport), proto, vlan);
+        let idx = match self.flows.find(&key) {
+            Some(i) => i,
+            None => match self.new_flow(now, pkt, key, src, dst, proto, vlan, &seg) {
+                Some(i) => i,
+                None => return Verdict::Accept,
+            },
+        };
+        let Engine {
+            flows,
+            out,
+            intel,
+            stats,
+            dns,
+            budget,
+            cfg,
+            ..
+        } = self;
+        let mut cx = Cx {
+            out,
+            intel,
+            stats,
+            dns,
+            mode: cfg.mode,
+            now,
+            pkt,
+            verdict: Verdict::Accept,
+        };
+        let flow = flows.get_mut(idx);
+        let dir = usize::from(!(flow.meta.cli == (src, seg.sport)));
+        flow.pkts[dir] += 1;
+        flow.bytes[dir] += seg.payload.len() as u64;
+        if dir == 1 && !seg.payload.is_empty() {
+            flow.server_payload = true;
+        }
+        // Parsing goes on after a block: replay logs what the capture holds, and the verdict
+        // says what an inline filter would have done with each packet.
+        if proto == 6 {
+            tcp_packet(&mut cx, flow, dir, &seg, budget);
+        } else if proto == 17 {
+            udp_packet(&mut cx, flow, dir, seg.payload);
+        }
+        // Charge (or release) what the app parsers hold now.
+        let held = flow.parser.held();
+        if held > flow.app_charged {
+            if budget.try_charge(held - flow.app_charged) {
+                flow.app_charged = held;
+            } else {
+                cx.stats.app_memcap += 1;
+                budget.release(flow.app_charged);
+                flow.app_charged = 0;
+                flow.parser = Parser::None;
+                flow.app = AppProto::Failed;
+            }
+        } else if held < flow.app_charged {
+            budget.release(flow.app_charged - held);
+            flow.app_charged = held;
+        }
+        let class = timeout_class(flow);
+        let verdict = if cfg.mode == Mode::Block {
+            flow.decision.verdict.max(cx.verdict)
+        } else {
+            Verdict::Accept
+        };
+        flows.touch(idx, now, class);
+        verdict
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_flow(
+        &mut self,
+        now: i64,
+        pkt: u64,
+        key: FlowKey,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        vlan: [u16; 2],
+        seg: &Seg<'_>,
+    ) -> Option<u32> {
+        // Make room: the count cap and the memory budget.
+        let charge = flow_charge::<Flow>();
+        let mut tries = 0;
+        while self.flows.is_full() || !self.budget.try_charge(charge) {
+            tries += 1;
+            match self.flows.victim() {
+                Some(v) if tries < 64 => {
+                    self.flows.stats.evicted += 1;
+                    self.end_flow(v, EndReason::Forced);
+                }
+                _ => {
+                    self.stats.anomaly("flow.memcap");
+                    return None;
+                }
+            }
+        }
+        // Who is the client: the sender, unless this is a SYN/ACK or the sender uses a
+        // well-known port and the receiver does not.
+        let syn_ack = proto == 6 && seg.flags & 0x12 == 0x12;
+        let from_server = syn_ack
+            || (proto != 6 || seg.flags & 0x02 == 0) && seg.sport < 1024 && seg.dport >= 1024;
+        let (cli, srv) = if from_server {
+            ((dst, seg.dport), (src, seg.sport))
+        } else {
+            ((src, seg.sport), (dst, seg.dport))
+        };
+        self.next_flow_id += 1;
+        let id = self.next_flow_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 13;
+        eve::community_id(&mut self.cid, self.cfg.community_id_seed, cli, srv, proto);
+        let mut cid = [0u8; 30];
+        let n = self.cid.len().min(30);
+        cid[..n].copy_from_slice(&self.cid.as_bytes()[..n]);
+        let flow = Flow {
+            meta: Meta {
+                id,
+                cli,
+                srv,
+                proto,
+                vlan,
+                start_ns: now,
+                cid,
+            },
+            ..Flow::default()
+        };
+        let idx = self
+            .flows
+            .insert(key, flow, now, if proto == 6 { 1 } else { 0 });
+        // Address intel: the server first, then the client (an inbound connection from a listed host).
+        let Engine {
+            flows,
+            out,
+            intel,
+            stats,
+            dns,
+            cfg,
+            ..
+        } = self;
+        let intel: &IntelSet = intel;
+        let hit = [(srv.0, "dest_ip"), (cli.0, "src_ip")]
+            .into_iter()
+            .find_map(|(a, field)| intel.match_addr(a).map(|h| (h, field, a)));
+        if let Some((hit, field, addr)) = hit {
+            let mut cx = Cx {
+                out,
+                intel,
+                stats,
+                dns,
+                mode: cfg.mode,
+                now,
+                pkt,
+                verdict: Verdict::Accept,
+            };
+            let flow = flows.get_mut(idx);
+            let dir = usize::from(flow.meta.cli != (src, seg.sport));
+            let mut buf = [0u8; 45];
+            let v = fmt_ip(&mut buf, addr);
+            decide(&mut cx, flow, dir, hit, field, v, Verdict::Drop);
+        }
+        Some(idx)
+    }
+
+    /// Ends flows whose timeout passed.
+    pub fn expire(&mut self, now_ns: i64) {
+        self.defrag.expire(now_ns, &mut self.budget);
+        while let Some(i) = self.flows.next_expired(now_ns) {
+            self.flows.stats.timed_out += 1;
+            self.end_flow(i, EndReason::Timeout);
+        }
+    }
+
+    /// End of input: ends every flow (flushing reassembly) and writes a final `stats` event.
+    pub fn finish(&mut self) {
+        for i in self.flows.live_indices() {
+            self.end_flow(i, EndReason::Shutdown);
+        }
+        self.stats_event(self.last_ns);
+    }
+
+    fn end_flow(&mut self, idx: u32, reason: EndReason) {
+        let (_, mut flow, last_ns) = self.flows.remove(idx);
+        let Engine {
+            out,
+            intel,
+            stats,
+            dns,
+            budget,
+            cfg,
+            ..
+        } = self;
+        let mut cx = Cx {
+            out,
+            intel,
+            stats,
+            dns,
+            mode: cfg.mode,
+            now: last_ns,
+            pkt: 0,
+            verdict: Verdict::Accept,
+        };
+        // Flush what reassembly still holds, then log unfinished transactions.
+        if let Some(mut st) = flow.streams.take() {
+            for dir in 0..2 {
+                let (s, rest) = st.split_at_mut(1);
+                let s = if dir == 0 { &mut s[0] } else { &mut rest[0] };
+                s.flush(budget, &mut |c| app_chunk(&mut cx, &mut flow, dir, c));
+                s.clear(budget);
+            }
+        }
+        log_tls(&mut cx, &mut flow);
+        if let Parser::Http(h) = &mut flow.parser {
+            while let Some(req) = h.pending.pop_front() {
+                let tx = h.tx;
+                h.tx += 1;
+                http_event(&mut cx, &flow.meta, &req, None, tx);
+            }
+        }
+        budget.release(flow.app_charged + flow_charge::<Flow>());
+        if cfg.flow_events {
+            flow_event(&mut cx, &flow, last_ns, reason);
+        }
+    }
+
+    fn anomaly_event(
+        &mut self,
+        now: i64,
+        pkt: u64,
+        ends: Option<(IpAddr, IpAddr, u8)>,
+        kind: &str,
+        name: &'static str,
+    ) {
+        self.stats.anomaly(name);
+        self.stats.events[5] += 1;
+        let o = &mut self.out;
+        let mut e = Obj::new(o);
+        e.ts("timestamp", now);
+        e.u64("pcap_cnt", pkt);
+        e.str("event_type", "anomaly");
+        if let Some((s, d, p)) = ends {
+            e.ip("src_ip", s)
+                .ip("dest_ip", d)
+                .str("proto", proto_name(p));
+        }
+        e.obj("anomaly", |a| {
+            a.str("type", kind).str("event", name);
+        });
+        e.close();
+        o.push(b'\n');
+    }
+
+    /// Writes a `stats` event (also called periodically by the shells).
+    pub fn stats_event(&mut self, now: i64) {
+        self.stats.events[6] += 1;
+        let s = &self.stats;
+        let fs = self.flows.stats;
+        let ds = self.defrag.stats;
+        let o = &mut self.out;
+        let mut e = Obj::new(o);
+        e.ts("timestamp", now);
+        e.str("event_type", "stats");
+        e.obj("stats", |st| {
+            st.u64(
+                "uptime",
+                (self
+                    .last_ns
+                    .saturating_sub(self.first_ns.unwrap_or(self.last_ns))
+                    .max(0)
+                    / 1_000_000_000) as u64,
+            );
+            st.obj("decoder", |d| {
+                d.u64("pkts", s.packets)
+                    .u64("bytes", s.bytes)
+                    .u64("ipv4", s.ipv4)
+                    .u64("ipv6", s.ipv6);
+                d.u64("tcp", s.tcp)
+                    .u64("udp", s.udp)
+                    .u64("icmp", s.icmp)
+                    .u64("non_ip", s.non_ip);
+                d.u64("anomalies", s.anomaly_total());
+            });
+            st.obj("flow", |f| {
+                f.u64("total", fs.created)
+                    .u64("active", self.flows.len() as u64);
+                f.u64("timeout", fs.timed_out).u64("evicted", fs.evicted);
+            });
+            st.obj("defrag", |d| {
+                d.u64("fragments", ds.fragments)
+                    .u64("reassembled", ds.reassembled);
+                d.u64("timeouts", ds.timeouts)
+                    .u64("evicted", ds.evicted)
+                    .u64("memcap_drop", ds.refused);
+                d.u64("overlaps", ds.overlaps);
+            });
+            st.obj("tcp", |t| {
+                t.u64("reassembly_gap", s.tcp_gaps)
+                    .u64("gap_bytes", s.tcp_gap_bytes);
+                t.u64("overlap_diff_data", s.tcp_overlap_diff)
+                    .u64("retransmission", s.tcp_retrans);
+                t.u64("segment_refused", s.tcp_refused)
+                    .u64("depth_reached", s.tcp_depth);
+            });
+            st.obj("memory", |m| {
+                m.u64("used", self.budget.used() as u64)
+                    .u64("cap", self.budget.cap() as u64);
+                m.u64("refusals", self.budget.refusals)
+                    .u64("app_memcap", s.app_memcap);
+            });
+            st.obj("detect", |d| {
+                d.u64("alerts_blocked", s.alerts_blocked)
+                    .u64("alerts_allowed", s.alerts_allowed);
+            });
+            st.obj("anomaly", |a| {
+                for (n, c) in &s.anomalies {
+                    a.u64(n, *c);
+                }
+            });
+        });
+        e.close();
+        o.push(b'\n');
+    }
+
+    /// Flows created so far.
+    pub fn flows_created(&self) -> u64 {
+        self.flows.stats.created
+    }
+
+    /// First and last packet timestamps seen.
+    pub fn time_span(&self) -> (i64, i64) {
+        (self.first_ns.unwrap_or(0), self.last_ns)
+    }
+}
+
+struct Seg<'a> {
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &'a [u8],
+}
+
+fn timeout_class(f: &Flow) -> u8 {
+    if f.meta.proto == 6 {
+        match f.tcp_state {
+            TcpState::Established => 3,
+            _ => 1,
+        }
+    } else if f.pkts[1] > 0 && f.pkts[0] > 0 {
+        2
+    } else {
+        0
+    }
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "TCP",
+        17 => "UDP",
+        1 => "ICMP",
+        58 => "IPv6-ICMP",
+        47 => "GRE",
+        50 => "ESP",
+        132 => "SCTP",
+        _ => "IP",
+    }
+}
+
+fn fmt_ip(buf: &mut [u8; 45], a: IpAddr) -> &str {
+    use std::io::Write as _;
+    let mut c = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(c, "{a}");
+    let n = c.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+/// Writes the common header of a flow-scoped event, in packet direction `dir`.
+fn header<'a>(
+    out: &'a mut Vec<u8>,
+    now: i64,
+    pkt: u64,
+    m: &Meta,
+    dir: usize,
+    event_type: &str,
+) -> Obj<'a> {
+    let (s, d) = if dir == 0 {
+        (m.cli, m.srv)
+    } else {
+        (m.srv, m.cli)
+    };
+    let mut e = Obj::new(out);
+    e.ts("timestamp", now);
+    e.u64("flow_id", m.id);
+    if pkt > 0 {
+        e.u64("pcap_cnt", pkt);
+    }
+    e.str("event_type", event_type);
+    if m.vlan[0] != 0 {
+        let mut vb = [0u8; 16];
+        let vs = if m.vlan[1] != 0 {
+            fmt_small(&mut vb, format_args!("[{},{}]", m.vlan[0], m.vlan[1]))
+        } else {
+            fmt_small(&mut vb, format_args!("[{}]", m.vlan[0]))
+        };
+        e.raw("vlan", vs);
+    }
+    e.ip("src_ip", s.0);
+    if matches!(m.proto, 6 | 17) {
+        e.u64("src_port", s.1 as u64);
+    }
+    e.ip("dest_ip", d.0);
+    if matches!(m.proto, 6 | 17) {
+        e.u64("dest_port", d.1 as u64);
+    }
+    e.str("proto", proto_name(m.proto));
+    let n = m.cid.iter().position(|&b| b == 0).unwrap_or(30);
+    e.bytes("community_id", &m.cid[..n]);
+    e
+}
+
+fn fmt_small<'b>(buf: &'b mut [u8; 16], args: std::fmt::Arguments<'_>) -> &'b [u8] {
+    use std::io::Write as _;
+    let mut c = std::io::Cursor::new(&mut buf[..]);
+    let _ = c.write_fmt(args);
+    let n = c.position() as usize;
+    &buf[..n]
+}
+
+fn end_line(cx: &mut Cx<'_>, idx: usize) {
+    cx.out.push(b'\n');
+    cx.stats.events[idx] += 1;
+}
+
+fn app_anomaly(cx: &mut Cx<'_>, m: &Meta, dir: usize, app: &str, name: &'static str) {
+    cx.stats.anomaly(name);
+    let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "anomaly");
+    e.str("app_proto", app);
+    e.obj("anomaly", |a| {
+        a.str("type", "applayer")
+            .str("event", name)
+            .str("layer", "proto_parser");
+    });
+    e.close();
+    end_line(cx, 5);
+}
+
+fn stream_anomaly(cx: &mut Cx<'_>, m: &Meta, dir: usize, name: &'static str) {
+    cx.stats.anomaly(name);
+    let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "anomaly");
+    e.obj("anomaly", |a| {
+        a.str("type", "stream").str("event", name);
+    });
+    e.close();
+    end_line(cx, 5);
+}
+
+/// Applies an intel hit to a flow: an alert, and (in block mode) the flow's verdict.
+fn decide(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    hit: Hit<'_>,
+    field: &str,
+    value: &str,
+    action: Verdict,
+) {
+    if hit.action == Action::Allow {
+        return;
+    }
+    let enforce = hit.action == Action::Block && cx.mode == Mode::Block;
+    if enforce {
+        if action == Verdict::Sinkhole {
+            cx.verdict = cx.verdict.max(action);
+        } else if flow.decision.verdict == Verdict::Accept {
+            flow.decision.verdict = action;
+        }
+    }
+    if enforce {
+        cx.stats.alerts_blocked += 1;
+    } else {
+        cx.stats.alerts_allowed += 1;
+    }
+    flow.alerted = true;
+    let sid = match (hit.kind, field) {
+        (_, "dns.query") => 9_100_001,
+        (_, "tls.sni") => 9_100_002,
+        (_, "http.hostname") => 9_100_003,
+        (Kind::Url | Kind::Path, _) => 9_100_004,
+        (Kind::Addr, _) => 9_100_005,
+        _ => 9_100_006,
+    };
+    let m = flow.meta;
+    let pkt = cx.pkt;
+    let before = !flow.server_payload;
+    let app = flow.app;
+    let mut e = header(cx.out, cx.now, cx.pkt, &m, dir, "alert");
+    if app != AppProto::Unknown {
+        e.str("app_proto", app.as_str());
+    }
+    let kind = match hit.kind {
+        Kind::Domain => "domain",
+        Kind::Addr => "ip",
+        Kind::Url => "url",
+        Kind::Path => "url-path",
+    };
+    e.obj("alert", |a| {
+        a.str("action", if enforce { "blocked" } else { "allowed" });
+        a.u64("gid", 1).u64("signature_id", sid).u64("rev", 1);
+        let mut sig = String::with_capacity(96);
+        sig.push_str("PALISADE intel ");
+        sig.push_str(hit.action.as_str());
+        sig.push(' ');
+        sig.push_str(field);
+        sig.push(' ');
+        sig.push_str(hit.indicator);
+        a.str("signature", &sig);
+        a.str("category", "Threat intelligence indicator");
+        a.u64("severity", if hit.action == Action::Block { 1 } else { 3 });
+    });
+    e.obj("palisade", |p| {
+        p.str("indicator", hit.indicator).str("kind", kind);
+        p.str("list", hit.list).u64("line", hit.line as u64);
+        p.str("list_action", hit.action.as_str())
+            .str("precedence", hit.rule);
+        p.str("field", field).str("value", value);
+        p.obj("inline", |i| {
+            i.str("action", action.as_str());
+            i.bool("enforced", enforce);
+            i.u64("pcap_cnt", pkt);
+            i.bool("before_server_payload", before);
+        });
+    });
+    e.close();
+    end_line(cx, 4);
+}
+
+fn check_domain(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    field: &str,
+    name: &str,
+    action: Verdict,
+) {
+    // The hit borrows the intel set, which outlives the context.
+    let intel = cx.intel;
+    if let Some(hit) = intel.match_domain(name) {
+        decide(cx, flow, dir, hit, field, name, action);
+    }
+}
+
+fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budget: &mut Budget) {
+    let f = seg.flags;
+    let (syn, ack, fin, rst) = (f & 0x02 != 0, f & 0x10 != 0, f & 0x01 != 0, f & 0x04 != 0);
+    flow.flags[dir] |= f;
+    // State machine, as far as an observer can tell.
+    flow.tcp_state = match (flow.tcp_state, dir, syn, ack) {
+        (_, _, _, _) if rst => TcpState::Closed,
+        (TcpState::None, 0, true, false) => TcpState::SynSent,
+        (TcpState::SynSent, 1, true, true) | (TcpState::None, 1, true, true) => TcpState::SynRecv,
+        (TcpState::SynRecv, 0, false, true) => TcpState::Established,
+        (TcpState::None, _, false, _) => TcpState::Established,
+        (s, _, _, _) => s,
+    };
+    if rst {
+        flow.rst = true;
+    }
+    if flow.streams.is_none() {
+        if !budget.try_charge(std::mem::size_of::<[Stream; 2]>()) {
+            cx.stats.tcp_refused += 1;
+            return;
+        }
+        flow.streams = Some(Box::default());
+        flow.app_charged += std::mem::size_of::<[Stream; 2]>();
+    }
+    let Some(mut st) = flow.streams.take() else {
+        return;
+    };
+    if syn {
+        st[dir].syn(seg.seq);
+    }
+    let data_seq = if syn {
+        seg.seq.wrapping_add(1)
+    } else {
+        seg.seq
+    };
+    if !seg.payload.is_empty() && !rst {
+        let (a, b) = st.split_at_mut(1);
+        let s = if dir == 0 { &mut a[0] } else { &mut b[0] };
+        let before_gap = s.gap_bytes;
+        let was_depth = s.depth_reached;
+        let notes = s.segment(data_seq, seg.payload, budget, &mut |c| {
+            app_chunk(cx, flow, dir, c)
+        });
+        if notes.overlap_different {
+            cx.stats.tcp_overlap_diff += 1;
+            stream_anomaly(
+                cx,
+                &flow.meta,
+                dir,
+                "stream.reassembly_overlap_different_data",
+            );
+        }
+        if notes.retransmission {
+            cx.stats.tcp_retrans += 1;
+        }
+        if notes.refused {
+            cx.stats.tcp_refused += 1;
+        }
+        if s.gap_bytes != before_gap {
+            cx.stats.tcp_gaps += 1;
+        }
+        if s.depth_reached && !was_depth {
+            cx.stats.tcp_depth += 1;
+        }
+    }
+    if fin {
+        st[dir].fin(data_seq.wrapping_add(seg.payload.len() as u32));
+        flow.fin_seen[dir] = true;
+        flow.tcp_state = match flow.tcp_state {
+            TcpState::Established | TcpState::SynRecv | TcpState::SynSent => {
+                if dir == 0 {
+                    TcpState::FinWait1
+                } else {
+                    TcpState::CloseWait
+                }
+            }
+            TcpState::FinWait1 | TcpState::FinWait2 if dir == 1 => TcpState::TimeWait,
+            TcpState::CloseWait if dir == 0 => TcpState::LastAck,
+            s => s,
+        };
+    } else if ack && flow.fin_seen[0] && flow.fin_seen[1] {
+        flow.tcp_state = TcpState::Closed;
+    } else if ack && flow.tcp_state == TcpState::FinWait1 && dir == 1 {
+        flow.tcp_state = TcpState::FinWait2;
+    }
+    if ack && !rst {
+        // The peer acknowledged: bytes of the other direction we never saw are a gap.
+        let other = 1 - dir;
+        let (a, b) = st.split_at_mut(1);
+        let s = if other == 0 { &mut a[0] } else { &mut b[0] };
+        let before_gap = s.gap_bytes;
+        s.ack(seg.ack, budget, &mut |c| app_chunk(cx, flow, other, c));
+        if s.gap_bytes != before_gap {
+            cx.stats.tcp_gaps += 1;
+            cx.stats.tcp_gap_bytes += s.gap_bytes - before_gap;
+        }
+    }
+    flow.streams = Some(st);
+}
+
+/// Feeds one reassembled chunk of direction `dir` to the app layer.
+fn app_chunk(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, c: Chunk<'_>) {
+    let data = match c {
+        Chunk::Gap(_) => {
+            stream_gap(flow, dir);
+            return;
+        }
+        Chunk::Data(d) => d,
+    };
+    if flow.app == AppProto::Unknown {
+        if !probe(flow, dir, data) {
+            return;
+        }
+        // Replay what the probe held back, then this chunk.
+        let pb = flow.probe[dir];
+        flow.probe[dir] = ProbeBuf::default();
+        if pb.n > 0 {
+            let held = pb.b;
+            app_data(cx, flow, dir, &held[..pb.n as usize]);
+        }
+    }
+    app_data(cx, flow, dir, data);
+}
+
+fn stream_gap(flow: &mut Flow, dir: usize) {
+    match &mut flow.parser {
+        Parser::Http(h) => h.streams[dir].gap(),
+        Parser::Tls(t) => t[dir] = TlsStream::default(),
+        Parser::DnsTcp(d) => d[dir].buf.clear(),
+        Parser::None => {}
+    }
+    if flow.app == AppProto::Unknown {
+        flow.probe[dir] = ProbeBuf::default();
+    }
+}
+
+/// Decides the protocol from the first bytes. Returns false while more bytes are needed
+/// (they are held in the small probe buffer).
+fn probe(flow: &mut Flow, dir: usize, data: &[u8]) -> bool {
+    let pb = &mut flow.probe[dir];
+    let mut b = [0u8; 8];
+    let n = (pb.n as usize + data.len()).min(8);
+    b[..pb.n as usize].copy_from_slice(&pb.b[..pb.n as usize]);
+    b[pb.n as usize..n].copy_from_slice(&data[..n - pb.n as usize]);
+    let head = &b[..n];
+    let ports = (flow.meta.cli.1, flow.meta.srv.1);
+    let dns_port = ports.1 == 53 || ports.0 == 53;
+    let decided = if dns_port && (dir == 0 || n >= 2) {
+        Some(AppProto::Dns)
+    } else if dir == 0 {
+        match (tls::probe(head), crate::app::http::probe_request(head)) {
+            (Some(true), _) => Some(AppProto::Tls),
+            (_, Some(true)) => Some(AppProto::Http),
+            (Some(false), Some(false)) => Some(AppProto::Failed),
+            _ if n >= 8 => Some(AppProto::Failed),
+            _ => None,
+        }
+    } else if head.starts_with(b"HTTP/") {
+        Some(AppProto::Http)
+    } else if b"HTTP/".starts_with(head) {
+        None
+    } else {
+        // Server speaks first with something else; wait for the client direction.
+        flow.probe[dir] = ProbeBuf::default();
+        return false;
+    };
+    match decided {
+        None => {
+            // Hold these bytes (at most 8) until the probe can decide.
+            let add = n - pb.n as usize;
+            pb.b[pb.n as usize..n].copy_from_slice(&data[..add]);
+            pb.n = n as u8;
+            if add < data.len() {
+                // More than 8 bytes and still undecided cannot happen (n >= 8 decides).
+                return true;
+            }
+            false
+        }
+        Some(p) => {
+            flow.app = p;
+            flow.parser = match p {
+                AppProto::Tls => Parser::Tls(Default::default()),
+                AppProto::Http => Parser::Http(Box::default()),
+                AppProto::Dns => Parser::DnsTcp(Default::default()),
+                _ => Parser::None,
+            };
+            true
+        }
+    }
+}
+
+fn app_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
+    match flow.app {
+        AppProto::Tls => tls_data(cx, flow, dir, data),
+        AppProto::Http => http_data(cx, flow, dir, data),
+        AppProto::Dns => dns_tcp_data(cx, flow, dir, data),
+        _ => {}
+    }
+}
+
+fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
+    let Parser::Tls(t) = &mut flow.parser else {
+        return;
+    };
+    if t[dir].is_done() {
+        return;
+    }
+    let Some(ev) = t[dir].feed(data, dir == 0) else {
+        return;
+    };
+    let m = flow.meta;
+    match ev {
+        TlsEvent::Client(ch) => {
+            let log = flow.tls.get_or_insert_with(Box::default);
+            if log.client.is_some() {
+                return;
+            }
+            let sni = ch.sni.clone();
+            log.client = Some(ch);
+            if let Some(sni) = sni {
+                check_domain(cx, flow, dir, "tls.sni", &sni, Verdict::Reset);
+            }
+        }
+        TlsEvent::Server(sh) => {
+            let log = flow.tls.get_or_insert_with(Box::default);
+            log.server = Some(sh);
+            log_tls(cx, flow);
+        }
+        TlsEvent::Error(e) => app_anomaly(cx, &m, dir, "tls", e.event()),
+    }
+}
+
+fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
+    let Some(log) = flow.tls.as_mut() else { return };
+    if log.logged || (log.client.is_none() && log.server.is_none()) {
+        return;
+    }
+    log.logged = true;
+    let m = flow.meta;
+    let mut e = header(cx.out, cx.now, cx.pkt, &m, 0, "tls");
+    e.obj("tls", |t| {
+        if let Some(ch) = &log.client {
+            if let Some(sni) = &ch.sni {
+                t.str("sni", sni);
+            }
+        }
+        let ver = log.server.as_ref().map(|s| s.version).or(log
+            .client
+            .as_ref()
+            .map(|c| c.versions.iter().copied().max().unwrap_or(c.version)));
+        t.str("version", tls::version_name(ver.unwrap_or(0)));
+        if let Some(ch) = &log.client {
+            t.obj("ja3", |j| {
+                j.str("hash", &ch.ja3_hash).str("string", &ch.ja3);
+            });
+            t.str("ja4", &ch.ja4);
+            if !ch.alpn.is_empty() {
+                t.arr("client_alpns", |a| ch.alpn.iter().for_each(|p| a.str(p)));
+            }
+            if ch.ech {
+                t.bool("ech", true);
+            }
+        }
+        if let Some(sh) = &log.server {
+            t.obj("ja3s", |j| {
+                j.str("hash", &sh.ja3s_hash).str("string", &sh.ja3s);
+            });
+            if let Some(a) = &sh.alpn {
+                t.arr("server_alpns", |arr| arr.str(a));
+            }
+            let mut b = [0u8; 16];
+            t.raw(
+                "cipher_suite",
+                fmt_small(&mut b, format_args!("\"0x{:04x}\"", sh.cipher)),
+            );
+        }
+    });
+    e.close();
+    end_line(cx, 2);
+}
+
+fn http_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
+    let mut rest = data;
+    loop {
+        let Parser::Http(h) = &mut flow.parser else {
+            return;
+        };
+        if h.streams[dir].is_tunnel() {
+            // After CONNECT: the tunnel usually carries TLS.
+            if dir == 0 {
+                if let Some(true) = tls::probe(rest) {
+                    flow.app = AppProto::Tls;
+                    flow.parser = Parser::Tls(Default::default());
+                    tls_data(cx, flow, dir, rest);
+                }
+            }
+            return;
+        }
+        let mut evs: [Option<HttpEvent>; 1] = [None];
+        let mut queue: Vec<HttpEvent> = Vec::new();
+        let used = h.streams[dir].feed(rest, dir == 0, &mut |e| {
+            if evs[0].is_none() {
+                evs[0] = Some(e);
+            } else {
+                queue.push(e);
+            }
+        });
+        rest = &rest[used..];
+        for ev in evs.into_iter().flatten().chain(queue) {
+            http_event_in(cx, flow, dir, ev);
+        }
+        let Parser::Http(h) = &mut flow.parser else {
+            return;
+        };
+        if rest.is_empty() || !h.streams[dir].is_tunnel() {
+            return;
+        }
+    }
+}
+
+fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
+    let m = flow.meta;
+    match ev {
+        HttpEvent::Request(req) => {
+            let Parser::Http(h) = &mut flow.parser else {
+                return;
+            };
+            if req.method == "HEAD" {
+                h.streams[1].expect_head_response();
+            }
+            let host = req.host.clone();
+            let uri = req.uri.clone();
+            if h.pending.len() >= MAX_PENDING_TX {
+                let old = h.pending.pop_front();
+                let tx = h.tx;
+                h.tx += 1;
+                if let Some(old) = old {
+                    http_event(cx, &m, &old, None, tx);
+                }
+                app_anomaly(cx, &m, dir, "http", "http.too_many_transactions");
+            }
+            let Parser::Http(h) = &mut flow.parser else {
+                return;
+            };
+            h.pending.push_back(*req);
+            if let Some(host) = host {
+                check_domain(cx, flow, dir, "http.hostname", &host, Verdict::Reset);
+                let intel = cx.intel;
+                if let Some(hit) = intel.match_url(&host, &uri) {
+                    let mut v = String::with_capacity(host.len() + uri.len());
+                    v.push_str(&host);
+                    v.push_str(&uri);
+                    decide(cx, flow, dir, hit, "http.url", &v, Verdict::Reset);
+                }
+            }
+        }
+        HttpEvent::Response(resp) => {
+            let Parser::Http(h) = &mut flow.parser else {
+                return;
+            };
+            if (100..200).contains(&resp.status) && resp.status != 101 {
+                return;
+            }
+            let Some(req) = h.pending.pop_front() else {
+                app_anomaly(cx, &m, dir, "http", "http.unsolicited_response");
+                return;
+            };
+            let tx = h.tx;
+            h.tx += 1;
+            if req.method == "CONNECT" && (200..300).contains(&resp.status) {
+                h.streams[0].set_tunnel();
+                h.streams[1].set_tunnel();
+            }
+            http_event(cx, &m, &req, Some(&resp), tx);
+        }
+        HttpEvent::Error(name) => app_anomaly(cx, &m, dir, "http", name),
+    }
+}
+
+fn http_event(
+    cx: &mut Cx<'_>,
+    m: &Meta,
+    req: &Request,
+    resp: Option<&crate::app::http::Response>,
+    tx: u64,
+) {
+    let mut e = header(cx.out, cx.now, cx.pkt, m, 0, "http");
+    e.u64("tx_id", tx);
+    e.obj("http", |h| {
+        if let Some(host) = &req.host {
+            h.str("hostname", host);
+        }
+        h.str("url", &req.uri);
+        if let Some(ua) = &req.user_agent {
+            h.str("http_user_agent", ua);
+        }
+        if let Some(r) = resp {
+            if let Some(ct) = &r.content_type {
+                h.str("http_content_type", ct);
+            }
+        }
+        h.str("http_method", &req.method);
+        h.str("protocol", &req.protocol);
+        if let Some(r) = resp {
+            h.u64("status", r.status as u64);
+            if let Some(l) = r.content_length {
+                h.u64("length", l);
+            }
+        }
+    });
+    e.close();
+    end_line(cx, 3);
+}
+
+fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
+    // Length-prefixed messages; parse in place when whole, else gather (capped at 64 KiB + 2).
+    loop {
+        let Parser::DnsTcp(d) = &mut flow.parser else {
+            return;
+        };
+        let buf = &mut d[dir].buf;
+        if buf.is_empty() {
+            if data.len() >= 2 {
+                let len = u16::from_be_bytes([data[0], data[1]]) as usize;
+                if data.len() >= 2 + len {
+                    let msg = &data[2..2 + len];
+                    data = &data[2 + len..];
+                    dns_message(cx, flow, dir, msg, true);
+                    if data.is_empty() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            if data.is_empty() {
+                return;
+            }
+            buf.extend_from_slice(data);
+            return;
+        }
+        let need = if buf.len() >= 2 {
+            2 + u16::from_be_bytes([buf[0], buf[1]]) as usize
+        } else {
+            2
+        };
+        let take = need.saturating_sub(buf.len()).min(data.len());
+        buf.extend_from_slice(&data[..take]);
+        data = &data[take..];
+        if buf.len() < 2 {
+            return;
+        }
+        let need = 2 + u16::from_be_bytes([buf[0], buf[1]]) as usize;
+        if buf.len() < need {
+            if data.is_empty() {
+                return;
+            }
+            continue;
+        }
+        let msg = std::mem::take(buf);
+        dns_message(cx, flow, dir, &msg[2..need], true);
+        if let Parser::DnsTcp(d) = &mut flow.parser {
+            let mut msg = msg;
+            msg.clear();
+            d[dir].buf = msg;
+        }
+        if data.is_empty() {
+            return;
+        }
+    }
+}
+
+fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
+    let ports = (flow.meta.cli.1, flow.meta.srv.1);
+    let dns = [53, 5353, 5355].contains(&ports.1) || [53, 5353, 5355].contains(&ports.0);
+    if dns && !payload.is_empty() {
+        if flow.app == AppProto::Unknown {
+            flow.app = AppProto::Dns;
+        }
+        dns_message(cx, flow, dir, payload, false);
+    }
+}
+
+fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8], _tcp: bool) {
+    let m = flow.meta;
+    let mut d = std::mem::take(cx.dns);
+    if let Err(e) = d.parse(msg) {
+        *cx.dns = d;
+        app_anomaly(cx, &m, dir, "dns", e.event());
+        return;
+    }
+    let tx = flow.dns_tx;
+    if !d.is_response() {
+        flow.dns_tx += 1;
+    }
+    if d.name_truncated {
+        app_anomaly(cx, &m, dir, "dns", "dns.name_too_long");
+    }
+    if d.incomplete {
+        app_anomaly(cx, &m, dir, "dns", "dns.malformed_data");
+    }
+    dns_event(
+        cx,
+        &m,
+        dir,
+        &d,
+        if d.is_response() {
+            tx.saturating_sub(1)
+        } else {
+            tx
+        },
+    );
+    // Intel: query names, and in responses the names answers point at (CNAME cloaking).
+    for q in &d.queries {
+        let name = d.text(&q.name);
+        if !d.is_response() {
+            check_domain(cx, flow, dir, "dns.query", name, Verdict::Sinkhole);
+        }
+    }
+    if d.is_response() {
+        for a in &d.answers {
+            if let RData::Text(t) = &a.rdata {
+                if matches!(a.rtype, 5 | 39 | 64 | 65) {
+                    check_domain(cx, flow, dir, "dns.answer", d.text(t), Verdict::Drop);
+                }
+            }
+        }
+    }
+    *cx.dns = d;
+}
+
+fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
+    let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "dns");
+    e.obj("dns", |o| {
+        o.u64("version", 3);
+        o.str(
+            "type",
+            if d.is_response() {
+                "response"
+            } else {
+                "request"
+            },
+        );
+        o.u64("tx_id", tx);
+        o.u64("id", d.id as u64);
+        let mut b = [0u8; 16];
+        o.raw(
+            "flags",
+            fmt_small(&mut b, format_args!("\"{:x}\"", d.flags)),
+        );
+        let f = d.flags;
+        for (bit, name) in [
+            (0x8000, "qr"),
+            (0x0400, "aa"),
+            (0x0200, "tc"),
+            (0x0100, "rd"),
+            (0x0080, "ra"),
+            (0x0040, "z"),
+        ] {
+            if f & bit != 0 {
+                o.bool(name, true);
+            }
+        }
+        o.u64("opcode", d.opcode() as u64);
+        match dns::rcode_name(d.rcode()) {
+            Some(r) => o.str("rcode", r),
+            None => o.u64("rcode", d.rcode() as u64),
+        };
+        let rr_type = |o: &mut Obj<'_>, t: u16| match dns::rtype_name(t) {
+            Some(n) => {
+                o.str("rrtype", n);
+            }
+            None => {
+                let mut b = [0u8; 16];
+                o.raw("rrtype", fmt_small(&mut b, format_args!("\"{t}\"")));
+            }
+        };
+        if !d.queries.is_empty() {
+            o.arr("queries", |a| {
+                for q in &d.queries {
+                    a.obj(|qo| {
+                        qo.str("rrname", d.text(&q.name));
+                        rr_type(qo, q.rtype);
+                    });
+                }
+            });
+        }
+        let rrs = |a: &mut crate::eve::Arr<'_>, list: &[dns::Rr]| {
+            for r in list {
+                a.obj(|ro| {
+                    ro.str("rrname", d.text(&r.name));
+                    rr_type(ro, r.rtype);
+                    ro.u64("ttl", r.ttl as u64);
+                    match &r.rdata {
+                        RData::Addr(ip) => {
+                            ro.ip("rdata", *ip);
+                        }
+                        RData::Text(t) => {
+                            ro.str("rdata", d.text(t));
+                        }
+                        RData::None => {}
+                    }
+                });
+            }
+        };
+        if !d.answers.is_empty() {
+            o.arr("answers", |a| rrs(a, &d.answers));
+            // Suricata's `grouped`: answer data by type.
+            o.obj("grouped", |g| {
+                let mut seen: [u16; 8] = [0; 8];
+                let mut ns = 0;
+                for r in &d.answers {
+                    if matches!(r.rdata, RData::None) || seen[..ns].contains(&r.rtype) || ns == 8 {
+                        continue;
+                    }
+                    seen[ns] = r.rtype;
+                    ns += 1;
+                    let Some(tn) = dns::rtype_name(r.rtype) else {
+                        continue;
+                    };
+                    g.arr(tn, |a| {
+                        for r2 in d.answers.iter().filter(|x| x.rtype == r.rtype) {
+                            match &r2.rdata {
+                                RData::Addr(ip) => {
+                                    let mut b = [0u8; 45];
+                                    a.str(fmt_ip(&mut b, *ip));
+                                }
+                                RData::Text(t) => a.str(d.text(t)),
+                                RData::None => {}
+                            }
+                        }
+                    });
+                }
+            });
+        }
+        if !d.authorities.is_empty() {
+            o.arr("authorities", |a| rrs(a, &d.authorities));
+        }
+    });
+    e.close();
+    end_line(cx, 1);
+}
+
+fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
+    let saved = cx.now;
+    cx.now = last_ns;
+    let m = f.meta;
+    let mode = cx.mode;
+    let mut e = header(cx.out, cx.now, cx.pkt, &m, 0, "flow");
+    if f.app != AppProto::Unknown && f.app != AppProto::Failed {
+        e.str("app_proto", f.app.as_str());
+    } else if f.app == AppProto::Failed {
+        e.str("app_proto", "failed");
+    }
+    e.obj("flow", |o| {
+        o.u64("pkts_toserver", f.pkts[0])
+            .u64("pkts_toclient", f.pkts[1]);
+        o.u64("bytes_toserver", f.bytes[0])
+            .u64("bytes_toclient", f.bytes[1]);
+        o.ts("start", m.start_ns).ts("end", last_ns);
+        o.u64(
+            "age",
+            (last_ns.saturating_sub(m.start_ns).max(0) / 1_000_000_000) as u64,
+        );
+        let state = if m.proto == 6 {
+            match f.tcp_state {
+                TcpState::Closed | TcpState::TimeWait | TcpState::LastAck => "closed",
+                TcpState::Established
+                | TcpState::FinWait1
+                | TcpState::FinWait2
+                | TcpState::CloseWait => "established",
+                _ => "new",
+            }
+        } else if f.pkts[0] > 0 && f.pkts[1] > 0 {
+            "established"
+        } else {
+            "new"
+        };
+        o.str("state", state);
+        o.str("reason", reason.as_str());
+        o.bool("alerted", f.alerted);
+        if f.decision.verdict != Verdict::Accept {
+            o.str("action", if mode == Mode::Block { "drop" } else { "pass" });
+        }
+    });
+    if m.proto == 6 {
+        e.obj("tcp", |t| {
+            let all = f.flags[0] | f.flags[1];
+            let mut b = [0u8; 16];
+            t.raw(
+                "tcp_flags",
+                fmt_small(&mut b, format_args!("\"{all:02x}\"")),
+            );
+            let mut b = [0u8; 16];
+            t.raw(
+                "tcp_flags_ts",
+                fmt_small(&mut b, format_args!("\"{:02x}\"", f.flags[0])),
+            );
+            let mut b = [0u8; 16];
+            t.raw(
+                "tcp_flags_tc",
+                fmt_small(&mut b, format_args!("\"{:02x}\"", f.flags[1])),
+            );
+            for (bit, name) in [
+                (0x01, "fin"),
+                (0x02, "syn"),
+                (0x04, "rst"),
+                (0x08, "psh"),
+                (0x10, "ack"),
+                (0x20, "urg"),
+                (0x40, "ecn"),
+                (0x80, "cwr"),
+            ] {
+                if all & bit != 0 {
+                    t.bool(name, true);
+                }
+            }
+            t.str("state", f.tcp_state.as_str());
+        });
+    }
+    e.close();
+    end_line(cx, 0);
+    cx.now = saved;
+}

@@ -1,0 +1,389 @@
+//! One direction of a TCP byte stream.
+//!
+//! In-order data is handed to the consumer straight from the packet (no copy). Out-of-order
+//! data is buffered, sorted by sequence number, up to [`WINDOW`] bytes ahead of the next
+//! expected byte and within the shared [`Budget`]. Overlaps: the first copy of a byte wins;
+//! overlapping bytes that differ from the buffered copy raise an anomaly.
+//!
+//! Gaps: when the peer acknowledges bytes that were never seen, when the window or the budget
+//! is full, or when the flow ends, the stream skips to the next buffered byte and reports a
+//! [`Chunk::Gap`]. After [`DEPTH`] bytes a direction stops delivering (reassembly depth).
+
+use super::Budget;
+
+/// Out-of-order bytes buffered ahead of the next expected byte.
+pub const WINDOW: u32 = 256 << 10;
+/// Bytes delivered per direction before reassembly stops.
+pub const DEPTH: u64 = 1 << 20;
+/// Buffered segments per direction (each is a hole boundary).
+pub const MAX_SEGS: usize = 1024;
+
+/// What the stream hands its consumer.
+#[derive(Debug)]
+pub enum Chunk<'a> {
+    /// The next in-order bytes.
+    Data(&'a [u8]),
+    /// This many bytes were lost.
+    Gap(u32),
+}
+
+/// Things worth an anomaly event or a counter.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamNotes {
+    /// A segment overlapped buffered data with different bytes.
+    pub overlap_different: bool,
+    /// A segment was wholly old (retransmission).
+    pub retransmission: bool,
+    /// A segment could not be buffered (window, segment count or budget).
+    pub refused: bool,
+}
+
+#[derive(Debug)]
+struct Seg {
+    seq: u32,
+    data: Vec<u8>,
+}
+
+/// One direction of a TCP stream.
+#[derive(Debug, Default)]
+pub struct Stream {
+    started: bool,
+    /// Sequence number of the next byte to deliver.
+    next: u32,
+    fin_seq: Option<u32>,
+    segs: Vec<Seg>,
+    buffered: usize,
+    delivered: u64,
+    /// Bytes skipped as gaps.
+    pub gap_bytes: u64,
+    /// Reassembly depth reached: nothing more is delivered.
+    pub depth_reached: bool,
+}
+
+#[inline]
+fn rel(a: u32, b: u32) -> i64 {
+    a.wrapping_sub(b) as i32 as i64
+}
+
+impl Stream {
+    /// True once the first sequence number is known.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Bytes buffered out of order.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Starts the stream at a SYN's sequence number (data starts at `isn + 1`).
+    pub fn syn(&mut self, isn: u32) {
+        if !self.started {
+            self.started = true;
+            self.next = isn.wrapping_add(1);
+        }
+    }
+
+    /// Records the FIN's position (after the segment's data).
+    pub fn fin(&mut self, seq_after_data: u32) {
+        self.fin_seq.get_or_insert(seq_after_data);
+    }
+
+    /// Handles a segment's payload; calls `out` for each in-order chunk.
+    pub fn segment(
+        &mut self,
+        seq: u32,
+        mut data: &[u8],
+        budget: &mut Budget,
+        out: &mut impl FnMut(Chunk<'_>),
+    ) -> StreamNotes {
+        let mut notes = StreamNotes::default();
+        if data.is_empty() {
+            return notes;
+        }
+        if !self.started {
+            // Midstream pick-up: the first byte seen is where the stream starts.
+            self.started = true;
+            self.next = seq;
+        }
+        if self.depth_reached {
+            return notes;
+        }
+        let mut off = rel(seq, self.next);
+        if off < 0 {
+            let old = (-off) as usize;
+            if old >= data.len() {
+                notes.retransmission = true;
+                return notes;
+            }
+            data = &data[old..];
+            off = 0;
+        }
+        if off > WINDOW as i64 {
+            notes.refused = true;
+            return notes;
+        }
+        if off == 0 {
+            self.deliver_from(data, &mut notes, budget, out);
+        } else {
+            self.buffer(self.next.wrapping_add(off as u32), data, &mut notes, budget);
+        }
+        notes
+    }
+
+    /// Delivers `data` starting at `self.next`, letting buffered bytes win where they overlap.
+    fn deliver_from(
+        &mut self,
+        mut data: &[u8],
+        notes: &mut StreamNotes,
+        budget: &mut Budget,
+        out: &mut impl FnMut(Chunk<'_>),
+    ) {
+        while !data.is_empty() {
+            let cut = match self.segs.first() {
+                Some(s) => (rel(s.seq, self.next).max(0) as usize).min(data.len()),
+                None => data.len(),
+            };
+            if cut > 0 {
+                self.emit(&data[..cut], out);
+                data = &data[cut..];
+            }
+            if data.is_empty() {
+                break;
+            }
+            // The first buffered segment starts here: it wins over the new bytes.
+            let s = self.segs.remove(0);
+            self.release(&s, budget);
+            let n = s.data.len().min(data.len());
+            if s.data[..n] != data[..n] {
+                notes.overlap_different = true;
+            }
+            self.emit(&s.data, out);
+            data = &data[n..];
+        }
+        self.drain(budget, out);
+    }
+
+    fn emit(&mut self, bytes: &[u8], out: &mut impl FnMut(Chunk<'_>)) {
+        self.next = self.next.wrapping_add(bytes.len() as u32);
+        if self.depth_reached {
+            return;
+        }
+        let room = DEPTH - self.delivered;
+        let n = (bytes.len() as u64).min(room) as usize;
+        self.delivered += n as u64;
+        if n > 0 {
+            out(Chunk::Data(&bytes[..n]));
+        }
+        if self.delivered >= DEPTH {
+            self.depth_reached = true;
+        }
+    }
+
+    fn release(&mut self, s: &Seg, budget: &mut Budget) {
+        self.buffered -= s.data.len();
+        budget.release(s.data.capacity() + std::mem::size_of::<Seg>());
+    }
+
+    /// Delivers buffered segments that now touch the delivered edge.
+    fn drain(&mut self, budget: &mut Budget, out: &mut impl FnMut(Chunk<'_>)) {
+        while let Some(s) = self.segs.first() {
+            let off = rel(s.seq, self.next);
+            if off > 0 {
+                break;
+            }
+            let s = self.segs.remove(0);
+            self.release(&s, budget);
+            let skip = (-off) as usize;
+            if skip < s.data.len() {
+                self.emit(&s.data[skip..], out);
+            }
+        }
+    }
+
+    fn buffer(&mut self, seq: u32, data: &[u8], notes: &mut StreamNotes, budget: &mut Budget) {
+        // Split the new segment into the parts not yet covered; compare the covered parts.
+        let end = rel(seq, self.next) + data.len() as i64;
+        if end > WINDOW as i64 {
+            notes.refused = true;
+            return;
+        }
+        let mut cur = rel(seq, self.next);
+        let base = cur;
+        let mut pieces: [(i64, i64); 8] = [(0, 0); 8];
+        let mut np = 0;
+        let mut complete = true;
+        for s in &self.segs {
+            let ss = rel(s.seq, self.next);
+            let se = ss + s.data.len() as i64;
+            if se <= cur {
+                continue;
+            }
+            if ss >= end {
+                break;
+            }
+            if ss > cur {
+                if np == pieces.len() {
+                    complete = false;
+                    break;
+                }
+                pieces[np] = (cur, ss);
+                np += 1;
+            }
+            let (a, b) = (ss.max(cur), se.min(end));
+            if a < b {
+                let new = &data[(a - base) as usize..(b - base) as usize];
+                let old = &s.data[(a - ss) as usize..(b - ss) as usize];
+                if new != old {
+                    notes.overlap_different = true;
+                }
+            }
+            cur = cur.max(se);
+        }
+        if complete && cur < end && np < pieces.len() {
+            pieces[np] = (cur, end);
+            np += 1;
+        }
+        for &(a, b) in &pieces[..np] {
+            if self.segs.len() >= MAX_SEGS {
+                notes.refused = true;
+                return;
+            }
+            let bytes = &data[(a - base) as usize..(b - base) as usize];
+            let cost = bytes.len() + std::mem::size_of::<Seg>();
+            if !budget.try_charge(cost) {
+                notes.refused = true;
+                return;
+            }
+            let seq = self.next.wrapping_add(a as u32);
+            let pos = self.segs.partition_point(|s| rel(s.seq, self.next) < a);
+            self.segs.insert(
+                pos,
+                Seg {
+                    seq,
+                    data: bytes.to_vec(),
+                },
+            );
+            self.buffered += bytes.len();
+            // to_vec gives capacity == len, matching the charge.
+        }
+    }
+
+    /// The peer acknowledged up to `ack`: bytes before it that were never seen are a gap.
+    pub fn ack(&mut self, ack: u32, budget: &mut Budget, out: &mut impl FnMut(Chunk<'_>)) {
+        if !self.started {
+            return;
+        }
+        let mut ahead = rel(ack, self.next);
+        if let Some(f) = self.fin_seq {
+            // The FIN takes one sequence number.
+            if rel(ack, f) >= 0 {
+                ahead = rel(f, self.next);
+            }
+        }
+        if ahead <= 0 || ahead > WINDOW as i64 * 4 {
+            return;
+        }
+        self.skip_to(self.next.wrapping_add(ahead as u32), budget, out);
+    }
+
+    fn skip_to(&mut self, to: u32, budget: &mut Budget, out: &mut impl FnMut(Chunk<'_>)) {
+        let n = rel(to, self.next);
+        if n <= 0 {
+            return;
+        }
+        // Only the part not covered by buffered data is a gap.
+        let gap_end = match self.segs.first() {
+            Some(s) => rel(s.seq, self.next).min(n),
+            None => n,
+        };
+        if gap_end > 0 {
+            self.gap_bytes += gap_end as u64;
+            self.next = self.next.wrapping_add(gap_end as u32);
+            if !self.depth_reached {
+                out(Chunk::Gap(gap_end as u32));
+            }
+        }
+        self.drain(budget, out);
+        if rel(to, self.next) > 0 {
+            self.skip_to(to, budget, out);
+        }
+    }
+
+    /// End of flow (or a forced flush): deliver everything buffered, gaps included.
+    pub fn flush(&mut self, budget: &mut Budget, out: &mut impl FnMut(Chunk<'_>)) {
+        while let Some(s) = self.segs.first() {
+            let to = s.seq;
+            self.skip_to(to, budget, out);
+            self.drain(budget, out);
+        }
+    }
+
+    /// Frees every buffer (flow eviction).
+    pub fn clear(&mut self, budget: &mut Budget) {
+        for s in std::mem::take(&mut self.segs) {
+            budget.release(s.data.capacity() + std::mem::size_of::<Seg>());
+        }
+        self.buffered = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(s: &mut Stream, b: &mut Budget, segs: &[(u32, &[u8])]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for &(seq, d) in segs {
+            s.segment(seq, d, b, &mut |c| {
+                if let Chunk::Data(x) = c {
+                    v.extend_from_slice(x)
+                }
+            });
+        }
+        s.flush(b, &mut |c| match c {
+            Chunk::Data(x) => v.extend_from_slice(x),
+            Chunk::Gap(n) => v.extend(std::iter::repeat_n(b'?', n as usize)),
+        });
+        v
+    }
+
+    #[test]
+    fn reorder_overlap_first_copy_wins() {
+        let mut b = Budget::new(1 << 20);
+        let mut s = Stream::default();
+        s.syn(99);
+        let out = collect(
+            &mut s,
+            &mut b,
+            &[(106, b"world"), (100, b"hello "), (103, b"XXXXX")],
+        );
+        assert_eq!(out, b"hello world");
+        assert_eq!(b.used(), 0);
+        // Buffered copy wins over later in-order bytes, and the difference is noted.
+        let mut s = Stream::default();
+        s.syn(0);
+        let mut v = Vec::new();
+        s.segment(4, b"DDDD", &mut b, &mut |_| {});
+        let n = s.segment(1, b"abcXXXX", &mut b, &mut |c| {
+            if let Chunk::Data(x) = c {
+                v.extend_from_slice(x)
+            }
+        });
+        assert!(n.overlap_different);
+        assert_eq!(v, b"abcDDDD");
+    }
+
+    #[test]
+    fn ack_beyond_seen_data_is_a_gap() {
+        let mut b = Budget::new(1 << 20);
+        let mut s = Stream::default();
+        s.syn(0);
+        let mut ev = Vec::new();
+        s.segment(1, b"ab", &mut b, &mut |_| {});
+        s.segment(8, b"hi", &mut b, &mut |_| {});
+        s.ack(10, &mut b, &mut |c| ev.push(format!("{c:?}")));
+        assert_eq!(ev, ["Gap(5)", "Data([104, 105])"]);
+        assert_eq!(s.gap_bytes, 5);
+    }
+}
