@@ -1292,7 +1292,7 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8]) -> bool {
     b[pb.n as usize..n].copy_from_slice(&data[..n - pb.n as usize]);
     let head = &b[..n];
     let ports = (flow.meta.cli.1, flow.meta.srv.1);
-    let dns_port = ports.1 == 53 || ports.0 == 53;
+    let dns_port = DNS_PORTS.contains(&ports.1) || DNS_PORTS.contains(&ports.0);
     let decided = if dns_port && (dir == 0 || n >= 2) {
         Some(AppProto::Dns)
     } else if dir == 0 {
@@ -1617,9 +1617,12 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
     }
 }
 
+/// Ports whose traffic is parsed as DNS: DNS, mDNS and LLMNR (over UDP and TCP).
+const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
+
 fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
     let ports = (flow.meta.cli.1, flow.meta.srv.1);
-    let dns = [53, 5353, 5355].contains(&ports.1) || [53, 5353, 5355].contains(&ports.0);
+    let dns = DNS_PORTS.contains(&ports.1) || DNS_PORTS.contains(&ports.0);
     if dns && !payload.is_empty() {
         if flow.app == AppProto::Unknown {
             flow.app = AppProto::Dns;

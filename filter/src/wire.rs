@@ -141,6 +141,21 @@ pub fn link(linktype: u32, data: &[u8]) -> Result<Option<(&[u8], Vlans)>, Anomal
 pub fn ip(data: &[u8]) -> Result<Ip<'_>, Anomaly> {
     match data.first().map(|b| b >> 4) {
         Some(4) => {
+            if data.len() >= 20 && data[2] == 0 && data[3] == 0 {
+                // Total length 0: captured before TCP segmentation offload filled it in; the
+                // captured length is the datagram (as tshark and Suricata read it).
+                let (s, _) = etherparse::LaxIpv4Slice::from_slice(data)
+                    .map_err(|_| Anomaly("decoder.ipv4.hlen_too_small"))?;
+                let h = s.header();
+                let p = s.payload();
+                return Ok(Ip {
+                    src: IpAddr::V4(h.source_addr()),
+                    dst: IpAddr::V4(h.destination_addr()),
+                    proto: p.ip_number.0,
+                    payload: p.payload,
+                    frag: None,
+                });
+            }
             let s = Ipv4Slice::from_slice(data).map_err(v4_anomaly)?;
             let h = s.header();
             let p = s.payload();
@@ -247,6 +262,25 @@ pub fn tunnel_inner<'a>(proto: u8, payload: &'a [u8]) -> Result<Option<&'a [u8]>
             match et {
                 0x0800 | 0x86dd => Ok(Some(inner)),
                 0x6558 => Ok(link(linktype::ETHERNET, inner)?.map(|(l3, _)| l3)),
+                // ERSPAN type II: 8-byte header, then the mirrored Ethernet frame.
+                0x88be => {
+                    let eth = inner
+                        .get(8..)
+                        .ok_or(Anomaly("decoder.erspan.pkt_too_small"))?;
+                    Ok(link(linktype::ETHERNET, eth)?.map(|(l3, _)| l3))
+                }
+                // ERSPAN type III: 12-byte header, plus an 8-byte platform subheader when O is set.
+                0x22eb => {
+                    let o = inner
+                        .get(11)
+                        .ok_or(Anomaly("decoder.erspan.pkt_too_small"))?
+                        & 0x01
+                        != 0;
+                    let eth = inner
+                        .get(if o { 20 } else { 12 }..)
+                        .ok_or(Anomaly("decoder.erspan.pkt_too_small"))?;
+                    Ok(link(linktype::ETHERNET, eth)?.map(|(l3, _)| l3))
+                }
                 _ => Ok(None),
             }
         }

@@ -1,0 +1,90 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use palisade::engine::{Config, Engine};
+use palisade::replay::{self, EveOut, ReplayOpts, Summary};
+use palisade_rules::IntelSet;
+
+/// `../shared/data` beside the repository; `None` (with a message) when absent outside CI.
+pub fn shared_data() -> Option<PathBuf> {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if d.exists() {
+        return Some(d);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI=true but {} is missing",
+        d.display()
+    );
+    eprintln!("skipping: {} is missing", d.display());
+    None
+}
+
+/// True when `tool` runs; fails loudly under CI=true when it does not.
+pub fn have_tool(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but `{tool}` is not installed"
+        );
+        eprintln!("skipping: `{tool}` is not installed");
+    }
+    ok
+}
+
+/// Replays files through a fresh engine and returns the summary (events in memory).
+pub fn replay_files(files: &[PathBuf], cfg: Config, intel: IntelSet) -> (Engine, Summary) {
+    let mut e = Engine::new(cfg, intel);
+    let opts = ReplayOpts {
+        files: files.to_vec(),
+        eve: EveOut::Memory,
+        stats_interval_s: 0,
+        progress: false,
+    };
+    let s = replay::run(&mut e, &opts).expect("replay");
+    (e, s)
+}
+
+/// Parses eve lines.
+pub fn events(s: &Summary) -> Vec<serde_json::Value> {
+    s.events
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            serde_json::from_slice(l)
+                .unwrap_or_else(|e| panic!("bad JSON line {}: {e}", String::from_utf8_lossy(l)))
+        })
+        .collect()
+}
+
+/// Every capture file under a directory, sorted.
+pub fn captures(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if n.ends_with(".pcap")
+                    || n.ends_with(".pcapng")
+                    || n.ends_with(".pcap.gz")
+                    || n.ends_with(".pcapng.gz")
+                {
+                    v.push(p);
+                }
+            }
+        }
+    }
+    v.sort();
+    v
+}
