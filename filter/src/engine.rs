@@ -45,6 +45,11 @@ pub struct Config {
     pub defrag: DefragConfig,
     /// Emit `flow` events when flows end.
     pub flow_events: bool,
+    /// VLAN ids are part of the flow key (Suricata's `vlan.use-for-tracking`); turn off where
+    /// the two directions of a conversation are tagged differently.
+    pub vlan_tracking: bool,
+    /// Ports parsed as DNS over UDP and TCP (0 = unused slot): DNS, mDNS, LLMNR by default.
+    pub dns_ports: [u16; 4],
 }
 
 impl Default for Config {
@@ -56,6 +61,8 @@ impl Default for Config {
             community_id_seed: 0,
             defrag: DefragConfig::default(),
             flow_events: true,
+            vlan_tracking: true,
+            dns_ports: [53, 5353, 5355, 0],
         }
     }
 }
@@ -191,6 +198,8 @@ struct HttpPair {
     streams: [HttpStream; 2],
     /// Requests waiting for their response (at most [`MAX_PENDING_TX`]).
     pending: VecDeque<Request>,
+    /// The answered transaction whose response body is still running.
+    answered: Option<(Request, Box<crate::app::http::Response>)>,
     tx: u64,
 }
 
@@ -252,7 +261,7 @@ struct Meta {
     cli: (IpAddr, u16),
     srv: (IpAddr, u16),
     proto: u8,
-    vlan: [u16; 2],
+    vlan: [u16; 3],
     start_ns: i64,
     cid: [u8; 30],
 }
@@ -294,7 +303,7 @@ impl Default for Flow {
                 cli: z,
                 srv: z,
                 proto: 0,
-                vlan: [0, 0],
+                vlan: [0, 0, 0],
                 start_ns: 0,
                 cid: [0; 30],
             },
@@ -349,6 +358,7 @@ struct Cx<'a> {
     pkt: u64,
     /// The verdict for the packet being handled (a DNS sinkhole acts on one query only).
     verdict: Verdict,
+    dns_ports: [u16; 4],
 }
 
 impl Engine {
@@ -426,7 +436,7 @@ impl Engine {
         self.handle_ip(now_ns, pkt, l3, vlan, 0)
     }
 
-    fn handle_ip(&mut self, now: i64, pkt: u64, l3: &[u8], vlan: [u16; 2], depth: u8) -> Verdict {
+    fn handle_ip(&mut self, now: i64, pkt: u64, l3: &[u8], vlan: [u16; 3], depth: u8) -> Verdict {
         let ip = match wire::ip(l3) {
             Ok(ip) => ip,
             Err(a) => {
@@ -494,7 +504,7 @@ impl Engine {
         dst: IpAddr,
         proto: u8,
         payload: &[u8],
-        vlan: [u16; 2],
+        vlan: [u16; 3],
         depth: u8,
     ) -> Verdict {
         let ends = Some((src, dst, proto));
@@ -594,10 +604,11 @@ impl Engine {
         src: IpAddr,
         dst: IpAddr,
         proto: u8,
-        vlan: [u16; 2],
+        vlan: [u16; 3],
         seg: Seg<'_>,
     ) -> Verdict {
-        let (key, _) = FlowKey::new((src, seg.sport), (dst, seg.dport), proto, vlan);
+        let key_vlan = if self.cfg.vlan_tracking { vlan } else { [0; 3] };
+        let (key, _) = FlowKey::new((src, seg.sport), (dst, seg.dport), proto, key_vlan);
         let idx = match self.flows.find(&key) {
             Some(i) => i,
             None => match self.new_flow(now, pkt, key, src, dst, proto, vlan, &seg) {
@@ -624,6 +635,7 @@ impl Engine {
             now,
             pkt,
             verdict: Verdict::Accept,
+            dns_ports: cfg.dns_ports,
         };
         let flow = flows.get_mut(idx);
         let dir = usize::from(!(flow.meta.cli == (src, seg.sport)));
@@ -674,7 +686,7 @@ impl Engine {
         src: IpAddr,
         dst: IpAddr,
         proto: u8,
-        vlan: [u16; 2],
+        vlan: [u16; 3],
         seg: &Seg<'_>,
     ) -> Option<u32> {
         // Make room: the count cap and the memory budget.
@@ -748,6 +760,7 @@ impl Engine {
                 now,
                 pkt,
                 verdict: Verdict::Accept,
+                dns_ports: cfg.dns_ports,
             };
             let flow = flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
@@ -795,6 +808,7 @@ impl Engine {
             now: last_ns,
             pkt: 0,
             verdict: Verdict::Accept,
+            dns_ports: cfg.dns_ports,
         };
         // Flush what reassembly still holds, then log unfinished transactions.
         if let Some(mut st) = flow.streams.take() {
@@ -807,6 +821,17 @@ impl Engine {
         }
         log_tls(&mut cx, &mut flow);
         if let Parser::Http(h) = &mut flow.parser {
+            if let Some((r, s)) = h.answered.take() {
+                let tx = h.tx;
+                h.tx += 1;
+                http_event(
+                    &mut cx,
+                    &flow.meta,
+                    &r,
+                    Some((&*s, h.streams[1].body_seen())),
+                    tx,
+                );
+            }
             while let Some(req) = h.pending.pop_front() {
                 let tx = h.tx;
                 h.tx += 1;
@@ -994,10 +1019,10 @@ fn header<'a>(
     e.str("event_type", event_type);
     if m.vlan[0] != 0 {
         let mut vb = [0u8; 16];
-        let vs = if m.vlan[1] != 0 {
-            fmt_small(&mut vb, format_args!("[{},{}]", m.vlan[0], m.vlan[1]))
-        } else {
-            fmt_small(&mut vb, format_args!("[{}]", m.vlan[0]))
+        let vs = match m.vlan {
+            [a, 0, _] => fmt_small(&mut vb, format_args!("[{a}]")),
+            [a, b, 0] => fmt_small(&mut vb, format_args!("[{a},{b}]")),
+            [a, b, c] => fmt_small(&mut vb, format_args!("[{a},{b},{c}]")),
         };
         e.raw("vlan", vs);
     }
@@ -1256,7 +1281,7 @@ fn app_chunk(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, c: Chunk<'_>) {
         Chunk::Data(d) => d,
     };
     if flow.app == AppProto::Unknown {
-        if !probe(flow, dir, data) {
+        if !probe(flow, dir, data, &cx.dns_ports) {
             return;
         }
         // Replay what the probe held back, then this chunk.
@@ -1284,7 +1309,7 @@ fn stream_gap(flow: &mut Flow, dir: usize) {
 
 /// Decides the protocol from the first bytes. Returns false while more bytes are needed
 /// (they are held in the small probe buffer).
-fn probe(flow: &mut Flow, dir: usize, data: &[u8]) -> bool {
+fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool {
     let pb = &mut flow.probe[dir];
     let mut b = [0u8; 8];
     let n = (pb.n as usize + data.len()).min(8);
@@ -1292,17 +1317,20 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8]) -> bool {
     b[pb.n as usize..n].copy_from_slice(&data[..n - pb.n as usize]);
     let head = &b[..n];
     let ports = (flow.meta.cli.1, flow.meta.srv.1);
-    let dns_port = DNS_PORTS.contains(&ports.1) || DNS_PORTS.contains(&ports.0);
-    let decided = if dns_port && (dir == 0 || n >= 2) {
-        Some(AppProto::Dns)
-    } else if dir == 0 {
+    let dns_port = ports.1 != 0 && dns_ports.contains(&ports.1)
+        || ports.0 != 0 && dns_ports.contains(&ports.0);
+    let decided = if dir == 0 {
+        // Content first (HTTP from port 53 is still HTTP), then the DNS ports.
         match (tls::probe(head), crate::app::http::probe_request(head)) {
             (Some(true), _) => Some(AppProto::Tls),
             (_, Some(true)) => Some(AppProto::Http),
+            _ if dns_port => Some(AppProto::Dns),
             (Some(false), Some(false)) => Some(AppProto::Failed),
             _ if n >= 8 => Some(AppProto::Failed),
             _ => None,
         }
+    } else if dns_port && n >= 2 && !head.starts_with(b"HTTP/") {
+        Some(AppProto::Dns)
     } else if head.starts_with(b"HTTP/") {
         Some(AppProto::Http)
     } else if b"HTTP/".starts_with(head) {
@@ -1513,13 +1541,35 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 app_anomaly(cx, &m, dir, "http", "http.unsolicited_response");
                 return;
             };
-            let tx = h.tx;
-            h.tx += 1;
             if req.method == "CONNECT" && (200..300).contains(&resp.status) {
                 h.streams[0].set_tunnel();
                 h.streams[1].set_tunnel();
             }
-            http_event(cx, &m, &req, Some(&resp), tx);
+            let tunnel = h.streams[0].is_tunnel() || h.streams[1].is_tunnel();
+            if tunnel {
+                // CONNECT or an upgrade: nothing more is HTTP, log the transaction now.
+                let tx = h.tx;
+                h.tx += 1;
+                http_event(cx, &m, &req, Some((&resp, 0)), tx);
+                return;
+            }
+            // Logged when its body ends (Suricata's `length` is the body bytes seen).
+            if let Some((r, s)) = h.answered.replace((req, resp)) {
+                let tx = h.tx;
+                h.tx += 1;
+                let n = s.content_length.unwrap_or(0);
+                http_event(cx, &m, &r, Some((&*s, n)), tx);
+            }
+        }
+        HttpEvent::BodyEnd(n) => {
+            let Parser::Http(h) = &mut flow.parser else {
+                return;
+            };
+            if let Some((r, s)) = h.answered.take() {
+                let tx = h.tx;
+                h.tx += 1;
+                http_event(cx, &m, &r, Some((&*s, n)), tx);
+            }
         }
         HttpEvent::Error(name) => app_anomaly(cx, &m, dir, "http", name),
     }
@@ -1529,7 +1579,7 @@ fn http_event(
     cx: &mut Cx<'_>,
     m: &Meta,
     req: &Request,
-    resp: Option<&crate::app::http::Response>,
+    resp: Option<(&crate::app::http::Response, u64)>,
     tx: u64,
 ) {
     let mut e = header(cx.out, cx.now, cx.pkt, m, 0, "http");
@@ -1542,19 +1592,17 @@ fn http_event(
         if let Some(ua) = &req.user_agent {
             h.str("http_user_agent", ua);
         }
-        if let Some(r) = resp {
+        if let Some((r, _)) = resp {
             if let Some(ct) = &r.content_type {
                 h.str("http_content_type", ct);
             }
         }
         h.str("http_method", &req.method);
         h.str("protocol", &req.protocol);
-        if let Some(r) = resp {
+        if let Some((r, _)) = resp {
             h.u64("status", r.status as u64);
-            if let Some(l) = r.content_length {
-                h.u64("length", l);
-            }
         }
+        h.u64("length", resp.map_or(0, |(_, n)| n));
     });
     e.close();
     end_line(cx, 3);
@@ -1617,12 +1665,10 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
     }
 }
 
-/// Ports whose traffic is parsed as DNS: DNS, mDNS and LLMNR (over UDP and TCP).
-const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
-
 fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
     let ports = (flow.meta.cli.1, flow.meta.srv.1);
-    let dns = DNS_PORTS.contains(&ports.1) || DNS_PORTS.contains(&ports.0);
+    let dns = ports.1 != 0 && cx.dns_ports.contains(&ports.1)
+        || ports.0 != 0 && cx.dns_ports.contains(&ports.0);
     if dns && !payload.is_empty() {
         if flow.app == AppProto::Unknown {
             flow.app = AppProto::Dns;
@@ -1639,10 +1685,9 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8], _tcp: b
         app_anomaly(cx, &m, dir, "dns", e.event());
         return;
     }
+    // As Suricata over UDP, every message is its own transaction.
     let tx = flow.dns_tx;
-    if !d.is_response() {
-        flow.dns_tx += 1;
-    }
+    flow.dns_tx += 1;
     if d.name_truncated {
         app_anomaly(cx, &m, dir, "dns", "dns.name_too_long");
     }
@@ -1730,6 +1775,9 @@ fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
                 for q in &d.queries {
                     a.obj(|qo| {
                         qo.str("rrname", d.text(&q.name));
+                        if q.truncated {
+                            qo.bool("rrname_truncated", true);
+                        }
                         rr_type(qo, q.rtype);
                     });
                 }
@@ -1739,6 +1787,9 @@ fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
             for r in list {
                 a.obj(|ro| {
                     ro.str("rrname", d.text(&r.name));
+                    if r.truncated {
+                        ro.bool("rrname_truncated", true);
+                    }
                     rr_type(ro, r.rtype);
                     ro.u64("ttl", r.ttl as u64);
                     match &r.rdata {
@@ -1771,10 +1822,7 @@ fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
                     g.arr(tn, |a| {
                         for r2 in d.answers.iter().filter(|x| x.rtype == r.rtype) {
                             match &r2.rdata {
-                                RData::Addr(ip) => {
-                                    let mut b = [0u8; 45];
-                                    a.str(fmt_ip(&mut b, *ip));
-                                }
+                                RData::Addr(ip) => a.ip(*ip),
                                 RData::Text(t) => a.str(d.text(t)),
                                 RData::None => {}
                             }

@@ -61,11 +61,11 @@ impl<'a> Obj<'a> {
         self
     }
 
-    /// An IP address as a string.
+    /// An IP address as a string; IPv6 fully expanded, as Suricata writes it.
     pub fn ip(&mut self, k: &str, v: IpAddr) -> &mut Self {
         self.key(k);
         self.buf.push(b'"');
-        let _ = write!(self.buf, "{v}");
+        write_ip(self.buf, v);
         self.buf.push(b'"');
         self
     }
@@ -112,6 +112,23 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// Writes an address as Suricata does: dotted quad, or eight 4-digit hex groups.
+pub fn write_ip(buf: &mut Vec<u8>, v: IpAddr) {
+    match v {
+        IpAddr::V4(a) => {
+            let _ = write!(buf, "{a}");
+        }
+        IpAddr::V6(a) => {
+            for (i, s) in a.segments().iter().enumerate() {
+                if i > 0 {
+                    buf.push(b':');
+                }
+                let _ = write!(buf, "{s:04x}");
+            }
+        }
+    }
+}
+
 /// A JSON array writer.
 #[derive(Debug)]
 pub struct Arr<'a> {
@@ -131,6 +148,14 @@ impl Arr<'_> {
     pub fn str(&mut self, v: &str) {
         self.sep();
         escape(self.buf, v.as_bytes());
+    }
+
+    /// An address element.
+    pub fn ip(&mut self, v: IpAddr) {
+        self.sep();
+        self.buf.push(b'"');
+        write_ip(self.buf, v);
+        self.buf.push(b'"');
     }
 
     /// An object element.

@@ -14,9 +14,11 @@ const USAGE: &str = "\
 usage:
   palisade replay [FILE...] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--stats-interval SECS] [--memcap MiB] [--no-flow-events]
+                  [--dns-port PORT] [--no-vlan-tracking]
       Reads pcap/pcapng files (gzip too) in order as one timeline and writes eve JSON events.
       ACTION is block (default), audit or allow. --eve defaults to eve.json; - is stdout.
       With no FILE, runs the bundled demo capture against the bundled demo intel.
+      DNS is parsed on ports 53, 5353 and 5355; --dns-port adds one more.
   palisade intel check PATH[:ACTION]...
       Loads lists and reports what they hold, or the first bad line (file:line).
   palisade --version | --help
@@ -142,6 +144,15 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 cfg.memcap = mib << 20;
             }
             "--no-flow-events" => cfg.flow_events = false,
+            "--no-vlan-tracking" => cfg.vlan_tracking = false,
+            "--dns-port" => {
+                let v = val("--dns-port")?;
+                cfg.dns_ports[3] = v
+                    .parse()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| Usage(format!("--dns-port {v}: expected a port number")))?;
+            }
             s if s.starts_with('-') && s != "-" => {
                 return Err(Usage(format!("unknown option `{s}`")))
             }

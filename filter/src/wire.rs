@@ -16,7 +16,7 @@ use crate::capture::linktype;
 pub struct Anomaly(pub &'static str);
 
 /// Up to two VLAN ids (outer, inner); 0 means absent. A third tag is decoded but not kept.
-pub type Vlans = [u16; 2];
+pub type Vlans = [u16; 3];
 
 /// Where an IP fragment belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Ip<'a> {
 /// Finds the network-layer bytes in a frame of the given link type.
 /// Returns the IP bytes and the VLAN ids, or `Ok(None)` for non-IP frames (ARP, LLDP...).
 pub fn link(linktype: u32, data: &[u8]) -> Result<Option<(&[u8], Vlans)>, Anomaly> {
-    let mut vlans = [0u16; 2];
+    let mut vlans = [0u16; 3];
     let (ethertype, l3) = match linktype {
         linktype::ETHERNET => {
             let eth = etherparse::Ethernet2HeaderSlice::from_slice(data)
@@ -61,9 +61,7 @@ pub fn link(linktype: u32, data: &[u8]) -> Result<Option<(&[u8], Vlans)>, Anomal
                 }
                 let v = etherparse::SingleVlanHeaderSlice::from_slice(rest)
                     .map_err(|_| Anomaly("decoder.vlan.header_too_small"))?;
-                if tags < 2 {
-                    vlans[tags] = v.vlan_identifier().value();
-                }
+                vlans[tags] = v.vlan_identifier().value();
                 tags += 1;
                 et = v.ether_type().0;
                 rest = &rest[4..];
@@ -301,7 +299,7 @@ mod tests {
             0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
         ]);
         let (l3, v) = link(linktype::ETHERNET, &f).unwrap().unwrap();
-        assert_eq!(v, [100, 200]);
+        assert_eq!(v, [100, 200, 0]);
         assert_eq!(ip(l3).unwrap().proto, 17);
         assert_eq!(
             link(linktype::ETHERNET, &f[..10]).unwrap_err().0,

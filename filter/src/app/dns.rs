@@ -12,7 +12,9 @@ use std::ops::Range;
 
 /// Records kept per section; more are counted and flagged.
 pub const MAX_RECORDS: usize = 256;
-const MAX_NAME: usize = 255;
+/// Longest name logged. A name on the wire is at most 255 bytes, but compression pointers can
+/// chain labels into longer ones; like Suricata, Palisade keeps up to 1025 bytes and flags the cut.
+pub const MAX_NAME: usize = 1025;
 
 /// Record data as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct Rr {
     pub ttl: u32,
     /// Parsed data (answers only).
     pub rdata: RData,
+    /// The owner name was longer than [`MAX_NAME`] and was cut.
+    pub truncated: bool,
 }
 
 /// A parsed message. Reuse it across calls to avoid allocation.
@@ -53,11 +57,12 @@ pub struct DnsMsg {
     pub answers: Vec<Rr>,
     /// Authority section.
     pub authorities: Vec<Rr>,
-    /// A name was longer than 255 bytes and was cut.
+    /// A name was longer than [`MAX_NAME`] bytes and was cut.
     pub name_truncated: bool,
     /// A section held more than [`MAX_RECORDS`] records, or the message ended inside a record
     /// after the questions (the records before the fault are kept).
     pub incomplete: bool,
+    last_cut: bool,
 }
 
 /// Why a message could not be parsed at all.
@@ -120,21 +125,28 @@ impl DnsMsg {
         let an = u16::from_be_bytes([buf[6], buf[7]]) as usize;
         let ns = u16::from_be_bytes([buf[8], buf[9]]) as usize;
         // Each question needs at least 5 bytes, each record 11.
-        if qd * 5 > buf.len() || qd > 64 {
+        if qd * 5 > buf.len() {
             return Err(DnsError::Implausible);
         }
         let mut pos = 12;
-        for _ in 0..qd {
+        for i in 0..qd {
+            if i >= MAX_RECORDS {
+                // Keep the first questions; the rest (and the records after them) are not read.
+                self.incomplete = true;
+                return Ok(());
+            }
             let name = self.read_name(buf, &mut pos)?;
             let Some(t) = buf.get(pos..pos + 4) else {
                 return Err(DnsError::Truncated);
             };
             pos += 4;
+            let truncated = self.last_cut;
             self.queries.push(Rr {
                 name,
                 rtype: u16::from_be_bytes([t[0], t[1]]),
                 ttl: 0,
                 rdata: RData::None,
+                truncated,
             });
         }
         for (count, is_answer) in [(an, true), (ns, false)] {
@@ -143,26 +155,20 @@ impl DnsMsg {
                     self.incomplete = true;
                     break;
                 }
-                match self.read_rr(buf, &mut pos) {
-                    Ok(rr) => {
-                        if is_answer {
-                            self.answers.push(rr)
-                        } else {
-                            self.authorities.push(rr)
-                        }
-                    }
-                    Err(_) => {
-                        self.incomplete = true;
-                        return Ok(());
-                    }
+                if self.read_rr(buf, &mut pos, is_answer).is_err() {
+                    self.incomplete = true;
+                    return Ok(());
                 }
             }
         }
         Ok(())
     }
 
-    fn read_rr(&mut self, buf: &[u8], pos: &mut usize) -> Result<Rr, DnsError> {
+    /// Reads one record into the answer or authority list. A TXT record gives one entry per
+    /// character-string, as Suricata logs them.
+    fn read_rr(&mut self, buf: &[u8], pos: &mut usize, is_answer: bool) -> Result<(), DnsError> {
         let name = self.read_name(buf, pos)?;
+        let truncated = self.last_cut;
         let Some(h) = buf.get(*pos..*pos + 10) else {
             return Err(DnsError::Truncated);
         };
@@ -200,38 +206,78 @@ impl DnsMsg {
                 RData::Text(self.read_name(buf, &mut p)?)
             }
             16 => {
-                // TXT: character strings, concatenated.
-                let s = self.arena.len() as u32;
                 let mut q = 0;
+                let mut n = 0;
                 while q < rd.len() {
                     let l = rd[q] as usize;
                     let Some(chunk) = rd.get(q + 1..q + 1 + l) else {
                         return Err(DnsError::Truncated);
                     };
+                    let s = self.arena.len() as u32;
                     for &b in chunk {
                         push_escaped(&mut self.arena, b);
                     }
+                    let rr = Rr {
+                        name: name.clone(),
+                        rtype,
+                        ttl,
+                        rdata: RData::Text(s..self.arena.len() as u32),
+                        truncated,
+                    };
+                    self.push_rr(rr, is_answer);
                     q += 1 + l;
+                    n += 1;
                 }
-                RData::Text(s..self.arena.len() as u32)
+                if n == 0 {
+                    let s = self.arena.len() as u32;
+                    self.push_rr(
+                        Rr {
+                            name,
+                            rtype,
+                            ttl,
+                            rdata: RData::Text(s..s),
+                            truncated,
+                        },
+                        is_answer,
+                    );
+                }
+                return Ok(());
             }
             _ => RData::None,
         };
-        Ok(Rr {
-            name,
-            rtype,
-            ttl,
-            rdata,
-        })
+        self.push_rr(
+            Rr {
+                name,
+                rtype,
+                ttl,
+                rdata,
+                truncated,
+            },
+            is_answer,
+        );
+        Ok(())
+    }
+
+    fn push_rr(&mut self, rr: Rr, is_answer: bool) {
+        let list = if is_answer {
+            &mut self.answers
+        } else {
+            &mut self.authorities
+        };
+        if list.len() < MAX_RECORDS * 2 {
+            list.push(rr);
+        } else {
+            self.incomplete = true;
+        }
     }
 
     /// Reads a (possibly compressed) name at `*pos` into the arena and advances `*pos` past it.
     fn read_name(&mut self, buf: &[u8], pos: &mut usize) -> Result<Range<u32>, DnsError> {
+        self.last_cut = false;
         let start = self.arena.len();
         let mut p = *pos;
         let mut jumped = false;
         let mut jumps = 0;
-        let mut out_len = 0usize;
         // Lowest offset we may jump to: pointers must go strictly backwards.
         let mut limit = p;
         loop {
@@ -252,17 +298,20 @@ impl DnsMsg {
                         self.arena.truncate(start);
                         return Err(DnsError::Truncated);
                     };
-                    if out_len + l + 1 > MAX_NAME {
-                        self.name_truncated = true;
-                    } else {
-                        if out_len > 0 {
+                    // Fill up to MAX_NAME bytes exactly, then flag the cut (as Suricata).
+                    if !self.last_cut {
+                        if self.arena.len() > start {
                             self.arena.push('.');
                         }
                         for &b in label {
                             push_escaped(&mut self.arena, b);
                         }
+                        if self.arena.len() - start > MAX_NAME {
+                            self.arena.truncate(start + MAX_NAME);
+                            self.name_truncated = true;
+                            self.last_cut = true;
+                        }
                     }
-                    out_len += l + 1;
                     p += 1 + l;
                 }
                 0xc0 => {
@@ -297,7 +346,7 @@ impl DnsMsg {
 }
 
 fn push_escaped(s: &mut String, b: u8) {
-    if b.is_ascii_graphic() {
+    if b.is_ascii_graphic() || b == b' ' {
         s.push(b as char);
     } else {
         let _ = write!(s, "\\x{b:02x}");
@@ -408,7 +457,7 @@ mod tests {
     #[test]
     fn overlong_names_are_cut_and_flagged() {
         let mut q = QUERY[..12].to_vec();
-        for _ in 0..10 {
+        for _ in 0..20 {
             q.push(63);
             q.extend_from_slice(&[b'a'; 63]);
         }
@@ -416,7 +465,8 @@ mod tests {
         let mut m = DnsMsg::default();
         m.parse(&q).unwrap();
         assert!(m.name_truncated);
-        assert!(m.text(&m.queries[0].name).len() <= 255);
+        assert!(m.text(&m.queries[0].name).len() <= MAX_NAME);
+        assert!(m.queries[0].truncated);
     }
 
     impl Rr {

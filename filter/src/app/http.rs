@@ -44,6 +44,8 @@ pub enum HttpEvent {
     Request(Box<Request>),
     /// A response head (interim 1xx responses are reported too).
     Response(Box<Response>),
+    /// The body of the last response head ended; its length in bytes (after de-chunking).
+    BodyEnd(u64),
     /// A fault: anomaly name; parsing of this direction stops.
     Error(&'static str),
 }
@@ -72,6 +74,8 @@ pub struct HttpStream {
     pending_head: u32,
     /// Lines of the chunked trailer or chunk-size line gathered so far.
     line_len: usize,
+    /// Body bytes of the current message so far.
+    body_seen: u64,
 }
 
 impl HttpStream {
@@ -83,6 +87,11 @@ impl HttpStream {
     /// True when this direction can no longer be parsed.
     pub fn is_dead(&self) -> bool {
         self.body == Body::Dead
+    }
+
+    /// Body bytes of the current message seen so far (for a body that runs to the close).
+    pub fn body_seen(&self) -> u64 {
+        self.body_seen
     }
 
     /// Bytes held across feeds.
@@ -122,19 +131,27 @@ impl HttpStream {
             match self.body {
                 Body::Dead => return total,
                 Body::Tunnel => return total - data.len(),
-                Body::UntilClose => return total,
+                Body::UntilClose => {
+                    self.body_seen += data.len() as u64;
+                    return total;
+                }
                 Body::Length(n) => {
                     let k = (n as usize).min(data.len()) as u64;
                     data = &data[k as usize..];
+                    self.body_seen += k;
                     self.body = if n == k {
                         Body::Head
                     } else {
                         Body::Length(n - k)
                     };
+                    if n == k && !is_request {
+                        out(HttpEvent::BodyEnd(self.body_seen));
+                    }
                 }
                 Body::ChunkData(n) => {
                     let k = (n as usize).min(data.len()) as u64;
                     data = &data[k as usize..];
+                    self.body_seen += k;
                     self.body = if n == k {
                         Body::ChunkCrlf(0)
                     } else {
@@ -173,6 +190,9 @@ impl HttpStream {
                     if self.body == Body::Trailer {
                         if line.is_empty() {
                             self.body = Body::Head;
+                            if !is_request {
+                                out(HttpEvent::BodyEnd(self.body_seen));
+                            }
                         }
                         continue;
                     }
@@ -320,6 +340,7 @@ impl HttpStream {
                 self.body = Body::Dead;
                 return;
             };
+            self.body_seen = 0;
             out(HttpEvent::Response(Box::new(Response {
                 status,
                 protocol: s(proto),
@@ -351,6 +372,9 @@ impl HttpStream {
                     None => Body::UntilClose,
                 }
             };
+            if self.body == Body::Head {
+                out(HttpEvent::BodyEnd(0));
+            }
         }
     }
 }
@@ -417,7 +441,8 @@ fn trim(b: &[u8]) -> &[u8] {
 
 fn strip_port(h: &[u8]) -> &[u8] {
     if h.starts_with(b"[") {
-        return h.iter().position(|&b| b == b']').map_or(h, |e| &h[1..e]);
+        // An IPv6 literal keeps its brackets, as Suricata logs it.
+        return h.iter().position(|&b| b == b']').map_or(h, |e| &h[..=e]);
     }
     match h.iter().rposition(|&b| b == b':') {
         Some(i) if h[i + 1..].iter().all(u8::is_ascii_digit) => &h[..i],
@@ -491,7 +516,7 @@ mod tests {
                 [
                     ("POST".into(), "/a".into(), "one.example".into()),
                     ("GET".into(), "/b?x".into(), "two.example".into()),
-                    ("HEAD".into(), "/c".into(), "2001:db8::1".into())
+                    ("HEAD".into(), "/c".into(), "[2001:db8::1]".into())
                 ],
                 "cut {cut}"
             );
@@ -525,5 +550,22 @@ mod tests {
             [HttpEvent::Error("http.request_header_too_long")]
         ));
         assert!(s.is_dead());
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    #[test]
+    fn body_until_close_is_counted() {
+        let mut s = HttpStream::default();
+        let mut n = 0;
+        s.feed(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nTHIS_IS_A_TEST",
+            false,
+            &mut |_| n += 1,
+        );
+        assert_eq!((n, s.body_seen()), (1, 14));
     }
 }

@@ -379,6 +379,40 @@ pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, TlsError> {
 
 /// The version as Suricata writes it in `tls.version`.
 pub fn version_name(v: u16) -> &'static str {
+    const DRAFTS: [&str; 29] = [
+        "TLS 1.3 draft-0",
+        "TLS 1.3 draft-1",
+        "TLS 1.3 draft-2",
+        "TLS 1.3 draft-3",
+        "TLS 1.3 draft-4",
+        "TLS 1.3 draft-5",
+        "TLS 1.3 draft-6",
+        "TLS 1.3 draft-7",
+        "TLS 1.3 draft-8",
+        "TLS 1.3 draft-9",
+        "TLS 1.3 draft-10",
+        "TLS 1.3 draft-11",
+        "TLS 1.3 draft-12",
+        "TLS 1.3 draft-13",
+        "TLS 1.3 draft-14",
+        "TLS 1.3 draft-15",
+        "TLS 1.3 draft-16",
+        "TLS 1.3 draft-17",
+        "TLS 1.3 draft-18",
+        "TLS 1.3 draft-19",
+        "TLS 1.3 draft-20",
+        "TLS 1.3 draft-21",
+        "TLS 1.3 draft-22",
+        "TLS 1.3 draft-23",
+        "TLS 1.3 draft-24",
+        "TLS 1.3 draft-25",
+        "TLS 1.3 draft-26",
+        "TLS 1.3 draft-27",
+        "TLS 1.3 draft-28",
+    ];
+    if v >> 8 == 0x7f && ((v & 0xff) as usize) < DRAFTS.len() {
+        return DRAFTS[(v & 0xff) as usize];
+    }
     match v {
         0x0304 => "TLS 1.3",
         0x0303 => "TLS 1.2",

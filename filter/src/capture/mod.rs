@@ -66,6 +66,8 @@ pub struct CaptureError {
 /// The kinds of capture-file faults.
 #[derive(Debug)]
 pub enum CaptureErrorKind {
+    /// The file could not be opened.
+    Open(io::Error),
     /// An I/O error from the operating system.
     Io(io::Error),
     /// The file ends inside a header or record.
@@ -84,6 +86,7 @@ pub enum CaptureErrorKind {
 impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
+            CaptureErrorKind::Open(e) => write!(f, "cannot open: {e}"),
             CaptureErrorKind::Io(e) => write!(f, "read error at byte {}: {e}", self.offset),
             CaptureErrorKind::Truncated { needed, got } => write!(
                 f,
@@ -197,7 +200,7 @@ impl CaptureReader {
     pub fn open(path: &Path) -> Result<CaptureReader, CaptureError> {
         let f = File::open(path).map_err(|e| CaptureError {
             offset: 0,
-            kind: CaptureErrorKind::Io(e),
+            kind: CaptureErrorKind::Open(e),
         })?;
         let mut r = BufReader::with_capacity(256 << 10, f);
         let head = {

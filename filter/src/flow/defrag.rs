@@ -65,7 +65,7 @@ struct Key {
     dst: IpAddr,
     proto: u8,
     id: u32,
-    vlan: [u16; 2],
+    vlan: [u16; 3],
 }
 
 #[derive(Debug)]
@@ -153,7 +153,7 @@ impl Defrag {
         src: IpAddr,
         dst: IpAddr,
         proto: u8,
-        vlan: [u16; 2],
+        vlan: [u16; 3],
         frag: crate::wire::FragInfo,
         payload: &[u8],
         budget: &mut Budget,
@@ -327,7 +327,7 @@ mod tests {
             s,
             t,
             17,
-            [0, 0],
+            [0, 0, 0],
             FragInfo {
                 id: 7,
                 offset: off,
@@ -374,7 +374,7 @@ mod tests {
                 "10.0.0.1".parse().unwrap(),
                 "10.0.0.2".parse().unwrap(),
                 6,
-                [0, 0],
+                [0, 0, 0],
                 FragInfo {
                     id,
                     offset: 0,

@@ -77,7 +77,7 @@ pub struct FlowKey {
     /// IP protocol number.
     pub proto: u8,
     /// VLAN ids.
-    pub vlan: [u16; 2],
+    pub vlan: [u16; 3],
 }
 
 impl FlowKey {
@@ -86,7 +86,7 @@ impl FlowKey {
         src: (IpAddr, u16),
         dst: (IpAddr, u16),
         proto: u8,
-        vlan: [u16; 2],
+        vlan: [u16; 3],
     ) -> (FlowKey, bool) {
         if src <= dst {
             (
@@ -378,7 +378,7 @@ mod tests {
             ("10.0.0.1".parse().unwrap(), p),
             ("10.0.0.2".parse().unwrap(), 80),
             6,
-            [0, 0],
+            [0, 0, 0],
         )
         .0
     }
@@ -388,12 +388,12 @@ mod tests {
         let a = ("10.0.0.1".parse().unwrap(), 1234);
         let b = ("10.0.0.2".parse().unwrap(), 80);
         assert_eq!(
-            FlowKey::new(a, b, 6, [0, 0]).0,
-            FlowKey::new(b, a, 6, [0, 0]).0
+            FlowKey::new(a, b, 6, [0, 0, 0]).0,
+            FlowKey::new(b, a, 6, [0, 0, 0]).0
         );
         assert_ne!(
-            FlowKey::new(a, b, 6, [0, 0]).1,
-            FlowKey::new(b, a, 6, [0, 0]).1
+            FlowKey::new(a, b, 6, [0, 0, 0]).1,
+            FlowKey::new(b, a, 6, [0, 0, 0]).1
         );
     }
 
