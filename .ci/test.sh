@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need when it is missing, then runs the
+# whole suite. Works on a fresh Debian 12 machine (root, or sudo); `.ci/run` calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]}"
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "test.sh: cargo is missing; install Rust (rustup) first" >&2
+  exit 1
+fi
+if [ ! -d ../shared/data ]; then
+  echo "test.sh: ../shared/data is missing: the capture-based tests need it" >&2
+  [ "${CI:-}" = true ] && exit 1
+fi
+
+cargo test --workspace --profile ci "$@"
