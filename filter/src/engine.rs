@@ -50,6 +50,8 @@ pub struct Config {
     pub vlan_tracking: bool,
     /// Ports parsed as DNS over UDP and TCP (0 = unused slot): DNS, mDNS, LLMNR by default.
     pub dns_ports: [u16; 4],
+    /// Record every reassembled TCP chunk in [`Engine::stream_tap`] (tests and debugging).
+    pub tap_streams: bool,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             flow_events: true,
             vlan_tracking: true,
             dns_ports: [53, 5353, 5355, 0],
+            tap_streams: false,
         }
     }
 }
@@ -90,6 +93,17 @@ impl Verdict {
             Verdict::Sinkhole => "sinkhole",
         }
     }
+}
+
+/// One reassembled TCP chunk, as recorded when [`Config::tap_streams`] is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapRecord {
+    /// The flow's `flow_id`.
+    pub flow_id: u64,
+    /// 0: client to server, 1: server to client.
+    pub dir: u8,
+    /// The bytes, or `Err(n)` for a gap of `n` bytes.
+    pub data: Result<Vec<u8>, u32>,
 }
 
 /// Counters, reported in `stats` events and the replay summary.
@@ -337,6 +351,8 @@ pub struct Engine {
     budget: Budget,
     /// Counters.
     pub stats: Stats,
+    /// Reassembled chunks, when [`Config::tap_streams`] is on.
+    pub stream_tap: Vec<TapRecord>,
     out: Vec<u8>,
     scratch: Vec<u8>,
     dns: DnsMsg,
@@ -359,6 +375,7 @@ struct Cx<'a> {
     /// The verdict for the packet being handled (a DNS sinkhole acts on one query only).
     verdict: Verdict,
     dns_ports: [u16; 4],
+    tap: Option<&'a mut Vec<TapRecord>>,
 }
 
 impl Engine {
@@ -371,6 +388,7 @@ impl Engine {
             cfg,
             intel,
             stats: Stats::default(),
+            stream_tap: Vec::new(),
             out: Vec::with_capacity(1 << 16),
             scratch: Vec::new(),
             dns: DnsMsg::default(),
@@ -624,6 +642,7 @@ impl Engine {
             dns,
             budget,
             cfg,
+            stream_tap,
             ..
         } = self;
         let mut cx = Cx {
@@ -636,6 +655,7 @@ impl Engine {
             pkt,
             verdict: Verdict::Accept,
             dns_ports: cfg.dns_ports,
+            tap: cfg.tap_streams.then_some(&mut *stream_tap),
         };
         let flow = flows.get_mut(idx);
         let dir = usize::from(!(flow.meta.cli == (src, seg.sport)));
@@ -744,6 +764,7 @@ impl Engine {
             stats,
             dns,
             cfg,
+            stream_tap,
             ..
         } = self;
         let intel: &IntelSet = intel;
@@ -761,6 +782,7 @@ impl Engine {
                 pkt,
                 verdict: Verdict::Accept,
                 dns_ports: cfg.dns_ports,
+                tap: cfg.tap_streams.then_some(&mut *stream_tap),
             };
             let flow = flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
@@ -797,6 +819,7 @@ impl Engine {
             dns,
             budget,
             cfg,
+            stream_tap,
             ..
         } = self;
         let mut cx = Cx {
@@ -809,6 +832,7 @@ impl Engine {
             pkt: 0,
             verdict: Verdict::Accept,
             dns_ports: cfg.dns_ports,
+            tap: cfg.tap_streams.then_some(&mut *stream_tap),
         };
         // Flush what reassembly still holds, then log unfinished transactions.
         if let Some(mut st) = flow.streams.take() {
@@ -1273,6 +1297,16 @@ fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budge
 
 /// Feeds one reassembled chunk of direction `dir` to the app layer.
 fn app_chunk(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, c: Chunk<'_>) {
+    if let Some(t) = cx.tap.as_mut() {
+        t.push(TapRecord {
+            flow_id: flow.meta.id,
+            dir: dir as u8,
+            data: match &c {
+                Chunk::Data(d) => Ok(d.to_vec()),
+                Chunk::Gap(n) => Err(*n),
+            },
+        });
+    }
     let data = match c {
         Chunk::Gap(_) => {
             stream_gap(flow, dir);
@@ -1329,10 +1363,15 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool
             _ if n >= 8 => Some(AppProto::Failed),
             _ => None,
         }
-    } else if dns_port && n >= 2 && !head.starts_with(b"HTTP/") {
-        Some(AppProto::Dns)
     } else if head.starts_with(b"HTTP/") {
         Some(AppProto::Http)
+    } else if dns_port {
+        // The 2-byte length prefix may arrive one byte at a time.
+        if n >= 2 {
+            Some(AppProto::Dns)
+        } else {
+            None
+        }
     } else if b"HTTP/".starts_with(head) {
         None
     } else {

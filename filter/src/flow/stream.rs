@@ -17,6 +17,8 @@ pub const WINDOW: u32 = 256 << 10;
 pub const DEPTH: u64 = 1 << 20;
 /// Buffered segments per direction (each is a hole boundary).
 pub const MAX_SEGS: usize = 1024;
+/// Delivered segments remembered (sequence, length, hash) to spot rewritten retransmissions.
+const RECENT: usize = 8;
 
 /// What the stream hands its consumer.
 #[derive(Debug)]
@@ -58,6 +60,16 @@ pub struct Stream {
     pub gap_bytes: u64,
     /// Reassembly depth reached: nothing more is delivered.
     pub depth_reached: bool,
+    /// Fingerprints of the last delivered segments: (seq, len, hash). In-order bytes are not
+    /// kept (they go to the parser without a copy), so a retransmission that rewrites them is
+    /// recognised by its hash when it covers a remembered segment.
+    recent: [(u32, u32, u64); RECENT],
+    recent_pos: usize,
+}
+
+fn fingerprint(b: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5eed).hash_one(b)
 }
 
 #[inline]
@@ -111,6 +123,16 @@ impl Stream {
         }
         let mut off = rel(seq, self.next);
         if off < 0 {
+            // Does this retransmission cover a delivered segment we remember, with other bytes?
+            for &(rs, rl, rh) in &self.recent {
+                let d = rel(rs, seq);
+                if rl > 0 && d >= 0 && d as usize + rl as usize <= data.len() {
+                    let part = &data[d as usize..d as usize + rl as usize];
+                    if fingerprint(part) != rh {
+                        notes.overlap_different = true;
+                    }
+                }
+            }
             let old = (-off) as usize;
             if old >= data.len() {
                 notes.retransmission = true;
@@ -165,6 +187,10 @@ impl Stream {
     }
 
     fn emit(&mut self, bytes: &[u8], out: &mut impl FnMut(Chunk<'_>)) {
+        if !self.depth_reached {
+            self.recent[self.recent_pos] = (self.next, bytes.len() as u32, fingerprint(bytes));
+            self.recent_pos = (self.recent_pos + 1) % RECENT;
+        }
         self.next = self.next.wrapping_add(bytes.len() as u32);
         if self.depth_reached {
             return;
@@ -372,6 +398,26 @@ mod tests {
         });
         assert!(n.overlap_different);
         assert_eq!(v, b"abcDDDD");
+    }
+
+    #[test]
+    fn rewritten_retransmission_of_delivered_bytes_is_noted() {
+        let mut b = Budget::new(1 << 20);
+        let mut s = Stream::default();
+        s.syn(0);
+        let mut v = Vec::new();
+        s.segment(1, b"GET /a", &mut b, &mut |c| {
+            if let Chunk::Data(x) = c {
+                v.extend_from_slice(x)
+            }
+        });
+        assert!(
+            !s.segment(1, b"GET /a", &mut b, &mut |_| {})
+                .overlap_different
+        );
+        let n = s.segment(1, b"GET /b", &mut b, &mut |_| panic!("first copy wins"));
+        assert!(n.overlap_different && n.retransmission);
+        assert_eq!(v, b"GET /a");
     }
 
     #[test]
