@@ -807,6 +807,7 @@ impl Engine {
         for i in self.flows.live_indices() {
             self.end_flow(i, EndReason::Shutdown);
         }
+        self.defrag.clear(&mut self.budget);
         self.stats_event(self.last_ns);
     }
 

@@ -131,6 +131,14 @@ impl Defrag {
         }
     }
 
+    /// Drops every pending datagram (end of input).
+    pub fn clear(&mut self, budget: &mut Budget) {
+        for (_, d) in self.map.drain() {
+            budget.release(d.charged);
+        }
+        self.age.clear();
+    }
+
     /// Drops datagrams older than the timeout.
     pub fn expire(&mut self, now_ns: i64, budget: &mut Budget) {
         while let Some(&(k, gen, t)) = self.age.front() {
