@@ -579,6 +579,50 @@ fn on_message(msg: &[u8], is_client: bool) -> Option<TlsEvent> {
     })
 }
 
+/// A ClientHello record with the given SNI, laid out as a TLS 1.3 client sends one (GREASE,
+/// SNI, groups, point formats, signature algorithms, ALPN h2 and http/1.1, supported versions).
+/// For tests, benchmarks and fuzz seeds.
+#[doc(hidden)]
+pub fn client_hello_record(sni: &str) -> Vec<u8> {
+    let mut ext = Vec::new();
+    let mut push_ext = |t: u16, d: &[u8]| {
+        ext.extend_from_slice(&t.to_be_bytes());
+        ext.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        ext.extend_from_slice(d);
+    };
+    let mut s = vec![0u8];
+    s.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    s.extend_from_slice(sni.as_bytes());
+    let mut sl = (s.len() as u16).to_be_bytes().to_vec();
+    sl.extend_from_slice(&s);
+    push_ext(0x0a0a, &[]);
+    push_ext(0, &sl);
+    push_ext(10, &[0, 4, 0, 0x1d, 0, 0x17]);
+    push_ext(11, &[1, 0]);
+    push_ext(13, &[0, 4, 4, 3, 8, 4]);
+    push_ext(
+        16,
+        &[
+            0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
+        ],
+    );
+    push_ext(43, &[4, 0x3a, 0x3a, 3, 4]);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 6, 0x1a, 0x1a, 0x13, 0x01, 0xc0, 0x2f]);
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut hs = vec![1, 0];
+    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
 /// Cheap test for the start of a TLS handshake record (type 22, version 3.x).
 pub fn probe(b: &[u8]) -> Option<bool> {
     match b {
@@ -595,47 +639,6 @@ pub fn probe(b: &[u8]) -> Option<bool> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    /// A ClientHello record as curl 7.88 sends it to `example.com` (built by hand from its fields).
-    pub fn client_hello_record(sni: &str) -> Vec<u8> {
-        let mut ext = Vec::new();
-        let mut push_ext = |t: u16, d: &[u8]| {
-            ext.extend_from_slice(&t.to_be_bytes());
-            ext.extend_from_slice(&(d.len() as u16).to_be_bytes());
-            ext.extend_from_slice(d);
-        };
-        let mut s = vec![0u8];
-        s.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-        s.extend_from_slice(sni.as_bytes());
-        let mut sl = (s.len() as u16).to_be_bytes().to_vec();
-        sl.extend_from_slice(&s);
-        push_ext(0x0a0a, &[]);
-        push_ext(0, &sl);
-        push_ext(10, &[0, 4, 0, 0x1d, 0, 0x17]);
-        push_ext(11, &[1, 0]);
-        push_ext(13, &[0, 4, 4, 3, 8, 4]);
-        push_ext(
-            16,
-            &[
-                0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
-            ],
-        );
-        push_ext(43, &[4, 0x3a, 0x3a, 3, 4]);
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(0);
-        body.extend_from_slice(&[0, 6, 0x1a, 0x1a, 0x13, 0x01, 0xc0, 0x2f]);
-        body.extend_from_slice(&[1, 0]);
-        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        body.extend_from_slice(&ext);
-        let mut hs = vec![1, 0];
-        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        hs.extend_from_slice(&body);
-        let mut rec = vec![22, 3, 1];
-        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-        rec.extend_from_slice(&hs);
-        rec
-    }
 
     #[test]
     fn client_hello_fields_and_fingerprints() {
