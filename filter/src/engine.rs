@@ -191,7 +191,7 @@ impl AppProto {
 #[derive(Debug)]
 enum Parser {
     None,
-    Tls([TlsStream; 2]),
+    Tls(Box<[TlsStream; 2]>),
     Http(Box<HttpPair>),
     DnsTcp([DnsTcp; 2]),
 }
@@ -200,8 +200,10 @@ impl Parser {
     fn held(&self) -> usize {
         match self {
             Parser::None => 0,
-            Parser::Tls([a, b]) => a.held() + b.held(),
-            Parser::Http(h) => h.streams[0].held() + h.streams[1].held(),
+            Parser::Tls(t) => t[0].held() + t[1].held() + std::mem::size_of::<[TlsStream; 2]>(),
+            Parser::Http(h) => {
+                h.streams[0].held() + h.streams[1].held() + std::mem::size_of::<HttpPair>()
+            }
             Parser::DnsTcp([a, b]) => a.buf.capacity() + b.buf.capacity(),
         }
     }
@@ -292,6 +294,11 @@ pub struct Flow {
     rst: bool,
     server_payload: bool,
     streams: Option<Box<[Stream; 2]>>,
+    /// Bytes charged for `streams` (released when the flow ends).
+    streams_charged: u32,
+    /// SYN sequence numbers seen before any payload (streams are allocated at the first byte,
+    /// so scans and SYN floods cost no stream memory).
+    isn: [Option<u32>; 2],
     app: AppProto,
     parser: Parser,
     app_charged: usize,
@@ -329,6 +336,8 @@ impl Default for Flow {
             rst: false,
             server_payload: false,
             streams: None,
+            streams_charged: 0,
+            isn: [None; 2],
             app: AppProto::Unknown,
             parser: Parser::None,
             app_charged: 0,
@@ -382,7 +391,13 @@ impl Engine {
     /// An engine with the given settings and intel.
     pub fn new(cfg: Config, intel: IntelSet) -> Engine {
         Engine {
-            flows: FlowTable::new(cfg.max_flows),
+            // Flows may take at most half the budget, so reassembly, fragments and parsers keep
+            // room under a flow flood; the table is sized once to that count.
+            flows: FlowTable::new(
+                cfg.max_flows
+                    .min(cfg.memcap / 2 / flow_charge::<Flow>())
+                    .max(1),
+            ),
             defrag: Defrag::new(cfg.defrag),
             budget: Budget::new(cfg.memcap),
             cfg,
@@ -658,7 +673,7 @@ impl Engine {
             tap: cfg.tap_streams.then_some(&mut *stream_tap),
         };
         let flow = flows.get_mut(idx);
-        let dir = usize::from(!(flow.meta.cli == (src, seg.sport)));
+        let dir = usize::from(flow.meta.cli != (src, seg.sport));
         flow.pkts[dir] += 1;
         flow.bytes[dir] += seg.payload.len() as u64;
         if dir == 1 && !seg.payload.is_empty() {
@@ -863,7 +878,7 @@ impl Engine {
                 http_event(&mut cx, &flow.meta, &req, None, tx);
             }
         }
-        budget.release(flow.app_charged + flow_charge::<Flow>());
+        budget.release(flow.app_charged + flow.streams_charged as usize + flow_charge::<Flow>());
         if cfg.flow_events {
             flow_event(&mut cx, &flow, last_ns, reason);
         }
@@ -1212,13 +1227,25 @@ fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budge
     if rst {
         flow.rst = true;
     }
+    if syn {
+        flow.isn[dir] = Some(seg.seq);
+    }
     if flow.streams.is_none() {
+        if seg.payload.is_empty() || rst {
+            return;
+        }
         if !budget.try_charge(std::mem::size_of::<[Stream; 2]>()) {
             cx.stats.tcp_refused += 1;
             return;
         }
-        flow.streams = Some(Box::default());
-        flow.app_charged += std::mem::size_of::<[Stream; 2]>();
+        let mut st: Box<[Stream; 2]> = Box::default();
+        for (d, isn) in flow.isn.iter().enumerate() {
+            if let Some(isn) = isn {
+                st[d].syn(*isn);
+            }
+        }
+        flow.streams = Some(st);
+        flow.streams_charged = std::mem::size_of::<[Stream; 2]>() as u32;
     }
     let Some(mut st) = flow.streams.take() else {
         return;
@@ -1395,7 +1422,7 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool
         Some(p) => {
             flow.app = p;
             flow.parser = match p {
-                AppProto::Tls => Parser::Tls(Default::default()),
+                AppProto::Tls => Parser::Tls(Box::default()),
                 AppProto::Http => Parser::Http(Box::default()),
                 AppProto::Dns => Parser::DnsTcp(Default::default()),
                 _ => Parser::None,
@@ -1506,7 +1533,7 @@ fn http_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
             if dir == 0 {
                 if let Some(true) = tls::probe(rest) {
                     flow.app = AppProto::Tls;
-                    flow.parser = Parser::Tls(Default::default());
+                    flow.parser = Parser::Tls(Box::default());
                     tls_data(cx, flow, dir, rest);
                 }
             }

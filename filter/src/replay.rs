@@ -130,7 +130,10 @@ pub fn run(engine: &mut Engine, opts: &ReplayOpts) -> std::io::Result<Summary> {
             if engine.pending_events() > (256 << 10) {
                 flush(engine, &mut *sink, &mut mem, &mut io_err);
             }
-            if show && pkt_no % 4096 == 0 && last_draw.elapsed() > Duration::from_millis(250) {
+            if show
+                && pkt_no.is_multiple_of(4096)
+                && last_draw.elapsed() > Duration::from_millis(250)
+            {
                 last_draw = Instant::now();
                 draw_progress(read_bytes, total_size, s.packets, start.elapsed());
             }

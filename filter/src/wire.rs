@@ -231,7 +231,7 @@ fn v6_anomaly(e: etherparse::err::ipv6::SliceError) -> Anomaly {
 
 /// If `ip` carries another IP packet (IP-in-IP, IPv6-in-IP, GRE with IP or Ethernet inside),
 /// returns the inner IP bytes. VLAN tags of an inner Ethernet frame are ignored.
-pub fn tunnel_inner<'a>(proto: u8, payload: &'a [u8]) -> Result<Option<&'a [u8]>, Anomaly> {
+pub fn tunnel_inner(proto: u8, payload: &[u8]) -> Result<Option<&[u8]>, Anomaly> {
     match proto {
         4 | 41 => Ok(Some(payload)),
         47 => {

@@ -2,6 +2,8 @@
 //! TCP stream yields the same bytes and the same extracted name; any fragmentation, ordering and
 //! duplication of an IP datagram yields the same datagram and the same name.
 
+#![allow(clippy::unwrap_used)]
+
 use etherparse::PacketBuilder;
 use palisade::app::tls::client_hello_record;
 use palisade::engine::{Config, Engine};
@@ -15,8 +17,14 @@ const CLI: [u8; 4] = [10, 0, 0, 1];
 const SRV: [u8; 4] = [10, 0, 0, 2];
 
 fn tcp(from_client: bool, seq: u32, ack: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let (s, d, sp, dp) = if from_client { (CLI, SRV, 40000, 443) } else { (SRV, CLI, 443, 40000) };
-    let mut b = PacketBuilder::ethernet2([1; 6], [2; 6]).ipv4(s, d, 64).tcp(sp, dp, seq, 65535);
+    let (s, d, sp, dp) = if from_client {
+        (CLI, SRV, 40000, 443)
+    } else {
+        (SRV, CLI, 443, 40000)
+    };
+    let mut b = PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4(s, d, 64)
+        .tcp(sp, dp, seq, 65535);
     if syn {
         b = b.syn();
     }
@@ -29,7 +37,10 @@ fn tcp(from_client: bool, seq: u32, ack: u32, syn: bool, payload: &[u8]) -> Vec<
 }
 
 fn run(frames: &[Vec<u8>]) -> Engine {
-    let cfg = Config { tap_streams: true, ..Config::default() };
+    let cfg = Config {
+        tap_streams: true,
+        ..Config::default()
+    };
     let mut e = Engine::new(cfg, IntelSet::empty());
     for (i, f) in frames.iter().enumerate() {
         e.handle(1_000_000_000 + i as i64 * 1000, i as u64 + 1, 1, f);
@@ -47,7 +58,12 @@ fn sni_of(e: &mut Engine) -> Vec<String> {
                 out.push(v["tls"]["sni"].as_str().unwrap_or("").to_string());
             }
             if v["event_type"] == "dns" {
-                out.push(v["dns"]["queries"][0]["rrname"].as_str().unwrap_or("").to_string());
+                out.push(
+                    v["dns"]["queries"][0]["rrname"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                );
             }
         }
     });
@@ -64,7 +80,9 @@ prop_compose! {
 
 fn shuffle<T>(v: &mut [T], mut seed: u64) {
     for i in (1..v.len()).rev() {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.swap(i, (seed >> 33) as usize % (i + 1));
     }
 }

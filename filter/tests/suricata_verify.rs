@@ -4,6 +4,8 @@
 //! Palisade does not produce (certificate details, rule-driven alerts, payload dumps, file
 //! extraction) are out of scope and counted; the known differences are listed with reasons.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -110,11 +112,14 @@ fn same(expected: &serde_yaml::Value, got: &Value) -> bool {
     }
 }
 
+/// One `filter` check: expected count (`u64::MAX`: at least one), fields, in scope.
+type Check = (u64, Vec<(String, serde_yaml::Value)>, bool);
+
 struct Case {
     name: String,
     cfg: Config,
     pcaps: Vec<PathBuf>,
-    checks: Vec<(u64, Vec<(String, serde_yaml::Value)>, bool)>,
+    checks: Vec<Check>,
 }
 
 fn load_case(dir: &Path) -> Option<Case> {

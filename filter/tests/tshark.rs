@@ -3,6 +3,8 @@
 //! below with their reasons. QUIC is a later issue and is compared separately (not here).
 //! tshark runs with out-of-order reassembly on, as Wireshark's own reassembly tests do.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,8 @@
 //! `suite_dissection.py`): the streams and names Palisade reassembles equal what those suites
 //! expect from tshark.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use palisade::engine::{Config, Engine};

@@ -407,11 +407,7 @@ impl IntelSet {
         let n = host.len();
         buf[..n].copy_from_slice(host.as_bytes());
         buf[..n].make_ascii_lowercase();
-        let path = if path.starts_with('/') {
-            &path[1..]
-        } else {
-            path
-        };
+        let path = path.strip_prefix('/').unwrap_or(path);
         buf[n] = b'/';
         buf[n + 1..n + 1 + path.len()].copy_from_slice(path.as_bytes());
         let key = std::str::from_utf8(&buf[..n + 1 + path.len()]).ok()?;

@@ -312,7 +312,7 @@ pub fn parse_sslv2_hello(rec: &[u8]) -> Result<ClientHello, TlsError> {
     let specs = r.take(cs_len)?;
     r.take(sid_len)?;
     r.take(ch_len)?;
-    if cs_len % 3 != 0 {
+    if !cs_len.is_multiple_of(3) {
         return Err(TlsError::Malformed);
     }
     // V2 cipher specs whose first byte is 0 are TLS cipher suites.

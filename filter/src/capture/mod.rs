@@ -427,7 +427,7 @@ impl CaptureReader {
                     }
                 };
                 let total = rd_u32(&h[4..], big) as usize;
-                if !(28..=MAX_RECORD).contains(&total) || total % 4 != 0 {
+                if !(28..=MAX_RECORD).contains(&total) || !total.is_multiple_of(4) {
                     return Err(CaptureError {
                         offset: start,
                         kind: CaptureErrorKind::Corrupt("bad section header length"),
@@ -442,7 +442,7 @@ impl CaptureReader {
             }
             let btype = rd_u32(&h[0..], big);
             let total = rd_u32(&h[4..], big) as usize;
-            if total < 12 || total % 4 != 0 || total > MAX_RECORD {
+            if total < 12 || !total.is_multiple_of(4) || total > MAX_RECORD {
                 return Err(CaptureError {
                     offset: start,
                     kind: CaptureErrorKind::Corrupt("bad pcapng block length"),

@@ -184,7 +184,7 @@ impl Defrag {
             return DefragResult::Dropped("defrag.ipv4_too_large");
         }
         let end = end as u32;
-        if frag.more && payload.len() % 8 != 0 {
+        if frag.more && !payload.len().is_multiple_of(8) {
             self.drop_key(&key, budget);
             return DefragResult::Dropped("defrag.frag_not_multiple_of_8");
         }

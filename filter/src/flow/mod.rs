@@ -189,10 +189,12 @@ pub fn flow_charge<V>() -> usize {
 impl<V> FlowTable<V> {
     /// A table holding at most `max_flows` flows.
     pub fn new(max_flows: usize) -> FlowTable<V> {
+        // Reserved up front (address space only; pages are touched as flows arrive), so the
+        // slab never reallocates and briefly holds two copies of itself.
         FlowTable {
-            slots: Vec::new(),
+            slots: Vec::with_capacity(max_flows),
             free: Vec::new(),
-            index: HashTable::new(),
+            index: HashTable::with_capacity(max_flows),
             hasher: foldhash::fast::RandomState::default(),
             lists: [List {
                 head: NIL,

@@ -1,0 +1,151 @@
+//! The warm packet path allocates nothing: once flows exist, in-order TCP data, DNS queries and
+//! responses on existing flows, and their eve events, run without a single heap allocation.
+#![allow(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use etherparse::PacketBuilder;
+use palisade::engine::{Config, Engine};
+use palisade_rules::{Action, IntelBuilder};
+
+struct Counting;
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static ON: AtomicBool = AtomicBool::new(false);
+
+// SAFETY: forwards to the system allocator; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn tcp(cli: bool, i: u8, seq: u32, ack: u32, syn: bool, p: &[u8]) -> Vec<u8> {
+    let (s, d, sp, dp) = if cli {
+        ([10, 0, 1, i], [10, 0, 2, 1], 40000, 9000)
+    } else {
+        ([10, 0, 2, 1], [10, 0, 1, i], 9000, 40000)
+    };
+    let mut b = PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4(s, d, 64)
+        .tcp(sp, dp, seq, 65535);
+    if syn {
+        b = b.syn();
+    }
+    if ack != 0 {
+        b = b.ack(ack);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, p).unwrap();
+    v
+}
+
+fn dns(resp: bool, i: u8, name: &str) -> Vec<u8> {
+    let mut q = vec![
+        0x12,
+        i,
+        if resp { 0x81 } else { 1 },
+        if resp { 0x80 } else { 0 },
+        0,
+        1,
+        0,
+        if resp { 1 } else { 0 },
+        0,
+        0,
+        0,
+        0,
+    ];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if resp {
+        q.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+    }
+    let (s, d, sp, dp) = if resp {
+        ([10, 0, 2, 53], [10, 0, 1, i], 53, 30000)
+    } else {
+        ([10, 0, 1, i], [10, 0, 2, 53], 30000, 53)
+    };
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4(s, d, 64)
+        .udp(sp, dp)
+        .write(&mut v, &q)
+        .unwrap();
+    v
+}
+
+#[test]
+fn warm_packet_path_does_not_allocate() {
+    let mut b = IntelBuilder::new();
+    b.add_bytes("l", b"blocked.example\n192.0.2.99\n", Action::Block)
+        .unwrap();
+    let mut e = Engine::new(Config::default(), b.build());
+    let mut frames = Vec::new();
+    // 16 TCP flows with handshakes, 16 DNS flows.
+    for i in 1..=16u8 {
+        frames.push(tcp(true, i, 100, 0, true, &[]));
+        frames.push(tcp(false, i, 500, 101, true, &[]));
+        frames.push(tcp(true, i, 101, 501, false, &[]));
+    }
+    let mut warm = Vec::new();
+    for round in 0..250u32 {
+        for i in 1..=16u8 {
+            let seq = 101 + round * 100;
+            warm.push(tcp(true, i, seq, 501, false, &[b'x'; 100]));
+            warm.push(tcp(false, i, 501, seq + 100, false, &[]));
+        }
+        for i in 1..=16u8 {
+            if round % 4 == 0 {
+                warm.push(dns(false, i, "www.allowed.example"));
+                warm.push(dns(true, i, "www.allowed.example"));
+            }
+        }
+    }
+    let mut sink = 0usize;
+    let mut n = 0u64;
+    let mut t = 1_000_000_000i64;
+    // Warm up: handshakes and a first pass (buffers reach their working size).
+    for f in frames.iter().chain(warm.iter().take(2000)) {
+        n += 1;
+        t += 1000;
+        e.handle(t, n, 1, f);
+        e.take_events(|b| sink += b.len());
+    }
+    COUNT.store(0, Ordering::SeqCst);
+    ON.store(true, Ordering::SeqCst);
+    for f in warm.iter().skip(2000) {
+        n += 1;
+        t += 1000;
+        e.handle(t, n, 1, f);
+        e.take_events(|b| sink += b.len());
+    }
+    ON.store(false, Ordering::SeqCst);
+    let allocs = COUNT.load(Ordering::SeqCst);
+    let measured = warm.len() - 2000;
+    eprintln!("warm path: {allocs} allocations over {measured} packets; {sink} event bytes");
+    assert!(measured >= 8000, "{measured}");
+    assert!(e.stats.events[1] > 1000, "DNS events were written");
+    assert_eq!(allocs, 0);
+}

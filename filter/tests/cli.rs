@@ -1,0 +1,205 @@
+//! The `palisade` binary as a user meets it: the demo, bad input, exit codes and messages.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn palisade(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run palisade")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("palisade-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn lines(out: &[u8]) -> Vec<serde_json::Value> {
+    out.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("eve line is JSON"))
+        .collect()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_gives_real_alerts() {
+    let d = tmpdir("demo");
+    let o = palisade(&["replay"], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    let ev = lines(&o.stdout);
+    let alerts: Vec<_> = ev.iter().filter(|e| e["event_type"] == "alert").collect();
+    let inds: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["palisade"]["indicator"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        inds,
+        ["drivres-update.info", "softupdates.info", "72.16.54.30/32"]
+    );
+    assert!(alerts.iter().all(|a| a["alert"]["action"] == "blocked"));
+    assert_eq!(alerts[0]["palisade"]["inline"]["action"], "sinkhole");
+    assert_eq!(alerts[2]["palisade"]["inline"]["action"], "drop");
+    assert_eq!(
+        alerts[2]["palisade"]["inline"]["before_server_payload"],
+        true
+    );
+    assert!(
+        err(&o).contains("alerts: 3 blocked, 0 allowed"),
+        "{}",
+        err(&o)
+    );
+    assert!(!d.join("eve.json").exists(), "the demo writes to stdout");
+}
+
+#[test]
+fn audit_mode_and_allow_lists() {
+    let d = tmpdir("audit");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo");
+    std::fs::write(d.join("allow.txt"), "softupdates.info\n").unwrap();
+    let pcap = demo.join("sofacy-c2-dns.pcap");
+    let intel = demo.join("intel.txt");
+    let o = palisade(
+        &[
+            "replay",
+            pcap.to_str().unwrap(),
+            "--intel",
+            intel.to_str().unwrap(),
+            "--intel",
+            "allow.txt:allow",
+            "--mode",
+            "audit",
+            "--eve",
+            "-",
+        ],
+        &d,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let alerts: Vec<_> = lines(&o.stdout)
+        .into_iter()
+        .filter(|e| e["event_type"] == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "the allow list removes softupdates.info");
+    assert_eq!(alerts[0]["alert"]["action"], "allowed");
+    assert_eq!(alerts[0]["palisade"]["inline"]["enforced"], false);
+}
+
+#[test]
+fn truncated_capture_keeps_events_before_the_damage() {
+    let d = tmpdir("trunc");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/sofacy-c2-dns.pcap");
+    let mut b = std::fs::read(src).unwrap();
+    b.truncate(b.len() - 30);
+    std::fs::write(d.join("cut.pcap"), &b).unwrap();
+    let o = palisade(&["replay", "cut.pcap", "--eve", "out.json"], &d);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    assert!(e.contains("palisade: cut.pcap: truncated at byte "), "{e}");
+    assert!(e.contains("packets before it were processed"), "{e}");
+    let ev = lines(&std::fs::read(d.join("out.json")).unwrap());
+    let dns = ev.iter().filter(|e| e["event_type"] == "dns").count();
+    assert!(dns >= 2, "events before the damage are written: {dns}");
+    assert!(ev.iter().any(|e| e["event_type"] == "stats"));
+}
+
+#[test]
+fn garbage_missing_and_usage_errors() {
+    let d = tmpdir("garbage");
+    std::fs::write(d.join("junk.pcap"), b"this is not a capture file at all").unwrap();
+    let o = palisade(&["replay", "junk.pcap", "--eve", "-"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("junk.pcap: not a pcap or pcapng file (magic 74686973 at byte 0)"),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "nope.pcap"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("nope.pcap: cannot open: No such file"),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "--bogus"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("unknown option `--bogus`") && err(&o).contains("usage:"));
+    let o = palisade(&["replay", "--mode", "loud"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("--mode loud: expected block or audit"));
+    let o = palisade(&["frobnicate"], &d);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn bad_and_empty_lists_name_file_and_line() {
+    let d = tmpdir("lists");
+    std::fs::write(d.join("bad.txt"), "good.example\n# comment\nbad..example\n").unwrap();
+    std::fs::write(d.join("empty.txt"), "# only comments\n\n").unwrap();
+    let o = palisade(&["replay", "--intel", "bad.txt", "--eve", "-"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("bad.txt:3: empty label in `bad..example`"),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["intel", "check", "empty.txt"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("empty.txt: the list holds no indicator"),
+        "{}",
+        err(&o)
+    );
+    std::fs::write(
+        d.join("ok.txt"),
+        "a.example\n0.0.0.0 b.example\n10.0.0.0/8\n",
+    )
+    .unwrap();
+    let o = palisade(&["intel", "check", "ok.txt:audit"], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().next(),
+        Some("ok.txt: 2 domains, 1 addresses/prefixes, 0 URLs (audit)")
+    );
+}
+
+#[test]
+fn pcapng_with_unknown_blocks_and_several_files_in_order() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let d = tmpdir("multi");
+    let a = data.join("pcaps/file-format/pcap-parser-0.17.0/test010-le.pcapng");
+    let b = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/sofacy-c2-dns.pcap");
+    let o = palisade(
+        &[
+            "replay",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--eve",
+            "-",
+        ],
+        &d,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let ev = lines(&o.stdout);
+    // Packet numbers continue across files: the first DNS query of the second file is packet 4 + n.
+    let first_dns = ev
+        .iter()
+        .filter(|e| e["event_type"] == "dns")
+        .map(|e| e["pcap_cnt"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    assert!(first_dns > 4, "{first_dns}");
+    assert!(err(&o).contains("packets"), "{}", err(&o));
+}
