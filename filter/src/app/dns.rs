@@ -82,7 +82,7 @@ impl DnsError {
         match self {
             DnsError::Truncated => "dns.malformed_data",
             DnsError::BadName => "dns.malformed_data",
-            DnsError::Implausible => "dns.not_a_request",
+            DnsError::Implausible => "dns.malformed_data",
         }
     }
 }
