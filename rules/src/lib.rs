@@ -528,6 +528,12 @@ pub struct IntelBuilder {
     scratch: [u8; 253],
 }
 
+impl Default for IntelBuilder {
+    fn default() -> Self {
+        IntelBuilder::new()
+    }
+}
+
 impl IntelBuilder {
     /// A builder with no lists.
     pub fn new() -> IntelBuilder {
