@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{Ipv4Slice, Ipv6ExtensionSlice, Ipv6Slice};
+use etherparse::{Ipv4Slice, Ipv6Slice};
 
 use crate::capture::linktype;
 
@@ -178,18 +178,7 @@ pub fn ip(data: &[u8]) -> Result<Ip<'_>, Anomaly> {
             let s = Ipv6Slice::from_slice(data).map_err(v6_anomaly)?;
             let h = s.header();
             let p = s.payload();
-            let mut frag = None;
-            for ext in s.extensions().clone().into_iter() {
-                if let Ipv6ExtensionSlice::Fragment(f) = ext {
-                    if f.more_fragments() || f.fragment_offset().value() != 0 {
-                        frag = Some(FragInfo {
-                            id: f.identification(),
-                            offset: f.fragment_offset().value() as u32 * 8,
-                            more: f.more_fragments(),
-                        });
-                    }
-                }
-            }
+            let frag = v6_fragment(data);
             if p.payload.is_empty() && h.payload_length() == 0 && p.ip_number.0 == 0 {
                 return Err(Anomaly("decoder.ipv6.jumbogram_unsupported"));
             }
@@ -204,6 +193,42 @@ pub fn ip(data: &[u8]) -> Result<Ip<'_>, Anomaly> {
         Some(_) => Err(Anomaly("decoder.ip.invalid_version")),
         None => Err(Anomaly("decoder.ip.pkt_too_small")),
     }
+}
+
+/// Finds the IPv6 fragment header by walking the extension chain of a datagram that
+/// etherparse already validated (so the chain fits). At most 8 extension headers are walked.
+fn v6_fragment(data: &[u8]) -> Option<FragInfo> {
+    let mut next = *data.get(6)?;
+    let mut off = 40usize;
+    for _ in 0..8 {
+        match next {
+            0 | 43 | 60 => {
+                let len = (*data.get(off + 1)? as usize + 1) * 8;
+                next = *data.get(off)?;
+                off += len;
+            }
+            51 => {
+                let len = (*data.get(off + 1)? as usize + 2) * 4;
+                next = *data.get(off)?;
+                off += len;
+            }
+            44 => {
+                let f = data.get(off..off + 8)?;
+                let v = u16::from_be_bytes([f[2], f[3]]);
+                let (offset, more) = ((v >> 3) as u32 * 8, v & 1 != 0);
+                if offset == 0 && !more {
+                    return None; // an atomic fragment: a whole datagram
+                }
+                return Some(FragInfo {
+                    id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
+                    offset,
+                    more,
+                });
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn v4_anomaly(e: etherparse::err::ipv4::SliceError) -> Anomaly {

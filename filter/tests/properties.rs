@@ -190,4 +190,44 @@ proptest! {
         prop_assert_eq!(sni_of(&mut e), vec![name]);
         prop_assert_eq!(e.memory().0, 0);
     }
+
+    #[test]
+    fn fragmented_ipv6_dns_query_gives_same_name(label in "[a-z][a-z0-9]{0,40}", fsize in 1..6usize, order in any::<u64>()) {
+        let name = format!("{label}.frag6.example");
+        let mut q = vec![0x43, 0x21, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 28, 0, 1]);
+        let (src, dst) = ([0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        let mut udp = Vec::new();
+        PacketBuilder::ipv6(src, dst, 64).udp(5353, 53).write(&mut udp, &q).unwrap();
+        let l4 = udp[40..].to_vec();
+        let step = fsize * 8;
+        let mut frames = Vec::new();
+        for (i, chunk) in l4.chunks(step).enumerate() {
+            let off = (i * step / 8) as u16;
+            let more = (i + 1) * step < l4.len();
+            let mut h = vec![0x60, 0, 0, 0];
+            h.extend_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+            h.extend_from_slice(&[44, 64]);
+            h.extend_from_slice(&src);
+            h.extend_from_slice(&dst);
+            let fo = (off << 3) | u16::from(more);
+            h.extend_from_slice(&[17, 0]);
+            h.extend_from_slice(&fo.to_be_bytes());
+            h.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+            h.extend_from_slice(chunk);
+            frames.push(h);
+        }
+        shuffle(&mut frames, order);
+        let mut e = Engine::new(Config::default(), IntelSet::empty());
+        for (i, f) in frames.iter().enumerate() {
+            e.handle(1_000_000_000, i as u64 + 1, 101, f);
+        }
+        e.finish();
+        prop_assert_eq!(sni_of(&mut e), vec![name]);
+        prop_assert_eq!(e.memory().0, 0);
+    }
 }
