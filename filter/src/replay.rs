@@ -75,7 +75,8 @@ pub fn run(engine: &mut Engine, opts: &ReplayOpts) -> std::io::Result<Summary> {
     let show = opts.progress && std::io::stderr().is_terminal() && total_size > (64 << 20);
     let mut s = Summary::default();
     let start = Instant::now();
-    let mut last_draw = start;
+    // The first frame is drawn at the first check, then at most four a second.
+    let mut last_draw = start.checked_sub(Duration::from_secs(1)).unwrap_or(start);
     let mut read_bytes = 0u64;
     let mut pkt_no = 0u64;
     let mut next_stats: Option<i64> = None;

@@ -203,3 +203,110 @@ fn pcapng_with_unknown_blocks_and_several_files_in_order() {
     assert!(first_dns > 4, "{first_dns}");
     assert!(err(&o).contains("packets"), "{}", err(&o));
 }
+
+/// Writes a classic pcap of `n` Ethernet/IPv4/UDP frames of `size` bytes, one per 10 ms.
+fn synth_pcap(path: &Path, n: u32, size: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(&[
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
+    ])
+    .unwrap();
+    let mut frame = vec![0u8; size];
+    frame[12] = 0x08;
+    let ip_len = (size - 14) as u16;
+    frame[14..34].copy_from_slice(&[
+        0x45,
+        0,
+        (ip_len >> 8) as u8,
+        ip_len as u8,
+        0,
+        0,
+        0,
+        0,
+        64,
+        17,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+        10,
+        0,
+        0,
+        2,
+    ]);
+    let udp_len = ip_len - 20;
+    frame[34..42].copy_from_slice(&[
+        0x30,
+        0x39,
+        0x30,
+        0x3a,
+        (udp_len >> 8) as u8,
+        udp_len as u8,
+        0,
+        0,
+    ]);
+    for i in 0..n {
+        let (sec, usec) = (1_700_000_000 + i / 100, (i % 100) * 10_000);
+        for v in [sec, usec, size as u32, size as u32] {
+            f.write_all(&v.to_le_bytes()).unwrap();
+        }
+        f.write_all(&frame).unwrap();
+    }
+}
+
+#[test]
+fn progress_bar_on_a_terminal_and_periodic_stats() {
+    let d = tmpdir("progress");
+    synth_pcap(&d.join("big.pcap"), 50_000, 1400);
+    // `script` gives the child a terminal on stderr.
+    let ok = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but `script` (util-linux) is missing"
+        );
+        return;
+    }
+    let cmd = format!(
+        "{} replay big.pcap --eve /dev/null --stats-interval 100",
+        env!("CARGO_BIN_EXE_palisade")
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{tty}");
+    assert!(
+        tty.contains("[===") && tty.contains("% ") && tty.contains(" MB/s"),
+        "no progress bar: {tty}"
+    );
+    assert!(tty.contains("palisade replay: 50000 packets"), "{tty}");
+    // Without a terminal: no bar, same summary; periodic stats every 100 s of capture time.
+    let o = palisade(
+        &[
+            "replay",
+            "big.pcap",
+            "--eve",
+            "-",
+            "--stats-interval",
+            "100",
+        ],
+        &d,
+    );
+    assert!(o.status.success());
+    assert!(!err(&o).contains('['), "{}", err(&o));
+    let stats = lines(&o.stdout)
+        .iter()
+        .filter(|e| e["event_type"] == "stats")
+        .count();
+    assert_eq!(stats, 5, "500 s of capture: 4 periodic + 1 final");
+    let _ = std::fs::remove_dir_all(&d);
+}
