@@ -285,7 +285,7 @@ fn progress_bar_on_a_terminal_and_periodic_stats() {
     let tty = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{tty}");
     assert!(
-        tty.contains("[===") && tty.contains("% ") && tty.contains(" MB/s"),
+        tty.contains("[=") && tty.contains("% ") && tty.contains(" MB/s"),
         "no progress bar: {tty}"
     );
     assert!(tty.contains("palisade replay: 50000 packets"), "{tty}");
