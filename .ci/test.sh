@@ -8,11 +8,28 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+# Inline tests: real servers and clients in network namespaces, iptables NFQUEUE.
+command -v nginx >/dev/null 2>&1 || need_apt+=(nginx-light)
+command -v dnsmasq >/dev/null 2>&1 || need_apt+=(dnsmasq-base)
+command -v dig >/dev/null 2>&1 || need_apt+=(dnsutils)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections
   as_root apt-get update -qq
+  # policy-rc.d keeps package scripts from starting nginx or dnsmasq as services.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  [ -n "$made_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "test.sh: cargo is missing; install Rust (rustup) first" >&2

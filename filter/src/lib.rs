@@ -10,8 +10,10 @@ pub mod app;
 pub mod capture;
 pub mod engine;
 pub mod eve;
+pub mod firewall;
 pub mod flow;
 pub mod replay;
+pub mod respond;
 pub mod wire;
 
 pub use engine::{Config, Engine, Mode, Verdict};

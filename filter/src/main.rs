@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use palisade::capture::nfqueue::{self, InlineOpts, InlineStats};
 use palisade::engine::{Config, Engine, Mode};
+use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
+use palisade::respond::Sinkhole;
 use palisade_rules::{Action, IntelBuilder, IntelSet};
 
 const USAGE: &str = "\
@@ -19,6 +22,15 @@ usage:
       ACTION is block (default), audit or allow. --eve defaults to eve.json; - is stdout.
       With no FILE, runs the bundled demo capture against the bundled demo intel.
       DNS is parsed on ports 53, 5353 and 5355; --dns-port adds one more.
+  palisade inline --queue N[:M] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
+                  [--sinkhole nxdomain|ADDR] [--no-reset] [--fail open|closed] [--stats-interval SECS]
+      Filters packets from netfilter queue N (one worker per queue N..M). Blocked addresses are
+      dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
+      queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
+  palisade firewall install --role host|gateway --queue N[:M] [--fail open|closed]
+  palisade firewall uninstall
+      Adds (or removes) the PALISADE chain that queues traffic: host role on OUTPUT and INPUT,
+      gateway role on FORWARD. --fail open lets traffic pass when Palisade is not running.
   palisade intel check PATH[:ACTION]...
       Loads lists and reports what they hold, or the first bad line (file:line).
   palisade --version | --help
@@ -61,6 +73,8 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         Some("intel") if args.get(1).map(String::as_str) == Some("check") => {
             intel_check(&args[2..])
         }
+        Some("inline") => inline_cmd(&args[1..]),
+        Some("firewall") => firewall_cmd(&args[1..]),
         Some("--version" | "-V") => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -259,4 +273,191 @@ fn intel_check(args: &[String]) -> Result<ExitCode, Usage> {
         s.url_count()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_queues(v: &str) -> Result<(u16, u16), Usage> {
+    let bad = || Usage(format!("--queue {v}: expected N or N:M (0..65535)"));
+    let (a, b) = v.split_once(':').unwrap_or((v, v));
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if b < a || b - a >= 64 {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+fn parse_fail(v: &str) -> Result<bool, Usage> {
+    match v {
+        "open" => Ok(true),
+        "closed" => Ok(false),
+        _ => Err(Usage(format!("--fail {v}: expected open or closed"))),
+    }
+}
+
+fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    let mut intel = Vec::new();
+    let mut cfg = Config::default();
+    let mut eve = String::from("eve.json");
+    let mut queues = None;
+    let mut opts = InlineOpts {
+        queue: 0,
+        fail_open: true,
+        sinkhole: Sinkhole::default(),
+        reset: true,
+        stats_interval: std::time::Duration::ZERO,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Usage(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--queue" => queues = Some(parse_queues(&val("--queue")?)?),
+            "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
+            "--mode" => {
+                cfg.mode = match val("--mode")?.as_str() {
+                    "block" => Mode::Block,
+                    "audit" => Mode::Audit,
+                    m => return Err(Usage(format!("--mode {m}: expected block or audit"))),
+                }
+            }
+            "--eve" => eve = val("--eve")?,
+            "--sinkhole" => {
+                let v = val("--sinkhole")?;
+                opts.sinkhole = Sinkhole::parse(&v).ok_or_else(|| {
+                    Usage(format!("--sinkhole {v}: expected nxdomain or an address"))
+                })?;
+            }
+            "--no-reset" => opts.reset = false,
+            "--fail" => opts.fail_open = parse_fail(&val("--fail")?)?,
+            "--stats-interval" => {
+                let v = val("--stats-interval")?;
+                opts.stats_interval = std::time::Duration::from_secs(
+                    v.parse()
+                        .map_err(|_| Usage(format!("--stats-interval {v}: expected seconds")))?,
+                );
+            }
+            s => return Err(Usage(format!("unknown option `{s}`"))),
+        }
+    }
+    let Some((first, last)) = queues else {
+        return Err(Usage("inline needs --queue N[:M]".into()));
+    };
+    let set = match load_intel(&intel, false) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mode = if cfg.mode == Mode::Block {
+        "block"
+    } else {
+        "audit"
+    };
+    let mut workers = Vec::new();
+    for q in first..=last {
+        let mut engine = Engine::new(cfg.clone(), set.clone());
+        let mut o = opts.clone();
+        o.queue = q;
+        // One eve file per worker (no lock between workers): eve.json, eve.q1.json, ...
+        let path = if q == first || eve == "-" {
+            eve.clone()
+        } else {
+            match eve.rsplit_once('.') {
+                Some((stem, ext)) => format!("{stem}.q{q}.{ext}"),
+                None => format!("{eve}.q{q}"),
+            }
+        };
+        workers.push(std::thread::spawn(move || -> Result<(), String> {
+            let mut out: Box<dyn std::io::Write> = if path == "-" {
+                Box::new(std::io::stdout())
+            } else {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                Box::new(std::io::BufWriter::new(f))
+            };
+            let mut st = InlineStats::default();
+            eprintln!(
+                "palisade inline: queue {q} ready (mode {mode}, fail {}), eve {path}",
+                if o.fail_open { "open" } else { "closed" }
+            );
+            nfqueue::run(&mut engine, &o, &mut *out, &mut st).map_err(|e| format!("queue {q}: {e}"))
+        }));
+    }
+    let mut code = ExitCode::SUCCESS;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("palisade: {e}");
+                code = ExitCode::from(1);
+            }
+            Err(_) => code = ExitCode::from(2),
+        }
+    }
+    Ok(code)
+}
+
+fn firewall_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    match args.first().map(String::as_str) {
+        Some("uninstall") => {
+            for line in firewall::uninstall() {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("install") => {
+            let mut role = None;
+            let mut queues = None;
+            let mut fail_open = true;
+            let mut it = args[1..].iter();
+            while let Some(a) = it.next() {
+                let mut val = |name: &str| {
+                    it.next()
+                        .cloned()
+                        .ok_or_else(|| Usage(format!("{name} needs a value")))
+                };
+                match a.as_str() {
+                    "--role" => {
+                        role = Some(match val("--role")?.as_str() {
+                            "host" => Role::Host,
+                            "gateway" => Role::Gateway,
+                            r => {
+                                return Err(Usage(format!("--role {r}: expected host or gateway")))
+                            }
+                        })
+                    }
+                    "--queue" => queues = Some(parse_queues(&val("--queue")?)?),
+                    "--fail" => fail_open = parse_fail(&val("--fail")?)?,
+                    s => return Err(Usage(format!("unknown option `{s}`"))),
+                }
+            }
+            let (Some(role), Some(queues)) = (role, queues) else {
+                return Err(Usage("firewall install needs --role and --queue".into()));
+            };
+            match firewall::install(&Plan {
+                role,
+                queues,
+                fail_open,
+            }) {
+                Ok((backend, applied)) => {
+                    println!("# {backend}");
+                    for a in applied {
+                        println!("{a}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("palisade: firewall install failed (nothing left installed): {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        _ => Err(Usage("firewall needs install or uninstall".into())),
+    }
 }

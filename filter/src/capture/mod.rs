@@ -7,6 +7,8 @@
 //! Errors carry the byte offset (in the uncompressed stream) of the record that was bad;
 //! every packet before it has already been returned.
 
+pub mod nfqueue;
+
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};

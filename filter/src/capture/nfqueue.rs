@@ -1,0 +1,166 @@
+//! Inline: packets from a netfilter queue through the engine, verdicts back to the kernel.
+//!
+//! One worker per queue, each with its own engine and eve writer (no lock on the packet path).
+//! Injected packets (resets, sinkhole answers) leave through a raw socket carrying
+//! [`MARK_INJECTED`], which the firewall rules let through without queueing them again.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::capture::linktype;
+use crate::engine::{Engine, Verdict};
+use crate::respond::{self, Sinkhole};
+
+/// Mark on packets Palisade injects; the firewall chain returns them unqueued.
+pub const MARK_INJECTED: u32 = 0x0010_0000;
+
+/// Settings of one inline worker.
+#[derive(Debug, Clone)]
+pub struct InlineOpts {
+    /// The queue number.
+    pub queue: u16,
+    /// Let packets pass when the queue is full (the kernel's fail-open flag).
+    pub fail_open: bool,
+    /// What blocked DNS queries are answered with.
+    pub sinkhole: Sinkhole,
+    /// Reset blocked TCP connections (true) or drop their packets silently (false).
+    pub reset: bool,
+    /// A `stats` event this often (wall time); zero for none.
+    pub stats_interval: Duration,
+}
+
+/// Counters of a worker, besides the engine's.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InlineStats {
+    /// Packets received from the queue.
+    pub packets: u64,
+    /// Packets accepted.
+    pub accepted: u64,
+    /// Packets dropped (including those answered by a reset or the sinkhole).
+    pub dropped: u64,
+    /// Resets sent.
+    pub resets_sent: u64,
+    /// Sinkhole answers sent.
+    pub sinkhole_answers: u64,
+    /// Injections that failed (the packet was still dropped).
+    pub inject_errors: u64,
+}
+
+/// Raw sockets for injection (IPv4 and IPv6), marked so they are not queued again.
+struct Injector {
+    v4: Socket,
+    v6: Option<Socket>,
+}
+
+impl Injector {
+    fn new() -> std::io::Result<Injector> {
+        let v4 = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))?;
+        v4.set_mark(MARK_INJECTED)?;
+        let v6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(255))).ok();
+        if let Some(s) = &v6 {
+            s.set_mark(MARK_INJECTED)?;
+        }
+        Ok(Injector { v4, v6 })
+    }
+
+    fn send(&self, to: IpAddr, packet: &[u8]) -> std::io::Result<()> {
+        let addr = SocketAddr::new(to, 0);
+        let sock = match to {
+            IpAddr::V4(_) => &self.v4,
+            IpAddr::V6(_) => self.v6.as_ref().ok_or(std::io::ErrorKind::Unsupported)?,
+        };
+        sock.send_to(packet, &addr.into()).map(|_| ())
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Runs a worker until the queue fails. Events are written (and flushed) after each packet
+/// that produced any, so a killed daemon loses none.
+pub fn run(
+    engine: &mut Engine,
+    opts: &InlineOpts,
+    eve: &mut dyn Write,
+    stats: &mut InlineStats,
+) -> std::io::Result<()> {
+    let mut q = nfq::Queue::open()?;
+    q.bind(opts.queue)?;
+    q.set_fail_open(opts.queue, opts.fail_open)?;
+    q.set_queue_max_len(opts.queue, 8192)?;
+    q.set_copy_range(opts.queue, 0xffff)?;
+    let _ = q.set_recv_enobufs(false);
+    let inj = Injector::new()?;
+    let mut n = 0u64;
+    let mut last_stats = Instant::now();
+    loop {
+        let mut msg = q.recv()?;
+        n += 1;
+        stats.packets += 1;
+        let verdict = engine.handle(now_ns(), n, linktype::RAW, msg.get_payload());
+        let send = |to: IpAddr, pkt: &[u8], stats: &mut InlineStats| match inj.send(to, pkt) {
+            Ok(()) => true,
+            Err(_) => {
+                stats.inject_errors += 1;
+                false
+            }
+        };
+        match verdict {
+            Verdict::Accept => {
+                stats.accepted += 1;
+                msg.set_verdict(nfq::Verdict::Accept);
+            }
+            Verdict::Drop => {
+                stats.dropped += 1;
+                msg.set_verdict(nfq::Verdict::Drop);
+            }
+            Verdict::Reset => {
+                stats.dropped += 1;
+                if opts.reset {
+                    for (to, pkt) in respond::tcp_resets(msg.get_payload()) {
+                        if send(to, &pkt, stats) {
+                            stats.resets_sent += 1;
+                        }
+                    }
+                }
+                msg.set_verdict(nfq::Verdict::Drop);
+            }
+            Verdict::Sinkhole => {
+                stats.dropped += 1;
+                match respond::dns_answer(msg.get_payload(), opts.sinkhole) {
+                    Some((to, pkt)) => {
+                        if send(to, &pkt, stats) {
+                            stats.sinkhole_answers += 1;
+                        }
+                    }
+                    // DNS over TCP: reset the connection instead.
+                    None => {
+                        for (to, pkt) in respond::tcp_resets(msg.get_payload()) {
+                            if send(to, &pkt, stats) {
+                                stats.resets_sent += 1;
+                            }
+                        }
+                    }
+                }
+                msg.set_verdict(nfq::Verdict::Drop);
+            }
+        }
+        q.verdict(msg)?;
+        if !opts.stats_interval.is_zero() && last_stats.elapsed() >= opts.stats_interval {
+            last_stats = Instant::now();
+            engine.stats_event(now_ns());
+        }
+        if engine.pending_events() > 0 {
+            let mut res = Ok(());
+            engine.take_events(|b| res = eve.write_all(b));
+            res?;
+            eve.flush()?;
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `palisade firewall install|uninstall`: the rules that send traffic to Palisade's queues.
+//!
+//! A dedicated chain `PALISADE` in the `filter` table of iptables and ip6tables, jumped to from
+//! OUTPUT and INPUT (host role) or FORWARD (gateway role). It returns Palisade's own injected
+//! packets, then queues everything else (`--queue-balance` over several queues,
+//! `--queue-bypass` when failing open). Install is idempotent (it removes what it added before);
+//! uninstall removes only the jumps and the chain. nftables is used where the kernel supports its
+//! `queue` statement; on kernels without CONFIG_NFT_QUEUE the iptables NFQUEUE target (xt
+//! compatibility) is used, and the command says which it chose.
+
+use std::process::Command;
+
+use crate::capture::nfqueue::MARK_INJECTED;
+
+/// Where Palisade sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// On the host itself: OUTPUT and INPUT.
+    Host,
+    /// On a router: FORWARD.
+    Gateway,
+}
+
+/// Install settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Host or gateway.
+    pub role: Role,
+    /// First and last queue number.
+    pub queues: (u16, u16),
+    /// Pass packets when no Palisade listens (`--queue-bypass`).
+    pub fail_open: bool,
+}
+
+const CHAIN: &str = "PALISADE";
+
+/// The iptables argument lists that install the plan (the same for ip6tables).
+pub fn install_rules(p: &Plan) -> Vec<Vec<String>> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let mut r = vec![s(&["-N", CHAIN])];
+    let mark = format!("{MARK_INJECTED:#x}/{MARK_INJECTED:#x}");
+    r.push(s(&[
+        "-A", CHAIN, "-m", "mark", "--mark", &mark, "-j", "RETURN",
+    ]));
+    let mut q = s(&["-A", CHAIN, "-j", "NFQUEUE"]);
+    if p.queues.0 == p.queues.1 {
+        q.extend(s(&["--queue-num", &p.queues.0.to_string()]));
+    } else {
+        q.extend(s(&[
+            "--queue-balance",
+            &format!("{}:{}", p.queues.0, p.queues.1),
+        ]));
+    }
+    if p.fail_open {
+        q.push("--queue-bypass".into());
+    }
+    r.push(q);
+    for hook in hooks(p.role) {
+        r.push(s(&["-I", hook, "1", "-j", CHAIN]));
+    }
+    r
+}
+
+fn hooks(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Host => &["OUTPUT", "INPUT"],
+        Role::Gateway => &["FORWARD"],
+    }
+}
+
+fn run(tool: &str, args: &[String]) -> Result<(), String> {
+    let o = Command::new(tool)
+        .args(["-w", "5"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("{tool}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tool} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// Whether the kernel accepts nftables' `queue` statement (probed in a scratch table).
+pub fn nft_queue_supported() -> bool {
+    let ok = |args: &[&str]| {
+        Command::new("nft")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let t = "palisade_probe";
+    if !ok(&["add", "table", "inet", t]) {
+        return false;
+    }
+    let supported = ok(&["add", "chain", "inet", t, "c"])
+        && ok(&["add", "rule", "inet", t, "c", "queue", "num", "0", "bypass"]);
+    ok(&["delete", "table", "inet", t]);
+    supported
+}
+
+/// Removes Palisade's jumps and chain from iptables and ip6tables. Returns what it removed.
+pub fn uninstall() -> Vec<String> {
+    let mut done = Vec::new();
+    for tool in ["iptables", "ip6tables"] {
+        for hook in ["OUTPUT", "INPUT", "FORWARD"] {
+            let args = vec![
+                "-D".to_string(),
+                hook.to_string(),
+                "-j".into(),
+                CHAIN.into(),
+            ];
+            // A jump may have been added more than once by hand; remove every copy (bounded).
+            for _ in 0..16 {
+                if run(tool, &args).is_err() {
+                    break;
+                }
+                done.push(format!("{tool} -D {hook} -j {CHAIN}"));
+            }
+        }
+        if run(tool, &["-F".into(), CHAIN.into()]).is_ok()
+            && run(tool, &["-X".into(), CHAIN.into()]).is_ok()
+        {
+            done.push(format!("{tool} -X {CHAIN}"));
+        }
+    }
+    done
+}
+
+/// Installs the plan with iptables and ip6tables (after removing an older install).
+/// Returns the backend's description and the commands applied.
+pub fn install(p: &Plan) -> Result<(String, Vec<String>), String> {
+    let backend = if nft_queue_supported() {
+        "nftables supports `queue` here, but Palisade installs through the iptables NFQUEUE target (nf_tables backend) on every kernel for one code path".to_string()
+    } else {
+        "nftables `queue` is not supported by this kernel (CONFIG_NFT_QUEUE off): using the iptables NFQUEUE target".to_string()
+    };
+    uninstall();
+    let mut applied = Vec::new();
+    for tool in ["iptables", "ip6tables"] {
+        for args in install_rules(p) {
+            if let Err(e) = run(tool, &args) {
+                if tool == "ip6tables" {
+                    // IPv6 may be disabled; IPv4 protection stands.
+                    applied.push(format!("# skipped: {e}"));
+                    break;
+                }
+                uninstall();
+                return Err(e);
+            }
+            applied.push(format!("{tool} {}", args.join(" ")));
+        }
+    }
+    Ok((backend, applied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_for_each_role() {
+        let host = install_rules(&Plan {
+            role: Role::Host,
+            queues: (0, 1),
+            fail_open: true,
+        });
+        let text: Vec<String> = host.iter().map(|r| r.join(" ")).collect();
+        assert_eq!(
+            text,
+            [
+                "-N PALISADE",
+                "-A PALISADE -m mark --mark 0x100000/0x100000 -j RETURN",
+                "-A PALISADE -j NFQUEUE --queue-balance 0:1 --queue-bypass",
+                "-I OUTPUT 1 -j PALISADE",
+                "-I INPUT 1 -j PALISADE",
+            ]
+        );
+        let gw = install_rules(&Plan {
+            role: Role::Gateway,
+            queues: (3, 3),
+            fail_open: false,
+        });
+        assert_eq!(gw[2].join(" "), "-A PALISADE -j NFQUEUE --queue-num 3");
+        assert_eq!(gw[3].join(" "), "-I FORWARD 1 -j PALISADE");
+        assert_eq!(gw.len(), 4);
+    }
+}

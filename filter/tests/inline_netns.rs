@@ -1,0 +1,436 @@
+//! Inline protection for real: network namespaces joined by veth pairs, nginx (TLS and HTTP) and
+//! dnsmasq as servers, curl and dig as clients, iptables NFQUEUE, and `palisade inline`.
+//! Needs root and those tools; with CI=true a missing one fails the test instead of skipping.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+fn ready() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let tools = [
+        "ip", "iptables", "nginx", "dnsmasq", "curl", "dig", "openssl",
+    ];
+    let missing: Vec<_> = tools
+        .iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI=true but the inline tests cannot run: root={root}, missing {missing:?}"
+    );
+    eprintln!("skipping inline tests: root={root}, missing {missing:?}");
+    false
+}
+
+fn sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn must(cmd: &str) {
+    let o = sh(cmd);
+    assert!(
+        o.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Namespaces, servers and Palisade processes of one scenario; all removed on drop.
+struct Lab {
+    tag: String,
+    dir: PathBuf,
+    netns: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.netns {
+            // Kill anything left in the namespace (servers started with setsid), then remove it.
+            let _ = sh(&format!(
+                "ip netns pids {ns} 2>/dev/null | xargs -r kill -9"
+            ));
+            let _ = sh(&format!("ip netns del {ns}"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let tag = format!("{tag}{}", std::process::id() % 10000);
+        let dir = std::env::temp_dir().join(format!("palisade-lab-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Lab {
+            tag,
+            dir,
+            netns: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    fn ns(&mut self, name: &str) -> String {
+        let n = format!("pal{}{}", name, self.tag);
+        let _ = sh(&format!("ip netns del {n}"));
+        must(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+        self.netns.push(n.clone());
+        n
+    }
+
+    /// A veth pair between two namespaces with the given addresses (first address per side).
+    fn link(&self, a: &str, a_addrs: &[&str], b: &str, b_addrs: &[&str], id: &str) {
+        let (va, vb) = (format!("va{id}{}", self.tag), format!("vb{id}{}", self.tag));
+        must(&format!("ip link add {va} type veth peer name {vb} && ip link set {va} netns {a} && ip link set {vb} netns {b}"));
+        for x in a_addrs {
+            must(&format!("ip -n {a} addr add {x} dev {va}"));
+        }
+        for x in b_addrs {
+            must(&format!("ip -n {b} addr add {x} dev {vb}"));
+        }
+        must(&format!(
+            "ip -n {a} link set {va} up && ip -n {b} link set {vb} up"
+        ));
+    }
+
+    /// nginx (TLS on 443, HTTP on 80) on the given addresses and dnsmasq on the first one.
+    fn servers(&mut self, ns: &str, addrs: &[&str]) {
+        let d = self.dir.display().to_string();
+        must(&format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout {d}/key.pem -out {d}/cert.pem -days 1 -subj /CN=lab.example -addext subjectAltName=DNS:*.example 2>/dev/null"
+        ));
+        let listens: String = addrs
+            .iter()
+            .map(|a| format!("listen {a}:443 ssl; listen {a}:80; "))
+            .collect();
+        std::fs::write(
+            self.dir.join("nginx.conf"),
+            format!(
+                "daemon off; pid {d}/nginx.pid; error_log {d}/nginx.log; worker_processes 1;\nevents {{}}\nhttp {{ access_log off; server {{ {listens} ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+            ),
+        )
+        .unwrap();
+        self.spawn(
+            &format!("ip netns exec {ns} nginx -c {d}/nginx.conf -p {d}"),
+            "nginx.out",
+        );
+        self.spawn(
+            &format!(
+                "ip netns exec {ns} dnsmasq --no-daemon --no-resolv --no-hosts --listen-address={} --bind-interfaces --address=/example/{} --log-queries --log-facility={d}/dnsmasq.log --pid-file={d}/dnsmasq.pid",
+                addrs[0], addrs[0]
+            ),
+            "dnsmasq.out",
+        );
+        wait_until(Duration::from_secs(5), || {
+            sh(&format!(
+                "ip netns exec {ns} curl -s -m 1 http://{}/",
+                addrs[0]
+            ))
+            .status
+            .success()
+        });
+    }
+
+    fn spawn(&mut self, cmd: &str, log: &str) -> usize {
+        let f = std::fs::File::create(self.dir.join(log)).unwrap();
+        let c = Command::new("sh")
+            .args(["-c", &format!("exec {cmd}")])
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        self.children.push(c);
+        self.children.len() - 1
+    }
+
+    /// Starts `palisade inline` in a namespace and waits until its queue is bound.
+    fn palisade(&mut self, ns: &str, queue: u16, extra: &str, log: &str) -> usize {
+        let d = self.dir.display().to_string();
+        let i = self.spawn(&format!("ip netns exec {ns} {BIN} inline --queue {queue} --intel {d}/block.txt {extra} --eve {d}/eve.json"), log);
+        let p = self.dir.join(log);
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&p).is_ok_and(|s| s.contains("ready"))
+        });
+        i
+    }
+
+    fn kill(&mut self, i: usize) {
+        let c = &mut self.children[i];
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    fn alerts(&self) -> Vec<serde_json::Value> {
+        self.file("eve.json")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["event_type"] == "alert")
+            .collect()
+    }
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("condition not met within {limit:?}");
+}
+
+/// curl from a namespace: (exit code, HTTP code, seconds).
+fn curl(ns: &str, args: &str) -> (i32, String, f64) {
+    let o = sh(&format!(
+        "ip netns exec {ns} curl -sk -m 3 -o /dev/null -w '%{{http_code}} %{{time_total}}' {args}"
+    ));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut it = out.split_whitespace();
+    let code = it.next().unwrap_or("").to_string();
+    let t = it.next().and_then(|t| t.parse().ok()).unwrap_or(99.0);
+    (o.status.code().unwrap_or(-1), code, t)
+}
+
+fn dig(ns: &str, server: &str, name: &str) -> String {
+    let o = sh(&format!(
+        "ip netns exec {ns} dig +time=2 +tries=1 +short @{server} {name}"
+    ));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The checks every role must pass, with the client in `cli` and servers at `srv` (names and
+/// the HTTP Host resolve there) and `bad` (a listed address).
+fn check_blocking(lab: &Lab, cli: &str, srv: &str, bad: &str) {
+    let (rc, code, _) = curl(
+        cli,
+        &format!("--resolve ok.example:443:{srv} https://ok.example/"),
+    );
+    assert_eq!((rc, code.as_str()), (0, "200"), "allowed name");
+    let (rc, _, t) = curl(
+        cli,
+        &format!("--resolve www.blocked.example:443:{srv} https://www.blocked.example/"),
+    );
+    assert!(
+        rc == 35 || rc == 56,
+        "blocked SNI must be reset, curl exit {rc}"
+    );
+    assert!(t < 1.0, "reset within 1 s: {t}");
+    assert_eq!(
+        dig(cli, srv, "www.blocked.example"),
+        "0.0.0.0",
+        "sinkhole answer"
+    );
+    assert_eq!(
+        dig(cli, srv, "fine.example"),
+        srv,
+        "allowed query reaches dnsmasq"
+    );
+    let log = lab.file("dnsmasq.log");
+    assert!(log.contains("query[A] fine.example"), "{log}");
+    assert!(
+        !log.contains("blocked.example"),
+        "dnsmasq never saw the blocked query: {log}"
+    );
+    let (rc, _, _) = curl(cli, &format!("-m 2 http://{bad}/"));
+    assert_eq!(
+        rc, 28,
+        "a listed address never completes the handshake (timeout)"
+    );
+    let (rc, _, t) = curl(cli, &format!("-H 'Host: blocked.example' http://{srv}/"));
+    assert_eq!(rc, 56, "blocked Host is reset");
+    assert!(t < 1.0);
+    let kinds: Vec<String> = lab
+        .alerts()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["palisade"]["field"].as_str().unwrap(),
+                a["alert"]["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "tls.sni blocked",
+        "dns.query blocked",
+        "dest_ip blocked",
+        "http.hostname blocked",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == want),
+            "no `{want}` alert in {kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn host_role_blocks_before_payload_and_cleans_up() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("h");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(
+        &cli,
+        &["10.77.0.1/24"],
+        &srv,
+        &["10.77.0.2/24", "10.77.0.3/24"],
+        "0",
+    );
+    lab.servers(&srv, &["10.77.0.2", "10.77.0.3"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n10.77.0.3\n").unwrap();
+    let fw = sh(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 7 --fail open"
+    ));
+    assert!(
+        fw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fw.stderr)
+    );
+    let say = String::from_utf8_lossy(&fw.stdout);
+    assert!(
+        say.contains("using the iptables NFQUEUE target") || say.contains("nftables supports"),
+        "{say}"
+    );
+    let p = lab.palisade(&cli, 7, "", "inline.log");
+    check_blocking(&lab, &cli, "10.77.0.2", "10.77.0.3");
+
+    // Fail open: kill -9 the daemon, traffic flows (uninspected); a restart restores blocking.
+    lab.kill(p);
+    assert_eq!(
+        curl(
+            &cli,
+            "--resolve www.blocked.example:443:10.77.0.2 https://www.blocked.example/"
+        )
+        .0,
+        0,
+        "fail open passes traffic"
+    );
+    let p = lab.palisade(&cli, 7, "", "inline2.log");
+    assert!(
+        curl(
+            &cli,
+            "--resolve www.blocked.example:443:10.77.0.2 https://www.blocked.example/"
+        )
+        .0 != 0,
+        "restart restores inspection"
+    );
+    lab.kill(p);
+
+    // Fail closed: with no daemon, nothing passes.
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 7 --fail closed"
+    ));
+    assert_eq!(
+        curl(
+            &cli,
+            "-m 2 --resolve ok.example:443:10.77.0.2 https://ok.example/"
+        )
+        .0,
+        28,
+        "fail closed stops traffic"
+    );
+
+    // Audit mode: everything passes, alerts say `allowed`.
+    let _ = std::fs::remove_file(lab.dir.join("eve.json"));
+    let p = lab.palisade(&cli, 7, "--mode audit", "inline3.log");
+    assert_eq!(
+        curl(
+            &cli,
+            "--resolve www.blocked.example:443:10.77.0.2 https://www.blocked.example/"
+        )
+        .1,
+        "200"
+    );
+    assert_eq!(dig(&cli, "10.77.0.2", "www.blocked.example"), "10.77.0.2");
+    let a = lab.alerts();
+    assert!(
+        !a.is_empty() && a.iter().all(|x| x["alert"]["action"] == "allowed"),
+        "{a:?}"
+    );
+    lab.kill(p);
+
+    // Uninstall leaves nothing of Palisade in the ruleset.
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+    let rules = String::from_utf8_lossy(
+        &sh(&format!(
+            "ip netns exec {cli} iptables-save; ip netns exec {cli} ip6tables-save"
+        ))
+        .stdout,
+    )
+    .to_string();
+    assert!(
+        !rules.contains("PALISADE") && !rules.contains("NFQUEUE"),
+        "{rules}"
+    );
+    assert_eq!(
+        curl(
+            &cli,
+            "--resolve ok.example:443:10.77.0.2 https://ok.example/"
+        )
+        .1,
+        "200"
+    );
+}
+
+#[test]
+fn gateway_role_blocks_forwarded_traffic() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("g");
+    let (cli, gw, srv) = (lab.ns("c"), lab.ns("g"), lab.ns("s"));
+    lab.link(&cli, &["10.78.1.1/24"], &gw, &["10.78.1.254/24"], "1");
+    lab.link(
+        &gw,
+        &["10.78.2.254/24"],
+        &srv,
+        &["10.78.2.2/24", "10.78.2.3/24"],
+        "2",
+    );
+    must(&format!("ip -n {cli} route add default via 10.78.1.254 && ip -n {srv} route add default via 10.78.2.254"));
+    must(&format!(
+        "ip netns exec {gw} sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    lab.servers(&srv, &["10.78.2.2", "10.78.2.3"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n10.78.2.3\n").unwrap();
+    must(&format!(
+        "ip netns exec {gw} {BIN} firewall install --role gateway --queue 9 --fail closed"
+    ));
+    let _p = lab.palisade(&gw, 9, "", "inline.log");
+    check_blocking(&lab, &cli, "10.78.2.2", "10.78.2.3");
+    must(&format!("ip netns exec {gw} {BIN} firewall uninstall"));
+    let rules = String::from_utf8_lossy(&sh(&format!("ip netns exec {gw} iptables-save")).stdout)
+        .to_string();
+    assert!(!rules.contains("PALISADE"), "{rules}");
+}
