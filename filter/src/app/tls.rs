@@ -443,6 +443,8 @@ pub struct TlsStream {
     /// Handshake bytes gathered across records.
     hs: Vec<u8>,
     done: bool,
+    /// The client sent an SSLv2-framed hello (gathered in `rec`).
+    v2: bool,
 }
 
 impl TlsStream {
@@ -459,14 +461,33 @@ impl TlsStream {
     /// Feeds in-order bytes; returns at most one event (the hello, or an error).
     pub fn feed(&mut self, mut data: &[u8], is_client: bool) -> Option<TlsEvent> {
         if is_client
-            && self.rec.is_empty()
-            && self.hs.is_empty()
             && !self.done
-            && data.first().is_some_and(|b| b & 0x80 != 0)
+            && (self.v2
+                || (self.rec.is_empty()
+                    && self.hs.is_empty()
+                    && data.first().is_some_and(|b| b & 0x80 != 0)))
         {
-            // An SSLv2-framed (compatible) ClientHello: 2-byte length with the top bit set.
+            // An SSLv2-framed (compatible) ClientHello: 2-byte length with the top bit set,
+            // gathered until the whole record is here.
+            self.v2 = true;
+            let need = |r: &[u8]| {
+                if r.len() >= 2 {
+                    2 + (u16::from_be_bytes([r[0], r[1]]) & 0x7fff) as usize
+                } else {
+                    2
+                }
+            };
+            while self.rec.len() < need(&self.rec) && !data.is_empty() {
+                let take = (need(&self.rec) - self.rec.len()).min(data.len());
+                self.rec.extend_from_slice(&data[..take]);
+                data = &data[take..];
+            }
+            if self.rec.len() < need(&self.rec) {
+                return None;
+            }
             self.done = true;
-            return Some(match parse_sslv2_hello(data) {
+            let rec = std::mem::take(&mut self.rec);
+            return Some(match parse_sslv2_hello(&rec) {
                 Ok(ch) => TlsEvent::Client(Box::new(ch)),
                 Err(e) => TlsEvent::Error(e),
             });
@@ -672,6 +693,30 @@ pub(crate) mod tests {
             let b = a.or_else(|| s.feed(&two[cut..], true));
             match b {
                 Some(TlsEvent::Client(ch)) => assert_eq!(ch.sni.as_deref(), Some("split.example")),
+                other => panic!("cut {cut}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sslv2_hello_split_anywhere_gives_the_same_result() {
+        // 2-byte length (top bit set), CLIENT-HELLO, version 3.1, 2 cipher specs, no session
+        // id, 16-byte challenge.
+        let mut body = vec![1, 3, 1, 0, 6, 0, 0, 0, 16, 0, 0, 0x2f, 0, 0, 0x35];
+        body.extend_from_slice(&[9; 16]);
+        let mut rec = vec![0x80 | (body.len() >> 8) as u8, body.len() as u8];
+        rec.extend_from_slice(&body);
+        for cut in 0..rec.len() {
+            let mut s = TlsStream::default();
+            let ev = s
+                .feed(&rec[..cut], true)
+                .or_else(|| s.feed(&rec[cut..], true));
+            match ev {
+                Some(TlsEvent::Client(ch)) => assert_eq!(
+                    (ch.version, ch.ja3.as_str()),
+                    (0x0301, "769,47-53,,,"),
+                    "cut {cut}"
+                ),
                 other => panic!("cut {cut}: {other:?}"),
             }
         }
