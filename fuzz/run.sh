@@ -12,7 +12,8 @@ cargo fuzz build -O >/dev/null 2>&1 || { echo "build failed"; exit 1; }
 for t in $TARGETS; do
   mkdir -p "corpus/$t" "seeds/$t"
   log="out-$t.log"
-  cargo fuzz run -O "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1
+  regr=(); [ -d "regressions/$t" ] && regr=("regressions/$t")
+  cargo fuzz run -O "$t" "corpus/$t" "seeds/$t" "${regr[@]}" -- -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
   [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use palisade::capture::nfqueue::{self, InlineOpts, InlineStats};
+use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable};
 use palisade::engine::{Config, Engine, Mode};
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
@@ -24,9 +24,13 @@ usage:
       DNS is parsed on ports 53, 5353 and 5355; --dns-port adds one more.
   palisade inline --queue N[:M] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--sinkhole nxdomain|ADDR] [--no-reset] [--fail open|closed] [--stats-interval SECS]
+                  [--pidfile PATH]
       Filters packets from netfilter queue N (one worker per queue N..M). Blocked addresses are
       dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
       queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
+  palisade reload --pidfile PATH
+      Makes a running `palisade inline --pidfile PATH` reload its lists (as SIGHUP does): the new
+      set is built off the packet path; a broken list keeps the running set and says why.
   palisade firewall install --role host|gateway --queue N[:M] [--fail open|closed]
   palisade firewall uninstall
       Adds (or removes) the PALISADE chain that queues traffic: host role on OUTPUT and INPUT,
@@ -75,6 +79,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         }
         Some("inline") => inline_cmd(&args[1..]),
         Some("firewall") => firewall_cmd(&args[1..]),
+        Some("reload") => reload_cmd(&args[1..]),
         Some("--version" | "-V") => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -304,7 +309,9 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         sinkhole: Sinkhole::default(),
         reset: true,
         stats_interval: std::time::Duration::ZERO,
+        reload: std::sync::Arc::new(Reloadable::default()),
     };
+    let mut pidfile: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -330,6 +337,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 })?;
             }
             "--no-reset" => opts.reset = false,
+            "--pidfile" => pidfile = Some(val("--pidfile")?),
             "--fail" => opts.fail_open = parse_fail(&val("--fail")?)?,
             "--stats-interval" => {
                 let v = val("--stats-interval")?;
@@ -351,6 +359,39 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     };
+    if let Some(p) = &pidfile {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            eprintln!("palisade: {p}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    // Reloads (SIGHUP) rebuild the intel on this thread, off the packet path, and publish it.
+    let reload = opts.reload.clone();
+    let specs = intel.clone();
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: cannot watch SIGHUP: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            let t = std::time::Instant::now();
+            match load_intel(&specs, false) {
+                Ok(set) => {
+                    let n = set.domain_count() + set.addr_count() + set.url_count();
+                    reload.publish(set);
+                    eprintln!(
+                        "palisade inline: reload {} ok: {n} indicators, built in {:.1} ms",
+                        reload.generation(),
+                        t.elapsed().as_secs_f64() * 1e3
+                    );
+                }
+                Err(e) => eprintln!("palisade inline: reload failed, keeping the running set: {e}"),
+            }
+        }
+    });
     let mode = if cfg.mode == Mode::Block {
         "block"
     } else {
@@ -459,5 +500,35 @@ fn firewall_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             }
         }
         _ => Err(Usage("firewall needs install or uninstall".into())),
+    }
+}
+
+fn reload_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    let [flag, path] = args else {
+        return Err(Usage("reload needs --pidfile PATH".into()));
+    };
+    if flag != "--pidfile" {
+        return Err(Usage(format!("unknown option `{flag}`")));
+    }
+    let pid = match std::fs::read_to_string(path).map(|s| s.trim().parse::<u32>()) {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => {
+            eprintln!("palisade: {path}: not a process id");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("palisade: {path}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("palisade: could not signal process {pid} (from {path})");
+        Ok(ExitCode::from(1))
     }
 }

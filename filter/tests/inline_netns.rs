@@ -434,3 +434,77 @@ fn gateway_role_blocks_forwarded_traffic() {
         .to_string();
     assert!(!rules.contains("PALISADE"), "{rules}");
 }
+
+#[test]
+fn reload_while_connecting() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("r");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.79.0.1/24"], &srv, &["10.79.0.2/24"], "3");
+    lab.servers(&srv, &["10.79.0.2"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 11 --fail closed"
+    ));
+    let pidfile = lab.dir.join("palisade.pid").display().to_string();
+    lab.palisade(&cli, 11, &format!("--pidfile {pidfile}"), "inline.log");
+    let blocked = |name: &str| {
+        curl(
+            &cli,
+            &format!("--resolve {name}:443:10.79.0.2 https://{name}/"),
+        )
+        .0 != 0
+    };
+    assert!(!blocked("newbad.example"));
+
+    // A client loop keeps connecting to an allowed name across the reloads.
+    let loop_ns = cli.clone();
+    let client = std::thread::spawn(move || {
+        (0..40)
+            .filter(|_| {
+                curl(
+                    &loop_ns,
+                    "--resolve ok.example:443:10.79.0.2 https://ok.example/",
+                )
+                .1 != "200"
+            })
+            .count()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(
+        lab.dir.join("block.txt"),
+        "blocked.example\nnewbad.example\n",
+    )
+    .unwrap();
+    let t = Instant::now();
+    must(&format!("{BIN} reload --pidfile {pidfile}"));
+    wait_until(Duration::from_secs(1), || blocked("newbad.example"));
+    let took = t.elapsed();
+    // A broken list: the running set stays, and the log names file and line.
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\nbad..name\n").unwrap();
+    must(&format!("{BIN} reload --pidfile {pidfile}"));
+    let log = lab.dir.join("inline.log");
+    wait_until(Duration::from_secs(2), || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("reload failed")
+    });
+    let text = lab.file("inline.log");
+    assert!(
+        text.contains("keeping the running set") && text.contains("block.txt:2: empty label"),
+        "{text}"
+    );
+    assert!(
+        blocked("newbad.example"),
+        "the last good set is still in force"
+    );
+    let failures = client.join().unwrap();
+    assert_eq!(
+        failures, 0,
+        "no allowed connection failed during the reloads"
+    );
+    eprintln!("reload: new indicator in force after {took:?}");
+    assert!(text.contains("reload 1 ok"), "{text}");
+}

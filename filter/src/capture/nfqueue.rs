@@ -6,6 +6,8 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -16,6 +18,39 @@ use crate::respond::{self, Sinkhole};
 
 /// Mark on packets Palisade injects; the firewall chain returns them unqueued.
 pub const MARK_INJECTED: u32 = 0x0010_0000;
+
+/// The intel in force, swapped by reloads. Workers compare the generation (one atomic load per
+/// packet) and take the new set only when it changed; the lock is never taken on the packet path
+/// otherwise, and the set is built before it is published.
+#[derive(Debug, Default)]
+pub struct Reloadable {
+    generation: AtomicU64,
+    current: Mutex<Option<palisade_rules::IntelSet>>,
+}
+
+impl Reloadable {
+    /// Publishes a new set.
+    pub fn publish(&self, set: palisade_rules::IntelSet) {
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(set);
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Reloads published so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn take_if_newer(&self, seen: &mut u64) -> Option<palisade_rules::IntelSet> {
+        let g = self.generation.load(Ordering::Acquire);
+        if g == *seen {
+            return None;
+        }
+        *seen = g;
+        self.current.lock().ok()?.clone()
+    }
+}
 
 /// Settings of one inline worker.
 #[derive(Debug, Clone)]
@@ -30,6 +65,8 @@ pub struct InlineOpts {
     pub reset: bool,
     /// A `stats` event this often (wall time); zero for none.
     pub stats_interval: Duration,
+    /// Where reloaded intel is published.
+    pub reload: Arc<Reloadable>,
 }
 
 /// Counters of a worker, besides the engine's.
@@ -99,8 +136,12 @@ pub fn run(
     let inj = Injector::new()?;
     let mut n = 0u64;
     let mut last_stats = Instant::now();
+    let mut seen = opts.reload.generation();
     loop {
         let mut msg = q.recv()?;
+        if let Some(set) = opts.reload.take_if_newer(&mut seen) {
+            engine.set_intel(set);
+        }
         n += 1;
         stats.packets += 1;
         let verdict = engine.handle(now_ns(), n, linktype::RAW, msg.get_payload());
