@@ -179,6 +179,13 @@ impl Lab {
         i
     }
 
+    /// SIGTERM, so the process can finish writing (tcpdump), then wait.
+    fn stop(&mut self, i: usize) {
+        let c = &mut self.children[i];
+        let _ = sh(&format!("kill -TERM {}", c.id()));
+        let _ = c.wait();
+    }
+
     fn kill(&mut self, i: usize) {
         let c = &mut self.children[i];
         let _ = c.kill();
@@ -427,8 +434,51 @@ fn gateway_role_blocks_forwarded_traffic() {
     must(&format!(
         "ip netns exec {gw} {BIN} firewall install --role gateway --queue 9 --fail closed"
     ));
-    let _p = lab.palisade(&gw, 9, "", "inline.log");
+    // Capture what reaches the gateway from the client, to replay it afterwards.
+    let pcap = lab.dir.join("gw.pcap").display().to_string();
+    let dump = lab.spawn(
+        &format!(
+            "ip netns exec {gw} tcpdump -i vb1{} --immediate-mode -U -w {pcap}",
+            lab.tag
+        ),
+        "tcpdump.log",
+    );
+    wait_until(Duration::from_secs(5), || {
+        lab.file("tcpdump.log").contains("listening")
+    });
+    let p = lab.palisade(&gw, 9, "", "inline.log");
     check_blocking(&lab, &cli, "10.78.2.2", "10.78.2.3");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.kill(p);
+    lab.stop(dump);
+    // Replay parity: the same alerts (field, value, indicator, action) from the capture.
+    let key = |a: &serde_json::Value| {
+        let p = &a["palisade"];
+        format!(
+            "{} {} {} {}",
+            p["field"], p["value"], p["indicator"], a["alert"]["action"]
+        )
+    };
+    let mut live: Vec<String> = lab.alerts().iter().map(key).collect();
+    let d = lab.dir.display().to_string();
+    let out = sh(&format!(
+        "{BIN} replay {pcap} --intel {d}/block.txt --eve -"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut replayed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event_type"] == "alert")
+        .map(|a| key(&a))
+        .collect();
+    live.sort();
+    replayed.sort();
+    assert!(!live.is_empty());
+    assert_eq!(live, replayed, "live and replayed alerts differ");
     must(&format!("ip netns exec {gw} {BIN} firewall uninstall"));
     let rules = String::from_utf8_lossy(&sh(&format!("ip netns exec {gw} iptables-save")).stdout)
         .to_string();
