@@ -378,6 +378,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     std::thread::spawn(move || {
         for _ in signals.forever() {
             let t = std::time::Instant::now();
+            sd_notify("RELOADING=1");
             match load_intel(&specs, false) {
                 Ok(set) => {
                     let n = set.domain_count() + set.addr_count() + set.url_count();
@@ -390,6 +391,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 }
                 Err(e) => eprintln!("palisade inline: reload failed, keeping the running set: {e}"),
             }
+            sd_notify("READY=1");
         }
     });
     let mode = if cfg.mode == Mode::Block {
@@ -398,10 +400,14 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         "audit"
     };
     let mut workers = Vec::new();
+    let n_queues = (last - first) as usize + 1;
+    let ready_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for q in first..=last {
         let mut engine = Engine::new(cfg.clone(), set.clone());
         let mut o = opts.clone();
         o.queue = q;
+        let o2 = o.clone();
+        let ready_count = ready_count.clone();
         // One eve file per worker (no lock between workers): eve.json, eve.q1.json, ...
         let path = if q == first || eve == "-" {
             eve.clone()
@@ -423,11 +429,18 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 Box::new(std::io::BufWriter::new(f))
             };
             let mut st = InlineStats::default();
-            eprintln!(
-                "palisade inline: queue {q} ready (mode {mode}, fail {}), eve {path}",
-                if o.fail_open { "open" } else { "closed" }
-            );
-            nfqueue::run(&mut engine, &o, &mut *out, &mut st).map_err(|e| format!("queue {q}: {e}"))
+            let ready = move || {
+                eprintln!(
+                    "palisade inline: queue {q} ready (mode {mode}, fail {}), eve {path}",
+                    if o2.fail_open { "open" } else { "closed" }
+                );
+                // systemd learns the daemon is up once every queue is bound.
+                if ready_count.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1 == n_queues {
+                    sd_notify("READY=1");
+                }
+            };
+            nfqueue::run(&mut engine, &o, &mut *out, &mut st, &ready)
+                .map_err(|e| format!("queue {q}: {e}"))
         }));
     }
     let mut code = ExitCode::SUCCESS;
@@ -530,5 +543,26 @@ fn reload_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     } else {
         eprintln!("palisade: could not signal process {pid} (from {path})");
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Tells systemd (Type=notify) about the daemon's state; a no-op outside systemd.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        eprintln!("palisade: sd_notify {state}: {e}");
     }
 }

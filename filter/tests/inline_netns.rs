@@ -558,3 +558,35 @@ fn reload_while_connecting() {
     eprintln!("reload: new indicator in force after {took:?}");
     assert!(text.contains("reload 1 ok"), "{text}");
 }
+
+#[test]
+fn notifies_systemd_when_ready_and_around_reloads() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("n");
+    let cli = lab.ns("c");
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    let sock_path = lab.dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let d = lab.dir.display().to_string();
+    let pidfile = format!("{d}/p.pid");
+    lab.spawn(
+        &format!("env NOTIFY_SOCKET={} ip netns exec {cli} {BIN} inline --queue 13 --intel {d}/block.txt --pidfile {pidfile} --eve {d}/eve.json", sock_path.display()),
+        "inline.log",
+    );
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        lab.file("inline.log").contains("queue 13 ready"),
+        "ready is sent after the queue is bound"
+    );
+    must(&format!("{BIN} reload --pidfile {pidfile}"));
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"RELOADING=1");
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+}

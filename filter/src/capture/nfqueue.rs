@@ -121,11 +121,13 @@ fn now_ns() -> i64 {
 
 /// Runs a worker until the queue fails. Events are written (and flushed) after each packet
 /// that produced any, so a killed daemon loses none.
+/// `on_ready` is called once the queue is bound and the injector open.
 pub fn run(
     engine: &mut Engine,
     opts: &InlineOpts,
     eve: &mut dyn Write,
     stats: &mut InlineStats,
+    on_ready: &dyn Fn(),
 ) -> std::io::Result<()> {
     let mut q = nfq::Queue::open()?;
     q.bind(opts.queue)?;
@@ -134,6 +136,7 @@ pub fn run(
     q.set_copy_range(opts.queue, 0xffff)?;
     let _ = q.set_recv_enobufs(false);
     let inj = Injector::new()?;
+    on_ready();
     let mut n = 0u64;
     let mut last_stats = Instant::now();
     let mut seen = opts.reload.generation();
