@@ -12,6 +12,7 @@ pub mod engine;
 pub mod eve;
 pub mod firewall;
 pub mod flow;
+pub mod metrics;
 pub mod replay;
 pub mod respond;
 pub mod wire;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable};
+use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{Config, Engine, Mode};
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
@@ -24,10 +24,11 @@ usage:
       DNS is parsed on ports 53, 5353 and 5355; --dns-port adds one more.
   palisade inline --queue N[:M] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--sinkhole nxdomain|ADDR] [--no-reset] [--fail open|closed] [--stats-interval SECS]
-                  [--pidfile PATH]
+                  [--pidfile PATH] [--metrics ADDR|off]
       Filters packets from netfilter queue N (one worker per queue N..M). Blocked addresses are
       dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
       queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
+      Prometheus metrics on --metrics (default 127.0.0.1:9475).
   palisade reload --pidfile PATH
       Makes a running `palisade inline --pidfile PATH` reload its lists (as SIGHUP does): the new
       set is built off the packet path; a broken list keeps the running set and says why.
@@ -310,7 +311,9 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         reset: true,
         stats_interval: std::time::Duration::ZERO,
         reload: std::sync::Arc::new(Reloadable::default()),
+        metrics: Default::default(),
     };
+    let mut metrics_addr = String::from("127.0.0.1:9475");
     let mut pidfile: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -338,6 +341,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             }
             "--no-reset" => opts.reset = false,
             "--pidfile" => pidfile = Some(val("--pidfile")?),
+            "--metrics" => metrics_addr = val("--metrics")?,
             "--fail" => opts.fail_open = parse_fail(&val("--fail")?)?,
             "--stats-interval" => {
                 let v = val("--stats-interval")?;
@@ -402,10 +406,13 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut workers = Vec::new();
     let n_queues = (last - first) as usize + 1;
     let ready_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut snapshots = Vec::new();
     for q in first..=last {
         let mut engine = Engine::new(cfg.clone(), set.clone());
         let mut o = opts.clone();
         o.queue = q;
+        o.metrics = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
+        snapshots.push((q, o.metrics.clone()));
         let o2 = o.clone();
         let ready_count = ready_count.clone();
         // One eve file per worker (no lock between workers): eve.json, eve.q1.json, ...
@@ -442,6 +449,14 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             nfqueue::run(&mut engine, &o, &mut *out, &mut st, &ready)
                 .map_err(|e| format!("queue {q}: {e}"))
         }));
+    }
+    if metrics_addr != "off" {
+        match palisade::metrics::serve(&metrics_addr, snapshots) {
+            Ok(()) => eprintln!("palisade inline: metrics on http://{metrics_addr}/metrics"),
+            Err(e) => {
+                eprintln!("palisade inline: metrics disabled, cannot listen on {metrics_addr}: {e}")
+            }
+        }
     }
     let mut code = ExitCode::SUCCESS;
     for w in workers {

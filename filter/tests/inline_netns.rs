@@ -331,6 +331,34 @@ fn host_role_blocks_before_payload_and_cleans_up() {
     );
     let p = lab.palisade(&cli, 7, "", "inline.log");
     check_blocking(&lab, &cli, "10.77.0.2", "10.77.0.3");
+    // Metrics: published within a second, scraped on the namespace's loopback.
+    std::thread::sleep(Duration::from_millis(1200));
+    let _ = curl(
+        &cli,
+        "--resolve ok.example:443:10.77.0.2 https://ok.example/",
+    );
+    let m = String::from_utf8_lossy(
+        &sh(&format!(
+            "ip netns exec {cli} curl -s -m 2 http://127.0.0.1:9475/metrics"
+        ))
+        .stdout,
+    )
+    .to_string();
+    let value = |needle: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no `{needle}` in {m}"))
+    };
+    assert!(value("palisade_packets_total{queue=\"7\"}") > 10);
+    assert!(value("palisade_verdicts_total{queue=\"7\",action=\"drop\"}") >= 4);
+    assert!(value("palisade_resets_sent_total{queue=\"7\"}") >= 4);
+    assert!(value("palisade_sinkhole_answers_total{queue=\"7\"}") >= 1);
+    assert!(value("palisade_alerts_total{queue=\"7\",action=\"blocked\"}") >= 4);
+    assert!(
+        m.contains("palisade_kernel_queue_dropped_total{queue=\"7\",reason=\"queue_full\"}"),
+        "{m}"
+    );
 
     // Fail open: kill -9 the daemon, traffic flows (uninspected); a restart restores blocking.
     lab.kill(p);

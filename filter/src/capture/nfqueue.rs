@@ -67,6 +67,23 @@ pub struct InlineOpts {
     pub stats_interval: Duration,
     /// Where reloaded intel is published.
     pub reload: Arc<Reloadable>,
+    /// Where the worker publishes its counters for the metrics endpoint (at most once a second).
+    pub metrics: Arc<Mutex<Snapshot>>,
+}
+
+/// A worker's counters as last published.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Inline counters.
+    pub inline: InlineStats,
+    /// Engine counters.
+    pub engine: crate::engine::Stats,
+    /// Flows in the table, and flows created so far.
+    pub flows: (u64, u64),
+    /// Traffic-derived memory in use and its cap.
+    pub memory: (u64, u64),
+    /// Reload generation in force in this worker.
+    pub reloads: u64,
 }
 
 /// Counters of a worker, besides the engine's.
@@ -113,6 +130,19 @@ impl Injector {
     }
 }
 
+fn publish(engine: &Engine, stats: &InlineStats, reloads: u64, to: &Mutex<Snapshot>) {
+    if let Ok(mut s) = to.lock() {
+        let (used, cap) = engine.memory();
+        *s = Snapshot {
+            inline: *stats,
+            engine: engine.stats.clone(),
+            flows: (engine.flow_count() as u64, engine.flows_created()),
+            memory: (used as u64, cap as u64),
+            reloads,
+        };
+    }
+}
+
 fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,6 +170,8 @@ pub fn run(
     let mut n = 0u64;
     let mut last_stats = Instant::now();
     let mut seen = opts.reload.generation();
+    let mut last_publish = Instant::now();
+    publish(engine, stats, seen, &opts.metrics);
     loop {
         let mut msg = q.recv()?;
         if let Some(set) = opts.reload.take_if_newer(&mut seen) {
@@ -196,6 +228,10 @@ pub fn run(
             }
         }
         q.verdict(msg)?;
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
+            publish(engine, stats, seen, &opts.metrics);
+        }
         if !opts.stats_interval.is_zero() && last_stats.elapsed() >= opts.stats_interval {
             last_stats = Instant::now();
             engine.stats_event(now_ns());

@@ -1,0 +1,150 @@
+//! Prometheus text exposition of the inline workers' counters, served on a localhost port.
+//! The workers publish snapshots at most once a second; a scrape only reads them.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use crate::capture::nfqueue::Snapshot;
+
+/// Renders the metrics of the given workers (queue number, snapshot).
+pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> String {
+    let snaps: Vec<(u16, Snapshot)> = workers
+        .iter()
+        .filter_map(|(q, s)| s.lock().ok().map(|s| (*q, s.clone())))
+        .collect();
+    let mut o = String::new();
+    let mut metric =
+        |name: &str, kind: &str, help: &str, f: &dyn Fn(&Snapshot) -> Vec<(String, u64)>| {
+            let _ = writeln!(
+                o,
+                "# HELP palisade_{name} {help}\n# TYPE palisade_{name} {kind}"
+            );
+            for (q, s) in &snaps {
+                for (labels, v) in f(s) {
+                    let sep = if labels.is_empty() { "" } else { "," };
+                    let _ = writeln!(o, "palisade_{name}{{queue=\"{q}\"{sep}{labels}}} {v}");
+                }
+            }
+        };
+    metric(
+        "packets_total",
+        "counter",
+        "Packets received from the queue.",
+        &|s| vec![(String::new(), s.inline.packets)],
+    );
+    metric("verdicts_total", "counter", "Verdicts by action.", &|s| {
+        vec![
+            ("action=\"accept\"".into(), s.inline.accepted),
+            ("action=\"drop\"".into(), s.inline.dropped),
+        ]
+    });
+    metric(
+        "resets_sent_total",
+        "counter",
+        "TCP resets injected.",
+        &|s| vec![(String::new(), s.inline.resets_sent)],
+    );
+    metric(
+        "sinkhole_answers_total",
+        "counter",
+        "DNS answers sent from the sinkhole.",
+        &|s| vec![(String::new(), s.inline.sinkhole_answers)],
+    );
+    metric(
+        "inject_errors_total",
+        "counter",
+        "Injections that failed.",
+        &|s| vec![(String::new(), s.inline.inject_errors)],
+    );
+    metric("alerts_total", "counter", "Alerts by action.", &|s| {
+        vec![
+            ("action=\"blocked\"".into(), s.engine.alerts_blocked),
+            ("action=\"allowed\"".into(), s.engine.alerts_allowed),
+        ]
+    });
+    metric("flows_active", "gauge", "Flows in the table.", &|s| {
+        vec![(String::new(), s.flows.0)]
+    });
+    metric("flows_total", "counter", "Flows created.", &|s| {
+        vec![(String::new(), s.flows.1)]
+    });
+    metric(
+        "memory_bytes",
+        "gauge",
+        "Traffic-derived memory in use, and the cap.",
+        &|s| {
+            vec![
+                ("kind=\"used\"".into(), s.memory.0),
+                ("kind=\"cap\"".into(), s.memory.1),
+            ]
+        },
+    );
+    metric(
+        "cap_hits_total",
+        "counter",
+        "Limits reached: segments refused, app buffers dropped, reassembly depth.",
+        &|s| {
+            vec![
+                ("cap=\"tcp_segment\"".into(), s.engine.tcp_refused),
+                ("cap=\"app_memory\"".into(), s.engine.app_memcap),
+                ("cap=\"reassembly_depth\"".into(), s.engine.tcp_depth),
+            ]
+        },
+    );
+    metric("anomalies_total", "counter", "Anomaly events.", &|s| {
+        vec![(String::new(), s.engine.anomaly_total())]
+    });
+    metric(
+        "reloads_total",
+        "counter",
+        "Intel reloads in force.",
+        &|s| vec![(String::new(), s.reloads)],
+    );
+    // Kernel side: /proc/net/netfilter/nfnetlink_queue (queue, portid, waiting, mode, range,
+    // queue_dropped, user_dropped, id, 1).
+    let _ = writeln!(o, "# HELP palisade_kernel_queue_dropped_total Packets the kernel dropped (queue full, or sent to a listener that failed).\n# TYPE palisade_kernel_queue_dropped_total counter");
+    for line in queue_drops.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 7 && workers.iter().any(|(q, _)| q.to_string() == f[0]) {
+            let _ = writeln!(
+                o,
+                "palisade_kernel_queue_dropped_total{{queue=\"{}\",reason=\"queue_full\"}} {}",
+                f[0], f[5]
+            );
+            let _ = writeln!(
+                o,
+                "palisade_kernel_queue_dropped_total{{queue=\"{}\",reason=\"user\"}} {}",
+                f[0], f[6]
+            );
+        }
+    }
+    o
+}
+
+/// Serves `/metrics` on `addr` (for example 127.0.0.1:9475) until the process ends.
+pub fn serve(addr: &str, workers: Vec<(u16, Arc<Mutex<Snapshot>>)>) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr)?;
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut c = conn;
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut req = [0u8; 1024];
+            let n = c.read(&mut req).unwrap_or(0);
+            let ok = req[..n].starts_with(b"GET /metrics ") || req[..n].starts_with(b"GET / ");
+            let body = if ok {
+                render(
+                    &workers,
+                    &std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
+                        .unwrap_or_default(),
+                )
+            } else {
+                "not found\n".into()
+            };
+            let status = if ok { "200 OK" } else { "404 Not Found" };
+            let _ = write!(c, "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    Ok(())
+}
