@@ -370,6 +370,7 @@ pub struct Engine {
     cid: String,
     first_ns: Option<i64>,
     last_ns: i64,
+    last_bypass: bool,
 }
 
 /// Context handed to the app-layer handlers: everything but the flow table.
@@ -412,6 +413,7 @@ impl Engine {
             cid: String::with_capacity(32),
             first_ns: None,
             last_ns: 0,
+            last_bypass: false,
         }
     }
 
@@ -443,8 +445,16 @@ impl Engine {
         self.out.len()
     }
 
+    /// True when the flow of the last handled packet needs no more inspection (its hellos are
+    /// parsed, its protocol is not one Palisade parses, or both directions passed the reassembly
+    /// depth) and was accepted: an inline shell may let the kernel bypass the rest of it.
+    pub fn bypass(&self) -> bool {
+        self.last_bypass
+    }
+
     /// Handles one frame captured at `now_ns`; `pkt` is its 1-based number in the input.
     pub fn handle(&mut self, now_ns: i64, pkt: u64, linktype: u32, frame: &[u8]) -> Verdict {
+        self.last_bypass = false;
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
         self.first_ns.get_or_insert(now_ns);
@@ -658,6 +668,7 @@ impl Engine {
             budget,
             cfg,
             stream_tap,
+            last_bypass,
             ..
         } = self;
         let mut cx = Cx {
@@ -708,6 +719,7 @@ impl Engine {
         } else {
             Verdict::Accept
         };
+        *last_bypass = verdict == Verdict::Accept && inspection_done(flow);
         flows.touch(idx, now, class);
         verdict
     }
@@ -1000,6 +1012,27 @@ struct Seg<'a> {
     ack: u32,
     flags: u8,
     payload: &'a [u8],
+}
+
+/// Whether anything more can be learned from this flow (see [`Engine::bypass`]).
+fn inspection_done(f: &Flow) -> bool {
+    match f.meta.proto {
+        6 => {
+            let depth = f
+                .streams
+                .as_ref()
+                .is_some_and(|s| s[0].depth_reached && s[1].depth_reached);
+            depth
+                || match f.app {
+                    AppProto::Tls => f.tls.as_ref().is_some_and(|t| t.logged),
+                    AppProto::Failed => true,
+                    // Each HTTP request and DNS query must be checked; unknown is undecided.
+                    _ => false,
+                }
+        }
+        17 => f.app != AppProto::Dns && f.pkts[0] > 0 && f.pkts[1] > 0,
+        _ => true,
+    }
 }
 
 fn timeout_class(f: &Flow) -> u8 {

@@ -10,7 +10,7 @@
 
 use std::process::Command;
 
-use crate::capture::nfqueue::MARK_INJECTED;
+use crate::capture::nfqueue::{MARK_BYPASS, MARK_INJECTED};
 
 /// Where Palisade sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +37,19 @@ const CHAIN: &str = "PALISADE";
 /// The iptables argument lists that install the plan (the same for ip6tables).
 pub fn install_rules(p: &Plan) -> Vec<Vec<String>> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let mut r = vec![s(&["-N", CHAIN])];
-    let mark = format!("{MARK_INJECTED:#x}/{MARK_INJECTED:#x}");
-    r.push(s(&[
-        "-A", CHAIN, "-m", "mark", "--mark", &mark, "-j", "RETURN",
-    ]));
+    let injected = format!("{MARK_INJECTED:#x}/{MARK_INJECTED:#x}");
+    let bm = format!("{MARK_BYPASS:#x}");
+    let bypass = format!("{bm}/{bm}");
+    let mut r = vec![
+        s(&["-N", CHAIN]),
+        s(&[
+            "-A", CHAIN, "-m", "mark", "--mark", &injected, "-j", "RETURN",
+        ]),
+        // Flows Palisade has finished with are no longer queued.
+        s(&[
+            "-A", CHAIN, "-m", "connmark", "--mark", &bypass, "-j", "RETURN",
+        ]),
+    ];
     let mut q = s(&["-A", CHAIN, "-j", "NFQUEUE"]);
     if p.queues.0 == p.queues.1 {
         q.extend(s(&["--queue-num", &p.queues.0.to_string()]));
@@ -58,6 +66,26 @@ pub fn install_rules(p: &Plan) -> Vec<Vec<String>> {
     for hook in hooks(p.role) {
         r.push(s(&["-I", hook, "1", "-j", CHAIN]));
     }
+    // The bypass mark of an accepted packet is saved to its connection in a later hook.
+    r.push(s(&["-t", "mangle", "-N", CHAIN]));
+    r.push(s(&[
+        "-t",
+        "mangle",
+        "-A",
+        CHAIN,
+        "-m",
+        "mark",
+        "--mark",
+        &bypass,
+        "-j",
+        "CONNMARK",
+        "--save-mark",
+        "--nfmask",
+        &bm,
+        "--ctmask",
+        &bm,
+    ]));
+    r.push(s(&["-t", "mangle", "-I", "POSTROUTING", "1", "-j", CHAIN]));
     r
 }
 
@@ -127,6 +155,23 @@ pub fn uninstall() -> Vec<String> {
         {
             done.push(format!("{tool} -X {CHAIN}"));
         }
+        let m = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        for _ in 0..16 {
+            if run(
+                tool,
+                &m(&["-t", "mangle", "-D", "POSTROUTING", "-j", CHAIN]),
+            )
+            .is_err()
+            {
+                break;
+            }
+            done.push(format!("{tool} -t mangle -D POSTROUTING -j {CHAIN}"));
+        }
+        if run(tool, &m(&["-t", "mangle", "-F", CHAIN])).is_ok()
+            && run(tool, &m(&["-t", "mangle", "-X", CHAIN])).is_ok()
+        {
+            done.push(format!("{tool} -t mangle -X {CHAIN}"));
+        }
     }
     done
 }
@@ -175,9 +220,13 @@ mod tests {
             [
                 "-N PALISADE",
                 "-A PALISADE -m mark --mark 0x100000/0x100000 -j RETURN",
+                "-A PALISADE -m connmark --mark 0x200000/0x200000 -j RETURN",
                 "-A PALISADE -j NFQUEUE --queue-balance 0:1 --queue-bypass",
                 "-I OUTPUT 1 -j PALISADE",
                 "-I INPUT 1 -j PALISADE",
+                "-t mangle -N PALISADE",
+                "-t mangle -A PALISADE -m mark --mark 0x200000/0x200000 -j CONNMARK --save-mark --nfmask 0x200000 --ctmask 0x200000",
+                "-t mangle -I POSTROUTING 1 -j PALISADE",
             ]
         );
         let gw = install_rules(&Plan {
@@ -185,8 +234,8 @@ mod tests {
             queues: (3, 3),
             fail_open: false,
         });
-        assert_eq!(gw[2].join(" "), "-A PALISADE -j NFQUEUE --queue-num 3");
-        assert_eq!(gw[3].join(" "), "-I FORWARD 1 -j PALISADE");
-        assert_eq!(gw.len(), 4);
+        assert_eq!(gw[3].join(" "), "-A PALISADE -j NFQUEUE --queue-num 3");
+        assert_eq!(gw[4].join(" "), "-I FORWARD 1 -j PALISADE");
+        assert_eq!(gw.len(), 8);
     }
 }

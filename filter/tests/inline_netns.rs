@@ -123,6 +123,7 @@ impl Lab {
         must(&format!(
             "openssl req -x509 -newkey rsa:2048 -nodes -keyout {d}/key.pem -out {d}/cert.pem -days 1 -subj /CN=lab.example -addext subjectAltName=DNS:*.example 2>/dev/null"
         ));
+        std::fs::write(self.dir.join("big.bin"), vec![0x5a; 4 << 20]).unwrap();
         let listens: String = addrs
             .iter()
             .map(|a| format!("listen {a}:443 ssl; listen {a}:80; "))
@@ -130,7 +131,7 @@ impl Lab {
         std::fs::write(
             self.dir.join("nginx.conf"),
             format!(
-                "daemon off; pid {d}/nginx.pid; error_log {d}/nginx.log; worker_processes 1;\nevents {{}}\nhttp {{ access_log off; server {{ {listens} ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+                "daemon off; pid {d}/nginx.pid; error_log {d}/nginx.log; worker_processes 1;\nevents {{}}\nhttp {{ access_log off; server {{ {listens} ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; location /big.bin {{ root {d}; }} location / {{ return 200 \"ok\\n\"; }} }} }}\n"
             ),
         )
         .unwrap();
@@ -358,6 +359,38 @@ fn host_role_blocks_before_payload_and_cleans_up() {
     assert!(
         m.contains("palisade_kernel_queue_dropped_total{queue=\"7\",reason=\"queue_full\"}"),
         "{m}"
+    );
+
+    // Bypass: once the TLS hellos are seen, the rest of a 4 MB download skips the queue.
+    let scrape = || {
+        std::thread::sleep(Duration::from_millis(1100));
+        let _ = curl(
+            &cli,
+            "--resolve ok.example:443:10.77.0.2 https://ok.example/",
+        );
+        let m = String::from_utf8_lossy(
+            &sh(&format!(
+                "ip netns exec {cli} curl -s -m 2 http://127.0.0.1:9475/metrics"
+            ))
+            .stdout,
+        )
+        .to_string();
+        m.lines()
+            .find(|l| l.starts_with("palisade_packets_total{queue=\"7\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = scrape();
+    let (rc, code, _) = curl(
+        &cli,
+        "--resolve ok.example:443:10.77.0.2 https://ok.example/big.bin",
+    );
+    assert_eq!((rc, code.as_str()), (0, "200"));
+    let queued = scrape() - before;
+    eprintln!("bypass: a 4 MB TLS download put {queued} packets through the queue");
+    assert!(
+        queued < 60,
+        "{queued} packets queued for a 4 MB download (about 3000 without bypass)"
     );
 
     // Fail open: kill -9 the daemon, traffic flows (uninspected); a restart restores blocking.

@@ -18,6 +18,9 @@ use crate::respond::{self, Sinkhole};
 
 /// Mark on packets Palisade injects; the firewall chain returns them unqueued.
 pub const MARK_INJECTED: u32 = 0x0010_0000;
+/// Mark on an accepted packet whose flow needs no more inspection; the firewall saves it to the
+/// connection (connmark), and the rest of the flow is no longer queued.
+pub const MARK_BYPASS: u32 = 0x0020_0000;
 
 /// The intel in force, swapped by reloads. Workers compare the generation (one atomic load per
 /// packet) and take the new set only when it changed; the lock is never taken on the packet path
@@ -93,6 +96,8 @@ pub struct InlineStats {
     pub packets: u64,
     /// Packets accepted.
     pub accepted: u64,
+    /// Accepted packets marked for bypass (their flow needs no more inspection).
+    pub bypassed: u64,
     /// Packets dropped (including those answered by a reset or the sinkhole).
     pub dropped: u64,
     /// Resets sent.
@@ -190,6 +195,10 @@ pub fn run(
         match verdict {
             Verdict::Accept => {
                 stats.accepted += 1;
+                if engine.bypass() {
+                    stats.bypassed += 1;
+                    msg.set_nfmark(msg.get_nfmark() | MARK_BYPASS);
+                }
                 msg.set_verdict(nfq::Verdict::Accept);
             }
             Verdict::Drop => {
