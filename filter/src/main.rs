@@ -29,6 +29,9 @@ usage:
       dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
       queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
       Prometheus metrics on --metrics (default 127.0.0.1:9475).
+  palisade capture --iface NAME [--intel PATH[:ACTION]]... [--eve PATH|-] [--count N]
+                  [--stats-interval SECS]
+      Passive IDS on an interface (AF_PACKET): the same engine, alerts only (`allowed`).
   palisade reload --pidfile PATH
       Makes a running `palisade inline --pidfile PATH` reload its lists (as SIGHUP does): the new
       set is built off the packet path; a broken list keeps the running set and says why.
@@ -81,6 +84,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         Some("inline") => inline_cmd(&args[1..]),
         Some("firewall") => firewall_cmd(&args[1..]),
         Some("reload") => reload_cmd(&args[1..]),
+        Some("capture") => capture_cmd(&args[1..]),
         Some("--version" | "-V") => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -579,5 +583,84 @@ fn sd_notify(state: &str) {
     };
     if let Err(e) = sent {
         eprintln!("palisade: sd_notify {state}: {e}");
+    }
+}
+
+fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    let mut intel = Vec::new();
+    let mut iface = None;
+    let mut eve = String::from("eve.json");
+    let mut count = 0u64;
+    let mut stats = std::time::Duration::ZERO;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Usage(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--iface" => iface = Some(val("--iface")?),
+            "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
+            "--eve" => eve = val("--eve")?,
+            "--count" => {
+                let v = val("--count")?;
+                count = v
+                    .parse()
+                    .map_err(|_| Usage(format!("--count {v}: expected a number")))?;
+            }
+            "--stats-interval" => {
+                let v = val("--stats-interval")?;
+                stats = std::time::Duration::from_secs(
+                    v.parse()
+                        .map_err(|_| Usage(format!("--stats-interval {v}: expected seconds")))?,
+                );
+            }
+            s => return Err(Usage(format!("unknown option `{s}`"))),
+        }
+    }
+    let Some(iface) = iface else {
+        return Err(Usage("capture needs --iface NAME".into()));
+    };
+    let set = match load_intel(&intel, false) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // A copy of the traffic cannot be blocked: alerts are logged as `allowed`.
+    let cfg = Config {
+        mode: Mode::Audit,
+        ..Config::default()
+    };
+    let mut engine = Engine::new(cfg, set);
+    let mut out: Box<dyn std::io::Write> = if eve == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&eve)
+        {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("palisade: {eve}: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    };
+    match palisade::capture::afpacket::run(&mut engine, &iface, count, stats, &mut *out) {
+        Ok(n) => {
+            eprintln!(
+                "palisade capture: {n} packets, {} alerts",
+                engine.stats.alerts_allowed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("palisade: capture on {iface}: {e}");
+            Ok(ExitCode::from(1))
+        }
     }
 }

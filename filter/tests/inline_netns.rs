@@ -651,3 +651,49 @@ fn notifies_systemd_when_ready_and_around_reloads() {
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"READY=1");
 }
+
+#[test]
+fn passive_capture_alerts_without_blocking() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("p");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.80.0.1/24"], &srv, &["10.80.0.2/24"], "4");
+    lab.servers(&srv, &["10.80.0.2"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    let d = lab.dir.display().to_string();
+    let cap = lab.spawn(&format!("ip netns exec {srv} {BIN} capture --iface vb4{} --intel {d}/block.txt --eve {d}/eve.json", lab.tag), "capture.log");
+    wait_until(Duration::from_secs(5), || {
+        lab.file("capture.log").contains("listening")
+    });
+    // Nothing is blocked on a copy of the traffic...
+    assert_eq!(
+        curl(
+            &cli,
+            "--resolve www.blocked.example:443:10.80.0.2 https://www.blocked.example/"
+        )
+        .1,
+        "200"
+    );
+    assert_eq!(dig(&cli, "10.80.0.2", "www.blocked.example"), "10.80.0.2");
+    // ...but it is seen and explained.
+    wait_until(Duration::from_secs(3), || lab.alerts().len() >= 2);
+    lab.stop(cap);
+    let kinds: Vec<String> = lab
+        .alerts()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["palisade"]["field"].as_str().unwrap(),
+                a["alert"]["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"tls.sni allowed".to_string())
+            && kinds.contains(&"dns.query allowed".to_string()),
+        "{kinds:?}"
+    );
+}

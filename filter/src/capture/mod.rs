@@ -7,6 +7,7 @@
 //! Errors carry the byte offset (in the uncompressed stream) of the record that was bad;
 //! every packet before it has already been returned.
 
+pub mod afpacket;
 pub mod nfqueue;
 
 use std::fmt;
