@@ -10,7 +10,13 @@
 
 use std::process::Command;
 
-use crate::capture::nfqueue::{MARK_BYPASS, MARK_INJECTED};
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::process::Stdio;
+
+use palisade_rules::IntelSet;
+
+use crate::capture::nfqueue::{MARK_BYPASS, MARK_INJECTED, MARK_INSPECTED};
 
 /// Where Palisade sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +39,155 @@ pub struct Plan {
 }
 
 const CHAIN: &str = "PALISADE";
+const GUARD: &str = "PALISADE_GUARD";
+const SET4: &str = "palisade4";
+const SET6: &str = "palisade6";
+
+/// The kernel guard's rules for one family: in the `security` table (after `filter`, so it sees
+/// packets that `--queue-bypass` passed while Palisade was down), drop listed addresses unless
+/// Palisade inspected the packet or bypassed its flow.
+pub fn guard_rules(role: Role, set: &str) -> Vec<Vec<String>> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let m = |mark: u32| format!("{mark:#x}/{mark:#x}");
+    let mut r = vec![
+        s(&["-t", "security", "-N", GUARD]),
+        s(&[
+            "-t",
+            "security",
+            "-A",
+            GUARD,
+            "-m",
+            "mark",
+            "--mark",
+            &m(MARK_INSPECTED),
+            "-j",
+            "RETURN",
+        ]),
+        s(&[
+            "-t",
+            "security",
+            "-A",
+            GUARD,
+            "-m",
+            "mark",
+            "--mark",
+            &m(MARK_INJECTED),
+            "-j",
+            "RETURN",
+        ]),
+        s(&[
+            "-t",
+            "security",
+            "-A",
+            GUARD,
+            "-m",
+            "connmark",
+            "--mark",
+            &m(MARK_BYPASS),
+            "-j",
+            "RETURN",
+        ]),
+        s(&[
+            "-t",
+            "security",
+            "-A",
+            GUARD,
+            "-m",
+            "set",
+            "--match-set",
+            set,
+            "dst",
+            "-j",
+            "DROP",
+        ]),
+        s(&[
+            "-t",
+            "security",
+            "-A",
+            GUARD,
+            "-m",
+            "set",
+            "--match-set",
+            set,
+            "src",
+            "-j",
+            "DROP",
+        ]),
+    ];
+    for hook in hooks(role) {
+        r.push(s(&["-t", "security", "-I", hook, "1", "-j", GUARD]));
+    }
+    r
+}
+
+/// The `ipset restore` script that (re)fills both sets from the block address indicators,
+/// swapping in the new contents so the set is never empty in between.
+pub fn ipset_script(set: &IntelSet) -> String {
+    let mut out = String::new();
+    for (name, v4) in [(SET4, true), (SET6, false)] {
+        let fam = if v4 { "inet" } else { "inet6" };
+        out.push_str(&format!("create {name} hash:net family {fam} -exist\n"));
+        out.push_str(&format!(
+            "create {name}-new hash:net family {fam} -exist\nflush {name}-new\n"
+        ));
+        for (addr, len) in set.blocked_prefixes() {
+            if addr.is_ipv4() == v4 && len > 0 {
+                out.push_str(&format!("add {name}-new {addr}/{len} -exist\n"));
+            }
+        }
+        out.push_str(&format!("swap {name}-new {name}\ndestroy {name}-new\n"));
+    }
+    out
+}
+
+fn ipset_restore(script: &str) -> Result<(), String> {
+    let mut c = Command::new("ipset")
+        .args(["restore"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("ipset: {e}"))?;
+    if let Some(mut i) = c.stdin.take() {
+        i.write_all(script.as_bytes())
+            .map_err(|e| format!("ipset: {e}"))?;
+    }
+    let o = c.wait_with_output().map_err(|e| format!("ipset: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ipset restore: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// True when the kernel guard is installed (its IPv4 set exists).
+pub fn guard_installed() -> bool {
+    Command::new("ipset")
+        .args(["list", "-n", SET4])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Refills the guard's sets from a (reloaded) intel set. Returns how many prefixes it holds.
+pub fn guard_refresh(set: &IntelSet) -> Result<usize, String> {
+    ipset_restore(&ipset_script(set))?;
+    Ok(set
+        .blocked_prefixes()
+        .iter()
+        .filter(|(_, l)| *l > 0)
+        .count())
+}
+
+/// Whether an address is in the installed guard (for diagnostics and tests).
+pub fn guard_contains(addr: IpAddr) -> bool {
+    let set = if addr.is_ipv4() { SET4 } else { SET6 };
+    Command::new("ipset")
+        .args(["test", set, &addr.to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
 
 /// The iptables argument lists that install the plan (the same for ip6tables).
 pub fn install_rules(p: &Plan) -> Vec<Vec<String>> {
@@ -156,6 +311,19 @@ pub fn uninstall() -> Vec<String> {
             done.push(format!("{tool} -X {CHAIN}"));
         }
         let m = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        for hook in ["OUTPUT", "INPUT", "FORWARD"] {
+            for _ in 0..16 {
+                if run(tool, &m(&["-t", "security", "-D", hook, "-j", GUARD])).is_err() {
+                    break;
+                }
+                done.push(format!("{tool} -t security -D {hook} -j {GUARD}"));
+            }
+        }
+        if run(tool, &m(&["-t", "security", "-F", GUARD])).is_ok()
+            && run(tool, &m(&["-t", "security", "-X", GUARD])).is_ok()
+        {
+            done.push(format!("{tool} -t security -X {GUARD}"));
+        }
         for _ in 0..16 {
             if run(
                 tool,
@@ -173,12 +341,21 @@ pub fn uninstall() -> Vec<String> {
             done.push(format!("{tool} -t mangle -X {CHAIN}"));
         }
     }
+    for set in [SET4, SET6] {
+        let gone = Command::new("ipset")
+            .args(["destroy", set])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if gone {
+            done.push(format!("ipset destroy {set}"));
+        }
+    }
     done
 }
 
 /// Installs the plan with iptables and ip6tables (after removing an older install).
 /// Returns the backend's description and the commands applied.
-pub fn install(p: &Plan) -> Result<(String, Vec<String>), String> {
+pub fn install(p: &Plan, guard: Option<&IntelSet>) -> Result<(String, Vec<String>), String> {
     let backend = if nft_queue_supported() {
         "nftables supports `queue` here, but Palisade installs through the iptables NFQUEUE target (nf_tables backend) on every kernel for one code path".to_string()
     } else {
@@ -198,6 +375,29 @@ pub fn install(p: &Plan) -> Result<(String, Vec<String>), String> {
                 return Err(e);
             }
             applied.push(format!("{tool} {}", args.join(" ")));
+        }
+    }
+    if let Some(set) = guard {
+        let n = match guard_refresh(set) {
+            Ok(n) => n,
+            Err(e) => {
+                uninstall();
+                return Err(e);
+            }
+        };
+        applied.push(format!("ipset {SET4}/{SET6}: {n} blocked prefixes"));
+        for (tool, name) in [("iptables", SET4), ("ip6tables", SET6)] {
+            for args in guard_rules(p.role, name) {
+                if let Err(e) = run(tool, &args) {
+                    if tool == "ip6tables" {
+                        applied.push(format!("# skipped: {e}"));
+                        break;
+                    }
+                    uninstall();
+                    return Err(e);
+                }
+                applied.push(format!("{tool} {}", args.join(" ")));
+            }
         }
     }
     Ok((backend, applied))

@@ -35,10 +35,11 @@ usage:
   palisade reload --pidfile PATH
       Makes a running `palisade inline --pidfile PATH` reload its lists (as SIGHUP does): the new
       set is built off the packet path; a broken list keeps the running set and says why.
-  palisade firewall install --role host|gateway --queue N[:M] [--fail open|closed]
+  palisade firewall install --role host|gateway --queue N[:M] [--fail open|closed] [--intel PATH]...
   palisade firewall uninstall
       Adds (or removes) the PALISADE chain that queues traffic: host role on OUTPUT and INPUT,
-      gateway role on FORWARD. --fail open lets traffic pass when Palisade is not running.
+      gateway role on FORWARD. --fail open lets traffic pass when Palisade is not running;
+      --intel puts the lists' blocked addresses in a kernel set that stays enforced meanwhile.
   palisade intel check PATH[:ACTION]...
       Loads lists and reports what they hold, or the first bad line (file:line).
   palisade --version | --help
@@ -390,6 +391,14 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             match load_intel(&specs, false) {
                 Ok(set) => {
                     let n = set.domain_count() + set.addr_count() + set.url_count();
+                    if firewall::guard_installed() {
+                        match firewall::guard_refresh(&set) {
+                            Ok(k) => eprintln!(
+                                "palisade inline: kernel guard refreshed: {k} blocked prefixes"
+                            ),
+                            Err(e) => eprintln!("palisade inline: kernel guard not refreshed: {e}"),
+                        }
+                    }
                     reload.publish(set);
                     eprintln!(
                         "palisade inline: reload {} ok: {n} indicators, built in {:.1} ms",
@@ -488,6 +497,7 @@ fn firewall_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             let mut role = None;
             let mut queues = None;
             let mut fail_open = true;
+            let mut guard_lists = Vec::new();
             let mut it = args[1..].iter();
             while let Some(a) = it.next() {
                 let mut val = |name: &str| {
@@ -507,17 +517,32 @@ fn firewall_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                     }
                     "--queue" => queues = Some(parse_queues(&val("--queue")?)?),
                     "--fail" => fail_open = parse_fail(&val("--fail")?)?,
+                    "--intel" => guard_lists.push(parse_intel_arg(&val("--intel")?)?),
                     s => return Err(Usage(format!("unknown option `{s}`"))),
                 }
             }
+            let guard = if guard_lists.is_empty() {
+                None
+            } else {
+                match load_intel(&guard_lists, false) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("palisade: {e}");
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+            };
             let (Some(role), Some(queues)) = (role, queues) else {
                 return Err(Usage("firewall install needs --role and --queue".into()));
             };
-            match firewall::install(&Plan {
-                role,
-                queues,
-                fail_open,
-            }) {
+            match firewall::install(
+                &Plan {
+                    role,
+                    queues,
+                    fail_open,
+                },
+                guard.as_ref(),
+            ) {
                 Ok((backend, applied)) => {
                     println!("# {backend}");
                     for a in applied {

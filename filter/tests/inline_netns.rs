@@ -697,3 +697,88 @@ fn passive_capture_alerts_without_blocking() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn kernel_guard_holds_listed_addresses_while_the_daemon_is_down() {
+    if !ready() {
+        return;
+    }
+    let ipset = Command::new("ipset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ipset || std::env::var("CI").is_err(),
+        "CI=true but ipset is missing"
+    );
+    if !ipset {
+        return;
+    }
+    let mut lab = Lab::new("k");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(
+        &cli,
+        &["10.81.0.1/24"],
+        &srv,
+        &["10.81.0.2/24", "10.81.0.3/24", "10.81.0.4/24"],
+        "5",
+    );
+    lab.servers(&srv, &["10.81.0.2", "10.81.0.3", "10.81.0.4"]);
+    let d = lab.dir.display().to_string();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n10.81.0.3\n").unwrap();
+    // Control: fail open without the guard, and no daemon: the listed address is reachable.
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 15 --fail open"
+    ));
+    assert_eq!(
+        curl(&cli, "http://10.81.0.3/").1,
+        "200",
+        "control: reachable without the guard"
+    );
+    // With the guard: still unreachable while no daemon runs; everything else flows.
+    let o = sh(&format!("ip netns exec {cli} {BIN} firewall install --role host --queue 15 --fail open --intel {d}/block.txt"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 blocked prefixes"));
+    assert_eq!(
+        curl(&cli, "-m 2 http://10.81.0.3/").0,
+        28,
+        "the kernel guard drops the listed address"
+    );
+    assert_eq!(curl(&cli, "http://10.81.0.2/").1, "200");
+    // With the daemon: accepted traffic passes the guard; a reload refreshes the set.
+    let pidfile = format!("{d}/p.pid");
+    lab.palisade(&cli, 15, &format!("--pidfile {pidfile}"), "inline.log");
+    assert_eq!(
+        curl(
+            &cli,
+            "--resolve ok.example:443:10.81.0.2 https://ok.example/"
+        )
+        .1,
+        "200"
+    );
+    std::fs::write(
+        lab.dir.join("block.txt"),
+        "blocked.example\n10.81.0.3\n10.81.0.4\n",
+    )
+    .unwrap();
+    must(&format!("{BIN} reload --pidfile {pidfile}"));
+    let log = lab.dir.join("inline.log");
+    wait_until(Duration::from_secs(2), || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("kernel guard refreshed: 2")
+    });
+    assert!(sh(&format!(
+        "ip netns exec {cli} ipset test palisade4 10.81.0.4"
+    ))
+    .status
+    .success());
+    // Uninstall removes the chains and the sets.
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+    let rules = String::from_utf8_lossy(&sh(&format!("ip netns exec {cli} iptables-save")).stdout)
+        .to_string();
+    assert!(!rules.contains("PALISADE"), "{rules}");
+    let sets = String::from_utf8_lossy(&sh(&format!("ip netns exec {cli} ipset list -n")).stdout)
+        .to_string();
+    assert!(!sets.contains("palisade"), "{sets}");
+}

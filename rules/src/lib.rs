@@ -391,6 +391,32 @@ impl IntelSet {
         self.inner.urls.table.len() + self.inner.paths.table.len()
     }
 
+    /// The address and prefix indicators whose action is block, as (network, prefix length):
+    /// what a kernel set can enforce while the filter itself is not running.
+    pub fn blocked_prefixes(&self) -> Vec<(IpAddr, u8)> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.inner.v4 {
+            for (len, map) in t.by_len.iter().enumerate() {
+                for (k, e) in map {
+                    if e.action == Action::Block {
+                        out.push((IpAddr::V4(Ipv4Addr::from(*k)), len as u8));
+                    }
+                }
+            }
+        }
+        if let Some(t) = &self.inner.v6 {
+            for (len, map) in t.by_len.iter().enumerate() {
+                for (k, e) in map {
+                    if e.action == Action::Block {
+                        out.push((IpAddr::V6(Ipv6Addr::from(*k)), len as u8));
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
     /// True when the set holds no indicator at all.
     pub fn is_empty(&self) -> bool {
         self.domain_count() == 0 && self.addr_count() == 0 && self.url_count() == 0

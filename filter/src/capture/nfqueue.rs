@@ -21,6 +21,9 @@ pub const MARK_INJECTED: u32 = 0x0010_0000;
 /// Mark on an accepted packet whose flow needs no more inspection; the firewall saves it to the
 /// connection (connmark), and the rest of the flow is no longer queued.
 pub const MARK_BYPASS: u32 = 0x0020_0000;
+/// Mark on every packet Palisade accepted: the kernel guard (which drops listed addresses while
+/// Palisade is not running) lets these through.
+pub const MARK_INSPECTED: u32 = 0x0040_0000;
 
 /// The intel in force, swapped by reloads. Workers compare the generation (one atomic load per
 /// packet) and take the new set only when it changed; the lock is never taken on the packet path
@@ -195,10 +198,12 @@ pub fn run(
         match verdict {
             Verdict::Accept => {
                 stats.accepted += 1;
+                let mut mark = msg.get_nfmark() | MARK_INSPECTED;
                 if engine.bypass() {
                     stats.bypassed += 1;
-                    msg.set_nfmark(msg.get_nfmark() | MARK_BYPASS);
+                    mark |= MARK_BYPASS;
                 }
+                msg.set_nfmark(mark);
                 msg.set_verdict(nfq::Verdict::Accept);
             }
             Verdict::Drop => {
