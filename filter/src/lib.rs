@@ -15,6 +15,7 @@ pub mod flow;
 pub mod metrics;
 pub mod replay;
 pub mod respond;
+pub mod settings;
 pub mod wire;
 
 pub use engine::{Config, Engine, Mode, Verdict};

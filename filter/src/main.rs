@@ -24,11 +24,14 @@ usage:
       DNS is parsed on ports 53, 5353 and 5355; --dns-port adds one more.
   palisade inline --queue N[:M] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--sinkhole nxdomain|ADDR] [--no-reset] [--fail open|closed] [--stats-interval SECS]
-                  [--pidfile PATH] [--metrics ADDR|off]
+                  [--pidfile PATH] [--metrics ADDR|off] [--memcap MiB] [--config PATH]
       Filters packets from netfilter queue N (one worker per queue N..M). Blocked addresses are
       dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
       queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
-      Prometheus metrics on --metrics (default 127.0.0.1:9475).
+      Prometheus metrics on --metrics (default 127.0.0.1:9475). Settings come from --config, or
+      /etc/palisade/palisade.toml when present (documented in systemd/palisade.toml); flags win.
+  palisade config check FILE
+      Validates a settings file (errors name file:line:column).
   palisade capture --iface NAME [--intel PATH[:ACTION]]... [--eve PATH|-] [--count N]
                   [--stats-interval SECS]
       Passive IDS on an interface (AF_PACKET): the same engine, alerts only (`allowed`).
@@ -86,6 +89,9 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         Some("firewall") => firewall_cmd(&args[1..]),
         Some("reload") => reload_cmd(&args[1..]),
         Some("capture") => capture_cmd(&args[1..]),
+        Some("config") if args.get(1).map(String::as_str) == Some("check") => {
+            config_check(&args[2..])
+        }
         Some("--version" | "-V") => {
             println!("palisade {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -304,7 +310,87 @@ fn parse_fail(v: &str) -> Result<bool, Usage> {
     }
 }
 
+/// Turns the settings file into `inline` arguments that the command line then overrides
+/// (given later; `--intel` on the command line replaces the file's lists).
+fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<String> {
+    let mut a = Vec::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            a.push(k.to_string());
+            a.push(v);
+        }
+    };
+    put("--mode", st.mode.clone());
+    put("--queue", st.queue.clone());
+    put("--eve", st.eve.clone());
+    put("--sinkhole", st.sinkhole.clone());
+    put("--fail", st.fail.clone());
+    put("--stats-interval", st.stats_interval.map(|v| v.to_string()));
+    put("--metrics", st.metrics.clone());
+    put("--memcap", st.memcap_mib.map(|v| v.to_string()));
+    put("--pidfile", st.pidfile.clone());
+    if !cli.iter().any(|x| x == "--intel") {
+        for l in &st.intel {
+            a.push("--intel".into());
+            a.push(format!("{}:{}", l.path, l.action));
+        }
+    }
+    if st.reset == Some(false) {
+        a.push("--no-reset".into());
+    }
+    a
+}
+
+fn config_check(args: &[String]) -> Result<ExitCode, Usage> {
+    let [path] = args else {
+        return Err(Usage("config check needs one file".into()));
+    };
+    match palisade::settings::load(path) {
+        Ok(st) => {
+            println!("{path}: ok ({} lists)", st.intel.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
+    // Settings file first (explicit --config, else /etc/palisade/palisade.toml when present).
+    let explicit = args.iter().position(|a| a == "--config").map(|i| {
+        args.get(i + 1)
+            .cloned()
+            .ok_or_else(|| Usage("--config needs a value".into()))
+    });
+    let config = match explicit {
+        Some(p) => Some(p?),
+        None => Some("/etc/palisade/palisade.toml".to_string()).filter(|p| Path::new(p).exists()),
+    };
+    let mut merged = Vec::new();
+    if let Some(path) = &config {
+        match palisade::settings::load(path) {
+            Ok(st) => merged = settings_args(&st, args),
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--config" {
+            skip = true;
+            continue;
+        }
+        merged.push(a.clone());
+    }
+    let args = &merged[..];
     let mut intel = Vec::new();
     let mut cfg = Config::default();
     let mut eve = String::from("eve.json");
@@ -347,6 +433,15 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--no-reset" => opts.reset = false,
             "--pidfile" => pidfile = Some(val("--pidfile")?),
             "--metrics" => metrics_addr = val("--metrics")?,
+            "--memcap" => {
+                let v = val("--memcap")?;
+                let mib: usize = v
+                    .parse()
+                    .ok()
+                    .filter(|&m| m >= 16)
+                    .ok_or_else(|| Usage(format!("--memcap {v}: expected MiB, at least 16")))?;
+                cfg.memcap = mib << 20;
+            }
             "--fail" => opts.fail_open = parse_fail(&val("--fail")?)?,
             "--stats-interval" => {
                 let v = val("--stats-interval")?;

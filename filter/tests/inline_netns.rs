@@ -782,3 +782,46 @@ fn kernel_guard_holds_listed_addresses_while_the_daemon_is_down() {
         .to_string();
     assert!(!sets.contains("palisade"), "{sets}");
 }
+
+#[test]
+fn settings_file_with_command_line_overrides() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("f");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.82.0.1/24"], &srv, &["10.82.0.2/24"], "6");
+    lab.servers(&srv, &["10.82.0.2"]);
+    let d = lab.dir.display().to_string();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    std::fs::write(
+        lab.dir.join("palisade.toml"),
+        format!("mode = \"block\"\nqueue = \"17\"\neve = \"{d}/eve.json\"\nmetrics = \"off\"\n[[intel]]\npath = \"{d}/block.txt\"\n"),
+    )
+    .unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 17 --fail closed"
+    ));
+    // The file says block; the command line says audit, and wins.
+    lab.spawn(
+        &format!("ip netns exec {cli} {BIN} inline --config {d}/palisade.toml --mode audit"),
+        "inline.log",
+    );
+    wait_until(Duration::from_secs(10), || {
+        lab.file("inline.log")
+            .contains("queue 17 ready (mode audit")
+    });
+    assert_eq!(
+        curl(
+            &cli,
+            "--resolve www.blocked.example:443:10.82.0.2 https://www.blocked.example/"
+        )
+        .1,
+        "200"
+    );
+    let a = lab.alerts();
+    assert!(
+        !a.is_empty() && a[0]["alert"]["action"] == "allowed",
+        "lists and eve path came from the file: {a:?}"
+    );
+}

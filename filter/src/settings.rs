@@ -1,0 +1,133 @@
+//! The settings file (`/etc/palisade/palisade.toml`): every option of `palisade inline`, with
+//! command-line flags taking precedence. Unknown keys and bad values are errors that name the
+//! file, line and column. `systemd/palisade.toml` documents every key.
+
+use serde::Deserialize;
+
+/// The `[inline]` and `[intel]` settings; every field is optional.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Block or audit.
+    pub mode: Option<String>,
+    /// Queues, `N` or `N:M`.
+    pub queue: Option<String>,
+    /// Eve output path, or `-`.
+    pub eve: Option<String>,
+    /// `nxdomain` or an address.
+    pub sinkhole: Option<String>,
+    /// Reset blocked TCP connections (true) or drop silently (false).
+    pub reset: Option<bool>,
+    /// `open` or `closed` (the queue's fail-open flag).
+    pub fail: Option<String>,
+    /// Seconds between `stats` events.
+    pub stats_interval: Option<u64>,
+    /// Metrics listen address, or `off`.
+    pub metrics: Option<String>,
+    /// Memory budget in MiB.
+    pub memcap_mib: Option<usize>,
+    /// Where the daemon writes its process id.
+    pub pidfile: Option<String>,
+    /// Intel lists.
+    #[serde(default)]
+    pub intel: Vec<IntelList>,
+}
+
+/// One list and its action.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntelList {
+    /// Path of the list.
+    pub path: String,
+    /// `block` (default), `audit` or `allow`.
+    #[serde(default = "block")]
+    pub action: String,
+}
+
+fn block() -> String {
+    "block".into()
+}
+
+/// Parses settings text; `name` is used in error messages.
+pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
+    let s: Settings = toml::from_str(text).map_err(|e| locate(name, text, &e))?;
+    // Values are checked here so a bad one names its line too.
+    let check = |key: &str, ok: bool, what: &str| -> Result<(), String> {
+        if ok {
+            Ok(())
+        } else {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .map_or(0, |i| i + 1);
+            Err(format!("{name}:{line}: `{key}`: expected {what}"))
+        }
+    };
+    check(
+        "mode",
+        s.mode
+            .as_deref()
+            .is_none_or(|m| m == "block" || m == "audit"),
+        "block or audit",
+    )?;
+    check(
+        "fail",
+        s.fail
+            .as_deref()
+            .is_none_or(|m| m == "open" || m == "closed"),
+        "open or closed",
+    )?;
+    check(
+        "memcap_mib",
+        s.memcap_mib.is_none_or(|m| m >= 16),
+        "at least 16",
+    )?;
+    for l in &s.intel {
+        check(
+            "action",
+            ["block", "audit", "allow"].contains(&l.action.as_str()),
+            "block, audit or allow",
+        )?;
+    }
+    Ok(s)
+}
+
+fn locate(name: &str, text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{name}:{line}:{col}: {msg}")
+        }
+        None => format!("{name}: {msg}"),
+    }
+}
+
+/// Reads and parses a settings file.
+pub fn load(path: &str) -> Result<Settings, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    parse(path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses_and_errors_are_located() {
+        let example = include_str!("../../systemd/palisade.toml");
+        let s = parse("palisade.toml", example).unwrap();
+        assert_eq!(s.mode.as_deref(), Some("block"));
+        assert_eq!(s.intel.len(), 2);
+        let e = parse("x.toml", "mode = \"block\"\nqueue = \"0\"\nbogus = 1\n").unwrap_err();
+        assert!(e.starts_with("x.toml:3:1: unknown field `bogus`"), "{e}");
+        let e = parse("x.toml", "mode = \"loud\"\n").unwrap_err();
+        assert_eq!(e, "x.toml:1: `mode`: expected block or audit");
+        let e = parse("x.toml", "reset = \"yes\"\n").unwrap_err();
+        assert!(e.starts_with("x.toml:1:9: invalid type"), "{e}");
+        let e = parse("x.toml", "[[intel]]\npath = \"a\"\naction = \"nuke\"\n").unwrap_err();
+        assert_eq!(e, "x.toml:3: `action`: expected block, audit or allow");
+    }
+}
