@@ -24,7 +24,7 @@ usage:
       DNS is parsed on ports 53, 5353 and 5355; --dns-port adds one more.
   palisade inline --queue N[:M] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--sinkhole nxdomain|ADDR] [--no-reset] [--fail open|closed] [--stats-interval SECS]
-                  [--pidfile PATH] [--metrics ADDR|off] [--memcap MiB] [--config PATH]
+                  [--pidfile PATH] [--metrics ADDR|off] [--memcap MiB] [--config PATH] [--no-bypass]
       Filters packets from netfilter queue N (one worker per queue N..M). Blocked addresses are
       dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
       queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
@@ -401,6 +401,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         sinkhole: Sinkhole::default(),
         reset: true,
         stats_interval: std::time::Duration::ZERO,
+        bypass: true,
         reload: std::sync::Arc::new(Reloadable::default()),
         metrics: Default::default(),
     };
@@ -431,6 +432,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 })?;
             }
             "--no-reset" => opts.reset = false,
+            "--no-bypass" => opts.bypass = false,
             "--pidfile" => pidfile = Some(val("--pidfile")?),
             "--metrics" => metrics_addr = val("--metrics")?,
             "--memcap" => {

@@ -71,6 +71,8 @@ pub struct InlineOpts {
     pub reset: bool,
     /// A `stats` event this often (wall time); zero for none.
     pub stats_interval: Duration,
+    /// Mark finished flows for kernel bypass (false: inspect every packet, for measurements).
+    pub bypass: bool,
     /// Where reloaded intel is published.
     pub reload: Arc<Reloadable>,
     /// Where the worker publishes its counters for the metrics endpoint (at most once a second).
@@ -199,7 +201,7 @@ pub fn run(
             Verdict::Accept => {
                 stats.accepted += 1;
                 let mut mark = msg.get_nfmark() | MARK_INSPECTED;
-                if engine.bypass() {
+                if opts.bypass && engine.bypass() {
                     stats.bypassed += 1;
                     mark |= MARK_BYPASS;
                 }
