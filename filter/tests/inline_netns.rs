@@ -825,3 +825,65 @@ fn settings_file_with_command_line_overrides() {
         "lists and eve path came from the file: {a:?}"
     );
 }
+
+#[test]
+fn two_queues_two_workers() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("m");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    // The kernel balances by address (not port): several client addresses spread the flows.
+    let clients = [
+        "10.83.0.1",
+        "10.83.0.11",
+        "10.83.0.12",
+        "10.83.0.13",
+        "10.83.0.14",
+        "10.83.0.15",
+    ];
+    let with_len: Vec<String> = clients.iter().map(|c| format!("{c}/24")).collect();
+    let with_len: Vec<&str> = with_len.iter().map(String::as_str).collect();
+    lab.link(&cli, &with_len, &srv, &["10.83.0.2/24"], "7");
+    lab.servers(&srv, &["10.83.0.2"]);
+    let d = lab.dir.display().to_string();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 20:21 --fail closed"
+    ));
+    lab.spawn(&format!("ip netns exec {cli} {BIN} inline --queue 20:21 --intel {d}/block.txt --eve {d}/eve.json"), "inline.log");
+    wait_until(Duration::from_secs(10), || {
+        let l = lab.file("inline.log");
+        l.contains("queue 20 ready") && l.contains("queue 21 ready")
+    });
+    // Flows hash over both queues; every blocked one is reset, every allowed one succeeds.
+    for i in 0..12 {
+        let from = clients[i % clients.len()];
+        assert_eq!(
+            curl(
+                &cli,
+                &format!(
+                    "--interface {from} --resolve ok.example:443:10.83.0.2 https://ok.example/"
+                )
+            )
+            .1,
+            "200",
+            "allowed {i}"
+        );
+        let rc = curl(&cli, &format!("--interface {from} --resolve www.blocked.example:443:10.83.0.2 https://www.blocked.example/")).0;
+        assert!(rc == 35 || rc == 56, "blocked {i}: curl exit {rc}");
+    }
+    let count = |f: &str| {
+        lab.file(f)
+            .lines()
+            .filter(|l| l.contains("\"event_type\":\"alert\""))
+            .count()
+    };
+    let (a, b) = (count("eve.json"), count("eve.q21.json"));
+    assert_eq!(
+        a + b,
+        12,
+        "every blocked connection alerted once: {a} + {b}"
+    );
+    assert!(a > 0 && b > 0, "both workers saw traffic: {a} and {b}");
+}
