@@ -202,7 +202,11 @@ impl Parser {
             Parser::None => 0,
             Parser::Tls(t) => t[0].held() + t[1].held() + std::mem::size_of::<[TlsStream; 2]>(),
             Parser::Http(h) => {
-                h.streams[0].held() + h.streams[1].held() + std::mem::size_of::<HttpPair>()
+                h.streams[0].held()
+                    + h.streams[1].held()
+                    + std::mem::size_of::<HttpPair>()
+                    + h.pending.iter().map(request_bytes).sum::<usize>()
+                    + h.answered.as_ref().map_or(0, |(r, _)| request_bytes(r))
             }
             Parser::DnsTcp([a, b]) => a.buf.capacity() + b.buf.capacity(),
         }
@@ -224,6 +228,34 @@ const MAX_PENDING_TX: usize = 32;
 #[derive(Debug, Default)]
 struct DnsTcp {
     buf: Vec<u8>,
+}
+
+fn request_bytes(r: &Request) -> usize {
+    std::mem::size_of::<Request>()
+        + r.method.capacity()
+        + r.uri.capacity()
+        + r.protocol.capacity()
+        + r.host.as_ref().map_or(0, String::capacity)
+        + r.user_agent.as_ref().map_or(0, String::capacity)
+}
+
+impl TlsLog {
+    /// Bytes held by the logged hellos (a hostile ClientHello makes a long JA3 string).
+    fn held(&self) -> usize {
+        std::mem::size_of::<TlsLog>()
+            + self.client.as_ref().map_or(0, |c| {
+                std::mem::size_of::<ClientHello>()
+                    + c.ja3.capacity()
+                    + c.ja3_hash.capacity()
+                    + c.ja4.capacity()
+                    + c.sni.as_ref().map_or(0, String::capacity)
+                    + c.alpn.iter().map(|a| a.capacity() + 24).sum::<usize>()
+                    + c.versions.capacity() * 2
+            })
+            + self.server.as_ref().map_or(0, |s| {
+                std::mem::size_of::<ServerHello>() + s.ja3s.capacity() + s.ja3s_hash.capacity()
+            })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -698,7 +730,7 @@ impl Engine {
             udp_packet(&mut cx, flow, dir, seg.payload);
         }
         // Charge (or release) what the app parsers hold now.
-        let held = flow.parser.held();
+        let held = flow.parser.held() + flow.tls.as_ref().map_or(0, |t| t.held());
         if held > flow.app_charged {
             if budget.try_charge(held - flow.app_charged) {
                 flow.app_charged = held;
@@ -707,6 +739,7 @@ impl Engine {
                 budget.release(flow.app_charged);
                 flow.app_charged = 0;
                 flow.parser = Parser::None;
+                flow.tls = None;
                 flow.app = AppProto::Failed;
             }
         } else if held < flow.app_charged {
