@@ -150,7 +150,9 @@ pub struct Stats {
 }
 
 /// Event types, in the order of [`Stats::events`].
-pub const EVENT_TYPES: [&str; 7] = ["flow", "dns", "tls", "http", "alert", "anomaly", "stats"];
+pub const EVENT_TYPES: [&str; 8] = [
+    "flow", "dns", "tls", "http", "alert", "anomaly", "stats", "quic",
+];
 
 impl Stats {
     fn anomaly(&mut self, name: &'static str) {
@@ -173,6 +175,7 @@ enum AppProto {
     Dns,
     Tls,
     Http,
+    Quic,
     Failed,
 }
 
@@ -183,6 +186,7 @@ impl AppProto {
             AppProto::Dns => "dns",
             AppProto::Tls => "tls",
             AppProto::Http => "http",
+            AppProto::Quic => "quic",
             AppProto::Failed => "failed",
         }
     }
@@ -194,6 +198,7 @@ enum Parser {
     Tls(Box<[TlsStream; 2]>),
     Http(Box<HttpPair>),
     DnsTcp([DnsTcp; 2]),
+    Quic(Box<crate::app::quic::QuicConn>),
 }
 
 impl Parser {
@@ -209,6 +214,7 @@ impl Parser {
                     + h.answered.as_ref().map_or(0, |(r, _)| request_bytes(r))
             }
             Parser::DnsTcp([a, b]) => a.buf.capacity() + b.buf.capacity(),
+            Parser::Quic(q) => q.held() + std::mem::size_of::<crate::app::quic::QuicConn>(),
         }
     }
 }
@@ -1063,7 +1069,11 @@ fn inspection_done(f: &Flow) -> bool {
                     _ => false,
                 }
         }
-        17 => f.app != AppProto::Dns && f.pkts[0] > 0 && f.pkts[1] > 0,
+        17 => match (&f.app, &f.parser) {
+            (AppProto::Dns, _) => false,
+            (AppProto::Quic, Parser::Quic(q)) => q.is_done(),
+            _ => f.pkts[0] > 0 && f.pkts[1] > 0,
+        },
         _ => true,
     }
 }
@@ -1212,6 +1222,7 @@ fn decide(
     let sid = match (hit.kind, field) {
         (_, "dns.query") => 9_100_001,
         (_, "tls.sni") => 9_100_002,
+        (_, "quic.sni") => 9_100_007,
         (_, "http.hostname") => 9_100_003,
         (Kind::Url | Kind::Path, _) => 9_100_004,
         (Kind::Addr, _) => 9_100_005,
@@ -1428,7 +1439,7 @@ fn stream_gap(flow: &mut Flow, dir: usize) {
         Parser::Http(h) => h.streams[dir].gap(),
         Parser::Tls(t) => t[dir] = TlsStream::default(),
         Parser::DnsTcp(d) => d[dir].buf.clear(),
-        Parser::None => {}
+        Parser::Quic(_) | Parser::None => {}
     }
     if flow.app == AppProto::Unknown {
         flow.probe[dir] = ProbeBuf::default();
@@ -1807,7 +1818,86 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
             flow.app = AppProto::Dns;
         }
         dns_message(cx, flow, dir, payload, false);
+        return;
     }
+    // QUIC: the client's first datagram is a long-header Initial of a known version.
+    if flow.app == AppProto::Unknown && dir == 0 {
+        if let Some(v) = crate::app::quic::long_header_version(payload) {
+            if matches!(v, 1 | 0x6b33_43cf | 0xff00_001d..=0xff00_0020) {
+                flow.app = AppProto::Quic;
+                flow.parser = Parser::Quic(Box::default());
+            }
+        }
+    }
+    let Parser::Quic(q) = &mut flow.parser else {
+        return;
+    };
+    if q.is_done() {
+        return;
+    }
+    let m = flow.meta;
+    match q.datagram(payload, dir == 0) {
+        Ok(Some(crate::app::quic::Hello::Client(ch))) => {
+            let version = q.version;
+            quic_event(cx, &m, dir, version, &ch.extensions, Some(&ch));
+            if let Some(sni) = ch.sni.as_deref() {
+                check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop);
+            }
+        }
+        Ok(Some(crate::app::quic::Hello::Server(sh))) => {
+            let version = q.version;
+            quic_event(cx, &m, dir, version, &sh.extensions, None);
+        }
+        Ok(None) => {}
+        Err(e) => app_anomaly(cx, &m, dir, "quic", e.event()),
+    }
+}
+
+/// A `quic` event for a hello: the client's (with SNI, JA3, JA4) or the server's.
+fn quic_event(
+    cx: &mut Cx<'_>,
+    m: &Meta,
+    dir: usize,
+    version: u32,
+    extensions: &[u16],
+    ch: Option<&ClientHello>,
+) {
+    let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "quic");
+    e.obj("quic", |q| {
+        q.str("version", &crate::app::quic::version_name(version));
+        if let Some(ch) = ch {
+            if let Some(sni) = &ch.sni {
+                q.str("sni", sni);
+            }
+            q.obj("ja3", |j| {
+                j.str("hash", &ch.ja3_hash).str("string", &ch.ja3);
+            });
+            q.str("ja4", &ch.ja4);
+        }
+        q.arr("extensions", |a| {
+            for &t in extensions {
+                a.obj(|x| {
+                    if let Some(n) = tls::extension_name(t) {
+                        x.str("name", n);
+                    }
+                    x.u64("type", t as u64);
+                    match (t, ch) {
+                        (0, Some(ch)) => {
+                            if let Some(sni) = &ch.sni {
+                                x.arr("values", |v| v.str(sni));
+                            }
+                        }
+                        (16, Some(ch)) if !ch.alpn.is_empty() => {
+                            x.arr("values", |v| ch.alpn.iter().for_each(|p| v.str(p)));
+                        }
+                        _ => {}
+                    }
+                });
+            }
+        });
+    });
+    e.close();
+    end_line(cx, 7);
 }
 
 fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8], _tcp: bool) {

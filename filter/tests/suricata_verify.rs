@@ -15,7 +15,7 @@ use palisade_rules::IntelSet;
 use serde_json::Value;
 
 /// Event types and field prefixes Palisade writes.
-const TYPES: [&str; 4] = ["dns", "tls", "http", "flow"];
+const TYPES: [&str; 5] = ["dns", "tls", "http", "flow", "quic"];
 const FIELDS: &[&str] = &[
     "event_type",
     "src_ip",
@@ -44,6 +44,11 @@ const FIELDS: &[&str] = &[
     "http.status",
     "http.length",
     "http.http_content_type",
+    "quic.sni",
+    "quic.version",
+    "quic.ja4",
+    "quic.ja3",
+    "quic.extensions",
     "flow.pkts_",
     "flow.bytes_",
     "flow.state",

@@ -32,6 +32,8 @@ pub struct ClientHello {
     pub ja3_hash: String,
     /// JA4 fingerprint (`t13d1516h2_8daaf6152771_e5627efa2ab1`).
     pub ja4: String,
+    /// Extension types in the order sent (GREASE included).
+    pub extensions: Vec<u16>,
 }
 
 /// Fields of a ServerHello.
@@ -47,6 +49,8 @@ pub struct ServerHello {
     pub ja3s: String,
     /// JA3S MD5.
     pub ja3s_hash: String,
+    /// Extension types in the order sent.
+    pub extensions: Vec<u16>,
 }
 
 /// Parse faults, as anomaly names.
@@ -221,6 +225,7 @@ pub fn parse_client_hello(body: &[u8], quic: bool) -> Result<ClientHello, TlsErr
     join_dec(&mut ch.ja3, points.iter().copied());
     hex_lower(&Md5::digest(ch.ja3.as_bytes()), &mut ch.ja3_hash);
     ch.ja4 = ja4(&ch, &ciphers, &exts, &sigalgs, quic);
+    ch.extensions = exts;
     Ok(ch)
 }
 
@@ -374,7 +379,42 @@ pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, TlsError> {
         exts.iter().copied().filter(|&v| !is_grease(v)),
     );
     hex_lower(&Md5::digest(sh.ja3s.as_bytes()), &mut sh.ja3s_hash);
+    sh.extensions = exts;
     Ok(sh)
+}
+
+/// An extension's name as Suricata logs it in `quic.extensions[].name`.
+pub fn extension_name(t: u16) -> Option<&'static str> {
+    Some(match t {
+        0 => "server_name",
+        1 => "max_fragment_length",
+        5 => "status_request",
+        10 => "supported_groups",
+        11 => "ec_point_formats",
+        13 => "signature_algorithms",
+        14 => "use_srtp",
+        15 => "heartbeat",
+        16 => "alpn",
+        18 => "signed_certificate_timestamp",
+        21 => "padding",
+        22 => "encrypt_then_mac",
+        23 => "extended_master_secret",
+        27 => "compress_certificate",
+        28 => "record_size_limit",
+        35 => "session_ticket",
+        41 => "pre_shared_key",
+        42 => "early_data",
+        43 => "supported_versions",
+        44 => "cookie",
+        45 => "psk_key_exchange_modes",
+        49 => "post_handshake_auth",
+        50 => "signature_algorithms_cert",
+        51 => "key_share",
+        57 => "quic_transport_parameters",
+        0xfe0d => "encrypted_client_hello",
+        0xff01 => "renegotiation_info",
+        _ => return None,
+    })
 }
 
 /// The version as Suricata writes it in `tls.version`.
