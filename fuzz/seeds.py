@@ -65,6 +65,7 @@ for p in pcaps():
         kind, (sp, dp), pl = r
         if kind == "udp" and 53 in (sp, dp): save("dns", pl)
         if kind == "tcp" and pl[:1] == b"\x16": save("tls", bytes([len(pl) // 2 % 256]) + pl)
+        if kind == "udp" and 443 in (sp, dp) and pl[:1] and pl[0] & 0x80: save("quic", pl)
         if kind == "tcp" and (pl[:4] in (b"GET ", b"POST", b"HTTP", b"HEAD", b"PUT ")): save("http", bytes([7]) + pl)
     if eng: save("engine", eng)
 for name in ("domains/malicious/urlhaus-filter/urlhaus-filter-hosts-online.txt",):

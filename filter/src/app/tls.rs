@@ -485,6 +485,8 @@ pub struct TlsStream {
     done: bool,
     /// The client sent an SSLv2-framed hello (gathered in `rec`).
     v2: bool,
+    /// Bytes were fed before: an SSLv2 hello can only start the stream.
+    started: bool,
 }
 
 impl TlsStream {
@@ -500,12 +502,13 @@ impl TlsStream {
 
     /// Feeds in-order bytes; returns at most one event (the hello, or an error).
     pub fn feed(&mut self, mut data: &[u8], is_client: bool) -> Option<TlsEvent> {
+        let at_start = !self.started;
+        if !data.is_empty() {
+            self.started = true;
+        }
         if is_client
             && !self.done
-            && (self.v2
-                || (self.rec.is_empty()
-                    && self.hs.is_empty()
-                    && data.first().is_some_and(|b| b & 0x80 != 0)))
+            && (self.v2 || (at_start && data.first().is_some_and(|b| b & 0x80 != 0)))
         {
             // An SSLv2-framed (compatible) ClientHello: 2-byte length with the top bit set,
             // gathered until the whole record is here.
@@ -760,6 +763,31 @@ pub(crate) mod tests {
                 other => panic!("cut {cut}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn only_the_first_byte_of_the_stream_can_start_an_sslv2_hello() {
+        // An empty handshake record, then a record whose first byte has the top bit set: this is
+        // not SSLv2, whichever way the bytes are split (found by the tls fuzz target).
+        let bytes = [0x16, 3, 1, 0, 0, 0x93, 1, 0, 0, 1, 0xdb];
+        let whole = format!(
+            "{:?}",
+            TlsStream::default()
+                .feed(&bytes, true)
+                .map(|e| matches!(e, TlsEvent::Error(_)))
+        );
+        for cut in 0..bytes.len() {
+            let mut s = TlsStream::default();
+            let ev = s
+                .feed(&bytes[..cut], true)
+                .or_else(|| s.feed(&bytes[cut..], true));
+            assert_eq!(
+                format!("{:?}", ev.map(|e| matches!(e, TlsEvent::Error(_)))),
+                whole,
+                "cut {cut}"
+            );
+        }
+        assert_eq!(whole, "Some(true)");
     }
 
     #[test]

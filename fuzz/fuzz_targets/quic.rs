@@ -1,0 +1,20 @@
+//! QUIC Initial decryption and CRYPTO reassembly on arbitrary datagrams: never panics, memory
+//! stays within the caps. Input: datagrams separated by a length byte; the top bit of that byte
+//! says which side sent it.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use palisade::app::quic::{QuicConn, MAX_CRYPTO};
+
+fuzz_target!(|data: &[u8]| {
+    let mut c = QuicConn::default();
+    let mut rest = data;
+    while let Some((&h, tail)) = rest.split_first() {
+        let len = ((h & 0x7f) as usize * 16).min(tail.len());
+        let (d, t) = tail.split_at(len);
+        rest = t;
+        let _ = c.datagram(d, h & 0x80 == 0);
+        assert!(c.held() <= 2 * MAX_CRYPTO + 2 * 256 * 8 + 64 + 255, "{}", c.held());
+    }
+    // A whole datagram as one client packet, as the engine sees the first one.
+    let _ = QuicConn::default().datagram(data, true);
+});
