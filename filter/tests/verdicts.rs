@@ -277,3 +277,52 @@ fn http_host_and_url_indicators_reset_the_request() {
         .collect();
     assert_eq!(http[0]["http"]["hostname"], "Shop.Example");
 }
+
+#[test]
+fn quic_sni_in_a_listed_domain_drops_the_initial() {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/pcaps/suricata-verify/quic-ietf/input.pcap");
+    if !d.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but {} is missing",
+            d.display()
+        );
+        return;
+    }
+    let mut b = IntelBuilder::new();
+    b.add_bytes("quic.txt", b"msquic.net\n", Action::Block)
+        .unwrap();
+    let mut e = Engine::new(Config::default(), b.build());
+    let mut r = palisade::capture::CaptureReader::open(&d).unwrap();
+    let mut verdicts = Vec::new();
+    let mut n = 0;
+    while let Some(p) = r.next_packet().unwrap() {
+        n += 1;
+        verdicts.push(e.handle(p.ts_ns, n, p.linktype, p.data));
+    }
+    e.finish();
+    let mut alerts = Vec::new();
+    e.take_events(|b| {
+        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            if v["event_type"] == "alert" {
+                alerts.push(v);
+            }
+        }
+    });
+    assert_eq!(alerts.len(), 1);
+    let p = &alerts[0]["palisade"];
+    assert_eq!(
+        (
+            p["field"].as_str(),
+            p["value"].as_str(),
+            p["inline"]["action"].as_str()
+        ),
+        (Some("quic.sni"), Some("msquic.net"), Some("drop"))
+    );
+    // The Initial that carried the ClientHello is the first dropped packet.
+    let first_drop = verdicts.iter().position(|v| *v == Verdict::Drop).unwrap() as u64 + 1;
+    assert_eq!(p["inline"]["pcap_cnt"].as_u64(), Some(first_drop));
+    assert_eq!(p["inline"]["before_server_payload"], true);
+}
