@@ -356,7 +356,7 @@ mod tests {
         let mut d = Defrag::new(DefragConfig::default());
         // The second fragment overlaps 8..16 with different bytes: anomaly, first copy kept.
         assert_eq!(frag(&mut d, &mut b, false, 8, false, b"BBBBBBBB"), None);
-        let out = frag(&mut d, &mut b, false, 0, true, b"AAAAAAAAXXXXXXXX").unwrap();
+        let out = frag(&mut d, &mut b, false, 0, true, b"AAAAAAAAZZZZZZZZ").unwrap();
         assert_eq!(out, b"AAAAAAAABBBBBBBB");
         assert_eq!(d.last_anomaly, Some("defrag.overlap_different"));
         let mut d = Defrag::new(DefragConfig::default());

@@ -382,7 +382,7 @@ mod tests {
         let out = collect(
             &mut s,
             &mut b,
-            &[(106, b"world"), (100, b"hello "), (103, b"XXXXX")],
+            &[(106, b"world"), (100, b"hello "), (103, b"ZZZZZ")],
         );
         assert_eq!(out, b"hello world");
         assert_eq!(b.used(), 0);
@@ -391,7 +391,7 @@ mod tests {
         s.syn(0);
         let mut v = Vec::new();
         s.segment(4, b"DDDD", &mut b, &mut |_| {});
-        let n = s.segment(1, b"abcXXXX", &mut b, &mut |c| {
+        let n = s.segment(1, b"abcZZZZ", &mut b, &mut |c| {
             if let Chunk::Data(x) = c {
                 v.extend_from_slice(x)
             }
