@@ -32,7 +32,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     made_policy=1
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  [ -n "$made_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
+  if [ -n "$made_policy" ]; then
+    as_root rm -f /usr/sbin/policy-rc.d
+  fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "test.sh: cargo is missing; install Rust (rustup) first" >&2
