@@ -42,7 +42,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if [ ! -d ../shared/data ]; then
   echo "test.sh: ../shared/data is missing: the capture-based tests need it" >&2
-  [ "${CI:-}" = true ] && exit 1
+  if [ "${CI:-}" = true ]; then
+    exit 1
+  fi
 fi
 
 cargo test --workspace --profile ci "$@"
