@@ -1765,7 +1765,7 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
                 if data.len() >= 2 + len {
                     let msg = &data[2..2 + len];
                     data = &data[2 + len..];
-                    dns_message(cx, flow, dir, msg, true);
+                    dns_message(cx, flow, dir, msg);
                     if data.is_empty() {
                         return;
                     }
@@ -1797,7 +1797,7 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
             continue;
         }
         let msg = std::mem::take(buf);
-        dns_message(cx, flow, dir, &msg[2..need], true);
+        dns_message(cx, flow, dir, &msg[2..need]);
         if let Parser::DnsTcp(d) = &mut flow.parser {
             let mut msg = msg;
             msg.clear();
@@ -1817,7 +1817,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         if flow.app == AppProto::Unknown {
             flow.app = AppProto::Dns;
         }
-        dns_message(cx, flow, dir, payload, false);
+        dns_message(cx, flow, dir, payload);
         return;
     }
     // QUIC: the client's first datagram is a long-header Initial of a known version.
@@ -1900,7 +1900,7 @@ fn quic_event(
     end_line(cx, 7);
 }
 
-fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8], _tcp: bool) {
+fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
     let m = flow.meta;
     let mut d = std::mem::take(cx.dns);
     if let Err(e) = d.parse(msg) {

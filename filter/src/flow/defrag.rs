@@ -70,7 +70,6 @@ struct Key {
 
 #[derive(Debug)]
 struct Datagram {
-    first_ns: i64,
     data: Vec<u8>,
     /// Covered byte ranges [start, end), sorted, merged.
     have: Vec<(u32, u32)>,
@@ -208,7 +207,6 @@ impl Defrag {
             self.map.insert(
                 key,
                 Datagram {
-                    first_ns: now_ns,
                     data: Vec::new(),
                     have: Vec::new(),
                     frags: 0,
@@ -222,7 +220,6 @@ impl Defrag {
         let Some(d) = self.map.get_mut(&key) else {
             return DefragResult::Dropped("defrag.memcap");
         };
-        let _ = d.first_ns;
         d.frags += 1;
         if d.frags > self.cfg.max_frags {
             self.drop_key(&key, budget);
