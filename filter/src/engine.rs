@@ -52,6 +52,60 @@ pub struct Config {
     pub dns_ports: [u16; 4],
     /// Record every reassembled TCP chunk in [`Engine::stream_tap`] (tests and debugging).
     pub tap_streams: bool,
+    /// What to do with QUIC.
+    pub quic: QuicPolicy,
+    /// What to do with encrypted ClientHellos (TLS and QUIC).
+    pub ech: EchPolicy,
+}
+
+/// QUIC policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuicPolicy {
+    /// Inspect QUIC like TLS: the SNI of the Initial goes to intel.
+    #[default]
+    Allow,
+    /// Drop QUIC whose name cannot be read (unknown version, undecryptable, no SNI), so the
+    /// client falls back to TCP where TLS inspection works. Initials of a ClientHello that spans
+    /// several packets pass until the hello is complete (no application data can flow before).
+    DowngradeUnknown,
+    /// Drop all QUIC.
+    Block,
+}
+
+impl QuicPolicy {
+    /// Parses `allow`, `downgrade-unknown` or `block`.
+    pub fn parse(s: &str) -> Option<QuicPolicy> {
+        Some(match s {
+            "allow" => QuicPolicy::Allow,
+            "downgrade-unknown" => QuicPolicy::DowngradeUnknown,
+            "block" => QuicPolicy::Block,
+            _ => return None,
+        })
+    }
+}
+
+/// Encrypted ClientHello policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EchPolicy {
+    /// Let it through (the outer SNI still goes to intel).
+    #[default]
+    Allow,
+    /// Alert (`allowed`) on every ECH ClientHello.
+    Audit,
+    /// Stop connections that use ECH (reset for TLS, drop for QUIC).
+    Block,
+}
+
+impl EchPolicy {
+    /// Parses `allow`, `audit` or `block`.
+    pub fn parse(s: &str) -> Option<EchPolicy> {
+        Some(match s {
+            "allow" => EchPolicy::Allow,
+            "audit" => EchPolicy::Audit,
+            "block" => EchPolicy::Block,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for Config {
@@ -66,6 +120,8 @@ impl Default for Config {
             vlan_tracking: true,
             dns_ports: [53, 5353, 5355, 0],
             tap_streams: false,
+            quic: QuicPolicy::Allow,
+            ech: EchPolicy::Allow,
         }
     }
 }
@@ -424,6 +480,8 @@ struct Cx<'a> {
     verdict: Verdict,
     dns_ports: [u16; 4],
     tap: Option<&'a mut Vec<TapRecord>>,
+    quic: QuicPolicy,
+    ech: EchPolicy,
 }
 
 impl Engine {
@@ -720,6 +778,8 @@ impl Engine {
             verdict: Verdict::Accept,
             dns_ports: cfg.dns_ports,
             tap: cfg.tap_streams.then_some(&mut *stream_tap),
+            quic: cfg.quic,
+            ech: cfg.ech,
         };
         let flow = flows.get_mut(idx);
         let dir = usize::from(flow.meta.cli != (src, seg.sport));
@@ -849,6 +909,8 @@ impl Engine {
                 verdict: Verdict::Accept,
                 dns_ports: cfg.dns_ports,
                 tap: cfg.tap_streams.then_some(&mut *stream_tap),
+                quic: cfg.quic,
+                ech: cfg.ech,
             };
             let flow = flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
@@ -900,6 +962,8 @@ impl Engine {
             verdict: Verdict::Accept,
             dns_ports: cfg.dns_ports,
             tap: cfg.tap_streams.then_some(&mut *stream_tap),
+            quic: cfg.quic,
+            ech: cfg.ech,
         };
         // Flush what reassembly still holds, then log unfinished transactions.
         if let Some(mut st) = flow.streams.take() {
@@ -1193,6 +1257,60 @@ fn stream_anomaly(cx: &mut Cx<'_>, m: &Meta, dir: usize, name: &'static str) {
 }
 
 /// Applies an intel hit to a flow: an alert, and (in block mode) the flow's verdict.
+/// A verdict from a policy (QUIC, ECH) rather than an indicator: an alert that names the policy.
+fn policy_alert(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    policy: &str,
+    field: &str,
+    value: &str,
+    action: Verdict,
+    enforce: bool,
+) {
+    let enforce = enforce && cx.mode == Mode::Block;
+    if enforce {
+        if flow.decision.verdict == Verdict::Accept {
+            flow.decision.verdict = action;
+        }
+        cx.stats.alerts_blocked += 1;
+    } else {
+        cx.stats.alerts_allowed += 1;
+    }
+    flow.alerted = true;
+    let m = flow.meta;
+    let pkt = cx.pkt;
+    let before = !flow.server_payload;
+    let app = flow.app;
+    let mut e = header(cx.out, cx.now, cx.pkt, &m, dir, "alert");
+    if app != AppProto::Unknown {
+        e.str("app_proto", app.as_str());
+    }
+    e.obj("alert", |a| {
+        a.str("action", if enforce { "blocked" } else { "allowed" });
+        a.u64("gid", 1).u64("signature_id", 9_100_010).u64("rev", 1);
+        let mut sig = String::with_capacity(64);
+        sig.push_str("PALISADE policy ");
+        sig.push_str(policy);
+        a.str("signature", &sig);
+        a.str("category", "Policy");
+        a.u64("severity", 2);
+    });
+    e.obj("palisade", |p| {
+        p.str("policy", policy)
+            .str("field", field)
+            .str("value", value);
+        p.obj("inline", |i| {
+            i.str("action", action.as_str());
+            i.bool("enforced", enforce);
+            i.u64("pcap_cnt", pkt);
+            i.bool("before_server_payload", before);
+        });
+    });
+    e.close();
+    end_line(cx, 4);
+}
+
 fn decide(
     cx: &mut Cx<'_>,
     flow: &mut Flow,
@@ -1536,7 +1654,25 @@ fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
                 return;
             }
             let sni = ch.sni.clone();
+            let ech = ch.ech;
             log.client = Some(ch);
+            if ech && cx.ech != EchPolicy::Allow {
+                let outer = sni.clone().unwrap_or_default();
+                policy_alert(
+                    cx,
+                    flow,
+                    dir,
+                    if cx.ech == EchPolicy::Block {
+                        "ech=block"
+                    } else {
+                        "ech=audit"
+                    },
+                    "tls.ech_outer_sni",
+                    &outer,
+                    Verdict::Reset,
+                    cx.ech == EchPolicy::Block,
+                );
+            }
             if let Some(sni) = sni {
                 check_domain(cx, flow, dir, "tls.sni", &sni, Verdict::Reset);
             }
@@ -1821,13 +1957,42 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         return;
     }
     // QUIC: the client's first datagram is a long-header Initial of a known version.
+    let undecided = flow.decision.verdict == Verdict::Accept;
     if flow.app == AppProto::Unknown && dir == 0 {
         if let Some(v) = crate::app::quic::long_header_version(payload) {
             if matches!(v, 1 | 0x6b33_43cf | 0xff00_001d..=0xff00_0020) {
                 flow.app = AppProto::Quic;
                 flow.parser = Parser::Quic(Box::default());
+            } else if cx.quic != QuicPolicy::Allow && flow.meta.srv.1 == 443 && undecided {
+                // A version Palisade cannot read: its name stays unknown.
+                let name = crate::app::quic::version_name(v);
+                policy_alert(
+                    cx,
+                    flow,
+                    dir,
+                    quic_policy_name(cx.quic),
+                    "quic.version",
+                    &name,
+                    Verdict::Drop,
+                    true,
+                );
+                return;
             }
         }
+    }
+    if flow.app == AppProto::Quic && cx.quic == QuicPolicy::Block && undecided {
+        let v = crate::app::quic::long_header_version(payload).unwrap_or(0);
+        policy_alert(
+            cx,
+            flow,
+            dir,
+            "quic=block",
+            "quic.version",
+            &crate::app::quic::version_name(v),
+            Verdict::Drop,
+            true,
+        );
+        return;
     }
     let Parser::Quic(q) = &mut flow.parser else {
         return;
@@ -1840,8 +2005,39 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         Ok(Some(crate::app::quic::Hello::Client(ch))) => {
             let version = q.version;
             quic_event(cx, &m, dir, version, &ch.extensions, Some(&ch));
-            if let Some(sni) = ch.sni.as_deref() {
-                check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop);
+            if ch.ech && cx.ech != EchPolicy::Allow {
+                let outer = ch.sni.clone().unwrap_or_default();
+                let name = if cx.ech == EchPolicy::Block {
+                    "ech=block"
+                } else {
+                    "ech=audit"
+                };
+                policy_alert(
+                    cx,
+                    flow,
+                    dir,
+                    name,
+                    "quic.ech_outer_sni",
+                    &outer,
+                    Verdict::Drop,
+                    cx.ech == EchPolicy::Block,
+                );
+            }
+            match ch.sni.as_deref() {
+                Some(sni) => check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop),
+                None if cx.quic == QuicPolicy::DowngradeUnknown => {
+                    policy_alert(
+                        cx,
+                        flow,
+                        dir,
+                        "quic=downgrade-unknown",
+                        "quic.sni",
+                        "",
+                        Verdict::Drop,
+                        true,
+                    );
+                }
+                None => {}
             }
         }
         Ok(Some(crate::app::quic::Hello::Server(sh))) => {
@@ -1849,7 +2045,32 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
             quic_event(cx, &m, dir, version, &sh.extensions, None);
         }
         Ok(None) => {}
-        Err(e) => app_anomaly(cx, &m, dir, "quic", e.event()),
+        Err(e) => {
+            app_anomaly(cx, &m, dir, "quic", e.event());
+            if dir == 0
+                && cx.quic == QuicPolicy::DowngradeUnknown
+                && flow.decision.verdict == Verdict::Accept
+            {
+                policy_alert(
+                    cx,
+                    flow,
+                    dir,
+                    "quic=downgrade-unknown",
+                    "quic.error",
+                    e.event(),
+                    Verdict::Drop,
+                    true,
+                );
+            }
+        }
+    }
+}
+
+fn quic_policy_name(p: QuicPolicy) -> &'static str {
+    match p {
+        QuicPolicy::Allow => "quic=allow",
+        QuicPolicy::DowngradeUnknown => "quic=downgrade-unknown",
+        QuicPolicy::Block => "quic=block",
     }
 }
 

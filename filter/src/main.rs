@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
-use palisade::engine::{Config, Engine, Mode};
+use palisade::engine::{Config, EchPolicy, Engine, Mode, QuicPolicy};
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
 use palisade::respond::Sinkhole;
@@ -17,7 +17,8 @@ const USAGE: &str = "\
 usage:
   palisade replay [FILE...] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--stats-interval SECS] [--memcap MiB] [--no-flow-events]
-                  [--dns-port PORT] [--no-vlan-tracking]
+                  [--dns-port PORT] [--no-vlan-tracking] [--quic allow|downgrade-unknown|block]
+                  [--ech allow|audit|block]
       Reads pcap/pcapng files (gzip too) in order as one timeline and writes eve JSON events.
       ACTION is block (default), audit or allow. --eve defaults to eve.json; - is stdout.
       With no FILE, runs the bundled demo capture against the bundled demo intel.
@@ -25,6 +26,7 @@ usage:
   palisade inline --queue N[:M] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--sinkhole nxdomain|ADDR] [--no-reset] [--fail open|closed] [--stats-interval SECS]
                   [--pidfile PATH] [--metrics ADDR|off] [--memcap MiB] [--config PATH] [--no-bypass]
+                  [--quic allow|downgrade-unknown|block] [--ech allow|audit|block]
       Filters packets from netfilter queue N (one worker per queue N..M). Blocked addresses are
       dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
       queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
@@ -175,6 +177,19 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 cfg.memcap = mib << 20;
             }
             "--no-flow-events" => cfg.flow_events = false,
+            "--quic" => {
+                let v = val("--quic")?;
+                cfg.quic = QuicPolicy::parse(&v).ok_or_else(|| {
+                    Usage(format!(
+                        "--quic {v}: expected allow, downgrade-unknown or block"
+                    ))
+                })?;
+            }
+            "--ech" => {
+                let v = val("--ech")?;
+                cfg.ech = EchPolicy::parse(&v)
+                    .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
+            }
             "--no-vlan-tracking" => cfg.vlan_tracking = false,
             "--dns-port" => {
                 let v = val("--dns-port")?;
@@ -329,6 +344,8 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--metrics", st.metrics.clone());
     put("--memcap", st.memcap_mib.map(|v| v.to_string()));
     put("--pidfile", st.pidfile.clone());
+    put("--quic", st.quic.clone());
+    put("--ech", st.ech.clone());
     if !cli.iter().any(|x| x == "--intel") {
         for l in &st.intel {
             a.push("--intel".into());
@@ -432,6 +449,19 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 })?;
             }
             "--no-reset" => opts.reset = false,
+            "--quic" => {
+                let v = val("--quic")?;
+                cfg.quic = QuicPolicy::parse(&v).ok_or_else(|| {
+                    Usage(format!(
+                        "--quic {v}: expected allow, downgrade-unknown or block"
+                    ))
+                })?;
+            }
+            "--ech" => {
+                let v = val("--ech")?;
+                cfg.ech = EchPolicy::parse(&v)
+                    .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
+            }
             "--no-bypass" => opts.bypass = false,
             "--pidfile" => pidfile = Some(val("--pidfile")?),
             "--metrics" => metrics_addr = val("--metrics")?,

@@ -28,6 +28,10 @@ pub struct Settings {
     pub memcap_mib: Option<usize>,
     /// Where the daemon writes its process id.
     pub pidfile: Option<String>,
+    /// QUIC policy: allow, downgrade-unknown or block.
+    pub quic: Option<String>,
+    /// Encrypted ClientHello policy: allow, audit or block.
+    pub ech: Option<String>,
     /// Intel lists.
     #[serde(default)]
     pub intel: Vec<IntelList>,
@@ -76,6 +80,20 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .as_deref()
             .is_none_or(|m| m == "open" || m == "closed"),
         "open or closed",
+    )?;
+    check(
+        "quic",
+        s.quic
+            .as_deref()
+            .is_none_or(|m| ["allow", "downgrade-unknown", "block"].contains(&m)),
+        "allow, downgrade-unknown or block",
+    )?;
+    check(
+        "ech",
+        s.ech
+            .as_deref()
+            .is_none_or(|m| ["allow", "audit", "block"].contains(&m)),
+        "allow, audit or block",
     )?;
     check(
         "memcap_mib",

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use etherparse::PacketBuilder;
-use palisade::app::tls::client_hello_record;
-use palisade::engine::{Config, Engine, Mode, Verdict};
+use palisade::app::tls::{client_hello_record, client_hello_record_ech};
+use palisade::engine::{Config, EchPolicy, Engine, Mode, QuicPolicy, Verdict};
 use palisade_rules::{Action, IntelBuilder, IntelSet};
 use serde_json::Value;
 
@@ -325,4 +325,147 @@ fn quic_sni_in_a_listed_domain_drops_the_initial() {
     let first_drop = verdicts.iter().position(|v| *v == Verdict::Drop).unwrap() as u64 + 1;
     assert_eq!(p["inline"]["pcap_cnt"].as_u64(), Some(first_drop));
     assert_eq!(p["inline"]["before_server_payload"], true);
+}
+
+fn run_cfg(cfg: Config, frames: &[Vec<u8>]) -> Run {
+    let mut e = Engine::new(cfg, intel());
+    let verdicts = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| e.handle(1_000_000_000 + i as i64, i as u64 + 1, 101, f))
+        .collect();
+    e.finish();
+    let mut events = Vec::new();
+    e.take_events(|b| {
+        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            events.push(serde_json::from_slice(l).unwrap());
+        }
+    });
+    Run { verdicts, events }
+}
+
+#[test]
+fn ech_policy_audits_or_resets() {
+    let c = [10, 0, 0, 1];
+    let s = [192, 0, 2, 10];
+    let frames = vec![
+        tcp(c, s, true, 100, 0, true, &[]),
+        tcp(c, s, false, 900, 101, true, &[]),
+        tcp(c, s, true, 101, 901, false, &[]),
+        tcp(
+            c,
+            s,
+            true,
+            101,
+            901,
+            false,
+            &client_hello_record_ech("public.example"),
+        ),
+    ];
+    let r = run_cfg(Config::default(), &frames);
+    assert!(alerts(&r).is_empty(), "ech=allow: nothing to say");
+    let r = run_cfg(
+        Config {
+            ech: EchPolicy::Audit,
+            ..Config::default()
+        },
+        &frames,
+    );
+    let a = alerts(&r);
+    assert_eq!(
+        (a.len(), a[0]["alert"]["action"].as_str()),
+        (1, Some("allowed"))
+    );
+    assert_eq!(
+        (
+            a[0]["palisade"]["policy"].as_str(),
+            a[0]["palisade"]["value"].as_str()
+        ),
+        (Some("ech=audit"), Some("public.example"))
+    );
+    assert!(r.verdicts.iter().all(|v| *v == Verdict::Accept));
+    let r = run_cfg(
+        Config {
+            ech: EchPolicy::Block,
+            ..Config::default()
+        },
+        &frames,
+    );
+    assert_eq!(r.verdicts[3], Verdict::Reset);
+    assert_eq!(alerts(&r)[0]["palisade"]["policy"], "ech=block");
+    let tls: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "tls")
+        .collect();
+    assert_eq!(tls[0]["tls"]["ech"], true);
+}
+
+fn quic_capture() -> Option<Vec<Vec<u8>>> {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/pcaps/suricata-verify/quic-ietf/input.pcap");
+    if !d.exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but {} is missing",
+            d.display()
+        );
+        return None;
+    }
+    let mut r = palisade::capture::CaptureReader::open(&d).unwrap();
+    let mut frames = Vec::new();
+    while let Some(p) = r.next_packet().unwrap() {
+        // Strip Ethernet so the frames replay as raw IP.
+        frames.push(p.data[14..].to_vec());
+    }
+    Some(frames)
+}
+
+#[test]
+fn quic_policies() {
+    let Some(frames) = quic_capture() else { return };
+    // allow: nothing listed, nothing dropped.
+    let r = run_cfg(Config::default(), &frames);
+    assert!(r.verdicts.iter().all(|v| *v == Verdict::Accept) && alerts(&r).is_empty());
+    // downgrade-unknown: this Initial's name is readable, so it passes.
+    let r = run_cfg(
+        Config {
+            quic: QuicPolicy::DowngradeUnknown,
+            ..Config::default()
+        },
+        &frames,
+    );
+    assert!(r.verdicts.iter().all(|v| *v == Verdict::Accept) && alerts(&r).is_empty());
+    // block: the first Initial is dropped and the alert names the policy.
+    let r = run_cfg(
+        Config {
+            quic: QuicPolicy::Block,
+            ..Config::default()
+        },
+        &frames,
+    );
+    assert_eq!(r.verdicts[0], Verdict::Drop);
+    assert_eq!(alerts(&r)[0]["palisade"]["policy"], "quic=block");
+    // downgrade-unknown drops a version it cannot read (here 0x1a2a3a4a, a grease version).
+    let mut unknown = frames[0].clone();
+    let udp = 20 + 8;
+    unknown[udp + 1..udp + 5].copy_from_slice(&[0x1a, 0x2a, 0x3a, 0x4a]);
+    let r = run_cfg(
+        Config {
+            quic: QuicPolicy::DowngradeUnknown,
+            ..Config::default()
+        },
+        &[unknown.clone()],
+    );
+    assert_eq!(r.verdicts, [Verdict::Drop]);
+    let a = alerts(&r);
+    assert_eq!(
+        (
+            a[0]["palisade"]["policy"].as_str(),
+            a[0]["palisade"]["field"].as_str()
+        ),
+        (Some("quic=downgrade-unknown"), Some("quic.version"))
+    );
+    let r = run_cfg(Config::default(), &[unknown]);
+    assert_eq!(r.verdicts, [Verdict::Accept], "allow lets it pass");
 }

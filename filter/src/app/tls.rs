@@ -648,6 +648,16 @@ fn on_message(msg: &[u8], is_client: bool) -> Option<TlsEvent> {
 /// For tests, benchmarks and fuzz seeds.
 #[doc(hidden)]
 pub fn client_hello_record(sni: &str) -> Vec<u8> {
+    hello_record(sni, false)
+}
+
+/// The same with an `encrypted_client_hello` extension (`sni` is then the outer, public name).
+#[doc(hidden)]
+pub fn client_hello_record_ech(sni: &str) -> Vec<u8> {
+    hello_record(sni, true)
+}
+
+fn hello_record(sni: &str, ech: bool) -> Vec<u8> {
     let mut ext = Vec::new();
     let mut push_ext = |t: u16, d: &[u8]| {
         ext.extend_from_slice(&t.to_be_bytes());
@@ -671,6 +681,9 @@ pub fn client_hello_record(sni: &str) -> Vec<u8> {
         ],
     );
     push_ext(43, &[4, 0x3a, 0x3a, 3, 4]);
+    if ech {
+        push_ext(0xfe0d, &[0, 0, 1, 0, 1, 7, 0, 0, 0, 0]);
+    }
     let mut body = vec![3, 3];
     body.extend_from_slice(&[7; 32]);
     body.push(0);
