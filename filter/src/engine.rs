@@ -1258,6 +1258,7 @@ fn stream_anomaly(cx: &mut Cx<'_>, m: &Meta, dir: usize, name: &'static str) {
 
 /// Applies an intel hit to a flow: an alert, and (in block mode) the flow's verdict.
 /// A verdict from a policy (QUIC, ECH) rather than an indicator: an alert that names the policy.
+#[allow(clippy::too_many_arguments)]
 fn policy_alert(
     cx: &mut Cx<'_>,
     flow: &mut Flow,
