@@ -47,4 +47,17 @@ if [ ! -d ../shared/data ]; then
   fi
 fi
 
+# Real QUIC peers (aioquic) for the inline QUIC test, in a venv under target/.
+venv=target/quic-venv
+if ! "$venv/bin/python" -c 'import aioquic' >/dev/null 2>&1; then
+  echo "test.sh: installing aioquic into $venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's python needs its venv package.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q aioquic
+fi
+export PALISADE_QUIC_PY="$PWD/$venv/bin/python"
+
 cargo test --workspace --profile ci "$@"

@@ -887,3 +887,80 @@ fn two_queues_two_workers() {
     );
     assert!(a > 0 && b > 0, "both workers saw traffic: {a} and {b}");
 }
+
+/// The python with aioquic: `PALISADE_QUIC_PY` (set by .ci/test.sh), else the system python.
+fn quic_python() -> Option<String> {
+    let py = std::env::var("PALISADE_QUIC_PY").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import aioquic"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but {py} cannot import aioquic"
+        );
+        eprintln!("skipping QUIC peers: {py} has no aioquic");
+        return None;
+    }
+    Some(py)
+}
+
+#[test]
+fn quic_initials_with_listed_names_are_dropped() {
+    if !ready() {
+        return;
+    }
+    let Some(py) = quic_python() else { return };
+    let peers = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/quic_peers.py");
+    let mut lab = Lab::new("q");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.84.0.1/24"], &srv, &["10.84.0.2/24"], "8");
+    lab.servers(&srv, &["10.84.0.2"]);
+    let d = lab.dir.display().to_string();
+    lab.spawn(
+        &format!("ip netns exec {srv} {py} {peers} server 10.84.0.2 443 {d}/cert.pem {d}/key.pem"),
+        "quic-server.log",
+    );
+    wait_until(Duration::from_secs(10), || {
+        lab.file("quic-server.log").contains("listening")
+    });
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    let quic = |sni: &str| {
+        sh(&format!(
+            "ip netns exec {cli} {py} {peers} client 10.84.0.2 443 {sni} 2"
+        ))
+        .status
+        .success()
+    };
+    assert!(
+        quic("www.blocked.example"),
+        "without Palisade the handshake completes"
+    );
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 23 --fail closed"
+    ));
+    let p = lab.palisade(&cli, 23, "", "inline.log");
+    assert!(quic("ok.example"), "an allowed name connects over QUIC");
+    assert!(
+        !quic("www.blocked.example"),
+        "a listed name never completes its handshake"
+    );
+    let a = lab.alerts();
+    assert!(
+        a.iter().any(|x| x["palisade"]["field"] == "quic.sni"
+            && x["palisade"]["value"] == "www.blocked.example"
+            && x["alert"]["action"] == "blocked"),
+        "{a:?}"
+    );
+    lab.kill(p);
+    // --quic block: no QUIC at all; downgrade-unknown: readable names pass.
+    let p = lab.palisade(&cli, 23, "--quic block", "inline2.log");
+    assert!(!quic("ok.example"), "quic=block stops QUIC");
+    lab.kill(p);
+    lab.palisade(&cli, 23, "--quic downgrade-unknown", "inline3.log");
+    assert!(
+        quic("ok.example"),
+        "downgrade-unknown lets a readable, allowed name through"
+    );
+}
