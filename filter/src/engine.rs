@@ -2237,6 +2237,9 @@ fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
                     }
                     rr_type(ro, r.rtype);
                     ro.u64("ttl", r.ttl as u64);
+                    if r.ech {
+                        ro.bool("ech_config", true);
+                    }
                     match &r.rdata {
                         RData::Addr(ip) => {
                             ro.ip("rdata", *ip);

@@ -40,6 +40,8 @@ pub struct Rr {
     pub rdata: RData,
     /// The owner name was longer than [`MAX_NAME`] and was cut.
     pub truncated: bool,
+    /// An HTTPS/SVCB record that carries an ECH configuration (SvcParam `ech`, key 5).
+    pub ech: bool,
 }
 
 /// A parsed message. Reuse it across calls to avoid allocation.
@@ -147,6 +149,7 @@ impl DnsMsg {
                 ttl: 0,
                 rdata: RData::None,
                 truncated,
+                ech: false,
             });
         }
         for (count, is_answer) in [(an, true), (ns, false)] {
@@ -181,6 +184,7 @@ impl DnsMsg {
         };
         *pos = start + rdlen;
         let mut p = start;
+        let mut ech = false;
         let rdata = match rtype {
             1 if rdlen == 4 => RData::Addr(Ipv4Addr::new(rd[0], rd[1], rd[2], rd[3]).into()),
             28 if rdlen == 16 => {
@@ -203,7 +207,18 @@ impl DnsMsg {
             // SVCB/HTTPS: priority, target (never compressed, but the reader is the same).
             64 | 65 if rdlen >= 3 => {
                 p += 2;
-                RData::Text(self.read_name(buf, &mut p)?)
+                let target = self.read_name(buf, &mut p)?;
+                // SvcParams: key, length, value; bounded by the record.
+                let end = start + rdlen;
+                while p + 4 <= end {
+                    let key = u16::from_be_bytes([buf[p], buf[p + 1]]);
+                    let len = u16::from_be_bytes([buf[p + 2], buf[p + 3]]) as usize;
+                    if key == 5 {
+                        ech = true;
+                    }
+                    p += 4 + len;
+                }
+                RData::Text(target)
             }
             16 => {
                 let mut q = 0;
@@ -223,6 +238,7 @@ impl DnsMsg {
                         ttl,
                         rdata: RData::Text(s..self.arena.len() as u32),
                         truncated,
+                        ech: false,
                     };
                     self.push_rr(rr, is_answer);
                     q += 1 + l;
@@ -237,6 +253,7 @@ impl DnsMsg {
                             ttl,
                             rdata: RData::Text(s..s),
                             truncated,
+                            ech: false,
                         },
                         is_answer,
                     );
@@ -252,6 +269,7 @@ impl DnsMsg {
                 ttl,
                 rdata,
                 truncated,
+                ech,
             },
             is_answer,
         );
@@ -440,6 +458,28 @@ mod tests {
             RData::Addr("93.184.216.34".parse().unwrap())
         );
         assert_eq!(m.answers[1].ttl, 60);
+    }
+
+    #[test]
+    fn https_record_with_ech_config_is_flagged() {
+        // Response for example.com HTTPS: priority 1, target ".", alpn=h2, and maybe ech.
+        let msg = |rdata: &[u8]| {
+            let mut r = b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\x07example\x03com\x00\x00\x41\x00\x01".to_vec();
+            r.extend_from_slice(b"\xc0\x0c\x00\x41\x00\x01\x00\x00\x00\x3c");
+            r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            r.extend_from_slice(rdata);
+            r
+        };
+        let plain: &[u8] = b"\x00\x01\x00\x00\x01\x00\x03\x02h2";
+        let mut with_ech = plain.to_vec();
+        with_ech.extend_from_slice(b"\x00\x05\x00\x04\xfe\x0d\x00\x00");
+        let mut m = DnsMsg::default();
+        m.parse(&msg(&with_ech)).unwrap();
+        assert_eq!(m.answers.len(), 1);
+        assert!(m.answers[0].ech);
+        m.parse(&msg(plain)).unwrap();
+        assert_eq!(m.answers.len(), 1);
+        assert!(!m.answers[0].ech);
     }
 
     #[test]
