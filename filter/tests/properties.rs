@@ -230,4 +230,66 @@ proptest! {
         prop_assert_eq!(sni_of(&mut e), vec![name]);
         prop_assert_eq!(e.memory().0, 0);
     }
+
+    #[test]
+    fn quic_crypto_split_across_initials_gives_the_same_hello(
+        label in "[a-z][a-z0-9-]{0,20}",
+        cuts in proptest::collection::vec(1..300usize, 0..8),
+        packets in 1..5usize,
+        order in any::<u64>(),
+        dups in proptest::collection::vec(0..16usize, 0..3),
+        v2 in any::<bool>(),
+    ) {
+        let sni = format!("{label}.quic.example");
+        let rec = client_hello_record(&sni);
+        let hs = &rec[5..];
+        let mut offs: Vec<usize> = cuts.into_iter().filter(|&c| c < hs.len()).collect();
+        offs.push(0);
+        offs.push(hs.len());
+        offs.sort_unstable();
+        offs.dedup();
+        // CRYPTO frames (offset and length as 4- and 2-byte varints), dealt out to the packets.
+        let mut per_packet = vec![Vec::new(); packets];
+        for (i, w) in offs.windows(2).enumerate() {
+            let f = &mut per_packet[i % packets];
+            f.push(0x06);
+            f.extend_from_slice(&((w[0] as u32) | 0x8000_0000).to_be_bytes());
+            f.extend_from_slice(&(((w[1] - w[0]) as u16) | 0x4000).to_be_bytes());
+            f.extend_from_slice(&hs[w[0]..w[1]]);
+        }
+        let version = if v2 { 0x6b33_43cf } else { 1 };
+        let dcid = [0xd1, 0xc1, 0xd0, 0x01, 0x02, 0x03, 0x04, 0x05];
+        let mut frames: Vec<Vec<u8>> = per_packet
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.is_empty())
+            .map(|(pn, f)| {
+                let pkt = palisade::app::quic::seal_client_initial(version, &dcid, pn as u8, f).unwrap();
+                let mut v = Vec::new();
+                PacketBuilder::ipv4(CLI, SRV, 64).udp(50000, 443).write(&mut v, &pkt).unwrap();
+                v
+            })
+            .collect();
+        for d in dups {
+            let i = d % frames.len();
+            frames.push(frames[i].clone());
+        }
+        shuffle(&mut frames, order);
+        let mut e = Engine::new(Config::default(), IntelSet::empty());
+        for (i, f) in frames.iter().enumerate() {
+            e.handle(1_000_000_000, i as u64 + 1, 101, f);
+        }
+        e.finish();
+        let mut snis = Vec::new();
+        e.take_events(|b| {
+            for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                if v["event_type"] == "quic" {
+                    snis.push(v["quic"]["sni"].as_str().unwrap_or("").to_string());
+                }
+            }
+        });
+        prop_assert_eq!(snis, vec![sni]);
+        prop_assert_eq!(e.memory().0, 0);
+    }
 }
