@@ -55,6 +55,12 @@ stop_palisade() {
   ip netns exec $G $P firewall uninstall >/dev/null
 }
 measure "no queue"
+# The floor of the bypass path: Palisade's rules with every flow pre-marked for bypass, so nothing
+# is queued and only conntrack and the mark/connmark matches cost anything.
+ip netns exec $G $P firewall install --role gateway --queue 0 --fail closed >/dev/null
+ip netns exec $G iptables -I PALISADE 1 -j CONNMARK --set-xmark 0x200000/0x200000
+measure "rules only, every flow bypassed"
+ip netns exec $G $P firewall uninstall >/dev/null
 start_palisade --no-bypass; measure "palisade, no bypass"; stop_palisade
 start_palisade; measure "palisade, bypass"; stop_palisade
 python3 - "$W/results.txt" <<'PY'
