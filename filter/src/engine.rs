@@ -484,6 +484,35 @@ struct Cx<'a> {
     ech: EchPolicy,
 }
 
+impl<'a> Cx<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        out: &'a mut Vec<u8>,
+        intel: &'a IntelSet,
+        stats: &'a mut Stats,
+        dns: &'a mut DnsMsg,
+        cfg: &Config,
+        stream_tap: &'a mut Vec<TapRecord>,
+        now: i64,
+        pkt: u64,
+    ) -> Cx<'a> {
+        Cx {
+            out,
+            intel,
+            stats,
+            dns,
+            mode: cfg.mode,
+            now,
+            pkt,
+            verdict: Verdict::Accept,
+            dns_ports: cfg.dns_ports,
+            tap: cfg.tap_streams.then_some(stream_tap),
+            quic: cfg.quic,
+            ech: cfg.ech,
+        }
+    }
+}
+
 impl Engine {
     /// An engine with the given settings and intel.
     pub fn new(cfg: Config, intel: IntelSet) -> Engine {
@@ -767,20 +796,7 @@ impl Engine {
             last_bypass,
             ..
         } = self;
-        let mut cx = Cx {
-            out,
-            intel,
-            stats,
-            dns,
-            mode: cfg.mode,
-            now,
-            pkt,
-            verdict: Verdict::Accept,
-            dns_ports: cfg.dns_ports,
-            tap: cfg.tap_streams.then_some(&mut *stream_tap),
-            quic: cfg.quic,
-            ech: cfg.ech,
-        };
+        let mut cx = Cx::new(out, intel, stats, dns, cfg, stream_tap, now, pkt);
         let flow = flows.get_mut(idx);
         let dir = usize::from(flow.meta.cli != (src, seg.sport));
         flow.pkts[dir] += 1;
@@ -898,20 +914,7 @@ impl Engine {
             .into_iter()
             .find_map(|(a, field)| intel.match_addr(a).map(|h| (h, field, a)));
         if let Some((hit, field, addr)) = hit {
-            let mut cx = Cx {
-                out,
-                intel,
-                stats,
-                dns,
-                mode: cfg.mode,
-                now,
-                pkt,
-                verdict: Verdict::Accept,
-                dns_ports: cfg.dns_ports,
-                tap: cfg.tap_streams.then_some(&mut *stream_tap),
-                quic: cfg.quic,
-                ech: cfg.ech,
-            };
+            let mut cx = Cx::new(out, intel, stats, dns, cfg, stream_tap, now, pkt);
             let flow = flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
             let mut buf = [0u8; 45];
@@ -951,20 +954,7 @@ impl Engine {
             stream_tap,
             ..
         } = self;
-        let mut cx = Cx {
-            out,
-            intel,
-            stats,
-            dns,
-            mode: cfg.mode,
-            now: last_ns,
-            pkt: 0,
-            verdict: Verdict::Accept,
-            dns_ports: cfg.dns_ports,
-            tap: cfg.tap_streams.then_some(&mut *stream_tap),
-            quic: cfg.quic,
-            ech: cfg.ech,
-        };
+        let mut cx = Cx::new(out, intel, stats, dns, cfg, stream_tap, last_ns, 0);
         // Flush what reassembly still holds, then log unfinished transactions.
         if let Some(mut st) = flow.streams.take() {
             for dir in 0..2 {

@@ -151,53 +151,17 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
+        if engine_option(a, &mut val, &mut cfg)? {
+            continue;
+        }
         match a.as_str() {
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
-            "--mode" => {
-                cfg.mode = match val("--mode")?.as_str() {
-                    "block" => Mode::Block,
-                    "audit" => Mode::Audit,
-                    m => return Err(Usage(format!("--mode {m}: expected block or audit"))),
-                }
-            }
             "--eve" => eve = val("--eve")?,
             "--stats-interval" => {
                 let v = val("--stats-interval")?;
                 stats_interval = v
                     .parse()
                     .map_err(|_| Usage(format!("--stats-interval {v}: expected seconds")))?;
-            }
-            "--memcap" => {
-                let v = val("--memcap")?;
-                let mib: usize = v
-                    .parse()
-                    .ok()
-                    .filter(|&m| m >= 16)
-                    .ok_or_else(|| Usage(format!("--memcap {v}: expected MiB, at least 16")))?;
-                cfg.memcap = mib << 20;
-            }
-            "--no-flow-events" => cfg.flow_events = false,
-            "--quic" => {
-                let v = val("--quic")?;
-                cfg.quic = QuicPolicy::parse(&v).ok_or_else(|| {
-                    Usage(format!(
-                        "--quic {v}: expected allow, downgrade-unknown or block"
-                    ))
-                })?;
-            }
-            "--ech" => {
-                let v = val("--ech")?;
-                cfg.ech = EchPolicy::parse(&v)
-                    .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
-            }
-            "--no-vlan-tracking" => cfg.vlan_tracking = false,
-            "--dns-port" => {
-                let v = val("--dns-port")?;
-                cfg.dns_ports[3] = v
-                    .parse()
-                    .ok()
-                    .filter(|&p| p > 0)
-                    .ok_or_else(|| Usage(format!("--dns-port {v}: expected a port number")))?;
             }
             s if s.starts_with('-') && s != "-" => {
                 return Err(Usage(format!("unknown option `{s}`")))
@@ -431,16 +395,12 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
+        if engine_option(a, &mut val, &mut cfg)? {
+            continue;
+        }
         match a.as_str() {
             "--queue" => queues = Some(parse_queues(&val("--queue")?)?),
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
-            "--mode" => {
-                cfg.mode = match val("--mode")?.as_str() {
-                    "block" => Mode::Block,
-                    "audit" => Mode::Audit,
-                    m => return Err(Usage(format!("--mode {m}: expected block or audit"))),
-                }
-            }
             "--eve" => eve = val("--eve")?,
             "--sinkhole" => {
                 let v = val("--sinkhole")?;
@@ -449,31 +409,9 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 })?;
             }
             "--no-reset" => opts.reset = false,
-            "--quic" => {
-                let v = val("--quic")?;
-                cfg.quic = QuicPolicy::parse(&v).ok_or_else(|| {
-                    Usage(format!(
-                        "--quic {v}: expected allow, downgrade-unknown or block"
-                    ))
-                })?;
-            }
-            "--ech" => {
-                let v = val("--ech")?;
-                cfg.ech = EchPolicy::parse(&v)
-                    .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
-            }
             "--no-bypass" => opts.bypass = false,
             "--pidfile" => pidfile = Some(val("--pidfile")?),
             "--metrics" => metrics_addr = val("--metrics")?,
-            "--memcap" => {
-                let v = val("--memcap")?;
-                let mib: usize = v
-                    .parse()
-                    .ok()
-                    .filter(|&m| m >= 16)
-                    .ok_or_else(|| Usage(format!("--memcap {v}: expected MiB, at least 16")))?;
-                cfg.memcap = mib << 20;
-            }
             "--fail" => opts.fail_open = parse_fail(&val("--fail")?)?,
             "--stats-interval" => {
                 let v = val("--stats-interval")?;
@@ -815,4 +753,55 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// The engine settings that `replay` and `inline` share. Returns true when `flag` was one.
+fn engine_option(
+    flag: &str,
+    val: &mut dyn FnMut(&str) -> Result<String, Usage>,
+    cfg: &mut Config,
+) -> Result<bool, Usage> {
+    match flag {
+        "--mode" => {
+            cfg.mode = match val("--mode")?.as_str() {
+                "block" => Mode::Block,
+                "audit" => Mode::Audit,
+                m => return Err(Usage(format!("--mode {m}: expected block or audit"))),
+            }
+        }
+        "--memcap" => {
+            let v = val("--memcap")?;
+            let mib: usize = v
+                .parse()
+                .ok()
+                .filter(|&m| m >= 16)
+                .ok_or_else(|| Usage(format!("--memcap {v}: expected MiB, at least 16")))?;
+            cfg.memcap = mib << 20;
+        }
+        "--quic" => {
+            let v = val("--quic")?;
+            cfg.quic = QuicPolicy::parse(&v).ok_or_else(|| {
+                Usage(format!(
+                    "--quic {v}: expected allow, downgrade-unknown or block"
+                ))
+            })?;
+        }
+        "--ech" => {
+            let v = val("--ech")?;
+            cfg.ech = EchPolicy::parse(&v)
+                .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
+        }
+        "--no-flow-events" => cfg.flow_events = false,
+        "--no-vlan-tracking" => cfg.vlan_tracking = false,
+        "--dns-port" => {
+            let v = val("--dns-port")?;
+            cfg.dns_ports[3] = v
+                .parse()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| Usage(format!("--dns-port {v}: expected a port number")))?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
