@@ -353,6 +353,22 @@ pub fn uninstall() -> Vec<String> {
     done
 }
 
+/// Runs a rule list with one tool, recording what it applied. An ip6tables failure is recorded
+/// and tolerated (IPv6 may be disabled; IPv4 protection stands); an iptables failure is returned.
+fn apply(tool: &str, rules: &[Vec<String>], applied: &mut Vec<String>) -> Result<(), String> {
+    for args in rules {
+        if let Err(e) = run(tool, args) {
+            if tool == "ip6tables" {
+                applied.push(format!("# skipped: {e}"));
+                return Ok(());
+            }
+            return Err(e);
+        }
+        applied.push(format!("{tool} {}", args.join(" ")));
+    }
+    Ok(())
+}
+
 /// Installs the plan with iptables and ip6tables (after removing an older install).
 /// Returns the backend's description and the commands applied.
 pub fn install(p: &Plan, guard: Option<&IntelSet>) -> Result<(String, Vec<String>), String> {
@@ -364,17 +380,9 @@ pub fn install(p: &Plan, guard: Option<&IntelSet>) -> Result<(String, Vec<String
     uninstall();
     let mut applied = Vec::new();
     for tool in ["iptables", "ip6tables"] {
-        for args in install_rules(p) {
-            if let Err(e) = run(tool, &args) {
-                if tool == "ip6tables" {
-                    // IPv6 may be disabled; IPv4 protection stands.
-                    applied.push(format!("# skipped: {e}"));
-                    break;
-                }
-                uninstall();
-                return Err(e);
-            }
-            applied.push(format!("{tool} {}", args.join(" ")));
+        if let Err(e) = apply(tool, &install_rules(p), &mut applied) {
+            uninstall();
+            return Err(e);
         }
     }
     if let Some(set) = guard {
@@ -387,16 +395,9 @@ pub fn install(p: &Plan, guard: Option<&IntelSet>) -> Result<(String, Vec<String
         };
         applied.push(format!("ipset {SET4}/{SET6}: {n} blocked prefixes"));
         for (tool, name) in [("iptables", SET4), ("ip6tables", SET6)] {
-            for args in guard_rules(p.role, name) {
-                if let Err(e) = run(tool, &args) {
-                    if tool == "ip6tables" {
-                        applied.push(format!("# skipped: {e}"));
-                        break;
-                    }
-                    uninstall();
-                    return Err(e);
-                }
-                applied.push(format!("{tool} {}", args.join(" ")));
+            if let Err(e) = apply(tool, &guard_rules(p.role, name), &mut applied) {
+                uninstall();
+                return Err(e);
             }
         }
     }
