@@ -1246,7 +1246,66 @@ fn stream_anomaly(cx: &mut Cx<'_>, m: &Meta, dir: usize, name: &'static str) {
     end_line(cx, 5);
 }
 
-/// Applies an intel hit to a flow: an alert, and (in block mode) the flow's verdict.
+/// What an alert says besides its explanation.
+struct AlertSpec<'s> {
+    sid: u64,
+    signature: &'s str,
+    category: &'s str,
+    severity: u64,
+    /// What an inline filter does.
+    action: Verdict,
+    /// Whether it does it (block mode and a blocking indicator or policy).
+    enforce: bool,
+}
+
+/// Applies an alert's verdict to the flow (or, for a DNS sinkhole, to this packet only), counts
+/// it, and writes the alert; `explain` adds the fields that say why (indicator or policy).
+fn raise_alert(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    spec: AlertSpec<'_>,
+    explain: impl FnOnce(&mut Obj<'_>),
+) {
+    if spec.enforce {
+        if spec.action == Verdict::Sinkhole {
+            cx.verdict = cx.verdict.max(spec.action);
+        } else if flow.decision.verdict == Verdict::Accept {
+            flow.decision.verdict = spec.action;
+        }
+        cx.stats.alerts_blocked += 1;
+    } else {
+        cx.stats.alerts_allowed += 1;
+    }
+    flow.alerted = true;
+    let m = flow.meta;
+    let pkt = cx.pkt;
+    let before = !flow.server_payload;
+    let app = flow.app;
+    let mut e = header(cx.out, cx.now, cx.pkt, &m, dir, "alert");
+    if app != AppProto::Unknown {
+        e.str("app_proto", app.as_str());
+    }
+    e.obj("alert", |a| {
+        a.str("action", if spec.enforce { "blocked" } else { "allowed" });
+        a.u64("gid", 1).u64("signature_id", spec.sid).u64("rev", 1);
+        a.str("signature", spec.signature);
+        a.str("category", spec.category);
+        a.u64("severity", spec.severity);
+    });
+    e.obj("palisade", |p| {
+        explain(p);
+        p.obj("inline", |i| {
+            i.str("action", spec.action.as_str());
+            i.bool("enforced", spec.enforce);
+            i.u64("pcap_cnt", pkt);
+            i.bool("before_server_payload", before);
+        });
+    });
+    e.close();
+    end_line(cx, 4);
+}
+
 /// A verdict from a policy (QUIC, ECH) rather than an indicator: an alert that names the policy.
 #[allow(clippy::too_many_arguments)]
 fn policy_alert(
@@ -1259,49 +1318,25 @@ fn policy_alert(
     action: Verdict,
     enforce: bool,
 ) {
-    let enforce = enforce && cx.mode == Mode::Block;
-    if enforce {
-        if flow.decision.verdict == Verdict::Accept {
-            flow.decision.verdict = action;
-        }
-        cx.stats.alerts_blocked += 1;
-    } else {
-        cx.stats.alerts_allowed += 1;
-    }
-    flow.alerted = true;
-    let m = flow.meta;
-    let pkt = cx.pkt;
-    let before = !flow.server_payload;
-    let app = flow.app;
-    let mut e = header(cx.out, cx.now, cx.pkt, &m, dir, "alert");
-    if app != AppProto::Unknown {
-        e.str("app_proto", app.as_str());
-    }
-    e.obj("alert", |a| {
-        a.str("action", if enforce { "blocked" } else { "allowed" });
-        a.u64("gid", 1).u64("signature_id", 9_100_010).u64("rev", 1);
-        let mut sig = String::with_capacity(64);
-        sig.push_str("PALISADE policy ");
-        sig.push_str(policy);
-        a.str("signature", &sig);
-        a.str("category", "Policy");
-        a.u64("severity", 2);
-    });
-    e.obj("palisade", |p| {
+    let mut sig = String::with_capacity(64);
+    sig.push_str("PALISADE policy ");
+    sig.push_str(policy);
+    let spec = AlertSpec {
+        sid: 9_100_010,
+        signature: &sig,
+        category: "Policy",
+        severity: 2,
+        action,
+        enforce: enforce && cx.mode == Mode::Block,
+    };
+    raise_alert(cx, flow, dir, spec, |p| {
         p.str("policy", policy)
             .str("field", field)
             .str("value", value);
-        p.obj("inline", |i| {
-            i.str("action", action.as_str());
-            i.bool("enforced", enforce);
-            i.u64("pcap_cnt", pkt);
-            i.bool("before_server_payload", before);
-        });
     });
-    e.close();
-    end_line(cx, 4);
 }
 
+/// Applies an intel hit to a flow: an alert, and (in block mode) the verdict.
 fn decide(
     cx: &mut Cx<'_>,
     flow: &mut Flow,
@@ -1314,20 +1349,6 @@ fn decide(
     if hit.action == Action::Allow {
         return;
     }
-    let enforce = hit.action == Action::Block && cx.mode == Mode::Block;
-    if enforce {
-        if action == Verdict::Sinkhole {
-            cx.verdict = cx.verdict.max(action);
-        } else if flow.decision.verdict == Verdict::Accept {
-            flow.decision.verdict = action;
-        }
-    }
-    if enforce {
-        cx.stats.alerts_blocked += 1;
-    } else {
-        cx.stats.alerts_allowed += 1;
-    }
-    flow.alerted = true;
     let sid = match (hit.kind, field) {
         (_, "dns.query") => 9_100_001,
         (_, "tls.sni") => 9_100_002,
@@ -1337,49 +1358,34 @@ fn decide(
         (Kind::Addr, _) => 9_100_005,
         _ => 9_100_006,
     };
-    let m = flow.meta;
-    let pkt = cx.pkt;
-    let before = !flow.server_payload;
-    let app = flow.app;
-    let mut e = header(cx.out, cx.now, cx.pkt, &m, dir, "alert");
-    if app != AppProto::Unknown {
-        e.str("app_proto", app.as_str());
-    }
     let kind = match hit.kind {
         Kind::Domain => "domain",
         Kind::Addr => "ip",
         Kind::Url => "url",
         Kind::Path => "url-path",
     };
-    e.obj("alert", |a| {
-        a.str("action", if enforce { "blocked" } else { "allowed" });
-        a.u64("gid", 1).u64("signature_id", sid).u64("rev", 1);
-        let mut sig = String::with_capacity(96);
-        sig.push_str("PALISADE intel ");
-        sig.push_str(hit.action.as_str());
-        sig.push(' ');
-        sig.push_str(field);
-        sig.push(' ');
-        sig.push_str(hit.indicator);
-        a.str("signature", &sig);
-        a.str("category", "Threat intelligence indicator");
-        a.u64("severity", if hit.action == Action::Block { 1 } else { 3 });
-    });
-    e.obj("palisade", |p| {
+    let mut sig = String::with_capacity(96);
+    sig.push_str("PALISADE intel ");
+    sig.push_str(hit.action.as_str());
+    sig.push(' ');
+    sig.push_str(field);
+    sig.push(' ');
+    sig.push_str(hit.indicator);
+    let spec = AlertSpec {
+        sid,
+        signature: &sig,
+        category: "Threat intelligence indicator",
+        severity: if hit.action == Action::Block { 1 } else { 3 },
+        action,
+        enforce: hit.action == Action::Block && cx.mode == Mode::Block,
+    };
+    raise_alert(cx, flow, dir, spec, |p| {
         p.str("indicator", hit.indicator).str("kind", kind);
         p.str("list", hit.list).u64("line", hit.line as u64);
         p.str("list_action", hit.action.as_str())
             .str("precedence", hit.rule);
         p.str("field", field).str("value", value);
-        p.obj("inline", |i| {
-            i.str("action", action.as_str());
-            i.bool("enforced", enforce);
-            i.u64("pcap_cnt", pkt);
-            i.bool("before_server_payload", before);
-        });
     });
-    e.close();
-    end_line(cx, 4);
 }
 
 fn check_domain(
