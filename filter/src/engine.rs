@@ -327,12 +327,6 @@ struct TlsLog {
     logged: bool,
 }
 
-/// What a flow decided and when.
-#[derive(Debug, Clone, Copy, Default)]
-struct Decision {
-    verdict: Verdict,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum TcpState {
     #[default]
@@ -385,7 +379,6 @@ pub struct Flow {
     flags: [u8; 2],
     tcp_state: TcpState,
     fin_seen: [bool; 2],
-    rst: bool,
     server_payload: bool,
     streams: Option<Box<[Stream; 2]>>,
     /// Bytes charged for `streams` (released when the flow ends).
@@ -399,7 +392,8 @@ pub struct Flow {
     probe: [ProbeBuf; 2],
     tls: Option<Box<TlsLog>>,
     dns_tx: u64,
-    decision: Decision,
+    /// What the flow was decided to be (Accept until an indicator or policy blocks it).
+    verdict: Verdict,
     alerted: bool,
 }
 
@@ -427,7 +421,6 @@ impl Default for Flow {
             flags: [0; 2],
             tcp_state: TcpState::None,
             fin_seen: [false; 2],
-            rst: false,
             server_payload: false,
             streams: None,
             streams_charged: 0,
@@ -438,7 +431,7 @@ impl Default for Flow {
             probe: [ProbeBuf::default(); 2],
             tls: None,
             dns_tx: 0,
-            decision: Decision::default(),
+            verdict: Verdict::Accept,
             alerted: false,
         }
     }
@@ -457,7 +450,6 @@ pub struct Engine {
     /// Reassembled chunks, when [`Config::tap_streams`] is on.
     pub stream_tap: Vec<TapRecord>,
     out: Vec<u8>,
-    scratch: Vec<u8>,
     dns: DnsMsg,
     next_flow_id: u64,
     last_expire_ns: i64,
@@ -531,7 +523,6 @@ impl Engine {
             stats: Stats::default(),
             stream_tap: Vec::new(),
             out: Vec::with_capacity(1 << 16),
-            scratch: Vec::new(),
             dns: DnsMsg::default(),
             next_flow_id: 0,
             last_expire_ns: i64::MIN,
@@ -618,49 +609,32 @@ impl Engine {
             self.stats.ipv6 += 1;
         }
         let ends = Some((ip.src, ip.dst, ip.proto));
-        let mut payload = ip.payload;
-        let mut owned = Vec::new();
-        if let Some(frag) = ip.frag {
-            owned = std::mem::take(&mut self.scratch);
-            owned.clear();
-            let r = match self.defrag.add(
-                now,
-                ip.src,
-                ip.dst,
-                ip.proto,
-                vlan,
-                frag,
-                payload,
-                &mut self.budget,
-            ) {
-                DefragResult::Pending => Ok(false),
-                DefragResult::Dropped(why) => Err(why),
-                DefragResult::Complete(p) => {
-                    owned.extend_from_slice(p);
-                    Ok(true)
-                }
-            };
-            if let Some(a) = self.defrag.last_anomaly {
-                self.anomaly_event(now, pkt, ends, "decode", a);
+        let Some(frag) = ip.frag else {
+            return self.handle_l4(now, pkt, ip.src, ip.dst, ip.proto, ip.payload, vlan, depth);
+        };
+        let r = self.defrag.add(
+            now,
+            ip.src,
+            ip.dst,
+            ip.proto,
+            vlan,
+            frag,
+            ip.payload,
+            &mut self.budget,
+        );
+        if let Some(a) = self.defrag.last_anomaly {
+            self.anomaly_event(now, pkt, ends, "decode", a);
+        }
+        match r {
+            DefragResult::Pending => Verdict::Accept,
+            DefragResult::Dropped(why) => {
+                self.anomaly_event(now, pkt, ends, "decode", why);
+                Verdict::Accept
             }
-            match r {
-                Ok(true) => payload = &owned,
-                Ok(false) => {
-                    self.scratch = owned;
-                    return Verdict::Accept;
-                }
-                Err(why) => {
-                    self.scratch = owned;
-                    self.anomaly_event(now, pkt, ends, "decode", why);
-                    return Verdict::Accept;
-                }
+            DefragResult::Complete(datagram) => {
+                self.handle_l4(now, pkt, ip.src, ip.dst, ip.proto, &datagram, vlan, depth)
             }
         }
-        let v = self.handle_l4(now, pkt, ip.src, ip.dst, ip.proto, payload, vlan, depth);
-        if owned.capacity() > 0 {
-            self.scratch = owned;
-        }
-        v
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -830,7 +804,7 @@ impl Engine {
         }
         let class = timeout_class(flow);
         let verdict = if cfg.mode == Mode::Block {
-            flow.decision.verdict.max(cx.verdict)
+            flow.verdict.max(cx.verdict)
         } else {
             Verdict::Accept
         };
@@ -1270,8 +1244,8 @@ fn raise_alert(
     if spec.enforce {
         if spec.action == Verdict::Sinkhole {
             cx.verdict = cx.verdict.max(spec.action);
-        } else if flow.decision.verdict == Verdict::Accept {
-            flow.decision.verdict = spec.action;
+        } else if flow.verdict == Verdict::Accept {
+            flow.verdict = spec.action;
         }
         cx.stats.alerts_blocked += 1;
     } else {
@@ -1416,9 +1390,6 @@ fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budge
         (TcpState::None, _, false, _) => TcpState::Established,
         (s, _, _, _) => s,
     };
-    if rst {
-        flow.rst = true;
-    }
     if syn {
         flow.isn[dir] = Some(seg.seq);
     }
@@ -1570,9 +1541,7 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool
     b[..pb.n as usize].copy_from_slice(&pb.b[..pb.n as usize]);
     b[pb.n as usize..n].copy_from_slice(&data[..n - pb.n as usize]);
     let head = &b[..n];
-    let ports = (flow.meta.cli.1, flow.meta.srv.1);
-    let dns_port = ports.1 != 0 && dns_ports.contains(&ports.1)
-        || ports.0 != 0 && dns_ports.contains(&ports.0);
+    let dns_port = is_dns_flow(&flow.meta, dns_ports);
     let decided = if dir == 0 {
         // Content first (HTTP from port 53 is still HTTP), then the DNS ports.
         match (tls::probe(head), crate::app::http::probe_request(head)) {
@@ -1781,8 +1750,20 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             if req.method == "HEAD" {
                 h.streams[1].expect_head_response();
             }
-            let host = req.host.clone();
-            let uri = req.uri.clone();
+            // Intel first, on the request as parsed; it is queued for its response afterwards.
+            if let Some(host) = req.host.as_deref() {
+                check_domain(cx, flow, dir, "http.hostname", host, Verdict::Reset);
+                let intel = cx.intel;
+                if let Some(hit) = intel.match_url(host, &req.uri) {
+                    let mut v = String::with_capacity(host.len() + req.uri.len());
+                    v.push_str(host);
+                    v.push_str(&req.uri);
+                    decide(cx, flow, dir, hit, "http.url", &v, Verdict::Reset);
+                }
+            }
+            let Parser::Http(h) = &mut flow.parser else {
+                return;
+            };
             if h.pending.len() >= MAX_PENDING_TX {
                 let old = h.pending.pop_front();
                 let tx = h.tx;
@@ -1796,16 +1777,6 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 return;
             };
             h.pending.push_back(*req);
-            if let Some(host) = host {
-                check_domain(cx, flow, dir, "http.hostname", &host, Verdict::Reset);
-                let intel = cx.intel;
-                if let Some(hit) = intel.match_url(&host, &uri) {
-                    let mut v = String::with_capacity(host.len() + uri.len());
-                    v.push_str(&host);
-                    v.push_str(&uri);
-                    decide(cx, flow, dir, hit, "http.url", &v, Verdict::Reset);
-                }
-            }
         }
         HttpEvent::Response(resp) => {
             let Parser::Http(h) = &mut flow.parser else {
@@ -1942,10 +1913,15 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
     }
 }
 
+/// Whether either end of the flow uses a port parsed as DNS (0 marks an unused slot).
+fn is_dns_flow(m: &Meta, dns_ports: &[u16; 4]) -> bool {
+    [m.cli.1, m.srv.1]
+        .iter()
+        .any(|&p| p != 0 && dns_ports.contains(&p))
+}
+
 fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
-    let ports = (flow.meta.cli.1, flow.meta.srv.1);
-    let dns = ports.1 != 0 && cx.dns_ports.contains(&ports.1)
-        || ports.0 != 0 && cx.dns_ports.contains(&ports.0);
+    let dns = is_dns_flow(&flow.meta, &cx.dns_ports);
     if dns && !payload.is_empty() {
         if flow.app == AppProto::Unknown {
             flow.app = AppProto::Dns;
@@ -1954,7 +1930,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         return;
     }
     // QUIC: the client's first datagram is a long-header Initial of a known version.
-    let undecided = flow.decision.verdict == Verdict::Accept;
+    let undecided = flow.verdict == Verdict::Accept;
     if flow.app == AppProto::Unknown && dir == 0 {
         if let Some(v) = crate::app::quic::long_header_version(payload) {
             if matches!(v, 1 | 0x6b33_43cf | 0xff00_001d..=0xff00_0020) {
@@ -2046,7 +2022,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
             app_anomaly(cx, &m, dir, "quic", e.event());
             if dir == 0
                 && cx.quic == QuicPolicy::DowngradeUnknown
-                && flow.decision.verdict == Verdict::Accept
+                && flow.verdict == Verdict::Accept
             {
                 policy_alert(
                     cx,
@@ -2321,7 +2297,7 @@ fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
         o.str("state", state);
         o.str("reason", reason.as_str());
         o.bool("alerted", f.alerted);
-        if f.decision.verdict != Verdict::Accept {
+        if f.verdict != Verdict::Accept {
             o.str("action", if mode == Mode::Block { "drop" } else { "pass" });
         }
     });

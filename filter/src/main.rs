@@ -158,10 +158,7 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
             "--eve" => eve = val("--eve")?,
             "--stats-interval" => {
-                let v = val("--stats-interval")?;
-                stats_interval = v
-                    .parse()
-                    .map_err(|_| Usage(format!("--stats-interval {v}: expected seconds")))?;
+                stats_interval = seconds("--stats-interval", &val("--stats-interval")?)?
             }
             s if s.starts_with('-') && s != "-" => {
                 return Err(Usage(format!("unknown option `{s}`")))
@@ -414,11 +411,10 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--metrics" => metrics_addr = val("--metrics")?,
             "--fail" => opts.fail_open = parse_fail(&val("--fail")?)?,
             "--stats-interval" => {
-                let v = val("--stats-interval")?;
-                opts.stats_interval = std::time::Duration::from_secs(
-                    v.parse()
-                        .map_err(|_| Usage(format!("--stats-interval {v}: expected seconds")))?,
-                );
+                opts.stats_interval = std::time::Duration::from_secs(seconds(
+                    "--stats-interval",
+                    &val("--stats-interval")?,
+                )?)
             }
             s => return Err(Usage(format!("unknown option `{s}`"))),
         }
@@ -503,16 +499,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             }
         };
         workers.push(std::thread::spawn(move || -> Result<(), String> {
-            let mut out: Box<dyn std::io::Write> = if path == "-" {
-                Box::new(std::io::stdout())
-            } else {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| format!("{path}: {e}"))?;
-                Box::new(std::io::BufWriter::new(f))
-            };
+            let mut out = open_eve_append(&path)?;
             let mut st = InlineStats::default();
             let ready = move || {
                 eprintln!(
@@ -700,11 +687,10 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                     .map_err(|_| Usage(format!("--count {v}: expected a number")))?;
             }
             "--stats-interval" => {
-                let v = val("--stats-interval")?;
-                stats = std::time::Duration::from_secs(
-                    v.parse()
-                        .map_err(|_| Usage(format!("--stats-interval {v}: expected seconds")))?,
-                );
+                stats = std::time::Duration::from_secs(seconds(
+                    "--stats-interval",
+                    &val("--stats-interval")?,
+                )?)
             }
             s => return Err(Usage(format!("unknown option `{s}`"))),
         }
@@ -725,19 +711,11 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         ..Config::default()
     };
     let mut engine = Engine::new(cfg, set);
-    let mut out: Box<dyn std::io::Write> = if eve == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&eve)
-        {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                eprintln!("palisade: {eve}: {e}");
-                return Ok(ExitCode::from(1));
-            }
+    let mut out = match open_eve_append(&eve) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
         }
     };
     match palisade::capture::afpacket::run(&mut engine, &iface, count, stats, &mut *out) {
@@ -804,4 +782,23 @@ fn engine_option(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// A whole number of seconds for `flag`.
+fn seconds(flag: &str, v: &str) -> Result<u64, Usage> {
+    v.parse()
+        .map_err(|_| Usage(format!("{flag} {v}: expected seconds")))
+}
+
+/// The eve output of a long-running command: stdout for `-`, else the file, appended to.
+fn open_eve_append(path: &str) -> Result<Box<dyn std::io::Write + Send>, String> {
+    if path == "-" {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    Ok(Box::new(std::io::BufWriter::new(f)))
 }

@@ -178,7 +178,7 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
         "palisade replay: {} packets, {} bytes, {} flows in {:.3} s ({:.0} packets/s, {:.3} Gbit/s)\n",
         s.packets,
         s.bytes,
-        engine_flows_total(engine),
+        engine.flows_created(),
         secs,
         s.packets as f64 / secs,
         s.bytes as f64 * 8.0 / secs / 1e9
@@ -205,8 +205,4 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
         used, cap
     ));
     out
-}
-
-fn engine_flows_total(engine: &Engine) -> u64 {
-    engine.flows_created()
 }

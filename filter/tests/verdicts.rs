@@ -70,26 +70,13 @@ struct Run {
 }
 
 fn run(mode: Mode, frames: &[Vec<u8>]) -> Run {
-    let mut e = Engine::new(
+    run_cfg(
         Config {
             mode,
             ..Config::default()
         },
-        intel(),
-    );
-    let verdicts = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| e.handle(1_000_000_000 + i as i64, i as u64 + 1, 101, f))
-        .collect();
-    e.finish();
-    let mut events = Vec::new();
-    e.take_events(|b| {
-        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            events.push(serde_json::from_slice(l).unwrap());
-        }
-    });
-    Run { verdicts, events }
+        frames,
+    )
 }
 
 fn alerts(r: &Run) -> Vec<&Value> {

@@ -319,7 +319,6 @@ impl HttpStream {
                 host: host.map(|h| s(strip_port(h))),
                 user_agent: ua.map(s),
             };
-            let connect = method == b"CONNECT";
             out(HttpEvent::Request(Box::new(req)));
             self.body = if chunked {
                 Body::ChunkSize
@@ -329,7 +328,6 @@ impl HttpStream {
                     _ => Body::Head,
                 }
             };
-            let _ = connect;
         } else {
             let status = b
                 .and_then(|v| std::str::from_utf8(v).ok())

@@ -82,11 +82,11 @@ struct Datagram {
 
 /// What a fragment produced.
 #[derive(Debug)]
-pub enum DefragResult<'a> {
+pub enum DefragResult {
     /// Still waiting for more fragments.
     Pending,
-    /// The datagram is complete: its upper-layer payload.
-    Complete(&'a [u8]),
+    /// The datagram is complete: its upper-layer payload (the reassembly buffer itself).
+    Complete(Vec<u8>),
     /// The fragment (and its datagram) was dropped; the anomaly name says why.
     Dropped(&'static str),
 }
@@ -98,7 +98,6 @@ pub struct Defrag {
     map: HashMap<Key, Datagram, foldhash::fast::RandomState>,
     age: VecDeque<(Key, u64, i64)>,
     gen: u64,
-    out: Vec<u8>,
     /// Counters.
     pub stats: DefragStats,
     /// Anomaly raised by the last call (besides a drop), e.g. differing overlap.
@@ -113,7 +112,6 @@ impl Defrag {
             map: HashMap::default(),
             age: VecDeque::new(),
             gen: 0,
-            out: Vec::new(),
             stats: DefragStats::default(),
             last_anomaly: None,
         }
@@ -164,7 +162,7 @@ impl Defrag {
         frag: crate::wire::FragInfo,
         payload: &[u8],
         budget: &mut Budget,
-    ) -> DefragResult<'_> {
+    ) -> DefragResult {
         self.stats.fragments += 1;
         self.last_anomaly = None;
         self.expire(now_ns, budget);
@@ -294,12 +292,11 @@ impl Defrag {
         d.have.insert(pos, merged);
         if let (Some(t), [(0, e)]) = (d.total, d.have.as_slice()) {
             if *e == t {
-                let d = self.map.remove(&key).expect("present");
+                let mut d = self.map.remove(&key).expect("present");
                 budget.release(d.charged);
                 self.stats.reassembled += 1;
-                self.out.clear();
-                self.out.extend_from_slice(&d.data[..t as usize]);
-                return DefragResult::Complete(&self.out);
+                d.data.truncate(t as usize);
+                return DefragResult::Complete(d.data);
             }
         }
         DefragResult::Pending
@@ -341,7 +338,7 @@ mod tests {
             data,
             b,
         ) {
-            DefragResult::Complete(p) => Some(p.to_vec()),
+            DefragResult::Complete(p) => Some(p),
             DefragResult::Pending => None,
             DefragResult::Dropped(why) => Some(why.as_bytes().to_vec()),
         }

@@ -250,7 +250,9 @@ impl Stream {
             }
             if ss > cur {
                 if np == pieces.len() {
+                    // More holes than tracked here: the rest is refused (counted), not lost silently.
                     complete = false;
+                    notes.refused = true;
                     break;
                 }
                 pieces[np] = (cur, ss);
