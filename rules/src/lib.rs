@@ -38,6 +38,8 @@ use std::sync::Arc;
 
 use hashbrown::{HashMap, HashTable};
 
+pub mod sig;
+
 /// What an indicator asks for. Ordered by precedence: on a tie, allow beats block beats audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {

@@ -1,0 +1,765 @@
+//! Matching: prefilter, header checks, content lists, flowbits, thresholds.
+
+use std::net::IpAddr;
+
+use std::collections::HashMap;
+
+use super::build::{l4_class, SigSet, CLASSES_PER_HOOK};
+use super::*;
+
+/// The packet that triggered an inspection (for app hooks: the packet that completed the
+/// request, response, hello or query).
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Source address of this packet.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port (0 for ICMP).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// The flow's application protocol.
+    pub app: App,
+    /// Client to server.
+    pub to_server: bool,
+    /// TCP: handshake completed; UDP: both directions seen.
+    pub established: bool,
+    /// TCP flags.
+    pub tcp_flags: u8,
+    /// ICMP type and code.
+    pub icmp: (u8, u8),
+    /// The packet's payload (for `dsize`, and content of packet rules).
+    pub payload: &'a [u8],
+    /// Packet time (for thresholds).
+    pub now_ns: i64,
+    /// TLS hello legacy version (TLS hooks).
+    pub tls_version: u16,
+}
+
+/// Buffers the engine provides for one inspection.
+pub trait Buffers {
+    /// The buffer's bytes, if the inspection has it.
+    fn get(&self, b: Buf) -> Option<&[u8]>;
+}
+
+/// A signature that matched.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'s> {
+    /// The signature.
+    pub sig: &'s Sig,
+    /// Whether an alert is logged (false for `noalert` and silent passes).
+    pub alert: bool,
+}
+
+/// Per-flow signature state.
+#[derive(Debug, Default)]
+pub struct FlowSigs {
+    bits: Vec<u32>,
+    /// A `pass` rule matched: no further inspection.
+    pub passed: bool,
+    tail: [Vec<u8>; 2],
+    stream_off: [u64; 2],
+    stream_alerted: Vec<u32>,
+    /// Flowbits dropped because the flow held [`MAX_FLOWBITS`].
+    pub bits_dropped: u32,
+}
+
+impl FlowSigs {
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        std::mem::size_of::<FlowSigs>()
+            + self.bits.capacity() * 4
+            + self.tail[0].capacity()
+            + self.tail[1].capacity()
+            + self.stream_alerted.capacity() * 4
+    }
+
+    fn isset(&self, b: u32) -> bool {
+        self.bits.contains(&b)
+    }
+
+    fn set(&mut self, b: u32) {
+        if !self.isset(b) {
+            if self.bits.len() >= MAX_FLOWBITS {
+                self.bits_dropped += 1;
+                return;
+            }
+            self.bits.push(b);
+        }
+    }
+
+    fn unset(&mut self, b: u32) {
+        self.bits.retain(|&x| x != b);
+    }
+}
+
+/// Reusable working memory for matching (one per engine).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    cand: Vec<u32>,
+    stamp: Vec<u32>,
+    pat_stamp: Vec<u32>,
+    gen: u32,
+    tbuf: Vec<u8>,
+    window: Vec<u8>,
+    thresholds: HashMap<(u64, IpAddr, IpAddr), (i64, u32)>,
+    /// Threshold entries evicted because the table was full.
+    pub threshold_evictions: u64,
+    /// Content lists that gave up after [`MAX_STEPS`].
+    pub step_limit_hits: u64,
+}
+
+impl Scratch {
+    fn next_gen(&mut self, sigs: usize, pats: usize) {
+        if self.stamp.len() < sigs {
+            self.stamp.resize(sigs, 0);
+        }
+        if self.pat_stamp.len() < pats {
+            self.pat_stamp.resize(pats, 0);
+        }
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.stamp.iter_mut().for_each(|x| *x = 0);
+            self.pat_stamp.iter_mut().for_each(|x| *x = 0);
+            self.gen = 1;
+        }
+    }
+}
+
+fn apply_transforms<'b>(raw: &'b [u8], tr: &[Transform], tbuf: &'b mut Vec<u8>) -> &'b [u8] {
+    if tr.is_empty() {
+        return raw;
+    }
+    tbuf.clear();
+    tbuf.extend_from_slice(raw);
+    for t in tr {
+        match t {
+            Transform::DotPrefix => tbuf.insert(0, b'.'),
+            Transform::ToLower => tbuf.make_ascii_lowercase(),
+            Transform::StripWhitespace => tbuf.retain(|b| !b.is_ascii_whitespace()),
+        }
+    }
+    tbuf
+}
+
+fn addr_match(e: &AddrExpr, a: IpAddr) -> bool {
+    match e {
+        AddrExpr::Any => true,
+        AddrExpr::Net(n, len) => prefix_eq(*n, a, *len),
+        AddrExpr::Not(x) => !addr_match(x, a),
+        AddrExpr::List(items) => {
+            let mut pos = false;
+            let mut any_pos = false;
+            for i in items {
+                if let AddrExpr::Not(x) = i {
+                    if addr_match(x, a) {
+                        return false;
+                    }
+                } else {
+                    any_pos = true;
+                    pos |= addr_match(i, a);
+                }
+            }
+            pos || !any_pos
+        }
+    }
+}
+
+fn prefix_eq(n: IpAddr, a: IpAddr, len: u8) -> bool {
+    match (n, a) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
+            u32::from(n) & m == u32::from(a) & m
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len as u32)
+            };
+            u128::from(n) & m == u128::from(a) & m
+        }
+        _ => false,
+    }
+}
+
+fn port_match(e: &PortExpr, p: u16) -> bool {
+    match e {
+        PortExpr::Any => true,
+        PortExpr::Range(a, b) => (*a..=*b).contains(&p),
+        PortExpr::Not(x) => !port_match(x, p),
+        PortExpr::List(items) => {
+            let mut pos = false;
+            let mut any_pos = false;
+            for i in items {
+                if let PortExpr::Not(x) = i {
+                    if port_match(x, p) {
+                        return false;
+                    }
+                } else {
+                    any_pos = true;
+                    pos |= port_match(i, p);
+                }
+            }
+            pos || !any_pos
+        }
+    }
+}
+
+fn header_ok(s: &Sig, p: &Packet<'_>, hook: Hook) -> bool {
+    let proto_ok = match s.proto {
+        Proto::Ip => true,
+        Proto::Tcp | Proto::TcpPkt | Proto::TcpStream => p.proto == 6,
+        Proto::Udp => p.proto == 17,
+        Proto::Icmp => p.proto == 1 || p.proto == 58,
+        Proto::Dns => p.app == App::Dns,
+        Proto::Tls => p.app == App::Tls,
+        Proto::Http => p.app == App::Http,
+        Proto::Quic => p.app == App::Quic,
+    };
+    if !proto_ok {
+        return false;
+    }
+    let fwd = addr_match(&s.src, p.src)
+        && addr_match(&s.dst, p.dst)
+        && port_match(&s.sport, p.sport)
+        && port_match(&s.dport, p.dport);
+    if !fwd {
+        let back = s.bidir
+            && addr_match(&s.src, p.dst)
+            && addr_match(&s.dst, p.src)
+            && port_match(&s.sport, p.dport)
+            && port_match(&s.dport, p.sport);
+        if !back {
+            return false;
+        }
+    }
+    let f = s.flow;
+    if f.to_server && !p.to_server
+        || f.to_client && p.to_server
+        || f.established && !p.established
+        || f.not_established && p.established
+        || f.only_stream && hook != Hook::Stream
+        || f.no_stream && hook == Hook::Stream
+    {
+        return false;
+    }
+    if let Some(c) = s.dsize {
+        if hook == Hook::Stream || !c.test(p.payload.len() as u64) {
+            return false;
+        }
+    }
+    if let Some((want, ignore, mode)) = s.tcp_flags {
+        if p.proto != 6 {
+            return false;
+        }
+        let got = p.tcp_flags & !ignore;
+        let ok = match mode {
+            FlagMode::Exact => got == want,
+            FlagMode::All => got & want == want,
+            FlagMode::Any => got & want != 0,
+            FlagMode::Not => got & want == 0,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    if let Some(c) = s.itype {
+        if !(p.proto == 1 || p.proto == 58) || !c.test(p.icmp.0 as u64) {
+            return false;
+        }
+    }
+    if let Some(c) = s.icode {
+        if !(p.proto == 1 || p.proto == 58) || !c.test(p.icmp.1 as u64) {
+            return false;
+        }
+    }
+    if let Some(ip) = s.ip_proto {
+        if p.proto != ip {
+            return false;
+        }
+    }
+    if let Some(v) = s.tls_version {
+        if p.tls_version != v {
+            return false;
+        }
+    }
+    true
+}
+
+impl SigSet {
+    /// Inspects one hook. Calls `out` for each signature that matched, in evaluation order
+    /// (a matching `pass` stops the rest and marks the flow passed).
+    pub fn inspect<'s>(
+        &'s self,
+        hook: Hook,
+        p: &Packet<'_>,
+        bufs: &dyn Buffers,
+        flow: &mut FlowSigs,
+        sc: &mut Scratch,
+        out: &mut dyn FnMut(Matched<'s>),
+    ) {
+        if flow.passed {
+            return;
+        }
+        let inner = &*self.inner;
+        let slot = hook as usize * CLASSES_PER_HOOK
+            + match hook {
+                Hook::Packet | Hook::Stream => l4_class(p.proto),
+                _ => 0,
+            };
+        let Some(index) = inner.idx.get(slot) else {
+            return;
+        };
+        if index.always.is_empty() && index.pf.is_empty() {
+            return;
+        }
+        sc.next_gen(inner.sigs.len(), inner.patterns);
+        let gen = sc.gen;
+        sc.cand.clear();
+        sc.cand.extend_from_slice(&index.always);
+        for &s in &index.always {
+            sc.stamp[s as usize] = gen;
+        }
+        for pf in &index.pf {
+            let Some(raw) = bufs.get(pf.buf) else {
+                continue;
+            };
+            let data = apply_transforms(raw, &pf.transforms, &mut sc.tbuf);
+            for m in pf.ac.find_overlapping_iter(data) {
+                let pid = m.pattern().as_usize();
+                let gid = pf.base as usize + pid;
+                if sc.pat_stamp[gid] == gen {
+                    continue;
+                }
+                sc.pat_stamp[gid] = gen;
+                for &s in &pf.sigs[pid] {
+                    if sc.stamp[s as usize] != gen {
+                        sc.stamp[s as usize] = gen;
+                        sc.cand.push(s);
+                    }
+                }
+            }
+        }
+        sc.cand.sort_unstable();
+        let mut k = 0;
+        while k < sc.cand.len() {
+            let si = sc.cand[k];
+            k += 1;
+            let s = &inner.sigs[si as usize];
+            if !header_ok(s, p, hook) {
+                continue;
+            }
+            if hook == Hook::Stream && flow.stream_alerted.contains(&si) {
+                continue;
+            }
+            if !bits_ok(s, flow) {
+                continue;
+            }
+            if let Some(c) = s.urilen {
+                match bufs.get(Buf::HttpUri) {
+                    Some(u) if c.test(u.len() as u64) => {}
+                    _ => continue,
+                }
+            }
+            if !self.lists_match(s, bufs, sc) {
+                continue;
+            }
+            if !threshold_ok(s, p, sc) {
+                // Still a match for flowbits, but neither logged nor acted on.
+                apply_bits(s, flow);
+                continue;
+            }
+            apply_bits(s, flow);
+            if hook == Hook::Stream && flow.stream_alerted.len() < 256 {
+                flow.stream_alerted.push(si);
+            }
+            let alert = !s.noalert && (s.action != SigAction::Pass || s.pass_alert);
+            out(Matched { sig: s, alert });
+            if s.action == SigAction::Pass {
+                flow.passed = true;
+                return;
+            }
+        }
+    }
+
+    /// Inspects a TCP stream chunk: the chunk is matched together with the last
+    /// [`STREAM_TAIL`] bytes before it, so patterns spanning chunk boundaries are found; each
+    /// stream signature alerts at most once per flow and direction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn inspect_stream<'s>(
+        &'s self,
+        p: &Packet<'_>,
+        chunk: &[u8],
+        dir: usize,
+        flow: &mut FlowSigs,
+        sc: &mut Scratch,
+        out: &mut dyn FnMut(Matched<'s>),
+    ) {
+        let dir = dir.min(1);
+        let mut window = std::mem::take(&mut sc.window);
+        window.clear();
+        window.extend_from_slice(&flow.tail[dir]);
+        window.extend_from_slice(chunk);
+        struct W<'a>(&'a [u8]);
+        impl Buffers for W<'_> {
+            fn get(&self, b: Buf) -> Option<&[u8]> {
+                (b == Buf::Payload).then_some(self.0)
+            }
+        }
+        self.inspect(Hook::Stream, p, &W(&window), flow, sc, out);
+        let keep = window.len().min(STREAM_TAIL);
+        let t = &mut flow.tail[dir];
+        t.clear();
+        t.extend_from_slice(&window[window.len() - keep..]);
+        flow.stream_off[dir] += chunk.len() as u64;
+        sc.window = window;
+    }
+
+    fn lists_match(&self, s: &Sig, bufs: &dyn Buffers, sc: &mut Scratch) -> bool {
+        for l in &s.lists {
+            let Some(raw) = bufs.get(l.buf) else {
+                return false;
+            };
+            let data = apply_transforms(raw, &l.transforms, &mut sc.tbuf);
+            if data.is_empty() && l.buf == Buf::Payload {
+                return false;
+            }
+            let mut budget = MAX_STEPS;
+            if !self.run(&l.steps, 0, data, 0, &mut budget) {
+                if budget == 0 {
+                    sc.step_limit_hits += 1;
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Evaluates `steps[i..]` with the cursor at `prev`.
+    fn run(&self, steps: &[Step], i: usize, buf: &[u8], prev: usize, budget: &mut u32) -> bool {
+        let Some(step) = steps.get(i) else {
+            return true;
+        };
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        let retry = steps.get(i + 1).is_some_and(is_relative);
+        match step {
+            Step::Content(c) => {
+                let Some((lo, hi)) = window(c, buf.len(), prev) else {
+                    return c.negated && self.run(steps, i + 1, buf, prev, budget);
+                };
+                if c.negated {
+                    return find(c, buf, lo, hi).is_none()
+                        && self.run(steps, i + 1, buf, prev, budget);
+                }
+                let mut from = lo;
+                while let Some(pos) = find(c, buf, from, hi) {
+                    let end = pos + c.pat.len();
+                    if self.run(steps, i + 1, buf, end, budget) {
+                        return true;
+                    }
+                    if !retry || *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    from = pos + 1;
+                }
+                false
+            }
+            Step::Pcre {
+                re,
+                relative,
+                negated,
+            } => {
+                let start = if *relative { prev } else { 0 };
+                let hay = buf.get(start..).unwrap_or(&[]);
+                let re = &self.inner.regexes[*re];
+                if *negated {
+                    return !re.is_match(hay) && self.run(steps, i + 1, buf, prev, budget);
+                }
+                let mut at = 0;
+                while at <= hay.len() {
+                    let Some(m) = re.find_at(hay, at) else {
+                        return false;
+                    };
+                    if self.run(steps, i + 1, buf, start + m.end(), budget) {
+                        return true;
+                    }
+                    if !retry || *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    at = m.start() + 1;
+                }
+                false
+            }
+            Step::IsDataAt {
+                n,
+                relative,
+                negated,
+            } => {
+                let has = if *relative {
+                    prev + *n as usize <= buf.len()
+                } else {
+                    (*n as usize) < buf.len()
+                };
+                has != *negated && self.run(steps, i + 1, buf, prev, budget)
+            }
+            Step::Bsize(c) => c.test(buf.len() as u64) && self.run(steps, i + 1, buf, prev, budget),
+            Step::ByteTest {
+                bytes,
+                op,
+                negated,
+                offset,
+                relative,
+                fmt,
+                bitmask,
+            } => {
+                let base = if *relative { prev as i64 } else { 0 } + *offset as i64;
+                let Some(v) = read_num(buf, base, *bytes, *fmt) else {
+                    return false;
+                };
+                let v = match bitmask {
+                    Some(m) => {
+                        let m = *m;
+                        (v & m) >> m.trailing_zeros().min(63)
+                    }
+                    None => v,
+                };
+                let r = match *op {
+                    ByteOp::Lt(n) => v < n,
+                    ByteOp::Gt(n) => v > n,
+                    ByteOp::Le(n) => v <= n,
+                    ByteOp::Ge(n) => v >= n,
+                    ByteOp::Eq(n) => v == n,
+                    ByteOp::And(n) => v & n != 0,
+                    ByteOp::Xor(n) => v ^ n != 0,
+                };
+                r != *negated && self.run(steps, i + 1, buf, prev, budget)
+            }
+            Step::ByteJump {
+                bytes,
+                offset,
+                relative,
+                fmt,
+                multiplier,
+                align,
+                from_beginning,
+                from_end,
+                post_offset,
+                bitmask,
+            } => {
+                let base = if *relative { prev as i64 } else { 0 } + *offset as i64;
+                let Some(v) = read_num(buf, base, *bytes, *fmt) else {
+                    return false;
+                };
+                let v = match bitmask {
+                    Some(m) => (v & *m) >> m.trailing_zeros().min(63),
+                    None => v,
+                };
+                let mut jump = (v as i128) * (*multiplier as i128);
+                if *align && jump % 4 != 0 {
+                    jump += 4 - jump % 4;
+                }
+                let from = if *from_beginning {
+                    0
+                } else if *from_end {
+                    buf.len() as i128
+                } else {
+                    (base + *bytes as i64) as i128
+                };
+                let to = from + jump + *post_offset as i128;
+                if to < 0 || to > buf.len() as i128 {
+                    return false;
+                }
+                self.run(steps, i + 1, buf, to as usize, budget)
+            }
+        }
+    }
+}
+
+fn is_relative(s: &Step) -> bool {
+    match s {
+        Step::Content(c) => c.relative(),
+        Step::Pcre { relative, .. }
+        | Step::IsDataAt { relative, .. }
+        | Step::ByteTest { relative, .. }
+        | Step::ByteJump { relative, .. } => *relative,
+        Step::Bsize(_) => false,
+    }
+}
+
+/// Where a content may match: start at or after `lo`, end at or before `hi`.
+fn window(c: &Content, len: usize, prev: usize) -> Option<(usize, usize)> {
+    let (lo, hi) = if c.relative() {
+        let d = c.distance.unwrap_or(0) as i64;
+        let lo = (prev as i64 + d).max(0) as usize;
+        let hi = match c.within {
+            Some(w) => ((prev as i64 + d).max(0) as usize).saturating_add(w as usize),
+            None => len,
+        };
+        (lo, hi.min(len))
+    } else {
+        let lo = c.offset as usize;
+        let hi = c.depth.map_or(len, |d| lo.saturating_add(d as usize));
+        (lo, hi.min(len))
+    };
+    let (lo, hi) = if c.endswith {
+        (lo.max(len.saturating_sub(c.pat.len())), hi)
+    } else {
+        (lo, hi)
+    };
+    (lo <= hi && hi - lo >= c.pat.len() && (!c.endswith || hi == len)).then_some((lo, hi))
+}
+
+/// First occurrence starting at or after `from` and ending at or before `hi`.
+fn find(c: &Content, buf: &[u8], from: usize, hi: usize) -> Option<usize> {
+    let n = c.pat.len();
+    if from > hi || hi - from < n {
+        return None;
+    }
+    let hay = &buf[from..hi];
+    let pos = if c.nocase {
+        let first = c.pat[0];
+        let up = first.to_ascii_uppercase();
+        let mut i = 0;
+        loop {
+            let rel = memchr::memchr2(first, up, hay.get(i..hay.len() + 1 - n)?)?;
+            let at = i + rel;
+            if hay[at..at + n].eq_ignore_ascii_case(&c.pat) {
+                break Some(at);
+            }
+            i = at + 1;
+        }
+    } else {
+        memchr::memmem::find(hay, &c.pat)
+    }?;
+    let at = from + pos;
+    if c.endswith && at + n != buf.len() {
+        return None;
+    }
+    Some(at)
+}
+
+fn read_num(buf: &[u8], at: i64, n: u8, fmt: NumFmt) -> Option<u64> {
+    if at < 0 {
+        return None;
+    }
+    let at = at as usize;
+    let n = if n == 0 {
+        buf.len().checked_sub(at)?.min(20)
+    } else {
+        n as usize
+    };
+    let b = buf.get(at..at.checked_add(n)?)?;
+    match fmt {
+        NumFmt::Big => Some(b.iter().fold(0u64, |a, &x| a << 8 | x as u64)),
+        NumFmt::Little => Some(b.iter().rev().fold(0u64, |a, &x| a << 8 | x as u64)),
+        NumFmt::Str(base) => {
+            let s = std::str::from_utf8(b).ok()?;
+            // Suricata reads the leading digits and stops at the first non-digit.
+            let end = s
+                .find(|c: char| !c.is_digit(base))
+                .unwrap_or(s.len());
+            u64::from_str_radix(&s[..end], base).ok()
+        }
+    }
+}
+
+fn bits_ok(s: &Sig, f: &FlowSigs) -> bool {
+    s.flowbits.iter().all(|b| match b {
+        Flowbit::IsSet(ids) => ids.iter().any(|&i| f.isset(i)),
+        Flowbit::IsNotSet(ids) => ids.iter().any(|&i| !f.isset(i)),
+        _ => true,
+    })
+}
+
+fn apply_bits(s: &Sig, f: &mut FlowSigs) {
+    for b in &s.flowbits {
+        match b {
+            Flowbit::Set(ids) => ids.iter().for_each(|&i| f.set(i)),
+            Flowbit::Unset(ids) => ids.iter().for_each(|&i| f.unset(i)),
+            Flowbit::Toggle(ids) => {
+                for &i in ids {
+                    if f.isset(i) {
+                        f.unset(i)
+                    } else {
+                        f.set(i)
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn threshold_ok(s: &Sig, p: &Packet<'_>, sc: &mut Scratch) -> bool {
+    let Some(t) = s.threshold else {
+        return true;
+    };
+    let (Threshold::Limit {
+        track,
+        count,
+        seconds,
+    }
+    | Threshold::Threshold {
+        track,
+        count,
+        seconds,
+    }
+    | Threshold::Both {
+        track,
+        count,
+        seconds,
+    }
+    | Threshold::Filter {
+        track,
+        count,
+        seconds,
+    }) = t;
+    let z = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let (a, b) = match track {
+        Track::Src => (p.src, z),
+        Track::Dst => (p.dst, z),
+        Track::Both => (p.src, p.dst),
+        Track::Rule => (z, z),
+    };
+    let key = ((s.gid as u64) << 40 | s.sid, a, b);
+    let window = seconds as i64 * 1_000_000_000;
+    if !sc.thresholds.contains_key(&key) && sc.thresholds.len() >= MAX_THRESHOLDS {
+        let now = p.now_ns;
+        sc.thresholds.retain(|_, (start, _)| now - *start < window);
+        if sc.thresholds.len() >= MAX_THRESHOLDS {
+            // Evict one entry (hash order: effectively random).
+            if let Some(k) = sc.thresholds.keys().next().copied() {
+                sc.thresholds.remove(&k);
+            }
+            sc.threshold_evictions += 1;
+        }
+    }
+    let e = sc.thresholds.entry(key).or_insert((p.now_ns, 0));
+    if p.now_ns - e.0 >= window {
+        *e = (p.now_ns, 0);
+    }
+    e.1 = e.1.saturating_add(1);
+    let n = e.1;
+    match t {
+        Threshold::Limit { .. } => n <= count,
+        Threshold::Threshold { .. } => {
+            if n >= count {
+                *e = (p.now_ns, 0);
+                true
+            } else {
+                false
+            }
+        }
+        Threshold::Both { .. } => n == count,
+        Threshold::Filter { .. } => n > count,
+    }
+}

@@ -1,0 +1,650 @@
+//! Suricata-style signatures: the rule language parsed into [`Sig`]s, compiled into an immutable
+//! [`SigSet`] with one Aho-Corasick prefilter per inspection hook, and matched against the
+//! buffers the engine hands over.
+//!
+//! # Loading
+//! [`SigSetBuilder::add_file`] (or [`SigSetBuilder::add_text`]) reads rule files line by line
+//! (a trailing `\` continues a rule on the next line). Each rule ends in one of three ways:
+//! - loaded;
+//! - skipped with a [`Skip`]: the rule is valid Suricata but uses something Palisade cannot honour
+//!   exactly (a keyword, a protocol it does not parse, a PCRE construct the regex crate lacks).
+//!   The skip names the file, line, sid and keyword; nothing is silently approximated;
+//! - a syntax error ([`RuleError`], file and line): the rest of the file still loads.
+//!
+//! # Matching
+//! Every signature belongs to one [`Hook`]: a packet, a TCP stream chunk, a DNS query, a TLS or
+//! QUIC hello, an HTTP request or response. For each hook and each buffer the set holds one
+//! prefilter automaton over the signatures' fast patterns (the `fast_pattern` content, else the
+//! longest positive content); only signatures whose fast pattern occurs, plus those that have
+//! none, are evaluated in full. Evaluation follows Suricata's content inspection: relative
+//! matches (`distance`, `within`, relative `pcre`, `isdataat`, `byte_jump`) backtrack through
+//! earlier occurrences, bounded by [`MAX_STEPS`] per list.
+//!
+//! # Resource usage
+//! Building parses and compiles every rule once (regexes included); all of ET Open (23,445 rules)
+//! builds in about a second on one core (see `bench/RESULTS.md`). Matching allocates nothing once
+//! the [`Scratch`] has grown to the largest candidate list; per-flow state ([`FlowSigs`]) holds
+//! flowbits (at most [`MAX_FLOWBITS`]) and a stream tail of at most [`STREAM_TAIL`] bytes per
+//! direction; thresholds keep at most [`MAX_THRESHOLDS`] tracked entries, oldest evicted first.
+
+mod build;
+mod eval;
+mod parse;
+mod pcre;
+#[cfg(test)]
+mod tests;
+
+pub use build::{SigSet, SigSetBuilder};
+pub use eval::{Buffers, FlowSigs, Matched, Packet, Scratch};
+pub use parse::{parse_rule, Parsed, Vars};
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Steps a content list may take while backtracking before it gives up (counted as a miss).
+pub const MAX_STEPS: u32 = 4096;
+/// Flowbits held per flow.
+pub const MAX_FLOWBITS: usize = 64;
+/// Bytes of earlier stream data kept per direction so matches may span chunks.
+pub const STREAM_TAIL: usize = 2048;
+/// Tracked threshold and detection_filter entries (oldest evicted first).
+pub const MAX_THRESHOLDS: usize = 65_536;
+
+/// A rule's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SigAction {
+    /// Stops inspection of the flow; no alert unless the rule says `alert`.
+    Pass,
+    /// Drops the packet and the rest of the flow (inline).
+    Drop,
+    /// Drops and sends resets to both ends (inline; UDP and others: drop).
+    Reject,
+    /// Raises an alert only.
+    Alert,
+}
+
+impl SigAction {
+    /// Suricata's name for the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigAction::Pass => "pass",
+            SigAction::Drop => "drop",
+            SigAction::Reject => "reject",
+            SigAction::Alert => "alert",
+        }
+    }
+}
+
+/// The protocol named in a rule header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// Any IP packet.
+    Ip,
+    /// TCP (content is matched over the reassembled stream).
+    Tcp,
+    /// TCP, packet payloads only.
+    TcpPkt,
+    /// TCP, reassembled stream only.
+    TcpStream,
+    /// UDP.
+    Udp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    /// A flow recognised as DNS.
+    Dns,
+    /// A flow recognised as TLS.
+    Tls,
+    /// A flow recognised as HTTP/1.x.
+    Http,
+    /// A flow recognised as QUIC.
+    Quic,
+}
+
+/// The application protocol the engine recognised on a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum App {
+    /// Nothing recognised (yet).
+    #[default]
+    None,
+    /// DNS.
+    Dns,
+    /// TLS.
+    Tls,
+    /// HTTP/1.x.
+    Http,
+    /// QUIC.
+    Quic,
+}
+
+/// Where a signature is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Hook {
+    /// Each packet (payload content, header keywords).
+    Packet = 0,
+    /// Each in-order chunk of a TCP stream.
+    Stream,
+    /// Each DNS query name (requests and responses).
+    Dns,
+    /// A TLS ClientHello.
+    TlsClient,
+    /// A TLS ServerHello (and certificates, when they are parsed).
+    TlsServer,
+    /// A QUIC ClientHello.
+    Quic,
+    /// A complete HTTP request (head, and body up to the inspection limit).
+    HttpRequest,
+    /// A complete HTTP response, with its request's buffers.
+    HttpResponse,
+}
+
+/// Number of hooks.
+pub const HOOKS: usize = 8;
+
+macro_rules! buffers {
+    ($( $v:ident = $name:literal, $dir:ident, $hook:ident; )*) => {
+        /// A named buffer a content list inspects.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        #[allow(missing_docs)]
+        pub enum Buf { $( $v, )* }
+
+        /// Number of buffers.
+        pub const BUFS: usize = [$( Buf::$v, )*].len();
+
+        impl Buf {
+            /// Suricata's sticky-buffer name.
+            pub fn name(self) -> &'static str {
+                match self { $( Buf::$v => $name, )* }
+            }
+            /// Which side of an HTTP transaction carries it.
+            pub(crate) fn side(self) -> Side {
+                match self { $( Buf::$v => Side::$dir, )* }
+            }
+            /// The hook that provides it.
+            pub(crate) fn hook(self) -> Option<Hook> {
+                match self { $( Buf::$v => hook!($hook), )* }
+            }
+        }
+    };
+}
+
+macro_rules! hook {
+    (Any) => {
+        None
+    };
+    ($h:ident) => {
+        Some(Hook::$h)
+    };
+}
+
+/// Which side of a transaction a buffer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Any,
+    Request,
+    Response,
+    Both,
+}
+
+buffers! {
+    Payload = "payload", Any, Any;
+    DnsQuery = "dns.query", Any, Dns;
+    TlsSni = "tls.sni", Any, TlsClient;
+    TlsAlpn = "tls.alpn", Any, TlsClient;
+    Ja3Hash = "ja3.hash", Any, TlsClient;
+    Ja3String = "ja3.string", Any, TlsClient;
+    Ja4Hash = "ja4.hash", Any, TlsClient;
+    Ja3sHash = "ja3s.hash", Any, TlsServer;
+    Ja3sString = "ja3s.string", Any, TlsServer;
+    QuicSni = "quic.sni", Any, Quic;
+    QuicVersion = "quic.version", Any, Quic;
+    HttpUri = "http.uri", Request, HttpRequest;
+    HttpUriRaw = "http.uri.raw", Request, HttpRequest;
+    HttpMethod = "http.method", Request, HttpRequest;
+    HttpHost = "http.host", Request, HttpRequest;
+    HttpHostRaw = "http.host.raw", Request, HttpRequest;
+    HttpUserAgent = "http.user_agent", Request, HttpRequest;
+    HttpReferer = "http.referer", Request, HttpRequest;
+    HttpAccept = "http.accept", Request, HttpRequest;
+    HttpAcceptEnc = "http.accept_enc", Request, HttpRequest;
+    HttpAcceptLang = "http.accept_lang", Request, HttpRequest;
+    HttpRequestLine = "http.request_line", Request, HttpRequest;
+    HttpRequestBody = "http.request_body", Request, HttpRequest;
+    HttpCookie = "http.cookie", Both, HttpRequest;
+    HttpHeader = "http.header", Both, HttpRequest;
+    HttpHeaderRaw = "http.header.raw", Both, HttpRequest;
+    HttpHeaderNames = "http.header_names", Both, HttpRequest;
+    HttpContentType = "http.content_type", Both, HttpRequest;
+    HttpContentLen = "http.content_len", Both, HttpRequest;
+    HttpConnection = "http.connection", Both, HttpRequest;
+    HttpStart = "http.start", Both, HttpRequest;
+    HttpProtocol = "http.protocol", Both, HttpRequest;
+    FileData = "file.data", Both, HttpRequest;
+    HttpStatCode = "http.stat_code", Response, HttpResponse;
+    HttpStatMsg = "http.stat_msg", Response, HttpResponse;
+    HttpResponseLine = "http.response_line", Response, HttpResponse;
+    HttpResponseBody = "http.response_body", Response, HttpResponse;
+    HttpServer = "http.server", Response, HttpResponse;
+    HttpLocation = "http.location", Response, HttpResponse;
+}
+
+/// A numeric comparison (`dsize`, `bsize`, `urilen`, `itype`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    /// Equal.
+    Eq(u64),
+    /// Not equal.
+    Ne(u64),
+    /// Less than.
+    Lt(u64),
+    /// Less than or equal.
+    Le(u64),
+    /// Greater than.
+    Gt(u64),
+    /// Greater than or equal.
+    Ge(u64),
+    /// Strictly between (`a<>b`).
+    Between(u64, u64),
+}
+
+impl Cmp {
+    /// Whether `v` satisfies the comparison.
+    pub fn test(self, v: u64) -> bool {
+        match self {
+            Cmp::Eq(a) => v == a,
+            Cmp::Ne(a) => v != a,
+            Cmp::Lt(a) => v < a,
+            Cmp::Le(a) => v <= a,
+            Cmp::Gt(a) => v > a,
+            Cmp::Ge(a) => v >= a,
+            Cmp::Between(a, b) => v > a && v < b,
+        }
+    }
+}
+
+/// One `content`.
+#[derive(Debug, Clone)]
+pub struct Content {
+    /// The bytes (lowercased when `nocase`).
+    pub pat: Vec<u8>,
+    /// Case-insensitive (ASCII).
+    pub nocase: bool,
+    /// `!content`: the pattern must not occur in the window.
+    pub negated: bool,
+    /// Absolute window start.
+    pub offset: u32,
+    /// Absolute window length from `offset`.
+    pub depth: Option<u32>,
+    /// Relative: start at least this far after the previous match (may be negative).
+    pub distance: Option<i32>,
+    /// Relative: end at most this far after the previous match end (plus `distance`).
+    pub within: Option<u32>,
+    /// Must end where the buffer ends.
+    pub endswith: bool,
+    /// Marked `fast_pattern`.
+    pub fast_pattern: bool,
+}
+
+impl Content {
+    pub(crate) fn relative(&self) -> bool {
+        self.distance.is_some() || self.within.is_some()
+    }
+}
+
+/// `byte_test` and `byte_jump` number encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumFmt {
+    /// Binary, big endian.
+    Big,
+    /// Binary, little endian.
+    Little,
+    /// ASCII digits in the given base (8, 10, 16).
+    Str(u32),
+}
+
+/// One element of a content list, evaluated in order.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// `content`.
+    Content(Content),
+    /// `pcre` (an index into the set's regexes).
+    Pcre {
+        /// Index of the compiled regex.
+        re: usize,
+        /// Start at the previous match end (`R`).
+        relative: bool,
+        /// `!` in front: must not match.
+        negated: bool,
+    },
+    /// `isdataat`.
+    IsDataAt {
+        /// Position.
+        n: u32,
+        /// From the previous match end.
+        relative: bool,
+        /// `!`: there must be no data there.
+        negated: bool,
+    },
+    /// `bsize`: the buffer's length.
+    Bsize(Cmp),
+    /// `byte_test`.
+    ByteTest {
+        /// Bytes to read (1-10).
+        bytes: u8,
+        /// Operator and operand.
+        op: ByteOp,
+        /// Whether the result is negated (`!op`).
+        negated: bool,
+        /// Where to read.
+        offset: i32,
+        /// From the previous match end.
+        relative: bool,
+        /// Encoding.
+        fmt: NumFmt,
+        /// Mask applied before comparing.
+        bitmask: Option<u64>,
+    },
+    /// `byte_jump`: moves the cursor.
+    ByteJump {
+        /// Bytes to read (1-10).
+        bytes: u8,
+        /// Where to read.
+        offset: i32,
+        /// From the previous match end.
+        relative: bool,
+        /// Encoding.
+        fmt: NumFmt,
+        /// Multiplier of the value read.
+        multiplier: u32,
+        /// Round the jump up to a multiple of 4.
+        align: bool,
+        /// Jump from the buffer start instead of after the bytes read.
+        from_beginning: bool,
+        /// Jump from the buffer end.
+        from_end: bool,
+        /// Added after the jump.
+        post_offset: i32,
+        /// Mask applied to the value read.
+        bitmask: Option<u64>,
+    },
+}
+
+/// `byte_test` operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOp {
+    /// `<`
+    Lt(u64),
+    /// `>`
+    Gt(u64),
+    /// `<=`
+    Le(u64),
+    /// `>=`
+    Ge(u64),
+    /// `=`
+    Eq(u64),
+    /// `&`: any of the bits set.
+    And(u64),
+    /// `^`: any bit differs.
+    Xor(u64),
+}
+
+/// A transform applied to a buffer before inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Transform {
+    /// Prepends a `.` (so `.example.com` matches the name and its subdomains only).
+    DotPrefix,
+    /// ASCII lowercase.
+    ToLower,
+    /// Removes spaces and tabs.
+    StripWhitespace,
+}
+
+/// A buffer with its transforms and its steps.
+#[derive(Debug, Clone)]
+pub struct List {
+    /// Which buffer.
+    pub buf: Buf,
+    /// Transforms, in order.
+    pub transforms: Vec<Transform>,
+    /// Steps, in rule order.
+    pub steps: Vec<Step>,
+}
+
+/// `flow:` options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowOpts {
+    /// Client to server only.
+    pub to_server: bool,
+    /// Server to client only.
+    pub to_client: bool,
+    /// Only once the handshake completed.
+    pub established: bool,
+    /// Only before.
+    pub not_established: bool,
+    /// Only on stream (reassembled) data.
+    pub only_stream: bool,
+    /// Only on packet payloads.
+    pub no_stream: bool,
+}
+
+/// A flowbits operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flowbit {
+    /// Sets the bits when the rule matches.
+    Set(Vec<u32>),
+    /// Clears them when the rule matches.
+    Unset(Vec<u32>),
+    /// Flips them when the rule matches.
+    Toggle(Vec<u32>),
+    /// Condition: any of the bits is set.
+    IsSet(Vec<u32>),
+    /// Condition: none of the bits is set.
+    IsNotSet(Vec<u32>),
+}
+
+/// What a threshold tracks by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    /// Source address.
+    Src,
+    /// Destination address.
+    Dst,
+    /// Both addresses.
+    Both,
+    /// The rule as a whole.
+    Rule,
+}
+
+/// `threshold` and `detection_filter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// Alert on the first `count` matches per window.
+    Limit {
+        /// Tracked by.
+        track: Track,
+        /// Count.
+        count: u32,
+        /// Window in seconds.
+        seconds: u32,
+    },
+    /// Alert on every `count`-th match within the window.
+    Threshold {
+        /// Tracked by.
+        track: Track,
+        /// Count.
+        count: u32,
+        /// Window in seconds.
+        seconds: u32,
+    },
+    /// Alert once per window, when the count is reached.
+    Both {
+        /// Tracked by.
+        track: Track,
+        /// Count.
+        count: u32,
+        /// Window in seconds.
+        seconds: u32,
+    },
+    /// `detection_filter`: alert on each match after the first `count` within the window.
+    Filter {
+        /// Tracked by.
+        track: Track,
+        /// Count.
+        count: u32,
+        /// Window in seconds.
+        seconds: u32,
+    },
+}
+
+/// An address group: `any`, addresses, CIDRs, nested groups, negation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddrExpr {
+    /// Anything.
+    Any,
+    /// A prefix.
+    Net(IpAddr, u8),
+    /// Negation.
+    Not(Box<AddrExpr>),
+    /// A group: matches when some positive item matches (or there is none) and no negated one.
+    List(Vec<AddrExpr>),
+}
+
+/// A port group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortExpr {
+    /// Anything.
+    Any,
+    /// An inclusive range.
+    Range(u16, u16),
+    /// Negation.
+    Not(Box<PortExpr>),
+    /// A group, as for addresses.
+    List(Vec<PortExpr>),
+}
+
+/// A loaded signature.
+#[derive(Debug, Clone)]
+pub struct Sig {
+    /// Action.
+    pub action: SigAction,
+    /// Header protocol.
+    pub proto: Proto,
+    /// Source addresses.
+    pub src: AddrExpr,
+    /// Source ports.
+    pub sport: PortExpr,
+    /// Destination addresses.
+    pub dst: AddrExpr,
+    /// Destination ports.
+    pub dport: PortExpr,
+    /// `<>`: either direction.
+    pub bidir: bool,
+    /// `msg`.
+    pub msg: String,
+    /// `sid`.
+    pub sid: u64,
+    /// `rev`.
+    pub rev: u32,
+    /// `gid`.
+    pub gid: u32,
+    /// `classtype`.
+    pub classtype: Option<String>,
+    /// Severity: `priority`, else the classtype's, else 3.
+    pub priority: u8,
+    /// `metadata` (kept for the alert).
+    pub metadata: Vec<String>,
+    /// `target:src_ip|dest_ip`: which side is the target.
+    pub target: Option<bool>,
+    /// `flow`.
+    pub flow: FlowOpts,
+    /// `dsize`.
+    pub dsize: Option<Cmp>,
+    /// `urilen`.
+    pub urilen: Option<Cmp>,
+    /// `flags`/`tcp.flags`: (mask of flags that must be set, mask of flags ignored, mode).
+    pub tcp_flags: Option<(u8, u8, FlagMode)>,
+    /// `itype`.
+    pub itype: Option<Cmp>,
+    /// `icode`.
+    pub icode: Option<Cmp>,
+    /// `ip_proto`.
+    pub ip_proto: Option<u8>,
+    /// `tls.version` (the hello's legacy version, e.g. 0x0303).
+    pub tls_version: Option<u16>,
+    /// Content lists by buffer.
+    pub lists: Vec<List>,
+    /// Flowbit conditions and actions, in rule order.
+    pub flowbits: Vec<Flowbit>,
+    /// `flowbits:noalert` or `noalert`.
+    pub noalert: bool,
+    /// `alert` inside a `pass` rule: log the pass as an alert.
+    pub pass_alert: bool,
+    /// `threshold` or `detection_filter`.
+    pub threshold: Option<Threshold>,
+    /// Where it is evaluated.
+    pub hook: Hook,
+    /// Source file and line (for explanations).
+    pub file: std::sync::Arc<str>,
+    /// 1-based line.
+    pub line: u32,
+}
+
+/// `flags` modifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagMode {
+    /// Exactly these (ignoring the masked ones).
+    Exact,
+    /// At least these (`+`).
+    All,
+    /// Any of these (`*`).
+    Any,
+    /// None of these (`!`).
+    Not,
+}
+
+/// Why a valid rule was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// The keyword (or `protocol`, `pcre`) at fault.
+    pub keyword: String,
+    /// Why it cannot be honoured exactly.
+    pub reason: String,
+}
+
+/// A syntax error or a skipped rule, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// The file (as given).
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// The rule's sid, when it could be read.
+    pub sid: Option<u64>,
+    /// What happened.
+    pub kind: RuleErrorKind,
+}
+
+/// A syntax error, or a skip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleErrorKind {
+    /// The rule is malformed.
+    Syntax(String),
+    /// The rule is valid but cannot be honoured exactly.
+    Skipped(Skip),
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if let Some(sid) = self.sid {
+            write!(f, "sid {sid}: ")?;
+        }
+        match &self.kind {
+            RuleErrorKind::Syntax(r) => write!(f, "syntax error: {r}"),
+            RuleErrorKind::Skipped(s) => write!(f, "skipped ({}): {}", s.keyword, s.reason),
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
