@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
+use palisade_rules::sig::{FlowSigs, Hook, Scratch, SigSet};
 use palisade_rules::{Action, Hit, IntelSet, Kind};
 
 use crate::app::dns::{self, DnsMsg, RData};
@@ -20,6 +21,8 @@ use crate::flow::defrag::{Defrag, DefragConfig, DefragResult};
 use crate::flow::stream::{Chunk, Stream};
 use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
 use crate::wire;
+
+mod detect;
 
 /// Block or audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +206,10 @@ pub struct Stats {
     pub app_memcap: u64,
     /// Flows that reached the reassembly depth.
     pub tcp_depth: u64,
+    /// Signature matches (alerts, silent drops and passes).
+    pub sig_matches: u64,
+    /// Matches beyond the per-inspection cap, not acted on.
+    pub sig_hits_dropped: u64,
 }
 
 /// Event types, in the order of [`Stats::events`].
@@ -265,6 +272,8 @@ impl Parser {
             Parser::Http(h) => {
                 h.streams[0].held()
                     + h.streams[1].held()
+                    + h.body[0].capacity()
+                    + h.body[1].capacity()
                     + std::mem::size_of::<HttpPair>()
                     + h.pending.iter().map(request_bytes).sum::<usize>()
                     + h.answered.as_ref().map_or(0, |(r, _)| request_bytes(r))
@@ -283,6 +292,10 @@ struct HttpPair {
     /// The answered transaction whose response body is still running.
     answered: Option<(Request, Box<crate::app::http::Response>)>,
     tx: u64,
+    /// Bodies kept for signatures (request, response), at most `detect::BODY_LIMIT` each.
+    body: [Vec<u8>; 2],
+    /// The last queued request has a body still arriving.
+    req_body_open: bool,
 }
 
 const MAX_PENDING_TX: usize = 32;
@@ -299,6 +312,7 @@ fn request_bytes(r: &Request) -> usize {
         + r.protocol.capacity()
         + r.host.as_ref().map_or(0, String::capacity)
         + r.user_agent.as_ref().map_or(0, String::capacity)
+        + r.head.capacity()
 }
 
 impl TlsLog {
@@ -395,6 +409,8 @@ pub struct Flow {
     /// What the flow was decided to be (Accept until an indicator or policy blocks it).
     verdict: Verdict,
     alerted: bool,
+    /// Signature state (flowbits, stream tails), allocated at the first inspection.
+    sigs: Option<Box<FlowSigs>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -433,6 +449,7 @@ impl Default for Flow {
             dns_tx: 0,
             verdict: Verdict::Accept,
             alerted: false,
+            sigs: None,
         }
     }
 }
@@ -457,6 +474,9 @@ pub struct Engine {
     first_ns: Option<i64>,
     last_ns: i64,
     last_bypass: bool,
+    sigs: SigSet,
+    sig_scratch: Scratch,
+    sig_bufs: (Vec<u8>, Vec<u8>),
 }
 
 /// Context handed to the app-layer handlers: everything but the flow table.
@@ -474,6 +494,19 @@ struct Cx<'a> {
     tap: Option<&'a mut Vec<TapRecord>>,
     quic: QuicPolicy,
     ech: EchPolicy,
+    sigs: &'a SigSet,
+    sc: &'a mut Scratch,
+    sc_bufs: &'a mut (Vec<u8>, Vec<u8>),
+    /// The packet being handled (for signatures).
+    pk: PktInfo<'a>,
+}
+
+/// What signatures read of the packet being handled.
+#[derive(Debug, Clone, Copy, Default)]
+struct PktInfo<'a> {
+    payload: &'a [u8],
+    flags: u8,
+    icmp: (u8, u8),
 }
 
 impl<'a> Cx<'a> {
@@ -485,6 +518,7 @@ impl<'a> Cx<'a> {
         dns: &'a mut DnsMsg,
         cfg: &Config,
         stream_tap: &'a mut Vec<TapRecord>,
+        sig: (&'a SigSet, &'a mut Scratch, &'a mut (Vec<u8>, Vec<u8>)),
         now: i64,
         pkt: u64,
     ) -> Cx<'a> {
@@ -501,6 +535,10 @@ impl<'a> Cx<'a> {
             tap: cfg.tap_streams.then_some(stream_tap),
             quic: cfg.quic,
             ech: cfg.ech,
+            sigs: sig.0,
+            sc: sig.1,
+            sc_bufs: sig.2,
+            pk: PktInfo::default(),
         }
     }
 }
@@ -530,7 +568,23 @@ impl Engine {
             first_ns: None,
             last_ns: 0,
             last_bypass: false,
+            sigs: SigSet::default(),
+            sig_scratch: Scratch::default(),
+            sig_bufs: (Vec::new(), Vec::new()),
         }
+    }
+
+    /// Replaces the signatures (a reload); flows keep their decisions and flowbits.
+    pub fn set_sigs(&mut self, sigs: SigSet) {
+        self.sigs = sigs;
+    }
+
+    /// Signature counters: threshold evictions and content lists cut at the step limit.
+    pub fn sig_counters(&self) -> (u64, u64) {
+        (
+            self.sig_scratch.threshold_evictions,
+            self.sig_scratch.step_limit_hits,
+        )
     }
 
     /// Replaces the intel (a reload); flows keep their decisions.
@@ -767,10 +821,23 @@ impl Engine {
             budget,
             cfg,
             stream_tap,
+            sigs,
+            sig_scratch,
+            sig_bufs,
             last_bypass,
             ..
         } = self;
-        let mut cx = Cx::new(out, intel, stats, dns, cfg, stream_tap, now, pkt);
+        let mut cx = Cx::new(
+            out,
+            intel,
+            stats,
+            dns,
+            cfg,
+            stream_tap,
+            (sigs, sig_scratch, sig_bufs),
+            now,
+            pkt,
+        );
         let flow = flows.get_mut(idx);
         let dir = usize::from(flow.meta.cli != (src, seg.sport));
         flow.pkts[dir] += 1;
@@ -780,13 +847,34 @@ impl Engine {
         }
         // Parsing goes on after a block: replay logs what the capture holds, and the verdict
         // says what an inline filter would have done with each packet.
+        cx.pk = PktInfo {
+            payload: seg.payload,
+            flags: seg.flags,
+            icmp: if matches!(proto, 1 | 58) {
+                (seg.sport as u8, seg.dport as u8)
+            } else {
+                (0, 0)
+            },
+        };
         if proto == 6 {
             tcp_packet(&mut cx, flow, dir, &seg, budget);
         } else if proto == 17 {
             udp_packet(&mut cx, flow, dir, seg.payload);
         }
+        if cx.sigs.wants(Hook::Packet) {
+            detect::inspect(
+                &mut cx,
+                flow,
+                dir,
+                Hook::Packet,
+                &detect::PktBufs(seg.payload),
+                0,
+            );
+        }
         // Charge (or release) what the app parsers hold now.
-        let held = flow.parser.held() + flow.tls.as_ref().map_or(0, |t| t.held());
+        let held = flow.parser.held()
+            + flow.tls.as_ref().map_or(0, |t| t.held())
+            + flow.sigs.as_ref().map_or(0, |s| s.held());
         if held > flow.app_charged {
             if budget.try_charge(held - flow.app_charged) {
                 flow.app_charged = held;
@@ -808,7 +896,7 @@ impl Engine {
         } else {
             Verdict::Accept
         };
-        *last_bypass = verdict == Verdict::Accept && inspection_done(flow);
+        *last_bypass = verdict == Verdict::Accept && inspection_done(flow, cx.sigs);
         flows.touch(idx, now, class);
         verdict
     }
@@ -881,6 +969,9 @@ impl Engine {
             dns,
             cfg,
             stream_tap,
+            sigs,
+            sig_scratch,
+            sig_bufs,
             ..
         } = self;
         let intel: &IntelSet = intel;
@@ -888,7 +979,17 @@ impl Engine {
             .into_iter()
             .find_map(|(a, field)| intel.match_addr(a).map(|h| (h, field, a)));
         if let Some((hit, field, addr)) = hit {
-            let mut cx = Cx::new(out, intel, stats, dns, cfg, stream_tap, now, pkt);
+            let mut cx = Cx::new(
+            out,
+            intel,
+            stats,
+            dns,
+            cfg,
+            stream_tap,
+            (sigs, sig_scratch, sig_bufs),
+            now,
+            pkt,
+        );
             let flow = flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
             let mut buf = [0u8; 45];
@@ -926,9 +1027,22 @@ impl Engine {
             budget,
             cfg,
             stream_tap,
+            sigs,
+            sig_scratch,
+            sig_bufs,
             ..
         } = self;
-        let mut cx = Cx::new(out, intel, stats, dns, cfg, stream_tap, last_ns, 0);
+        let mut cx = Cx::new(
+            out,
+            intel,
+            stats,
+            dns,
+            cfg,
+            stream_tap,
+            (sigs, sig_scratch, sig_bufs),
+            last_ns,
+            0,
+        );
         // Flush what reassembly still holds, then log unfinished transactions.
         if let Some(mut st) = flow.streams.take() {
             for dir in 0..2 {
@@ -943,14 +1057,15 @@ impl Engine {
             if let Some((r, s)) = h.answered.take() {
                 let tx = h.tx;
                 h.tx += 1;
-                http_event(
-                    &mut cx,
-                    &flow.meta,
-                    &r,
-                    Some((&*s, h.streams[1].body_seen())),
-                    tx,
-                );
+                let seen = h.streams[1].body_seen();
+                let body = std::mem::take(&mut h.body[1]);
+                http_event(&mut cx, &flow.meta, &r, Some((&*s, seen)), tx);
+                // A body that ran to the close ends here.
+                detect::http_response(&mut cx, &mut flow, &r, &s, &body);
             }
+            let Parser::Http(h) = &mut flow.parser else {
+                unreachable!("checked above")
+            };
             while let Some(req) = h.pending.pop_front() {
                 let tx = h.tx;
                 h.tx += 1;
@@ -1082,7 +1197,20 @@ struct Seg<'a> {
 }
 
 /// Whether anything more can be learned from this flow (see [`Engine::bypass`]).
-fn inspection_done(f: &Flow) -> bool {
+fn inspection_done(f: &Flow, sigs: &SigSet) -> bool {
+    if f.sigs.as_ref().is_some_and(|s| s.passed) {
+        return true;
+    }
+    // Packet and stream signatures read every packet (up to the reassembly depth).
+    if sigs.wants(Hook::Packet) {
+        return false;
+    }
+    if sigs.wants(Hook::Stream) && f.meta.proto == 6 {
+        return f
+            .streams
+            .as_ref()
+            .is_some_and(|s| s[0].depth_reached && s[1].depth_reached);
+    }
     match f.meta.proto {
         6 => {
             let depth = f
@@ -1222,7 +1350,9 @@ fn stream_anomaly(cx: &mut Cx<'_>, m: &Meta, dir: usize, name: &'static str) {
 
 /// What an alert says besides its explanation.
 struct AlertSpec<'s> {
+    gid: u64,
     sid: u64,
+    rev: u64,
     signature: &'s str,
     category: &'s str,
     severity: u64,
@@ -1262,7 +1392,9 @@ fn raise_alert(
     }
     e.obj("alert", |a| {
         a.str("action", if spec.enforce { "blocked" } else { "allowed" });
-        a.u64("gid", 1).u64("signature_id", spec.sid).u64("rev", 1);
+        a.u64("gid", spec.gid)
+            .u64("signature_id", spec.sid)
+            .u64("rev", spec.rev);
         a.str("signature", spec.signature);
         a.str("category", spec.category);
         a.u64("severity", spec.severity);
@@ -1296,7 +1428,9 @@ fn policy_alert(
     sig.push_str("PALISADE policy ");
     sig.push_str(policy);
     let spec = AlertSpec {
+        gid: 1,
         sid: 9_100_010,
+        rev: 1,
         signature: &sig,
         category: "Policy",
         severity: 2,
@@ -1346,7 +1480,9 @@ fn decide(
     sig.push(' ');
     sig.push_str(hit.indicator);
     let spec = AlertSpec {
+        gid: 1,
         sid,
+        rev: 1,
         signature: &sig,
         category: "Threat intelligence indicator",
         severity: if hit.action == Action::Block { 1 } else { 3 },
@@ -1518,6 +1654,9 @@ fn app_chunk(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, c: Chunk<'_>) {
         }
     }
     app_data(cx, flow, dir, data);
+    if cx.sigs.wants(Hook::Stream) {
+        detect::inspect_stream(cx, flow, dir, data);
+    }
 }
 
 fn stream_gap(flow: &mut Flow, dir: usize) {
@@ -1621,6 +1760,14 @@ fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
             }
             let sni = ch.sni.clone();
             let ech = ch.ech;
+            if cx.sigs.wants(Hook::TlsClient) {
+                let bufs = detect::HelloBufs {
+                    ch: &ch,
+                    quic_version: None,
+                };
+                detect::inspect(cx, flow, dir, Hook::TlsClient, &bufs, ch.version);
+            }
+            let log = flow.tls.get_or_insert_with(Box::default);
             log.client = Some(ch);
             if ech && cx.ech != EchPolicy::Allow {
                 let outer = sni.clone().unwrap_or_default();
@@ -1644,6 +1791,10 @@ fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
             }
         }
         TlsEvent::Server(sh) => {
+            if cx.sigs.wants(Hook::TlsServer) {
+                let v = sh.version;
+                detect::inspect(cx, flow, dir, Hook::TlsServer, &detect::ServerBufs(&sh), v);
+            }
             let log = flow.tls.get_or_insert_with(Box::default);
             log.server = Some(sh);
             log_tls(cx, flow);
@@ -1718,11 +1869,15 @@ fn http_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
             }
             return;
         }
-        let mut evs: [Option<HttpEvent>; 1] = [None];
+        let raw = cx.sigs.wants(Hook::HttpRequest) || cx.sigs.wants(Hook::HttpResponse);
+        h.streams[dir].keep_raw(raw);
+        let mut evs: [Option<HttpEvent>; 4] = [None, None, None, None];
         let mut queue: Vec<HttpEvent> = Vec::new();
+        let mut n = 0;
         let used = h.streams[dir].feed(rest, dir == 0, &mut |e| {
-            if evs[0].is_none() {
-                evs[0] = Some(e);
+            if n < evs.len() {
+                evs[n] = Some(e);
+                n += 1;
             } else {
                 queue.push(e);
             }
@@ -1773,10 +1928,42 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 }
                 app_anomaly(cx, &m, dir, "http", "http.too_many_transactions");
             }
+            if req.has_body {
+                let Parser::Http(h) = &mut flow.parser else {
+                    return;
+                };
+                h.req_body_open = true;
+                h.body[0].clear();
+            } else {
+                detect::http_request(cx, flow, &req, &[]);
+            }
             let Parser::Http(h) = &mut flow.parser else {
                 return;
             };
             h.pending.push_back(*req);
+        }
+        HttpEvent::Body(d) => {
+            let Parser::Http(h) = &mut flow.parser else {
+                return;
+            };
+            if dir == 1 || h.req_body_open {
+                detect::keep_body(&mut h.body[dir], d);
+            }
+        }
+        HttpEvent::BodyEnd(_) if dir == 0 => {
+            let Parser::Http(h) = &mut flow.parser else {
+                return;
+            };
+            if !std::mem::take(&mut h.req_body_open) {
+                return;
+            }
+            let body = std::mem::take(&mut h.body[0]);
+            if let Some(req) = h.pending.pop_back() {
+                detect::http_request(cx, flow, &req, &body);
+                if let Parser::Http(h) = &mut flow.parser {
+                    h.pending.push_back(req);
+                }
+            }
         }
         HttpEvent::Response(resp) => {
             let Parser::Http(h) = &mut flow.parser else {
@@ -1799,14 +1986,17 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 let tx = h.tx;
                 h.tx += 1;
                 http_event(cx, &m, &req, Some((&resp, 0)), tx);
+                detect::http_response(cx, flow, &req, &resp, &[]);
                 return;
             }
             // Logged when its body ends (Suricata's `length` is the body bytes seen).
+            let old_body = std::mem::take(&mut h.body[1]);
             if let Some((r, s)) = h.answered.replace((req, resp)) {
                 let tx = h.tx;
                 h.tx += 1;
                 let n = s.content_length.unwrap_or(0);
                 http_event(cx, &m, &r, Some((&*s, n)), tx);
+                detect::http_response(cx, flow, &r, &s, &old_body);
             }
         }
         HttpEvent::BodyEnd(n) => {
@@ -1816,7 +2006,9 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             if let Some((r, s)) = h.answered.take() {
                 let tx = h.tx;
                 h.tx += 1;
+                let body = std::mem::take(&mut h.body[1]);
                 http_event(cx, &m, &r, Some((&*s, n)), tx);
+                detect::http_response(cx, flow, &r, &s, &body);
             }
         }
         HttpEvent::Error(name) => app_anomaly(cx, &m, dir, "http", name),
@@ -1978,6 +2170,13 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         Ok(Some(crate::app::quic::Hello::Client(ch))) => {
             let version = q.version;
             quic_event(cx, &m, dir, version, &ch.extensions, Some(&ch));
+            if cx.sigs.wants(Hook::Quic) {
+                let bufs = detect::HelloBufs {
+                    ch: &ch,
+                    quic_version: Some(version.to_be_bytes()),
+                };
+                detect::inspect(cx, flow, dir, Hook::Quic, &bufs, ch.version);
+            }
             if ch.ech && cx.ech != EchPolicy::Allow {
                 let outer = ch.sni.clone().unwrap_or_default();
                 let name = if cx.ech == EchPolicy::Block {
@@ -2127,6 +2326,13 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
         let name = d.text(&q.name);
         if !d.is_response() {
             check_domain(cx, flow, dir, "dns.query", name, Verdict::Sinkhole);
+        }
+        if cx.sigs.wants(Hook::Dns) {
+            let bufs = detect::DnsBufs {
+                query: name.as_bytes(),
+                payload: msg,
+            };
+            detect::inspect(cx, flow, dir, Hook::Dns, &bufs, 0);
         }
     }
     if d.is_response() {

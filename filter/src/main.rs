@@ -12,6 +12,7 @@ use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
 use palisade::respond::Sinkhole;
 use palisade_rules::{Action, IntelBuilder, IntelSet};
+use palisade_rules::sig::{RuleErrorKind, SigSet, SigSetBuilder, Vars};
 
 const USAGE: &str = "\
 usage:
@@ -47,6 +48,11 @@ usage:
       --intel puts the lists' blocked addresses in a kernel set that stays enforced meanwhile.
   palisade intel check PATH[:ACTION]...
       Loads lists and reports what they hold, or the first bad line (file:line).
+  palisade rules check [--var NAME=VALUE]... [--verbose] PATH...
+      Loads Suricata rule files (or directories of .rules/.rules.gz) and prints loaded and
+      skipped counts by reason; exit 1 on syntax errors. --verbose names every skipped rule.
+  Signatures: replay, inline and capture take --rules PATH (repeatable; a file or a directory)
+      and --var NAME=VALUE (HOME_NET, EXTERNAL_NET, HTTP_PORTS, ...; Suricata's defaults apply).
   palisade --version | --help
 
 exit codes: 0 ok, 1 bad input or usage, 2 internal error";
@@ -86,6 +92,9 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         Some("replay") => replay_cmd(&args[1..]),
         Some("intel") if args.get(1).map(String::as_str) == Some("check") => {
             intel_check(&args[2..])
+        }
+        Some("rules") if args.get(1).map(String::as_str) == Some("check") => {
+            rules_check(&args[2..])
         }
         Some("inline") => inline_cmd(&args[1..]),
         Some("firewall") => firewall_cmd(&args[1..]),
@@ -141,6 +150,7 @@ fn load_intel(specs: &[(PathBuf, Action)], demo: bool) -> Result<IntelSet, Strin
 fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut files = Vec::new();
     let mut intel = Vec::new();
+    let mut rules = RuleOpts::default();
     let mut cfg = Config::default();
     let mut eve = String::from("eve.json");
     let mut stats_interval = 0u64;
@@ -151,7 +161,7 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
-        if engine_option(a, &mut val, &mut cfg)? {
+        if engine_option(a, &mut val, &mut cfg)? || rule_option(a, &mut val, &mut rules)? {
             continue;
         }
         match a.as_str() {
@@ -199,7 +209,15 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     };
+    let sigs = match load_rules(&rules) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let mut engine = Engine::new(cfg, set);
+    engine.set_sigs(sigs);
     let opts = ReplayOpts {
         files,
         eve: if eve == "-" {
@@ -313,10 +331,163 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
             a.push(format!("{}:{}", l.path, l.action));
         }
     }
+    if !cli.iter().any(|x| x == "--rules") {
+        for r in &st.rules {
+            a.push("--rules".into());
+            a.push(r.clone());
+        }
+    }
+    for (k, v) in &st.vars {
+        a.push("--var".into());
+        a.push(format!("{k}={v}"));
+    }
     if st.reset == Some(false) {
         a.push("--no-reset".into());
     }
     a
+}
+
+/// `--rules PATH` and `--var NAME=VALUE`, shared by replay, inline and capture.
+#[derive(Debug, Clone, Default)]
+struct RuleOpts {
+    paths: Vec<PathBuf>,
+    vars: Vec<(String, String)>,
+}
+
+fn rule_option(
+    flag: &str,
+    val: &mut dyn FnMut(&str) -> Result<String, Usage>,
+    r: &mut RuleOpts,
+) -> Result<bool, Usage> {
+    match flag {
+        "--rules" => r.paths.push(PathBuf::from(val(flag)?)),
+        "--var" => {
+            let v = val(flag)?;
+            let Some((k, x)) = v.split_once('=') else {
+                return Err(Usage(format!("--var {v}: expected NAME=VALUE")));
+            };
+            r.vars.push((k.trim().trim_start_matches('$').to_owned(), x.trim().to_owned()));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn rule_builder(r: &RuleOpts) -> SigSetBuilder {
+    let mut vars = Vars::default();
+    for (k, v) in &r.vars {
+        // Suricata keeps two namespaces; port groups are named *_PORT(S) by convention.
+        if k.ends_with("_PORTS") || k.ends_with("_PORT") {
+            vars.set_port(k, v);
+        } else {
+            vars.set_addr(k, v);
+        }
+    }
+    SigSetBuilder::new(vars)
+}
+
+/// Loads the rule files. Skipped rules and syntax errors are reported on stderr (file, line,
+/// sid, reason) and the rest still loads; an unreadable path is an error.
+fn load_rules(r: &RuleOpts) -> Result<SigSet, String> {
+    if r.paths.is_empty() {
+        return Ok(SigSet::default());
+    }
+    let t = std::time::Instant::now();
+    let mut b = rule_builder(r);
+    for p in &r.paths {
+        b.add_path(p).map_err(|e| e.to_string())?;
+    }
+    let (mut skipped, mut errors) = (0, 0);
+    for p in &b.problems {
+        match p.kind {
+            RuleErrorKind::Skipped(_) => skipped += 1,
+            RuleErrorKind::Syntax(_) => errors += 1,
+        }
+        eprintln!("palisade: rules: {p}");
+    }
+    let loaded = b.len();
+    let set = b.build();
+    eprintln!(
+        "palisade: rules: {loaded} loaded, {skipped} skipped, {errors} errors, built in {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(set)
+}
+
+/// `palisade rules check FILE...`: loaded and skipped counts by reason; exit 1 on syntax errors.
+fn rules_check(args: &[String]) -> Result<ExitCode, Usage> {
+    let mut r = RuleOpts::default();
+    let mut verbose = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Usage(format!("{name} needs a value")))
+        };
+        if a == "--var" {
+            rule_option(a, &mut val, &mut r)?;
+        } else if a == "--verbose" || a == "-v" {
+            verbose = true;
+        } else if a.starts_with("--") {
+            return Err(Usage(format!("unknown option `{a}`")));
+        } else {
+            r.paths.push(PathBuf::from(a));
+        }
+    }
+    if r.paths.is_empty() {
+        return Err(Usage("rules check needs at least one file or directory".into()));
+    }
+    let t = std::time::Instant::now();
+    let mut b = rule_builder(&r);
+    for p in &r.paths {
+        if let Err(e) = b.add_path(p) {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut skipped, mut errors) = (0usize, 0usize);
+    for p in &b.problems {
+        let key = match &p.kind {
+            RuleErrorKind::Skipped(s) => {
+                skipped += 1;
+                format!("skipped: {}", s.reason)
+            }
+            RuleErrorKind::Syntax(m) => {
+                errors += 1;
+                eprintln!("palisade: {p}");
+                format!("syntax error: {m}")
+            }
+        };
+        if verbose && matches!(p.kind, RuleErrorKind::Skipped(_)) {
+            eprintln!("palisade: {p}");
+        }
+        *by_reason.entry(key).or_default() += 1;
+    }
+    let loaded = b.len();
+    let set = b.build();
+    let total = loaded + skipped + errors;
+    let pct = if total == 0 {
+        0.0
+    } else {
+        loaded as f64 * 100.0 / total as f64
+    };
+    println!(
+        "{loaded} of {total} rules loaded ({pct:.2}%), {skipped} skipped, {errors} syntax errors; built in {:.0} ms, prefilter automata {} KiB",
+        t.elapsed().as_secs_f64() * 1e3,
+        set.memory_usage() >> 10
+    );
+    let mut v: Vec<_> = by_reason.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    for (k, n) in v {
+        println!("{n:7}  {k}");
+    }
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn config_check(args: &[String]) -> Result<ExitCode, Usage> {
@@ -370,6 +541,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     }
     let args = &merged[..];
     let mut intel = Vec::new();
+    let mut rules = RuleOpts::default();
     let mut cfg = Config::default();
     let mut eve = String::from("eve.json");
     let mut queues = None;
@@ -392,7 +564,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
-        if engine_option(a, &mut val, &mut cfg)? {
+        if engine_option(a, &mut val, &mut cfg)? || rule_option(a, &mut val, &mut rules)? {
             continue;
         }
         match a.as_str() {
@@ -429,6 +601,13 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     };
+    let sigs = match load_rules(&rules) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     if let Some(p) = &pidfile {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
             eprintln!("palisade: {p}: {e}");
@@ -438,6 +617,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     // Reloads (SIGHUP) rebuild the intel on this thread, off the packet path, and publish it.
     let reload = opts.reload.clone();
     let specs = intel.clone();
+    let rule_specs = rules.clone();
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -449,8 +629,8 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         for _ in signals.forever() {
             let t = std::time::Instant::now();
             sd_notify("RELOADING=1");
-            match load_intel(&specs, false) {
-                Ok(set) => {
+            match load_intel(&specs, false).and_then(|s| Ok((s, load_rules(&rule_specs)?))) {
+                Ok((set, sigs)) => {
                     let n = set.domain_count() + set.addr_count() + set.url_count();
                     if firewall::guard_installed() {
                         match firewall::guard_refresh(&set) {
@@ -460,9 +640,10 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                             Err(e) => eprintln!("palisade inline: kernel guard not refreshed: {e}"),
                         }
                     }
-                    reload.publish(set);
+                    let nsigs = sigs.len();
+                    reload.publish(set, sigs);
                     eprintln!(
-                        "palisade inline: reload {} ok: {n} indicators, built in {:.1} ms",
+                        "palisade inline: reload {} ok: {n} indicators, {nsigs} signatures, built in {:.1} ms",
                         reload.generation(),
                         t.elapsed().as_secs_f64() * 1e3
                     );
@@ -483,6 +664,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut snapshots = Vec::new();
     for q in first..=last {
         let mut engine = Engine::new(cfg.clone(), set.clone());
+        engine.set_sigs(sigs.clone());
         let mut o = opts.clone();
         o.queue = q;
         o.metrics = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
@@ -665,6 +847,7 @@ fn sd_notify(state: &str) {
 
 fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut intel = Vec::new();
+    let mut rules = RuleOpts::default();
     let mut iface = None;
     let mut eve = String::from("eve.json");
     let mut count = 0u64;
@@ -676,6 +859,9 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
+        if rule_option(a, &mut val, &mut rules)? {
+            continue;
+        }
         match a.as_str() {
             "--iface" => iface = Some(val("--iface")?),
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
@@ -710,7 +896,15 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         mode: Mode::Audit,
         ..Config::default()
     };
+    let sigs = match load_rules(&rules) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let mut engine = Engine::new(cfg, set);
+    engine.set_sigs(sigs);
     let mut out = match open_eve_append(&eve) {
         Ok(o) => o,
         Err(e) => {

@@ -35,6 +35,12 @@ pub struct Settings {
     /// Intel lists.
     #[serde(default)]
     pub intel: Vec<IntelList>,
+    /// Suricata rule files or directories.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Rule variables (`HOME_NET = "[10.0.0.0/8]"`, `HTTP_PORTS = "[80,8080]"`).
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// One list and its action.

@@ -22,6 +22,11 @@ pub struct Request {
     pub host: Option<String>,
     /// User-Agent header.
     pub user_agent: Option<String>,
+    /// The head as sent (request line and headers, up to and including the blank line); kept
+    /// only when the stream was asked for it ([`HttpStream::keep_raw`]).
+    pub head: Vec<u8>,
+    /// A body follows (Content-Length above 0, or chunked).
+    pub has_body: bool,
 }
 
 /// A parsed response head.
@@ -35,16 +40,22 @@ pub struct Response {
     pub content_type: Option<String>,
     /// Content-Length header, if any.
     pub content_length: Option<u64>,
+    /// The head as sent, when kept ([`HttpStream::keep_raw`]).
+    pub head: Vec<u8>,
 }
 
 /// What a stream found.
 #[derive(Debug)]
-pub enum HttpEvent {
+pub enum HttpEvent<'a> {
     /// A request head.
     Request(Box<Request>),
     /// A response head (interim 1xx responses are reported too).
     Response(Box<Response>),
-    /// The body of the last response head ended; its length in bytes (after de-chunking).
+    /// Body bytes (after de-chunking), when the stream was asked for them
+    /// ([`HttpStream::keep_raw`]).
+    Body(&'a [u8]),
+    /// The body of the last head ended (for requests: only those with a body); its length in
+    /// bytes (after de-chunking).
     BodyEnd(u64),
     /// A fault: anomaly name; parsing of this direction stops.
     Error(&'static str),
@@ -76,9 +87,16 @@ pub struct HttpStream {
     line_len: usize,
     /// Body bytes of the current message so far.
     body_seen: u64,
+    /// Keep heads and report body bytes (for signatures).
+    raw: bool,
 }
 
 impl HttpStream {
+    /// Keeps each head's raw bytes and reports body bytes as [`HttpEvent::Body`].
+    pub fn keep_raw(&mut self, on: bool) {
+        self.raw = on;
+    }
+
     /// True after CONNECT or an upgrade: the bytes that follow are another protocol.
     pub fn is_tunnel(&self) -> bool {
         self.body == Body::Tunnel
@@ -120,11 +138,11 @@ impl HttpStream {
 
     /// Feeds in-order bytes; calls `out` for each head found. Returns how many bytes were
     /// consumed before the stream turned into a tunnel (all of them otherwise).
-    pub fn feed(
+    pub fn feed<'d>(
         &mut self,
-        mut data: &[u8],
+        mut data: &'d [u8],
         is_request: bool,
-        out: &mut impl FnMut(HttpEvent),
+        out: &mut impl FnMut(HttpEvent<'d>),
     ) -> usize {
         let total = data.len();
         while !data.is_empty() {
@@ -133,10 +151,16 @@ impl HttpStream {
                 Body::Tunnel => return total - data.len(),
                 Body::UntilClose => {
                     self.body_seen += data.len() as u64;
+                    if self.raw {
+                        out(HttpEvent::Body(data));
+                    }
                     return total;
                 }
                 Body::Length(n) => {
                     let k = (n as usize).min(data.len()) as u64;
+                    if self.raw {
+                        out(HttpEvent::Body(&data[..k as usize]));
+                    }
                     data = &data[k as usize..];
                     self.body_seen += k;
                     self.body = if n == k {
@@ -144,12 +168,15 @@ impl HttpStream {
                     } else {
                         Body::Length(n - k)
                     };
-                    if n == k && !is_request {
+                    if n == k {
                         out(HttpEvent::BodyEnd(self.body_seen));
                     }
                 }
                 Body::ChunkData(n) => {
                     let k = (n as usize).min(data.len()) as u64;
+                    if self.raw {
+                        out(HttpEvent::Body(&data[..k as usize]));
+                    }
                     data = &data[k as usize..];
                     self.body_seen += k;
                     self.body = if n == k {
@@ -190,9 +217,7 @@ impl HttpStream {
                     if self.body == Body::Trailer {
                         if line.is_empty() {
                             self.body = Body::Head;
-                            if !is_request {
-                                out(HttpEvent::BodyEnd(self.body_seen));
-                            }
+                            out(HttpEvent::BodyEnd(self.body_seen));
                         }
                         continue;
                     }
@@ -260,7 +285,7 @@ impl HttpStream {
         total
     }
 
-    fn buf_line(&mut self, data: &[u8], out: &mut impl FnMut(HttpEvent)) {
+    fn buf_line<'d>(&mut self, data: &[u8], out: &mut impl FnMut(HttpEvent<'d>)) {
         self.line_len += data.len();
         if self.line_len > MAX_FIELD {
             out(HttpEvent::Error("http.invalid_chunklen"));
@@ -271,7 +296,12 @@ impl HttpStream {
         self.buf.extend_from_slice(data);
     }
 
-    fn on_head(&mut self, head: &[u8], is_request: bool, out: &mut impl FnMut(HttpEvent)) {
+    fn on_head<'d>(
+        &mut self,
+        head: &[u8],
+        is_request: bool,
+        out: &mut impl FnMut(HttpEvent<'d>),
+    ) {
         let mut lines = head
             .split(|&b| b == b'\n')
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
@@ -318,7 +348,10 @@ impl HttpStream {
                 protocol: c.map(s).unwrap_or_default(),
                 host: host.map(|h| s(strip_port(h))),
                 user_agent: ua.map(s),
+                head: if self.raw { head.to_vec() } else { Vec::new() },
+                has_body: chunked || clen.is_some_and(|n| n > 0),
             };
+            self.body_seen = 0;
             out(HttpEvent::Request(Box::new(req)));
             self.body = if chunked {
                 Body::ChunkSize
@@ -344,6 +377,7 @@ impl HttpStream {
                 protocol: s(proto),
                 content_type: ctype.map(s),
                 content_length: clen,
+                head: if self.raw { head.to_vec() } else { Vec::new() },
             })));
             if status == 101 && upgrade {
                 self.set_tunnel();

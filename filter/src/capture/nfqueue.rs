@@ -31,14 +31,14 @@ pub const MARK_INSPECTED: u32 = 0x0040_0000;
 #[derive(Debug, Default)]
 pub struct Reloadable {
     generation: AtomicU64,
-    current: Mutex<Option<palisade_rules::IntelSet>>,
+    current: Mutex<Option<(palisade_rules::IntelSet, palisade_rules::sig::SigSet)>>,
 }
 
 impl Reloadable {
-    /// Publishes a new set.
-    pub fn publish(&self, set: palisade_rules::IntelSet) {
+    /// Publishes new intel and signatures.
+    pub fn publish(&self, set: palisade_rules::IntelSet, sigs: palisade_rules::sig::SigSet) {
         if let Ok(mut c) = self.current.lock() {
-            *c = Some(set);
+            *c = Some((set, sigs));
         }
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -48,7 +48,10 @@ impl Reloadable {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn take_if_newer(&self, seen: &mut u64) -> Option<palisade_rules::IntelSet> {
+    fn take_if_newer(
+        &self,
+        seen: &mut u64,
+    ) -> Option<(palisade_rules::IntelSet, palisade_rules::sig::SigSet)> {
         let g = self.generation.load(Ordering::Acquire);
         if g == *seen {
             return None;
@@ -184,8 +187,9 @@ pub fn run(
     publish(engine, stats, seen, &opts.metrics);
     loop {
         let mut msg = q.recv()?;
-        if let Some(set) = opts.reload.take_if_newer(&mut seen) {
+        if let Some((set, sigs)) = opts.reload.take_if_newer(&mut seen) {
             engine.set_intel(set);
+            engine.set_sigs(sigs);
         }
         n += 1;
         stats.packets += 1;

@@ -1,0 +1,447 @@
+//! Signatures in the engine: the buffers each hook offers, and what a match does.
+//!
+//! Hooks and their buffers:
+//! - packet: the payload of every packet of a flow (`tcp-pkt`, `udp`, `icmp`, `ip` rules and
+//!   rules with header keywords only);
+//! - stream: every in-order chunk of a TCP stream, with the tail of the previous chunk;
+//! - dns: each query name (`dns.query`), requests and responses, with the UDP payload;
+//! - tls client / server: SNI, ALPN, JA3, JA4 / JA3S, and the hello's version;
+//! - quic: SNI, version (4 bytes, as sent), JA4;
+//! - http request: once the request is complete (head, and body up to [`BODY_LIMIT`]);
+//! - http response: once the response is complete, with its request's head.
+//!
+//! HTTP buffers are cut from the raw head without copies, except `http.host` (lowercased) and
+//! `http.header_names`, which go to reusable scratch buffers. `http.uri` is the request target
+//! as sent, minus scheme and authority for absolute targets; Palisade does not percent-decode or
+//! normalise paths as libhtp does (documented in `rules/README.md`).
+
+use palisade_rules::sig::{self, App, Buf, Buffers, Hook, Matched, SigAction};
+
+use super::*;
+
+/// Body bytes kept per HTTP message for `http.request_body` and `file.data`.
+pub(super) const BODY_LIMIT: usize = 64 << 10;
+
+/// Most signatures acted on for one inspection; more are counted in `sig_hits_dropped`.
+const MAX_HITS: usize = 16;
+
+fn app_of(a: AppProto) -> App {
+    match a {
+        AppProto::Dns => App::Dns,
+        AppProto::Tls => App::Tls,
+        AppProto::Http => App::Http,
+        AppProto::Quic => App::Quic,
+        _ => App::None,
+    }
+}
+
+fn established(f: &Flow) -> bool {
+    match f.meta.proto {
+        6 => !matches!(
+            f.tcp_state,
+            TcpState::None | TcpState::SynSent | TcpState::SynRecv
+        ),
+        _ => f.pkts[0] > 0 && f.pkts[1] > 0,
+    }
+}
+
+/// Runs one hook and applies what matched.
+pub(super) fn inspect(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    hook: Hook,
+    bufs: &dyn Buffers,
+    tls_version: u16,
+) {
+    run(cx, flow, dir, tls_version, |sigs, p, fs, sc, out| {
+        sigs.inspect(hook, p, bufs, fs, sc, out)
+    });
+}
+
+/// Runs the stream hook over an in-order chunk.
+pub(super) fn inspect_stream(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, chunk: &[u8]) {
+    run(cx, flow, dir, 0, |sigs, p, fs, sc, out| {
+        sigs.inspect_stream(p, chunk, dir, fs, sc, out)
+    });
+}
+
+fn run<'r>(
+    cx: &mut Cx<'r>,
+    flow: &mut Flow,
+    dir: usize,
+    tls_version: u16,
+    f: impl FnOnce(
+        &'r sig::SigSet,
+        &sig::Packet<'_>,
+        &mut sig::FlowSigs,
+        &mut sig::Scratch,
+        &mut dyn FnMut(Matched<'r>),
+    ),
+) {
+    let sigs = cx.sigs;
+    if sigs.is_empty() {
+        return;
+    }
+    let m = flow.meta;
+    let (s, d) = if dir == 0 {
+        (m.cli, m.srv)
+    } else {
+        (m.srv, m.cli)
+    };
+    let icmp = matches!(m.proto, 1 | 58);
+    let p = sig::Packet {
+        src: s.0,
+        dst: d.0,
+        sport: if icmp { 0 } else { s.1 },
+        dport: if icmp { 0 } else { d.1 },
+        proto: m.proto,
+        app: app_of(flow.app),
+        to_server: dir == 0,
+        established: established(flow),
+        tcp_flags: cx.pk.flags,
+        icmp: cx.pk.icmp,
+        payload: cx.pk.payload,
+        now_ns: cx.now,
+        tls_version,
+    };
+    let fs = flow.sigs.get_or_insert_with(Box::default);
+    let mut hits: [Option<Matched<'r>>; MAX_HITS] = [None; MAX_HITS];
+    let mut n = 0usize;
+    let mut dropped = 0u64;
+    f(sigs, &p, fs, cx.sc, &mut |m| {
+        if n < MAX_HITS {
+            hits[n] = Some(m);
+            n += 1;
+        } else {
+            dropped += 1;
+        }
+    });
+    cx.stats.sig_hits_dropped += dropped;
+    for h in hits.into_iter().flatten() {
+        act(cx, flow, dir, h);
+    }
+}
+
+fn act(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, h: Matched<'_>) {
+    let s = h.sig;
+    let action = match s.action {
+        SigAction::Drop => Verdict::Drop,
+        SigAction::Reject if flow.meta.proto == 6 => Verdict::Reset,
+        SigAction::Reject => Verdict::Drop,
+        SigAction::Alert | SigAction::Pass => Verdict::Accept,
+    };
+    let enforce = action != Verdict::Accept && cx.mode == Mode::Block;
+    cx.stats.sig_matches += 1;
+    if !h.alert {
+        if enforce && flow.verdict == Verdict::Accept {
+            flow.verdict = action;
+        }
+        return;
+    }
+    let category = cx.sigs.category(s);
+    let spec = AlertSpec {
+        gid: s.gid as u64,
+        sid: s.sid,
+        rev: s.rev as u64,
+        signature: &s.msg,
+        category,
+        severity: s.priority as u64,
+        action,
+        enforce,
+    };
+    raise_alert(cx, flow, dir, spec, |p| {
+        p.obj("rule", |r| {
+            r.str("action", s.action.as_str());
+            r.str("file", &s.file).u64("line", s.line as u64);
+        });
+    });
+}
+
+/// Packet payload only.
+pub(super) struct PktBufs<'a>(pub &'a [u8]);
+
+impl Buffers for PktBufs<'_> {
+    fn get(&self, b: Buf) -> Option<&[u8]> {
+        (b == Buf::Payload).then_some(self.0)
+    }
+}
+
+/// A DNS query name, with the message.
+pub(super) struct DnsBufs<'a> {
+    pub query: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl Buffers for DnsBufs<'_> {
+    fn get(&self, b: Buf) -> Option<&[u8]> {
+        match b {
+            Buf::DnsQuery => Some(self.query),
+            Buf::Payload => Some(self.payload),
+            _ => None,
+        }
+    }
+}
+
+/// A ClientHello (TLS or QUIC) and, for QUIC, the version.
+pub(super) struct HelloBufs<'a> {
+    pub ch: &'a ClientHello,
+    pub quic_version: Option<[u8; 4]>,
+}
+
+impl Buffers for HelloBufs<'_> {
+    fn get(&self, b: Buf) -> Option<&[u8]> {
+        let ch = self.ch;
+        let quic = self.quic_version.is_some();
+        match b {
+            Buf::TlsSni if !quic => ch.sni.as_deref().map(str::as_bytes),
+            Buf::QuicSni if quic => ch.sni.as_deref().map(str::as_bytes),
+            Buf::QuicVersion => self.quic_version.as_ref().map(|v| &v[..]),
+            Buf::TlsAlpn => ch.alpn.first().map(String::as_bytes),
+            Buf::Ja3Hash => Some(ch.ja3_hash.as_bytes()),
+            Buf::Ja3String => Some(ch.ja3.as_bytes()),
+            Buf::Ja4Hash => Some(ch.ja4.as_bytes()),
+            _ => None,
+        }
+    }
+}
+
+/// A ServerHello.
+pub(super) struct ServerBufs<'a>(pub &'a ServerHello);
+
+impl Buffers for ServerBufs<'_> {
+    fn get(&self, b: Buf) -> Option<&[u8]> {
+        match b {
+            Buf::Ja3sHash => Some(self.0.ja3s_hash.as_bytes()),
+            Buf::Ja3sString => Some(self.0.ja3s.as_bytes()),
+            _ => None,
+        }
+    }
+}
+
+/// One HTTP head, cut into its parts.
+#[derive(Default)]
+pub(super) struct Head<'a> {
+    line: &'a [u8],
+    /// Header lines (each ending in CRLF or LF), without the blank line.
+    headers: &'a [u8],
+    /// Request line and headers with the blank line.
+    start: &'a [u8],
+}
+
+impl<'a> Head<'a> {
+    pub fn new(raw: &'a [u8]) -> Head<'a> {
+        let nl = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
+        let line = raw[..nl].strip_suffix(b"\r").unwrap_or(&raw[..nl]);
+        let rest = raw.get(nl + 1..).unwrap_or(&[]);
+        // Drop the blank line that ends the head.
+        let headers = rest
+            .strip_suffix(b"\r\n")
+            .or_else(|| rest.strip_suffix(b"\n"))
+            .unwrap_or(rest);
+        Head {
+            line,
+            headers,
+            start: raw,
+        }
+    }
+
+    fn word(&self, i: usize) -> Option<&'a [u8]> {
+        self.line
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .nth(i)
+    }
+
+    /// The first value of a header, trimmed.
+    fn value(&self, name: &[u8]) -> Option<&'a [u8]> {
+        for l in self.headers.split(|&b| b == b'\n') {
+            let Some(c) = l.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            if l[..c].trim_ascii().eq_ignore_ascii_case(name) {
+                let v = &l[c + 1..];
+                let v = v.strip_suffix(b"\r").unwrap_or(v);
+                return Some(v.trim_ascii());
+            }
+        }
+        None
+    }
+
+    /// `\r\nName1\r\nName2\r\n\r\n`, as Suricata builds `http.header_names`.
+    fn names_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(b"\r\n");
+        for l in self.headers.split(|&b| b == b'\n') {
+            if let Some(c) = l.iter().position(|&b| b == b':') {
+                out.extend_from_slice(l[..c].trim_ascii());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// An HTTP transaction: the request, and the response when inspecting it.
+pub(super) struct HttpBufs<'a> {
+    pub req: Head<'a>,
+    pub req_body: Option<&'a [u8]>,
+    pub resp: Option<Head<'a>>,
+    pub resp_body: Option<&'a [u8]>,
+    pub host_lc: &'a [u8],
+    pub names: &'a [u8],
+}
+
+/// Builds the scratch buffers `HttpBufs` borrows: the lowercased host and the header names of
+/// the side being inspected.
+pub(super) fn http_scratch(
+    req: &Head<'_>,
+    resp: Option<&Head<'_>>,
+    host: &mut Vec<u8>,
+    names: &mut Vec<u8>,
+) {
+    host.clear();
+    if let Some(h) = req.value(b"host") {
+        // Port removed, lowercased (Suricata's normalised host).
+        let h = match h.iter().rposition(|&b| b == b':') {
+            Some(i) if !h.contains(&b']') || h[..i].ends_with(b"]") => &h[..i],
+            _ => h,
+        };
+        host.extend(h.iter().map(u8::to_ascii_lowercase));
+    }
+    match resp {
+        Some(r) => r.names_into(names),
+        None => req.names_into(names),
+    }
+}
+
+fn uri_path(target: &[u8]) -> &[u8] {
+    // Absolute form (proxies): drop scheme and authority.
+    for scheme in [&b"http://"[..], b"https://"] {
+        if target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            let rest = &target[scheme.len()..];
+            return match rest.iter().position(|&b| b == b'/') {
+                Some(i) => &rest[i..],
+                None => b"/",
+            };
+        }
+    }
+    target
+}
+
+impl Buffers for HttpBufs<'_> {
+    fn get(&self, b: Buf) -> Option<&[u8]> {
+        let q = &self.req;
+        // Header-type buffers come from the side being inspected.
+        let side = self.resp.as_ref().unwrap_or(q);
+        match b {
+            Buf::HttpMethod => q.word(0),
+            Buf::HttpUri => q.word(1).map(uri_path),
+            Buf::HttpUriRaw => q.word(1),
+            Buf::HttpRequestLine => Some(q.line),
+            Buf::HttpHost => q.value(b"host").map(|_| self.host_lc),
+            Buf::HttpHostRaw => q.value(b"host"),
+            Buf::HttpUserAgent => q.value(b"user-agent"),
+            Buf::HttpReferer => q.value(b"referer"),
+            Buf::HttpAccept => q.value(b"accept"),
+            Buf::HttpAcceptEnc => q.value(b"accept-encoding"),
+            Buf::HttpAcceptLang => q.value(b"accept-language"),
+            Buf::HttpRequestBody => self.req_body,
+            Buf::HttpCookie => {
+                if self.resp.is_some() {
+                    side.value(b"set-cookie")
+                } else {
+                    q.value(b"cookie")
+                }
+            }
+            Buf::HttpHeader | Buf::HttpHeaderRaw => Some(side.headers),
+            Buf::HttpHeaderNames => Some(self.names),
+            Buf::HttpContentType => side.value(b"content-type"),
+            Buf::HttpContentLen => side.value(b"content-length"),
+            Buf::HttpConnection => side.value(b"connection"),
+            Buf::HttpStart => Some(side.start),
+            Buf::HttpProtocol => {
+                if self.resp.is_some() {
+                    side.word(0)
+                } else {
+                    q.word(2)
+                }
+            }
+            Buf::FileData => {
+                if self.resp.is_some() {
+                    self.resp_body
+                } else {
+                    self.req_body
+                }
+            }
+            Buf::HttpStatCode => self.resp.as_ref()?.word(1),
+            Buf::HttpStatMsg => {
+                let r = self.resp.as_ref()?;
+                let mut it = r.line.splitn(3, |&b| b == b' ');
+                it.next();
+                it.next();
+                Some(it.next().unwrap_or(&[]))
+            }
+            Buf::HttpResponseLine => Some(self.resp.as_ref()?.line),
+            Buf::HttpResponseBody => self.resp_body,
+            Buf::HttpServer => self.resp.as_ref()?.value(b"server"),
+            Buf::HttpLocation => self.resp.as_ref()?.value(b"location"),
+            // Suricata's payload for HTTP rules is the stream; the request head stands in here.
+            Buf::Payload => Some(side.start),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps a message's body up to [`BODY_LIMIT`].
+pub(super) fn keep_body(body: &mut Vec<u8>, data: &[u8]) {
+    let room = BODY_LIMIT.saturating_sub(body.len());
+    body.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// Runs the request hook.
+pub(super) fn http_request(cx: &mut Cx<'_>, flow: &mut Flow, req: &Request, body: &[u8]) {
+    if !cx.sigs.wants(Hook::HttpRequest) || req.head.is_empty() {
+        return;
+    }
+    let head = Head::new(&req.head);
+    let (mut host, mut names) = (std::mem::take(&mut cx.sc_bufs.0), std::mem::take(&mut cx.sc_bufs.1));
+    http_scratch(&head, None, &mut host, &mut names);
+    let bufs = HttpBufs {
+        req: head,
+        req_body: Some(body),
+        resp: None,
+        resp_body: None,
+        host_lc: &host,
+        names: &names,
+    };
+    inspect(cx, flow, 0, Hook::HttpRequest, &bufs, 0);
+    *cx.sc_bufs = (host, names);
+}
+
+/// Runs the response hook.
+pub(super) fn http_response(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    req: &Request,
+    resp: &crate::app::http::Response,
+    body: &[u8],
+) {
+    if !cx.sigs.wants(Hook::HttpResponse) || resp.head.is_empty() {
+        return;
+    }
+    let q = Head::new(&req.head);
+    let r = Head::new(&resp.head);
+    let (mut host, mut names) = (std::mem::take(&mut cx.sc_bufs.0), std::mem::take(&mut cx.sc_bufs.1));
+    http_scratch(&q, Some(&r), &mut host, &mut names);
+    let bufs = HttpBufs {
+        req: q,
+        req_body: None,
+        resp: Some(r),
+        resp_body: Some(body),
+        host_lc: &host,
+        names: &names,
+    };
+    inspect(cx, flow, 1, Hook::HttpResponse, &bufs, 0);
+    *cx.sc_bufs = (host, names);
+}
