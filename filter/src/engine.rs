@@ -1762,7 +1762,7 @@ fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
             let ech = ch.ech;
             if cx.sigs.wants(Hook::TlsClient) {
                 let bufs = detect::HelloBufs {
-                    ch: &ch,
+                    ch: Some(&ch),
                     quic_version: None,
                 };
                 detect::inspect(cx, flow, dir, Hook::TlsClient, &bufs, ch.version);
@@ -2172,7 +2172,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
             quic_event(cx, &m, dir, version, &ch.extensions, Some(&ch));
             if cx.sigs.wants(Hook::Quic) {
                 let bufs = detect::HelloBufs {
-                    ch: &ch,
+                    ch: Some(&ch),
                     quic_version: Some(version.to_be_bytes()),
                 };
                 detect::inspect(cx, flow, dir, Hook::Quic, &bufs, ch.version);
@@ -2215,6 +2215,13 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         Ok(Some(crate::app::quic::Hello::Server(sh))) => {
             let version = q.version;
             quic_event(cx, &m, dir, version, &sh.extensions, None);
+            if cx.sigs.wants(Hook::Quic) {
+                let bufs = detect::HelloBufs {
+                    ch: None,
+                    quic_version: Some(version.to_be_bytes()),
+                };
+                detect::inspect(cx, flow, dir, Hook::Quic, &bufs, 0);
+            }
         }
         Ok(None) => {}
         Err(e) => {
@@ -2327,7 +2334,8 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
         if !d.is_response() {
             check_domain(cx, flow, dir, "dns.query", name, Verdict::Sinkhole);
         }
-        if cx.sigs.wants(Hook::Dns) {
+        // Suricata's dns.query inspects requests.
+        if !d.is_response() && cx.sigs.wants(Hook::Dns) {
             let bufs = detect::DnsBufs {
                 query: name.as_bytes(),
                 payload: msg,

@@ -223,6 +223,10 @@ impl HttpStream {
                     }
                     let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
                     let hex = trim(hex);
+                    if hex.is_empty() {
+                        // Blank lines before a chunk size are tolerated (as libhtp does).
+                        continue;
+                    }
                     match parse_hex(hex) {
                         Some(0) => self.body = Body::Trailer,
                         Some(n) => self.body = Body::ChunkData(n),
@@ -365,7 +369,7 @@ impl HttpStream {
             let status = b
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.parse::<u16>().ok());
-            let (Some(proto), Some(status)) = (a.filter(|p| p.starts_with(b"HTTP/")), status)
+            let (Some(proto), Some(status)) = (a.filter(|p| p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")), status)
             else {
                 out(HttpEvent::Error("http.response_line_invalid"));
                 self.body = Body::Dead;

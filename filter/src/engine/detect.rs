@@ -185,18 +185,21 @@ impl Buffers for DnsBufs<'_> {
 
 /// A ClientHello (TLS or QUIC) and, for QUIC, the version.
 pub(super) struct HelloBufs<'a> {
-    pub ch: &'a ClientHello,
+    /// The ClientHello (none for a QUIC server Initial).
+    pub ch: Option<&'a ClientHello>,
     pub quic_version: Option<[u8; 4]>,
 }
 
 impl Buffers for HelloBufs<'_> {
     fn get(&self, b: Buf) -> Option<&[u8]> {
-        let ch = self.ch;
         let quic = self.quic_version.is_some();
+        if b == Buf::QuicVersion {
+            return self.quic_version.as_ref().map(|v| &v[..]);
+        }
+        let ch = self.ch?;
         match b {
             Buf::TlsSni if !quic => ch.sni.as_deref().map(str::as_bytes),
             Buf::QuicSni if quic => ch.sni.as_deref().map(str::as_bytes),
-            Buf::QuicVersion => self.quic_version.as_ref().map(|v| &v[..]),
             Buf::TlsAlpn => ch.alpn.first().map(String::as_bytes),
             Buf::Ja3Hash => Some(ch.ja3_hash.as_bytes()),
             Buf::Ja3String => Some(ch.ja3.as_bytes()),
