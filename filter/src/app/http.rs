@@ -523,7 +523,7 @@ pub fn probe_request(b: &[u8]) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn run(s: &mut HttpStream, data: &[u8], req: bool) -> Vec<HttpEvent> {
+    fn run<'d>(s: &mut HttpStream, data: &'d [u8], req: bool) -> Vec<HttpEvent<'d>> {
         let mut v = Vec::new();
         s.feed(data, req, &mut |e| v.push(e));
         v

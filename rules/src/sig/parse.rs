@@ -1298,6 +1298,13 @@ impl SigB {
                         .or_else(|_| syn("bad tls.version"))?,
                 });
             }
+            k if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
+            {
+                return syn(format!("'{k}' is not a keyword (a missing ';'?)"))
+            }
             _ => return skip(key, unsupported_reason(key)),
         }
         Ok(())

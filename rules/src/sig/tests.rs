@@ -1,1 +1,446 @@
+//! Keyword semantics on small hand-built inputs.
+
+use std::net::IpAddr;
+
 use super::*;
+
+fn set(rules: &str) -> SigSet {
+    let mut b = SigSetBuilder::default();
+    b.add_text("t.rules", rules);
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    b.build()
+}
+
+struct B(Vec<(Buf, Vec<u8>)>);
+
+impl Buffers for B {
+    fn get(&self, b: Buf) -> Option<&[u8]> {
+        self.0.iter().find(|(x, _)| *x == b).map(|(_, v)| &v[..])
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn pkt(payload: &[u8]) -> Packet<'_> {
+    Packet {
+        src: ip("10.0.0.1"),
+        dst: ip("192.0.2.9"),
+        sport: 40000,
+        dport: 80,
+        proto: 6,
+        app: App::Http,
+        to_server: true,
+        established: true,
+        tcp_flags: 0x18,
+        icmp: (0, 0),
+        payload,
+        now_ns: 0,
+        tls_version: 0,
+    }
+}
+
+fn run(s: &SigSet, hook: Hook, p: &Packet<'_>, bufs: &B, fs: &mut FlowSigs) -> Vec<u64> {
+    let mut sc = Scratch::default();
+    let mut out = Vec::new();
+    s.inspect(hook, p, bufs, fs, &mut sc, &mut |m| {
+        if m.alert {
+            out.push(m.sig.sid)
+        }
+    });
+    out
+}
+
+/// Packet-hook sids for a TCP payload.
+fn payload_hits(rules: &str, payload: &[u8]) -> Vec<u64> {
+    let s = set(rules);
+    let p = pkt(payload);
+    run(
+        &s,
+        Hook::Packet,
+        &p,
+        &B(vec![(Buf::Payload, payload.to_vec())]),
+        &mut FlowSigs::default(),
+    )
+}
+
+fn one(rule_opts: &str, payload: &[u8]) -> bool {
+    let r = format!("alert tcp-pkt any any -> any any ({rule_opts} sid:1;)");
+    !payload_hits(&r, payload).is_empty()
+}
+
+#[test]
+fn content_basics() {
+    assert!(one(r#"content:"evil";"#, b"an evil thing"));
+    assert!(!one(r#"content:"EVIL";"#, b"an evil thing"));
+    assert!(one(r#"content:"EVIL"; nocase;"#, b"an evil thing"));
+    assert!(one(r#"content:"|65 76|il";"#, b"an evil thing"));
+    assert!(one(r#"content:"a|3b|b";"#, b"xa;by"));
+    assert!(one(r#"content:"a\;b";"#, b"xa;by"));
+    assert!(one(r#"content:"q\"t";"#, b"q\"t"));
+}
+
+#[test]
+fn offset_depth_startswith_endswith() {
+    assert!(one(r#"content:"evil"; offset:3;"#, b"an evil"));
+    assert!(!one(r#"content:"evil"; offset:4;"#, b"an evil"));
+    assert!(one(r#"content:"evil"; depth:7;"#, b"an evil"));
+    assert!(!one(r#"content:"evil"; depth:6;"#, b"an evil"));
+    assert!(one(r#"content:"evil"; offset:3; depth:4;"#, b"an evil"));
+    assert!(one(r#"content:"an"; startswith;"#, b"an evil"));
+    assert!(!one(r#"content:"evil"; startswith;"#, b"an evil"));
+    assert!(one(r#"content:"evil"; endswith;"#, b"an evil"));
+    assert!(!one(r#"content:"an"; endswith;"#, b"an evil"));
+    assert!(one(r#"content:"x"; startswith; endswith;"#, b"x"));
+    assert!(!one(r#"content:"x"; startswith; endswith;"#, b"xx"));
+}
+
+#[test]
+fn distance_within_chains_backtrack() {
+    // The first "a" is followed by "b" too far away; the second "a" works.
+    assert!(one(r#"content:"a"; content:"b"; distance:0; within:2;"#, b"a....ab"));
+    assert!(!one(r#"content:"a"; content:"b"; distance:0; within:2;"#, b"a....a..b"));
+    // distance skips bytes after the previous match.
+    assert!(one(r#"content:"GET"; content:"x"; distance:2;"#, b"GET abx"));
+    assert!(!one(r#"content:"GET"; content:"x"; distance:2;"#, b"GET x"));
+    // Negative distance looks back.
+    assert!(one(r#"content:"cd"; content:"bc"; distance:-3; within:2;"#, b"abcd"));
+    // Three-step chain.
+    assert!(one(
+        r#"content:"A"; content:"B"; distance:0; within:3; content:"C"; distance:0; within:3;"#,
+        b"A.B.C A..B"
+    ));
+    assert!(!one(
+        r#"content:"A"; content:"B"; distance:0; within:3; content:"C"; distance:0; within:3;"#,
+        b"A.B...C"
+    ));
+}
+
+#[test]
+fn negated_content() {
+    assert!(one(r#"content:"GET"; content:!"admin";"#, b"GET /index"));
+    assert!(!one(r#"content:"GET"; content:!"admin";"#, b"GET /admin"));
+    // Negation limited to a window after the previous match.
+    assert!(one(
+        r#"content:"GET"; content:!"admin"; distance:0; within:5;"#,
+        b"GET /x......admin"
+    ));
+    assert!(!one(
+        r#"content:"GET"; content:!"admin"; distance:0; within:7;"#,
+        b"GET /admin"
+    ));
+}
+
+#[test]
+fn isdataat() {
+    assert!(one(r#"content:"ab"; isdataat:1,relative;"#, b"abc"));
+    assert!(!one(r#"content:"ab"; isdataat:2,relative;"#, b"abc"));
+    assert!(one(r#"content:"ab"; isdataat:!1,relative;"#, b"xxab"));
+    assert!(!one(r#"content:"ab"; isdataat:!1,relative;"#, b"abc"));
+    assert!(one(r#"content:"a"; isdataat:3;"#, b"abcd"));
+    assert!(!one(r#"content:"a"; isdataat:4;"#, b"abcd"));
+}
+
+#[test]
+fn pcre_flags_and_relative() {
+    assert!(one(r#"pcre:"/ev[a-z]l/";"#, b"an evil"));
+    assert!(!one(r#"pcre:"/EVIL/";"#, b"an evil"));
+    assert!(one(r#"pcre:"/EVIL/i";"#, b"an evil"));
+    assert!(one(r#"content:"an"; pcre:"/^\sevil/R";"#, b"an evil"));
+    assert!(!one(r#"content:"an"; pcre:"/^evil/R";"#, b"an evil"));
+    assert!(one(r#"pcre:!"/admin/";"#, b"GET /"));
+    // `$` without m matches before a final newline, as in PCRE.
+    assert!(one(r#"pcre:"/evil$/";"#, b"an evil\n"));
+    assert!(!one(r#"pcre:"/evil$/";"#, b"an evil\nx"));
+    assert!(one(r#"pcre:"/evil$/m";"#, b"an evil\nx"));
+    // `.` is any byte but newline; `s` lets it match newlines.
+    assert!(!one(r#"pcre:"/a.b/";"#, b"a\nb"));
+    assert!(one(r#"pcre:"/a.b/s";"#, b"a\nb"));
+    assert!(one(r#"pcre:"/\x00\xff/";"#, b"\x00\xff"));
+}
+
+#[test]
+fn pcre_constructs_the_regex_crate_lacks_are_skipped() {
+    for (p, why) in [
+        ("/a(?=b)/", "lookahead"),
+        ("/(?<!a)b/", "lookbehind"),
+        ("/(a)\\1/", "backreference"),
+        ("/(?P<x>a)(?P=x)/", "backreference"),
+        ("/a++/", "possessive"),
+        ("/(?>a)/", "atomic"),
+    ] {
+        let mut b = SigSetBuilder::default();
+        b.add_text("t.rules", &format!("alert tcp any any -> any any (pcre:\"{p}\"; sid:7;)"));
+        assert_eq!(b.len(), 0, "{p}");
+        let e = &b.problems[0];
+        assert_eq!((e.line, e.sid), (1, Some(7)));
+        match &e.kind {
+            RuleErrorKind::Skipped(s) => {
+                assert_eq!(s.keyword, "pcre");
+                assert!(s.reason.contains(why), "{p}: {}", s.reason);
+            }
+            k => panic!("{p}: {k:?}"),
+        }
+    }
+}
+
+#[test]
+fn byte_test_and_jump() {
+    assert!(one(r#"byte_test:2,>,0x100,0;"#, b"\x01\x01"));
+    assert!(!one(r#"byte_test:2,>,0x101,0;"#, b"\x01\x01"));
+    assert!(one(r#"byte_test:2,=,0x0101,0,little;"#, b"\x01\x01"));
+    assert!(one(r#"byte_test:1,&,0x80,1;"#, b"\x00\x81"));
+    assert!(one(r#"byte_test:1,!&,0x80,1;"#, b"\x00\x01"));
+    assert!(one(r#"byte_test:3,=,123,1,string,dec;"#, b"x123"));
+    assert!(one(r#"byte_test:2,!=,5,0;"#, b"\x00\x06"));
+    assert!(one(r#"content:"L"; byte_test:1,=,7,0,relative;"#, b"L\x07"));
+    // Length-prefixed jump: skip 3 bytes, then "ok" right after.
+    assert!(one(
+        r#"byte_jump:1,0; content:"ok"; within:2;"#,
+        b"\x03abcok"
+    ));
+    assert!(!one(r#"byte_jump:1,0; content:"ok"; within:2;"#, b"\x02abcok"));
+    // Out of the buffer: no match.
+    assert!(!one(r#"byte_jump:1,0; content:"x";"#, b"\x09ab"));
+}
+
+#[test]
+fn dsize_flags_bsize() {
+    let r = "alert tcp any any -> any any (dsize:>3; sid:1;)";
+    assert_eq!(payload_hits(r, b"abcd"), [1]);
+    assert!(payload_hits(r, b"abc").is_empty());
+    let r = "alert tcp any any -> any any (dsize:2<>5; sid:1;)";
+    assert_eq!(payload_hits(r, b"abc"), [1]);
+    assert!(payload_hits(r, b"ab").is_empty());
+    // pkt() has PSH|ACK.
+    assert_eq!(payload_hits("alert tcp any any -> any any (flags:PA; sid:1;)", b""), [1]);
+    assert!(payload_hits("alert tcp any any -> any any (flags:S; sid:1;)", b"").is_empty());
+    assert_eq!(payload_hits("alert tcp any any -> any any (flags:A+; sid:1;)", b""), [1]);
+    assert_eq!(payload_hits("alert tcp any any -> any any (flags:!S; sid:1;)", b""), [1]);
+    assert_eq!(payload_hits("alert tcp any any -> any any (flags:P,A; sid:1;)", b""), [1]);
+    let s = set(r#"alert dns any any -> any any (dns.query; bsize:11; content:"example"; sid:1;)"#);
+    let mut p = pkt(b"");
+    p.app = App::Dns;
+    let hit = |q: &str| {
+        run(
+            &s,
+            Hook::Dns,
+            &p,
+            &B(vec![(Buf::DnsQuery, q.as_bytes().to_vec())]),
+            &mut FlowSigs::default(),
+        )
+    };
+    assert_eq!(hit("example.com"), [1]);
+    assert!(hit("example.org.").is_empty());
+}
+
+#[test]
+fn addresses_ports_vars_direction() {
+    let h = |r: &str| payload_hits(r, b"x");
+    // pkt(): 10.0.0.1:40000 -> 192.0.2.9:80; HOME_NET holds 10/8.
+    assert_eq!(h("alert tcp $HOME_NET any -> $EXTERNAL_NET 80 (sid:1;)"), [1]);
+    assert!(h("alert tcp $EXTERNAL_NET any -> $HOME_NET any (sid:1;)").is_empty());
+    assert_eq!(h("alert tcp $EXTERNAL_NET any <> $HOME_NET any (sid:1;)"), [1]);
+    assert_eq!(h("alert tcp [10.0.0.0/8,!10.0.0.2] any -> any [80,443] (sid:1;)"), [1]);
+    assert!(h("alert tcp [10.0.0.0/8,!10.0.0.1] any -> any any (sid:1;)").is_empty());
+    assert!(h("alert tcp any any -> any !80 (sid:1;)").is_empty());
+    assert_eq!(h("alert tcp any 1024: -> any :1023 (sid:1;)"), [1]);
+    assert!(h("alert tcp any any -> any [1:79,81:] (sid:1;)").is_empty());
+    assert_eq!(h("alert tcp any any -> 192.0.2.0/255.255.255.0 any (sid:1;)"), [1]);
+    assert_eq!(h("alert tcp any any -> any $HTTP_PORTS (flow:to_server,established; sid:1;)"), [1]);
+    assert!(h("alert tcp any any -> any any (flow:to_client; sid:1;)").is_empty());
+    assert!(h("alert udp any any -> any any (sid:1;)").is_empty());
+    // Variables from the configuration.
+    let mut v = Vars::default();
+    v.set_addr("HOME_NET", "[192.0.2.0/24]");
+    let mut b = SigSetBuilder::new(v);
+    b.add_text("t", "alert tcp any any -> $HOME_NET any (sid:1;)");
+    let s = b.build();
+    let p = pkt(b"x");
+    assert_eq!(
+        run(&s, Hook::Packet, &p, &B(vec![]), &mut FlowSigs::default()),
+        [1]
+    );
+}
+
+#[test]
+fn flowbits_and_noalert() {
+    let s = set(concat!(
+        "alert tcp-pkt any any -> any any (content:\"login\"; flowbits:set,seen; flowbits:noalert; sid:1;)\n",
+        "alert tcp-pkt any any -> any any (content:\"secret\"; flowbits:isset,seen; sid:2;)\n",
+        "alert tcp-pkt any any -> any any (content:\"secret\"; flowbits:isnotset,seen; sid:3;)\n",
+        "alert tcp-pkt any any -> any any (content:\"logout\"; flowbits:unset,seen; sid:4;)\n",
+    ));
+    let mut fs = FlowSigs::default();
+    let go = |fs: &mut FlowSigs, d: &[u8]| {
+        let p = pkt(d);
+        run(&s, Hook::Packet, &p, &B(vec![(Buf::Payload, d.to_vec())]), fs)
+    };
+    assert_eq!(go(&mut fs, b"secret"), [3]);
+    assert!(go(&mut fs, b"login").is_empty(), "noalert");
+    assert_eq!(go(&mut fs, b"secret"), [2]);
+    assert_eq!(go(&mut fs, b"logout"), [4]);
+    assert_eq!(go(&mut fs, b"secret"), [3]);
+}
+
+#[test]
+fn thresholds() {
+    let s = set(concat!(
+        "alert tcp-pkt any any -> any any (content:\"x\"; threshold:type limit,track by_src,count 2,seconds 60; sid:1;)\n",
+        "alert tcp-pkt any any -> any any (content:\"x\"; threshold:type threshold,track by_src,count 3,seconds 60; sid:2;)\n",
+        "alert tcp-pkt any any -> any any (content:\"x\"; threshold:type both,track by_dst,count 2,seconds 60; sid:3;)\n",
+        "alert tcp-pkt any any -> any any (content:\"x\"; detection_filter:track by_src,count 3,seconds 60; sid:4;)\n",
+    ));
+    let mut sc = Scratch::default();
+    let mut counts = [0u32; 5];
+    for i in 0..7i64 {
+        let mut p = pkt(b"x");
+        p.now_ns = i * 1_000_000_000;
+        s.inspect(
+            Hook::Packet,
+            &p,
+            &B(vec![(Buf::Payload, b"x".to_vec())]),
+            &mut FlowSigs::default(),
+            &mut sc,
+            &mut |m| counts[m.sig.sid as usize] += 1,
+        );
+    }
+    assert_eq!(counts[1..], [2, 2, 1, 4]);
+    // A new window starts after `seconds`.
+    let mut p = pkt(b"x");
+    p.now_ns = 61_000_000_000;
+    let mut got = Vec::new();
+    s.inspect(
+        Hook::Packet,
+        &p,
+        &B(vec![(Buf::Payload, b"x".to_vec())]),
+        &mut FlowSigs::default(),
+        &mut sc,
+        &mut |m| got.push(m.sig.sid),
+    );
+    assert!(got.contains(&1), "{got:?}");
+}
+
+#[test]
+fn pass_stops_other_rules() {
+    let s = set(concat!(
+        "alert tcp-pkt any any -> any any (content:\"x\"; sid:1;)\n",
+        "pass tcp-pkt any any -> any any (content:\"ok\"; sid:2;)\n",
+    ));
+    let mut fs = FlowSigs::default();
+    let p = pkt(b"x ok");
+    let mut sc = Scratch::default();
+    let mut all = Vec::new();
+    s.inspect(
+        Hook::Packet,
+        &p,
+        &B(vec![(Buf::Payload, b"x ok".to_vec())]),
+        &mut fs,
+        &mut sc,
+        &mut |m| all.push((m.sig.sid, m.alert)),
+    );
+    assert_eq!(all, [(2, false)]);
+    assert!(fs.passed);
+    let p = pkt(b"x");
+    assert!(run(&s, Hook::Packet, &p, &B(vec![(Buf::Payload, b"x".to_vec())]), &mut fs).is_empty());
+}
+
+#[test]
+fn sticky_buffers_modifiers_and_transforms() {
+    let s = set(concat!(
+        "alert http any any -> any any (http.method; content:\"POST\"; http.uri; content:\"/up\"; startswith; sid:1;)\n",
+        "alert http any any -> any any (content:\"POST\"; http_method; content:\"/up\"; http_uri; sid:2;)\n",
+        "alert http any any -> any any (uricontent:\"/up\"; sid:3;)\n",
+        "alert http any any -> any any (http.host; dotprefix; content:\".example.com\"; endswith; sid:4;)\n",
+        "alert http any any -> any any (pcre:\"/^\\/up/U\"; sid:5;)\n",
+        "alert http any any -> any any (http.uri; content:\"/up\"; http.method; content:\"GET\"; sid:6;)\n",
+    ));
+    let p = pkt(b"");
+    let b = B(vec![
+        (Buf::HttpMethod, b"POST".to_vec()),
+        (Buf::HttpUri, b"/upload".to_vec()),
+        (Buf::HttpHost, b"example.com".to_vec()),
+    ]);
+    let mut got = run(&s, Hook::HttpRequest, &p, &b, &mut FlowSigs::default());
+    got.sort();
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+    let b = B(vec![(Buf::HttpHost, b"notexample.com".to_vec())]);
+    assert!(run(&s, Hook::HttpRequest, &p, &b, &mut FlowSigs::default()).is_empty());
+}
+
+#[test]
+fn response_rules_see_the_request() {
+    let s = set(concat!(
+        "alert http any any -> any any (flow:to_client; http.uri; content:\"/a\"; http.stat_code; content:\"404\"; sid:1;)\n",
+        "alert http any any -> any any (http.stat_code; content:\"404\"; sid:2;)\n",
+        "alert http any any -> any any (http.header; content:\"X-Y\"; sid:3;)\n",
+    ));
+    assert_eq!(s.sigs().iter().find(|x| x.sid == 1).unwrap().hook, Hook::HttpResponse);
+    assert_eq!(s.sigs().iter().find(|x| x.sid == 2).unwrap().hook, Hook::HttpResponse);
+    let mut p = pkt(b"");
+    p.to_server = false;
+    let b = B(vec![
+        (Buf::HttpUri, b"/a".to_vec()),
+        (Buf::HttpStatCode, b"404".to_vec()),
+        (Buf::HttpHeader, b"X-Y: 1\r\n".to_vec()),
+    ]);
+    let mut got = run(&s, Hook::HttpResponse, &p, &b, &mut FlowSigs::default());
+    got.sort();
+    assert_eq!(got, [1, 2, 3], "header rules without a direction run on responses too");
+    p.to_server = true;
+    let b = B(vec![(Buf::HttpHeader, b"X-Y: 1\r\n".to_vec())]);
+    assert_eq!(run(&s, Hook::HttpRequest, &p, &b, &mut FlowSigs::default()), [3]);
+}
+
+#[test]
+fn stream_matches_span_chunks_once() {
+    let s = set("alert tcp any any -> any any (content:\"SPLITWORD\"; sid:9;)");
+    assert_eq!(s.sigs()[0].hook, Hook::Stream);
+    let mut fs = FlowSigs::default();
+    let mut sc = Scratch::default();
+    let mut hits = 0;
+    for chunk in [&b"xxSPLI"[..], b"TWORDyy", b"again SPLITWORD"] {
+        let p = pkt(chunk);
+        s.inspect_stream(&p, chunk, 0, &mut fs, &mut sc, &mut |_| hits += 1);
+    }
+    assert_eq!(hits, 1, "found across the boundary, and once per direction");
+}
+
+#[test]
+fn errors_and_skips_name_file_line_sid() {
+    let mut b = SigSetBuilder::default();
+    let c = b.add_text(
+        "my.rules",
+        concat!(
+            "# comment\n",
+            "alert tcp any any -> any any (content:\"ok\"; sid:1;)\n",
+            "alert tcp any any -> any any (content:\"x\"; xbits:set,a,track ip_src; sid:2;)\n",
+            "alert tcp any any -> any (content:\"x\"; sid:3;)\n",
+            "alert smtp any any -> any any (content:\"x\"; sid:4;)\n",
+            "alert tcp any any -> any any (content:\"x\"; \\\n  sid:5;)\n",
+            "alert tcp any any -> any any (content:\"dup\"; sid:1;)\n",
+            "alert tcp any any -> any any (content:\"x\"; nocase sid:6;)\n",
+        ),
+    );
+    assert_eq!((c.loaded, c.skipped, c.errors), (2, 2, 3));
+    let msgs: Vec<String> = b.problems.iter().map(|p| p.to_string()).collect();
+    assert!(msgs[0].starts_with("my.rules:3: sid 2: skipped (xbits)"), "{}", msgs[0]);
+    assert!(msgs[1].starts_with("my.rules:4: sid 3: syntax error: header has 6 fields"), "{}", msgs[1]);
+    assert!(msgs[2].contains("my.rules:5: sid 4: skipped (protocol)"), "{}", msgs[2]);
+    assert!(msgs[3].contains("my.rules:8: sid 1: syntax error: duplicate"), "{}", msgs[3]);
+    assert!(msgs[4].starts_with("my.rules:9:"), "{}", msgs[4]);
+    let s = b.build();
+    assert_eq!(s.len(), 2);
+    assert!(s.sigs().iter().any(|x| x.sid == 5 && x.line == 6));
+}
+
+#[test]
+fn alert_fields_from_classtype_and_metadata() {
+    let s = set(r#"alert tcp any any -> any any (msg:"ET TEST a\;b"; content:"x"; classtype:trojan-activity; metadata:created_at 2024_01_01, former_category MALWARE; sid:2000001; rev:7; gid:1;)"#);
+    let sig = &s.sigs()[0];
+    assert_eq!(sig.msg, "ET TEST a;b");
+    assert_eq!((sig.sid, sig.rev, sig.gid, sig.priority), (2000001, 7, 1, 1));
+    assert_eq!(s.category(sig), "A Network Trojan was detected");
+    assert_eq!(sig.metadata.len(), 2);
+}
