@@ -536,8 +536,18 @@ mod tests {
             let mut s = HttpStream::default();
             let mut ev = run(&mut s, &wire[..cut], true);
             ev.extend(run(&mut s, &wire[cut..], true));
+            // The two bodies end (5 bytes, 3 bytes de-chunked).
+            let ends: Vec<u64> = ev
+                .iter()
+                .filter_map(|e| match e {
+                    HttpEvent::BodyEnd(n) => Some(*n),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ends, [5, 3], "cut {cut}");
             let hosts: Vec<_> = ev
                 .iter()
+                .filter(|e| !matches!(e, HttpEvent::BodyEnd(_)))
                 .map(|e| match e {
                     HttpEvent::Request(r) => (
                         r.method.clone(),
