@@ -331,6 +331,14 @@ impl TlsLog {
             + self.server.as_ref().map_or(0, |s| {
                 std::mem::size_of::<ServerHello>() + s.ja3s.capacity() + s.ja3s_hash.capacity()
             })
+            + self.cert.as_ref().map_or(0, |c| {
+                std::mem::size_of::<crate::app::x509::CertInfo>()
+                    + c.subject.capacity()
+                    + c.issuer.capacity()
+                    + c.serial.capacity()
+                    + c.fingerprint.capacity()
+                    + c.sans.iter().map(|x| x.capacity() + 24).sum::<usize>()
+            })
     }
 }
 
@@ -338,6 +346,8 @@ impl TlsLog {
 struct TlsLog {
     client: Option<Box<ClientHello>>,
     server: Option<Box<ServerHello>>,
+    /// The server's leaf certificate (TLS 1.2 and older).
+    cert: Option<Box<crate::app::x509::CertInfo>>,
     logged: bool,
 }
 
@@ -1748,9 +1758,44 @@ fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
     if t[dir].is_done() {
         return;
     }
-    let Some(ev) = t[dir].feed(data, dir == 0) else {
-        return;
-    };
+    t[1].set_keep_certs(true);
+    let ev = t[dir].feed(data, dir == 0);
+    let certs = t[dir].take_certs();
+    let server_done = dir == 1 && t[1].is_done();
+    if let Some(ev) = ev {
+        tls_event(cx, flow, dir, ev);
+    }
+    if let Some(certs) = certs {
+        tls_certs(cx, flow, dir, &certs);
+    }
+    // The tls event waits for the certificate (or the end of the cleartext handshake).
+    if server_done && flow.tls.as_ref().is_some_and(|l| l.server.is_some()) {
+        log_tls(cx, flow);
+    }
+}
+
+/// The server's certificate chain: logged fields from the leaf, and the certificate hook.
+fn tls_certs(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, certs: &[Vec<u8>]) {
+    let Some(leaf) = certs.first() else { return };
+    let info = crate::app::x509::parse(leaf);
+    if info.is_none() {
+        let m = flow.meta;
+        app_anomaly(cx, &m, dir, "tls", "tls.invalid_certificate");
+    }
+    if cx.sigs.wants(Hook::TlsCert) {
+        let v = flow
+            .tls
+            .as_ref()
+            .and_then(|l| l.server.as_ref())
+            .map_or(0, |s| s.version);
+        detect::tls_certs(cx, flow, dir, certs, info.as_ref(), v);
+    }
+    if let Some(info) = info {
+        flow.tls.get_or_insert_with(Box::default).cert = Some(Box::new(info));
+    }
+}
+
+fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
     let m = flow.meta;
     match ev {
         TlsEvent::Client(ch) => {
@@ -1795,9 +1840,8 @@ fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
                 let v = sh.version;
                 detect::inspect(cx, flow, dir, Hook::TlsServer, &detect::ServerBufs(&sh), v);
             }
-            let log = flow.tls.get_or_insert_with(Box::default);
-            log.server = Some(sh);
-            log_tls(cx, flow);
+            // Logged by `tls_data` once the certificate is in (or will not come).
+            flow.tls.get_or_insert_with(Box::default).server = Some(sh);
         }
         TlsEvent::Error(e) => app_anomaly(cx, &m, dir, "tls", e.event()),
     }
@@ -1821,7 +1865,19 @@ fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
             .client
             .as_ref()
             .map(|c| c.versions.iter().copied().max().unwrap_or(c.version)));
+        if let Some(c) = &log.cert {
+            t.str("subject", &c.subject).str("issuerdn", &c.issuer);
+            t.str("serial", &c.serial).str("fingerprint", &c.fingerprint);
+        }
         t.str("version", tls::version_name(ver.unwrap_or(0)));
+        if let Some(c) = &log.cert {
+            if !c.not_before.is_empty() {
+                t.str("notbefore", &c.not_before);
+            }
+            if !c.not_after.is_empty() {
+                t.str("notafter", &c.not_after);
+            }
+        }
         if let Some(ch) = &log.client {
             t.obj("ja3", |j| {
                 j.str("hash", &ch.ja3_hash).str("string", &ch.ja3);

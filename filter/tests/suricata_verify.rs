@@ -31,6 +31,12 @@ const FIELDS: &[&str] = &[
     "dns.",
     "tls.sni",
     "tls.version",
+    "tls.subject",
+    "tls.issuerdn",
+    "tls.serial",
+    "tls.fingerprint",
+    "tls.notbefore",
+    "tls.notafter",
     "tls.ja3",
     "tls.ja3s",
     "tls.ja4",
@@ -74,6 +80,7 @@ const EXPECTED_FAILS: &[(&str, usize, &str)] = &[
     ("dns-reversed-tcp-1", 2, "the same v1 `answer` check, for the reversed direction"),
     ("exception-policy-defrag-01", 3, "the case sets a tiny defrag memcap and the drop exception policy, so Suricata drops one ICMP flow's packets"),
     ("dns__dns-truncated-rname", 0, "Suricata in IDS mode parses to-server data once the server ACKs it (packet 8); Palisade parses on arrival (packet 6), as an inline filter must; the 1025-byte cut itself matches"),
+    ("bug-2646-01", 0, "Suricata in IDS mode parses the server's Certificate once the client ACKs it (packet 12); Palisade on arrival (packet 11), as an inline filter must; subject, issuer, serial, fingerprint and validity match"),
     ("output-multi-eve", 2, "counts HTTP events of one of several eve outputs configured with per-output settings; tshark also sees 3 HTTP transactions"),
 ];
 

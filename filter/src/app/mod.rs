@@ -5,3 +5,4 @@ pub mod dns;
 pub mod http;
 pub mod quic;
 pub mod tls;
+pub mod x509;

@@ -457,7 +457,7 @@ pub fn version_name(v: u16) -> &'static str {
         0x0304 => "TLS 1.3",
         0x0303 => "TLS 1.2",
         0x0302 => "TLS 1.1",
-        0x0301 => "TLS 1.0",
+        0x0301 => "TLSv1",
         0x0300 => "SSLv3",
         0x0002 => "SSLv2",
         _ => "UNDETERMINED",
@@ -487,6 +487,29 @@ pub struct TlsStream {
     v2: bool,
     /// Bytes were fed before: an SSLv2 hello can only start the stream.
     started: bool,
+    /// Server side: go on after the ServerHello (TLS 1.2 and older) to the Certificate.
+    keep_certs: bool,
+    /// The ServerHello was parsed; looking for the Certificate message.
+    after_sh: bool,
+    /// The certificate chain (DER, leaf first), until taken.
+    certs: Option<Vec<Vec<u8>>>,
+}
+
+/// Most certificates kept from one chain.
+pub const MAX_CERTS: usize = 16;
+
+/// The `certificate_list` of a Certificate message body (TLS 1.2 and older), leaf first.
+fn certificate_list(body: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let n = u32::from_be_bytes([0, *body.first()?, *body.get(1)?, *body.get(2)?]) as usize;
+    let mut rest = body.get(3..3 + n)?;
+    let mut out = Vec::new();
+    while rest.len() >= 3 && out.len() < MAX_CERTS {
+        let l = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let c = rest.get(3..3 + l)?;
+        out.push(c.to_vec());
+        rest = &rest[3 + l..];
+    }
+    Some(out)
 }
 
 impl TlsStream {
@@ -497,7 +520,65 @@ impl TlsStream {
 
     /// Bytes held across feeds (charged to the reassembly budget by the caller).
     pub fn held(&self) -> usize {
-        self.rec.capacity() + self.hs.capacity()
+        self.rec.capacity()
+            + self.hs.capacity()
+            + self
+                .certs
+                .as_ref()
+                .map_or(0, |c| c.iter().map(Vec::capacity).sum())
+    }
+
+    /// Server side: after the ServerHello of TLS 1.2 or older, go on to the Certificate message
+    /// (then [`TlsStream::take_certs`]).
+    pub fn set_keep_certs(&mut self, on: bool) {
+        self.keep_certs = on;
+    }
+
+    /// The certificate chain, once parsed (leaf first, DER).
+    pub fn take_certs(&mut self) -> Option<Vec<Vec<u8>>> {
+        self.certs.take()
+    }
+
+    /// Handshake messages after the ServerHello: stop at the Certificate or ServerHelloDone.
+    fn drain_after_sh(&mut self) {
+        loop {
+            if self.hs.len() < 4 {
+                return;
+            }
+            let hlen = u32::from_be_bytes([0, self.hs[1], self.hs[2], self.hs[3]]) as usize;
+            if hlen > MAX_HANDSHAKE {
+                self.done = true;
+                return;
+            }
+            if self.hs.len() < 4 + hlen {
+                return;
+            }
+            match self.hs[0] {
+                11 => {
+                    self.certs = certificate_list(&self.hs[4..4 + hlen]);
+                    self.done = true;
+                    return;
+                }
+                14 => {
+                    self.done = true;
+                    return;
+                }
+                _ => {
+                    self.hs.drain(..4 + hlen);
+                }
+            }
+        }
+    }
+
+    /// After a parsed hello: whether to keep going, with the bytes that followed it.
+    fn continue_after(&mut self, ev: &Option<TlsEvent>, msg: &[u8], is_client: bool) {
+        if let Some(TlsEvent::Server(sh)) = ev {
+            if self.keep_certs && !is_client && sh.version < 0x0304 && msg.len() >= 4 {
+                let hlen = u32::from_be_bytes([0, msg[1], msg[2], msg[3]]) as usize;
+                self.after_sh = true;
+                self.hs = msg.get(4 + hlen..).unwrap_or(&[]).to_vec();
+            }
+        }
     }
 
     /// Feeds in-order bytes; returns at most one event (the hello, or an error).
@@ -535,6 +616,7 @@ impl TlsStream {
                 Err(e) => TlsEvent::Error(e),
             });
         }
+        let mut stash = None;
         while !self.done && !data.is_empty() {
             // Complete a partial record header/body first.
             let record: &[u8];
@@ -545,7 +627,7 @@ impl TlsStream {
                 self.rec.extend_from_slice(&data[..take]);
                 data = &data[take..];
                 if self.rec.len() < 5 {
-                    return None;
+                    return stash;
                 }
                 let len = u16::from_be_bytes([self.rec[3], self.rec[4]]) as usize;
                 let want = 5 + len - self.rec.len().min(5 + len);
@@ -553,7 +635,7 @@ impl TlsStream {
                 self.rec.extend_from_slice(&data[..take]);
                 data = &data[take..];
                 if self.rec.len() < 5 + len {
-                    return None;
+                    return stash;
                 }
                 owned = std::mem::take(&mut self.rec);
                 record = &owned;
@@ -561,7 +643,7 @@ impl TlsStream {
                 let len = u16::from_be_bytes([data[3], data[4]]) as usize;
                 if data.len() < 5 + len {
                     self.rec.extend_from_slice(data);
-                    return None;
+                    return stash;
                 }
                 record = &data[..5 + len];
                 data = &data[5 + len..];
@@ -574,17 +656,37 @@ impl TlsStream {
                 self.rec.clear();
             }
             if ev.is_some() {
+                if self.after_sh && stash.is_none() {
+                    // The ServerHello: report it, and go on to the Certificate.
+                    stash = ev;
+                    self.drain_after_sh();
+                    continue;
+                }
                 self.done = true;
                 self.rec = Vec::new();
                 self.hs = Vec::new();
                 return ev;
             }
         }
-        None
+        if self.done {
+            self.rec = Vec::new();
+            self.hs = Vec::new();
+        }
+        stash
     }
 
     fn on_record(&mut self, rec: &[u8], is_client: bool) -> Option<TlsEvent> {
         let ctype = rec[0];
+        if self.after_sh {
+            // Anything but handshake (ChangeCipherSpec, alert) ends the cleartext part.
+            if ctype != 22 || self.hs.len() + rec.len() > MAX_HANDSHAKE + 4 {
+                self.done = true;
+                return None;
+            }
+            self.hs.extend_from_slice(&rec[5..]);
+            self.drain_after_sh();
+            return None;
+        }
         if !(20..=24).contains(&ctype) || rec[1] != 3 {
             return Some(TlsEvent::Error(TlsError::Malformed));
         }
@@ -606,12 +708,16 @@ impl TlsStream {
             let r = on_message(&hs, is_client);
             if r.is_none() {
                 self.hs = hs;
+            } else {
+                self.continue_after(&r, &hs, is_client);
             }
             return r;
         }
         let r = on_message(frag, is_client);
         if r.is_none() {
             self.hs.extend_from_slice(frag);
+        } else {
+            self.continue_after(&r, frag, is_client);
         }
         r
     }

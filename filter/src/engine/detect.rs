@@ -222,6 +222,58 @@ impl Buffers for ServerBufs<'_> {
     }
 }
 
+/// The server's certificates: the leaf's fields, and one chain entry as `tls.certs`.
+struct CertBufs<'a> {
+    info: Option<&'a crate::app::x509::CertInfo>,
+    der: &'a [u8],
+    san: Option<&'a [u8]>,
+}
+
+impl Buffers for CertBufs<'_> {
+    fn get(&self, b: Buf) -> Option<&[u8]> {
+        match b {
+            Buf::TlsCerts => Some(self.der),
+            Buf::TlsSubjectAltName => self.san,
+            _ => {
+                let i = self.info?;
+                Some(
+                    match b {
+                        Buf::TlsCertSubject => &i.subject,
+                        Buf::TlsCertIssuer => &i.issuer,
+                        Buf::TlsCertSerial => &i.serial,
+                        Buf::TlsCertFingerprint => &i.fingerprint,
+                        _ => return None,
+                    }
+                    .as_bytes(),
+                )
+            }
+        }
+    }
+}
+
+/// Runs the certificate hook: the leaf with its fields and first DNS name, then each further
+/// chain entry (`tls.certs`) and each further DNS name (`tls.subjectaltname`). A signature of
+/// this hook alerts at most once per flow.
+pub(super) fn tls_certs(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    certs: &[Vec<u8>],
+    info: Option<&crate::app::x509::CertInfo>,
+    version: u16,
+) {
+    let sans: &[String] = info.map_or(&[], |i| &i.sans);
+    let n = certs.len().max(sans.len());
+    for k in 0..n {
+        let bufs = CertBufs {
+            info: if k == 0 { info } else { None },
+            der: certs.get(k).map_or(&[][..], |c| &c[..]),
+            san: sans.get(k).map(|s| s.as_bytes()),
+        };
+        inspect(cx, flow, dir, Hook::TlsCert, &bufs, version);
+    }
+}
+
 /// One HTTP head, cut into its parts.
 #[derive(Default)]
 pub(super) struct Head<'a> {

@@ -353,7 +353,8 @@ impl SigSet {
             if !header_ok(s, p, hook) {
                 continue;
             }
-            if hook == Hook::Stream && flow.stream_alerted.contains(&si) {
+            let once = matches!(hook, Hook::Stream | Hook::TlsCert);
+            if once && flow.stream_alerted.contains(&si) {
                 continue;
             }
             if !bits_ok(s, flow) {
@@ -374,7 +375,7 @@ impl SigSet {
                 continue;
             }
             apply_bits(s, flow);
-            if hook == Hook::Stream && flow.stream_alerted.len() < 256 {
+            if once && flow.stream_alerted.len() < 256 {
                 flow.stream_alerted.push(si);
             }
             let alert = !s.noalert && (s.action != SigAction::Pass || s.pass_alert);

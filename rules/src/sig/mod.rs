@@ -128,8 +128,10 @@ pub enum Hook {
     Dns,
     /// A TLS ClientHello.
     TlsClient,
-    /// A TLS ServerHello (and certificates, when they are parsed).
+    /// A TLS ServerHello.
     TlsServer,
+    /// The server's certificates (TLS 1.2 and older send them in clear).
+    TlsCert,
     /// A QUIC ClientHello.
     Quic,
     /// A complete HTTP request (head, and body up to the inspection limit).
@@ -139,7 +141,7 @@ pub enum Hook {
 }
 
 /// Number of hooks.
-pub const HOOKS: usize = 8;
+pub const HOOKS: usize = 9;
 
 macro_rules! buffers {
     ($( $v:ident = $name:literal, $dir:ident, $hook:ident; )*) => {
@@ -197,6 +199,12 @@ buffers! {
     Ja4Hash = "ja4.hash", Any, TlsClient;
     Ja3sHash = "ja3s.hash", Any, TlsServer;
     Ja3sString = "ja3s.string", Any, TlsServer;
+    TlsCertSubject = "tls.cert_subject", Any, TlsCert;
+    TlsCertIssuer = "tls.cert_issuer", Any, TlsCert;
+    TlsCertSerial = "tls.cert_serial", Any, TlsCert;
+    TlsCertFingerprint = "tls.cert_fingerprint", Any, TlsCert;
+    TlsCerts = "tls.certs", Any, TlsCert;
+    TlsSubjectAltName = "tls.subjectaltname", Any, TlsCert;
     QuicSni = "quic.sni", Any, Quic;
     QuicVersion = "quic.version", Any, Quic;
     HttpUri = "http.uri", Request, HttpRequest;

@@ -599,6 +599,12 @@ fn sticky(name: &str) -> Option<Buf> {
         "ja4.hash" => Buf::Ja4Hash,
         "ja3s.hash" | "ja3s_hash" => Buf::Ja3sHash,
         "ja3s.string" | "ja3s_string" => Buf::Ja3sString,
+        "tls.cert_subject" | "tls_cert_subject" => Buf::TlsCertSubject,
+        "tls.cert_issuer" | "tls_cert_issuer" => Buf::TlsCertIssuer,
+        "tls.cert_serial" | "tls_cert_serial" => Buf::TlsCertSerial,
+        "tls.cert_fingerprint" | "tls_cert_fingerprint" => Buf::TlsCertFingerprint,
+        "tls.certs" => Buf::TlsCerts,
+        "tls.subjectaltname" => Buf::TlsSubjectAltName,
         "quic.sni" => Buf::QuicSni,
         "quic.version" => Buf::QuicVersion,
         "http.uri" => Buf::HttpUri,
@@ -1461,11 +1467,7 @@ fn unsupported_reason(k: &str) -> String {
         "base64_decode" | "base64_data" => format!("{k} is not supported"),
         "stream_size" => "stream_size is not supported".into(),
         "dataset" | "datarep" => format!("{k} is not supported"),
-        "tls.certs" | "tls.cert_subject" | "tls.cert_issuer" | "tls.cert_serial"
-        | "tls_cert_subject" | "tls_cert_issuer" | "tls_cert_serial" | "tls.subjectaltname"
-        | "tls.cert_fingerprint" | "tls_cert_fingerprint" | "tls.cert_chain_len" => {
-            format!("{k}: certificates are not parsed (TLS 1.2 Certificate messages)")
-        }
+        "tls.cert_chain_len" => "tls.cert_chain_len is not supported".into(),
         _ => format!("keyword '{k}' is not supported"),
     }
 }
