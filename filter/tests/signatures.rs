@@ -258,3 +258,106 @@ fn suricata_verify_alerts() {
     );
     assert!(pass >= 20, "{pass}");
 }
+
+fn et_open(data: &Path) -> PathBuf {
+    data.join("signatures/et-open-suricata-5.0-enhanced-2024-04-21")
+}
+
+#[test]
+fn et_open_loads_and_fires_on_the_cases_that_use_it() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let t = std::time::Instant::now();
+    let mut b = SigSetBuilder::default();
+    b.add_path(&et_open(&data)).unwrap();
+    let loaded = b.len();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &b.problems {
+        match &p.kind {
+            RuleErrorKind::Skipped(s) => *reasons.entry(s.reason.clone()).or_default() += 1,
+            RuleErrorKind::Syntax(m) => panic!("Suricata loads every ET Open rule: {p} ({m})"),
+        }
+    }
+    let total = loaded + b.problems.len();
+    let set = b.build();
+    eprintln!(
+        "ET Open: {loaded} of {total} loaded ({:.2}%), built in {:?}",
+        loaded as f64 * 100.0 / total as f64,
+        t.elapsed()
+    );
+    for (r, n) in &reasons {
+        eprintln!("  skipped {n:4}  {r}");
+    }
+    assert_eq!(total, 23_445, "the set's active rules");
+    assert!(loaded * 100 >= total * 98, "{loaded} of {total}");
+    let et_sids: std::collections::HashSet<u64> = set.sigs().iter().map(|s| s.sid).collect();
+    // Cases whose own rules are ET rules: the whole set must raise what the case expects.
+    let root = data.join("pcaps/suricata-verify");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join("test.yaml")) else {
+            continue;
+        };
+        let mut case_sids = Vec::new();
+        for r in std::fs::read_dir(&dir).unwrap().flatten() {
+            if r.path().extension().is_some_and(|e| e == "rules") {
+                let t = std::fs::read_to_string(r.path()).unwrap();
+                case_sids.extend(t.lines().filter_map(|l| {
+                    let i = l.find("sid:")?;
+                    l[i + 4..].split(';').next()?.trim().parse::<u64>().ok()
+                }));
+            }
+        }
+        let y: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let Some(checks) = y.get("checks").and_then(|c| c.as_sequence()) else {
+            continue;
+        };
+        let mut want: Vec<(u64, u64)> = Vec::new();
+        for c in checks {
+            let Some(f) = c.get("filter") else { continue };
+            let Some(m) = f.get("match") else { continue };
+            if m.get("event_type").and_then(|v| v.as_str()) != Some("alert") || m.as_mapping().is_some_and(|m| m.len() != 2) {
+                continue;
+            }
+            let (Some(sid), Some(n)) = (
+                m.get("alert.signature_id").and_then(|v| v.as_u64()),
+                f.get("count").and_then(|v| v.as_u64()),
+            ) else {
+                continue;
+            };
+            if (2_000_000..2_200_000).contains(&sid) && case_sids.contains(&sid) && et_sids.contains(&sid) {
+                want.push((sid, n));
+            }
+        }
+        if want.is_empty() {
+            continue;
+        }
+        let mut pcaps: Vec<PathBuf> = match y.get("pcap").and_then(|p| p.as_str()) {
+            Some(p) => vec![dir.join(p)],
+            None => common::captures(&dir),
+        };
+        pcaps.retain(|p| p.exists());
+        let evs = replay_with(&pcaps, Config::default(), set.clone());
+        for (sid, n) in want {
+            let got = evs
+                .iter()
+                .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == sid)
+                .count() as u64;
+            checked += 1;
+            if got != n {
+                failures.push(format!("{}: sid {sid}: want {n}, got {got}", dir.display()));
+            }
+        }
+    }
+    eprintln!("ET Open on suricata-verify cases that use ET rules: {checked} checks");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(checked >= 1, "{checked}");
+}
