@@ -76,3 +76,23 @@ for name in ("domains/malicious/urlhaus-filter/urlhaus-filter-hosts-online.txt",
             save("intel", b"\n".join(lines[i:i + 40]))
 save("intel", b"||a.example^\n@@||b.a.example^\n10.0.0.0/8\nhttp://c.example/x.php\n/gate.php\n")
 print({t: len(os.listdir(os.path.join(out, t))) for t in os.listdir(out)})
+
+# Rule seeds: the suricata-verify rules files and a slice of ET Open, one rule per seed; matcher
+# seeds pair a rule with a payload from the captures.
+sig_root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+rule_lines = []
+for d, _, fs in os.walk(os.path.join(sig_root, "pcaps", "suricata-verify")):
+    for f in fs:
+        if f.endswith(".rules"):
+            rule_lines += [l for l in open(os.path.join(d, f), errors="replace").read().splitlines() if l.strip() and not l.startswith("#")]
+et = os.path.join(sig_root, "signatures", "et-open-suricata-5.0-enhanced-2024-04-21")
+if os.path.isdir(et):
+    for f in sorted(os.listdir(et)):
+        if f.endswith(".rules"):
+            ls = [l for l in open(os.path.join(et, f), errors="replace").read().splitlines() if l.startswith("alert")]
+            rule_lines += ls[::97]
+for l in rule_lines:
+    save("rules", l.encode())
+payloads = [open(os.path.join(out, "http", f), "rb").read() for f in sorted(os.listdir(os.path.join(out, "http")))[:64]] if os.path.isdir(os.path.join(out, "http")) else [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]
+for i, l in enumerate(rule_lines[:400]):
+    save("sigmatch", l.encode() + b"\0" + payloads[i % len(payloads)])

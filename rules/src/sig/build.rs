@@ -268,7 +268,9 @@ impl SigSetBuilder {
                     continue;
                 };
                 let n = keys.len() as u32;
+                let max_len = keys.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                 idx[slot].pf.push(Prefilter {
+                    max_len,
                     buf,
                     transforms: tr,
                     ac,
@@ -377,6 +379,8 @@ pub(crate) struct Prefilter {
     pub sigs: Vec<Vec<u32>>,
     /// First pattern's global number (for the scratch's seen-stamps).
     pub base: u32,
+    /// Longest pattern.
+    pub max_len: usize,
 }
 
 #[derive(Debug)]

@@ -302,6 +302,23 @@ impl SigSet {
         sc: &mut Scratch,
         out: &mut dyn FnMut(Matched<'s>),
     ) {
+        self.inspect_from(hook, p, bufs, flow, sc, out, 0, 0)
+    }
+
+    /// As [`SigSet::inspect`]; the prefilter scans the payload from `old` bytes on, less the
+    /// longest pattern (the bytes before were scanned with the previous chunk).
+    #[allow(clippy::too_many_arguments)]
+    fn inspect_from<'s>(
+        &'s self,
+        hook: Hook,
+        p: &Packet<'_>,
+        bufs: &dyn Buffers,
+        flow: &mut FlowSigs,
+        sc: &mut Scratch,
+        out: &mut dyn FnMut(Matched<'s>),
+        old: usize,
+        base: usize,
+    ) {
         if flow.passed {
             return;
         }
@@ -329,7 +346,12 @@ impl SigSet {
                 continue;
             };
             let data = apply_transforms(raw, &pf.transforms, &mut sc.tbuf);
-            for m in pf.ac.find_overlapping_iter(data) {
+            let from = if pf.buf == Buf::Payload {
+                old.saturating_sub(pf.max_len.saturating_sub(1)).min(data.len())
+            } else {
+                0
+            };
+            for m in pf.ac.find_overlapping_iter(&data[from..]) {
                 let pid = m.pattern().as_usize();
                 let gid = pf.base as usize + pid;
                 if sc.pat_stamp[gid] == gen {
@@ -366,7 +388,7 @@ impl SigSet {
                     _ => continue,
                 }
             }
-            if !self.lists_match(s, bufs, sc) {
+            if !self.lists_match(s, bufs, sc, base) {
                 continue;
             }
             if !threshold_ok(s, p, sc) {
@@ -389,7 +411,10 @@ impl SigSet {
 
     /// Inspects a TCP stream chunk: the chunk is matched together with the last
     /// [`STREAM_TAIL`] bytes before it, so patterns spanning chunk boundaries are found; each
-    /// stream signature alerts at most once per flow and direction.
+    /// stream signature alerts at most once per flow and direction. The prefilter scans only
+    /// the new bytes (and the longest pattern's length before them), so old bytes are not
+    /// scanned again; a signature is evaluated when its fast pattern ends in the new bytes, or
+    /// always when it has none.
     #[allow(clippy::too_many_arguments)]
     pub fn inspect_stream<'s>(
         &'s self,
@@ -411,7 +436,9 @@ impl SigSet {
                 (b == Buf::Payload).then_some(self.0)
             }
         }
-        self.inspect(Hook::Stream, p, &W(&window), flow, sc, out);
+        let old = flow.tail[dir].len();
+        let base = (flow.stream_off[dir] as usize).saturating_sub(old);
+        self.inspect_from(Hook::Stream, p, &W(&window), flow, sc, out, old, base);
         let keep = window.len().min(STREAM_TAIL);
         let t = &mut flow.tail[dir];
         t.clear();
@@ -420,7 +447,7 @@ impl SigSet {
         sc.window = window;
     }
 
-    fn lists_match(&self, s: &Sig, bufs: &dyn Buffers, sc: &mut Scratch) -> bool {
+    fn lists_match(&self, s: &Sig, bufs: &dyn Buffers, sc: &mut Scratch, base: usize) -> bool {
         for l in &s.lists {
             let Some(raw) = bufs.get(l.buf) else {
                 return false;
@@ -429,9 +456,14 @@ impl SigSet {
             if data.is_empty() && l.buf == Buf::Payload {
                 return false;
             }
-            let mut budget = MAX_STEPS;
-            if !self.run(&l.steps, 0, data, 0, &mut budget) {
-                if budget == 0 {
+            // Absolute positions count from the start of the stream for stream payloads.
+            let base = if l.buf == Buf::Payload { base } else { 0 };
+            let mut st = RunState {
+                budget: MAX_STEPS,
+                base,
+            };
+            if !self.run(&l.steps, 0, data, 0, &mut st) {
+                if st.budget == 0 {
                     sc.step_limit_hits += 1;
                 }
                 return false;
@@ -441,34 +473,34 @@ impl SigSet {
     }
 
     /// Evaluates `steps[i..]` with the cursor at `prev`.
-    fn run(&self, steps: &[Step], i: usize, buf: &[u8], prev: usize, budget: &mut u32) -> bool {
+    fn run(&self, steps: &[Step], i: usize, buf: &[u8], prev: usize, st: &mut RunState) -> bool {
         let Some(step) = steps.get(i) else {
             return true;
         };
-        if *budget == 0 {
+        if st.budget == 0 {
             return false;
         }
-        *budget -= 1;
+        st.budget -= 1;
         let retry = steps.get(i + 1).is_some_and(is_relative);
         match step {
             Step::Content(c) => {
-                let Some((lo, hi)) = window(c, buf.len(), prev) else {
-                    return c.negated && self.run(steps, i + 1, buf, prev, budget);
+                let Some((lo, hi)) = window(c, buf.len(), prev, st.base) else {
+                    return c.negated && self.run(steps, i + 1, buf, prev, st);
                 };
                 if c.negated {
                     return find(c, buf, lo, hi).is_none()
-                        && self.run(steps, i + 1, buf, prev, budget);
+                        && self.run(steps, i + 1, buf, prev, st);
                 }
                 let mut from = lo;
                 while let Some(pos) = find(c, buf, from, hi) {
                     let end = pos + c.pat.len();
-                    if self.run(steps, i + 1, buf, end, budget) {
+                    if self.run(steps, i + 1, buf, end, st) {
                         return true;
                     }
-                    if !retry || *budget == 0 {
+                    if !retry || st.budget == 0 {
                         return false;
                     }
-                    *budget -= 1;
+                    st.budget -= 1;
                     from = pos + 1;
                 }
                 false
@@ -482,20 +514,20 @@ impl SigSet {
                 let hay = buf.get(start..).unwrap_or(&[]);
                 let re = &self.inner.regexes[*re];
                 if *negated {
-                    return !re.is_match(hay) && self.run(steps, i + 1, buf, prev, budget);
+                    return !re.is_match(hay) && self.run(steps, i + 1, buf, prev, st);
                 }
                 let mut at = 0;
                 while at <= hay.len() {
                     let Some(m) = re.find_at(hay, at) else {
                         return false;
                     };
-                    if self.run(steps, i + 1, buf, start + m.end(), budget) {
+                    if self.run(steps, i + 1, buf, start + m.end(), st) {
                         return true;
                     }
-                    if !retry || *budget == 0 {
+                    if !retry || st.budget == 0 {
                         return false;
                     }
-                    *budget -= 1;
+                    st.budget -= 1;
                     at = m.start() + 1;
                 }
                 false
@@ -508,11 +540,11 @@ impl SigSet {
                 let has = if *relative {
                     prev + *n as usize <= buf.len()
                 } else {
-                    (*n as usize) < buf.len()
+                    (*n as usize) < buf.len() + st.base
                 };
-                has != *negated && self.run(steps, i + 1, buf, prev, budget)
+                has != *negated && self.run(steps, i + 1, buf, prev, st)
             }
-            Step::Bsize(c) => c.test(buf.len() as u64) && self.run(steps, i + 1, buf, prev, budget),
+            Step::Bsize(c) => c.test(buf.len() as u64) && self.run(steps, i + 1, buf, prev, st),
             Step::ByteTest {
                 bytes,
                 op,
@@ -522,7 +554,11 @@ impl SigSet {
                 fmt,
                 bitmask,
             } => {
-                let base = if *relative { prev as i64 } else { 0 } + *offset as i64;
+                let base = if *relative {
+                    prev as i64
+                } else {
+                    -(st.base as i64)
+                } + *offset as i64;
                 let Some(v) = read_num(buf, base, *bytes, *fmt) else {
                     return false;
                 };
@@ -542,7 +578,7 @@ impl SigSet {
                     ByteOp::And(n) => v & n != 0,
                     ByteOp::Xor(n) => v ^ n != 0,
                 };
-                r != *negated && self.run(steps, i + 1, buf, prev, budget)
+                r != *negated && self.run(steps, i + 1, buf, prev, st)
             }
             Step::ByteJump {
                 bytes,
@@ -556,7 +592,11 @@ impl SigSet {
                 post_offset,
                 bitmask,
             } => {
-                let base = if *relative { prev as i64 } else { 0 } + *offset as i64;
+                let base = if *relative {
+                    prev as i64
+                } else {
+                    -(st.base as i64)
+                } + *offset as i64;
                 let Some(v) = read_num(buf, base, *bytes, *fmt) else {
                     return false;
                 };
@@ -579,10 +619,16 @@ impl SigSet {
                 if to < 0 || to > buf.len() as i128 {
                     return false;
                 }
-                self.run(steps, i + 1, buf, to as usize, budget)
+                self.run(steps, i + 1, buf, to as usize, st)
             }
         }
     }
+}
+
+/// Backtracking budget, and where the buffer starts in its stream (0 but for stream chunks).
+struct RunState {
+    budget: u32,
+    base: usize,
 }
 
 fn is_relative(s: &Step) -> bool {
@@ -597,7 +643,7 @@ fn is_relative(s: &Step) -> bool {
 }
 
 /// Where a content may match: start at or after `lo`, end at or before `hi`.
-fn window(c: &Content, len: usize, prev: usize) -> Option<(usize, usize)> {
+fn window(c: &Content, len: usize, prev: usize, base: usize) -> Option<(usize, usize)> {
     let (lo, hi) = if c.relative() {
         let d = c.distance.unwrap_or(0) as i64;
         let lo = (prev as i64 + d).max(0) as usize;
@@ -608,8 +654,11 @@ fn window(c: &Content, len: usize, prev: usize) -> Option<(usize, usize)> {
         (lo, hi.min(len))
     } else {
         let lo = c.offset as usize;
-        let hi = c.depth.map_or(len, |d| lo.saturating_add(d as usize));
-        (lo, hi.min(len))
+        let hi = c.depth.map_or(usize::MAX, |d| lo.saturating_add(d as usize));
+        if hi != usize::MAX && hi <= base {
+            return None;
+        }
+        (lo.saturating_sub(base), hi.saturating_sub(base).min(len))
     };
     let (lo, hi) = if c.endswith {
         (lo.max(len.saturating_sub(c.pat.len())), hi)

@@ -444,3 +444,27 @@ fn alert_fields_from_classtype_and_metadata() {
     assert_eq!(s.category(sig), "A Network Trojan was detected");
     assert_eq!(sig.metadata.len(), 2);
 }
+
+#[test]
+fn stream_offsets_count_from_the_stream_start() {
+    let s = set(concat!(
+        "alert tcp any any -> any any (content:\"abc\"; depth:3; sid:1;)\n",
+        "alert tcp any any -> any any (content:\"xyz\"; offset:10; depth:3; sid:2;)\n",
+        "alert tcp any any -> any any (content:\"HEAD\"; startswith; sid:3;)\n",
+    ));
+    let mut fs = FlowSigs::default();
+    let mut sc = Scratch::default();
+    let mut hits = Vec::new();
+    // "abc" at stream offset 10 is past depth 3; "xyz" at 10 is where sid 2 wants it.
+    for chunk in [&b"0123456789"[..], b"abcHEAD", b"xyz"] {
+        let p = pkt(chunk);
+        s.inspect_stream(&p, chunk, 0, &mut fs, &mut sc, &mut |m| hits.push(m.sig.sid));
+    }
+    assert!(hits.is_empty(), "{hits:?}");
+    let mut fs = FlowSigs::default();
+    for chunk in [&b"0123456789"[..], b"xyz"] {
+        let p = pkt(chunk);
+        s.inspect_stream(&p, chunk, 0, &mut fs, &mut sc, &mut |m| hits.push(m.sig.sid));
+    }
+    assert_eq!(hits, [2]);
+}
