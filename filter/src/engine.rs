@@ -1838,7 +1838,15 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
         TlsEvent::Server(sh) => {
             if cx.sigs.wants(Hook::TlsServer) {
                 let v = sh.version;
-                detect::inspect(cx, flow, dir, Hook::TlsServer, &detect::ServerBufs(&sh), v);
+                let ch = flow.tls.as_mut().and_then(|l| l.client.take());
+                let bufs = detect::ServerBufs {
+                    sh: &sh,
+                    ch: ch.as_deref(),
+                };
+                detect::inspect(cx, flow, dir, Hook::TlsServer, &bufs, v);
+                if let (Some(l), Some(ch)) = (flow.tls.as_mut(), ch) {
+                    l.client = Some(ch);
+                }
             }
             // Logged by `tls_data` once the certificate is in (or will not come).
             flow.tls.get_or_insert_with(Box::default).server = Some(sh);

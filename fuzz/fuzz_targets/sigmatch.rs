@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
             payload,
             now_ns: i as i64,
             tls_version: 0x0303,
+            vlan: [0; 3],
         };
         let mut fs = FlowSigs::default();
         for h in HOOKS {

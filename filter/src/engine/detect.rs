@@ -104,6 +104,7 @@ fn run<'r>(
         payload: cx.pk.payload,
         now_ns: cx.now,
         tls_version,
+        vlan: m.vlan,
     };
     let fs = flow.sigs.get_or_insert_with(Box::default);
     let mut hits: [Option<Matched<'r>>; MAX_HITS] = [None; MAX_HITS];
@@ -192,38 +193,45 @@ pub(super) struct HelloBufs<'a> {
 
 impl Buffers for HelloBufs<'_> {
     fn get(&self, b: Buf) -> Option<&[u8]> {
-        let quic = self.quic_version.is_some();
         if b == Buf::QuicVersion {
             return self.quic_version.as_ref().map(|v| &v[..]);
         }
-        let ch = self.ch?;
-        match b {
-            Buf::TlsSni if !quic => ch.sni.as_deref().map(str::as_bytes),
-            Buf::QuicSni if quic => ch.sni.as_deref().map(str::as_bytes),
-            Buf::TlsAlpn => ch.alpn.first().map(String::as_bytes),
-            Buf::Ja3Hash => Some(ch.ja3_hash.as_bytes()),
-            Buf::Ja3String => Some(ch.ja3.as_bytes()),
-            Buf::Ja4Hash => Some(ch.ja4.as_bytes()),
-            _ => None,
-        }
+        client_buf(self.ch?, b, self.quic_version.is_some())
     }
 }
 
-/// A ServerHello.
-pub(super) struct ServerBufs<'a>(pub &'a ServerHello);
+/// A ClientHello's buffers (TLS, or QUIC when `quic`).
+fn client_buf(ch: &ClientHello, b: Buf, quic: bool) -> Option<&[u8]> {
+    match b {
+        Buf::TlsSni if !quic => ch.sni.as_deref().map(str::as_bytes),
+        Buf::QuicSni if quic => ch.sni.as_deref().map(str::as_bytes),
+        Buf::TlsAlpn => ch.alpn.first().map(String::as_bytes),
+        Buf::Ja3Hash => Some(ch.ja3_hash.as_bytes()),
+        Buf::Ja3String => Some(ch.ja3.as_bytes()),
+        Buf::Ja4Hash => Some(ch.ja4.as_bytes()),
+        _ => None,
+    }
+}
+
+/// A ServerHello, with the flow's ClientHello.
+pub(super) struct ServerBufs<'a> {
+    pub sh: &'a ServerHello,
+    pub ch: Option<&'a ClientHello>,
+}
 
 impl Buffers for ServerBufs<'_> {
     fn get(&self, b: Buf) -> Option<&[u8]> {
         match b {
-            Buf::Ja3sHash => Some(self.0.ja3s_hash.as_bytes()),
-            Buf::Ja3sString => Some(self.0.ja3s.as_bytes()),
-            _ => None,
+            Buf::Ja3sHash => Some(self.sh.ja3s_hash.as_bytes()),
+            Buf::Ja3sString => Some(self.sh.ja3s.as_bytes()),
+            _ => client_buf(self.ch?, b, false),
         }
     }
 }
 
 /// The server's certificates: the leaf's fields, and one chain entry as `tls.certs`.
 struct CertBufs<'a> {
+    ch: Option<&'a ClientHello>,
     info: Option<&'a crate::app::x509::CertInfo>,
     der: &'a [u8],
     san: Option<&'a [u8]>,
@@ -234,6 +242,9 @@ impl Buffers for CertBufs<'_> {
         match b {
             Buf::TlsCerts => Some(self.der),
             Buf::TlsSubjectAltName => self.san,
+            Buf::TlsSni | Buf::TlsAlpn | Buf::Ja3Hash | Buf::Ja3String | Buf::Ja4Hash => {
+                client_buf(self.ch?, b, false)
+            }
             _ => {
                 let i = self.info?;
                 Some(
@@ -264,13 +275,18 @@ pub(super) fn tls_certs(
 ) {
     let sans: &[String] = info.map_or(&[], |i| &i.sans);
     let n = certs.len().max(sans.len());
+    let ch = flow.tls.as_mut().and_then(|l| l.client.take());
     for k in 0..n {
         let bufs = CertBufs {
+            ch: ch.as_deref(),
             info: if k == 0 { info } else { None },
             der: certs.get(k).map_or(&[][..], |c| &c[..]),
             san: sans.get(k).map(|s| s.as_bytes()),
         };
         inspect(cx, flow, dir, Hook::TlsCert, &bufs, version);
+    }
+    if let (Some(l), Some(ch)) = (flow.tls.as_mut(), ch) {
+        l.client = Some(ch);
     }
 }
 

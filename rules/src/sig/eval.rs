@@ -37,6 +37,8 @@ pub struct Packet<'a> {
     pub now_ns: i64,
     /// TLS hello legacy version (TLS hooks).
     pub tls_version: u16,
+    /// 802.1Q tags, outermost first (0: none).
+    pub vlan: [u16; 3],
 }
 
 /// Buffers the engine provides for one inspection.
@@ -284,6 +286,29 @@ fn header_ok(s: &Sig, p: &Packet<'_>, hook: Hook) -> bool {
     }
     if let Some(v) = s.tls_version {
         if p.tls_version != v {
+            return false;
+        }
+    }
+    let layers = p.vlan.iter().take_while(|&&v| v != 0).count();
+    if let Some(c) = s.vlan_layers {
+        if !c.test(layers as u64) {
+            return false;
+        }
+    }
+    for &(c, layer) in &s.vlan_ids {
+        let ids = &p.vlan[..layers];
+        let ok = match layer {
+            None => ids.iter().any(|&v| c.test(v as u64)),
+            Some(VLAN_ALL) => !ids.is_empty() && ids.iter().all(|&v| c.test(v as u64)),
+            Some(i) => {
+                let idx = if i < 0 { layers as i64 + i as i64 } else { i as i64 };
+                usize::try_from(idx)
+                    .ok()
+                    .and_then(|k| ids.get(k))
+                    .is_some_and(|&v| c.test(v as u64))
+            }
+        };
+        if !ok {
             return false;
         }
     }

@@ -254,6 +254,8 @@ pub enum Cmp {
     Ge(u64),
     /// Strictly between (`a<>b`).
     Between(u64, u64),
+    /// Inclusive range (`a-b`, as `vlan.id` writes it).
+    Range(u64, u64),
 }
 
 impl Cmp {
@@ -267,6 +269,7 @@ impl Cmp {
             Cmp::Gt(a) => v > a,
             Cmp::Ge(a) => v >= a,
             Cmp::Between(a, b) => v > a && v < b,
+            Cmp::Range(a, b) => v >= a && v <= b,
         }
     }
 }
@@ -580,6 +583,11 @@ pub struct Sig {
     pub ip_proto: Option<u8>,
     /// `tls.version` (the hello's legacy version, e.g. 0x0303).
     pub tls_version: Option<u16>,
+    /// `vlan.id` conditions: the comparison and the layer (`None`: any layer; `Some(i)`: that
+    /// layer, negative from the innermost; [`VLAN_ALL`]: every layer).
+    pub vlan_ids: Vec<(Cmp, Option<i8>)>,
+    /// `vlan.layers`.
+    pub vlan_layers: Option<Cmp>,
     /// Content lists by buffer.
     pub lists: Vec<List>,
     /// Flowbit conditions and actions, in rule order.
@@ -597,6 +605,9 @@ pub struct Sig {
     /// 1-based line.
     pub line: u32,
 }
+
+/// The `all` layer selector of `vlan.id`.
+pub const VLAN_ALL: i8 = i8::MAX;
 
 /// `flags` modifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -244,6 +244,8 @@ fn parse_inner(
             icode: None,
             ip_proto: None,
             tls_version: None,
+            vlan_ids: Vec::new(),
+            vlan_layers: None,
             lists: Vec::new(),
             flowbits: Vec::new(),
             noalert: false,
@@ -1275,6 +1277,30 @@ impl SigB {
                 };
                 self.sig.tcp_flags = Some((flag_bits(f)?, ignore, mode));
             }
+            "vlan.layers" => self.sig.vlan_layers = Some(parse_cmp(need(key)?, key)?),
+            "vlan.id" => {
+                let v = need(key)?;
+                let (id, layer) = match v.split_once(',') {
+                    Some((a, b)) => (a.trim(), Some(b.trim())),
+                    None => (v, None),
+                };
+                let layer = match layer {
+                    None => None,
+                    Some("all") => Some(VLAN_ALL),
+                    Some(l) => match l.parse::<i8>() {
+                        Ok(n) if (-3..=2).contains(&n) => Some(n),
+                        _ => return syn(format!("vlan.id: bad layer '{l}'")),
+                    },
+                };
+                let cmp = match id.split_once('-') {
+                    Some((a, b)) if !a.is_empty() => match (parse_u64(a), parse_u64(b)) {
+                        (Some(a), Some(b)) if a <= b => Cmp::Range(a, b),
+                        _ => return syn(format!("vlan.id: bad range '{id}'")),
+                    },
+                    _ => parse_cmp(id, key)?,
+                };
+                self.sig.vlan_ids.push((cmp, layer));
+            }
             "itype" => self.sig.itype = Some(parse_cmp(need(key)?, key)?),
             "icode" => self.sig.icode = Some(parse_cmp(need(key)?, key)?),
             "ip_proto" => {
@@ -1395,9 +1421,12 @@ fn hook_of(s: &Sig) -> R<Hook> {
         } else {
             h
         };
+        let tls = |x: Hook| matches!(x, Hook::TlsClient | Hook::TlsServer | Hook::TlsCert);
         match hook {
             None => hook = Some(h),
             Some(x) if x == h => {}
+            // The ClientHello is known when the server's hello and certificates are inspected.
+            Some(x) if tls(x) && tls(h) => hook = Some(x.max(h)),
             Some(x) => {
                 return skip(
                     l.buf.name(),

@@ -38,6 +38,7 @@ fn pkt(payload: &[u8]) -> Packet<'_> {
         payload,
         now_ns: 0,
         tls_version: 0,
+        vlan: [0; 3],
     }
 }
 
