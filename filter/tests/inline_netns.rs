@@ -964,3 +964,80 @@ fn quic_initials_with_listed_names_are_dropped() {
         "downgrade-unknown lets a readable, allowed name through"
     );
 }
+
+#[test]
+fn signatures_drop_and_reject_inline_and_reload() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("r");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.85.0.1/24"], &srv, &["10.85.0.2/24"], "9");
+    lab.servers(&srv, &["10.85.0.2"]);
+    let d = lab.dir.display().to_string();
+    std::fs::write(lab.dir.join("block.txt"), "unused.invalid\n").unwrap();
+    // A reject on an HTTP URI, a drop on a TLS SNI, and an alert-only rule.
+    std::fs::write(
+        lab.dir.join("lab.rules"),
+        concat!(
+            "reject http $HOME_NET any -> any any (msg:\"LAB reject admin\"; flow:established,to_server; http.uri; content:\"/admin\"; startswith; classtype:web-application-attack; sid:1000001; rev:2;)\n",
+            "drop tls any any -> any 443 (msg:\"LAB drop evil SNI\"; flow:to_server; tls.sni; content:\"evil.example\"; endswith; nocase; classtype:trojan-activity; sid:1000002; rev:1;)\n",
+            "alert http any any -> any any (msg:\"LAB curl UA\"; http.user_agent; content:\"curl/\"; startswith; sid:1000003; rev:1;)\n",
+        ),
+    )
+    .unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 24 --fail open"
+    ));
+    lab.palisade(
+        &cli,
+        24,
+        &format!("--rules {d}/lab.rules --var HOME_NET=[10.85.0.0/16] --pidfile {d}/pid"),
+        "inline.log",
+    );
+    let log = lab.file("inline.log");
+    assert!(log.contains("rules: 3 loaded, 0 skipped, 0 errors"), "{log}");
+    let (rc, code, _) = curl(&cli, "http://10.85.0.2/index");
+    assert_eq!((rc, code.as_str()), (0, "200"), "allowed URI");
+    let (rc, _, t) = curl(&cli, "http://10.85.0.2/admin/x");
+    assert_eq!(rc, 56, "reject resets the connection");
+    assert!(t < 1.0, "{t}");
+    let (rc, _, _) = curl(&cli, "--resolve www.evil.example:443:10.85.0.2 https://www.evil.example/");
+    assert!(rc == 35 || rc == 28 || rc == 56, "dropped ClientHello: curl exit {rc}");
+    let (rc, code, _) = curl(&cli, "--resolve ok.example:443:10.85.0.2 https://ok.example/");
+    assert_eq!((rc, code.as_str()), (0, "200"), "allowed SNI");
+    let alerts = lab.alerts();
+    let by_sid = |sid: u64| -> Vec<&serde_json::Value> {
+        alerts
+            .iter()
+            .filter(|a| a["alert"]["signature_id"] == sid)
+            .collect()
+    };
+    let rej = by_sid(1_000_001);
+    assert_eq!(rej.len(), 1, "{alerts:?}");
+    assert_eq!(rej[0]["alert"]["action"], "blocked");
+    assert_eq!(rej[0]["alert"]["rev"], 2);
+    assert_eq!(rej[0]["alert"]["signature"], "LAB reject admin");
+    assert_eq!(rej[0]["alert"]["category"], "Web Application Attack");
+    assert_eq!(rej[0]["alert"]["severity"], 1);
+    assert_eq!(rej[0]["palisade"]["rule"]["line"], 1);
+    assert_eq!(rej[0]["palisade"]["inline"]["action"], "reset");
+    let drop = by_sid(1_000_002);
+    assert_eq!(drop.len(), 1, "{alerts:?}");
+    assert_eq!(drop[0]["palisade"]["inline"]["action"], "drop");
+    assert_eq!(drop[0]["palisade"]["inline"]["before_server_payload"], true);
+    let ua = by_sid(1_000_003);
+    assert!(ua.len() >= 2, "alert-only rule on every request: {}", ua.len());
+    assert!(ua.iter().all(|a| a["alert"]["action"] == "allowed"));
+    // Reload with the reject rule removed: /admin passes.
+    std::fs::write(
+        lab.dir.join("lab.rules"),
+        "alert http any any -> any any (msg:\"LAB admin seen\"; http.uri; content:\"/admin\"; sid:1000004;)\n",
+    )
+    .unwrap();
+    must(&format!("{BIN} reload --pidfile {d}/pid"));
+    wait_until(Duration::from_secs(5), || lab.file("inline.log").contains("reload 1 ok"));
+    let (rc, code, _) = curl(&cli, "http://10.85.0.2/admin/x");
+    assert_eq!((rc, code.as_str()), (0, "200"), "after reload");
+    assert!(lab.alerts().iter().any(|a| a["alert"]["signature_id"] == 1_000_004));
+}
