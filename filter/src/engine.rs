@@ -59,6 +59,10 @@ pub struct Config {
     pub quic: QuicPolicy,
     /// What to do with encrypted ClientHellos (TLS and QUIC).
     pub ech: EchPolicy,
+    /// Match signatures' payload content against TLS records after the handshake (Suricata's
+    /// `encryption-handling: full`); off by default, as Suricata's default: the encrypted bytes
+    /// of a TLS flow are not searched, its hellos and certificates are.
+    pub inspect_encrypted: bool,
 }
 
 /// QUIC policy.
@@ -125,6 +129,7 @@ impl Default for Config {
             tap_streams: false,
             quic: QuicPolicy::Allow,
             ech: EchPolicy::Allow,
+            inspect_encrypted: false,
         }
     }
 }
@@ -504,6 +509,7 @@ struct Cx<'a> {
     tap: Option<&'a mut Vec<TapRecord>>,
     quic: QuicPolicy,
     ech: EchPolicy,
+    inspect_encrypted: bool,
     sigs: &'a SigSet,
     sc: &'a mut Scratch,
     sc_bufs: &'a mut (Vec<u8>, Vec<u8>),
@@ -545,6 +551,7 @@ impl<'a> Cx<'a> {
             tap: cfg.tap_streams.then_some(stream_tap),
             quic: cfg.quic,
             ech: cfg.ech,
+            inspect_encrypted: cfg.inspect_encrypted,
             sigs: sig.0,
             sc: sig.1,
             sc_bufs: sig.2,
@@ -872,12 +879,18 @@ impl Engine {
             udp_packet(&mut cx, flow, dir, seg.payload);
         }
         if cx.sigs.wants(Hook::Packet) {
+            // Payload content is not searched in encrypted TLS records (header keywords are).
+            let payload = if detect::encrypted(&cx, flow) {
+                &[][..]
+            } else {
+                seg.payload
+            };
             detect::inspect(
                 &mut cx,
                 flow,
                 dir,
                 Hook::Packet,
-                &detect::PktBufs(seg.payload),
+                &detect::PktBufs(payload),
                 0,
             );
         }
@@ -1664,7 +1677,7 @@ fn app_chunk(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, c: Chunk<'_>) {
         }
     }
     app_data(cx, flow, dir, data);
-    if cx.sigs.wants(Hook::Stream) {
+    if cx.sigs.wants(Hook::Stream) && !detect::encrypted(cx, flow) {
         detect::inspect_stream(cx, flow, dir, data);
     }
 }

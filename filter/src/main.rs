@@ -53,6 +53,8 @@ usage:
       skipped counts by reason; exit 1 on syntax errors. --verbose names every skipped rule.
   Signatures: replay, inline and capture take --rules PATH (repeatable; a file or a directory)
       and --var NAME=VALUE (HOME_NET, EXTERNAL_NET, HTTP_PORTS, ...; Suricata's defaults apply).
+      As Suricata by default, payload content is not searched in TLS records after the
+      handshake; --inspect-encrypted searches them too.
   palisade --version | --help
 
 exit codes: 0 ok, 1 bad input or usage, 2 internal error";
@@ -964,6 +966,7 @@ fn engine_option(
                 .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
         }
         "--no-flow-events" => cfg.flow_events = false,
+        "--inspect-encrypted" => cfg.inspect_encrypted = true,
         "--no-vlan-tracking" => cfg.vlan_tracking = false,
         "--dns-port" => {
             let v = val("--dns-port")?;

@@ -35,6 +35,15 @@ fn app_of(a: AppProto) -> App {
     }
 }
 
+/// A TLS flow past its cleartext handshake (the ServerHello parsed and the server's cleartext
+/// part, certificates included, over), unless encrypted records are to be inspected.
+pub(super) fn encrypted(cx: &Cx<'_>, f: &Flow) -> bool {
+    !cx.inspect_encrypted
+        && f.app == AppProto::Tls
+        && f.tls.as_ref().is_some_and(|l| l.server.is_some())
+        && matches!(&f.parser, Parser::Tls(t) if t[1].is_done())
+}
+
 fn established(f: &Flow) -> bool {
     match f.meta.proto {
         6 => !matches!(

@@ -229,23 +229,75 @@ impl SigSetBuilder {
         let mut idx: Vec<HookIndex> = (0..HOOKS * CLASSES_PER_HOOK)
             .map(|_| HookIndex::default())
             .collect();
-        let mut pats: Vec<BTreeMap<(Buf, Vec<Transform>), Vec<(Vec<u8>, u32)>>> =
+        // Keyed by buffer, transforms and direction (0: to server, 1: to client); a signature
+        // without a direction is in both, so each inspection scans one automaton per buffer.
+        let mut pats: Vec<BTreeMap<(Buf, Vec<Transform>, u8, bool), Vec<(Vec<u8>, u32)>>> =
             (0..HOOKS * CLASSES_PER_HOOK).map(|_| BTreeMap::new()).collect();
         for (i, s) in sigs.iter().enumerate() {
             let fp = fast_pattern(s);
+            let dirs: &[u8] = if s.flow.to_server {
+                &[0]
+            } else if s.flow.to_client {
+                &[1]
+            } else {
+                &[0, 1]
+            };
             for slot in slots(s) {
                 match &fp {
-                    Some((buf, tr, pat)) => pats[slot]
-                        .entry((*buf, tr.clone()))
-                        .or_default()
-                        .push((pat.clone(), i as u32)),
-                    None => idx[slot].always.push(i as u32),
+                    Some((buf, tr, pat)) => {
+                        // Packet rules whose dsize caps the payload at SMALL bytes or less have their
+                        // own automaton, not scanned for bigger packets.
+                        let small = s.hook == Hook::Packet
+                            && s.dsize.and_then(max_of).is_some_and(|m| m <= SMALL as u64);
+                        for &d in dirs {
+                            pats[slot]
+                                .entry((*buf, tr.clone(), d, small))
+                                .or_default()
+                                .push((pat.clone(), i as u32))
+                        }
+                    }
+                    None => {
+                        // Packet rules without a pattern are found by a narrow address list,
+                        // else by their ports, else by a broad address list; the rest run on
+                        // every packet.
+                        let (mut src, mut dst) = (Vec::new(), Vec::new());
+                        let src_ok = plain_prefixes(&s.src, &mut src);
+                        let dst_ok = plain_prefixes(&s.dst, &mut dst);
+                        let narrow = |v: &[(std::net::IpAddr, u8)]| {
+                            v.iter().all(|(a, l)| *l >= if a.is_ipv4() { 16 } else { 32 })
+                        };
+                        let mut ports = Vec::new();
+                        let by_port = plain_ports(&s.dport, &mut ports) || {
+                            ports.clear();
+                            plain_ports(&s.sport, &mut ports)
+                        };
+                        let x = &mut idx[slot];
+                        if s.hook != Hook::Packet {
+                            x.always.push(i as u32);
+                        } else if src_ok && narrow(&src) {
+                            src.iter().for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
+                        } else if dst_ok && narrow(&dst) {
+                            dst.iter().for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
+                        } else if by_port {
+                            for p in ports {
+                                let e = x.by_port.entry(p).or_default();
+                                if e.last() != Some(&(i as u32)) {
+                                    e.push(i as u32);
+                                }
+                            }
+                        } else if src_ok || dst_ok {
+                            let v = if src_ok { &src } else { &dst };
+                            v.iter().for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
+                        } else {
+                            x.always.push(i as u32)
+                        }
+                    }
                 }
             }
         }
         let mut pattern_base = 0u32;
         for (slot, m) in pats.into_iter().enumerate() {
-            for ((buf, tr), list) in m {
+            for ((buf, tr, dir, small), list) in m {
                 // One pattern per distinct byte string; each lists its signatures.
                 let mut uniq: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
                 for (p, s) in list {
@@ -256,9 +308,21 @@ impl SigSetBuilder {
                 let mut keys: Vec<_> = uniq.into_iter().collect();
                 keys.sort();
                 let patterns: Vec<&[u8]> = keys.iter().map(|(k, _)| &k[..]).collect();
+                // Payloads and bodies (every byte of the traffic) get a DFA, one table lookup per
+                // byte; the small app-layer buffers a contiguous NFA, which takes far less memory.
+                let bulk = matches!(
+                    buf,
+                    Buf::Payload | Buf::FileData | Buf::HttpResponseBody | Buf::HttpRequestBody
+                );
+                let kind = if bulk {
+                    aho_corasick::AhoCorasickKind::DFA
+                } else {
+                    aho_corasick::AhoCorasickKind::ContiguousNFA
+                };
                 let Ok(ac) = AhoCorasick::builder()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
+                    .kind(Some(kind))
                     .build(&patterns)
                 else {
                     // Too many patterns for the automaton: evaluate them all instead.
@@ -269,8 +333,14 @@ impl SigSetBuilder {
                 };
                 let n = keys.len() as u32;
                 let max_len = keys.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+                let min_len = keys.iter().map(|(k, _)| k.len()).min().unwrap_or(0);
+                let short = keys.iter().filter(|(k, _)| k.len() < 4).count();
                 idx[slot].pf.push(Prefilter {
+                    small,
                     max_len,
+                    min_len,
+                    short,
+                    dir,
                     buf,
                     transforms: tr,
                     ac,
@@ -368,6 +438,92 @@ fn fast_pattern(s: &Sig) -> Option<(Buf, Vec<Transform>, Vec<u8>)> {
 pub(crate) struct HookIndex {
     pub always: Vec<u32>,
     pub pf: Vec<Prefilter>,
+    /// Signatures without a fast pattern whose source or destination is a list of addresses:
+    /// found by looking the packet's addresses up, not evaluated on every packet.
+    pub by_addr: AddrIndex,
+    /// Signatures without a fast pattern and with a few explicit ports: port -> signatures.
+    pub by_port: HashMap<u16, Vec<u32>>,
+}
+
+/// The ports of a plain port list (at most 64, no `any`, no negation), if it is one.
+fn plain_ports(e: &PortExpr, out: &mut Vec<u16>) -> bool {
+    match e {
+        PortExpr::Range(a, b) => {
+            if (*b as usize) - (*a as usize) >= 64 || out.len() > 64 {
+                return false;
+            }
+            out.extend(*a..=*b);
+            true
+        }
+        PortExpr::List(items) => !items.is_empty() && items.iter().all(|i| plain_ports(i, out)),
+        PortExpr::Any | PortExpr::Not(_) => false,
+    }
+}
+
+/// Address prefixes to signatures: one hash table per prefix length in use.
+#[derive(Debug, Default)]
+pub(crate) struct AddrIndex {
+    /// (prefix length, IPv6) -> masked address -> signatures.
+    tables: Vec<((u8, bool), HashMap<u128, Vec<u32>>)>,
+}
+
+impl AddrIndex {
+    fn key(a: std::net::IpAddr, len: u8) -> (u128, bool) {
+        match a {
+            std::net::IpAddr::V4(v) => {
+                let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
+                ((u32::from(v) & m) as u128, false)
+            }
+            std::net::IpAddr::V6(v) => {
+                let m = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
+                (u128::from(v) & m, true)
+            }
+        }
+    }
+
+    fn insert(&mut self, a: std::net::IpAddr, len: u8, sig: u32) {
+        let (k, v6) = Self::key(a, len);
+        let t = match self.tables.iter_mut().position(|(l, _)| *l == (len, v6)) {
+            Some(i) => &mut self.tables[i].1,
+            None => {
+                self.tables.push(((len, v6), HashMap::new()));
+                &mut self.tables.last_mut().expect("just pushed").1
+            }
+        };
+        let e = t.entry(k).or_default();
+        if e.last() != Some(&sig) {
+            e.push(sig);
+        }
+    }
+
+    /// Calls `f` with every signature indexed under a prefix holding `a`.
+    pub fn lookup(&self, a: std::net::IpAddr, f: &mut impl FnMut(u32)) {
+        let v6 = a.is_ipv6();
+        for ((len, t6), t) in &self.tables {
+            if *t6 != v6 {
+                continue;
+            }
+            if let Some(v) = t.get(&Self::key(a, *len).0) {
+                v.iter().for_each(|&s| f(s));
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+/// The prefixes of a plain address list (no `any`, no negation), if it is one.
+fn plain_prefixes(e: &AddrExpr, out: &mut Vec<(std::net::IpAddr, u8)>) -> bool {
+    match e {
+        AddrExpr::Net(a, l) => {
+            out.push((*a, *l));
+            true
+        }
+        AddrExpr::List(items) => !items.is_empty() && items.iter().all(|i| plain_prefixes(i, out)),
+        AddrExpr::Any | AddrExpr::Not(_) => false,
+    }
 }
 
 #[derive(Debug)]
@@ -381,6 +537,28 @@ pub(crate) struct Prefilter {
     pub base: u32,
     /// Longest pattern.
     pub max_len: usize,
+    /// Shortest pattern.
+    pub min_len: usize,
+    /// Patterns under 4 bytes.
+    pub short: usize,
+    /// 0: packets to the server, 1: to the client.
+    pub dir: u8,
+    /// Only for payloads of at most [`SMALL`] bytes.
+    pub small: bool,
+}
+
+/// Payload size under which packet rules capped by `dsize` are looked for.
+pub(crate) const SMALL: usize = 256;
+
+/// The largest value a comparison allows, if bounded.
+fn max_of(c: Cmp) -> Option<u64> {
+    match c {
+        Cmp::Eq(n) | Cmp::Le(n) => Some(n),
+        Cmp::Lt(n) => Some(n.saturating_sub(1)),
+        Cmp::Between(_, b) => Some(b.saturating_sub(1)),
+        Cmp::Range(_, b) => Some(b),
+        Cmp::Ne(_) | Cmp::Gt(_) | Cmp::Ge(_) => None,
+    }
 }
 
 #[derive(Debug)]
@@ -440,7 +618,34 @@ impl SigSet {
         let b = hook as usize * CLASSES_PER_HOOK;
         self.inner.idx[b..b + CLASSES_PER_HOOK]
             .iter()
-            .any(|i| !i.always.is_empty() || !i.pf.is_empty())
+            .any(|i| {
+                !i.always.is_empty()
+                    || !i.pf.is_empty()
+                    || !i.by_addr.is_empty()
+                    || !i.by_port.is_empty()
+            })
+    }
+
+    /// Per index slot (hook x transport): signatures always evaluated, prefilter patterns.
+    pub fn index_stats(&self) -> Vec<(usize, usize, usize)> {
+        self.inner
+            .idx
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (i, x.always.len(), x.pf.iter().map(|p| p.sigs.len()).sum()))
+            .collect()
+    }
+
+    /// Prefilter pattern lengths per slot and buffer: (slot, buffer, dir, patterns, shortest,
+    /// patterns under 4 bytes).
+    pub fn pattern_stats(&self) -> Vec<(usize, Buf, u8, usize, usize, usize)> {
+        let mut v = Vec::new();
+        for (i, x) in self.inner.idx.iter().enumerate() {
+            for p in &x.pf {
+                v.push((i, p.buf, p.dir, p.sigs.len(), p.min_len, p.short));
+            }
+        }
+        v
     }
 
     /// Approximate heap bytes of the prefilter automata.

@@ -356,7 +356,11 @@ impl SigSet {
         let Some(index) = inner.idx.get(slot) else {
             return;
         };
-        if index.always.is_empty() && index.pf.is_empty() {
+        if index.always.is_empty()
+            && index.pf.is_empty()
+            && index.by_addr.is_empty()
+            && index.by_port.is_empty()
+        {
             return;
         }
         sc.next_gen(inner.sigs.len(), inner.patterns);
@@ -366,7 +370,30 @@ impl SigSet {
         for &s in &index.always {
             sc.stamp[s as usize] = gen;
         }
+        {
+            let (stamp, cand) = (&mut sc.stamp, &mut sc.cand);
+            let mut add = |s: u32| {
+                if stamp[s as usize] != gen {
+                    stamp[s as usize] = gen;
+                    cand.push(s);
+                }
+            };
+            for a in [p.src, p.dst] {
+                index.by_addr.lookup(a, &mut add);
+            }
+            if !index.by_port.is_empty() {
+                for port in [p.sport, p.dport] {
+                    if let Some(v) = index.by_port.get(&port) {
+                        v.iter().for_each(|&s| add(s));
+                    }
+                }
+            }
+        }
+        let dir = u8::from(!p.to_server);
         for pf in &index.pf {
+            if pf.dir != dir || pf.small && p.payload.len() > super::build::SMALL {
+                continue;
+            }
             let Some(raw) = bufs.get(pf.buf) else {
                 continue;
             };
