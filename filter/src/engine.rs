@@ -1003,16 +1003,16 @@ impl Engine {
             .find_map(|(a, field)| intel.match_addr(a).map(|h| (h, field, a)));
         if let Some((hit, field, addr)) = hit {
             let mut cx = Cx::new(
-            out,
-            intel,
-            stats,
-            dns,
-            cfg,
-            stream_tap,
-            (sigs, sig_scratch, sig_bufs),
-            now,
-            pkt,
-        );
+                out,
+                intel,
+                stats,
+                dns,
+                cfg,
+                stream_tap,
+                (sigs, sig_scratch, sig_bufs),
+                now,
+                pkt,
+            );
             let flow = flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
             let mut buf = [0u8; 45];
@@ -1888,7 +1888,8 @@ fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
             .map(|c| c.versions.iter().copied().max().unwrap_or(c.version)));
         if let Some(c) = &log.cert {
             t.str("subject", &c.subject).str("issuerdn", &c.issuer);
-            t.str("serial", &c.serial).str("fingerprint", &c.fingerprint);
+            t.str("serial", &c.serial)
+                .str("fingerprint", &c.fingerprint);
         }
         t.str("version", tls::version_name(ver.unwrap_or(0)));
         if let Some(c) = &log.cert {

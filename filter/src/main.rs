@@ -11,8 +11,8 @@ use palisade::engine::{Config, EchPolicy, Engine, Mode, QuicPolicy};
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
 use palisade::respond::Sinkhole;
-use palisade_rules::{Action, IntelBuilder, IntelSet};
 use palisade_rules::sig::{RuleErrorKind, SigSet, SigSetBuilder, Vars};
+use palisade_rules::{Action, IntelBuilder, IntelSet};
 
 const USAGE: &str = "\
 usage:
@@ -368,7 +368,10 @@ fn rule_option(
             let Some((k, x)) = v.split_once('=') else {
                 return Err(Usage(format!("--var {v}: expected NAME=VALUE")));
             };
-            r.vars.push((k.trim().trim_start_matches('$').to_owned(), x.trim().to_owned()));
+            r.vars.push((
+                k.trim().trim_start_matches('$').to_owned(),
+                x.trim().to_owned(),
+            ));
         }
         _ => return Ok(false),
     }
@@ -438,7 +441,9 @@ fn rules_check(args: &[String]) -> Result<ExitCode, Usage> {
         }
     }
     if r.paths.is_empty() {
-        return Err(Usage("rules check needs at least one file or directory".into()));
+        return Err(Usage(
+            "rules check needs at least one file or directory".into(),
+        ));
     }
     let t = std::time::Instant::now();
     let mut b = rule_builder(&r);

@@ -996,15 +996,27 @@ fn signatures_drop_and_reject_inline_and_reload() {
         "inline.log",
     );
     let log = lab.file("inline.log");
-    assert!(log.contains("rules: 3 loaded, 0 skipped, 0 errors"), "{log}");
+    assert!(
+        log.contains("rules: 3 loaded, 0 skipped, 0 errors"),
+        "{log}"
+    );
     let (rc, code, _) = curl(&cli, "http://10.85.0.2/index");
     assert_eq!((rc, code.as_str()), (0, "200"), "allowed URI");
     let (rc, _, t) = curl(&cli, "http://10.85.0.2/admin/x");
     assert_eq!(rc, 56, "reject resets the connection");
     assert!(t < 1.0, "{t}");
-    let (rc, _, _) = curl(&cli, "--resolve www.evil.example:443:10.85.0.2 https://www.evil.example/");
-    assert!(rc == 35 || rc == 28 || rc == 56, "dropped ClientHello: curl exit {rc}");
-    let (rc, code, _) = curl(&cli, "--resolve ok.example:443:10.85.0.2 https://ok.example/");
+    let (rc, _, _) = curl(
+        &cli,
+        "--resolve www.evil.example:443:10.85.0.2 https://www.evil.example/",
+    );
+    assert!(
+        rc == 35 || rc == 28 || rc == 56,
+        "dropped ClientHello: curl exit {rc}"
+    );
+    let (rc, code, _) = curl(
+        &cli,
+        "--resolve ok.example:443:10.85.0.2 https://ok.example/",
+    );
     assert_eq!((rc, code.as_str()), (0, "200"), "allowed SNI");
     let alerts = lab.alerts();
     let by_sid = |sid: u64| -> Vec<&serde_json::Value> {
@@ -1027,7 +1039,11 @@ fn signatures_drop_and_reject_inline_and_reload() {
     assert_eq!(drop[0]["palisade"]["inline"]["action"], "drop");
     assert_eq!(drop[0]["palisade"]["inline"]["before_server_payload"], true);
     let ua = by_sid(1_000_003);
-    assert!(ua.len() >= 2, "alert-only rule on every request: {}", ua.len());
+    assert!(
+        ua.len() >= 2,
+        "alert-only rule on every request: {}",
+        ua.len()
+    );
     assert!(ua.iter().all(|a| a["alert"]["action"] == "allowed"));
     // Reload with the reject rule removed: /admin passes.
     std::fs::write(
@@ -1036,8 +1052,13 @@ fn signatures_drop_and_reject_inline_and_reload() {
     )
     .unwrap();
     must(&format!("{BIN} reload --pidfile {d}/pid"));
-    wait_until(Duration::from_secs(5), || lab.file("inline.log").contains("reload 1 ok"));
+    wait_until(Duration::from_secs(5), || {
+        lab.file("inline.log").contains("reload 1 ok")
+    });
     let (rc, code, _) = curl(&cli, "http://10.85.0.2/admin/x");
     assert_eq!((rc, code.as_str()), (0, "200"), "after reload");
-    assert!(lab.alerts().iter().any(|a| a["alert"]["signature_id"] == 1_000_004));
+    assert!(lab
+        .alerts()
+        .iter()
+        .any(|a| a["alert"]["signature_id"] == 1_000_004));
 }

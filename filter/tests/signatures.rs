@@ -196,10 +196,7 @@ fn suricata_verify_alerts() {
                         .iter()
                         .find(|(k, _)| k == "alert.signature")
                         .and_then(|(_, v)| v.as_str())?;
-                    rule_sids
-                        .iter()
-                        .find(|(m, _)| m == msg)
-                        .map(|(_, s)| *s)
+                    rule_sids.iter().find(|(m, _)| m == msg).map(|(_, s)| *s)
                 });
             let why = match sid {
                 Some(s) => skipped.get(&s).cloned(),
@@ -223,7 +220,8 @@ fn suricata_verify_alerts() {
                 .map(|(k, _)| k)
                 .find(|k| !ALERT_FIELDS.contains(&k.as_str()) && !k.starts_with("vlan["))
             {
-                *out.entry(format!("checks field {k}, not written")).or_default() += 1;
+                *out.entry(format!("checks field {k}, not written"))
+                    .or_default() += 1;
                 continue;
             }
             let want = f.get("count").and_then(|c| c.as_u64());
@@ -330,7 +328,9 @@ fn et_open_loads_and_fires_on_the_cases_that_use_it() {
         for c in checks {
             let Some(f) = c.get("filter") else { continue };
             let Some(m) = f.get("match") else { continue };
-            if m.get("event_type").and_then(|v| v.as_str()) != Some("alert") || m.as_mapping().is_some_and(|m| m.len() != 2) {
+            if m.get("event_type").and_then(|v| v.as_str()) != Some("alert")
+                || m.as_mapping().is_some_and(|m| m.len() != 2)
+            {
                 continue;
             }
             let (Some(sid), Some(n)) = (
@@ -339,7 +339,10 @@ fn et_open_loads_and_fires_on_the_cases_that_use_it() {
             ) else {
                 continue;
             };
-            if (2_000_000..2_200_000).contains(&sid) && case_sids.contains(&sid) && et_sids.contains(&sid) {
+            if (2_000_000..2_200_000).contains(&sid)
+                && case_sids.contains(&sid)
+                && et_sids.contains(&sid)
+            {
                 want.push((sid, n));
             }
         }

@@ -10,10 +10,17 @@ fn main() {
     let set = b.build();
     for (slot, always, pats) in set.index_stats() {
         if always + pats > 0 {
-            println!("hook {} class {}: always {always}, patterns {pats}", slot / 4, slot % 4);
+            println!(
+                "hook {} class {}: always {always}, patterns {pats}",
+                slot / 4,
+                slot % 4
+            );
         }
     }
     for (slot, buf, dir, n, min, short) in set.pattern_stats() {
-        println!("slot {slot} {} dir {dir}: {n} patterns, shortest {min}, {short} under 4 bytes", buf.name());
+        println!(
+            "slot {slot} {} dir {dir}: {n} patterns, shortest {min}, {short} under 4 bytes",
+            buf.name()
+        );
     }
 }

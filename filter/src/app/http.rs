@@ -300,12 +300,7 @@ impl HttpStream {
         self.buf.extend_from_slice(data);
     }
 
-    fn on_head<'d>(
-        &mut self,
-        head: &[u8],
-        is_request: bool,
-        out: &mut impl FnMut(HttpEvent<'d>),
-    ) {
+    fn on_head<'d>(&mut self, head: &[u8], is_request: bool, out: &mut impl FnMut(HttpEvent<'d>)) {
         let mut lines = head
             .split(|&b| b == b'\n')
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
@@ -369,8 +364,10 @@ impl HttpStream {
             let status = b
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.parse::<u16>().ok());
-            let (Some(proto), Some(status)) = (a.filter(|p| p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")), status)
-            else {
+            let (Some(proto), Some(status)) = (
+                a.filter(|p| p.len() >= 5 && p[..5].eq_ignore_ascii_case(b"HTTP/")),
+                status,
+            ) else {
                 out(HttpEvent::Error("http.response_line_invalid"));
                 self.body = Body::Dead;
                 return;

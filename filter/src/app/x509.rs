@@ -95,7 +95,11 @@ fn oid_dotted(oid: &[u8], out: &mut String) {
         v = v.saturating_mul(128) | (b & 0x7f) as u64;
         if b & 0x80 == 0 {
             if first {
-                let (a, c) = if v < 80 { (v / 40, v % 40) } else { (2, v - 80) };
+                let (a, c) = if v < 80 {
+                    (v / 40, v % 40)
+                } else {
+                    (2, v - 80)
+                };
                 let _ = write!(out, "{a}.{c}");
                 first = false;
             } else {
@@ -282,7 +286,10 @@ mod tests {
         assert_eq!(tlv(&[0x30, 0x05, 1, 2]), None);
         assert_eq!(tlv(&[0x30, 0x85, 0, 0, 0, 0, 1]), None);
         assert_eq!(tlv(&[0x30, 0x81]), None);
-        assert_eq!(tlv(&[0x04, 0x02, 1, 2, 9]), Some((4, &[1u8, 2][..], &[9u8][..])));
+        assert_eq!(
+            tlv(&[0x04, 0x02, 1, 2, 9]),
+            Some((4, &[1u8, 2][..], &[9u8][..]))
+        );
         for n in 0..64 {
             let junk: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
             let _ = parse(&junk);
@@ -294,8 +301,14 @@ mod tests {
         let mut s = String::new();
         oid_dotted(&[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x3c], &mut s);
         assert_eq!(s, "1.3.6.1.4.1.311.60");
-        assert_eq!(time(0x17, b"170323000000Z").as_deref(), Some("2017-03-23T00:00:00"));
-        assert_eq!(time(0x18, b"20500101123456Z").as_deref(), Some("2050-01-01T12:34:56"));
+        assert_eq!(
+            time(0x17, b"170323000000Z").as_deref(),
+            Some("2017-03-23T00:00:00")
+        );
+        assert_eq!(
+            time(0x18, b"20500101123456Z").as_deref(),
+            Some("2050-01-01T12:34:56")
+        );
         assert_eq!(time(0x17, b"17xx"), None);
     }
 }

@@ -485,7 +485,10 @@ pub(super) fn http_request(cx: &mut Cx<'_>, flow: &mut Flow, req: &Request, body
         return;
     }
     let head = Head::new(&req.head);
-    let (mut host, mut names) = (std::mem::take(&mut cx.sc_bufs.0), std::mem::take(&mut cx.sc_bufs.1));
+    let (mut host, mut names) = (
+        std::mem::take(&mut cx.sc_bufs.0),
+        std::mem::take(&mut cx.sc_bufs.1),
+    );
     http_scratch(&head, None, &mut host, &mut names);
     let bufs = HttpBufs {
         req: head,
@@ -512,7 +515,10 @@ pub(super) fn http_response(
     }
     let q = Head::new(&req.head);
     let r = Head::new(&resp.head);
-    let (mut host, mut names) = (std::mem::take(&mut cx.sc_bufs.0), std::mem::take(&mut cx.sc_bufs.1));
+    let (mut host, mut names) = (
+        std::mem::take(&mut cx.sc_bufs.0),
+        std::mem::take(&mut cx.sc_bufs.1),
+    );
     http_scratch(&q, Some(&r), &mut host, &mut names);
     let bufs = HttpBufs {
         req: q,

@@ -77,7 +77,9 @@ impl SigSetBuilder {
                 kind: RuleErrorKind::Syntax(m.to_owned()),
             };
             let Some(rest) = l.strip_prefix("config classification:") else {
-                return Err(err("expected 'config classification: name,description,priority'"));
+                return Err(err(
+                    "expected 'config classification: name,description,priority'",
+                ));
             };
             let parts: Vec<&str> = rest.split(',').map(str::trim).collect();
             let [name, desc, prio] = parts[..] else {
@@ -184,7 +186,10 @@ impl SigSetBuilder {
                     counts.errors += 1;
                     self.problems.push(problem(
                         Some(s.sid),
-                        RuleErrorKind::Syntax(format!("duplicate signature id {}:{}", s.gid, s.sid)),
+                        RuleErrorKind::Syntax(format!(
+                            "duplicate signature id {}:{}",
+                            s.gid, s.sid
+                        )),
                     ));
                     return;
                 }
@@ -231,8 +236,11 @@ impl SigSetBuilder {
             .collect();
         // Keyed by buffer, transforms and direction (0: to server, 1: to client); a signature
         // without a direction is in both, so each inspection scans one automaton per buffer.
-        let mut pats: Vec<BTreeMap<(Buf, Vec<Transform>, u8, bool), Vec<(Vec<u8>, u32)>>> =
-            (0..HOOKS * CLASSES_PER_HOOK).map(|_| BTreeMap::new()).collect();
+        type Key = (Buf, Vec<Transform>, u8, bool);
+        type Group = BTreeMap<Key, Vec<(Vec<u8>, u32, u8)>>;
+        let mut pats: Vec<Group> = (0..HOOKS * CLASSES_PER_HOOK)
+            .map(|_| BTreeMap::new())
+            .collect();
         for (i, s) in sigs.iter().enumerate() {
             let fp = fast_pattern(s);
             let dirs: &[u8] = if s.flow.to_server {
@@ -249,11 +257,19 @@ impl SigSetBuilder {
                         // own automaton, not scanned for bigger packets.
                         let small = s.hook == Hook::Packet
                             && s.dsize.and_then(max_of).is_some_and(|m| m <= SMALL as u64);
+                        // Rules of an application protocol are looked for in its flows only;
+                        // response bodies are one buffer, whichever name a rule uses.
+                        let app = app_code(proto_app(s.proto));
+                        let buf = if *buf == Buf::HttpResponseBody && s.hook == Hook::HttpResponse {
+                            Buf::FileData
+                        } else {
+                            *buf
+                        };
                         for &d in dirs {
                             pats[slot]
-                                .entry((*buf, tr.clone(), d, small))
+                                .entry((buf, tr.clone(), d, small))
                                 .or_default()
-                                .push((pat.clone(), i as u32))
+                                .push((pat.clone(), i as u32, app))
                         }
                     }
                     None => {
@@ -264,7 +280,8 @@ impl SigSetBuilder {
                         let src_ok = plain_prefixes(&s.src, &mut src);
                         let dst_ok = plain_prefixes(&s.dst, &mut dst);
                         let narrow = |v: &[(std::net::IpAddr, u8)]| {
-                            v.iter().all(|(a, l)| *l >= if a.is_ipv4() { 16 } else { 32 })
+                            v.iter()
+                                .all(|(a, l)| *l >= if a.is_ipv4() { 16 } else { 32 })
                         };
                         let mut ports = Vec::new();
                         let by_port = plain_ports(&s.dport, &mut ports) || {
@@ -275,9 +292,11 @@ impl SigSetBuilder {
                         if s.hook != Hook::Packet {
                             x.always.push(i as u32);
                         } else if src_ok && narrow(&src) {
-                            src.iter().for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
+                            src.iter()
+                                .for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
                         } else if dst_ok && narrow(&dst) {
-                            dst.iter().for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
+                            dst.iter()
+                                .for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
                         } else if by_port {
                             for p in ports {
                                 let e = x.by_port.entry(p).or_default();
@@ -287,7 +306,8 @@ impl SigSetBuilder {
                             }
                         } else if src_ok || dst_ok {
                             let v = if src_ok { &src } else { &dst };
-                            v.iter().for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
+                            v.iter()
+                                .for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
                         } else {
                             x.always.push(i as u32)
                         }
@@ -298,56 +318,76 @@ impl SigSetBuilder {
         let mut pattern_base = 0u32;
         for (slot, m) in pats.into_iter().enumerate() {
             for ((buf, tr, dir, small), list) in m {
-                // One pattern per distinct byte string; each lists its signatures.
-                let mut uniq: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
-                for (p, s) in list {
-                    let mut p = p;
-                    p.make_ascii_lowercase();
-                    uniq.entry(p).or_default().push(s);
-                }
-                let mut keys: Vec<_> = uniq.into_iter().collect();
-                keys.sort();
-                let patterns: Vec<&[u8]> = keys.iter().map(|(k, _)| &k[..]).collect();
-                // Payloads and bodies (every byte of the traffic) get a DFA, one table lookup per
-                // byte; the small app-layer buffers a contiguous NFA, which takes far less memory.
-                let bulk = matches!(
-                    buf,
-                    Buf::Payload | Buf::FileData | Buf::HttpResponseBody | Buf::HttpRequestBody
-                );
-                let kind = if bulk {
-                    aho_corasick::AhoCorasickKind::DFA
-                } else {
-                    aho_corasick::AhoCorasickKind::ContiguousNFA
-                };
-                let Ok(ac) = AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(kind))
-                    .build(&patterns)
-                else {
-                    // Too many patterns for the automaton: evaluate them all instead.
-                    for (_, s) in keys {
-                        idx[slot].always.extend(s);
+                // One automaton for rules of no application protocol, serving flows of every
+                // protocol without rules of its own; one per protocol with rules, holding those
+                // and the generic ones: each inspection scans one automaton per buffer.
+                let mut apps: Vec<u8> = list.iter().map(|x| x.2).filter(|&a| a != 0).collect();
+                apps.sort_unstable();
+                apps.dedup();
+                let all: u8 = 0b1_1111;
+                let generic_serves = apps.iter().fold(all, |m, &a| m & !(1 << a));
+                let variants: Vec<(u8, u8)> = std::iter::once((0u8, generic_serves))
+                    .chain(apps.iter().map(|&a| (a, 1u8 << a)))
+                    .collect();
+                for (app, serves) in variants {
+                    // One pattern per distinct byte string; each lists its signatures.
+                    let mut uniq: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+                    for (p, s, a) in &list {
+                        if *a != 0 && *a != app {
+                            continue;
+                        }
+                        let mut p = p.clone();
+                        p.make_ascii_lowercase();
+                        uniq.entry(p).or_default().push(*s);
                     }
-                    continue;
-                };
-                let n = keys.len() as u32;
-                let max_len = keys.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-                let min_len = keys.iter().map(|(k, _)| k.len()).min().unwrap_or(0);
-                let short = keys.iter().filter(|(k, _)| k.len() < 4).count();
-                idx[slot].pf.push(Prefilter {
-                    small,
-                    max_len,
-                    min_len,
-                    short,
-                    dir,
-                    buf,
-                    transforms: tr,
-                    ac,
-                    sigs: keys.into_iter().map(|(_, s)| s).collect(),
-                    base: pattern_base,
-                });
-                pattern_base += n;
+                    if uniq.is_empty() || serves == 0 {
+                        continue;
+                    }
+                    let mut keys: Vec<_> = uniq.into_iter().collect();
+                    keys.sort();
+                    let patterns: Vec<&[u8]> = keys.iter().map(|(k, _)| &k[..]).collect();
+                    // Payloads and bodies (every byte of the traffic) get a DFA, one table lookup per
+                    // byte; the small app-layer buffers a contiguous NFA, which takes far less memory.
+                    let bulk = matches!(
+                        buf,
+                        Buf::Payload | Buf::FileData | Buf::HttpResponseBody | Buf::HttpRequestBody
+                    );
+                    let kind = if bulk {
+                        aho_corasick::AhoCorasickKind::DFA
+                    } else {
+                        aho_corasick::AhoCorasickKind::ContiguousNFA
+                    };
+                    let Ok(ac) = AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .match_kind(MatchKind::Standard)
+                        .kind(Some(kind))
+                        .build(&patterns)
+                    else {
+                        // Too many patterns for the automaton: evaluate them all instead.
+                        for (_, s) in keys {
+                            idx[slot].always.extend(s);
+                        }
+                        continue;
+                    };
+                    let n = keys.len() as u32;
+                    let max_len = keys.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+                    let min_len = keys.iter().map(|(k, _)| k.len()).min().unwrap_or(0);
+                    let short = keys.iter().filter(|(k, _)| k.len() < 4).count();
+                    idx[slot].pf.push(Prefilter {
+                        small,
+                        serves,
+                        max_len,
+                        min_len,
+                        short,
+                        dir,
+                        buf,
+                        transforms: tr.clone(),
+                        ac,
+                        sigs: keys.into_iter().map(|(_, s)| s).collect(),
+                        base: pattern_base,
+                    });
+                    pattern_base += n;
+                }
             }
         }
         for i in &mut idx {
@@ -460,22 +500,33 @@ fn plain_ports(e: &PortExpr, out: &mut Vec<u16>) -> bool {
     }
 }
 
+/// Masked address -> signatures, for one prefix length.
+type PrefixTable = HashMap<u128, Vec<u32>>;
+
 /// Address prefixes to signatures: one hash table per prefix length in use.
 #[derive(Debug, Default)]
 pub(crate) struct AddrIndex {
     /// (prefix length, IPv6) -> masked address -> signatures.
-    tables: Vec<((u8, bool), HashMap<u128, Vec<u32>>)>,
+    tables: Vec<((u8, bool), PrefixTable)>,
 }
 
 impl AddrIndex {
     fn key(a: std::net::IpAddr, len: u8) -> (u128, bool) {
         match a {
             std::net::IpAddr::V4(v) => {
-                let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - len as u32)
+                };
                 ((u32::from(v) & m) as u128, false)
             }
             std::net::IpAddr::V6(v) => {
-                let m = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len as u32)
+                };
                 (u128::from(v) & m, true)
             }
         }
@@ -545,6 +596,30 @@ pub(crate) struct Prefilter {
     pub dir: u8,
     /// Only for payloads of at most [`SMALL`] bytes.
     pub small: bool,
+    /// The flows it is scanned for: bit [`app_code`] of their application protocol.
+    pub serves: u8,
+}
+
+/// The application protocol a rule header names, if any.
+fn proto_app(p: Proto) -> App {
+    match p {
+        Proto::Dns => App::Dns,
+        Proto::Tls => App::Tls,
+        Proto::Http => App::Http,
+        Proto::Quic => App::Quic,
+        _ => App::None,
+    }
+}
+
+/// 0 for none, else a small number per application protocol.
+pub(crate) fn app_code(a: App) -> u8 {
+    match a {
+        App::None => 0,
+        App::Dns => 1,
+        App::Tls => 2,
+        App::Http => 3,
+        App::Quic => 4,
+    }
 }
 
 /// Payload size under which packet rules capped by `dsize` are looked for.
@@ -616,14 +691,12 @@ impl SigSet {
     /// nobody reads).
     pub fn wants(&self, hook: Hook) -> bool {
         let b = hook as usize * CLASSES_PER_HOOK;
-        self.inner.idx[b..b + CLASSES_PER_HOOK]
-            .iter()
-            .any(|i| {
-                !i.always.is_empty()
-                    || !i.pf.is_empty()
-                    || !i.by_addr.is_empty()
-                    || !i.by_port.is_empty()
-            })
+        self.inner.idx[b..b + CLASSES_PER_HOOK].iter().any(|i| {
+            !i.always.is_empty()
+                || !i.pf.is_empty()
+                || !i.by_addr.is_empty()
+                || !i.by_port.is_empty()
+        })
     }
 
     /// Per index slot (hook x transport): signatures always evaluated, prefilter patterns.

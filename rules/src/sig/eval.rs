@@ -173,7 +173,11 @@ fn addr_match(e: &AddrExpr, a: IpAddr) -> bool {
 fn prefix_eq(n: IpAddr, a: IpAddr, len: u8) -> bool {
     match (n, a) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len as u32)
+            };
             u32::from(n) & m == u32::from(a) & m
         }
         (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -301,7 +305,11 @@ fn header_ok(s: &Sig, p: &Packet<'_>, hook: Hook) -> bool {
             None => ids.iter().any(|&v| c.test(v as u64)),
             Some(VLAN_ALL) => !ids.is_empty() && ids.iter().all(|&v| c.test(v as u64)),
             Some(i) => {
-                let idx = if i < 0 { layers as i64 + i as i64 } else { i as i64 };
+                let idx = if i < 0 {
+                    layers as i64 + i as i64
+                } else {
+                    i as i64
+                };
                 usize::try_from(idx)
                     .ok()
                     .and_then(|k| ids.get(k))
@@ -391,7 +399,10 @@ impl SigSet {
         }
         let dir = u8::from(!p.to_server);
         for pf in &index.pf {
-            if pf.dir != dir || pf.small && p.payload.len() > super::build::SMALL {
+            if pf.dir != dir
+                || pf.small && p.payload.len() > super::build::SMALL
+                || pf.serves & (1 << super::build::app_code(p.app)) == 0
+            {
                 continue;
             }
             let Some(raw) = bufs.get(pf.buf) else {
@@ -399,7 +410,8 @@ impl SigSet {
             };
             let data = apply_transforms(raw, &pf.transforms, &mut sc.tbuf);
             let from = if pf.buf == Buf::Payload {
-                old.saturating_sub(pf.max_len.saturating_sub(1)).min(data.len())
+                old.saturating_sub(pf.max_len.saturating_sub(1))
+                    .min(data.len())
             } else {
                 0
             };
@@ -540,8 +552,7 @@ impl SigSet {
                     return c.negated && self.run(steps, i + 1, buf, prev, st);
                 };
                 if c.negated {
-                    return find(c, buf, lo, hi).is_none()
-                        && self.run(steps, i + 1, buf, prev, st);
+                    return find(c, buf, lo, hi).is_none() && self.run(steps, i + 1, buf, prev, st);
                 }
                 let mut from = lo;
                 while let Some(pos) = find(c, buf, from, hi) {
@@ -706,7 +717,9 @@ fn window(c: &Content, len: usize, prev: usize, base: usize) -> Option<(usize, u
         (lo, hi.min(len))
     } else {
         let lo = c.offset as usize;
-        let hi = c.depth.map_or(usize::MAX, |d| lo.saturating_add(d as usize));
+        let hi = c
+            .depth
+            .map_or(usize::MAX, |d| lo.saturating_add(d as usize));
         if hi != usize::MAX && hi <= base {
             return None;
         }
@@ -766,9 +779,7 @@ fn read_num(buf: &[u8], at: i64, n: u8, fmt: NumFmt) -> Option<u64> {
         NumFmt::Str(base) => {
             let s = std::str::from_utf8(b).ok()?;
             // Suricata reads the leading digits and stops at the first non-digit.
-            let end = s
-                .find(|c: char| !c.is_digit(base))
-                .unwrap_or(s.len());
+            let end = s.find(|c: char| !c.is_digit(base)).unwrap_or(s.len());
             u64::from_str_radix(&s[..end], base).ok()
         }
     }

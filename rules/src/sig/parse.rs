@@ -183,7 +183,12 @@ fn parse_inner(
         "drop" => SigAction::Drop,
         "reject" | "rejectsrc" | "rejectdst" | "rejectboth" => SigAction::Reject,
         "pass" => SigAction::Pass,
-        "config" => return skip("config", "config rules (conditional logging) are not supported"),
+        "config" => {
+            return skip(
+                "config",
+                "config rules (conditional logging) are not supported",
+            )
+        }
         a => return syn(format!("unknown action '{a}'")),
     };
     let proto = match toks[1] {
@@ -869,9 +874,16 @@ impl SigB {
             let to = self.list_for_modifier(buf);
             self.sig.lists[to].steps.push(step);
             self.last = Some((to, self.sig.lists[to].steps.len() - 1));
-            self.sig.lists.retain(|x| !x.steps.is_empty() || x.buf != Buf::Payload);
+            self.sig
+                .lists
+                .retain(|x| !x.steps.is_empty() || x.buf != Buf::Payload);
             // Indices may have shifted: find the moved step again.
-            let to = self.sig.lists.iter().position(|x| x.buf == buf).unwrap_or(0);
+            let to = self
+                .sig
+                .lists
+                .iter()
+                .position(|x| x.buf == buf)
+                .unwrap_or(0);
             self.last = Some((to, self.sig.lists[to].steps.len() - 1));
             return Ok(());
         }
@@ -1063,7 +1075,9 @@ impl SigB {
                 if w.len() < 4 {
                     return syn("byte_test needs bytes, operator, value, offset");
                 }
-                let bytes = w[0].parse::<u8>().or_else(|_| syn("byte_test: bad count"))?;
+                let bytes = w[0]
+                    .parse::<u8>()
+                    .or_else(|_| syn("byte_test: bad count"))?;
                 let fmt = num_fmt(&w[4..], key)?;
                 // 0 with `string`: the digits up to the end of the buffer.
                 if bytes > 10 || bytes == 0 && !matches!(fmt, NumFmt::Str(_)) {
@@ -1116,7 +1130,9 @@ impl SigB {
                 if w.len() < 2 {
                     return syn("byte_jump needs bytes and offset");
                 }
-                let bytes = w[0].parse::<u8>().or_else(|_| syn("byte_jump: bad count"))?;
+                let bytes = w[0]
+                    .parse::<u8>()
+                    .or_else(|_| syn("byte_jump: bad count"))?;
                 let fmt = num_fmt(&w[2..], key)?;
                 if bytes == 0
                     || bytes > 10
@@ -1312,7 +1328,10 @@ impl SigB {
                     "ipv6-icmp" => 58,
                     "gre" | "GRE" => 47,
                     _ => v.parse().or_else(|_| {
-                        skip(key, format!("ip_proto '{v}': only numbers and common names"))
+                        skip(
+                            key,
+                            format!("ip_proto '{v}': only numbers and common names"),
+                        )
                     })?,
                 });
             }
@@ -1392,7 +1411,8 @@ impl SigB {
                 .and_then(|c| classes.get(c))
                 .map_or(3, |c| c.1);
         }
-        s.lists.retain(|l| !l.steps.is_empty() || !l.transforms.is_empty());
+        s.lists
+            .retain(|l| !l.steps.is_empty() || !l.transforms.is_empty());
         for l in &s.lists {
             // A relative step at the start of a list is relative to the buffer start.
             if l.steps.is_empty() {

@@ -100,13 +100,25 @@ fn offset_depth_startswith_endswith() {
 #[test]
 fn distance_within_chains_backtrack() {
     // The first "a" is followed by "b" too far away; the second "a" works.
-    assert!(one(r#"content:"a"; content:"b"; distance:0; within:2;"#, b"a....ab"));
-    assert!(!one(r#"content:"a"; content:"b"; distance:0; within:2;"#, b"a....a..b"));
+    assert!(one(
+        r#"content:"a"; content:"b"; distance:0; within:2;"#,
+        b"a....ab"
+    ));
+    assert!(!one(
+        r#"content:"a"; content:"b"; distance:0; within:2;"#,
+        b"a....a..b"
+    ));
     // distance skips bytes after the previous match.
-    assert!(one(r#"content:"GET"; content:"x"; distance:2;"#, b"GET abx"));
+    assert!(one(
+        r#"content:"GET"; content:"x"; distance:2;"#,
+        b"GET abx"
+    ));
     assert!(!one(r#"content:"GET"; content:"x"; distance:2;"#, b"GET x"));
     // Negative distance looks back.
-    assert!(one(r#"content:"cd"; content:"bc"; distance:-3; within:2;"#, b"abcd"));
+    assert!(one(
+        r#"content:"cd"; content:"bc"; distance:-3; within:2;"#,
+        b"abcd"
+    ));
     // Three-step chain.
     assert!(one(
         r#"content:"A"; content:"B"; distance:0; within:3; content:"C"; distance:0; within:3;"#,
@@ -172,7 +184,10 @@ fn pcre_constructs_the_regex_crate_lacks_are_skipped() {
         ("/(?>a)/", "atomic"),
     ] {
         let mut b = SigSetBuilder::default();
-        b.add_text("t.rules", &format!("alert tcp any any -> any any (pcre:\"{p}\"; sid:7;)"));
+        b.add_text(
+            "t.rules",
+            &format!("alert tcp any any -> any any (pcre:\"{p}\"; sid:7;)"),
+        );
         assert_eq!(b.len(), 0, "{p}");
         let e = &b.problems[0];
         assert_eq!((e.line, e.sid), (1, Some(7)));
@@ -201,7 +216,10 @@ fn byte_test_and_jump() {
         r#"byte_jump:1,0; content:"ok"; within:2;"#,
         b"\x03abcok"
     ));
-    assert!(!one(r#"byte_jump:1,0; content:"ok"; within:2;"#, b"\x02abcok"));
+    assert!(!one(
+        r#"byte_jump:1,0; content:"ok"; within:2;"#,
+        b"\x02abcok"
+    ));
     // Out of the buffer: no match.
     assert!(!one(r#"byte_jump:1,0; content:"x";"#, b"\x09ab"));
 }
@@ -215,11 +233,23 @@ fn dsize_flags_bsize() {
     assert_eq!(payload_hits(r, b"abc"), [1]);
     assert!(payload_hits(r, b"ab").is_empty());
     // pkt() has PSH|ACK.
-    assert_eq!(payload_hits("alert tcp any any -> any any (flags:PA; sid:1;)", b""), [1]);
+    assert_eq!(
+        payload_hits("alert tcp any any -> any any (flags:PA; sid:1;)", b""),
+        [1]
+    );
     assert!(payload_hits("alert tcp any any -> any any (flags:S; sid:1;)", b"").is_empty());
-    assert_eq!(payload_hits("alert tcp any any -> any any (flags:A+; sid:1;)", b""), [1]);
-    assert_eq!(payload_hits("alert tcp any any -> any any (flags:!S; sid:1;)", b""), [1]);
-    assert_eq!(payload_hits("alert tcp any any -> any any (flags:P,A; sid:1;)", b""), [1]);
+    assert_eq!(
+        payload_hits("alert tcp any any -> any any (flags:A+; sid:1;)", b""),
+        [1]
+    );
+    assert_eq!(
+        payload_hits("alert tcp any any -> any any (flags:!S; sid:1;)", b""),
+        [1]
+    );
+    assert_eq!(
+        payload_hits("alert tcp any any -> any any (flags:P,A; sid:1;)", b""),
+        [1]
+    );
     let s = set(r#"alert dns any any -> any any (dns.query; bsize:11; content:"example"; sid:1;)"#);
     let mut p = pkt(b"");
     p.app = App::Dns;
@@ -240,16 +270,31 @@ fn dsize_flags_bsize() {
 fn addresses_ports_vars_direction() {
     let h = |r: &str| payload_hits(r, b"x");
     // pkt(): 10.0.0.1:40000 -> 192.0.2.9:80; HOME_NET holds 10/8.
-    assert_eq!(h("alert tcp $HOME_NET any -> $EXTERNAL_NET 80 (sid:1;)"), [1]);
+    assert_eq!(
+        h("alert tcp $HOME_NET any -> $EXTERNAL_NET 80 (sid:1;)"),
+        [1]
+    );
     assert!(h("alert tcp $EXTERNAL_NET any -> $HOME_NET any (sid:1;)").is_empty());
-    assert_eq!(h("alert tcp $EXTERNAL_NET any <> $HOME_NET any (sid:1;)"), [1]);
-    assert_eq!(h("alert tcp [10.0.0.0/8,!10.0.0.2] any -> any [80,443] (sid:1;)"), [1]);
+    assert_eq!(
+        h("alert tcp $EXTERNAL_NET any <> $HOME_NET any (sid:1;)"),
+        [1]
+    );
+    assert_eq!(
+        h("alert tcp [10.0.0.0/8,!10.0.0.2] any -> any [80,443] (sid:1;)"),
+        [1]
+    );
     assert!(h("alert tcp [10.0.0.0/8,!10.0.0.1] any -> any any (sid:1;)").is_empty());
     assert!(h("alert tcp any any -> any !80 (sid:1;)").is_empty());
     assert_eq!(h("alert tcp any 1024: -> any :1023 (sid:1;)"), [1]);
     assert!(h("alert tcp any any -> any [1:79,81:] (sid:1;)").is_empty());
-    assert_eq!(h("alert tcp any any -> 192.0.2.0/255.255.255.0 any (sid:1;)"), [1]);
-    assert_eq!(h("alert tcp any any -> any $HTTP_PORTS (flow:to_server,established; sid:1;)"), [1]);
+    assert_eq!(
+        h("alert tcp any any -> 192.0.2.0/255.255.255.0 any (sid:1;)"),
+        [1]
+    );
+    assert_eq!(
+        h("alert tcp any any -> any $HTTP_PORTS (flow:to_server,established; sid:1;)"),
+        [1]
+    );
     assert!(h("alert tcp any any -> any any (flow:to_client; sid:1;)").is_empty());
     assert!(h("alert udp any any -> any any (sid:1;)").is_empty());
     // Variables from the configuration.
@@ -276,7 +321,13 @@ fn flowbits_and_noalert() {
     let mut fs = FlowSigs::default();
     let go = |fs: &mut FlowSigs, d: &[u8]| {
         let p = pkt(d);
-        run(&s, Hook::Packet, &p, &B(vec![(Buf::Payload, d.to_vec())]), fs)
+        run(
+            &s,
+            Hook::Packet,
+            &p,
+            &B(vec![(Buf::Payload, d.to_vec())]),
+            fs,
+        )
     };
     assert_eq!(go(&mut fs, b"secret"), [3]);
     assert!(go(&mut fs, b"login").is_empty(), "noalert");
@@ -344,7 +395,14 @@ fn pass_stops_other_rules() {
     assert_eq!(all, [(2, false)]);
     assert!(fs.passed);
     let p = pkt(b"x");
-    assert!(run(&s, Hook::Packet, &p, &B(vec![(Buf::Payload, b"x".to_vec())]), &mut fs).is_empty());
+    assert!(run(
+        &s,
+        Hook::Packet,
+        &p,
+        &B(vec![(Buf::Payload, b"x".to_vec())]),
+        &mut fs
+    )
+    .is_empty());
 }
 
 #[test]
@@ -377,8 +435,14 @@ fn response_rules_see_the_request() {
         "alert http any any -> any any (http.stat_code; content:\"404\"; sid:2;)\n",
         "alert http any any -> any any (http.header; content:\"X-Y\"; sid:3;)\n",
     ));
-    assert_eq!(s.sigs().iter().find(|x| x.sid == 1).unwrap().hook, Hook::HttpResponse);
-    assert_eq!(s.sigs().iter().find(|x| x.sid == 2).unwrap().hook, Hook::HttpResponse);
+    assert_eq!(
+        s.sigs().iter().find(|x| x.sid == 1).unwrap().hook,
+        Hook::HttpResponse
+    );
+    assert_eq!(
+        s.sigs().iter().find(|x| x.sid == 2).unwrap().hook,
+        Hook::HttpResponse
+    );
     let mut p = pkt(b"");
     p.to_server = false;
     let b = B(vec![
@@ -388,10 +452,17 @@ fn response_rules_see_the_request() {
     ]);
     let mut got = run(&s, Hook::HttpResponse, &p, &b, &mut FlowSigs::default());
     got.sort();
-    assert_eq!(got, [1, 2, 3], "header rules without a direction run on responses too");
+    assert_eq!(
+        got,
+        [1, 2, 3],
+        "header rules without a direction run on responses too"
+    );
     p.to_server = true;
     let b = B(vec![(Buf::HttpHeader, b"X-Y: 1\r\n".to_vec())]);
-    assert_eq!(run(&s, Hook::HttpRequest, &p, &b, &mut FlowSigs::default()), [3]);
+    assert_eq!(
+        run(&s, Hook::HttpRequest, &p, &b, &mut FlowSigs::default()),
+        [3]
+    );
 }
 
 #[test]
@@ -426,10 +497,26 @@ fn errors_and_skips_name_file_line_sid() {
     );
     assert_eq!((c.loaded, c.skipped, c.errors), (2, 2, 3));
     let msgs: Vec<String> = b.problems.iter().map(|p| p.to_string()).collect();
-    assert!(msgs[0].starts_with("my.rules:3: sid 2: skipped (xbits)"), "{}", msgs[0]);
-    assert!(msgs[1].starts_with("my.rules:4: sid 3: syntax error: header has 6 fields"), "{}", msgs[1]);
-    assert!(msgs[2].contains("my.rules:5: sid 4: skipped (protocol)"), "{}", msgs[2]);
-    assert!(msgs[3].contains("my.rules:8: sid 1: syntax error: duplicate"), "{}", msgs[3]);
+    assert!(
+        msgs[0].starts_with("my.rules:3: sid 2: skipped (xbits)"),
+        "{}",
+        msgs[0]
+    );
+    assert!(
+        msgs[1].starts_with("my.rules:4: sid 3: syntax error: header has 6 fields"),
+        "{}",
+        msgs[1]
+    );
+    assert!(
+        msgs[2].contains("my.rules:5: sid 4: skipped (protocol)"),
+        "{}",
+        msgs[2]
+    );
+    assert!(
+        msgs[3].contains("my.rules:8: sid 1: syntax error: duplicate"),
+        "{}",
+        msgs[3]
+    );
     assert!(msgs[4].starts_with("my.rules:9:"), "{}", msgs[4]);
     let s = b.build();
     assert_eq!(s.len(), 2);
@@ -438,10 +525,15 @@ fn errors_and_skips_name_file_line_sid() {
 
 #[test]
 fn alert_fields_from_classtype_and_metadata() {
-    let s = set(r#"alert tcp any any -> any any (msg:"ET TEST a\;b"; content:"x"; classtype:trojan-activity; metadata:created_at 2024_01_01, former_category MALWARE; sid:2000001; rev:7; gid:1;)"#);
+    let s = set(
+        r#"alert tcp any any -> any any (msg:"ET TEST a\;b"; content:"x"; classtype:trojan-activity; metadata:created_at 2024_01_01, former_category MALWARE; sid:2000001; rev:7; gid:1;)"#,
+    );
     let sig = &s.sigs()[0];
     assert_eq!(sig.msg, "ET TEST a;b");
-    assert_eq!((sig.sid, sig.rev, sig.gid, sig.priority), (2000001, 7, 1, 1));
+    assert_eq!(
+        (sig.sid, sig.rev, sig.gid, sig.priority),
+        (2000001, 7, 1, 1)
+    );
     assert_eq!(s.category(sig), "A Network Trojan was detected");
     assert_eq!(sig.metadata.len(), 2);
 }
@@ -459,13 +551,17 @@ fn stream_offsets_count_from_the_stream_start() {
     // "abc" at stream offset 10 is past depth 3; "xyz" at 10 is where sid 2 wants it.
     for chunk in [&b"0123456789"[..], b"abcHEAD", b"xyz"] {
         let p = pkt(chunk);
-        s.inspect_stream(&p, chunk, 0, &mut fs, &mut sc, &mut |m| hits.push(m.sig.sid));
+        s.inspect_stream(&p, chunk, 0, &mut fs, &mut sc, &mut |m| {
+            hits.push(m.sig.sid)
+        });
     }
     assert!(hits.is_empty(), "{hits:?}");
     let mut fs = FlowSigs::default();
     for chunk in [&b"0123456789"[..], b"xyz"] {
         let p = pkt(chunk);
-        s.inspect_stream(&p, chunk, 0, &mut fs, &mut sc, &mut |m| hits.push(m.sig.sid));
+        s.inspect_stream(&p, chunk, 0, &mut fs, &mut sc, &mut |m| {
+            hits.push(m.sig.sid)
+        });
     }
     assert_eq!(hits, [2]);
 }
