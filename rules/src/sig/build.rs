@@ -357,6 +357,33 @@ impl SigSetBuilder {
                     } else {
                         aho_corasick::AhoCorasickKind::ContiguousNFA
                     };
+                    // Up to 64 patterns: a leftmost-first searcher over the lowercased buffer, which
+                    // aho-corasick runs with its SIMD Teddy prefilter (gigabytes per second);
+                    // overlapping matches are recovered by restarting one byte after each start
+                    // and checking the patterns that share a start (prefixes of each other).
+                    let packed = if patterns.len() <= 64 {
+                        AhoCorasick::builder()
+                            .match_kind(MatchKind::LeftmostFirst)
+                            .build(&patterns)
+                            .ok()
+                    } else {
+                        None
+                    };
+                    let related: Vec<Vec<u32>> = if packed.is_some() {
+                        patterns
+                            .iter()
+                            .map(|p| {
+                                (0..patterns.len() as u32)
+                                    .filter(|&q| {
+                                        let q = patterns[q as usize];
+                                        q != *p && (q.starts_with(p) || p.starts_with(q))
+                                    })
+                                    .collect()
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     let Ok(ac) = AhoCorasick::builder()
                         .ascii_case_insensitive(true)
                         .match_kind(MatchKind::Standard)
@@ -373,7 +400,15 @@ impl SigSetBuilder {
                     let max_len = keys.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                     let min_len = keys.iter().map(|(k, _)| k.len()).min().unwrap_or(0);
                     let short = keys.iter().filter(|(k, _)| k.len() < 4).count();
+                    let lowered: Vec<Vec<u8>> = if packed.is_some() {
+                        keys.iter().map(|(k, _)| k.clone()).collect()
+                    } else {
+                        Vec::new()
+                    };
                     idx[slot].pf.push(Prefilter {
+                        packed,
+                        related,
+                        lowered,
                         small,
                         serves,
                         max_len,
@@ -596,6 +631,12 @@ pub(crate) struct Prefilter {
     pub dir: u8,
     /// Only for payloads of at most [`SMALL`] bytes.
     pub small: bool,
+    /// For up to 64 patterns: leftmost-first over lowercased bytes (see `build`).
+    pub packed: Option<AhoCorasick>,
+    /// Pattern id -> other patterns that may match at the same start.
+    pub related: Vec<Vec<u32>>,
+    /// The patterns, lowercased (with `packed`).
+    pub lowered: Vec<Vec<u8>>,
     /// The flows it is scanned for: bit [`app_code`] of their application protocol.
     pub serves: u8,
 }

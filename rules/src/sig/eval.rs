@@ -107,6 +107,7 @@ pub struct Scratch {
     gen: u32,
     tbuf: Vec<u8>,
     window: Vec<u8>,
+    lower: Vec<u8>,
     thresholds: HashMap<(u64, IpAddr, IpAddr), (i64, u32)>,
     /// Threshold entries evicted because the table was full.
     pub threshold_evictions: u64,
@@ -415,17 +416,42 @@ impl SigSet {
             } else {
                 0
             };
-            for m in pf.ac.find_overlapping_iter(&data[from..]) {
-                let pid = m.pattern().as_usize();
+            let (stamp, pat_stamp, cand) = (&mut sc.stamp, &mut sc.pat_stamp, &mut sc.cand);
+            let mut hit = |pid: usize| {
                 let gid = pf.base as usize + pid;
-                if sc.pat_stamp[gid] == gen {
-                    continue;
+                if pat_stamp[gid] == gen {
+                    return;
                 }
-                sc.pat_stamp[gid] = gen;
+                pat_stamp[gid] = gen;
                 for &s in &pf.sigs[pid] {
-                    if sc.stamp[s as usize] != gen {
-                        sc.stamp[s as usize] = gen;
-                        sc.cand.push(s);
+                    if stamp[s as usize] != gen {
+                        stamp[s as usize] = gen;
+                        cand.push(s);
+                    }
+                }
+            };
+            match &pf.packed {
+                Some(packed) => {
+                    let lower = &mut sc.lower;
+                    lower.clear();
+                    lower.extend(data[from..].iter().map(u8::to_ascii_lowercase));
+                    let mut at = 0;
+                    while at < lower.len() {
+                        let input = aho_corasick::Input::new(&lower[..]).span(at..lower.len());
+                        let Some(m) = packed.find(input) else { break };
+                        let pid = m.pattern().as_usize();
+                        hit(pid);
+                        for &q in &pf.related[pid] {
+                            if lower[m.start()..].starts_with(&pf.lowered[q as usize]) {
+                                hit(q as usize);
+                            }
+                        }
+                        at = m.start() + 1;
+                    }
+                }
+                None => {
+                    for m in pf.ac.find_overlapping_iter(&data[from..]) {
+                        hit(m.pattern().as_usize());
                     }
                 }
             }
