@@ -1134,6 +1134,8 @@ impl Engine {
         let s = &self.stats;
         let fs = self.flows.stats;
         let ds = self.defrag.stats;
+        let (evicted, step_limit) = self.sig_counters();
+        let nsigs = self.sigs.len() as u64;
         let o = &mut self.out;
         let mut e = Obj::new(o);
         e.ts("timestamp", now);
@@ -1188,6 +1190,11 @@ impl Engine {
             st.obj("detect", |d| {
                 d.u64("alerts_blocked", s.alerts_blocked)
                     .u64("alerts_allowed", s.alerts_allowed);
+                d.u64("signatures", nsigs)
+                    .u64("signature_matches", s.sig_matches)
+                    .u64("signature_matches_dropped", s.sig_hits_dropped);
+                d.u64("threshold_evictions", evicted)
+                    .u64("content_step_limit", step_limit);
             });
             st.obj("anomaly", |a| {
                 for (n, c) in &s.anomalies {

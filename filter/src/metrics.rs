@@ -64,6 +64,12 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
             ("action=\"allowed\"".into(), s.engine.alerts_allowed),
         ]
     });
+    metric(
+        "signature_matches_total",
+        "counter",
+        "Signature matches (alerts, silent drops, passes).",
+        &|s| vec![(String::new(), s.engine.sig_matches)],
+    );
     metric("flows_active", "gauge", "Flows in the table.", &|s| {
         vec![(String::new(), s.flows.0)]
     });

@@ -145,6 +145,11 @@ mod tests {
         let s = parse("palisade.toml", example).unwrap();
         assert_eq!(s.mode.as_deref(), Some("block"));
         assert_eq!(s.intel.len(), 2);
+        assert_eq!(s.rules, ["/etc/palisade/rules"]);
+        assert_eq!(
+            s.vars.get("HTTP_PORTS").map(String::as_str),
+            Some("[80,8080]")
+        );
         let e = parse("x.toml", "mode = \"block\"\nqueue = \"0\"\nbogus = 1\n").unwrap_err();
         assert!(e.starts_with("x.toml:3:1: unknown field `bogus`"), "{e}");
         let e = parse("x.toml", "mode = \"loud\"\n").unwrap_err();

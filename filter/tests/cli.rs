@@ -310,3 +310,76 @@ fn progress_bar_on_a_terminal_and_periodic_stats() {
     assert_eq!(stats, 5, "500 s of capture: 4 periodic + 1 final");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn rules_load_skip_and_fail_with_file_line_and_sid() {
+    let d = tmpdir("rules");
+    std::fs::write(
+        d.join("my.rules"),
+        concat!(
+            "alert dns any any -> any any (msg:\"Sofacy C2 lookup\"; dns.query; content:\"drivres-update\"; nocase; classtype:trojan-activity; sid:5; rev:3;)\n",
+            "alert smtp any any -> any any (msg:\"mail\"; content:\"x\"; sid:6;)\n",
+            "alert tcp any any -> any (content:\"x\"; sid:7;)\n",
+        ),
+    )
+    .unwrap();
+    let o = palisade(&["rules", "check", "my.rules"], &d);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "syntax errors fail the check: {out}"
+    );
+    assert!(
+        out.starts_with("1 of 3 rules loaded (33.33%), 1 skipped, 1 syntax errors"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1  skipped: protocol 'smtp' is not parsed"),
+        "{out}"
+    );
+    assert!(
+        err(&o).contains("my.rules:3: sid 7: syntax error: header has 6 fields"),
+        "{}",
+        err(&o)
+    );
+    // Replay loads what it can, says what it skipped, and alerts with the rule's fields.
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/sofacy-c2-dns.pcap");
+    let o = palisade(
+        &[
+            "replay",
+            pcap.to_str().unwrap(),
+            "--rules",
+            "my.rules",
+            "--eve",
+            "-",
+        ],
+        &d,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let e = err(&o);
+    assert!(e.contains("my.rules:2: sid 6: skipped (protocol)"), "{e}");
+    assert!(e.contains("rules: 1 loaded, 1 skipped, 1 errors"), "{e}");
+    let alerts: Vec<_> = lines(&o.stdout)
+        .into_iter()
+        .filter(|v| v["event_type"] == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "one query for the name: {alerts:?}");
+    let a = &alerts[0];
+    assert_eq!(a["alert"]["signature_id"], 5);
+    assert_eq!(a["alert"]["rev"], 3);
+    assert_eq!(a["alert"]["signature"], "Sofacy C2 lookup");
+    assert_eq!(a["alert"]["category"], "A Network Trojan was detected");
+    assert_eq!(a["alert"]["severity"], 1);
+    assert_eq!(a["alert"]["action"], "allowed");
+    assert_eq!(a["palisade"]["rule"]["file"], "my.rules");
+    assert_eq!(a["palisade"]["rule"]["line"], 1);
+    assert_eq!(a["app_proto"], "dns");
+    // A missing rules path is an error before anything runs.
+    let o = palisade(
+        &["replay", pcap.to_str().unwrap(), "--rules", "nope.rules"],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("nope.rules"), "{}", err(&o));
+}
