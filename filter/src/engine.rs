@@ -279,6 +279,7 @@ impl Parser {
                     + h.streams[1].held()
                     + h.body[0].capacity()
                     + h.body[1].capacity()
+                    + h.inflate.as_ref().map_or(0, |_| detect::INFLATE_HELD)
                     + std::mem::size_of::<HttpPair>()
                     + h.pending.iter().map(request_bytes).sum::<usize>()
                     + h.answered.as_ref().map_or(0, |(r, _)| request_bytes(r))
@@ -301,6 +302,8 @@ struct HttpPair {
     body: [Vec<u8>; 2],
     /// The last queued request has a body still arriving.
     req_body_open: bool,
+    /// The running response's body decoder (Content-Encoding gzip or deflate).
+    inflate: Option<Box<detect::Inflate>>,
 }
 
 const MAX_PENDING_TX: usize = 32;
@@ -2031,8 +2034,13 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             let Parser::Http(h) = &mut flow.parser else {
                 return;
             };
-            if dir == 1 || h.req_body_open {
-                detect::keep_body(&mut h.body[dir], d);
+            if dir == 1 {
+                match h.inflate.as_mut() {
+                    Some(z) => z.feed(d, &mut h.body[1]),
+                    None => detect::keep_body(&mut h.body[1], d),
+                }
+            } else if h.req_body_open {
+                detect::keep_body(&mut h.body[0], d);
             }
         }
         HttpEvent::BodyEnd(_) if dir == 0 => {
@@ -2076,6 +2084,11 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             }
             // Logged when its body ends (Suricata's `length` is the body bytes seen).
             let old_body = std::mem::take(&mut h.body[1]);
+            h.inflate = if cx.sigs.wants(Hook::HttpResponse) {
+                detect::Inflate::for_head(&resp.head)
+            } else {
+                None
+            };
             if let Some((r, s)) = h.answered.replace((req, resp)) {
                 let tx = h.tx;
                 h.tx += 1;

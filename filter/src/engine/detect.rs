@@ -473,6 +473,146 @@ impl Buffers for HttpBufs<'_> {
     }
 }
 
+/// Decompresses a `Content-Encoding: gzip` or `deflate` body into the kept body, at most
+/// [`BODY_LIMIT`] bytes of output whatever the input (bombs stop at the limit); a corrupt stream
+/// keeps what was decoded before the fault.
+#[derive(Debug)]
+pub(super) struct Inflate {
+    z: flate2::Decompress,
+    /// gzip: header bytes gathered until the header is complete (`None` once it is).
+    header: Option<Vec<u8>>,
+    /// `deflate`: zlib or raw is decided by the first two bytes (held here until both came).
+    sniff: bool,
+    pending: Vec<u8>,
+    stop: bool,
+}
+
+/// Bytes an [`Inflate`] holds (its window and tables), charged to the flow.
+pub(super) const INFLATE_HELD: usize = 48 << 10;
+
+impl Inflate {
+    /// For a response head: the decoder its body needs, if any.
+    pub fn for_head(head: &[u8]) -> Option<Box<Inflate>> {
+        let v = Head::new(head).value(b"content-encoding")?;
+        let v = v.trim_ascii();
+        let gzip = v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip");
+        let deflate = v.eq_ignore_ascii_case(b"deflate");
+        if !gzip && !deflate {
+            return None;
+        }
+        Some(Box::new(Inflate {
+            z: flate2::Decompress::new(false),
+            header: gzip.then(Vec::new),
+            sniff: deflate,
+            pending: Vec::new(),
+            stop: false,
+        }))
+    }
+
+    /// Feeds compressed bytes; appends what they decode to `out`.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.stop {
+            return;
+        }
+        if let Some(h) = &mut self.header {
+            h.extend_from_slice(data);
+            match gzip_header_len(h) {
+                Ok(Some(n)) => {
+                    let rest = h.split_off(n);
+                    self.header = None;
+                    self.inflate(&rest, out);
+                }
+                // A header (name, comment, extra field) longer than 64 KiB is not believed.
+                Ok(None) if h.len() <= 64 << 10 => {}
+                _ => {
+                    self.stop = true;
+                    self.header = Some(Vec::new());
+                }
+            }
+            return;
+        }
+        self.inflate(data, out);
+    }
+
+    fn inflate(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.sniff {
+            // Two bytes decide: a zlib header (RFC 1950: CM 8, a check over both) or raw.
+            let mut first = std::mem::take(&mut self.pending);
+            first.extend_from_slice(&data[..data.len().min(2)]);
+            if first.len() < 2 {
+                self.pending = first;
+                return;
+            }
+            self.sniff = false;
+            if first[0] & 0x0f == 8 && u16::from_be_bytes([first[0], first[1]]) % 31 == 0 {
+                self.z = flate2::Decompress::new(true);
+            }
+            // Bytes held from an earlier feed go first.
+            let held = first.len() - data.len().min(2);
+            if held > 0 {
+                let h = first[..held].to_vec();
+                self.inflate_raw(&h, out);
+            }
+        }
+        self.inflate_raw(data, out);
+    }
+
+    fn inflate_raw(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+        let mut buf = [0u8; 4096];
+        while out.len() < BODY_LIMIT && !self.stop {
+            let n = (BODY_LIMIT - out.len()).min(buf.len());
+            let (i0, o0) = (self.z.total_in(), self.z.total_out());
+            let res = self
+                .z
+                .decompress(data, &mut buf[..n], flate2::FlushDecompress::None);
+            let used = ((self.z.total_in() - i0) as usize).min(data.len());
+            let made = ((self.z.total_out() - o0) as usize).min(n);
+            out.extend_from_slice(&buf[..made]);
+            data = &data[used..];
+            match res {
+                Ok(flate2::Status::StreamEnd) | Err(_) => self.stop = true,
+                Ok(_) if used == 0 && made == 0 => return,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// The length of a complete gzip header, `Ok(None)` when more bytes are needed, `Err` when it
+/// is not gzip.
+fn gzip_header_len(h: &[u8]) -> Result<Option<usize>, ()> {
+    if h.len() < 10 {
+        return if h.len() >= 2 && h[..2] != [0x1f, 0x8b] {
+            Err(())
+        } else {
+            Ok(None)
+        };
+    }
+    if h[..3] != [0x1f, 0x8b, 8] {
+        return Err(());
+    }
+    let flags = h[3];
+    let mut n = 10;
+    if flags & 4 != 0 {
+        let Some(x) = h.get(n..n + 2) else {
+            return Ok(None);
+        };
+        n += 2 + u16::from_le_bytes([x[0], x[1]]) as usize;
+    }
+    for bit in [8u8, 16] {
+        if flags & bit != 0 {
+            let Some(z) = h.get(n..).and_then(|r| r.iter().position(|&b| b == 0)) else {
+                return Ok(None);
+            };
+            n += z + 1;
+        }
+    }
+    if flags & 2 != 0 {
+        n += 2;
+    }
+    Ok((h.len() >= n).then_some(n))
+}
+
 /// Keeps a message's body up to [`BODY_LIMIT`].
 pub(super) fn keep_body(body: &mut Vec<u8>, data: &[u8]) {
     let room = BODY_LIMIT.saturating_sub(body.len());
@@ -530,4 +670,72 @@ pub(super) fn http_response(
     };
     inspect(cx, flow, 1, Hook::HttpResponse, &bufs, 0);
     *cx.sc_bufs = (host, names);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn compress(kind: &str, data: &[u8]) -> Vec<u8> {
+        let lvl = flate2::Compression::default();
+        match kind {
+            "gzip" => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), lvl);
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            "zlib" => {
+                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), lvl);
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            _ => {
+                let mut e = flate2::write::DeflateEncoder::new(Vec::new(), lvl);
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+        }
+    }
+
+    fn head(enc: &str) -> Vec<u8> {
+        format!("HTTP/1.1 200 OK\r\nContent-Encoding: {enc}\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn bodies_are_decompressed_in_any_split_and_capped() {
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("<script>var x{i}=1;</script>").into_bytes())
+            .collect();
+        for (enc, kind) in [
+            ("gzip", "gzip"),
+            ("x-gzip", "gzip"),
+            ("deflate", "zlib"),
+            ("deflate", "raw"),
+        ] {
+            let z = compress(kind, &text);
+            for cut in [1, 2, 9, 10, 11, 100, z.len() / 2] {
+                let mut inf = Inflate::for_head(&head(enc)).unwrap();
+                let mut out = Vec::new();
+                inf.feed(&z[..cut.min(z.len())], &mut out);
+                inf.feed(&z[cut.min(z.len())..], &mut out);
+                assert_eq!(out.len(), BODY_LIMIT, "{enc}/{kind} cut {cut}");
+                assert_eq!(out, text[..BODY_LIMIT], "{enc}/{kind} cut {cut}");
+            }
+        }
+        // A bomb: a few KB that inflate to 100 MB stop at the limit.
+        let bomb = compress("gzip", &vec![0u8; 100 << 20]);
+        let mut inf = Inflate::for_head(&head("gzip")).unwrap();
+        let mut out = Vec::new();
+        inf.feed(&bomb, &mut out);
+        assert_eq!(out.len(), BODY_LIMIT);
+        // Not gzip at all, and no encoding.
+        let mut inf = Inflate::for_head(&head("gzip")).unwrap();
+        let mut out = Vec::new();
+        inf.feed(b"plain text, not gzip", &mut out);
+        assert!(out.is_empty());
+        assert!(Inflate::for_head(&head("br")).is_none());
+        assert!(Inflate::for_head(b"HTTP/1.1 200 OK\r\n\r\n").is_none());
+    }
 }
