@@ -492,7 +492,13 @@ pub(crate) fn also_response(s: &Sig) -> bool {
 fn fast_pattern(s: &Sig) -> Option<(Buf, Vec<Transform>, Vec<u8>)> {
     let mut best: Option<(&List, &Content)> = None;
     for l in &s.lists {
-        for st in &l.steps {
+        // Contents after a base64 decode are in decoded bytes: not prefilter patterns.
+        let raw = l
+            .steps
+            .iter()
+            .position(|x| matches!(x, Step::Base64 { .. }))
+            .unwrap_or(l.steps.len());
+        for st in &l.steps[..raw] {
             if let Step::Content(c) = st {
                 if c.negated {
                     continue;
@@ -768,7 +774,7 @@ impl SigSet {
             .idx
             .iter()
             .flat_map(|i| i.pf.iter())
-            .map(|p| p.ac.memory_usage())
+            .map(|p| p.ac.memory_usage() + p.packed.as_ref().map_or(0, |a| a.memory_usage()))
             .sum()
     }
 }

@@ -634,6 +634,29 @@ impl SigSet {
                 has != *negated && self.run(steps, i + 1, buf, prev, st)
             }
             Step::Bsize(c) => c.test(buf.len() as u64) && self.run(steps, i + 1, buf, prev, st),
+            Step::Base64 {
+                bytes,
+                offset,
+                relative,
+            } => {
+                let start = if *relative { prev } else { 0 } + *offset as usize;
+                let Some(src) = buf.get(start..) else {
+                    return false;
+                };
+                let src = match bytes {
+                    Some(n) => &src[..src.len().min(*n as usize)],
+                    None => src,
+                };
+                // Only rules with base64_data get here (few): the decoded copy is theirs.
+                let decoded = base64(src);
+                let mut inner = RunState {
+                    budget: st.budget,
+                    base: 0,
+                };
+                let ok = self.run(steps, i + 1, &decoded, 0, &mut inner);
+                st.budget = inner.budget;
+                ok
+            }
             Step::ByteTest {
                 bytes,
                 op,
@@ -727,8 +750,36 @@ fn is_relative(s: &Step) -> bool {
         | Step::IsDataAt { relative, .. }
         | Step::ByteTest { relative, .. }
         | Step::ByteJump { relative, .. } => *relative,
-        Step::Bsize(_) => false,
+        Step::Bsize(_) | Step::Base64 { .. } => false,
     }
+}
+
+/// Decodes standard base64 from `b` until the first byte outside the alphabet (or `=`).
+fn base64(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() / 4 * 3 + 3);
+    let (mut acc, mut n) = (0u32, 0u8);
+    for &c in b {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => break,
+        };
+        acc = acc << 6 | v as u32;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            (acc, n) = (0, 0);
+        }
+    }
+    match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        _ => {}
+    }
+    out
 }
 
 /// Where a content may match: start at or after `lo`, end at or before `hi`.

@@ -356,6 +356,15 @@ pub enum Step {
         /// Mask applied before comparing.
         bitmask: Option<u64>,
     },
+    /// `base64_decode` followed by `base64_data`: the steps after it run on the decoded bytes.
+    Base64 {
+        /// Input bytes to decode at most (the rest of the buffer when absent).
+        bytes: Option<u32>,
+        /// Where decoding starts.
+        offset: u32,
+        /// From the previous match end.
+        relative: bool,
+    },
     /// `byte_jump`: moves the cursor.
     ByteJump {
         /// Bytes to read (1-10).

@@ -263,6 +263,8 @@ fn parse_inner(
         cur: None,
         last: None,
         have_sid: false,
+        b64: None,
+        b64_open: false,
     };
     for opt in split_options(body)? {
         let (key, val) = match opt.find(':') {
@@ -590,6 +592,10 @@ struct SigB {
     /// Last content: (list, step).
     last: Option<(usize, usize)>,
     have_sid: bool,
+    /// The list a `base64_decode` was added to, until `base64_data`.
+    b64: Option<usize>,
+    /// `base64_data` was seen.
+    b64_open: bool,
 }
 
 /// Keywords that only describe the rule.
@@ -1179,6 +1185,43 @@ impl SigB {
                     },
                 );
             }
+            "base64_decode" => {
+                let (mut bytes, mut offset, mut relative) = (None, 0u32, false);
+                for part in val.unwrap_or("").split(',').map(str::trim) {
+                    if part.is_empty() {
+                        continue;
+                    }
+                    let (k, v) = part
+                        .split_once(char::is_whitespace)
+                        .map(|(a, b)| (a, b.trim()))
+                        .unwrap_or((part, ""));
+                    let n = || -> R<u32> {
+                        v.parse()
+                            .or_else(|_| syn(format!("base64_decode: bad {k}")))
+                    };
+                    match k {
+                        "bytes" => bytes = Some(n()?),
+                        "offset" => offset = n()?,
+                        "relative" => relative = true,
+                        _ => return syn(format!("base64_decode: unknown '{part}'")),
+                    }
+                }
+                let l = self.target();
+                self.sig.lists[l].steps.push(Step::Base64 {
+                    bytes,
+                    offset,
+                    relative,
+                });
+                self.b64 = Some(l);
+            }
+            "base64_data" => {
+                let Some(l) = self.b64.take() else {
+                    return syn("base64_data without base64_decode");
+                };
+                // Contents from here on go to the same list, after the decode step.
+                self.cur = Some(l);
+                self.b64_open = true;
+            }
             "dotprefix" | "to_lowercase" | "strip_whitespace" => {
                 let Some(c) = self.cur else {
                     return syn(format!("{key} needs a sticky buffer"));
@@ -1403,6 +1446,9 @@ impl SigB {
         if !self.have_sid {
             return syn("no sid");
         }
+        if self.b64.is_some() {
+            return skip("base64_decode", "base64_decode without base64_data");
+        }
         let s = &mut self.sig;
         if s.priority == 0 {
             s.priority = s
@@ -1513,7 +1559,6 @@ fn unsupported_reason(k: &str) -> String {
             format!("{k}: Palisade's anomaly events are not exposed to rules")
         }
         "byte_extract" | "byte_math" => format!("{k} is not supported"),
-        "base64_decode" | "base64_data" => format!("{k} is not supported"),
         "stream_size" => "stream_size is not supported".into(),
         "dataset" | "datarep" => format!("{k} is not supported"),
         "tls.cert_chain_len" => "tls.cert_chain_len is not supported".into(),

@@ -565,3 +565,19 @@ fn stream_offsets_count_from_the_stream_start() {
     }
     assert_eq!(hits, [2]);
 }
+
+#[test]
+fn base64_decode_then_data() {
+    let r = r#"content:"b64="; base64_decode:bytes 40, offset 0, relative; base64_data; content:"secret";"#;
+    assert!(one(r, b"x b64=c2VjcmV0IHN0dWZm"));
+    assert!(!one(r, b"x b64=bm90aGluZw=="));
+    // The decoded content is not a prefilter pattern: the raw bytes never hold "secret".
+    let s = set(&format!("alert tcp-pkt any any -> any any ({r} sid:1;)"));
+    assert!(s.sigs()[0].lists[0].steps.len() == 3);
+    let mut b = SigSetBuilder::default();
+    b.add_text(
+        "t",
+        "alert tcp any any -> any any (content:\"a\"; base64_decode; sid:2;)",
+    );
+    assert_eq!(b.len(), 0, "base64_decode without base64_data is skipped");
+}
