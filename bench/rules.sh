@@ -4,7 +4,9 @@
 # outside reference. Reports the packet phase (packets/s from Palisade's summary, ndpiReader's
 # "Packet Processing Time"), whole-process time, peak RSS and the rule-set build time.
 #   ROUNDS=3 bash bench/rules.sh       # results in bench/out/rules/, a table on stdout
-# The corpus is built by bench/run.sh (or ../shared/bench/make-corpus.sh) when missing.
+# The corpus is built by bench/run.sh (or ../shared/bench/make-corpus.sh) when missing. Its
+# clients and servers all sit in 10.0.0.0/8 (the default HOME_NET), so EXTERNAL_NET is set to
+# `any`: the rules then treat the servers as the outside world, as a deployment would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-/tmp/palisade-corpus}
@@ -40,8 +42,8 @@ run() { # name, command...
 }
 for r in $(seq "$ROUNDS"); do
   run none "$P" replay "$CORPUS" --eve /dev/null
-  run urlhaus "$P" replay "$CORPUS" --rules "$OUT/urlhaus-http.rules" --rules "$OUT/urlhaus-sni.rules" --eve "$OUT/eve-urlhaus.json"
-  run etopen "$P" replay "$CORPUS" --rules "$ET" --eve "$OUT/eve-etopen.json"
+  run urlhaus "$P" replay "$CORPUS" --var EXTERNAL_NET=any --rules "$OUT/urlhaus-http.rules" --rules "$OUT/urlhaus-sni.rules" --eve "$OUT/eve-urlhaus.json"
+  run etopen "$P" replay "$CORPUS" --var EXTERNAL_NET=any --rules "$ET" --eve "$OUT/eve-etopen.json"
   run ndpi ndpiReader -i "$CORPUS"
 done
 # Build time alone (one core), from `rules check`.

@@ -544,7 +544,7 @@ impl Inflate {
                 return;
             }
             self.sniff = false;
-            if first[0] & 0x0f == 8 && u16::from_be_bytes([first[0], first[1]]) % 31 == 0 {
+            if first[0] & 0x0f == 8 && u16::from_be_bytes([first[0], first[1]]).is_multiple_of(31) {
                 self.z = flate2::Decompress::new(true);
             }
             // Bytes held from an earlier feed go first.
