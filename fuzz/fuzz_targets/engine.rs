@@ -1,17 +1,38 @@
-//! The whole engine (decode, defrag, flows, reassembly, app layer, intel) on arbitrary frames.
+//! The whole engine (decode, defrag, flows, reassembly, app layer, intel, signatures at every
+//! hook) on arbitrary frames.
 //! Input: repeated [linktype selector u8][time step u8][len u16 le][frame]. Invariants: the
 //! memory budget is never exceeded, every event line is valid JSON-ish (starts `{`, ends `}`),
 //! and after `finish` all traffic-derived memory is released.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use palisade::engine::{Config, Engine};
+use palisade_rules::sig::SigSetBuilder;
 use palisade_rules::{Action, IntelBuilder};
+
+/// Rules for every hook, with the keywords that walk buffers (relative chains, pcre, byte_jump,
+/// base64, transforms, flowbits, thresholds).
+const RULES: &str = concat!(
+    "alert tcp any any -> any any (content:\"GET\"; content:\"HTTP\"; distance:0; within:64; pcre:\"/^.{0,8}\\x0d\\x0a/R\"; sid:1;)\n",
+    "drop tcp-pkt any any -> any any (dsize:<64; content:\"|00 01|\"; byte_jump:1,0,relative; isdataat:!1,relative; sid:2;)\n",
+    "alert udp any any -> any any (content:\"|01 00|\"; offset:2; depth:2; byte_test:2,>,0,4; flowbits:set,u; sid:3;)\n",
+    "alert dns any any -> any any (dns.query; dotprefix; content:\".example\"; endswith; flowbits:isset,u; sid:4;)\n",
+    "reject tls any any -> any any (tls.sni; content:\"example\"; ja3.hash; bsize:32; sid:5;)\n",
+    "alert tls any any -> any any (tls.cert_subject; content:\"CN=\"; tls.subjectaltname; content:\".\"; sid:6;)\n",
+    "alert http any any -> any any (http.method; content:\"POST\"; http.request_body; content:\"=\"; base64_decode:relative; base64_data; content:\"a\"; sid:7;)\n",
+    "alert http any any -> any any (flow:to_client; http.stat_code; content:\"200\"; file.data; content:\"<\"; threshold:type limit,track by_src,count 2,seconds 10; sid:8;)\n",
+    "alert quic any any -> any any (quic.sni; content:\"a\"; quic.version; bsize:4; sid:9;)\n",
+    "alert ip any any -> [10.0.0.0/8,!10.1.0.0/16] any (ip_proto:17; sid:10;)\n",
+);
 
 fuzz_target!(|data: &[u8]| {
     let mut b = IntelBuilder::new();
     let _ = b.add_bytes("fuzz", b"example.com\n10.0.0.0/8\n", Action::Block);
     let cfg = Config { memcap: 4 << 20, max_flows: 64, ..Config::default() };
     let mut e = Engine::new(cfg, b.build());
+    let mut r = SigSetBuilder::default();
+    r.add_text("fuzz.rules", RULES);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    e.set_sigs(r.build());
     let mut rest = data;
     let mut now = 1_000_000_000i64;
     let mut n = 0;
