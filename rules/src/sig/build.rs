@@ -437,6 +437,12 @@ impl SigSetBuilder {
                 patterns: pattern_base as usize,
                 classes: self.classes,
                 files: self.files,
+                datasets: self
+                    .names
+                    .datasets
+                    .into_iter()
+                    .map(|(_, v, i)| (v, i))
+                    .collect(),
             }),
         }
     }
@@ -691,6 +697,8 @@ pub(crate) struct Inner {
     pub patterns: usize,
     pub classes: HashMap<String, (String, u8)>,
     pub files: Vec<String>,
+    /// Dataset values loaded, and intel lists behind them, by index.
+    pub datasets: Vec<(HashSet<Vec<u8>>, Vec<crate::IntelSet>)>,
 }
 
 /// A compiled, immutable rule set; cheap to clone (shared).

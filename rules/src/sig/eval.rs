@@ -113,6 +113,10 @@ pub struct Scratch {
     pub threshold_evictions: u64,
     /// Content lists that gave up after [`MAX_STEPS`].
     pub step_limit_hits: u64,
+    ds_added: HashMap<u32, std::collections::HashSet<Vec<u8>>>,
+    ds_count: usize,
+    /// `dataset:set` values refused because [`MAX_DATASET_ADDS`] were held.
+    pub ds_full: u64,
 }
 
 impl Scratch {
@@ -558,6 +562,17 @@ impl SigSet {
                 }
                 return false;
             }
+            for step in &l.steps {
+                if let Step::Dataset { id, op, subdomain } = *step {
+                    let mut t = std::mem::take(&mut sc.tbuf);
+                    let data = apply_transforms(raw, &l.transforms, &mut t);
+                    let ok = self.dataset(id, op, subdomain, data, sc);
+                    sc.tbuf = t;
+                    if !ok {
+                        return false;
+                    }
+                }
+            }
         }
         true
     }
@@ -634,6 +649,8 @@ impl SigSet {
                 has != *negated && self.run(steps, i + 1, buf, prev, st)
             }
             Step::Bsize(c) => c.test(buf.len() as u64) && self.run(steps, i + 1, buf, prev, st),
+            // Datasets look at the whole buffer; `lists_match` checks them once the rest matched.
+            Step::Dataset { .. } => self.run(steps, i + 1, buf, prev, st),
             Step::Base64 {
                 bytes,
                 offset,
@@ -737,6 +754,52 @@ impl SigSet {
     }
 }
 
+impl SigSet {
+    fn dataset(&self, id: u32, op: DatasetOp, subdomain: bool, v: &[u8], sc: &mut Scratch) -> bool {
+        let (fixed, lists) = &self.inner.datasets[id as usize];
+        let added = sc.ds_added.get(&id);
+        let has = |x: &[u8]| fixed.contains(x) || added.is_some_and(|a| a.contains(x));
+        // Intel lists decide by their own rules (subdomains, allow entries, prefixes).
+        let listed = || {
+            let Ok(t) = std::str::from_utf8(v) else {
+                return false;
+            };
+            let t = t.trim_start_matches('.');
+            lists.iter().any(|l| {
+                let hit = match t.parse::<IpAddr>() {
+                    Ok(a) => l.match_addr(a),
+                    Err(_) => l.match_domain(t),
+                };
+                hit.is_some_and(|h| h.action != crate::Action::Allow)
+            })
+        };
+        let found = has(v)
+            || !lists.is_empty() && listed()
+            || subdomain
+                && v.iter()
+                    .enumerate()
+                    .any(|(i, &b)| b == b'.' && i > 0 && (has(&v[i..]) || has(&v[i + 1..])));
+        match op {
+            DatasetOp::IsSet => found,
+            DatasetOp::IsNotSet => !found,
+            DatasetOp::Set => {
+                if found {
+                    return false;
+                }
+                if sc.ds_count >= MAX_DATASET_ADDS {
+                    sc.ds_full += 1;
+                    return false;
+                }
+                sc.ds_count += 1;
+                sc.ds_added.entry(id).or_default().insert(v.to_vec())
+            }
+        }
+    }
+}
+
+/// Values `dataset:set` may add per engine (all sets together); more are counted in `ds_full`.
+pub const MAX_DATASET_ADDS: usize = 65_536;
+
 /// Backtracking budget, and where the buffer starts in its stream (0 but for stream chunks).
 struct RunState {
     budget: u32,
@@ -750,7 +813,7 @@ fn is_relative(s: &Step) -> bool {
         | Step::IsDataAt { relative, .. }
         | Step::ByteTest { relative, .. }
         | Step::ByteJump { relative, .. } => *relative,
-        Step::Bsize(_) | Step::Base64 { .. } => false,
+        Step::Bsize(_) | Step::Base64 { .. } | Step::Dataset { .. } => false,
     }
 }
 

@@ -365,6 +365,15 @@ pub enum Step {
         /// From the previous match end.
         relative: bool,
     },
+    /// `dataset`: the whole (transformed) buffer against a named set of strings.
+    Dataset {
+        /// Index of the set.
+        id: u32,
+        /// What to do.
+        op: DatasetOp,
+        /// `match subdomain`: the buffer or a parent domain of it is in the set.
+        subdomain: bool,
+    },
     /// `byte_jump`: moves the cursor.
     ByteJump {
         /// Bytes to read (1-10).
@@ -388,6 +397,17 @@ pub enum Step {
         /// Mask applied to the value read.
         bitmask: Option<u64>,
     },
+}
+
+/// `dataset` operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetOp {
+    /// Matches when the value is in the set.
+    IsSet,
+    /// Matches when it is not.
+    IsNotSet,
+    /// Adds the value; matches when it was not there yet.
+    Set,
 }
 
 /// `byte_test` operators.

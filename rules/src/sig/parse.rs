@@ -85,6 +85,97 @@ pub enum Parsed {
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     pub map: HashMap<String, u32>,
+    /// Datasets by name: the values loaded, and the intel lists behind it (`format intel`).
+    pub datasets: Vec<(
+        String,
+        std::collections::HashSet<Vec<u8>>,
+        Vec<crate::IntelSet>,
+    )>,
+}
+
+/// Entries a dataset file may hold.
+const MAX_DATASET: usize = 1 << 20;
+
+/// Reads a dataset file: `base64` lines (Suricata's string format) or `ndjson` with a key.
+fn load_dataset(
+    path: &std::path::Path,
+    ndjson_key: Option<&str>,
+) -> Result<std::collections::HashSet<Vec<u8>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut set = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let v = match ndjson_key {
+            Some(k) => json_string(l, k)
+                .ok_or_else(|| format!("{}:{}: no string \"{k}\"", path.display(), i + 1))?,
+            None => base64_strict(l)
+                .ok_or_else(|| format!("{}:{}: not base64", path.display(), i + 1))?,
+        };
+        if set.len() >= MAX_DATASET {
+            return Err(format!(
+                "{}: more than {MAX_DATASET} entries",
+                path.display()
+            ));
+        }
+        set.insert(v);
+    }
+    Ok(set)
+}
+
+/// The string value of `"key": "..."` in a one-line JSON object (escapes \" \\ \/ only).
+fn json_string(l: &str, key: &str) -> Option<Vec<u8>> {
+    let pat = format!("\"{key}\"");
+    let at = l.find(&pat)? + pat.len();
+    let rest = l[at..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let mut out = Vec::new();
+    let mut it = rest.bytes();
+    while let Some(c) = it.next() {
+        match c {
+            b'"' => return Some(out),
+            b'\\' => match it.next()? {
+                e @ (b'"' | b'\\' | b'/') => out.push(e),
+                _ => return None,
+            },
+            _ => out.push(c),
+        }
+    }
+    None
+}
+
+fn base64_strict(s: &str) -> Option<Vec<u8>> {
+    let b = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    let (mut acc, mut n) = (0u32, 0u8);
+    for &c in b {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = acc << 6 | v as u32;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            (acc, n) = (0, 0);
+        }
+    }
+    match n {
+        0 => {}
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        _ => return None,
+    }
+    Some(out)
 }
 
 impl Names {
@@ -134,7 +225,7 @@ pub(crate) fn parse_rule_in(
 ) -> Parsed {
     let sid = quick_sid(line);
     let mut regexes = Vec::new();
-    match parse_inner(line, vars, classes, names, &mut regexes) {
+    match parse_inner(line, vars, classes, names, &mut regexes, file) {
         Ok(mut s) => {
             s.file = file.clone();
             s.line = lineno;
@@ -161,6 +252,7 @@ fn parse_inner(
     classes: &HashMap<String, (String, u8)>,
     names: &mut Names,
     regexes: &mut Vec<regex::bytes::Regex>,
+    file: &std::sync::Arc<str>,
 ) -> R<Sig> {
     let line = line.trim();
     let Some(open) = line.find('(') else {
@@ -257,7 +349,7 @@ fn parse_inner(
             pass_alert: false,
             threshold: None,
             hook: Hook::Packet,
-            file: std::sync::Arc::from(""),
+            file: file.clone(),
             line: 0,
         },
         cur: None,
@@ -1185,6 +1277,104 @@ impl SigB {
                     },
                 );
             }
+            "dataset" => {
+                let v = need(key)?;
+                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                let [op, name, opts @ ..] = &parts[..] else {
+                    return syn("dataset needs an operation and a name");
+                };
+                let op = match *op {
+                    "isset" => DatasetOp::IsSet,
+                    "isnotset" => DatasetOp::IsNotSet,
+                    "set" => DatasetOp::Set,
+                    "unset" => return skip(key, "dataset unset is not supported"),
+                    o => return syn(format!("dataset: unknown operation '{o}'")),
+                };
+                let (mut ty, mut load, mut format, mut vkey, mut subdomain) =
+                    (None, None, None, None, false);
+                for o in opts {
+                    let (k, x) = o
+                        .split_once(char::is_whitespace)
+                        .map(|(a, b)| (a, b.trim()))
+                        .unwrap_or((o, ""));
+                    match k {
+                        "type" => ty = Some(x),
+                        "load" => load = Some(x),
+                        "format" => format = Some(x),
+                        "value_key" => vkey = Some(x),
+                        "match" if x == "subdomain" => subdomain = true,
+                        "context_key" | "memcap" | "hashsize" => {}
+                        "save" | "state" => {
+                            return skip(key, "dataset save/state (writing files) is not supported")
+                        }
+                        _ => return syn(format!("dataset: unknown option '{o}'")),
+                    }
+                }
+                if ty != Some("string") {
+                    return skip(
+                        key,
+                        format!(
+                            "dataset type {} is not supported (string is)",
+                            ty.unwrap_or("-")
+                        ),
+                    );
+                }
+                let path = load.map(|f| {
+                    let p = std::path::Path::new(f);
+                    if p.is_absolute() {
+                        p.to_path_buf()
+                    } else {
+                        std::path::Path::new(&*self.sig.file)
+                            .parent()
+                            .unwrap_or(std::path::Path::new("."))
+                            .join(p)
+                    }
+                });
+                let (mut values, mut intel) = (Default::default(), Vec::new());
+                match (format, &path) {
+                    // Palisade's extension: a dataset backed by an intel list (domains with
+                    // their subdomains, hosts files, AdBlock lines, addresses and CIDRs).
+                    (Some("intel"), Some(p)) => {
+                        let mut b = crate::IntelBuilder::new();
+                        b.add_file(p, crate::Action::Block)
+                            .or_else(|e| syn(format!("dataset: {e}")))?;
+                        intel.push(b.build());
+                    }
+                    (Some("intel"), None) => return syn("dataset: format intel needs load"),
+                    (None | Some("csv"), Some(p)) => {
+                        values = load_dataset(p, None).or_else(|e| syn(format!("dataset: {e}")))?
+                    }
+                    (Some("ndjson"), Some(p)) => {
+                        let Some(k) = vkey else {
+                            return syn("dataset: ndjson needs value_key");
+                        };
+                        values =
+                            load_dataset(p, Some(k)).or_else(|e| syn(format!("dataset: {e}")))?
+                    }
+                    (None | Some("csv" | "ndjson"), None) => {}
+                    (Some(f), _) => return syn(format!("dataset: unknown format '{f}'")),
+                }
+                let id = match names.datasets.iter().position(|(n, _, _)| n == name) {
+                    Some(i) => {
+                        names.datasets[i].1.extend(values);
+                        names.datasets[i].2.extend(intel);
+                        i
+                    }
+                    None => {
+                        names.datasets.push((name.to_string(), values, intel));
+                        names.datasets.len() - 1
+                    }
+                };
+                let l = self.target();
+                self.push(
+                    l,
+                    Step::Dataset {
+                        id: id as u32,
+                        op,
+                        subdomain,
+                    },
+                );
+            }
             "base64_decode" => {
                 let (mut bytes, mut offset, mut relative) = (None, 0u32, false);
                 for part in val.unwrap_or("").split(',').map(str::trim) {
@@ -1560,7 +1750,7 @@ fn unsupported_reason(k: &str) -> String {
         }
         "byte_extract" | "byte_math" => format!("{k} is not supported"),
         "stream_size" => "stream_size is not supported".into(),
-        "dataset" | "datarep" => format!("{k} is not supported"),
+        "datarep" => "datarep is not supported".into(),
         "tls.cert_chain_len" => "tls.cert_chain_len is not supported".into(),
         _ => format!("keyword '{k}' is not supported"),
     }

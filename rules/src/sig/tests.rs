@@ -581,3 +581,71 @@ fn base64_decode_then_data() {
     );
     assert_eq!(b.len(), 0, "base64_decode without base64_data is skipped");
 }
+
+#[test]
+fn datasets_string_ndjson_intel_and_set() {
+    let dir = std::env::temp_dir().join(format!("palisade-ds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // ".evil.com" in Suricata's base64 form, one JSON form, and an intel list.
+    std::fs::write(dir.join("d.lst"), "LmV2aWwuY29t\n").unwrap();
+    std::fs::write(dir.join("d.json"), "{\"domain\": \"bad.org\", \"n\": 1}\n").unwrap();
+    std::fs::write(
+        dir.join("block.txt"),
+        "||tracker.example^\n@@||ok.tracker.example^\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("t.rules"),
+        concat!(
+            "alert dns any any -> any any (dns.query; dotprefix; dataset:isset,b64,type string,match subdomain,load d.lst; sid:1;)\n",
+            "alert dns any any -> any any (dns.query; dataset:isset,js,type string,load d.json,format ndjson,value_key domain; sid:2;)\n",
+            "alert dns any any -> any any (dns.query; dataset:isset,intel,type string,load block.txt,format intel; sid:3;)\n",
+            "alert dns any any -> any any (dns.query; dataset:set,seen,type string; sid:4;)\n",
+            "alert dns any any -> any any (dns.query; dataset:isnotset,b64,type string,match subdomain; sid:5;)\n",
+        ),
+    )
+    .unwrap();
+    let mut b = SigSetBuilder::default();
+    b.add_path(&dir.join("t.rules")).unwrap();
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let s = b.build();
+    let mut p = pkt(b"");
+    p.app = App::Dns;
+    let mut sc = Scratch::default();
+    let mut q = |name: &str| {
+        let mut v = Vec::new();
+        s.inspect(
+            Hook::Dns,
+            &p,
+            &B(vec![(Buf::DnsQuery, name.as_bytes().to_vec())]),
+            &mut FlowSigs::default(),
+            &mut sc,
+            &mut |m| v.push(m.sig.sid),
+        );
+        v.sort();
+        v
+    };
+    assert_eq!(q("mail.evil.com"), [1, 4]);
+    assert_eq!(q("mail.evil.com"), [1], "set matches the first time only");
+    // Without dotprefix (sid 5) "evil.com" is not ".evil.com"; with it (sid 1) it is.
+    assert_eq!(q("evil.com"), [1, 4, 5]);
+    assert_eq!(q("notevil.com"), [4, 5]);
+    assert_eq!(q("bad.org"), [2, 4, 5]);
+    assert_eq!(q("a.tracker.example"), [3, 4, 5]);
+    assert_eq!(
+        q("ok.tracker.example"),
+        [4, 5],
+        "the list's allow entry wins"
+    );
+    let mut b = SigSetBuilder::default();
+    b.add_text(
+        &dir.join("u.rules").display().to_string(),
+        "alert dns any any -> any any (dns.query; dataset:isset,x,type string,load nope.lst; sid:9;)\n",
+    );
+    assert!(
+        b.problems[0].to_string().contains("nope.lst"),
+        "{}",
+        b.problems[0]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
