@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use palisade::engine::{Config, Engine};
-use palisade::replay::{self, EveOut, ReplayOpts};
 use palisade_rules::sig::{RuleErrorKind, SigSet, SigSetBuilder, Vars};
 use palisade_rules::IntelSet;
 use serde_json::Value;
@@ -30,14 +29,7 @@ const EXPECTED_FAILS: &[(&str, u64, &str)] = &[
 fn replay_with(files: &[PathBuf], cfg: Config, sigs: SigSet) -> Vec<Value> {
     let mut e = Engine::new(cfg, IntelSet::empty());
     e.set_sigs(sigs);
-    let opts = ReplayOpts {
-        files: files.to_vec(),
-        eve: EveOut::Memory,
-        stats_interval_s: 0,
-        progress: false,
-    };
-    let s = replay::run(&mut e, &opts).expect("replay");
-    common::events(&s)
+    common::events(&common::replay_engine(e, files).1)
 }
 
 /// Variables a case's suricata.yaml sets (HOME_NET and friends), in `Vars` form.
@@ -112,18 +104,10 @@ fn suricata_verify_alerts() {
     let Some(data) = common::shared_data() else {
         return;
     };
-    let root = data.join("pcaps/suricata-verify");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
     let (mut pass, mut listed) = (0, 0);
     let mut out: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
-    for dir in dirs {
+    for dir in common::sv_cases(&data) {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let rules: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
@@ -297,16 +281,9 @@ fn et_open_loads_and_fires_on_the_cases_that_use_it() {
     assert!(loaded * 100 >= total * 98, "{loaded} of {total}");
     let et_sids: std::collections::HashSet<u64> = set.sigs().iter().map(|s| s.sid).collect();
     // Cases whose own rules are ET rules: the whole set must raise what the case expects.
-    let root = data.join("pcaps/suricata-verify");
     let mut checked = 0;
     let mut failures = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
+    for dir in common::sv_cases(&data) {
         let Ok(text) = std::fs::read_to_string(dir.join("test.yaml")) else {
             continue;
         };

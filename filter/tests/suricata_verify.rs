@@ -221,17 +221,9 @@ fn suricata_verify_fields_match() {
     let Some(data) = common::shared_data() else {
         return;
     };
-    let root = data.join("pcaps/suricata-verify");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
     let (mut pass, mut out_of_scope, mut listed) = (0, 0, 0);
     let mut failures = Vec::new();
-    for dir in dirs {
+    for dir in common::sv_cases(&data) {
         let Some(case) = load_case(&dir) else {
             continue;
         };

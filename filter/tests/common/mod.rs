@@ -42,7 +42,25 @@ pub fn have_tool(tool: &str) -> bool {
 
 /// Replays files through a fresh engine and returns the summary (events in memory).
 pub fn replay_files(files: &[PathBuf], cfg: Config, intel: IntelSet) -> (Engine, Summary) {
-    let mut e = Engine::new(cfg, intel);
+    replay_engine(Engine::new(cfg, intel), files)
+}
+
+/// The suricata-verify case folders (`<data>/pcaps/suricata-verify/*`), sorted.
+#[allow(dead_code)]
+pub fn sv_cases(data: &Path) -> Vec<PathBuf> {
+    let root = data.join("pcaps/suricata-verify");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Replays files through the given engine.
+pub fn replay_engine(mut e: Engine, files: &[PathBuf]) -> (Engine, Summary) {
     let opts = ReplayOpts {
         files: files.to_vec(),
         eve: EveOut::Memory,

@@ -157,22 +157,31 @@ fn addr_match(e: &AddrExpr, a: IpAddr) -> bool {
         AddrExpr::Any => true,
         AddrExpr::Net(n, len) => prefix_eq(*n, a, *len),
         AddrExpr::Not(x) => !addr_match(x, a),
-        AddrExpr::List(items) => {
-            let mut pos = false;
-            let mut any_pos = false;
-            for i in items {
-                if let AddrExpr::Not(x) = i {
-                    if addr_match(x, a) {
-                        return false;
-                    }
-                } else {
-                    any_pos = true;
-                    pos |= addr_match(i, a);
-                }
+        AddrExpr::List(items) => group_match(
+            items,
+            |i| match i {
+                AddrExpr::Not(x) => Some(&**x),
+                _ => None,
+            },
+            |i| addr_match(i, a),
+        ),
+    }
+}
+
+/// A group matches when some positive item matches (or there is none) and no negated one does.
+fn group_match<T>(items: &[T], negated: impl Fn(&T) -> Option<&T>, m: impl Fn(&T) -> bool) -> bool {
+    let (mut pos, mut any_pos) = (false, false);
+    for i in items {
+        match negated(i) {
+            Some(x) if m(x) => return false,
+            Some(_) => {}
+            None => {
+                any_pos = true;
+                pos = pos || m(i);
             }
-            pos || !any_pos
         }
     }
+    pos || !any_pos
 }
 
 fn prefix_eq(n: IpAddr, a: IpAddr, len: u8) -> bool {
@@ -202,21 +211,14 @@ fn port_match(e: &PortExpr, p: u16) -> bool {
         PortExpr::Any => true,
         PortExpr::Range(a, b) => (*a..=*b).contains(&p),
         PortExpr::Not(x) => !port_match(x, p),
-        PortExpr::List(items) => {
-            let mut pos = false;
-            let mut any_pos = false;
-            for i in items {
-                if let PortExpr::Not(x) = i {
-                    if port_match(x, p) {
-                        return false;
-                    }
-                } else {
-                    any_pos = true;
-                    pos |= port_match(i, p);
-                }
-            }
-            pos || !any_pos
-        }
+        PortExpr::List(items) => group_match(
+            items,
+            |i| match i {
+                PortExpr::Not(x) => Some(&**x),
+                _ => None,
+            },
+            |i| port_match(i, p),
+        ),
     }
 }
 
@@ -665,7 +667,7 @@ impl SigSet {
                     None => src,
                 };
                 // Only rules with base64_data get here (few): the decoded copy is theirs.
-                let decoded = base64(src);
+                let decoded = super::base64(src, false).unwrap_or_default();
                 let mut inner = RunState {
                     budget: st.budget,
                     base: 0,
@@ -815,34 +817,6 @@ fn is_relative(s: &Step) -> bool {
         | Step::ByteJump { relative, .. } => *relative,
         Step::Bsize(_) | Step::Base64 { .. } | Step::Dataset { .. } => false,
     }
-}
-
-/// Decodes standard base64 from `b` until the first byte outside the alphabet (or `=`).
-fn base64(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() / 4 * 3 + 3);
-    let (mut acc, mut n) = (0u32, 0u8);
-    for &c in b {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => break,
-        };
-        acc = acc << 6 | v as u32;
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            (acc, n) = (0, 0);
-        }
-    }
-    match n {
-        2 => out.push((acc >> 4) as u8),
-        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => {}
-    }
-    out
 }
 
 /// Where a content may match: start at or after `lo`, end at or before `hi`.

@@ -696,3 +696,43 @@ impl fmt::Display for RuleError {
 }
 
 impl std::error::Error for RuleError {}
+
+/// Standard base64. `strict`: every byte must decode (trailing `=` allowed), else `None`;
+/// otherwise decoding stops at the first byte outside the alphabet, as `base64_decode` does.
+pub(crate) fn base64(b: &[u8], strict: bool) -> Option<Vec<u8>> {
+    let b = if strict {
+        let mut e = b.len();
+        while e > 0 && b[e - 1] == b'=' {
+            e -= 1;
+        }
+        &b[..e]
+    } else {
+        b
+    };
+    let mut out = Vec::with_capacity(b.len() / 4 * 3 + 3);
+    let (mut acc, mut n) = (0u32, 0u8);
+    for &c in b {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ if strict => return None,
+            _ => break,
+        };
+        acc = acc << 6 | v as u32;
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            (acc, n) = (0, 0);
+        }
+    }
+    match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        1 if strict => return None,
+        _ => {}
+    }
+    Some(out)
+}

@@ -111,7 +111,7 @@ fn load_dataset(
         let v = match ndjson_key {
             Some(k) => json_string(l, k)
                 .ok_or_else(|| format!("{}:{}: no string \"{k}\"", path.display(), i + 1))?,
-            None => base64_strict(l)
+            None => super::base64(l.as_bytes(), true)
                 .ok_or_else(|| format!("{}:{}: not base64", path.display(), i + 1))?,
         };
         if set.len() >= MAX_DATASET {
@@ -147,35 +147,6 @@ fn json_string(l: &str, key: &str) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-fn base64_strict(s: &str) -> Option<Vec<u8>> {
-    let b = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(b.len() * 3 / 4);
-    let (mut acc, mut n) = (0u32, 0u8);
-    for &c in b {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = acc << 6 | v as u32;
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            (acc, n) = (0, 0);
-        }
-    }
-    match n {
-        0 => {}
-        2 => out.push((acc >> 4) as u8),
-        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => return None,
-    }
-    Some(out)
 }
 
 impl Names {
