@@ -6,7 +6,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use palisade::engine::{Config, Engine};
-use palisade_rules::sig::SigSetBuilder;
+use palisade_rules::sig::{SigSet, SigSetBuilder};
 use palisade_rules::{Action, IntelBuilder};
 
 /// Rules for every hook, with the keywords that walk buffers (relative chains, pcre, byte_jump,
@@ -24,15 +24,23 @@ const RULES: &str = concat!(
     "alert ip any any -> [10.0.0.0/8,!10.1.0.0/16] any (ip_proto:17; sid:10;)\n",
 );
 
+/// Built once: building takes far longer than one input.
+fn sigs() -> &'static SigSet {
+    static S: std::sync::OnceLock<SigSet> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let mut r = SigSetBuilder::default();
+        r.add_text("fuzz.rules", RULES);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        r.build()
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut b = IntelBuilder::new();
     let _ = b.add_bytes("fuzz", b"example.com\n10.0.0.0/8\n", Action::Block);
     let cfg = Config { memcap: 4 << 20, max_flows: 64, ..Config::default() };
     let mut e = Engine::new(cfg, b.build());
-    let mut r = SigSetBuilder::default();
-    r.add_text("fuzz.rules", RULES);
-    assert!(r.problems.is_empty(), "{:?}", r.problems);
-    e.set_sigs(r.build());
+    e.set_sigs(sigs().clone());
     let mut rest = data;
     let mut now = 1_000_000_000i64;
     let mut n = 0;
