@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use etherparse::PacketBuilder;
 use palisade::engine::{Config, Engine};
+use palisade_rules::sig::SigSetBuilder;
 use palisade_rules::{Action, IntelBuilder};
 
 struct Counting;
@@ -96,14 +97,11 @@ fn dns(resp: bool, i: u8, name: &str) -> Vec<u8> {
     v
 }
 
-#[test]
-fn warm_packet_path_does_not_allocate() {
-    let mut b = IntelBuilder::new();
-    b.add_bytes("l", b"blocked.example\n192.0.2.99\n", Action::Block)
-        .unwrap();
-    let mut e = Engine::new(Config::default(), b.build());
+/// Handshakes for 16 TCP flows, then 250 rounds of in-order data on them and DNS queries and
+/// responses on 16 DNS flows; returns allocations counted after the warm-up, the packets
+/// measured and the engine.
+fn run(mut e: Engine) -> (u64, usize, Engine) {
     let mut frames = Vec::new();
-    // 16 TCP flows with handshakes, 16 DNS flows.
     for i in 1..=16u8 {
         frames.push(tcp(true, i, 100, 0, true, &[]));
         frames.push(tcp(false, i, 500, 101, true, &[]));
@@ -113,7 +111,9 @@ fn warm_packet_path_does_not_allocate() {
     for round in 0..250u32 {
         for i in 1..=16u8 {
             let seq = 101 + round * 100;
-            warm.push(tcp(true, i, seq, 501, false, &[b'x'; 100]));
+            let mut p = [b'x'; 100];
+            p[40..46].copy_from_slice(b"MARKER");
+            warm.push(tcp(true, i, seq, 501, false, &p));
             warm.push(tcp(false, i, 501, seq + 100, false, &[]));
         }
         for i in 1..=16u8 {
@@ -145,7 +145,50 @@ fn warm_packet_path_does_not_allocate() {
     let allocs = COUNT.load(Ordering::SeqCst);
     let measured = warm.len() - 2000;
     eprintln!("warm path: {allocs} allocations over {measured} packets; {sink} event bytes");
+    (allocs, measured, e)
+}
+
+fn intel() -> palisade_rules::IntelSet {
+    let mut b = IntelBuilder::new();
+    b.add_bytes("l", b"blocked.example\n192.0.2.99\n", Action::Block)
+        .unwrap();
+    b.build()
+}
+
+#[test]
+fn warm_packet_path_does_not_allocate() {
+    let (allocs, measured, e) = run(Engine::new(Config::default(), intel()));
     assert!(measured >= 8000, "{measured}");
     assert!(e.stats.events[1] > 1000, "DNS events were written");
+    assert_eq!(allocs, 0);
+}
+
+/// The same with signatures at the packet, stream and DNS hooks, matching and not, with pcre,
+/// flowbits and thresholds: matching allocates nothing once warm either.
+#[test]
+fn warm_packet_path_with_signatures_does_not_allocate() {
+    let mut b = SigSetBuilder::default();
+    b.add_text(
+        "t.rules",
+        concat!(
+            "alert tcp any any -> any any (content:\"MARKER\"; pcre:\"/^x{10}/R\"; flowbits:set,m; sid:1;)\n",
+            "alert tcp-pkt any any -> any 9000 (dsize:100; content:\"xxMARKERxx\"; flowbits:isset,m; threshold:type limit,track by_src,count 1,seconds 3600; sid:2;)\n",
+            "alert dns any any -> any any (dns.query; content:\"allowed\"; endswith:; sid:3;)\n",
+            "alert dns any any -> any any (dns.query; dotprefix; content:\".allowed.example\"; endswith; sid:4;)\n",
+            "alert tcp any any -> any any (content:\"never-there\"; sid:5;)\n",
+            "alert ip [10.0.1.0/24] any -> any any (ip_proto:17; threshold:type both,track by_src,count 100000,seconds 3600; sid:6;)\n",
+        ),
+    );
+    // `endswith:` with a value is a syntax error; the rest load.
+    assert_eq!(b.problems.len(), 1, "{:?}", b.problems);
+    let mut e = Engine::new(Config::default(), intel());
+    e.set_sigs(b.build());
+    let (allocs, measured, e) = run(e);
+    assert!(measured >= 8000, "{measured}");
+    assert!(
+        e.stats.sig_matches > 1000,
+        "signatures matched: {}",
+        e.stats.sig_matches
+    );
     assert_eq!(allocs, 0);
 }

@@ -932,6 +932,20 @@ impl SigB {
             self.cur = Some(l);
             return Ok(());
         }
+        const FLAGS: &[&str] = &[
+            "nocase",
+            "startswith",
+            "endswith",
+            "dotprefix",
+            "to_lowercase",
+            "strip_whitespace",
+            "noalert",
+            "base64_data",
+            "rawbytes",
+        ];
+        if val.is_some() && FLAGS.contains(&key) {
+            return syn(format!("{key} takes no value"));
+        }
         if let Some(buf) = modifier(key) {
             let Some((l, s)) = self.last else {
                 return syn(format!("{key} without a preceding content"));
