@@ -480,7 +480,11 @@ fn rules_check(args: &[String]) -> Result<ExitCode, Usage> {
     } else {
         loaded as f64 * 100.0 / total as f64
     };
-    println!(
+    // A closed stdout (`| head`) ends the listing quietly.
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "{loaded} of {total} rules loaded ({pct:.2}%), {skipped} skipped, {errors} syntax errors; built in {:.0} ms, prefilter automata {} KiB",
         t.elapsed().as_secs_f64() * 1e3,
         set.memory_usage() >> 10
@@ -488,7 +492,9 @@ fn rules_check(args: &[String]) -> Result<ExitCode, Usage> {
     let mut v: Vec<_> = by_reason.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     for (k, n) in v {
-        println!("{n:7}  {k}");
+        if writeln!(out, "{n:7}  {k}").is_err() {
+            break;
+        }
     }
     Ok(if errors > 0 {
         ExitCode::from(1)
