@@ -71,6 +71,7 @@ const DEMO_PCAPS: [(&str, &[u8]); 2] = [
     ),
 ];
 const DEMO_INTEL: (&str, &[u8]) = ("demo/intel.txt", include_bytes!("../../demo/intel.txt"));
+const DEMO_RULES: (&str, &str) = ("demo/demo.rules", include_str!("../../demo/demo.rules"));
 
 struct Usage(String);
 
@@ -196,8 +197,8 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             files.push(p);
         }
         eprintln!(
-            "palisade: no capture given: replaying the bundled demo ({} and {}) against {}",
-            DEMO_PCAPS[0].0, DEMO_PCAPS[1].0, DEMO_INTEL.0
+            "palisade: no capture given: replaying the bundled demo ({} and {}) against {} and {}",
+            DEMO_PCAPS[0].0, DEMO_PCAPS[1].0, DEMO_INTEL.0, DEMO_RULES.0
         );
         if eve == "eve.json" {
             eve = "-".into();
@@ -211,11 +212,17 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     };
-    let sigs = match load_rules(&rules) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("palisade: {e}");
-            return Ok(ExitCode::from(1));
+    let sigs = if demo && rules.paths.is_empty() {
+        let mut b = rule_builder(&rules);
+        b.add_text(DEMO_RULES.0, DEMO_RULES.1);
+        b.build()
+    } else {
+        match load_rules(&rules) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                return Ok(ExitCode::from(1));
+            }
         }
     };
     let mut engine = Engine::new(cfg, set);

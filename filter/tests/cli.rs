@@ -39,7 +39,18 @@ fn demo_gives_real_alerts() {
     let o = palisade(&["replay"], &d);
     assert!(o.status.success(), "{}", err(&o));
     let ev = lines(&o.stdout);
-    let alerts: Vec<_> = ev.iter().filter(|e| e["event_type"] == "alert").collect();
+    // The bundled rules: the Sofacy lookup (one query for the name) and the Glupteba server's
+    // certificate, whose DNS name is an IDN under .рф (xn--p1ai).
+    let sigs: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["palisade"]["rule"].is_object())
+        .map(|a| a["alert"]["signature_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sigs, [9_000_001, 9_000_002]);
+    let alerts: Vec<_> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["palisade"]["indicator"].is_string())
+        .collect();
     let inds: Vec<&str> = alerts
         .iter()
         .map(|a| a["palisade"]["indicator"].as_str().unwrap())
@@ -56,7 +67,7 @@ fn demo_gives_real_alerts() {
         true
     );
     assert!(
-        err(&o).contains("alerts: 3 blocked, 0 allowed"),
+        err(&o).contains("alerts: 3 blocked, 2 allowed"),
         "{}",
         err(&o)
     );
