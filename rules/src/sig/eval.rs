@@ -117,6 +117,9 @@ pub struct Scratch {
     ds_count: usize,
     /// `dataset:set` values refused because [`MAX_DATASET_ADDS`] were held.
     pub ds_full: u64,
+    xbits: HashMap<(u32, IpAddr, IpAddr), i64>,
+    /// Xbits evicted because [`MAX_XBITS`] were held.
+    pub xbit_evictions: u64,
 }
 
 impl Scratch {
@@ -475,7 +478,7 @@ impl SigSet {
             if once && flow.stream_alerted.contains(&si) {
                 continue;
             }
-            if !bits_ok(s, flow) {
+            if !bits_ok(s, flow) || !s.xbits.is_empty() && !xbits_ok(s, p, sc) {
                 continue;
             }
             if let Some(c) = s.urilen {
@@ -490,9 +493,15 @@ impl SigSet {
             if !threshold_ok(s, p, sc) {
                 // Still a match for flowbits, but neither logged nor acted on.
                 apply_bits(s, flow);
+                if !s.xbits.is_empty() {
+                    apply_xbits(s, p, sc);
+                }
                 continue;
             }
             apply_bits(s, flow);
+            if !s.xbits.is_empty() {
+                apply_xbits(s, p, sc);
+            }
             if once && flow.stream_alerted.len() < 256 {
                 flow.stream_alerted.push(si);
             }
@@ -919,6 +928,72 @@ fn apply_bits(s: &Sig, f: &mut FlowSigs) {
                     } else {
                         f.set(i)
                     }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Host and host-pair bits set by `xbits`, at most this many (expired ones go first, then an
+/// arbitrary one, counted).
+pub const MAX_XBITS: usize = 65_536;
+
+fn xbit_key(x: &Xbit, p: &Packet<'_>, id: u32) -> (u32, IpAddr, IpAddr) {
+    let z = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    match x.track {
+        Track::Src => (id, p.src, z),
+        Track::Dst => (id, p.dst, z),
+        // A pair is the same whichever way the packet goes.
+        _ => (id, p.src.min(p.dst), p.src.max(p.dst)),
+    }
+}
+
+fn xbits_ok(s: &Sig, p: &Packet<'_>, sc: &Scratch) -> bool {
+    s.xbits.iter().all(|x| {
+        let is = |ids: &[u32]| {
+            ids.iter().any(|&id| {
+                sc.xbits
+                    .get(&xbit_key(x, p, id))
+                    .is_some_and(|&until| until > p.now_ns)
+            })
+        };
+        match &x.op {
+            Flowbit::IsSet(ids) => is(ids),
+            Flowbit::IsNotSet(ids) => !is(ids),
+            _ => true,
+        }
+    })
+}
+
+fn apply_xbits(s: &Sig, p: &Packet<'_>, sc: &mut Scratch) {
+    for x in &s.xbits {
+        let until = p.now_ns + x.expire as i64 * 1_000_000_000;
+        match &x.op {
+            Flowbit::Set(ids) | Flowbit::Toggle(ids) => {
+                for &id in ids {
+                    let k = xbit_key(x, p, id);
+                    let on = sc.xbits.get(&k).is_some_and(|&u| u > p.now_ns);
+                    if matches!(x.op, Flowbit::Toggle(_)) && on {
+                        sc.xbits.remove(&k);
+                        continue;
+                    }
+                    if !sc.xbits.contains_key(&k) && sc.xbits.len() >= MAX_XBITS {
+                        let now = p.now_ns;
+                        sc.xbits.retain(|_, u| *u > now);
+                        if sc.xbits.len() >= MAX_XBITS {
+                            if let Some(o) = sc.xbits.keys().next().copied() {
+                                sc.xbits.remove(&o);
+                            }
+                            sc.xbit_evictions += 1;
+                        }
+                    }
+                    sc.xbits.insert(k, until);
+                }
+            }
+            Flowbit::Unset(ids) => {
+                for &id in ids {
+                    sc.xbits.remove(&xbit_key(x, p, id));
                 }
             }
             _ => {}

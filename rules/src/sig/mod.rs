@@ -483,6 +483,17 @@ pub enum Flowbit {
     IsNotSet(Vec<u32>),
 }
 
+/// An `xbits` operation: a named bit held per host or host pair for a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xbit {
+    /// The operation (the `Flowbit` variants are reused: set, unset, toggle, isset, isnotset).
+    pub op: Flowbit,
+    /// `ip_src`, `ip_dst` or `ip_pair`.
+    pub track: Track,
+    /// Seconds a set bit lives (Suricata's default: 30).
+    pub expire: u32,
+}
+
 /// What a threshold tracks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Track {
@@ -621,6 +632,8 @@ pub struct Sig {
     pub lists: Vec<List>,
     /// Flowbit conditions and actions, in rule order.
     pub flowbits: Vec<Flowbit>,
+    /// `xbits` conditions and actions.
+    pub xbits: Vec<Xbit>,
     /// `flowbits:noalert` or `noalert`.
     pub noalert: bool,
     /// `alert` inside a `pass` rule: log the pass as an alert.

@@ -316,6 +316,7 @@ fn parse_inner(
             vlan_layers: None,
             lists: Vec::new(),
             flowbits: Vec::new(),
+            xbits: Vec::new(),
             noalert: false,
             pass_alert: false,
             threshold: None,
@@ -1468,6 +1469,51 @@ impl SigB {
                     _ => return syn(format!("unknown flowbits operation '{op}'")),
                 });
             }
+            "xbits" => {
+                let v = need(key)?;
+                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                let [op, name, rest @ ..] = &parts[..] else {
+                    return syn("xbits needs an operation and a name");
+                };
+                let (mut track, mut expire) = (None, 30u32);
+                for r in rest {
+                    let (k, x) = r
+                        .split_once(char::is_whitespace)
+                        .map(|(a, b)| (a, b.trim()))
+                        .unwrap_or((r, ""));
+                    match k {
+                        "track" => {
+                            track = Some(match x {
+                                "ip_src" => Track::Src,
+                                "ip_dst" => Track::Dst,
+                                "ip_pair" => Track::Both,
+                                "tx" => return skip(key, "xbits track tx is not supported"),
+                                _ => return syn(format!("xbits: bad track '{x}'")),
+                            })
+                        }
+                        "expire" => {
+                            expire = x
+                                .parse()
+                                .or_else(|_| syn(format!("xbits: bad expire '{x}'")))?
+                        }
+                        _ => return syn(format!("xbits: unknown option '{r}'")),
+                    }
+                }
+                let Some(track) = track else {
+                    return syn("xbits needs track");
+                };
+                // Own namespace: Suricata keeps xbits apart from flowbits.
+                let ids = vec![names.id(&format!("xbits\u{0}{name}"))];
+                let op = match *op {
+                    "set" => Flowbit::Set(ids),
+                    "unset" => Flowbit::Unset(ids),
+                    "toggle" => Flowbit::Toggle(ids),
+                    "isset" => Flowbit::IsSet(ids),
+                    "isnotset" => Flowbit::IsNotSet(ids),
+                    o => return syn(format!("unknown xbits operation '{o}'")),
+                };
+                self.sig.xbits.push(Xbit { op, track, expire });
+            }
             "noalert" => self.sig.noalert = true,
             "alert" if self.sig.action == SigAction::Pass => self.sig.pass_alert = true,
             "threshold" => {
@@ -1727,7 +1773,6 @@ fn hook_of(s: &Sig) -> R<Hook> {
 
 fn unsupported_reason(k: &str) -> String {
     match k {
-        "xbits" => "xbits (host/ip-pair bits) are not supported".into(),
         "flowint" => "flowint counters are not supported".into(),
         "tag" => "tag (logging of further packets) is not supported".into(),
         "app-layer-event" | "decode-event" | "stream-event" => {

@@ -487,7 +487,7 @@ fn errors_and_skips_name_file_line_sid() {
         concat!(
             "# comment\n",
             "alert tcp any any -> any any (content:\"ok\"; sid:1;)\n",
-            "alert tcp any any -> any any (content:\"x\"; xbits:set,a,track ip_src; sid:2;)\n",
+            "alert tcp any any -> any any (content:\"x\"; flowint:a,+,1; sid:2;)\n",
             "alert tcp any any -> any (content:\"x\"; sid:3;)\n",
             "alert smtp any any -> any any (content:\"x\"; sid:4;)\n",
             "alert tcp any any -> any any (content:\"x\"; \\\n  sid:5;)\n",
@@ -498,7 +498,7 @@ fn errors_and_skips_name_file_line_sid() {
     assert_eq!((c.loaded, c.skipped, c.errors), (2, 2, 3));
     let msgs: Vec<String> = b.problems.iter().map(|p| p.to_string()).collect();
     assert!(
-        msgs[0].starts_with("my.rules:3: sid 2: skipped (xbits)"),
+        msgs[0].starts_with("my.rules:3: sid 2: skipped (flowint)"),
         "{}",
         msgs[0]
     );
@@ -648,4 +648,48 @@ fn datasets_string_ndjson_intel_and_set() {
         b.problems[0]
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn xbits_span_flows_per_host_and_expire() {
+    let s = set(concat!(
+        "alert tcp-pkt any any -> any any (content:\"login\"; xbits:set,ET.x,track ip_src,expire 10; noalert; sid:1;)\n",
+        "alert tcp-pkt any any -> any any (content:\"secret\"; xbits:isset,ET.x,track ip_src; sid:2;)\n",
+        "alert tcp-pkt any any -> any any (content:\"pair\"; xbits:set,ET.p,track ip_pair; noalert; sid:3;)\n",
+        "alert tcp-pkt any any -> any any (content:\"back\"; xbits:isset,ET.p,track ip_pair; sid:4;)\n",
+        "alert tcp-pkt any any -> any any (content:\"out\"; xbits:unset,ET.x,track ip_src; noalert; sid:5;)\n",
+    ));
+    let mut sc = Scratch::default();
+    let mut go = |d: &[u8], t: i64, swap: bool| {
+        let mut p = pkt(d);
+        p.now_ns = t * 1_000_000_000;
+        if swap {
+            std::mem::swap(&mut p.src, &mut p.dst);
+        }
+        let mut v = Vec::new();
+        // A new flow each time: xbits live outside flows.
+        s.inspect(
+            Hook::Packet,
+            &p,
+            &B(vec![(Buf::Payload, d.to_vec())]),
+            &mut FlowSigs::default(),
+            &mut sc,
+            &mut |m| {
+                if m.alert {
+                    v.push(m.sig.sid)
+                }
+            },
+        );
+        v
+    };
+    assert!(go(b"secret", 0, false).is_empty());
+    assert!(go(b"login", 1, false).is_empty());
+    assert_eq!(go(b"secret", 2, false), [2]);
+    assert!(go(b"secret", 3, true).is_empty(), "another source");
+    assert!(go(b"secret", 12, false).is_empty(), "expired after 10 s");
+    assert!(go(b"login", 13, false).is_empty());
+    assert!(go(b"out", 14, false).is_empty());
+    assert!(go(b"secret", 15, false).is_empty(), "unset");
+    assert!(go(b"pair", 16, false).is_empty());
+    assert_eq!(go(b"back", 17, true), [4], "a pair in either direction");
 }
