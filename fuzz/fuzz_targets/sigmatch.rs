@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
             now_ns: i as i64,
             tls_version: 0x0303,
             vlan: [0; 3],
+            stream_size: Some([1, 1]),
         };
         let mut fs = FlowSigs::default();
         for h in HOOKS {

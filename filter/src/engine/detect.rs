@@ -44,6 +44,22 @@ pub(super) fn encrypted(cx: &Cx<'_>, f: &Flow) -> bool {
         && matches!(&f.parser, Parser::Tls(t) if t[1].is_done())
 }
 
+/// Sequence space used per direction (client, server), when both initial numbers are known.
+fn stream_size(f: &Flow) -> Option<[u32; 2]> {
+    let st = f.streams.as_ref();
+    let mut out = [0u32; 2];
+    for (d, o) in out.iter_mut().enumerate() {
+        let isn = f.isn[d]?;
+        // Before any payload there is no stream yet: only the SYN was used.
+        let next = match st.and_then(|s| s[d].next_seq()) {
+            Some(n) => n,
+            None => isn.wrapping_add(1),
+        };
+        *o = next.wrapping_sub(isn);
+    }
+    Some(out)
+}
+
 fn established(f: &Flow) -> bool {
     match f.meta.proto {
         6 => !matches!(
@@ -114,6 +130,7 @@ fn run<'r>(
         now_ns: cx.now,
         tls_version,
         vlan: m.vlan,
+        stream_size: stream_size(flow),
     };
     let fs = flow.sigs.get_or_insert_with(Box::default);
     let mut hits: [Option<Matched<'r>>; MAX_HITS] = [None; MAX_HITS];

@@ -83,6 +83,11 @@ impl Stream {
         self.started
     }
 
+    /// The next in-order sequence number expected (once started).
+    pub fn next_seq(&self) -> Option<u32> {
+        self.started.then_some(self.next)
+    }
+
     /// Bytes buffered out of order.
     pub fn buffered(&self) -> usize {
         self.buffered

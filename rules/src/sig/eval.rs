@@ -39,6 +39,9 @@ pub struct Packet<'a> {
     pub tls_version: u16,
     /// 802.1Q tags, outermost first (0: none).
     pub vlan: [u16; 3],
+    /// TCP: sequence space used so far by the client and the server (next expected sequence
+    /// number minus the initial one, as Suricata's `stream_size` counts), when known.
+    pub stream_size: Option<[u32; 2]>,
 }
 
 /// Buffers the engine provides for one inspection.
@@ -300,6 +303,21 @@ fn header_ok(s: &Sig, p: &Packet<'_>, hook: Hook) -> bool {
     }
     if let Some(v) = s.tls_version {
         if p.tls_version != v {
+            return false;
+        }
+    }
+    if let Some((side, c)) = s.stream_size {
+        let Some([cl, sv]) = p.stream_size else {
+            return false;
+        };
+        let (a, b) = (c.test(cl as u64), c.test(sv as u64));
+        let ok = match side {
+            0 => a,
+            1 => b,
+            2 => a && b,
+            _ => a || b,
+        };
+        if !ok {
             return false;
         }
     }

@@ -628,6 +628,8 @@ pub struct Sig {
     pub vlan_ids: Vec<(Cmp, Option<i8>)>,
     /// `vlan.layers`.
     pub vlan_layers: Option<Cmp>,
+    /// `stream_size`: which side (0 client, 1 server, 2 both, 3 either) and the comparison.
+    pub stream_size: Option<(u8, Cmp)>,
     /// Content lists by buffer.
     pub lists: Vec<List>,
     /// Flowbit conditions and actions, in rule order.

@@ -314,6 +314,7 @@ fn parse_inner(
             tls_version: None,
             vlan_ids: Vec::new(),
             vlan_layers: None,
+            stream_size: None,
             lists: Vec::new(),
             flowbits: Vec::new(),
             xbits: Vec::new(),
@@ -1558,6 +1559,33 @@ impl SigB {
                 self.sig.tcp_flags = Some((flag_bits(f)?, ignore, mode));
             }
             "vlan.layers" => self.sig.vlan_layers = Some(parse_cmp(need(key)?, key)?),
+            "stream_size" => {
+                let v = need(key)?;
+                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                let [side, op, n] = parts[..] else {
+                    return syn("stream_size needs side, operator, number");
+                };
+                let side = match side {
+                    "client" => 0,
+                    "server" => 1,
+                    "both" => 2,
+                    "either" => 3,
+                    _ => return syn(format!("stream_size: bad side '{side}'")),
+                };
+                let Some(n) = parse_u64(n) else {
+                    return syn(format!("stream_size: bad number '{n}'"));
+                };
+                let cmp = match op {
+                    "<" => Cmp::Lt(n),
+                    ">" => Cmp::Gt(n),
+                    "=" => Cmp::Eq(n),
+                    "!=" => Cmp::Ne(n),
+                    "<=" => Cmp::Le(n),
+                    ">=" => Cmp::Ge(n),
+                    _ => return syn(format!("stream_size: bad operator '{op}'")),
+                };
+                self.sig.stream_size = Some((side, cmp));
+            }
             "vlan.id" => {
                 let v = need(key)?;
                 let (id, layer) = match v.split_once(',') {
@@ -1779,7 +1807,6 @@ fn unsupported_reason(k: &str) -> String {
             format!("{k}: Palisade's anomaly events are not exposed to rules")
         }
         "byte_extract" | "byte_math" => format!("{k} is not supported"),
-        "stream_size" => "stream_size is not supported".into(),
         "datarep" => "datarep is not supported".into(),
         "tls.cert_chain_len" => "tls.cert_chain_len is not supported".into(),
         _ => format!("keyword '{k}' is not supported"),

@@ -39,6 +39,7 @@ fn pkt(payload: &[u8]) -> Packet<'_> {
         now_ns: 0,
         tls_version: 0,
         vlan: [0; 3],
+        stream_size: None,
     }
 }
 
@@ -692,4 +693,28 @@ fn xbits_span_flows_per_host_and_expire() {
     assert!(go(b"secret", 15, false).is_empty(), "unset");
     assert!(go(b"pair", 16, false).is_empty());
     assert_eq!(go(b"back", 17, true), [4], "a pair in either direction");
+}
+
+#[test]
+fn stream_size_sides() {
+    let s = set(concat!(
+        "alert tcp any any -> any any (stream_size:server,<,5; sid:1;)\n",
+        "alert tcp any any -> any any (stream_size:client,>=,101; sid:2;)\n",
+        "alert tcp any any -> any any (stream_size:both,!=,1; sid:3;)\n",
+        "alert tcp any any -> any any (stream_size:either,=,1; sid:4;)\n",
+    ));
+    let hits = |sizes: Option<[u32; 2]>| {
+        let mut p = pkt(b"");
+        p.stream_size = sizes;
+        let mut v = run(&s, Hook::Packet, &p, &B(vec![]), &mut FlowSigs::default());
+        v.sort();
+        v
+    };
+    // Client sent 100 bytes after its SYN (101), the server only its SYN (1).
+    assert_eq!(hits(Some([101, 1])), [1, 2, 4]);
+    assert_eq!(hits(Some([50, 9])), [3]);
+    assert!(
+        hits(None).is_empty(),
+        "unknown sizes (midstream, UDP) never match"
+    );
 }
