@@ -1,5 +1,5 @@
 //! Threat intelligence for Palisade: domain, address and URL indicators compiled into an
-//! immutable [`IntelSet`].
+//! immutable [`IntelSet`]; and Suricata-style signatures in [`sig`].
 //!
 //! # Input
 //! Every line of a list is classified on its own, so one file may mix formats:
