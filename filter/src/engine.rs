@@ -1393,6 +1393,9 @@ struct AlertSpec<'s> {
     action: Verdict,
     /// Whether it does it (block mode and a blocking indicator or policy).
     enforce: bool,
+    /// A rule's `target`: true when the packet's source is the target, false for its
+    /// destination (the alert then names `source` and `target` as Suricata does).
+    target: Option<bool>,
 }
 
 /// Applies an alert's verdict to the flow (or, for a DNS sinkhole, to this packet only), counts
@@ -1431,6 +1434,22 @@ fn raise_alert(
         a.str("signature", spec.signature);
         a.str("category", spec.category);
         a.u64("severity", spec.severity);
+        if let Some(src_is_target) = spec.target {
+            let (s, d) = if dir == 0 {
+                (m.cli, m.srv)
+            } else {
+                (m.srv, m.cli)
+            };
+            let (t, o) = if src_is_target { (s, d) } else { (d, s) };
+            for (k, ep) in [("source", o), ("target", t)] {
+                a.obj(k, |x| {
+                    x.ip("ip", ep.0);
+                    if matches!(m.proto, 6 | 17) {
+                        x.u64("port", ep.1 as u64);
+                    }
+                });
+            }
+        }
     });
     e.obj("palisade", |p| {
         explain(p);
@@ -1469,6 +1488,7 @@ fn policy_alert(
         severity: 2,
         action,
         enforce: enforce && cx.mode == Mode::Block,
+        target: None,
     };
     raise_alert(cx, flow, dir, spec, |p| {
         p.str("policy", policy)
@@ -1521,6 +1541,7 @@ fn decide(
         severity: if hit.action == Action::Block { 1 } else { 3 },
         action,
         enforce: hit.action == Action::Block && cx.mode == Mode::Block,
+        target: None,
     };
     raise_alert(cx, flow, dir, spec, |p| {
         p.str("indicator", hit.indicator).str("kind", kind);

@@ -176,6 +176,7 @@ fn act(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, h: Matched<'_>) {
         severity: s.priority as u64,
         action,
         enforce,
+        target: s.target,
     };
     raise_alert(cx, flow, dir, spec, |p| {
         p.obj("rule", |r| {
