@@ -1396,6 +1396,8 @@ struct AlertSpec<'s> {
     /// A rule's `target`: true when the packet's source is the target, false for its
     /// destination (the alert then names `source` and `target` as Suricata does).
     target: Option<bool>,
+    /// A rule's `metadata` entries (`key value`), written grouped by key as Suricata does.
+    metadata: &'s [String],
 }
 
 /// Applies an alert's verdict to the flow (or, for a DNS sinkhole, to this packet only), counts
@@ -1434,6 +1436,30 @@ fn raise_alert(
         a.str("signature", spec.signature);
         a.str("category", spec.category);
         a.u64("severity", spec.severity);
+        if !spec.metadata.is_empty() {
+            a.obj("metadata", |o| {
+                let md = spec.metadata;
+                for (i, entry) in md.iter().enumerate() {
+                    let key = entry.split_whitespace().next().unwrap_or("");
+                    // Each key once, at its first entry, with all its values.
+                    if key.is_empty()
+                        || md[..i]
+                            .iter()
+                            .any(|e| e.split_whitespace().next() == Some(key))
+                    {
+                        continue;
+                    }
+                    o.arr(key, |arr| {
+                        for e in md
+                            .iter()
+                            .filter(|e| e.split_whitespace().next() == Some(key))
+                        {
+                            arr.str(e[key.len()..].trim());
+                        }
+                    });
+                }
+            });
+        }
         if let Some(src_is_target) = spec.target {
             let (s, d) = if dir == 0 {
                 (m.cli, m.srv)
@@ -1489,6 +1515,7 @@ fn policy_alert(
         action,
         enforce: enforce && cx.mode == Mode::Block,
         target: None,
+        metadata: &[],
     };
     raise_alert(cx, flow, dir, spec, |p| {
         p.str("policy", policy)
@@ -1542,6 +1569,7 @@ fn decide(
         action,
         enforce: hit.action == Action::Block && cx.mode == Mode::Block,
         target: None,
+        metadata: &[],
     };
     raise_alert(cx, flow, dir, spec, |p| {
         p.str("indicator", hit.indicator).str("kind", kind);

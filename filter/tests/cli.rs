@@ -328,7 +328,7 @@ fn rules_load_skip_and_fail_with_file_line_and_sid() {
     std::fs::write(
         d.join("my.rules"),
         concat!(
-            "alert dns any any -> any any (msg:\"Sofacy C2 lookup\"; dns.query; content:\"drivres-update\"; nocase; classtype:trojan-activity; target:src_ip; sid:5; rev:3;)\n",
+            "alert dns any any -> any any (msg:\"Sofacy C2 lookup\"; dns.query; content:\"drivres-update\"; nocase; classtype:trojan-activity; target:src_ip; metadata:created_at 2024_01_01, tag apt, tag c2; sid:5; rev:3;)\n",
             "alert smtp any any -> any any (msg:\"mail\"; content:\"x\"; sid:6;)\n",
             "alert tcp any any -> any (content:\"x\"; sid:7;)\n",
         ),
@@ -390,6 +390,10 @@ fn rules_load_skip_and_fail_with_file_line_and_sid() {
     assert_eq!(a["alert"]["target"]["ip"], a["src_ip"]);
     assert_eq!(a["alert"]["target"]["port"], a["src_port"]);
     assert_eq!(a["alert"]["source"]["ip"], a["dest_ip"]);
+    assert_eq!(
+        a["alert"]["metadata"],
+        serde_json::json!({"created_at": ["2024_01_01"], "tag": ["apt", "c2"]})
+    );
     // A missing rules path is an error before anything runs.
     let o = palisade(
         &["replay", pcap.to_str().unwrap(), "--rules", "nope.rules"],

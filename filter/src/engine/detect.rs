@@ -177,6 +177,7 @@ fn act(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, h: Matched<'_>) {
         action,
         enforce,
         target: s.target,
+        metadata: &s.metadata,
     };
     raise_alert(cx, flow, dir, spec, |p| {
         p.obj("rule", |r| {
