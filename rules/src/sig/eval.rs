@@ -712,20 +712,9 @@ impl SigSet {
                 fmt,
                 bitmask,
             } => {
-                let base = if *relative {
-                    prev as i64
-                } else {
-                    -(st.base as i64)
-                } + *offset as i64;
-                let Some(v) = read_num(buf, base, *bytes, *fmt) else {
+                let at = step_pos(*relative, prev, st.base, *offset);
+                let Some(v) = read_masked(buf, at, *bytes, *fmt, *bitmask) else {
                     return false;
-                };
-                let v = match bitmask {
-                    Some(m) => {
-                        let m = *m;
-                        (v & m) >> m.trailing_zeros().min(63)
-                    }
-                    None => v,
                 };
                 let r = match *op {
                     ByteOp::Lt(n) => v < n,
@@ -750,17 +739,9 @@ impl SigSet {
                 post_offset,
                 bitmask,
             } => {
-                let base = if *relative {
-                    prev as i64
-                } else {
-                    -(st.base as i64)
-                } + *offset as i64;
-                let Some(v) = read_num(buf, base, *bytes, *fmt) else {
+                let base = step_pos(*relative, prev, st.base, *offset);
+                let Some(v) = read_masked(buf, base, *bytes, *fmt, *bitmask) else {
                     return false;
-                };
-                let v = match bitmask {
-                    Some(m) => (v & *m) >> m.trailing_zeros().min(63),
-                    None => v,
                 };
                 let mut jump = (v as i128) * (*multiplier as i128);
                 if *align && jump % 4 != 0 {
@@ -901,6 +882,25 @@ fn find(c: &Content, buf: &[u8], from: usize, hi: usize) -> Option<usize> {
         return None;
     }
     Some(at)
+}
+
+/// Where a `byte_test`/`byte_jump` reads: after the previous match, or from the buffer start
+/// (which, for stream chunks, is `base` bytes into the stream).
+fn step_pos(relative: bool, prev: usize, base: usize, offset: i32) -> i64 {
+    if relative {
+        prev as i64 + offset as i64
+    } else {
+        offset as i64 - base as i64
+    }
+}
+
+/// A number read at `at`, with the bitmask applied (and shifted down, as Suricata does).
+fn read_masked(buf: &[u8], at: i64, n: u8, fmt: NumFmt, bitmask: Option<u64>) -> Option<u64> {
+    let v = read_num(buf, at, n, fmt)?;
+    Some(match bitmask {
+        Some(m) => (v & m) >> m.trailing_zeros().min(63),
+        None => v,
+    })
 }
 
 fn read_num(buf: &[u8], at: i64, n: u8, fmt: NumFmt) -> Option<u64> {
