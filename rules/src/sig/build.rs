@@ -494,7 +494,13 @@ pub(crate) fn also_response(s: &Sig) -> bool {
             .all(|l| matches!(l.buf.side(), Side::Both | Side::Any) && l.buf != Buf::Payload)
 }
 
-/// The prefilter pattern: the `fast_pattern` content, else the longest positive content.
+/// Prefilter patterns are cut to their first 16 bytes: the candidates are a superset (every one
+/// is evaluated in full), and the automata take half the memory (ET Open: 63 MB instead of
+/// 120) at the same speed.
+const FP_MAX: usize = 16;
+
+/// The prefilter pattern: the `fast_pattern` content, else the longest positive content (at
+/// most [`FP_MAX`] bytes of it).
 fn fast_pattern(s: &Sig) -> Option<(Buf, Vec<Transform>, Vec<u8>)> {
     let mut best: Option<(&List, &Content)> = None;
     for l in &s.lists {
@@ -510,7 +516,11 @@ fn fast_pattern(s: &Sig) -> Option<(Buf, Vec<Transform>, Vec<u8>)> {
                     continue;
                 }
                 if c.fast_pattern {
-                    return Some((l.buf, l.transforms.clone(), c.pat.clone()));
+                    return Some((
+                        l.buf,
+                        l.transforms.clone(),
+                        c.pat[..c.pat.len().min(FP_MAX)].to_vec(),
+                    ));
                 }
                 if best.is_none_or(|(_, b)| c.pat.len() > b.pat.len()) {
                     best = Some((l, c));
@@ -518,7 +528,13 @@ fn fast_pattern(s: &Sig) -> Option<(Buf, Vec<Transform>, Vec<u8>)> {
             }
         }
     }
-    best.map(|(l, c)| (l.buf, l.transforms.clone(), c.pat.clone()))
+    best.map(|(l, c)| {
+        (
+            l.buf,
+            l.transforms.clone(),
+            c.pat[..c.pat.len().min(FP_MAX)].to_vec(),
+        )
+    })
 }
 
 #[derive(Debug, Default)]

@@ -22,7 +22,7 @@
 //!
 //! # Resource usage
 //! Building parses and compiles every rule once (regexes included); all of ET Open (23,445 rules)
-//! builds in about half a second on one core, with about 120 MB of automata (see
+//! builds in about half a second on one core, with about 63 MB of automata (see
 //! `bench/RESULTS.md`). Matching allocates nothing once
 //! the [`Scratch`] has grown to the largest candidate list; per-flow state ([`FlowSigs`]) holds
 //! flowbits (at most [`MAX_FLOWBITS`]) and a stream tail of at most [`STREAM_TAIL`] bytes per
