@@ -528,20 +528,34 @@ struct PktInfo<'a> {
     icmp: (u8, u8),
 }
 
-impl<'a> Cx<'a> {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        out: &'a mut Vec<u8>,
-        intel: &'a IntelSet,
-        stats: &'a mut Stats,
-        dns: &'a mut DnsMsg,
-        cfg: &Config,
-        stream_tap: &'a mut Vec<TapRecord>,
-        sig: (&'a SigSet, &'a mut Scratch, &'a mut (Vec<u8>, Vec<u8>)),
-        now: i64,
-        pkt: u64,
-    ) -> Cx<'a> {
-        Cx {
+/// What a packet's handling borrows from the engine besides the context: the flow table, the
+/// memory budget and the bypass flag.
+struct Parts<'a> {
+    flows: &'a mut FlowTable<Flow>,
+    budget: &'a mut Budget,
+    last_bypass: &'a mut bool,
+}
+
+impl Engine {
+    /// Splits the engine into the flow table and budget, and a context for the app-layer
+    /// handlers over everything else.
+    fn split(&mut self, now: i64, pkt: u64) -> (Parts<'_>, Cx<'_>) {
+        let Engine {
+            flows,
+            out,
+            intel,
+            stats,
+            dns,
+            budget,
+            cfg,
+            stream_tap,
+            sigs,
+            sig_scratch,
+            sig_bufs,
+            last_bypass,
+            ..
+        } = self;
+        let cx = Cx {
             out,
             intel,
             stats,
@@ -555,11 +569,17 @@ impl<'a> Cx<'a> {
             quic: cfg.quic,
             ech: cfg.ech,
             inspect_encrypted: cfg.inspect_encrypted,
-            sigs: sig.0,
-            sc: sig.1,
-            sc_bufs: sig.2,
+            sigs,
+            sc: sig_scratch,
+            sc_bufs: sig_bufs,
             pk: PktInfo::default(),
-        }
+        };
+        let parts = Parts {
+            flows,
+            budget,
+            last_bypass,
+        };
+        (parts, cx)
     }
 }
 
@@ -832,32 +852,15 @@ impl Engine {
                 None => return Verdict::Accept,
             },
         };
-        let Engine {
-            flows,
-            out,
-            intel,
-            stats,
-            dns,
-            budget,
-            cfg,
-            stream_tap,
-            sigs,
-            sig_scratch,
-            sig_bufs,
-            last_bypass,
-            ..
-        } = self;
-        let mut cx = Cx::new(
-            out,
-            intel,
-            stats,
-            dns,
-            cfg,
-            stream_tap,
-            (sigs, sig_scratch, sig_bufs),
-            now,
-            pkt,
-        );
+        let mode = self.cfg.mode;
+        let (
+            Parts {
+                flows,
+                budget,
+                last_bypass,
+            },
+            mut cx,
+        ) = self.split(now, pkt);
         let flow = flows.get_mut(idx);
         let dir = usize::from(flow.meta.cli != (src, seg.sport));
         flow.pkts[dir] += 1;
@@ -917,7 +920,7 @@ impl Engine {
             flow.app_charged = held;
         }
         let class = timeout_class(flow);
-        let verdict = if cfg.mode == Mode::Block {
+        let verdict = if mode == Mode::Block {
             flow.verdict.max(cx.verdict)
         } else {
             Verdict::Accept
@@ -987,36 +990,13 @@ impl Engine {
             .flows
             .insert(key, flow, now, if proto == 6 { 1 } else { 0 });
         // Address intel: the server first, then the client (an inbound connection from a listed host).
-        let Engine {
-            flows,
-            out,
-            intel,
-            stats,
-            dns,
-            cfg,
-            stream_tap,
-            sigs,
-            sig_scratch,
-            sig_bufs,
-            ..
-        } = self;
-        let intel: &IntelSet = intel;
+        let (parts, mut cx) = self.split(now, pkt);
+        let intel = cx.intel;
         let hit = [(srv.0, "dest_ip"), (cli.0, "src_ip")]
             .into_iter()
             .find_map(|(a, field)| intel.match_addr(a).map(|h| (h, field, a)));
         if let Some((hit, field, addr)) = hit {
-            let mut cx = Cx::new(
-                out,
-                intel,
-                stats,
-                dns,
-                cfg,
-                stream_tap,
-                (sigs, sig_scratch, sig_bufs),
-                now,
-                pkt,
-            );
-            let flow = flows.get_mut(idx);
+            let flow = parts.flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
             let mut buf = [0u8; 45];
             let v = fmt_ip(&mut buf, addr);
@@ -1045,30 +1025,8 @@ impl Engine {
 
     fn end_flow(&mut self, idx: u32, reason: EndReason) {
         let (_, mut flow, last_ns) = self.flows.remove(idx);
-        let Engine {
-            out,
-            intel,
-            stats,
-            dns,
-            budget,
-            cfg,
-            stream_tap,
-            sigs,
-            sig_scratch,
-            sig_bufs,
-            ..
-        } = self;
-        let mut cx = Cx::new(
-            out,
-            intel,
-            stats,
-            dns,
-            cfg,
-            stream_tap,
-            (sigs, sig_scratch, sig_bufs),
-            last_ns,
-            0,
-        );
+        let flow_events = self.cfg.flow_events;
+        let (Parts { budget, .. }, mut cx) = self.split(last_ns, 0);
         // Flush what reassembly still holds, then log unfinished transactions.
         if let Some(mut st) = flow.streams.take() {
             for dir in 0..2 {
@@ -1089,9 +1047,9 @@ impl Engine {
                 // A body that ran to the close ends here.
                 detect::http_response(&mut cx, &mut flow, &r, &s, &body);
             }
-            let Parser::Http(h) = &mut flow.parser else {
-                unreachable!("checked above")
-            };
+        }
+        // Requests never answered (the response inspection above needed the whole flow).
+        if let Parser::Http(h) = &mut flow.parser {
             while let Some(req) = h.pending.pop_front() {
                 let tx = h.tx;
                 h.tx += 1;
@@ -1099,7 +1057,7 @@ impl Engine {
             }
         }
         budget.release(flow.app_charged + flow.streams_charged as usize + flow_charge::<Flow>());
-        if cfg.flow_events {
+        if flow_events {
             flow_event(&mut cx, &flow, last_ns, reason);
         }
     }
@@ -1909,16 +1867,7 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
         }
         TlsEvent::Server(sh) => {
             if cx.sigs.wants(Hook::TlsServer) {
-                let v = sh.version;
-                let ch = flow.tls.as_mut().and_then(|l| l.client.take());
-                let bufs = detect::ServerBufs {
-                    sh: &sh,
-                    ch: ch.as_deref(),
-                };
-                detect::inspect(cx, flow, dir, Hook::TlsServer, &bufs, v);
-                if let (Some(l), Some(ch)) = (flow.tls.as_mut(), ch) {
-                    l.client = Some(ch);
-                }
+                detect::tls_server(cx, flow, dir, &sh);
             }
             // Logged by `tls_data` once the certificate is in (or will not come).
             flow.tls.get_or_insert_with(Box::default).server = Some(sh);

@@ -398,6 +398,14 @@ fn rule_builder(r: &RuleOpts) -> SigSetBuilder {
     SigSetBuilder::new(vars)
 }
 
+/// The lists and the rules (what `inline` and `capture` enforce, and a reload rebuilds).
+fn load_policy(
+    intel: &[(PathBuf, Action)],
+    rules: &RuleOpts,
+) -> Result<(IntelSet, SigSet), String> {
+    Ok((load_intel(intel, false)?, load_rules(rules)?))
+}
+
 /// Loads the rule files. Skipped rules and syntax errors are reported on stderr (file, line,
 /// sid, reason) and the rest still loads; an unreadable path is an error.
 fn load_rules(r: &RuleOpts) -> Result<SigSet, String> {
@@ -614,15 +622,8 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let Some((first, last)) = queues else {
         return Err(Usage("inline needs --queue N[:M]".into()));
     };
-    let set = match load_intel(&intel, false) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("palisade: {e}");
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let sigs = match load_rules(&rules) {
-        Ok(s) => s,
+    let (set, sigs) = match load_policy(&intel, &rules) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("palisade: {e}");
             return Ok(ExitCode::from(1));
@@ -649,7 +650,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         for _ in signals.forever() {
             let t = std::time::Instant::now();
             sd_notify("RELOADING=1");
-            match load_intel(&specs, false).and_then(|s| Ok((s, load_rules(&rule_specs)?))) {
+            match load_policy(&specs, &rule_specs) {
                 Ok((set, sigs)) => {
                     let n = set.domain_count() + set.addr_count() + set.url_count();
                     if firewall::guard_installed() {
@@ -904,8 +905,8 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let Some(iface) = iface else {
         return Err(Usage("capture needs --iface NAME".into()));
     };
-    let set = match load_intel(&intel, false) {
-        Ok(s) => s,
+    let (set, sigs) = match load_policy(&intel, &rules) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("palisade: {e}");
             return Ok(ExitCode::from(1));
@@ -915,13 +916,6 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let cfg = Config {
         mode: Mode::Audit,
         ..Config::default()
-    };
-    let sigs = match load_rules(&rules) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("palisade: {e}");
-            return Ok(ExitCode::from(1));
-        }
     };
     let mut engine = Engine::new(cfg, set);
     engine.set_sigs(sigs);

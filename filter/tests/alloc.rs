@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use etherparse::PacketBuilder;
 use palisade::engine::{Config, Engine};
@@ -13,12 +13,19 @@ use palisade_rules::{Action, IntelBuilder};
 
 struct Counting;
 static COUNT: AtomicU64 = AtomicU64::new(0);
-static ON: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Counting is on for the measuring thread only (the test harness allocates on its own).
+    static ON: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counting() -> bool {
+    ON.try_with(std::cell::Cell::get).unwrap_or(false)
+}
 
 // SAFETY: forwards to the system allocator; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
+        if counting() {
             COUNT.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
@@ -29,7 +36,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
+        if counting() {
             COUNT.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
@@ -100,6 +107,13 @@ fn dns(resp: bool, i: u8, name: &str) -> Vec<u8> {
 /// Handshakes for 16 TCP flows, then 250 rounds of in-order data on them and DNS queries and
 /// responses on 16 DNS flows; returns allocations counted after the warm-up, the packets
 /// measured and the engine.
+/// The counter is process-wide, so the tests of this file run one at a time (set-up included).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn run(mut e: Engine) -> (u64, usize, Engine) {
     let mut frames = Vec::new();
     for i in 1..=16u8 {
@@ -134,14 +148,14 @@ fn run(mut e: Engine) -> (u64, usize, Engine) {
         e.take_events(|b| sink += b.len());
     }
     COUNT.store(0, Ordering::SeqCst);
-    ON.store(true, Ordering::SeqCst);
+    ON.with(|o| o.set(true));
     for f in warm.iter().skip(2000) {
         n += 1;
         t += 1000;
         e.handle(t, n, 1, f);
         e.take_events(|b| sink += b.len());
     }
-    ON.store(false, Ordering::SeqCst);
+    ON.with(|o| o.set(false));
     let allocs = COUNT.load(Ordering::SeqCst);
     let measured = warm.len() - 2000;
     eprintln!("warm path: {allocs} allocations over {measured} packets; {sink} event bytes");
@@ -157,6 +171,7 @@ fn intel() -> palisade_rules::IntelSet {
 
 #[test]
 fn warm_packet_path_does_not_allocate() {
+    let _serial = one_at_a_time();
     let (allocs, measured, e) = run(Engine::new(Config::default(), intel()));
     assert!(measured >= 8000, "{measured}");
     assert!(e.stats.events[1] > 1000, "DNS events were written");
@@ -167,6 +182,7 @@ fn warm_packet_path_does_not_allocate() {
 /// flowbits and thresholds: matching allocates nothing once warm either.
 #[test]
 fn warm_packet_path_with_signatures_does_not_allocate() {
+    let _serial = one_at_a_time();
     let mut b = SigSetBuilder::default();
     b.add_text(
         "t.rules",

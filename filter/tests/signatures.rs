@@ -56,30 +56,7 @@ fn case_vars(dir: &Path) -> Vars {
     v
 }
 
-fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for part in path.split('.') {
-        match part.split_once('[') {
-            Some((name, idx)) => {
-                let i: usize = idx.trim_end_matches(']').parse().ok()?;
-                cur = cur.get(name)?.get(i)?;
-            }
-            None => cur = cur.get(part)?,
-        }
-    }
-    Some(cur)
-}
-
-fn same(expected: &serde_yaml::Value, got: &Value) -> bool {
-    use serde_yaml::Value as Y;
-    match (expected, got) {
-        (Y::String(s), Value::String(g)) => s == g,
-        (Y::Number(n), Value::Number(g)) => n.as_u64() == g.as_u64(),
-        (Y::Number(n), Value::String(g)) => n.to_string() == *g,
-        (Y::Bool(b), Value::Bool(g)) => b == g,
-        _ => false,
-    }
-}
+use common::{sv_lookup as lookup, sv_same as same};
 
 /// Alert fields Palisade writes.
 const ALERT_FIELDS: &[&str] = &[

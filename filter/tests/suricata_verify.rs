@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use palisade::engine::Config;
 use palisade_rules::IntelSet;
-use serde_json::Value;
 
 /// Event types and field prefixes Palisade writes.
 const TYPES: [&str; 5] = ["dns", "tls", "http", "flow", "quic"];
@@ -84,45 +83,7 @@ const EXPECTED_FAILS: &[(&str, usize, &str)] = &[
     ("output-multi-eve", 2, "counts HTTP events of one of several eve outputs configured with per-output settings; tshark also sees 3 HTTP transactions"),
 ];
 
-fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    if let Some(base) = path.strip_suffix(".__len") {
-        let b = lookup(v, base)?;
-        let n = match b {
-            Value::String(s) => s.len(),
-            _ => b.as_array()?.len(),
-        };
-        return Some(Box::leak(Box::new(Value::from(n))));
-    }
-    for part in path.split('.') {
-        let (name, idx) = match part.find('[') {
-            Some(i) => (
-                &part[..i],
-                part[i + 1..part.len() - 1].parse::<usize>().ok(),
-            ),
-            None => (part, None),
-        };
-        cur = cur.get(name)?;
-        if let Some(i) = idx {
-            cur = cur.get(i)?;
-        }
-    }
-    Some(cur)
-}
-
-fn same(expected: &serde_yaml::Value, got: &Value) -> bool {
-    use serde_yaml::Value as Y;
-    match (expected, got) {
-        (Y::String(s), Value::String(g)) => s == g,
-        (Y::Number(n), Value::Number(g)) => n.as_u64() == g.as_u64() && n.as_i64() == g.as_i64(),
-        (Y::Number(n), Value::String(g)) => n.to_string() == *g,
-        (Y::Bool(b), Value::Bool(g)) => b == g,
-        (Y::Sequence(s), Value::Array(a)) => {
-            s.len() == a.len() && s.iter().zip(a).all(|(x, y)| same(x, y))
-        }
-        _ => false,
-    }
-}
+use common::{sv_lookup as lookup, sv_same as same};
 
 /// One `filter` check: expected count (`u64::MAX`: at least one), fields, in scope.
 type Check = (u64, Vec<(String, serde_yaml::Value)>, bool);

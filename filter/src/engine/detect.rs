@@ -242,9 +242,9 @@ fn client_buf(ch: &ClientHello, b: Buf, quic: bool) -> Option<&[u8]> {
 }
 
 /// A ServerHello, with the flow's ClientHello.
-pub(super) struct ServerBufs<'a> {
-    pub sh: &'a ServerHello,
-    pub ch: Option<&'a ClientHello>,
+struct ServerBufs<'a> {
+    sh: &'a ServerHello,
+    ch: Option<&'a ClientHello>,
 }
 
 impl Buffers for ServerBufs<'_> {
@@ -303,16 +303,31 @@ pub(super) fn tls_certs(
 ) {
     let sans: &[String] = info.map_or(&[], |i| &i.sans);
     let n = certs.len().max(sans.len());
+    with_client(flow, |flow, ch| {
+        for k in 0..n {
+            let bufs = CertBufs {
+                ch,
+                info: if k == 0 { info } else { None },
+                der: certs.get(k).map_or(&[][..], |c| &c[..]),
+                san: sans.get(k).map(|s| s.as_bytes()),
+            };
+            inspect(cx, flow, dir, Hook::TlsCert, &bufs, version);
+        }
+    });
+}
+
+/// Runs the ServerHello hook (with the flow's ClientHello).
+pub(super) fn tls_server(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, sh: &ServerHello) {
+    with_client(flow, |flow, ch| {
+        let bufs = ServerBufs { sh, ch };
+        inspect(cx, flow, dir, Hook::TlsServer, &bufs, sh.version);
+    });
+}
+
+/// Runs `f` with the flow's ClientHello lent out (inspection needs the flow itself mutably).
+fn with_client(flow: &mut Flow, f: impl FnOnce(&mut Flow, Option<&ClientHello>)) {
     let ch = flow.tls.as_mut().and_then(|l| l.client.take());
-    for k in 0..n {
-        let bufs = CertBufs {
-            ch: ch.as_deref(),
-            info: if k == 0 { info } else { None },
-            der: certs.get(k).map_or(&[][..], |c| &c[..]),
-            san: sans.get(k).map(|s| s.as_bytes()),
-        };
-        inspect(cx, flow, dir, Hook::TlsCert, &bufs, version);
-    }
+    f(flow, ch.as_deref());
     if let (Some(l), Some(ch)) = (flow.tls.as_mut(), ch) {
         l.client = Some(ch);
     }

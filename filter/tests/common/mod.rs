@@ -107,3 +107,50 @@ pub fn captures(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A field of an eve event by suricata-verify's path syntax (`a.b[0].c`, `x.__len`).
+#[allow(dead_code)]
+pub fn sv_lookup<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    let mut cur = v;
+    if let Some(base) = path.strip_suffix(".__len") {
+        let b = sv_lookup(v, base)?;
+        let n = match b {
+            serde_json::Value::String(s) => s.len(),
+            _ => b.as_array()?.len(),
+        };
+        return Some(Box::leak(Box::new(serde_json::Value::from(n))));
+    }
+    for part in path.split('.') {
+        let (name, idx) = match part.find('[') {
+            Some(i) => (
+                &part[..i],
+                part[i + 1..part.len() - 1].parse::<usize>().ok(),
+            ),
+            None => (part, None),
+        };
+        cur = cur.get(name)?;
+        if let Some(i) = idx {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+/// Whether an eve value equals a suricata-verify expectation (numbers may be written as
+/// strings).
+#[allow(dead_code)]
+pub fn sv_same(expected: &serde_yaml::Value, got: &serde_json::Value) -> bool {
+    use serde_yaml::Value as Y;
+    match (expected, got) {
+        (Y::String(s), serde_json::Value::String(g)) => s == g,
+        (Y::Number(n), serde_json::Value::Number(g)) => {
+            n.as_u64() == g.as_u64() && n.as_i64() == g.as_i64()
+        }
+        (Y::Number(n), serde_json::Value::String(g)) => n.to_string() == *g,
+        (Y::Bool(b), serde_json::Value::Bool(g)) => b == g,
+        (Y::Sequence(s), serde_json::Value::Array(a)) => {
+            s.len() == a.len() && s.iter().zip(a).all(|(x, y)| sv_same(x, y))
+        }
+        _ => false,
+    }
+}

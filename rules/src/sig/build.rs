@@ -429,8 +429,13 @@ impl SigSetBuilder {
             i.always.sort_unstable();
             i.always.dedup();
         }
+        let mut wants = [false; HOOKS];
+        for (slot, i) in idx.iter().enumerate() {
+            wants[slot / CLASSES_PER_HOOK] |= !i.is_empty();
+        }
         SigSet {
             inner: Arc::new(Inner {
+                wants,
                 sigs,
                 regexes: self.regexes,
                 idx,
@@ -573,6 +578,16 @@ pub(crate) struct AddrIndex {
     tables: Vec<((u8, bool), PrefixTable)>,
 }
 
+impl HookIndex {
+    /// Nothing to evaluate in this slot.
+    pub fn is_empty(&self) -> bool {
+        self.always.is_empty()
+            && self.pf.is_empty()
+            && self.by_addr.is_empty()
+            && self.by_port.is_empty()
+    }
+}
+
 impl AddrIndex {
     fn key(a: std::net::IpAddr, len: u8) -> (u128, bool) {
         match a {
@@ -713,6 +728,8 @@ pub(crate) struct Inner {
     pub patterns: usize,
     pub classes: HashMap<String, (String, u8)>,
     pub files: Vec<String>,
+    /// Hooks some signature inspects (decided at build).
+    pub wants: [bool; HOOKS],
     /// Dataset values loaded, and intel lists behind them, by index.
     pub datasets: Vec<(HashSet<Vec<u8>>, Vec<crate::IntelSet>)>,
 }
@@ -761,13 +778,7 @@ impl SigSet {
     /// True when some signature inspects the given hook (the engine skips building buffers
     /// nobody reads).
     pub fn wants(&self, hook: Hook) -> bool {
-        let b = hook as usize * CLASSES_PER_HOOK;
-        self.inner.idx[b..b + CLASSES_PER_HOOK].iter().any(|i| {
-            !i.always.is_empty()
-                || !i.pf.is_empty()
-                || !i.by_addr.is_empty()
-                || !i.by_port.is_empty()
-        })
+        self.inner.wants[hook as usize]
     }
 
     /// Per index slot (hook x transport): signatures always evaluated, prefilter patterns.

@@ -67,7 +67,7 @@ pub struct FlowSigs {
     pub passed: bool,
     tail: [Vec<u8>; 2],
     stream_off: [u64; 2],
-    stream_alerted: Vec<u32>,
+    once: Vec<u32>,
     /// Flowbits dropped because the flow held [`MAX_FLOWBITS`].
     pub bits_dropped: u32,
 }
@@ -79,7 +79,7 @@ impl FlowSigs {
             + self.bits.capacity() * 4
             + self.tail[0].capacity()
             + self.tail[1].capacity()
-            + self.stream_alerted.capacity() * 4
+            + self.once.capacity() * 4
     }
 
     fn isset(&self, b: u32) -> bool {
@@ -147,8 +147,16 @@ fn apply_transforms<'b>(raw: &'b [u8], tr: &[Transform], tbuf: &'b mut Vec<u8>) 
         return raw;
     }
     tbuf.clear();
+    // A leading dotprefix (the usual case) is written first rather than shifted in.
+    let rest = match tr.split_first() {
+        Some((Transform::DotPrefix, rest)) => {
+            tbuf.push(b'.');
+            rest
+        }
+        _ => tr,
+    };
     tbuf.extend_from_slice(raw);
-    for t in tr {
+    for t in rest {
         match t {
             Transform::DotPrefix => tbuf.insert(0, b'.'),
             Transform::ToLower => tbuf.make_ascii_lowercase(),
@@ -392,11 +400,7 @@ impl SigSet {
         let Some(index) = inner.idx.get(slot) else {
             return;
         };
-        if index.always.is_empty()
-            && index.pf.is_empty()
-            && index.by_addr.is_empty()
-            && index.by_port.is_empty()
-        {
+        if index.is_empty() {
             return;
         }
         sc.next_gen(inner.sigs.len(), inner.patterns);
@@ -493,7 +497,7 @@ impl SigSet {
                 continue;
             }
             let once = matches!(hook, Hook::Stream | Hook::TlsCert);
-            if once && flow.stream_alerted.contains(&si) {
+            if once && flow.once.contains(&si) {
                 continue;
             }
             if !bits_ok(s, flow) || !s.xbits.is_empty() && !xbits_ok(s, p, sc) {
@@ -520,8 +524,8 @@ impl SigSet {
             if !s.xbits.is_empty() {
                 apply_xbits(s, p, sc);
             }
-            if once && flow.stream_alerted.len() < 256 {
-                flow.stream_alerted.push(si);
+            if once && flow.once.len() < 256 {
+                flow.once.push(si);
             }
             let alert = !s.noalert && (s.action != SigAction::Pass || s.pass_alert);
             out(Matched { sig: s, alert });
@@ -575,35 +579,46 @@ impl SigSet {
             let Some(raw) = bufs.get(l.buf) else {
                 return false;
             };
-            let data = apply_transforms(raw, &l.transforms, &mut sc.tbuf);
-            if data.is_empty() && l.buf == Buf::Payload {
+            // The transformed copy lives outside the scratch so datasets can use the scratch.
+            let mut t = std::mem::take(&mut sc.tbuf);
+            let ok = self.list_match(l, raw, &mut t, sc, base);
+            sc.tbuf = t;
+            if !ok {
                 return false;
-            }
-            // Absolute positions count from the start of the stream for stream payloads.
-            let base = if l.buf == Buf::Payload { base } else { 0 };
-            let mut st = RunState {
-                budget: MAX_STEPS,
-                base,
-            };
-            if !self.run(&l.steps, 0, data, 0, &mut st) {
-                if st.budget == 0 {
-                    sc.step_limit_hits += 1;
-                }
-                return false;
-            }
-            for step in &l.steps {
-                if let Step::Dataset { id, op, subdomain } = *step {
-                    let mut t = std::mem::take(&mut sc.tbuf);
-                    let data = apply_transforms(raw, &l.transforms, &mut t);
-                    let ok = self.dataset(id, op, subdomain, data, sc);
-                    sc.tbuf = t;
-                    if !ok {
-                        return false;
-                    }
-                }
             }
         }
         true
+    }
+
+    /// One buffer's steps, then its datasets (which look at the whole transformed buffer).
+    fn list_match(
+        &self,
+        l: &List,
+        raw: &[u8],
+        t: &mut Vec<u8>,
+        sc: &mut Scratch,
+        base: usize,
+    ) -> bool {
+        let data = apply_transforms(raw, &l.transforms, t);
+        if data.is_empty() && l.buf == Buf::Payload {
+            return false;
+        }
+        // Absolute positions count from the start of the stream for stream payloads.
+        let base = if l.buf == Buf::Payload { base } else { 0 };
+        let mut st = RunState {
+            budget: MAX_STEPS,
+            base,
+        };
+        if !self.run(&l.steps, 0, data, 0, &mut st) {
+            if st.budget == 0 {
+                sc.step_limit_hits += 1;
+            }
+            return false;
+        }
+        l.steps.iter().all(|step| match *step {
+            Step::Dataset { id, op, subdomain } => self.dataset(id, op, subdomain, data, sc),
+            _ => true,
+        })
     }
 
     /// Evaluates `steps[i..]` with the cursor at `prev`.

@@ -875,23 +875,10 @@ impl SigB {
 
     /// The list content goes to now: the sticky buffer, or the payload list.
     fn target(&mut self) -> usize {
-        if let Some(c) = self.cur {
-            return c;
+        match self.cur {
+            Some(c) => c,
+            None => self.list_for_modifier(Buf::Payload),
         }
-        if let Some(i) = self
-            .sig
-            .lists
-            .iter()
-            .position(|l| l.buf == Buf::Payload && l.transforms.is_empty())
-        {
-            return i;
-        }
-        self.sig.lists.push(List {
-            buf: Buf::Payload,
-            transforms: Vec::new(),
-            steps: Vec::new(),
-        });
-        self.sig.lists.len() - 1
     }
 
     fn push(&mut self, list: usize, step: Step) {
@@ -955,20 +942,10 @@ impl SigB {
             if self.cur.is_some() {
                 return syn(format!("{key} after a sticky buffer"));
             }
+            // The emptied payload list, if any, is dropped by `finish`.
             let step = self.sig.lists[l].steps.remove(s);
             let to = self.list_for_modifier(buf);
             self.sig.lists[to].steps.push(step);
-            self.last = Some((to, self.sig.lists[to].steps.len() - 1));
-            self.sig
-                .lists
-                .retain(|x| !x.steps.is_empty() || x.buf != Buf::Payload);
-            // Indices may have shifted: find the moved step again.
-            let to = self
-                .sig
-                .lists
-                .iter()
-                .position(|x| x.buf == buf)
-                .unwrap_or(0);
             self.last = Some((to, self.sig.lists[to].steps.len() - 1));
             return Ok(());
         }
@@ -1171,6 +1148,7 @@ impl SigB {
                 if matches!(fmt, NumFmt::Big | NumFmt::Little) && bytes > 8 {
                     return syn("byte_test reads at most 8 binary bytes");
                 }
+                // `!=` is `=` negated, like any other `!op`.
                 let (negated, op) = match w[1].strip_prefix('!') {
                     Some(o) => (true, o),
                     None => (false, w[1]),
@@ -1187,7 +1165,6 @@ impl SigB {
                     "<=" => ByteOp::Le(n),
                     ">=" => ByteOp::Ge(n),
                     "=" => ByteOp::Eq(n),
-                    "!=" => return self.byte_test_ne(w, bytes, n, fmt),
                     "&" => ByteOp::And(n),
                     "^" => ByteOp::Xor(n),
                     o => return syn(format!("byte_test: bad operator '{o}'")),
@@ -1650,27 +1627,6 @@ impl SigB {
             }
             _ => return skip(key, unsupported_reason(key)),
         }
-        Ok(())
-    }
-
-    /// `byte_test` with `!=`: a negated `=`.
-    fn byte_test_ne(&mut self, w: Vec<&str>, bytes: u8, n: u64, fmt: NumFmt) -> R<()> {
-        let offset = int_arg(w[3], "byte_test")?;
-        let relative = w[4..].contains(&"relative");
-        let bm = bitmask(&w[4..], "byte_test")?;
-        let l = self.target();
-        self.push(
-            l,
-            Step::ByteTest {
-                bytes,
-                op: ByteOp::Eq(n),
-                negated: true,
-                offset,
-                relative,
-                fmt,
-                bitmask: bm,
-            },
-        );
         Ok(())
     }
 
