@@ -23,6 +23,9 @@ use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
 use crate::wire;
 
 mod detect;
+mod names;
+
+pub use names::NameScoring;
 
 /// Block or audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +218,10 @@ pub struct Stats {
     pub sig_matches: u64,
     /// Matches beyond the per-inspection cap, not acted on.
     pub sig_hits_dropped: u64,
+    /// Names scored by the domain model.
+    pub names_scored: u64,
+    /// Names whose score reached the alert threshold.
+    pub names_alerted: u64,
 }
 
 /// Event types, in the order of [`Stats::events`].
@@ -429,6 +436,8 @@ pub struct Flow {
     alerted: bool,
     /// Signature state (flowbits, stream tails), allocated at the first inspection.
     sigs: Option<Box<FlowSigs>>,
+    /// Highest domain-model score of the flow's names (negative: none scored).
+    name_score: f32,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -468,8 +477,20 @@ impl Default for Flow {
             verdict: Verdict::Accept,
             alerted: false,
             sigs: None,
+            name_score: -1.0,
         }
     }
+}
+
+/// What the engine enforces, built off the packet path and swapped whole on reload.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Intel lists.
+    pub intel: IntelSet,
+    /// Signatures.
+    pub sigs: SigSet,
+    /// Name scoring (`None`: off).
+    pub names: Option<NameScoring>,
 }
 
 /// The engine.
@@ -495,6 +516,7 @@ pub struct Engine {
     sigs: SigSet,
     sig_scratch: Scratch,
     sig_bufs: (Vec<u8>, Vec<u8>),
+    names: Option<NameScoring>,
 }
 
 /// Context handed to the app-layer handlers: everything but the flow table.
@@ -516,6 +538,8 @@ struct Cx<'a> {
     sigs: &'a SigSet,
     sc: &'a mut Scratch,
     sc_bufs: &'a mut (Vec<u8>, Vec<u8>),
+    /// Name scoring, when on.
+    names: Option<&'a NameScoring>,
     /// The packet being handled (for signatures).
     pk: PktInfo<'a>,
 }
@@ -553,6 +577,7 @@ impl Engine {
             sig_scratch,
             sig_bufs,
             last_bypass,
+            names,
             ..
         } = self;
         let cx = Cx {
@@ -572,6 +597,7 @@ impl Engine {
             sigs,
             sc: sig_scratch,
             sc_bufs: sig_bufs,
+            names: names.as_ref(),
             pk: PktInfo::default(),
         };
         let parts = Parts {
@@ -611,6 +637,7 @@ impl Engine {
             sigs: SigSet::default(),
             sig_scratch: Scratch::default(),
             sig_bufs: (Vec::new(), Vec::new()),
+            names: None,
         }
     }
 
@@ -630,6 +657,23 @@ impl Engine {
     /// Replaces the intel (a reload); flows keep their decisions.
     pub fn set_intel(&mut self, intel: IntelSet) {
         self.intel = intel;
+    }
+
+    /// Installs a whole policy (intel, signatures, name scoring) at once, as a reload does.
+    pub fn set_policy(&mut self, p: Policy) {
+        self.intel = p.intel;
+        self.sigs = p.sigs;
+        self.names = p.names;
+    }
+
+    /// Turns name scoring on (with this model and thresholds) or off.
+    pub fn set_names(&mut self, names: Option<NameScoring>) {
+        self.names = names;
+    }
+
+    /// The name scoring in force.
+    pub fn names(&self) -> Option<&NameScoring> {
+        self.names.as_ref()
     }
 
     /// Bytes of traffic-derived state in use, and the cap.
@@ -1156,6 +1200,8 @@ impl Engine {
                     .u64("signature_matches_dropped", s.sig_hits_dropped);
                 d.u64("threshold_evictions", evicted)
                     .u64("content_step_limit", step_limit);
+                d.u64("names_scored", s.names_scored)
+                    .u64("names_alerted", s.names_alerted);
             });
             st.obj("anomaly", |a| {
                 for (n, c) in &s.anomalies {
@@ -1309,6 +1355,13 @@ fn fmt_small<'b>(buf: &'b mut [u8; 16], args: std::fmt::Arguments<'_>) -> &'b [u
     let _ = c.write_fmt(args);
     let n = c.position() as usize;
     &buf[..n]
+}
+
+/// The `palisade` object of an app-layer event: the domain model's score of its name.
+fn name_score_obj(e: &mut Obj<'_>, names: Option<&NameScoring>, name: &str, score: Option<f32>) {
+    if let (Some(ns), Some(s)) = (names, score) {
+        e.obj("palisade", |p| names::write(p, ns.model.version(), name, s));
+    }
 }
 
 fn end_line(cx: &mut Cx<'_>, idx: usize) {
@@ -1548,8 +1601,14 @@ fn check_domain(
 ) {
     // The hit borrows the intel set, which outlives the context.
     let intel = cx.intel;
-    if let Some(hit) = intel.match_domain(name) {
+    let hit = intel.match_domain(name);
+    let decided = hit.is_some();
+    if let Some(hit) = hit {
         decide(cx, flow, dir, hit, field, name, action);
+    }
+    // The model judges names asked for, not the names answers point at.
+    if field != "dns.answer" {
+        names::check(cx, flow, dir, field, name, action, decided);
     }
 }
 
@@ -1883,6 +1942,13 @@ fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
     }
     log.logged = true;
     let m = flow.meta;
+    let sni = log
+        .client
+        .as_ref()
+        .and_then(|c| c.sni.as_deref())
+        .unwrap_or("");
+    let score = names::score(cx, sni);
+    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, &m, 0, "tls");
     e.obj("tls", |t| {
         if let Some(ch) = &log.client {
@@ -1934,6 +2000,7 @@ fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
             );
         }
     });
+    name_score_obj(&mut e, ns, sni, score);
     e.close();
     end_line(cx, 2);
 }
@@ -2118,6 +2185,9 @@ fn http_event(
     resp: Option<(&crate::app::http::Response, u64)>,
     tx: u64,
 ) {
+    let host = req.host.as_deref().unwrap_or("");
+    let score = names::score(cx, host);
+    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, m, 0, "http");
     e.u64("tx_id", tx);
     e.obj("http", |h| {
@@ -2140,6 +2210,7 @@ fn http_event(
         }
         h.u64("length", resp.map_or(0, |(_, n)| n));
     });
+    name_score_obj(&mut e, ns, host, score);
     e.close();
     end_line(cx, 3);
 }
@@ -2358,6 +2429,9 @@ fn quic_event(
     extensions: &[u16],
     ch: Option<&ClientHello>,
 ) {
+    let sni = ch.and_then(|c| c.sni.as_deref()).unwrap_or("");
+    let score = names::score(cx, sni);
+    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "quic");
     e.obj("quic", |q| {
         q.str("version", &crate::app::quic::version_name(version));
@@ -2392,6 +2466,7 @@ fn quic_event(
             }
         });
     });
+    name_score_obj(&mut e, ns, sni, score);
     e.close();
     end_line(cx, 7);
 }
@@ -2452,6 +2527,9 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
 }
 
 fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
+    let qname = d.queries.first().map(|q| d.text(&q.name)).unwrap_or("");
+    let score = names::score(cx, qname);
+    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "dns");
     e.obj("dns", |o| {
         o.u64("version", 3);
@@ -2565,6 +2643,7 @@ fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
             o.arr("authorities", |a| rrs(a, &d.authorities));
         }
     });
+    name_score_obj(&mut e, ns, qname, score);
     e.close();
     end_line(cx, 1);
 }
@@ -2644,6 +2723,18 @@ fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
                 }
             }
             t.str("state", f.tcp_state.as_str());
+        });
+    }
+    if let (Some(ns), true) = (cx.names, f.name_score >= 0.0) {
+        e.obj("palisade", |p| {
+            p.obj("name_score", |n| {
+                let mut b = [0u8; 16];
+                n.raw(
+                    "max",
+                    fmt_small(&mut b, format_args!("{:.6}", f.name_score)),
+                );
+                n.str("model", ns.model.version());
+            });
         });
     }
     e.close();

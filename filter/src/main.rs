@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
-use palisade::engine::{Config, EchPolicy, Engine, Mode, QuicPolicy};
+use palisade::engine::{Config, EchPolicy, Engine, Mode, NameScoring, Policy, QuicPolicy};
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
 use palisade::respond::Sinkhole;
+use palisade_classifiers::psl::Psl;
+use palisade_classifiers::DomainModel;
 use palisade_rules::sig::{RuleErrorKind, SigSet, SigSetBuilder, Vars};
 use palisade_rules::{Action, IntelBuilder, IntelSet};
 
@@ -55,6 +57,13 @@ usage:
       and --var NAME=VALUE (HOME_NET, EXTERNAL_NET, HTTP_PORTS, ...; Suricata's defaults apply).
       As Suricata by default, payload content is not searched in TLS records after the
       handshake; --inspect-encrypted searches them too.
+  Name scoring: replay, inline and capture score every DNS query name, SNI and Host with the
+      bundled domain model (classifiers/MODEL.md) and log the score in the event
+      (palisade.name_score). --name-alert SCORE alerts at or above SCORE (default: the model's
+      1-in-10,000 false-positive threshold), --name-block SCORE|off also blocks (default off),
+      --name-shadow only logs, --name-model PATH|off loads other weights or turns scoring off.
+  palisade score-names FILE|- [--name-model PATH]
+      Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
   palisade --version | --help
 
 exit codes: 0 ok, 1 bad input or usage, 2 internal error";
@@ -74,6 +83,90 @@ const DEMO_INTEL: (&str, &[u8]) = ("demo/intel.txt", include_bytes!("../../demo/
 const DEMO_RULES: (&str, &str) = ("demo/demo.rules", include_str!("../../demo/demo.rules"));
 
 struct Usage(String);
+
+/// `palisade score-names FILE`: one `name<TAB>score` line per name, for anyone's evaluation.
+fn score_names(args: &[String]) -> Result<ExitCode, Usage> {
+    let mut file = None;
+    let mut model_path = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--name-model" | "--model" => {
+                model_path = Some(
+                    it.next()
+                        .cloned()
+                        .ok_or_else(|| Usage(format!("{a} needs a value")))?,
+                )
+            }
+            s if s.starts_with('-') && s != "-" => {
+                return Err(Usage(format!("unknown option `{s}`")))
+            }
+            f => file = Some(f.to_string()),
+        }
+    }
+    let Some(file) = file else {
+        return Err(Usage("score-names needs a FILE (or - for stdin)".into()));
+    };
+    let model = match &model_path {
+        None => DomainModel::bundled(),
+        Some(p) => match DomainModel::from_file(Path::new(p), Psl::bundled()) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map(|_| s)
+    } else {
+        std::fs::read_to_string(&file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("palisade: {file}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let (mut n, mut skipped) = (0u64, 0u64);
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else { continue };
+        // Hosts-file lines: the name follows the address.
+        let name = if first.parse::<std::net::IpAddr>().is_ok() {
+            match fields.next() {
+                Some(n) => n,
+                None => {
+                    skipped += 1;
+                    continue;
+                }
+            }
+        } else {
+            first
+        };
+        if std::io::Write::write_fmt(
+            &mut out,
+            format_args!("{name}\t{:.6}\n", model.score(name.as_bytes())),
+        )
+        .is_err()
+        {
+            // The reader went away (a pipe into head): stop quietly.
+            return Ok(ExitCode::SUCCESS);
+        }
+        n += 1;
+    }
+    let _ = std::io::Write::flush(&mut out);
+    eprintln!(
+        "palisade score-names: {n} names scored with {} ({skipped} lines without a name)",
+        model.version()
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
@@ -100,6 +193,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
             rules_check(&args[2..])
         }
         Some("inline") => inline_cmd(&args[1..]),
+        Some("score-names") => score_names(&args[1..]),
         Some("firewall") => firewall_cmd(&args[1..]),
         Some("reload") => reload_cmd(&args[1..]),
         Some("capture") => capture_cmd(&args[1..]),
@@ -212,6 +306,13 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     };
+    let names = match load_names(&rules.names) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let sigs = if demo && rules.paths.is_empty() {
         let mut b = rule_builder(&rules);
         b.add_text(DEMO_RULES.0, DEMO_RULES.1);
@@ -227,6 +328,7 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     };
     let mut engine = Engine::new(cfg, set);
     engine.set_sigs(sigs);
+    engine.set_names(names);
     let opts = ReplayOpts {
         files,
         eve: if eve == "-" {
@@ -334,6 +436,12 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--pidfile", st.pidfile.clone());
     put("--quic", st.quic.clone());
     put("--ech", st.ech.clone());
+    put("--name-model", st.name_model.clone());
+    put("--name-alert", st.name_alert.map(|v| v.to_string()));
+    put("--name-block", st.name_block.map(|v| v.to_string()));
+    if st.name_shadow == Some(true) {
+        a.push("--name-shadow".into());
+    }
     if !cli.iter().any(|x| x == "--intel") {
         for l in &st.intel {
             a.push("--intel".into());
@@ -361,6 +469,42 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
 struct RuleOpts {
     paths: Vec<PathBuf>,
     vars: Vec<(String, String)>,
+    names: NameOpts,
+}
+
+/// The domain model's settings: `--name-model`, `--name-alert`, `--name-block`, `--name-shadow`.
+#[derive(Debug, Clone, Default)]
+struct NameOpts {
+    /// `None`: the bundled model; `Some("off")`: no scoring; else a safetensors file.
+    model: Option<String>,
+    alert: Option<f32>,
+    block: Option<f32>,
+    shadow: bool,
+}
+
+fn parse_score(flag: &str, v: &str) -> Result<f32, Usage> {
+    v.parse::<f32>()
+        .ok()
+        .filter(|x| (0.0..=1.0).contains(x))
+        .ok_or_else(|| Usage(format!("{flag} {v}: expected a score between 0 and 1")))
+}
+
+/// Loads the domain model as the options say (a file is read and checked here, off the packet
+/// path, so a reload with a broken file keeps the running model).
+fn load_names(o: &NameOpts) -> Result<Option<NameScoring>, String> {
+    let model = match o.model.as_deref() {
+        Some("off") => return Ok(None),
+        None | Some("bundled") => DomainModel::bundled(),
+        Some(p) => DomainModel::from_file(Path::new(p), Psl::bundled())
+            .map_err(|e| format!("name model: {e}"))?,
+    };
+    let mut s = NameScoring::with_defaults(model);
+    if let Some(a) = o.alert {
+        s.alert = a;
+    }
+    s.block = o.block;
+    s.shadow = o.shadow;
+    Ok(Some(s))
 }
 
 fn rule_option(
@@ -370,6 +514,17 @@ fn rule_option(
 ) -> Result<bool, Usage> {
     match flag {
         "--rules" => r.paths.push(PathBuf::from(val(flag)?)),
+        "--name-model" => r.names.model = Some(val(flag)?),
+        "--name-alert" => r.names.alert = Some(parse_score(flag, &val(flag)?)?),
+        "--name-block" => {
+            let v = val(flag)?;
+            r.names.block = if v == "off" {
+                None
+            } else {
+                Some(parse_score(flag, &v)?)
+            };
+        }
+        "--name-shadow" => r.names.shadow = true,
         "--var" => {
             let v = val(flag)?;
             let Some((k, x)) = v.split_once('=') else {
@@ -398,12 +553,14 @@ fn rule_builder(r: &RuleOpts) -> SigSetBuilder {
     SigSetBuilder::new(vars)
 }
 
-/// The lists and the rules (what `inline` and `capture` enforce, and a reload rebuilds).
-fn load_policy(
-    intel: &[(PathBuf, Action)],
-    rules: &RuleOpts,
-) -> Result<(IntelSet, SigSet), String> {
-    Ok((load_intel(intel, false)?, load_rules(rules)?))
+/// The lists, the rules and the name model (what `inline` and `capture` enforce, and a reload
+/// rebuilds).
+fn load_policy(intel: &[(PathBuf, Action)], rules: &RuleOpts) -> Result<Policy, String> {
+    Ok(Policy {
+        intel: load_intel(intel, false)?,
+        sigs: load_rules(rules)?,
+        names: load_names(&rules.names)?,
+    })
 }
 
 /// Loads the rule files. Skipped rules and syntax errors are reported on stderr (file, line,
@@ -622,7 +779,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let Some((first, last)) = queues else {
         return Err(Usage("inline needs --queue N[:M]".into()));
     };
-    let (set, sigs) = match load_policy(&intel, &rules) {
+    let policy = match load_policy(&intel, &rules) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("palisade: {e}");
@@ -651,20 +808,25 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             let t = std::time::Instant::now();
             sd_notify("RELOADING=1");
             match load_policy(&specs, &rule_specs) {
-                Ok((set, sigs)) => {
+                Ok(policy) => {
+                    let set = &policy.intel;
                     let n = set.domain_count() + set.addr_count() + set.url_count();
                     if firewall::guard_installed() {
-                        match firewall::guard_refresh(&set) {
+                        match firewall::guard_refresh(set) {
                             Ok(k) => eprintln!(
                                 "palisade inline: kernel guard refreshed: {k} blocked prefixes"
                             ),
                             Err(e) => eprintln!("palisade inline: kernel guard not refreshed: {e}"),
                         }
                     }
-                    let nsigs = sigs.len();
-                    reload.publish(set, sigs);
+                    let nsigs = policy.sigs.len();
+                    let model = policy
+                        .names
+                        .as_ref()
+                        .map_or("off".to_string(), |n| n.model.version().to_string());
+                    reload.publish(policy);
                     eprintln!(
-                        "palisade inline: reload {} ok: {n} indicators, {nsigs} signatures, built in {:.1} ms",
+                        "palisade inline: reload {} ok: {n} indicators, {nsigs} signatures, name model {model}, built in {:.1} ms",
                         reload.generation(),
                         t.elapsed().as_secs_f64() * 1e3
                     );
@@ -684,8 +846,8 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let ready_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut snapshots = Vec::new();
     for q in first..=last {
-        let mut engine = Engine::new(cfg.clone(), set.clone());
-        engine.set_sigs(sigs.clone());
+        let mut engine = Engine::new(cfg.clone(), IntelSet::default());
+        engine.set_policy(policy.clone());
         let mut o = opts.clone();
         o.queue = q;
         o.metrics = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
@@ -905,7 +1067,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let Some(iface) = iface else {
         return Err(Usage("capture needs --iface NAME".into()));
     };
-    let (set, sigs) = match load_policy(&intel, &rules) {
+    let policy = match load_policy(&intel, &rules) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("palisade: {e}");
@@ -917,8 +1079,8 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         mode: Mode::Audit,
         ..Config::default()
     };
-    let mut engine = Engine::new(cfg, set);
-    engine.set_sigs(sigs);
+    let mut engine = Engine::new(cfg, IntelSet::default());
+    engine.set_policy(policy);
     let mut out = match open_eve_append(&eve) {
         Ok(o) => o,
         Err(e) => {

@@ -32,6 +32,14 @@ pub struct Settings {
     pub quic: Option<String>,
     /// Encrypted ClientHello policy: allow, audit or block.
     pub ech: Option<String>,
+    /// Domain model: `bundled` (default), `off`, or a safetensors file.
+    pub name_model: Option<String>,
+    /// Alert when a name scores at or above this (0..1).
+    pub name_alert: Option<f32>,
+    /// Block when a name scores at or above this (0..1); absent: never.
+    pub name_block: Option<f32>,
+    /// Log scores only.
+    pub name_shadow: Option<bool>,
     /// Intel lists.
     #[serde(default)]
     pub intel: Vec<IntelList>,
@@ -106,6 +114,13 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
         s.memcap_mib.is_none_or(|m| m >= 16),
         "at least 16",
     )?;
+    for (key, v) in [("name_alert", s.name_alert), ("name_block", s.name_block)] {
+        check(
+            key,
+            v.is_none_or(|x| (0.0..=1.0).contains(&x)),
+            "a score between 0 and 1",
+        )?;
+    }
     for l in &s.intel {
         check(
             "action",

@@ -31,14 +31,14 @@ pub const MARK_INSPECTED: u32 = 0x0040_0000;
 #[derive(Debug, Default)]
 pub struct Reloadable {
     generation: AtomicU64,
-    current: Mutex<Option<(palisade_rules::IntelSet, palisade_rules::sig::SigSet)>>,
+    current: Mutex<Option<crate::engine::Policy>>,
 }
 
 impl Reloadable {
-    /// Publishes new intel and signatures.
-    pub fn publish(&self, set: palisade_rules::IntelSet, sigs: palisade_rules::sig::SigSet) {
+    /// Publishes a new policy (intel, signatures, name model).
+    pub fn publish(&self, policy: crate::engine::Policy) {
         if let Ok(mut c) = self.current.lock() {
-            *c = Some((set, sigs));
+            *c = Some(policy);
         }
         self.generation.fetch_add(1, Ordering::Release);
     }
@@ -48,10 +48,7 @@ impl Reloadable {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn take_if_newer(
-        &self,
-        seen: &mut u64,
-    ) -> Option<(palisade_rules::IntelSet, palisade_rules::sig::SigSet)> {
+    fn take_if_newer(&self, seen: &mut u64) -> Option<crate::engine::Policy> {
         let g = self.generation.load(Ordering::Acquire);
         if g == *seen {
             return None;
@@ -187,9 +184,8 @@ pub fn run(
     publish(engine, stats, seen, &opts.metrics);
     loop {
         let mut msg = q.recv()?;
-        if let Some((set, sigs)) = opts.reload.take_if_newer(&mut seen) {
-            engine.set_intel(set);
-            engine.set_sigs(sigs);
+        if let Some(policy) = opts.reload.take_if_newer(&mut seen) {
+            engine.set_policy(policy);
         }
         n += 1;
         stats.packets += 1;

@@ -1,0 +1,335 @@
+//! Evaluates the domain model in plain Rust (no libtorch) and prints the metrics block of
+//! `MODEL.md`.
+//!
+//! ```text
+//! domain-eval [--model FILE] [--hsts FILE] [--shared DIR] [--check MODEL.md | --write MODEL.md]
+//! ```
+//! `--check` exits non-zero when the block in the model card differs from what these weights
+//! give on this data (the "reproduce the published metrics" check); `--write` replaces it.
+
+use palisade_classifiers::data::{domain_data, read_labelled_csv, read_names, Sources};
+use palisade_classifiers::dga::{HELD_OUT, TRAIN};
+use palisade_classifiers::metrics::{auc, detection, threshold_at};
+use palisade_classifiers::psl::Psl;
+use palisade_classifiers::DomainModel;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+const BEGIN: &str = "<!-- metrics:begin (written by domain-eval --write; checked by --check) -->";
+const END: &str = "<!-- metrics:end -->";
+
+/// Logits, not probabilities: the sigmoid saturates in f32 and would tie the highest scores.
+fn scores(m: &DomainModel, names: &[String]) -> Vec<f32> {
+    names.iter().map(|n| m.logit(n.as_bytes())).collect()
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn main() {
+    let mut src = Sources::default_paths();
+    let mut model_path: Option<PathBuf> = None;
+    let mut check: Option<PathBuf> = None;
+    let mut write: Option<PathBuf> = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| {
+            eprintln!("domain-eval: {k} needs a value");
+            std::process::exit(2)
+        });
+        match k.as_str() {
+            "--model" => model_path = Some(v.into()),
+            "--hsts" => src.hsts = v.into(),
+            "--shared" => src.shared = v.into(),
+            "--check" => check = Some(v.into()),
+            "--write" => write = Some(v.into()),
+            _ => {
+                eprintln!("domain-eval: unknown argument {k}");
+                std::process::exit(2)
+            }
+        }
+    }
+    let psl = Psl::bundled();
+    let model = match &model_path {
+        Some(p) => DomainModel::from_file(p, psl.clone()).unwrap_or_else(|e| {
+            eprintln!("domain-eval: {e}");
+            std::process::exit(1)
+        }),
+        None => DomainModel::bundled(),
+    };
+    let data = domain_data(&src, &psl).unwrap_or_else(|e| {
+        eprintln!("domain-eval: {e}");
+        std::process::exit(1)
+    });
+    let neg = scores(&model, &data.test_benign);
+    if let Ok(n) = std::env::var("DOMAIN_EVAL_TOP") {
+        let mut v: Vec<(f32, &String)> = neg.iter().copied().zip(&data.test_benign).collect();
+        v.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (s, name) in v.iter().take(n.parse().unwrap_or(20)) {
+            eprintln!("{s:8.3} {name}");
+        }
+    }
+    let t3 = threshold_at(&neg, 1e-3);
+    let t4 = threshold_at(&neg, 1e-4);
+    let mut md = String::new();
+    let _ = writeln!(md, "{BEGIN}");
+    let _ = writeln!(
+        md,
+        "Model `{}`. Negatives: {} benign names held out by registrable domain. Thresholds at \
+         those negatives (as logits; the score is their sigmoid): {t3:.3} (FPR 1e-3), {t4:.3} \
+         (FPR 1e-4).\n",
+        model.version(),
+        neg.len()
+    );
+    let _ = writeln!(
+        md,
+        "| set | names | AUC | detected at FPR 1e-3 | detected at FPR 1e-4 |\n|---|---:|---:|---:|---:|"
+    );
+    let row = |md: &mut String, label: &str, pos: &[f32], neg: &[f32], t3: f32, t4: f32| {
+        let a = auc(pos, neg).map_or("-".into(), |a| format!("{a:.5}"));
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {a} | {} | {} |",
+            pos.len(),
+            pct(detection(pos, t3)),
+            pct(detection(pos, t4))
+        );
+    };
+    let is_dict = |fam: &str| {
+        TRAIN
+            .iter()
+            .chain(HELD_OUT)
+            .any(|f| f.name == fam && f.dictionary)
+    };
+    // Generated families never trained on.
+    let mut held_all = Vec::new();
+    let mut held_dict = Vec::new();
+    for (fam, names) in &data.test_held_out {
+        let s = scores(&model, names);
+        row(&mut md, &format!("held-out family {fam}"), &s, &neg, t3, t4);
+        if is_dict(fam) {
+            held_dict.extend(s);
+        } else {
+            held_all.extend(s);
+        }
+    }
+    row(
+        &mut md,
+        "**held-out families, character-based**",
+        &held_all,
+        &neg,
+        t3,
+        t4,
+    );
+    row(
+        &mut md,
+        "**held-out families, dictionary**",
+        &held_dict,
+        &neg,
+        t3,
+        t4,
+    );
+    // Trained families, days never trained on.
+    let mut inf = Vec::new();
+    let mut inf_dict = Vec::new();
+    for (fam, names) in &data.test_in_family {
+        let s = scores(&model, names);
+        row(
+            &mut md,
+            &format!("trained family {fam}, unseen days"),
+            &s,
+            &neg,
+            t3,
+            t4,
+        );
+        if is_dict(fam) {
+            inf_dict.extend(s);
+        } else {
+            inf.extend(s);
+        }
+    }
+    row(
+        &mut md,
+        "trained families, unseen days, character-based",
+        &inf,
+        &neg,
+        t3,
+        t4,
+    );
+    row(
+        &mut md,
+        "trained families, unseen days, dictionary (suppobox)",
+        &inf_dict,
+        &neg,
+        t3,
+        t4,
+    );
+    let mt: Vec<String> = data
+        .test_maltrail
+        .iter()
+        .flat_map(|(_, v)| v.iter().cloned())
+        .collect();
+    row(
+        &mut md,
+        "maltrail malware names, held-out domains",
+        &scores(&model, &mt),
+        &neg,
+        t3,
+        t4,
+    );
+
+    // The OpenDNS lists: real query names of 2014, DGA names included, so a false-positive
+    // rate on them is an upper bound.
+    for f in ["opendns-top-domains.txt", "opendns-random-domains.txt"] {
+        let names = read_names(&src.shared.join("domains/benign").join(f))
+            .map(|x| x.0)
+            .unwrap_or_else(|e| {
+                eprintln!("domain-eval: {e}");
+                std::process::exit(1)
+            });
+        let s = scores(&model, &names);
+        let _ = writeln!(
+            md,
+            "| OpenDNS `{f}` (2014 queries, not trained on; holds DGA names): share above the thresholds | {} | - | {} | {} |",
+            s.len(),
+            pct(detection(&s, t3)),
+            pct(detection(&s, t4))
+        );
+    }
+
+    // The research-use DGA sets: evaluation only.
+    let _ = writeln!(
+        md,
+        "\nResearch-use DGA sets in `../shared/data/domains/dga/` (never trained on). Detection \
+         uses the thresholds above; AUC is against each set's own legitimate names.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| set | names | AUC (own legit) | detected at FPR 1e-3 | detected at FPR 1e-4 | own legit above 1e-4 threshold |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let dga_dir = src.shared.join("domains/dga");
+    let research_row = |md: &mut String, label: &str, pos: &[f32], own: &[f32]| {
+        let a = auc(pos, own).map_or("-".into(), |a| format!("{a:.5}"));
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {a} | {} | {} | {} |",
+            pos.len(),
+            pct(detection(pos, t3)),
+            pct(detection(pos, t4)),
+            pct(detection(own, t4))
+        );
+    };
+    match read_labelled_csv(&dga_dir.join("chrmor_dga_domains_sample.csv")) {
+        Ok(rows) => {
+            let legit: Vec<String> = rows
+                .iter()
+                .filter(|r| !r.malicious)
+                .map(|r| r.name.clone())
+                .collect();
+            let own = scores(&model, &legit);
+            let mut fams: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.malicious)
+                .map(|r| r.family.as_str())
+                .collect();
+            fams.sort();
+            fams.dedup();
+            let mut all = Vec::new();
+            let mut dict = Vec::new();
+            let dict_fams = ["suppobox", "matsnu", "gozi"];
+            for fam in &fams {
+                let names: Vec<String> = rows
+                    .iter()
+                    .filter(|r| r.malicious && r.family == *fam)
+                    .map(|r| r.name.clone())
+                    .collect();
+                let s = scores(&model, &names);
+                let trained = TRAIN.iter().any(|f| f.name == *fam);
+                let label = format!(
+                    "chrmor {fam}{}",
+                    if trained { " (family trained on)" } else { "" }
+                );
+                research_row(&mut md, &label, &s, &own);
+                if dict_fams.contains(fam) {
+                    dict.extend(s);
+                } else {
+                    all.extend(s);
+                }
+            }
+            research_row(
+                &mut md,
+                "**chrmor, all character-based families**",
+                &all,
+                &own,
+            );
+            research_row(
+                &mut md,
+                "**chrmor, dictionary families (suppobox, matsnu, gozi)**",
+                &dict,
+                &own,
+            );
+        }
+        Err(e) => {
+            eprintln!("domain-eval: {e}");
+            std::process::exit(1)
+        }
+    }
+    match (
+        read_names(&dga_dir.join("ndpi_test_dga.csv")),
+        read_names(&dga_dir.join("ndpi_test_non_dga.csv")),
+    ) {
+        (Ok((d, _)), Ok((l, _))) => {
+            let own = scores(&model, &l);
+            research_row(
+                &mut md,
+                "nDPI test split (all families)",
+                &scores(&model, &d),
+                &own,
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("domain-eval: {e}");
+            std::process::exit(1)
+        }
+    }
+    let _ = writeln!(md, "{END}");
+    print!("{md}");
+
+    if let Some(p) = check {
+        let card = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+            eprintln!("domain-eval: {}: {e}", p.display());
+            std::process::exit(1)
+        });
+        let Some(published) = block(&card) else {
+            eprintln!("domain-eval: {}: no metrics block", p.display());
+            std::process::exit(1)
+        };
+        if published.trim() != md.trim() {
+            eprintln!(
+                "domain-eval: {}: the published metrics differ from what these weights give",
+                p.display()
+            );
+            std::process::exit(1)
+        }
+        eprintln!("domain-eval: {} reproduced", p.display());
+    }
+    if let Some(p) = write {
+        let card = std::fs::read_to_string(&p).unwrap_or_default();
+        let new = match block(&card) {
+            Some(old) => card.replace(old, md.trim_end()),
+            None => format!("{card}\n{md}"),
+        };
+        if let Err(e) = std::fs::write(&p, new) {
+            eprintln!("domain-eval: {}: {e}", p.display());
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The metrics block of a model card, markers included.
+fn block(card: &str) -> Option<&str> {
+    let s = card.find(BEGIN)?;
+    let e = card[s..].find(END)? + s + END.len();
+    Some(&card[s..e])
+}

@@ -1,0 +1,281 @@
+//! Trains the domain model with tch (libtorch) and writes its safetensors weights.
+//!
+//! ```text
+//! cargo run -p palisade-classifiers --features train --release --bin domain-train -- \
+//!     [--out classifiers/models/domain.safetensors] [--hsts target/hsts-names.txt]
+//!     [--shared ../shared/data] [--epochs 8] [--wd 1e-4] [--seed 1] [--h1 64] [--h2 32] [--limit N]
+//! ```
+//! Seeded and single-threaded, so the same inputs give the same weights, bit for bit, on the
+//! same machine and libtorch. The data and its split come from
+//! `palisade_classifiers::data::domain_data`, which the evaluator shares.
+
+use palisade_classifiers::data::{domain_data, Sources};
+use palisade_classifiers::dga::Rng;
+use palisade_classifiers::features::{NameFeatures, INPUT};
+use palisade_classifiers::psl::Psl;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::nn::{self, Module, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+struct Args {
+    out: PathBuf,
+    src: Sources,
+    epochs: usize,
+    seed: u64,
+    h1: i64,
+    h2: i64,
+    limit: usize,
+    batch: usize,
+    lr: f64,
+    wd: f64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        out: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/domain.safetensors"
+        )),
+        src: Sources::default_paths(),
+        epochs: 8,
+        seed: 1,
+        h1: 64,
+        h2: 32,
+        limit: usize::MAX,
+        batch: 256,
+        lr: 2e-3,
+        wd: 1e-4,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().ok_or_else(|| format!("{k} needs a value"));
+        match k.as_str() {
+            "--out" => a.out = v()?.into(),
+            "--hsts" => a.src.hsts = v()?.into(),
+            "--shared" => a.src.shared = v()?.into(),
+            "--epochs" => a.epochs = v()?.parse().map_err(|e| format!("--epochs: {e}"))?,
+            "--seed" => a.seed = v()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--h1" => a.h1 = v()?.parse().map_err(|e| format!("--h1: {e}"))?,
+            "--h2" => a.h2 = v()?.parse().map_err(|e| format!("--h2: {e}"))?,
+            "--limit" => a.limit = v()?.parse().map_err(|e| format!("--limit: {e}"))?,
+            "--batch" => a.batch = v()?.parse().map_err(|e| format!("--batch: {e}"))?,
+            "--wd" => a.wd = v()?.parse().map_err(|e| format!("--wd: {e}"))?,
+            "--lr" => a.lr = v()?.parse().map_err(|e| format!("--lr: {e}"))?,
+            _ => return Err(format!("unknown argument {k}")),
+        }
+    }
+    Ok(a)
+}
+
+/// The network, with the variable names the Rust server reads (`l1.weight`, ...).
+pub fn net(vs: &nn::Path<'_>, h1: i64, h2: i64) -> impl Module {
+    nn::seq()
+        .add(nn::linear(vs / "l1", INPUT as i64, h1, Default::default()))
+        .add_fn(|x| x.relu())
+        .add(nn::linear(vs / "l2", h1, h2, Default::default()))
+        .add_fn(|x| x.relu())
+        .add(nn::linear(vs / "l3", h2, 1, Default::default()))
+}
+
+fn main() {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("domain-train: {e}");
+            std::process::exit(2);
+        }
+    };
+    tch::manual_seed(a.seed as i64);
+    tch::set_num_threads(1);
+    let psl = Psl::bundled();
+    let t0 = Instant::now();
+    let data = match domain_data(&a.src, &psl) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("domain-train: {e}");
+            std::process::exit(1);
+        }
+    };
+    let train: Vec<_> = data.train.iter().take(a.limit).collect();
+    let pos = train.iter().filter(|e| e.label > 0.5).count();
+    let neg = train.len() - pos;
+    let mut by_source: HashMap<&str, usize> = HashMap::new();
+    for e in &train {
+        let s = e.source.split('/').next().unwrap_or("");
+        *by_source.entry(s).or_default() += 1;
+    }
+    let mut sources: Vec<_> = by_source.into_iter().collect();
+    sources.sort();
+    eprintln!(
+        "domain-train: {} examples ({pos} malicious, {neg} benign) in {:.1} s; by source: {sources:?}",
+        train.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    // Features once, kept dense-ready as (tokens, weight, lex).
+    let mut feats: Vec<NameFeatures> = Vec::with_capacity(train.len());
+    for e in &train {
+        let mut f = NameFeatures::default();
+        f.extract(&psl, e.name.as_bytes());
+        feats.push(f);
+    }
+    // Classes weigh the same in the loss.
+    let wsum = |l: bool| -> f32 {
+        train
+            .iter()
+            .filter(|e| (e.label > 0.5) == l)
+            .map(|e| e.weight)
+            .sum()
+    };
+    let w_pos = if pos > 0 {
+        wsum(false) / wsum(true)
+    } else {
+        1.0
+    };
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = net(&vs.root(), a.h1, a.h2);
+    let mut opt = match (nn::Adam {
+        wd: a.wd,
+        ..Default::default()
+    })
+    .build(&vs, a.lr)
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("domain-train: optimiser: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut xbuf = vec![0f32; a.batch * INPUT];
+    for epoch in 0..a.epochs {
+        let mut r = Rng::new(a.seed.wrapping_mul(1000).wrapping_add(epoch as u64));
+        for i in (1..order.len()).rev() {
+            let j = r.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        // Learning rate halves over the last epochs.
+        let lr = if epoch + 2 >= a.epochs {
+            a.lr / 4.0
+        } else {
+            a.lr
+        };
+        opt.set_lr(lr);
+        let t = Instant::now();
+        let mut total = 0f64;
+        let mut batches = 0;
+        for chunk in order.chunks(a.batch) {
+            let b = chunk.len();
+            let x = &mut xbuf[..b * INPUT];
+            let mut y = Vec::with_capacity(b);
+            let mut w = Vec::with_capacity(b);
+            for (k, &i) in chunk.iter().enumerate() {
+                feats[i].dense(&mut x[k * INPUT..(k + 1) * INPUT]);
+                y.push(train[i].label);
+                w.push(train[i].weight * if train[i].label > 0.5 { w_pos } else { 1.0 });
+            }
+            let xt = Tensor::from_slice(x).view([b as i64, INPUT as i64]);
+            let yt = Tensor::from_slice(&y).view([b as i64, 1]);
+            let wt = Tensor::from_slice(&w).view([b as i64, 1]);
+            let logits = model.forward(&xt);
+            let loss = logits.binary_cross_entropy_with_logits::<&Tensor>(
+                &yt,
+                Some(&wt),
+                None,
+                tch::Reduction::Mean,
+            );
+            opt.backward_step(&loss);
+            total += loss.double_value(&[]);
+            batches += 1;
+        }
+        eprintln!(
+            "epoch {epoch}: loss {:.5} lr {lr:.1e} ({:.1} s)",
+            total / batches.max(1) as f64,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    // Thresholds on the held-out benign names, recorded in the file so a deployment can start
+    // from a known false-positive rate: the score above which 1e-3 and 1e-4 of them fall.
+    let mut neg_logits: Vec<f32> = Vec::with_capacity(data.test_benign.len());
+    for chunk in data.test_benign.chunks(a.batch) {
+        let b = chunk.len();
+        let x = &mut xbuf[..b * INPUT];
+        for (k, n) in chunk.iter().enumerate() {
+            let mut f = NameFeatures::default();
+            f.extract(&psl, n.as_bytes());
+            f.dense(&mut x[k * INPUT..(k + 1) * INPUT]);
+        }
+        let xt = Tensor::from_slice(x).view([b as i64, INPUT as i64]);
+        let out = tch::no_grad(|| model.forward(&xt)).view([-1]);
+        neg_logits.extend(Vec::<f32>::try_from(&out).unwrap_or_default());
+    }
+    let thresholds: Vec<(String, f32)> = [("1e-3", 1e-3), ("1e-4", 1e-4)]
+        .iter()
+        .map(|(k, fpr)| {
+            let t = palisade_classifiers::metrics::threshold_at(&neg_logits, *fpr);
+            (
+                format!("threshold_fpr_{k}"),
+                palisade_classifiers::mlp::sigmoid(t),
+            )
+        })
+        .collect();
+    eprintln!(
+        "domain-train: thresholds on {} held-out benign names: {thresholds:?}",
+        neg_logits.len()
+    );
+    // Write the weights with the metadata the server checks.
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in vs.variables() {
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
+        let v: Vec<f32> = match Vec::<f32>::try_from(&flat) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("domain-train: {name}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        tensors.push((name, shape, bytes));
+    }
+    tensors.sort_by(|x, y| x.0.cmp(&y.0));
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .filter_map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .ok()
+                .map(|v| (n.clone(), v))
+        })
+        .collect();
+    let mut meta = HashMap::new();
+    meta.insert("model".to_string(), "domain".to_string());
+    meta.insert(
+        "features".to_string(),
+        palisade_classifiers::features::FEATURES_VERSION.to_string(),
+    );
+    meta.insert("seed".to_string(), a.seed.to_string());
+    meta.insert("epochs".to_string(), a.epochs.to_string());
+    meta.insert("hidden".to_string(), format!("{}x{}", a.h1, a.h2));
+    meta.insert("lr".to_string(), a.lr.to_string());
+    meta.insert("weight_decay".to_string(), a.wd.to_string());
+    meta.insert("examples".to_string(), train.len().to_string());
+    for (k, v) in &thresholds {
+        meta.insert(k.clone(), format!("{v:.6}"));
+    }
+    meta.insert(
+        "data".to_string(),
+        "hstspreload 2025.1.1 (benign); dga generators + maltrail malware families (malicious)"
+            .to_string(),
+    );
+    if let Err(e) = safetensors::serialize_to_file(views, &Some(meta), &a.out) {
+        eprintln!("domain-train: {}: {e}", a.out.display());
+        std::process::exit(1);
+    }
+    eprintln!(
+        "domain-train: wrote {} in {:.1} s total",
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,308 @@
+//! Domain-name features: hashed character n-grams plus lexical measures.
+//!
+//! A name is lower-cased and split by the Public Suffix List into the subdomain part, the
+//! registrable label and the public suffix (`cdn.img` · `example` · `co.uk`). The model sees:
+//!
+//! - **n-grams of the registrable label**, with `^` and `$` marking its ends: every 1-, 2-, 3- and
+//!   4-gram, hashed (FNV-1a, one namespace per order) into [`NGRAM_BUCKETS`] buckets;
+//! - **the public suffix** as one token (DGA families favour a few suffixes);
+//! - **3-grams of the subdomain part**, its last [`SUB_CHARS`] characters, in a namespace of
+//!   their own;
+//! - [`LEX`] **lexical measures**, each scaled to about 0..1: lengths, label count, Shannon entropy,
+//!   digit, vowel and distinct-character ratios, the longest consonant run, hyphens, letter-digit
+//!   alternations, punycode, and the same for the subdomain part.
+//!
+//! The token values form a sparse input vector: each occurrence adds `1/sqrt(tokens)` to its
+//! bucket, so long and short names weigh the same. [`NameFeatures::dense`] writes the vector out
+//! in full for training; serving adds weight rows for the tokens and never builds it.
+//!
+//! Everything is bounded: names are cut at 253 bytes, labels at 63, so a name yields at most
+//! [`MAX_TOKENS`] tokens, and extraction allocates nothing.
+
+use crate::psl::Psl;
+
+/// Hash buckets for the n-gram and suffix tokens.
+pub const NGRAM_BUCKETS: usize = 4096;
+/// Lexical measures.
+pub const LEX: usize = 16;
+/// Width of the model's input vector: buckets, then lexical measures.
+pub const INPUT: usize = NGRAM_BUCKETS + LEX;
+/// Subdomain characters looked at (the ones nearest the registrable label).
+pub const SUB_CHARS: usize = 48;
+/// Most tokens a name can give (4 orders over a 63-byte label with its two end marks, the
+/// suffix, and the subdomain's 3-grams).
+pub const MAX_TOKENS: usize = 4 * 65 + 1 + SUB_CHARS;
+/// Longest name considered, in bytes.
+pub const MAX_NAME: usize = 253;
+/// Version of this feature layout; the model file records the one it was trained on.
+pub const FEATURES_VERSION: &str = "1";
+
+/// The features of one name.
+#[derive(Debug, Clone)]
+pub struct NameFeatures {
+    /// Bucket of each token, `tokens` of them.
+    pub idx: [u16; MAX_TOKENS],
+    /// Number of tokens.
+    pub tokens: usize,
+    /// Lexical measures.
+    pub lex: [f32; LEX],
+}
+
+impl Default for NameFeatures {
+    fn default() -> Self {
+        NameFeatures {
+            idx: [0; MAX_TOKENS],
+            tokens: 0,
+            lex: [0.0; LEX],
+        }
+    }
+}
+
+/// A name lower-cased into a fixed buffer: ASCII letters lowered, a trailing dot dropped, bytes
+/// outside printable ASCII mapped to `?`, cut at [`MAX_NAME`] bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Normal {
+    buf: [u8; MAX_NAME],
+    len: usize,
+}
+
+impl Normal {
+    /// Normalises `name`.
+    pub fn new(name: &[u8]) -> Normal {
+        let mut buf = [0u8; MAX_NAME];
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        let len = name.len().min(MAX_NAME);
+        for (d, &c) in buf.iter_mut().zip(&name[..len]) {
+            *d = match c {
+                b'A'..=b'Z' => c + 32,
+                0x21..=0x7e => c,
+                _ => b'?',
+            };
+        }
+        Normal { buf, len }
+    }
+
+    /// The normalised name.
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII is ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+
+fn bucket(namespace: u8, bytes: &[u8]) -> u16 {
+    let mut h = FNV_OFFSET;
+    for &b in std::iter::once(&namespace).chain(bytes) {
+        h ^= b as u32;
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    // Fold the high bits in: FNV's low bits alone mix poorly for short inputs.
+    ((h ^ (h >> 16)) as usize % NGRAM_BUCKETS) as u16
+}
+
+fn is_vowel(c: u8) -> bool {
+    matches!(c, b'a' | b'e' | b'i' | b'o' | b'u' | b'y')
+}
+
+fn entropy(s: &[u8]) -> f32 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u16; 128];
+    for &c in s {
+        counts[(c & 0x7f) as usize] += 1;
+    }
+    let n = s.len() as f32;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f32 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+fn ratio(a: usize, b: usize) -> f32 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f32 / b as f32
+    }
+}
+
+impl NameFeatures {
+    /// Extracts the features of `name` (any bytes; normalised first).
+    pub fn extract(&mut self, psl: &Psl, name: &[u8]) {
+        let norm = Normal::new(name);
+        self.extract_normal(psl, norm.as_str());
+    }
+
+    /// Extracts the features of an already normalised name.
+    pub fn extract_normal(&mut self, psl: &Psl, name: &str) {
+        let b = name.as_bytes();
+        let split = psl.split(name);
+        let label_end = if split.label < split.suffix {
+            split.suffix - 1
+        } else {
+            split.label
+        };
+        let label = &b[split.label..label_end.min(split.label + 63)];
+        let suffix = &b[split.suffix..];
+        let sub = if split.label > 0 {
+            &b[..split.label - 1]
+        } else {
+            &b[..0]
+        };
+        let sub_tail = &sub[sub.len().saturating_sub(SUB_CHARS)..];
+
+        self.tokens = 0;
+        let push = |f: &mut NameFeatures, idx: u16| {
+            if f.tokens < MAX_TOKENS {
+                f.idx[f.tokens] = idx;
+                f.tokens += 1;
+            }
+        };
+        // The label with its end marks.
+        let mut marked = [0u8; 65];
+        marked[0] = b'^';
+        marked[1..=label.len()].copy_from_slice(label);
+        marked[label.len() + 1] = b'$';
+        let marked = &marked[..label.len() + 2];
+        for &c in label {
+            push(self, bucket(1, &[c]));
+        }
+        for n in 2..=4 {
+            for w in marked.windows(n) {
+                push(self, bucket(n as u8, w));
+            }
+        }
+        push(self, bucket(5, suffix));
+        for w in sub_tail.windows(3) {
+            push(self, bucket(6, w));
+        }
+
+        // Lexical measures.
+        let digits = label.iter().filter(|c| c.is_ascii_digit()).count();
+        let letters = label.iter().filter(|c| c.is_ascii_lowercase()).count();
+        let vowels = label.iter().filter(|&&c| is_vowel(c)).count();
+        let mut run = 0usize;
+        let mut max_run = 0usize;
+        for &c in label {
+            if c.is_ascii_lowercase() && !is_vowel(c) {
+                run += 1;
+                max_run = max_run.max(run);
+            } else {
+                run = 0;
+            }
+        }
+        let mut seen = [false; 128];
+        let mut distinct = 0;
+        for &c in label {
+            let s = &mut seen[(c & 0x7f) as usize];
+            if !*s {
+                *s = true;
+                distinct += 1;
+            }
+        }
+        let alternations = label
+            .windows(2)
+            .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+            .count();
+        let hyphens = label.iter().filter(|&&c| c == b'-').count();
+        let sub_digits = sub.iter().filter(|c| c.is_ascii_digit()).count();
+        let labels = 1 + b.iter().filter(|&&c| c == b'.').count();
+        let suffix_labels = if suffix.is_empty() {
+            0
+        } else {
+            1 + suffix.iter().filter(|&&c| c == b'.').count()
+        };
+        let max_sub_label = sub
+            .split(|&c| c == b'.')
+            .map(|l| l.len())
+            .max()
+            .unwrap_or(0);
+        self.lex = [
+            (b.len() as f32 / 64.0).min(4.0),
+            label.len() as f32 / 32.0,
+            (sub.len() as f32 / 64.0).min(4.0),
+            (labels as f32 / 8.0).min(4.0),
+            entropy(label) / 5.0,
+            ratio(digits, label.len()),
+            ratio(vowels, letters),
+            (max_run as f32 / 10.0).min(2.0),
+            (hyphens as f32 / 4.0).min(2.0),
+            ratio(sub_digits, sub.len()),
+            ratio(distinct, label.len()),
+            ratio(alternations, label.len()),
+            if name.contains("xn--") { 1.0 } else { 0.0 },
+            suffix_labels as f32 / 3.0,
+            entropy(sub_tail) / 5.0,
+            (max_sub_label as f32 / 63.0).min(1.0),
+        ];
+    }
+
+    /// The weight each token occurrence carries.
+    pub fn token_weight(&self) -> f32 {
+        if self.tokens == 0 {
+            0.0
+        } else {
+            1.0 / (self.tokens as f32).sqrt()
+        }
+    }
+
+    /// Writes the full input vector (length [`INPUT`]) into `out`, which is zeroed first.
+    pub fn dense(&self, out: &mut [f32]) {
+        assert_eq!(out.len(), INPUT);
+        out.fill(0.0);
+        let w = self.token_weight();
+        for &i in &self.idx[..self.tokens] {
+            out[i as usize] += w;
+        }
+        out[NGRAM_BUCKETS..].copy_from_slice(&self.lex);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_and_bounds() {
+        let psl = Psl::bundled();
+        let mut f = NameFeatures::default();
+        f.extract(&psl, b"WWW.Example.CO.UK.");
+        // "example": 7 unigrams, 8+7+6 n-grams over "^example$", the suffix; "www" gives one 3-gram.
+        assert_eq!(f.tokens, 7 + 8 + 7 + 6 + 1 + 1);
+        assert!((f.lex[1] - 7.0 / 32.0).abs() < 1e-6);
+        assert!((f.lex[13] - 2.0 / 3.0).abs() < 1e-6);
+        // The longest possible name stays within the token cap and gives finite measures.
+        let long = vec![b'a'; 1000];
+        f.extract(&psl, &long);
+        assert!(f.tokens <= MAX_TOKENS);
+        let mut odd = b"\xff\x00..-.".to_vec();
+        odd.extend_from_slice(&[b'.'; 300]);
+        f.extract(&psl, &odd);
+        assert!(f.lex.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn dense_matches_sparse() {
+        let psl = Psl::bundled();
+        let mut f = NameFeatures::default();
+        f.extract(&psl, b"a1b2c3d4.ddns.net");
+        let mut v = vec![0.0; INPUT];
+        f.dense(&mut v);
+        let total: f32 = v[..NGRAM_BUCKETS].iter().sum();
+        assert!((total - f.tokens as f32 * f.token_weight()).abs() < 1e-4);
+        assert_eq!(&v[NGRAM_BUCKETS..], &f.lex);
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(Normal::new(b"ABC.com.").as_str(), "abc.com");
+        assert_eq!(Normal::new(b"a\xc3\xa9.com").as_str(), "a??.com");
+    }
+}

@@ -1,0 +1,283 @@
+//! The domain model's network, served in plain Rust: `INPUT -> H1 -> H2 -> 1`, ReLU between
+//! layers and a sigmoid at the end, read from a safetensors file.
+//!
+//! The first layer is stored input-major (one row of `H1` weights per input), so a name costs one
+//! row addition per token plus one per lexical measure instead of a `INPUT x H1` product. The
+//! kernels run over fixed 8-lane chunks that the compiler vectorises; on x86-64 machines with
+//! AVX2 and FMA a copy compiled for them is chosen once at load (see [`simd`]). Scoring allocates
+//! nothing: activations live on the stack.
+
+use crate::features::{NameFeatures, INPUT, LEX, NGRAM_BUCKETS};
+use safetensors::SafeTensors;
+use sha2::{Digest, Sha256};
+
+/// Widest hidden layer the stack buffers hold.
+pub const MAX_HIDDEN: usize = 256;
+
+/// Why a model file was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelError(pub String);
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+/// Weights of the three layers, as torch's `Linear` stores them: `lN.weight` is `[out, in]`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    /// First layer, input-major: `INPUT` rows of `h1`.
+    w1t: Vec<f32>,
+    b1: Vec<f32>,
+    /// Second layer, input-major: `h1` rows of `h2`.
+    w2t: Vec<f32>,
+    b2: Vec<f32>,
+    w3: Vec<f32>,
+    b3: f32,
+    h1: usize,
+    h2: usize,
+    /// `name-<first 12 hex digits of the file's SHA-256>`.
+    version: String,
+    metadata: Vec<(String, String)>,
+    avx2: bool,
+}
+
+fn tensor(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| ModelError(format!("tensor {name}: {e}")))?;
+    if t.dtype() != safetensors::Dtype::F32 {
+        return Err(ModelError(format!(
+            "tensor {name}: {:?}, want F32",
+            t.dtype()
+        )));
+    }
+    if t.shape() != shape {
+        return Err(ModelError(format!(
+            "tensor {name}: shape {:?}, want {:?}",
+            t.shape(),
+            shape
+        )));
+    }
+    let v: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(ModelError(format!("tensor {name}: not finite")));
+    }
+    Ok(v)
+}
+
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
+}
+
+impl Mlp {
+    /// Loads a model from safetensors bytes. `kind` must equal the file's `model` metadata
+    /// (`domain`), and its `features` metadata the crate's feature version.
+    pub fn from_bytes(bytes: &[u8], kind: &str) -> Result<Mlp, ModelError> {
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| ModelError(format!("not a safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| ModelError(format!("not a safetensors file: {e}")))?;
+        let md: Vec<(String, String)> = meta
+            .metadata()
+            .as_ref()
+            .map(|m| {
+                let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default();
+        let get = |k: &str| md.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str());
+        if get("model") != Some(kind) {
+            return Err(ModelError(format!(
+                "metadata model = {:?}, want {kind:?}",
+                get("model")
+            )));
+        }
+        if get("features") != Some(crate::features::FEATURES_VERSION) {
+            return Err(ModelError(format!(
+                "metadata features = {:?}, this build computes version {}",
+                get("features"),
+                crate::features::FEATURES_VERSION
+            )));
+        }
+        let b1 = tensor(&st, "l1.bias", &[st_dim(&st, "l1.bias")?])?;
+        let h1 = b1.len();
+        let b2 = tensor(&st, "l2.bias", &[st_dim(&st, "l2.bias")?])?;
+        let h2 = b2.len();
+        if h1 == 0 || h2 == 0 || h1 > MAX_HIDDEN || h2 > MAX_HIDDEN {
+            return Err(ModelError(format!(
+                "hidden sizes {h1}, {h2}: each must be 1..={MAX_HIDDEN}"
+            )));
+        }
+        let w1 = tensor(&st, "l1.weight", &[h1, INPUT])?;
+        let w2 = tensor(&st, "l2.weight", &[h2, h1])?;
+        let w3 = tensor(&st, "l3.weight", &[1, h2])?;
+        let b3 = tensor(&st, "l3.bias", &[1])?[0];
+        let digest = Sha256::digest(bytes);
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Mlp {
+            w1t: transpose(&w1, h1, INPUT),
+            b1,
+            w2t: transpose(&w2, h2, h1),
+            b2,
+            w3,
+            b3,
+            h1,
+            h2,
+            version: format!("{kind}-{hex}"),
+            metadata: md,
+            avx2: simd::avx2_available(),
+        })
+    }
+
+    /// `kind-<12 hex digits of the file's SHA-256>`: names the exact weights in events.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The file's metadata, sorted by key.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
+    }
+
+    /// Hidden layer sizes.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.h1, self.h2)
+    }
+
+    /// Turns off the AVX2 kernels (for comparing the two).
+    pub fn set_portable(&mut self) {
+        self.avx2 = false;
+    }
+
+    /// The logit (before the sigmoid) for a name's features.
+    pub fn logit(&self, f: &NameFeatures) -> f32 {
+        if self.avx2 {
+            simd::logit_avx2(self, f)
+        } else {
+            logit_portable(self, f)
+        }
+    }
+}
+
+fn st_dim(st: &SafeTensors<'_>, name: &str) -> Result<usize, ModelError> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| ModelError(format!("tensor {name}: {e}")))?;
+    match t.shape() {
+        [n] => Ok(*n),
+        s => Err(ModelError(format!(
+            "tensor {name}: shape {s:?}, want one dimension"
+        ))),
+    }
+}
+
+/// `acc += a * row`, in 8-lane chunks.
+#[inline(always)]
+fn axpy(acc: &mut [f32], row: &[f32], a: f32) {
+    let mut ac = acc.chunks_exact_mut(8);
+    let mut rc = row.chunks_exact(8);
+    for (x, r) in (&mut ac).zip(&mut rc) {
+        for i in 0..8 {
+            x[i] += a * r[i];
+        }
+    }
+    for (x, r) in ac.into_remainder().iter_mut().zip(rc.remainder()) {
+        *x += a * r;
+    }
+}
+
+#[inline(always)]
+fn logit_impl(m: &Mlp, f: &NameFeatures) -> f32 {
+    let (h1n, h2n) = (m.h1, m.h2);
+    let mut acc = [0f32; MAX_HIDDEN];
+    let acc = &mut acc[..h1n];
+    for &i in &f.idx[..f.tokens] {
+        let i = i as usize;
+        axpy(acc, &m.w1t[i * h1n..(i + 1) * h1n], 1.0);
+    }
+    let mut h1 = [0f32; MAX_HIDDEN];
+    let h1 = &mut h1[..h1n];
+    h1.copy_from_slice(&m.b1);
+    axpy(h1, acc, f.token_weight());
+    for j in 0..LEX {
+        let r = (NGRAM_BUCKETS + j) * h1n;
+        axpy(h1, &m.w1t[r..r + h1n], f.lex[j]);
+    }
+    let mut h2 = [0f32; MAX_HIDDEN];
+    let h2 = &mut h2[..h2n];
+    h2.copy_from_slice(&m.b2);
+    for (j, &v) in h1.iter().enumerate() {
+        if v > 0.0 {
+            axpy(h2, &m.w2t[j * h2n..(j + 1) * h2n], v);
+        }
+    }
+    let mut out = m.b3;
+    for (w, &v) in m.w3.iter().zip(h2.iter()) {
+        out += w * v.max(0.0);
+    }
+    out
+}
+
+fn logit_portable(m: &Mlp, f: &NameFeatures) -> f32 {
+    logit_impl(m, f)
+}
+
+/// The logistic function, clamped so extreme logits give exactly 0 or 1 without overflow.
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x.clamp(-80.0, 80.0)).exp())
+}
+
+/// The AVX2+FMA copy of the kernels: the same code, compiled for those instructions, chosen at
+/// load when the CPU has them. The only `unsafe` in the crate is calling it, which is sound
+/// because the features were detected at run time before `avx2` was set.
+#[allow(unsafe_code)]
+mod simd {
+    #[cfg(target_arch = "x86_64")]
+    use super::logit_impl;
+    use super::{Mlp, NameFeatures};
+
+    pub fn avx2_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn logit_avx2_inner(m: &Mlp, f: &NameFeatures) -> f32 {
+        logit_impl(m, f)
+    }
+
+    pub fn logit_avx2(m: &Mlp, f: &NameFeatures) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `Mlp::avx2` is only true when `avx2_available()` found AVX2 and FMA on
+            // this CPU, and this is only called when it is true.
+            unsafe { logit_avx2_inner(m, f) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            super::logit_portable(m, f)
+        }
+    }
+}

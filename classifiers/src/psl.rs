@@ -1,0 +1,221 @@
+//! The Public Suffix List: which part of a name is the registrable domain.
+//!
+//! Rules are loaded once (normal, wildcard `*.x` and exception `!y.x` rules, IDN rules converted
+//! to their ASCII form); a lookup walks the name's label boundaries from the right and probes a
+//! hash set, so it allocates nothing. As the list's own algorithm says: the longest matching rule
+//! wins, an exception beats everything, and with no rule the last label is the suffix (the
+//! implicit `*` rule).
+
+use hashbrown::HashSet;
+
+type Set = HashSet<Box<str>, foldhash::fast::FixedState>;
+
+/// A parsed Public Suffix List.
+#[derive(Debug, Clone, Default)]
+pub struct Psl {
+    normal: Set,
+    wildcard: Set,
+    exception: Set,
+}
+
+/// Where the parts of a name are, as byte offsets into the (normalised) name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// Start of the public suffix (`co.uk` in `a.b.example.co.uk`).
+    pub suffix: usize,
+    /// Start of the registrable label (`example`); equal to `suffix` when the name is itself a
+    /// public suffix.
+    pub label: usize,
+}
+
+/// A line of the list that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PslError {
+    /// 1-based line number.
+    pub line: usize,
+    /// Why.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for PslError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+impl Psl {
+    /// The list shipped with the crate (`data/public_suffix_list.dat`, MPL-2.0, see
+    /// `data/SOURCES.md`), the one the shipped model was trained with.
+    pub fn bundled() -> Psl {
+        let (psl, errors) = Psl::parse(include_str!("../data/public_suffix_list.dat"));
+        debug_assert!(errors.is_empty());
+        psl
+    }
+
+    /// Parses the list's text. Lines that cannot be used are returned with their line number;
+    /// every other rule is kept.
+    pub fn parse(text: &str) -> (Psl, Vec<PslError>) {
+        let mut psl = Psl::default();
+        let mut errors = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let Some(rule) = line.split_whitespace().next() else {
+                continue;
+            };
+            if rule.starts_with("//") {
+                continue;
+            }
+            let (set, body) = if let Some(r) = rule.strip_prefix('!') {
+                (&mut psl.exception, r)
+            } else if let Some(r) = rule.strip_prefix("*.") {
+                (&mut psl.wildcard, r)
+            } else {
+                (&mut psl.normal, rule)
+            };
+            let ascii = if body.is_ascii() {
+                Some(body.to_ascii_lowercase())
+            } else {
+                idna::domain_to_ascii(body).ok()
+            };
+            match ascii {
+                Some(a) if !a.is_empty() && !a.contains('*') && !a.starts_with('.') => {
+                    set.insert(a.into_boxed_str());
+                }
+                _ => errors.push(PslError {
+                    line: i + 1,
+                    reason: "not a usable rule",
+                }),
+            }
+        }
+        (psl, errors)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.normal.len() + self.wildcard.len() + self.exception.len()
+    }
+
+    /// True when no rule is loaded (every name then has its last label as suffix).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Splits a lower-case ASCII name without a trailing dot.
+    pub fn split(&self, name: &str) -> Split {
+        let b = name.as_bytes();
+        // Label starts, right to left: the last label first.
+        let mut best: Option<usize> = None;
+        let mut end = b.len();
+        let mut prev_start: Option<usize> = None;
+        loop {
+            let start = b[..end]
+                .iter()
+                .rposition(|&c| c == b'.')
+                .map_or(0, |p| p + 1);
+            let s = &name[start..];
+            if self.exception.contains(s) {
+                // The exception's own leftmost label is registrable: its suffix starts at the
+                // label to the right.
+                best = prev_start.or(Some(b.len()));
+                break;
+            }
+            if self.normal.contains(s) {
+                best = Some(start);
+            }
+            if let Some(p) = prev_start {
+                if self.wildcard.contains(&name[p..]) {
+                    best = Some(start);
+                }
+            }
+            prev_start = Some(start);
+            if start == 0 {
+                break;
+            }
+            end = start - 1;
+        }
+        let suffix = best.unwrap_or_else(|| name.rfind('.').map_or(0, |p| p + 1));
+        let label = if suffix == 0 {
+            0
+        } else {
+            name[..suffix - 1].rfind('.').map_or(0, |p| p + 1)
+        };
+        Split { suffix, label }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(psl: &Psl, name: &str) -> Option<String> {
+        let s = psl.split(name);
+        (s.label < s.suffix).then(|| name[s.label..].to_string())
+    }
+
+    /// The list's own test vectors (`test_psl.txt`, CC0, from the Debian package), read from
+    /// `../shared` beside the repository.
+    #[test]
+    fn public_suffix_list_test_vectors() {
+        let psl = Psl::bundled();
+        assert!(psl.len() > 9000, "{} rules", psl.len());
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/domains/psl/test_psl.txt"
+        );
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "{path}: {e}");
+                eprintln!("skipping: {path}: {e}");
+                return;
+            }
+        };
+        let mut checked = 0;
+        for line in text.lines() {
+            let line = line.trim();
+            let Some(args) = line.strip_prefix("checkPublicSuffix(") else {
+                continue;
+            };
+            let args = args.trim_end_matches(");");
+            let mut it = args.split(',').map(|a| a.trim());
+            let (Some(input), Some(want)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let input = input.trim_matches('\'');
+            let want = (want != "null").then(|| want.trim_matches('\'').to_string());
+            if input == "null" || input.starts_with('.') || !input.is_ascii() {
+                // Leading dots and Unicode input are the caller's job (names are normalised
+                // and ASCII before they get here).
+                continue;
+            }
+            let lower = input.to_ascii_lowercase();
+            assert_eq!(reg(&psl, &lower), want, "{input}");
+            checked += 1;
+        }
+        assert!(checked > 60, "only {checked} vectors");
+    }
+
+    #[test]
+    fn wildcard_exception_and_default() {
+        let (psl, errs) = Psl::parse("com\n*.ck\n!www.ck\nco.uk\n// comment\nuk\n");
+        assert!(errs.is_empty());
+        assert_eq!(
+            reg(&psl, "a.b.example.co.uk").as_deref(),
+            Some("example.co.uk")
+        );
+        assert_eq!(reg(&psl, "x.y.ck").as_deref(), Some("x.y.ck"));
+        assert_eq!(reg(&psl, "www.ck").as_deref(), Some("www.ck"));
+        assert_eq!(reg(&psl, "a.www.ck").as_deref(), Some("www.ck"));
+        assert_eq!(reg(&psl, "foo.unlisted").as_deref(), Some("foo.unlisted"));
+        assert_eq!(reg(&psl, "unlisted"), None);
+        assert_eq!(reg(&psl, "co.uk"), None);
+        let s = psl.split("mail.example.com");
+        assert_eq!((s.label, s.suffix), (5, 13));
+    }
+
+    #[test]
+    fn bad_lines_are_reported_by_number() {
+        let (psl, errs) = Psl::parse("com\n*.*.x\n!.\nnet\n");
+        assert_eq!(psl.len(), 2);
+        assert_eq!(errs.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 3]);
+    }
+}
