@@ -60,4 +60,26 @@ if ! "$venv/bin/python" -c 'import aioquic' >/dev/null 2>&1; then
 fi
 export PALISADE_QUIC_PY="$PWD/$venv/bin/python"
 
+# The domain model's benign names (Chromium's HSTS preload list, BSD-3, from PyPI hstspreload):
+# the model-card test reproduces the published metrics from them.
+if ! "$venv/bin/python" -c 'import hstspreload' >/dev/null 2>&1; then
+  echo "test.sh: installing hstspreload into $venv"
+  "$venv/bin/pip" install -q hstspreload==2025.1.1
+fi
+if [ ! -s target/hsts-names.txt ]; then
+  "$venv/bin/python" classifiers/scripts/hsts-names.py > target/hsts-names.txt.tmp
+  mv target/hsts-names.txt.tmp target/hsts-names.txt
+fi
+
+# libtorch for the tch parity and reproducibility tests (classifiers, `train` feature): the
+# CPU-usable part of PyPI's torch 2.13.0 wheel, as ../shared/NOTES.md describes (~1.3 GB).
+torch_venv=target/torch-venv
+if [ ! -e "$torch_venv/lib/python3.11/site-packages/torch/lib/libtorch_cpu.so" ]; then
+  echo "test.sh: installing libtorch (torch 2.13.0, CPU use) into $torch_venv"
+  python3 -m venv "$torch_venv"
+  "$torch_venv/bin/pip" install -q --no-deps torch==2.13.0 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85
+fi
+libtorch="$PWD/$(ls -d "$torch_venv"/lib/python3*/site-packages/torch | head -n1)"
+
 cargo test --workspace --profile ci "$@"
+LIBTORCH="$libtorch" cargo test -p palisade-classifiers --features train --profile ci --test parity "$@"

@@ -23,5 +23,7 @@ pub mod features;
 pub mod metrics;
 pub mod mlp;
 pub mod psl;
+#[cfg(feature = "train")]
+pub mod torch;
 
 pub use domain::DomainModel;

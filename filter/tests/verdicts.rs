@@ -4,7 +4,8 @@
 
 use etherparse::PacketBuilder;
 use palisade::app::tls::{client_hello_record, client_hello_record_ech};
-use palisade::engine::{Config, EchPolicy, Engine, Mode, QuicPolicy, Verdict};
+use palisade::engine::{Config, EchPolicy, Engine, Mode, NameScoring, QuicPolicy, Verdict};
+use palisade_classifiers::DomainModel;
 use palisade_rules::{Action, IntelBuilder, IntelSet};
 use serde_json::Value;
 
@@ -16,8 +17,12 @@ fn intel() -> IntelSet {
         Action::Block,
     )
     .unwrap();
-    b.add_bytes("allow.txt", b"good.evil.example\n", Action::Allow)
-        .unwrap();
+    b.add_bytes(
+        "allow.txt",
+        b"good.evil.example\nqxvwzkjtrp.ru\n",
+        Action::Allow,
+    )
+    .unwrap();
     b.add_bytes("audit.txt", b"watch.example\n", Action::Audit)
         .unwrap();
     b.build()
@@ -315,7 +320,10 @@ fn quic_sni_in_a_listed_domain_drops_the_initial() {
 }
 
 fn run_cfg(cfg: Config, frames: &[Vec<u8>]) -> Run {
-    let mut e = Engine::new(cfg, intel());
+    run_engine(Engine::new(cfg, intel()), frames)
+}
+
+fn run_engine(mut e: Engine, frames: &[Vec<u8>]) -> Run {
     let verdicts = frames
         .iter()
         .enumerate()
@@ -455,4 +463,153 @@ fn quic_policies() {
     );
     let r = run_cfg(Config::default(), &[unknown]);
     assert_eq!(r.verdicts, [Verdict::Accept], "allow lets it pass");
+}
+
+/// Names the shipped model scores far apart: generated-looking and ordinary.
+const DGA: &str = "xjkqzvbwpt.ru";
+const DGA2: &str = "kq0qw6o2siwq.org";
+const PLAIN: &str = "www.wikipedia.org";
+
+fn scoring_engine(mode: Mode, block: Option<f32>, shadow: bool) -> Engine {
+    let mut e = Engine::new(
+        Config {
+            mode,
+            ..Config::default()
+        },
+        intel(),
+    );
+    let mut s = NameScoring::bundled();
+    s.block = block;
+    s.shadow = shadow;
+    e.set_names(Some(s));
+    e
+}
+
+fn model_alerts(r: &Run) -> Vec<&Value> {
+    alerts(r)
+        .into_iter()
+        .filter(|a| a["alert"]["signature_id"] == 9_100_020)
+        .collect()
+}
+
+#[test]
+fn name_scores_reach_events_and_alert_above_the_threshold() {
+    let model = DomainModel::bundled();
+    let alert_t = NameScoring::bundled().alert;
+    // The fixture names sit on the sides of the threshold they are meant to.
+    assert!(model.score(DGA.as_bytes()) >= alert_t);
+    assert!(model.score(DGA2.as_bytes()) >= alert_t);
+    assert!(model.score(PLAIN.as_bytes()) < 0.5);
+    let mut frames = vec![dns_query(1, DGA), dns_query(2, PLAIN)];
+    frames.extend(tls_flow(DGA2, [192, 0, 2, 20]));
+    let r = run_engine(scoring_engine(Mode::Block, None, false), &frames);
+    // No block threshold: everything passes.
+    assert!(
+        r.verdicts.iter().all(|v| *v == Verdict::Accept),
+        "{:?}",
+        r.verdicts
+    );
+    let dns: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "dns")
+        .collect();
+    assert_eq!(dns.len(), 2);
+    for (ev, name) in dns.iter().zip([DGA, PLAIN]) {
+        let ns = &ev["palisade"]["name_score"];
+        assert_eq!(ns["name"], name);
+        assert_eq!(ns["model"], model.version());
+        let got = ns["score"].as_f64().unwrap();
+        assert!(
+            (got - model.score(name.as_bytes()) as f64).abs() < 1e-5,
+            "{name}: {got}"
+        );
+    }
+    let tls = r.events.iter().find(|e| e["event_type"] == "tls").unwrap();
+    assert_eq!(tls["palisade"]["name_score"]["name"], DGA2);
+    let a = model_alerts(&r);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0]["palisade"]["field"], "dns.query");
+    assert_eq!(a[0]["palisade"]["value"], DGA);
+    assert_eq!(a[1]["palisade"]["field"], "tls.sni");
+    for x in &a {
+        assert_eq!(x["alert"]["action"], "allowed");
+        let m = &x["palisade"]["model"];
+        assert_eq!(m["version"], model.version());
+        assert!(m["score"].as_f64().unwrap() >= m["alert_threshold"].as_f64().unwrap());
+        assert!(x["alert"]["signature"]
+            .as_str()
+            .unwrap()
+            .contains("model domain score"));
+    }
+    // The TLS flow's record says the highest score it saw.
+    let flow = r
+        .events
+        .iter()
+        .find(|e| e["event_type"] == "flow" && e["proto"] == "TCP")
+        .unwrap();
+    let max = flow["palisade"]["name_score"]["max"].as_f64().unwrap();
+    assert!((max - model.score(DGA2.as_bytes()) as f64).abs() < 1e-5);
+}
+
+#[test]
+fn name_score_blocks_above_the_block_threshold_in_block_mode_only() {
+    let mut frames = vec![dns_query(1, DGA), dns_query(2, PLAIN)];
+    frames.extend(tls_flow(DGA2, [192, 0, 2, 21]));
+    let r = run_engine(scoring_engine(Mode::Block, Some(0.999), false), &frames);
+    assert_eq!(&r.verdicts[..2], [Verdict::Sinkhole, Verdict::Accept]);
+    // The ClientHello (frame 5) is where the TLS connection is reset.
+    assert_eq!(r.verdicts[5], Verdict::Reset, "{:?}", r.verdicts);
+    let a = model_alerts(&r);
+    assert_eq!(a.len(), 2);
+    assert!(a.iter().all(|x| x["alert"]["action"] == "blocked"));
+    assert_eq!(a[0]["palisade"]["inline"]["action"], "sinkhole");
+    assert_eq!(
+        a[0]["palisade"]["model"]["block_threshold"].as_f64(),
+        Some(0.999)
+    );
+    // Audit mode: the same alerts, nothing stopped.
+    let r = run_engine(scoring_engine(Mode::Audit, Some(0.999), false), &frames);
+    assert!(r.verdicts.iter().all(|v| *v == Verdict::Accept));
+    assert!(model_alerts(&r)
+        .iter()
+        .all(|x| x["alert"]["action"] == "allowed"));
+}
+
+#[test]
+fn shadow_mode_logs_scores_only_and_intel_goes_first() {
+    let frames = vec![
+        dns_query(1, DGA),
+        // Allowed by a list: no model alert.
+        dns_query(2, "qxvwzkjtrp.ru"),
+        // Blocked by a list: the intel alert only.
+        dns_query(3, "a.evil.example"),
+    ];
+    assert!(DomainModel::bundled().score(b"qxvwzkjtrp.ru") >= NameScoring::bundled().alert);
+    let r = run_engine(scoring_engine(Mode::Block, Some(0.999), true), &frames);
+    assert!(model_alerts(&r).is_empty());
+    assert_eq!(r.verdicts[0], Verdict::Accept);
+    let scored = r
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "dns" && e["palisade"]["name_score"].is_object())
+        .count();
+    assert_eq!(scored, 3);
+    let r = run_engine(scoring_engine(Mode::Block, Some(0.999), false), &frames);
+    let a = alerts(&r);
+    let sids: Vec<u64> = a
+        .iter()
+        .map(|x| x["alert"]["signature_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sids, [9_100_020, 9_100_001]);
+    assert_eq!(
+        r.verdicts,
+        [Verdict::Sinkhole, Verdict::Accept, Verdict::Sinkhole]
+    );
+    // Without scoring, no event carries a score.
+    let r = run(Mode::Block, &frames);
+    assert!(r
+        .events
+        .iter()
+        .all(|e| e["palisade"]["name_score"].is_null()));
 }

@@ -209,6 +209,11 @@ fn main() {
         "| set | names | AUC (own legit) | detected at FPR 1e-3 | detected at FPR 1e-4 | own legit above 1e-4 threshold |\n|---|---:|---:|---:|---:|---:|"
     );
     let dga_dir = src.shared.join("domains/dga");
+    let maltrail_trained: std::collections::BTreeSet<&str> = data
+        .train
+        .iter()
+        .filter_map(|e| e.source.strip_prefix("maltrail/"))
+        .collect();
     let research_row = |md: &mut String, label: &str, pos: &[f32], own: &[f32]| {
         let a = auc(pos, own).map_or("-".into(), |a| format!("{a:.5}"));
         let _ = writeln!(
@@ -246,9 +251,14 @@ fn main() {
                     .collect();
                 let s = scores(&model, &names);
                 let trained = TRAIN.iter().any(|f| f.name == *fam);
+                let via_maltrail = maltrail_trained.contains(*fam);
                 let label = format!(
                     "chrmor {fam}{}",
-                    if trained { " (family trained on)" } else { "" }
+                    match (trained, via_maltrail) {
+                        (true, _) => " (family generated for training)",
+                        (false, true) => " (maltrail names of the family trained on)",
+                        _ => "",
+                    }
                 );
                 research_row(&mut md, &label, &s, &own);
                 if dict_fams.contains(fam) {

@@ -13,6 +13,7 @@ use palisade_classifiers::data::{domain_data, Sources};
 use palisade_classifiers::dga::Rng;
 use palisade_classifiers::features::{NameFeatures, INPUT};
 use palisade_classifiers::psl::Psl;
+use palisade_classifiers::torch::net;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -67,16 +68,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-/// The network, with the variable names the Rust server reads (`l1.weight`, ...).
-pub fn net(vs: &nn::Path<'_>, h1: i64, h2: i64) -> impl Module {
-    nn::seq()
-        .add(nn::linear(vs / "l1", INPUT as i64, h1, Default::default()))
-        .add_fn(|x| x.relu())
-        .add(nn::linear(vs / "l2", h1, h2, Default::default()))
-        .add_fn(|x| x.relu())
-        .add(nn::linear(vs / "l3", h2, 1, Default::default()))
 }
 
 fn main() {

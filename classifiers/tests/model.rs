@@ -1,0 +1,197 @@
+//! The shipped domain model as a user of the crate meets it: it loads, scores any bytes without
+//! allocating or panicking, refuses broken files, its AVX2 and portable kernels agree, and its
+//! model card's metrics are what these weights give.
+
+#![allow(clippy::unwrap_used)]
+
+use palisade_classifiers::features::NameFeatures;
+use palisade_classifiers::psl::Psl;
+use palisade_classifiers::DomainModel;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::Path;
+
+/// Counts allocations made by the current thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+#[allow(unsafe_code)]
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
+const NAMES: &[&str] = &[
+    "google.com",
+    "www.wikipedia.org",
+    "mail.example.co.uk",
+    "xjkqzvbwpt.ru",
+    "kq0qw6o2siwq.org",
+    "earnestnessbiophysicalohax.com",
+    "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6.cc",
+    "d21laxujm54z8h.cloudfront.net",
+    "xn--80ak6aa92e.com",
+    "localhost",
+    "",
+    ".",
+];
+
+#[test]
+fn bundled_model_loads_and_names_its_weights() {
+    let m = DomainModel::bundled();
+    let v = m.version();
+    assert!(
+        v.starts_with("domain-") && v.len() == "domain-".len() + 12,
+        "{v}"
+    );
+    assert_eq!(m.mlp().shape(), (64, 32));
+    let t3 = m.threshold_at_fpr("1e-3").unwrap();
+    let t4 = m.threshold_at_fpr("1e-4").unwrap();
+    assert!(0.5 < t3 && t3 < t4 && t4 < 1.0, "{t3} {t4}");
+}
+
+#[test]
+fn scoring_allocates_nothing_and_stays_in_range() {
+    let m = DomainModel::bundled();
+    for n in NAMES {
+        m.score(n.as_bytes());
+    }
+    let before = allocs();
+    let mut sum = 0f32;
+    for _ in 0..200 {
+        for n in NAMES {
+            let s = m.score(n.as_bytes());
+            assert!((0.0..=1.0).contains(&s), "{n}: {s}");
+            sum += s;
+        }
+    }
+    assert_eq!(allocs() - before, 0, "allocations while scoring");
+    assert!(sum > 0.0);
+}
+
+#[test]
+fn avx2_and_portable_kernels_agree() {
+    let fast = DomainModel::bundled();
+    let mut portable = fast.clone();
+    portable.mlp_mut().set_portable();
+    let mut f = NameFeatures::default();
+    let mut worst = 0f32;
+    for n in NAMES {
+        fast.features(n.as_bytes(), &mut f);
+        let (a, b) = (fast.mlp().logit(&f), portable.mlp().logit(&f));
+        worst = worst.max((a - b).abs());
+    }
+    // FMA rounds once where mul+add rounds twice; logits stay within a few ulps.
+    assert!(worst < 1e-3, "logits differ by {worst}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+    #[test]
+    fn any_bytes_score_without_panic(name in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        let m = DomainModel::bundled();
+        let s = m.score(&name);
+        proptest::prop_assert!((0.0..=1.0).contains(&s));
+    }
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = hay
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern in the file");
+    let mut v = hay.to_vec();
+    v[at..at + from.len()].copy_from_slice(to);
+    v
+}
+
+#[test]
+fn broken_model_files_are_refused_with_a_reason() {
+    let good = palisade_classifiers::domain::BUNDLED;
+    let psl = Psl::bundled();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        (
+            "garbage",
+            b"\xff\xff\xff\xff\xff\xff\xff\x7fnot json".to_vec(),
+        ),
+        // The metadata says another kind of model.
+        (
+            "kind",
+            replace(good, b"\"model\":\"domain\"", b"\"model\":\"flowxx\""),
+        ),
+        // A tensor of the wrong shape (same byte count, so only the model check can tell).
+        (
+            "shape",
+            replace(good, b"\"shape\":[64,4112]", b"\"shape\":[32,8224]"),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let e = DomainModel::from_bytes(&bytes, psl.clone()).err();
+        assert!(e.is_some(), "{what} accepted");
+        let e = e.unwrap().0;
+        match what {
+            "kind" => assert!(e.contains("metadata model"), "{e}"),
+            "shape" => assert!(e.contains("l1.weight"), "{e}"),
+            _ => {}
+        }
+    }
+    let e = DomainModel::from_file(Path::new("/nonexistent/model.safetensors"), psl)
+        .err()
+        .unwrap();
+    assert!(e.0.starts_with("/nonexistent/model.safetensors: "), "{e}");
+}
+
+/// The model card's metrics block is what these weights give on this data: "the trained weights
+/// reproduce the published metrics". Needs the HSTS names (`.ci/test.sh` lists them into
+/// `target/hsts-names.txt`) and `../shared/data`.
+#[test]
+fn model_card_metrics_are_reproduced() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hsts = root.join("../target/hsts-names.txt");
+    let shared = root.join("../../shared/data");
+    if !hsts.exists() || !shared.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} or {} missing (run .ci/test.sh)",
+            hsts.display(),
+            shared.display()
+        );
+        eprintln!(
+            "skipping: {} or {} missing",
+            hsts.display(),
+            shared.display()
+        );
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_domain-eval"))
+        .arg("--check")
+        .arg(root.join("MODEL.md"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

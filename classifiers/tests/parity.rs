@@ -1,0 +1,140 @@
+//! The plain-Rust server against tch on the shipped weights (|score difference| <= 1e-4), and
+//! training's reproducibility. Needs libtorch: `--features train` (see MODEL.md).
+#![cfg(feature = "train")]
+#![allow(clippy::unwrap_used)]
+
+use palisade_classifiers::features::{NameFeatures, INPUT};
+use palisade_classifiers::mlp::sigmoid;
+use palisade_classifiers::psl::Psl;
+use palisade_classifiers::DomainModel;
+use std::path::Path;
+use tch::nn::Module;
+use tch::{Device, Tensor};
+
+#[test]
+fn rust_scores_match_tch_on_the_shipped_weights() {
+    tch::set_num_threads(1);
+    let m = DomainModel::bundled();
+    let (h1, h2) = m.mlp().shape();
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = palisade_classifiers::torch::net(&vs.root(), h1 as i64, h2 as i64);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/domain.safetensors");
+    vs.load(&path).unwrap();
+    // Fixed inputs: generated names of every family, ordinary names, odd bytes.
+    let mut names: Vec<String> = [
+        "google.com",
+        "www.wikipedia.org",
+        "mail.example.co.uk",
+        "a.b.c.d.e.f.example.com.br",
+        "xn--80ak6aa92e.com",
+        "localhost",
+        "",
+        "-.-",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for f in palisade_classifiers::dga::TRAIN
+        .iter()
+        .chain(palisade_classifiers::dga::HELD_OUT)
+    {
+        (f.generate)(11, 20, &mut names);
+    }
+    let psl = Psl::bundled();
+    let mut x = vec![0f32; names.len() * INPUT];
+    let mut feats = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let mut f = NameFeatures::default();
+        f.extract(&psl, n.as_bytes());
+        f.dense(&mut x[i * INPUT..(i + 1) * INPUT]);
+        feats.push(f);
+    }
+    let xt = Tensor::from_slice(&x).view([names.len() as i64, INPUT as i64]);
+    let logits: Vec<f32> = Vec::try_from(&tch::no_grad(|| net.forward(&xt)).view([-1])).unwrap();
+    let mut worst = 0f32;
+    for (i, n) in names.iter().enumerate() {
+        let ours = m.score(n.as_bytes());
+        let theirs = sigmoid(logits[i]);
+        let d = (ours - theirs).abs();
+        assert!(d <= 1e-4, "{n:?}: rust {ours} tch {theirs}");
+        worst = worst.max(d);
+        // The logits agree too (relative: large logits saturate the sigmoid).
+        let (a, b) = (m.mlp().logit(&feats[i]), logits[i]);
+        assert!(
+            (a - b).abs() <= 1e-3 * (1.0 + b.abs()),
+            "{n:?}: logit {a} vs {b}"
+        );
+    }
+    eprintln!("{} names, worst score difference {worst:e}", names.len());
+}
+
+/// Two trainings with the same seed give the same file, byte for byte (a short run: 4,000
+/// names, one epoch).
+#[test]
+fn training_is_reproducible() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hsts = root.join("../target/hsts-names.txt");
+    if !hsts.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} missing",
+            hsts.display()
+        );
+        eprintln!("skipping: {} missing", hsts.display());
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("palisade-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut outs = Vec::new();
+    for (i, seed) in [1, 1, 2].iter().enumerate() {
+        let out = dir.join(format!("m{i}.safetensors"));
+        let st = std::process::Command::new(env!("CARGO_BIN_EXE_domain-train"))
+            .args([
+                "--epochs",
+                "1",
+                "--limit",
+                "4000",
+                "--seed",
+                &seed.to_string(),
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        outs.push(std::fs::read(&out).unwrap());
+    }
+    // The JSON header's key order follows a hash map; the tensors and the metadata must agree.
+    let same = |a: &[u8], b: &[u8], with_metadata: bool| -> bool {
+        let (x, y) = (
+            safetensors::SafeTensors::deserialize(a).unwrap(),
+            safetensors::SafeTensors::deserialize(b).unwrap(),
+        );
+        let (mx, my) = (
+            safetensors::SafeTensors::read_metadata(a).unwrap().1,
+            safetensors::SafeTensors::read_metadata(b).unwrap().1,
+        );
+        let mut names = x.names();
+        names.sort();
+        let mut names_y = y.names();
+        names_y.sort();
+        names == names_y
+            && (!with_metadata || mx.metadata() == my.metadata())
+            && names
+                .iter()
+                .all(|n| x.tensor(n).unwrap().data() == y.tensor(n).unwrap().data())
+    };
+    assert!(
+        same(&outs[0], &outs[1], true),
+        "same seed, different weights"
+    );
+    assert!(
+        !same(&outs[0], &outs[2], false),
+        "the seed changes no weight"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
