@@ -35,7 +35,7 @@ pub const MAX_TOKENS: usize = 4 * 65 + 1 + SUB_CHARS;
 /// Longest name considered, in bytes.
 pub const MAX_NAME: usize = 253;
 /// Version of this feature layout; the model file records the one it was trained on.
-pub const FEATURES_VERSION: &str = "1";
+pub const FEATURES_VERSION: &str = "2";
 
 /// The features of one name.
 #[derive(Debug, Clone)]
@@ -92,37 +92,61 @@ impl Normal {
 const FNV_OFFSET: u32 = 0x811c_9dc5;
 const FNV_PRIME: u32 = 0x0100_0193;
 
-fn bucket(namespace: u8, bytes: &[u8]) -> u16 {
-    let mut h = FNV_OFFSET;
-    for &b in std::iter::once(&namespace).chain(bytes) {
-        h ^= b as u32;
-        h = h.wrapping_mul(FNV_PRIME);
-    }
+/// The bucket of a token whose FNV-1a hash is `h`, in namespace `ns` (the n-gram order, or 5 for
+/// the suffix and 6 for subdomain 3-grams).
+fn bucket_of(h: u32, ns: u32) -> u16 {
+    let h = (h ^ ns.wrapping_mul(0x9e37_79b1)).wrapping_mul(FNV_PRIME);
     // Fold the high bits in: FNV's low bits alone mix poorly for short inputs.
     ((h ^ (h >> 16)) as usize % NGRAM_BUCKETS) as u16
+}
+
+fn fnv(bytes: &[u8]) -> u32 {
+    let mut h = FNV_OFFSET;
+    for &b in bytes {
+        h = (h ^ b as u32).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// `c * log2(c)` for the counts a label can hold, for entropy without a logarithm per call.
+fn clog2c(c: usize) -> f32 {
+    static TABLE: std::sync::OnceLock<[f32; MAX_NAME + 2]> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = [0f32; MAX_NAME + 2];
+        for (i, v) in t.iter_mut().enumerate().skip(1) {
+            *v = i as f32 * (i as f32).log2();
+        }
+        t
+    });
+    t[c.min(MAX_NAME + 1)]
 }
 
 fn is_vowel(c: u8) -> bool {
     matches!(c, b'a' | b'e' | b'i' | b'o' | b'u' | b'y')
 }
 
+/// Shannon entropy in bits per character: `log2(n) - sum(c log2 c) / n`.
 fn entropy(s: &[u8]) -> f32 {
     if s.is_empty() {
         return 0.0;
     }
-    let mut counts = [0u16; 128];
+    let mut counts = [0u8; 128];
+    let mut distinct = [0u8; 64];
+    let mut nd = 0;
     for &c in s {
-        counts[(c & 0x7f) as usize] += 1;
+        let k = &mut counts[(c & 0x7f) as usize];
+        if *k == 0 && nd < distinct.len() {
+            distinct[nd] = c & 0x7f;
+            nd += 1;
+        }
+        *k = k.saturating_add(1);
     }
-    let n = s.len() as f32;
-    counts
+    let sum: f32 = distinct[..nd]
         .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f32 / n;
-            -p * p.log2()
-        })
-        .sum()
+        .map(|&c| clog2c(counts[c as usize] as usize))
+        .sum();
+    let n = s.len();
+    (clog2c(n) - sum) / n as f32
 }
 
 fn ratio(a: usize, b: usize) -> f32 {
@@ -171,17 +195,20 @@ impl NameFeatures {
         marked[1..=label.len()].copy_from_slice(label);
         marked[label.len() + 1] = b'$';
         let marked = &marked[..label.len() + 2];
-        for &c in label {
-            push(self, bucket(1, &[c]));
-        }
-        for n in 2..=4 {
-            for w in marked.windows(n) {
-                push(self, bucket(n as u8, w));
+        // One FNV pass from each start position gives its 1- to 4-grams; unigrams of the end
+        // marks are not tokens.
+        for i in 0..marked.len() {
+            let mut h = FNV_OFFSET;
+            for (k, &c) in marked[i..].iter().take(4).enumerate() {
+                h = (h ^ c as u32).wrapping_mul(FNV_PRIME);
+                if k > 0 || (c != b'^' && c != b'$') {
+                    push(self, bucket_of(h, k as u32 + 1));
+                }
             }
         }
-        push(self, bucket(5, suffix));
+        push(self, bucket_of(fnv(suffix), 5));
         for w in sub_tail.windows(3) {
-            push(self, bucket(6, w));
+            push(self, bucket_of(fnv(w), 6));
         }
 
         // Lexical measures.

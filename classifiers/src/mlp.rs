@@ -233,8 +233,72 @@ fn logit_impl(m: &Mlp, f: &NameFeatures) -> f32 {
     out
 }
 
+/// The network with its widths known at compile time: rows become fixed arrays, so the loops
+/// unroll into straight vector code with no bounds checks inside.
+#[inline(always)]
+fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f32 {
+    fn row<const N: usize>(v: &[f32], r: usize) -> Option<&[f32; N]> {
+        v.get(r * N..(r + 1) * N).and_then(|s| s.try_into().ok())
+    }
+    let mut acc = [0f32; H1];
+    for &i in &f.idx[..f.tokens] {
+        if let Some(r) = row::<H1>(&m.w1t, i as usize) {
+            for k in 0..H1 {
+                acc[k] += r[k];
+            }
+        }
+    }
+    let w = f.token_weight();
+    let mut h1 = [0f32; H1];
+    if let Some(b) = row::<H1>(&m.b1, 0) {
+        for k in 0..H1 {
+            h1[k] = b[k] + w * acc[k];
+        }
+    }
+    for j in 0..LEX {
+        if let Some(r) = row::<H1>(&m.w1t, NGRAM_BUCKETS + j) {
+            let x = f.lex[j];
+            for k in 0..H1 {
+                h1[k] += x * r[k];
+            }
+        }
+    }
+    let mut h2 = [0f32; H2];
+    if let Some(b) = row::<H2>(&m.b2, 0) {
+        h2 = *b;
+    }
+    for (j, &v) in h1.iter().enumerate() {
+        if v > 0.0 {
+            if let Some(r) = row::<H2>(&m.w2t, j) {
+                for k in 0..H2 {
+                    h2[k] += v * r[k];
+                }
+            }
+        }
+    }
+    let mut out = m.b3;
+    if let Some(w3) = row::<H2>(&m.w3, 0) {
+        for k in 0..H2 {
+            out += w3[k] * h2[k].max(0.0);
+        }
+    }
+    out
+}
+
+/// Picks the fixed-width kernel for the model's shape, or the general one.
+#[inline(always)]
+fn logit_any(m: &Mlp, f: &NameFeatures) -> f32 {
+    match (m.h1, m.h2) {
+        (64, 32) => logit_fixed::<64, 32>(m, f),
+        (32, 32) => logit_fixed::<32, 32>(m, f),
+        (32, 16) => logit_fixed::<32, 16>(m, f),
+        (128, 32) => logit_fixed::<128, 32>(m, f),
+        _ => logit_impl(m, f),
+    }
+}
+
 fn logit_portable(m: &Mlp, f: &NameFeatures) -> f32 {
-    logit_impl(m, f)
+    logit_any(m, f)
 }
 
 /// The logistic function, clamped so extreme logits give exactly 0 or 1 without overflow.
@@ -248,7 +312,7 @@ pub fn sigmoid(x: f32) -> f32 {
 #[allow(unsafe_code)]
 mod simd {
     #[cfg(target_arch = "x86_64")]
-    use super::logit_impl;
+    use super::logit_any;
     use super::{Mlp, NameFeatures};
 
     pub fn avx2_available() -> bool {
@@ -265,7 +329,7 @@ mod simd {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn logit_avx2_inner(m: &Mlp, f: &NameFeatures) -> f32 {
-        logit_impl(m, f)
+        logit_any(m, f)
     }
 
     pub fn logit_avx2(m: &Mlp, f: &NameFeatures) -> f32 {

@@ -6,16 +6,23 @@
 //! wins, an exception beats everything, and with no rule the last label is the suffix (the
 //! implicit `*` rule).
 
-use hashbrown::HashSet;
+use hashbrown::HashMap;
 
-type Set = HashSet<Box<str>, foldhash::fast::FixedState>;
+type Map = HashMap<Box<str>, u8, foldhash::fast::FixedState>;
 
-/// A parsed Public Suffix List.
+/// `x` is a rule.
+const NORMAL: u8 = 1;
+/// `*.x` is a rule.
+const WILDCARD: u8 = 2;
+/// `!x` is a rule.
+const EXCEPTION: u8 = 4;
+
+/// A parsed Public Suffix List: one map from a suffix to the kinds of rule on it, so a lookup
+/// costs one probe per label.
 #[derive(Debug, Clone, Default)]
 pub struct Psl {
-    normal: Set,
-    wildcard: Set,
-    exception: Set,
+    rules: Map,
+    count: usize,
 }
 
 /// Where the parts of a name are, as byte offsets into the (normalised) name.
@@ -64,12 +71,12 @@ impl Psl {
             if rule.starts_with("//") {
                 continue;
             }
-            let (set, body) = if let Some(r) = rule.strip_prefix('!') {
-                (&mut psl.exception, r)
+            let (kind, body) = if let Some(r) = rule.strip_prefix('!') {
+                (EXCEPTION, r)
             } else if let Some(r) = rule.strip_prefix("*.") {
-                (&mut psl.wildcard, r)
+                (WILDCARD, r)
             } else {
-                (&mut psl.normal, rule)
+                (NORMAL, rule)
             };
             let ascii = if body.is_ascii() {
                 Some(body.to_ascii_lowercase())
@@ -78,7 +85,11 @@ impl Psl {
             };
             match ascii {
                 Some(a) if !a.is_empty() && !a.contains('*') && !a.starts_with('.') => {
-                    set.insert(a.into_boxed_str());
+                    let bits = psl.rules.entry(a.into_boxed_str()).or_insert(0);
+                    if *bits & kind == 0 {
+                        *bits |= kind;
+                        psl.count += 1;
+                    }
                 }
                 _ => errors.push(PslError {
                     line: i + 1,
@@ -91,7 +102,7 @@ impl Psl {
 
     /// Number of rules.
     pub fn len(&self) -> usize {
-        self.normal.len() + self.wildcard.len() + self.exception.len()
+        self.count
     }
 
     /// True when no rule is loaded (every name then has its last label as suffix).
@@ -106,26 +117,24 @@ impl Psl {
         let mut best: Option<usize> = None;
         let mut end = b.len();
         let mut prev_start: Option<usize> = None;
+        let mut prev_bits = 0u8;
         loop {
             let start = b[..end]
                 .iter()
                 .rposition(|&c| c == b'.')
                 .map_or(0, |p| p + 1);
-            let s = &name[start..];
-            if self.exception.contains(s) {
+            let bits = self.rules.get(&name[start..]).copied().unwrap_or(0);
+            if bits & EXCEPTION != 0 {
                 // The exception's own leftmost label is registrable: its suffix starts at the
                 // label to the right.
                 best = prev_start.or(Some(b.len()));
                 break;
             }
-            if self.normal.contains(s) {
+            // This label is a suffix by its own rule, or by a wildcard on its parent.
+            if bits & NORMAL != 0 || prev_bits & WILDCARD != 0 {
                 best = Some(start);
             }
-            if let Some(p) = prev_start {
-                if self.wildcard.contains(&name[p..]) {
-                    best = Some(start);
-                }
-            }
+            prev_bits = bits;
             prev_start = Some(start);
             if start == 0 {
                 break;

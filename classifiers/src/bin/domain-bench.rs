@@ -1,0 +1,103 @@
+//! Cost of scoring a name, one core: the plain-Rust server (features + network, AVX2 and
+//! portable kernels), and the same network through tch at batch 1 and batch 1024.
+//!
+//! ```text
+//! cargo run --release -p palisade-classifiers --features train --bin domain-bench [-- NAMES]
+//! ```
+//! The names are the evaluation set's held-out benign names and generated names of every family
+//! (about 50,000), scored in a loop; tch times cover the forward pass on ready dense inputs.
+
+use palisade_classifiers::data::{domain_data, Sources};
+use palisade_classifiers::features::{NameFeatures, INPUT};
+use palisade_classifiers::psl::Psl;
+use palisade_classifiers::DomainModel;
+use std::hint::black_box;
+use std::time::Instant;
+use tch::nn::Module;
+use tch::{Device, Tensor};
+
+fn main() {
+    tch::set_num_threads(1);
+    let psl = Psl::bundled();
+    let data = domain_data(&Sources::default_paths(), &psl).unwrap_or_else(|e| {
+        eprintln!("domain-bench: {e}");
+        std::process::exit(1)
+    });
+    let mut names: Vec<String> = data.test_benign.clone();
+    for (_, v) in data.test_in_family.iter().chain(&data.test_held_out) {
+        names.extend(v.iter().cloned());
+    }
+    let model = DomainModel::bundled();
+    let mut portable = model.clone();
+    portable.mlp_mut().set_portable();
+    let n = names.len();
+    let rounds = (2_000_000 / n).max(1);
+    let time = |what: &str, m: &DomainModel| {
+        let t = Instant::now();
+        let mut acc = 0f32;
+        for _ in 0..rounds {
+            for name in &names {
+                acc += m.score(black_box(name.as_bytes()));
+            }
+        }
+        let ns = t.elapsed().as_nanos() as f64 / (rounds * n) as f64;
+        println!(
+            "{what}: {ns:.0} ns/name ({} names x {rounds}; checksum {acc:.1})",
+            n
+        );
+        ns
+    };
+    let fast = time("rust, features + network (AVX2 when present)", &model);
+    time("rust, features + network (portable kernels)", &portable);
+    // Features alone.
+    let mut f = NameFeatures::default();
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for name in &names {
+            model.features(black_box(name.as_bytes()), &mut f);
+            black_box(&f);
+        }
+    }
+    let feat = t.elapsed().as_nanos() as f64 / (rounds * n) as f64;
+    println!(
+        "rust, features only: {feat:.0} ns/name; network only: {:.0} ns/name",
+        fast - feat
+    );
+
+    // tch: the same weights.
+    let (h1, h2) = model.mlp().shape();
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let net = palisade_classifiers::torch::net(&vs.root(), h1 as i64, h2 as i64);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/domain.safetensors");
+    if let Err(e) = vs.load(&path) {
+        eprintln!("domain-bench: {}: {e}", path.display());
+        std::process::exit(1)
+    }
+    let batch = 1024usize;
+    let mut x = vec![0f32; batch * INPUT];
+    for (k, name) in names.iter().take(batch).enumerate() {
+        model.features(name.as_bytes(), &mut f);
+        f.dense(&mut x[k * INPUT..(k + 1) * INPUT]);
+    }
+    let xb = Tensor::from_slice(&x).view([batch as i64, INPUT as i64]);
+    let x1 = xb.narrow(0, 0, 1).contiguous();
+    tch::no_grad(|| {
+        for _ in 0..100 {
+            let _ = black_box(net.forward(&x1));
+        }
+        let reps = 20_000;
+        let t = Instant::now();
+        for _ in 0..reps {
+            let _ = black_box(net.forward(&x1));
+        }
+        let b1 = t.elapsed().as_nanos() as f64 / reps as f64;
+        let reps = 200;
+        let t = Instant::now();
+        for _ in 0..reps {
+            let _ = black_box(net.forward(&xb));
+        }
+        let bb = t.elapsed().as_nanos() as f64 / (reps * batch) as f64;
+        println!("tch forward, batch 1: {b1:.0} ns/name; batch {batch}: {bb:.0} ns/name (dense inputs ready, features not counted)");
+        println!("ratio: rust (with features) is {:.1}x faster than tch batch 1, {:.2}x tch batch {batch}", b1 / fast, bb / fast);
+    });
+}
