@@ -149,7 +149,7 @@ fn fnv(s: &str) -> u64 {
 /// True for the fifth of names held out for evaluation (decided by the registrable domain, so
 /// `a.example.com` and `b.example.com` fall on the same side).
 pub fn is_held_out(psl: &Psl, name: &str) -> bool {
-    fnv(registrable(psl, name)) % 5 == 0
+    fnv(registrable(psl, name)).is_multiple_of(5)
 }
 
 /// Where the inputs are.

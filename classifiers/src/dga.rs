@@ -220,7 +220,7 @@ pub fn conficker(seed: u64, n: usize, out: &mut Vec<String>) {
         let len = 4 + r.below(7) as usize;
         let mut s: String = (0..len).map(|_| *r.pick(LOWER) as char).collect();
         s.push('.');
-        s.push_str(*r.pick(TLDS));
+        s.push_str(r.pick::<&str>(TLDS));
         out.push(s);
     }
 }
@@ -1142,7 +1142,7 @@ pub fn matsnu(seed: u64, n: usize, out: &mut Vec<String>) {
             if !s.is_empty() && hyphen {
                 s.push('-');
             }
-            s.push_str(*r.pick(WORDS_B));
+            s.push_str(r.pick::<&str>(WORDS_B));
         }
         out.push(s + ".com");
     }

@@ -517,6 +517,7 @@ pub struct Engine {
     sig_scratch: Scratch,
     sig_bufs: (Vec<u8>, Vec<u8>),
     names: Option<NameScoring>,
+    name_cache: names::ScoreCache,
 }
 
 /// Context handed to the app-layer handlers: everything but the flow table.
@@ -540,6 +541,7 @@ struct Cx<'a> {
     sc_bufs: &'a mut (Vec<u8>, Vec<u8>),
     /// Name scoring, when on.
     names: Option<&'a NameScoring>,
+    name_cache: &'a mut names::ScoreCache,
     /// The packet being handled (for signatures).
     pk: PktInfo<'a>,
 }
@@ -578,6 +580,7 @@ impl Engine {
             sig_bufs,
             last_bypass,
             names,
+            name_cache,
             ..
         } = self;
         let cx = Cx {
@@ -598,6 +601,7 @@ impl Engine {
             sc: sig_scratch,
             sc_bufs: sig_bufs,
             names: names.as_ref(),
+            name_cache,
             pk: PktInfo::default(),
         };
         let parts = Parts {
@@ -638,6 +642,7 @@ impl Engine {
             sig_scratch: Scratch::default(),
             sig_bufs: (Vec::new(), Vec::new()),
             names: None,
+            name_cache: names::ScoreCache::default(),
         }
     }
 
@@ -663,12 +668,18 @@ impl Engine {
     pub fn set_policy(&mut self, p: Policy) {
         self.intel = p.intel;
         self.sigs = p.sigs;
-        self.names = p.names;
+        self.set_names(p.names);
     }
 
     /// Turns name scoring on (with this model and thresholds) or off.
     pub fn set_names(&mut self, names: Option<NameScoring>) {
         self.names = names;
+        self.name_cache.clear();
+    }
+
+    /// Name scores answered from the per-engine cache instead of the model.
+    pub fn name_cache_hits(&self) -> u64 {
+        self.name_cache.hits
     }
 
     /// The name scoring in force.
@@ -1358,9 +1369,9 @@ fn fmt_small<'b>(buf: &'b mut [u8; 16], args: std::fmt::Arguments<'_>) -> &'b [u
 }
 
 /// The `palisade` object of an app-layer event: the domain model's score of its name.
-fn name_score_obj(e: &mut Obj<'_>, names: Option<&NameScoring>, name: &str, score: Option<f32>) {
+fn name_score_obj(e: &mut Obj<'_>, names: Option<&NameScoring>, score: Option<f32>) {
     if let (Some(ns), Some(s)) = (names, score) {
-        e.obj("palisade", |p| names::write(p, ns.model.version(), name, s));
+        e.obj("palisade", |p| names::write(p, ns.model.version(), s));
     }
 }
 
@@ -2000,7 +2011,7 @@ fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
             );
         }
     });
-    name_score_obj(&mut e, ns, sni, score);
+    name_score_obj(&mut e, ns, score);
     e.close();
     end_line(cx, 2);
 }
@@ -2210,7 +2221,7 @@ fn http_event(
         }
         h.u64("length", resp.map_or(0, |(_, n)| n));
     });
-    name_score_obj(&mut e, ns, host, score);
+    name_score_obj(&mut e, ns, score);
     e.close();
     end_line(cx, 3);
 }
@@ -2466,7 +2477,7 @@ fn quic_event(
             }
         });
     });
-    name_score_obj(&mut e, ns, sni, score);
+    name_score_obj(&mut e, ns, score);
     e.close();
     end_line(cx, 7);
 }
@@ -2643,7 +2654,7 @@ fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
             o.arr("authorities", |a| rrs(a, &d.authorities));
         }
     });
-    name_score_obj(&mut e, ns, qname, score);
+    name_score_obj(&mut e, ns, score);
     e.close();
     end_line(cx, 1);
 }
@@ -2728,11 +2739,8 @@ fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
     if let (Some(ns), true) = (cx.names, f.name_score >= 0.0) {
         e.obj("palisade", |p| {
             p.obj("name_score", |n| {
-                let mut b = [0u8; 16];
-                n.raw(
-                    "max",
-                    fmt_small(&mut b, format_args!("{:.6}", f.name_score)),
-                );
+                let mut b = [0u8; 8];
+                n.raw("max", names::fixed6(&mut b, f.name_score));
                 n.str("model", ns.model.version());
             });
         });

@@ -192,6 +192,18 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
         "  alerts: {} blocked, {} allowed; packets an inline filter would stop: {}\n",
         st.alerts_blocked, st.alerts_allowed, s.verdicts_blocked
     ));
+    match engine.names() {
+        Some(n) => out.push_str(&format!(
+            "  names: {} scored with {} ({} lookups from the cache; {}), {} at or above the alert threshold {:.6}\n",
+            st.names_scored,
+            n.model.version(),
+            engine.name_cache_hits(),
+            if n.shadow { "shadow" } else { "alerting" },
+            st.names_alerted,
+            n.alert
+        )),
+        None => out.push_str("  names: scoring off\n"),
+    }
     let mut an: Vec<_> = st.anomalies.clone();
     an.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     out.push_str(&format!("  anomalies: {}", st.anomaly_total()));

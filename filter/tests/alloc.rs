@@ -208,3 +208,17 @@ fn warm_packet_path_with_signatures_does_not_allocate() {
     );
     assert_eq!(allocs, 0);
 }
+
+/// The same with the domain model scoring every DNS name (events carry the score): the score
+/// cache and the model allocate nothing once warm (the model's own no-allocation test scores
+/// many different names; `classifiers/tests/model.rs`).
+#[test]
+fn warm_packet_path_with_name_scoring_does_not_allocate() {
+    let _serial = one_at_a_time();
+    let mut e = Engine::new(Config::default(), intel());
+    e.set_names(Some(palisade::engine::NameScoring::bundled()));
+    let (allocs, measured, e) = run(e);
+    assert!(measured >= 8000, "{measured}");
+    assert!(e.stats.names_scored > 1000, "names scored: {}", e.stats.names_scored);
+    assert_eq!(allocs, 0);
+}

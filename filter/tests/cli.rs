@@ -402,3 +402,55 @@ fn rules_load_skip_and_fail_with_file_line_and_sid() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("nope.rules"), "{}", err(&o));
 }
+
+#[test]
+fn score_names_and_name_model_options() {
+    let d = tmpdir("names");
+    std::fs::write(
+        d.join("names.txt"),
+        "# a comment\nxjkqzvbwpt.ru\nwww.wikipedia.org\n0.0.0.0 kq0qw6o2siwq.org\n\n127.0.0.1\n",
+    )
+    .unwrap();
+    let o = palisade(&["score-names", "names.txt"], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<(&str, f64)> = out
+        .lines()
+        .map(|l| {
+            let (n, s) = l.split_once('\t').expect("name<TAB>score");
+            (n, s.parse::<f64>().expect("a number"))
+        })
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(names, ["xjkqzvbwpt.ru", "www.wikipedia.org", "kq0qw6o2siwq.org"]);
+    assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.1)));
+    assert!(rows[0].1 > 0.999 && rows[2].1 > 0.999 && rows[1].1 < 0.5, "{rows:?}");
+    let e = err(&o);
+    assert!(e.contains("3 names scored with domain-") && e.contains("1 lines without a name"), "{e}");
+    // The same from stdin, through the library's scorer: the binary prints what it computes.
+    let lib = palisade_classifiers::DomainModel::bundled();
+    assert!((rows[1].1 - lib.score(b"www.wikipedia.org") as f64).abs() < 1e-6);
+
+    let o = palisade(&["score-names", "missing.txt"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("missing.txt: No such file"), "{}", err(&o));
+    let o = palisade(&["replay", "--name-alert", "2"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("--name-alert 2: expected a score between 0 and 1"), "{}", err(&o));
+    std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
+    let o = palisade(&["replay", "--name-model", "bad.safetensors"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("name model: bad.safetensors: not a safetensors file"), "{}", err(&o));
+
+    // The demo logs scores by default, none with the model off.
+    let on = palisade(&["replay"], &d);
+    assert!(on.status.success());
+    let ev = lines(&on.stdout);
+    let scored: Vec<_> = ev.iter().filter(|e| e["palisade"]["name_score"].is_object()).collect();
+    assert!(scored.iter().any(|e| e["event_type"] == "dns"), "{scored:?}");
+    assert!(err(&on).contains("names: ") && err(&on).contains("scored with domain-"));
+    let off = palisade(&["replay", "--name-model", "off"], &d);
+    assert!(off.status.success());
+    assert!(lines(&off.stdout).iter().all(|e| e["palisade"]["name_score"].is_null()));
+    assert!(err(&off).contains("names: scoring off"));
+}

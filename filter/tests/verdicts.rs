@@ -517,7 +517,7 @@ fn name_scores_reach_events_and_alert_above_the_threshold() {
     assert_eq!(dns.len(), 2);
     for (ev, name) in dns.iter().zip([DGA, PLAIN]) {
         let ns = &ev["palisade"]["name_score"];
-        assert_eq!(ns["name"], name);
+        assert_eq!(ev["dns"]["queries"][0]["rrname"], name);
         assert_eq!(ns["model"], model.version());
         let got = ns["score"].as_f64().unwrap();
         assert!(
@@ -526,7 +526,9 @@ fn name_scores_reach_events_and_alert_above_the_threshold() {
         );
     }
     let tls = r.events.iter().find(|e| e["event_type"] == "tls").unwrap();
-    assert_eq!(tls["palisade"]["name_score"]["name"], DGA2);
+    assert_eq!(tls["tls"]["sni"], DGA2);
+    let got = tls["palisade"]["name_score"]["score"].as_f64().unwrap();
+    assert!((got - model.score(DGA2.as_bytes()) as f64).abs() < 1e-5);
     let a = model_alerts(&r);
     assert_eq!(a.len(), 2, "{a:?}");
     assert_eq!(a[0]["palisade"]["field"], "dns.query");

@@ -47,6 +47,76 @@ impl NameScoring {
     }
 }
 
+/// Entries in [`ScoreCache`].
+const CACHE_SLOTS: usize = 2048;
+/// Longest name the cache holds (longer ones are scored every time).
+const CACHE_NAME: usize = 253;
+
+/// Recent scores, so a name logged in a request, its response and its alert check is scored
+/// once: direct-mapped by a hash of the name, the whole name compared on a hit, so a collision
+/// costs a recomputation and never a wrong score. Fixed size (about 520 KB), allocated once per
+/// engine; cleared when the model changes.
+#[derive(Debug)]
+pub(super) struct ScoreCache {
+    slots: Box<[Slot]>,
+    hasher: foldhash::fast::FixedState,
+    /// Lookups answered from the cache.
+    pub hits: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    len: u8,
+    name: [u8; CACHE_NAME],
+    score: f32,
+}
+
+impl Default for ScoreCache {
+    fn default() -> Self {
+        ScoreCache {
+            slots: vec![
+                Slot {
+                    len: 0,
+                    name: [0; CACHE_NAME],
+                    score: 0.0,
+                };
+                CACHE_SLOTS
+            ]
+            .into_boxed_slice(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5ca1_ab1e),
+            hits: 0,
+        }
+    }
+}
+
+impl ScoreCache {
+    /// Forgets every score (the model changed).
+    pub(super) fn clear(&mut self) {
+        for s in self.slots.iter_mut() {
+            s.len = 0;
+        }
+    }
+
+    fn get_or(&mut self, name: &str, compute: impl FnOnce() -> f32) -> f32 {
+        use std::hash::BuildHasher;
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > CACHE_NAME {
+            return compute();
+        }
+        let i = self.hasher.hash_one(b) as usize % CACHE_SLOTS;
+        let slot = &mut self.slots[i];
+        if slot.len as usize == b.len() && &slot.name[..b.len()] == b {
+            self.hits += 1;
+            return slot.score;
+        }
+        let score = compute();
+        slot.len = b.len() as u8;
+        slot.name[..b.len()].copy_from_slice(b);
+        slot.score = score;
+        score
+    }
+}
+
 /// True for what the model should not score: IP literals and single labels.
 fn unscored(name: &str) -> bool {
     name.is_empty()
@@ -56,25 +126,42 @@ fn unscored(name: &str) -> bool {
 }
 
 /// The score of `name`, when scoring is on and the name is one to score.
-pub(super) fn score(cx: &Cx<'_>, name: &str) -> Option<f32> {
+pub(super) fn score(cx: &mut Cx<'_>, name: &str) -> Option<f32> {
     let s = cx.names?;
     if unscored(name) {
         return None;
     }
-    Some(s.model.score(name.as_bytes()))
+    Some(
+        cx.name_cache
+            .get_or(name, || s.model.score(name.as_bytes())),
+    )
 }
 
-/// Writes `"name_score": {"name", "score", "model"}` into an event's `palisade` object.
-pub(super) fn write(o: &mut Obj<'_>, cx_model: &str, name: &str, score: f32) {
+/// Writes `"name_score": {"score", "model"}` into an event's `palisade` object (the name is
+/// the event's own: `dns.queries[0].rrname`, `tls.sni`, `quic.sni`, `http.hostname`).
+pub(super) fn write(o: &mut Obj<'_>, model: &str, score: f32) {
     o.obj("name_score", |n| {
-        n.str("name", name);
-        let mut b = [0u8; 16];
-        n.raw(
-            "score",
-            super::fmt_small(&mut b, format_args!("{score:.6}")),
-        );
-        n.str("model", cx_model);
+        let mut b = [0u8; 8];
+        n.raw("score", fixed6(&mut b, score));
+        n.str("model", model);
     });
+}
+
+/// A score in 0..=1 as `d.dddddd`, without the float formatter (this runs for every event).
+pub(super) fn fixed6(b: &mut [u8; 8], score: f32) -> &[u8] {
+    let x = if score.is_nan() {
+        0.0
+    } else {
+        score.clamp(0.0, 1.0)
+    };
+    let mut v = (x as f64 * 1e6).round() as u32;
+    b[1] = b'.';
+    for i in (2..8).rev() {
+        b[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    b[0] = b'0' + v.min(9) as u8;
+    &b[..]
 }
 
 /// Scores a name that intel did not decide, remembers the flow's highest score, and alerts or
@@ -161,5 +248,22 @@ mod tests {
         }
         assert!(!unscored("example.com"));
         assert!(!unscored("1.example"));
+    }
+
+    #[test]
+    fn score_formatting() {
+        let mut b = [0u8; 8];
+        for (x, want) in [
+            (0.0, "0.000000"),
+            (1.0, "1.000000"),
+            (0.9994281, "0.999428"),
+            (0.0000004, "0.000000"),
+            (0.9999996, "1.000000"),
+            (f32::NAN, "0.000000"),
+            (-3.0, "0.000000"),
+        ] {
+            let got = std::str::from_utf8(fixed6(&mut b, x)).unwrap_or("");
+            assert_eq!(got, want, "{x}");
+        }
     }
 }
