@@ -324,19 +324,7 @@ fn run_cfg(cfg: Config, frames: &[Vec<u8>]) -> Run {
 }
 
 fn run_engine(mut e: Engine, frames: &[Vec<u8>]) -> Run {
-    let verdicts = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| e.handle(1_000_000_000 + i as i64, i as u64 + 1, 101, f))
-        .collect();
-    e.finish();
-    let mut events = Vec::new();
-    e.take_events(|b| {
-        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            events.push(serde_json::from_slice(l).unwrap());
-        }
-    });
-    Run { verdicts, events }
+    batch(&mut e, frames, 1, true)
 }
 
 #[test]
@@ -614,4 +602,63 @@ fn shadow_mode_logs_scores_only_and_intel_goes_first() {
         .events
         .iter()
         .all(|e| e["palisade"]["name_score"].is_null()));
+}
+
+/// A model file with every logit moved by `shift` (the output bias edited in place).
+fn shifted_model(shift: f32) -> Vec<u8> {
+    let mut b = palisade_classifiers::domain::BUNDLED.to_vec();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let off = header["l3.bias"]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n;
+    let v = f32::from_le_bytes(b[off..off + 4].try_into().unwrap()) + shift;
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    b
+}
+
+#[test]
+fn a_new_model_replaces_the_old_one_and_its_cached_scores() {
+    let mut e = scoring_engine(Mode::Audit, None, false);
+    let old = DomainModel::bundled();
+    let new = DomainModel::from_bytes(
+        &shifted_model(-30.0),
+        palisade_classifiers::psl::Psl::bundled(),
+    )
+    .unwrap();
+    assert_ne!(old.version(), new.version());
+    let first = batch(&mut e, &[dns_query(1, DGA)], 1, false);
+    assert_eq!(model_alerts(&first).len(), 1);
+    // As a reload does: the whole policy swapped between packets.
+    e.set_policy(palisade::engine::Policy {
+        intel: intel(),
+        sigs: Default::default(),
+        names: Some(NameScoring::with_defaults(new.clone())),
+    });
+    let second = batch(&mut e, &[dns_query(2, DGA)], 2, false);
+    let dns = second.events.iter().find(|x| x["event_type"] == "dns").unwrap();
+    assert_eq!(dns["palisade"]["name_score"]["model"], new.version());
+    let got = dns["palisade"]["name_score"]["score"].as_f64().unwrap();
+    // Not the cached score of the old model.
+    assert!((got - new.score(DGA.as_bytes()) as f64).abs() < 1e-5, "{got}");
+    assert!((got - old.score(DGA.as_bytes()) as f64).abs() > 0.1, "{got}");
+    assert!(model_alerts(&second).is_empty());
+}
+
+/// Runs frames through an engine from second `t0`, returning their verdicts and the events
+/// written (with the flows ended first when `finish`).
+fn batch(e: &mut Engine, frames: &[Vec<u8>], t0: i64, finish: bool) -> Run {
+    let verdicts = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| e.handle(t0 * 1_000_000_000 + i as i64, i as u64 + 1, 101, f))
+        .collect();
+    if finish {
+        e.finish();
+    }
+    let mut events = Vec::new();
+    e.take_events(|b| {
+        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            events.push(serde_json::from_slice(l).unwrap());
+        }
+    });
+    Run { verdicts, events }
 }
