@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Name-scoring benchmark, one core: (1) the domain model's cost per name in plain Rust against the
 # same network through tch at batch 1 and 1024 (`domain-bench`, needs LIBTORCH; skipped with a
-# note otherwise); (2) the corpus replay with scoring on (the default) and off, ROUNDS each,
-# interleaved, with the number of names scored.
+# note otherwise); (2) the corpus replay with scoring on (the default: scores and alerts), in
+# shadow mode (scores only) and off, ROUNDS each, interleaved, with the number of names scored.
 #   ROUNDS=5 LIBTORCH=... bash bench/names.sh        # results in bench/out/names/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,8 @@ P=target/release/palisade
 cat "$CORPUS" > /dev/null
 : > "$OUT/runs.txt"
 for r in $(seq "$ROUNDS"); do
-  for mode in on off; do
-    if [ $mode = on ]; then extra=(); else extra=(--name-model off); fi
+  for mode in on shadow off; do
+    case $mode in on) extra=() ;; shadow) extra=(--name-shadow) ;; off) extra=(--name-model off) ;; esac
     taskset -c 0 "$P" replay "$CORPUS" --eve "$OUT/eve-$mode.json" ${extra[@]+"${extra[@]}"} 2> "$OUT/$mode.err" || true
     pps=$(grep -oE '\(([0-9]+) packets/s' "$OUT/$mode.err" | grep -oE '[0-9]+')
     echo "$mode $pps" >> "$OUT/runs.txt"
@@ -38,10 +38,12 @@ runs = {}
 for l in open(f"{out}/runs.txt"):
     m, p = l.split(); runs.setdefault(m, []).append(int(p))
 on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+sh = statistics.median(runs["shadow"])
 import re
 m = re.search(r"names: ([0-9]+) scored with (\S+) .*?, ([0-9]+) at or above", open(f"{out}/on.err").read())
 scored, model, alerted = (m.group(1), m.group(2), m.group(3)) if m else ("?", "?", "?")
 ev = sum(1 for l in open(f"{out}/eve-on.json") if '"name_score"' in l)
-print(f"replay packets/s (median of {len(runs['on'])}): scoring on {on/1e6:.3f} M, off {off/1e6:.3f} M, on/off {on/off:.3f} ({(1-on/off)*100:+.1f}% slower)")
+print(f"replay packets/s (median of {len(runs['on'])}): scoring on {on/1e6:.3f} M, shadow {sh/1e6:.3f} M, off {off/1e6:.3f} M")
+print(f"on/off {on/off:.3f} ({(1-on/off)*100:.1f}% slower); shadow/off {sh/off:.3f} ({(1-sh/off)*100:.1f}% slower)")
 print(f"names scored {scored} by {model} (at or above the alert threshold: {alerted}); events carrying a score {ev}")
 PY

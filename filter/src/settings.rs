@@ -169,7 +169,10 @@ mod tests {
         assert_eq!(s.name_alert, Some(0.9995));
         assert_eq!(s.name_block, None);
         let e = parse("y.toml", "mode = \"audit\"\nname_block = 1.5\n").unwrap_err();
-        assert_eq!(e, "y.toml:2: `name_block`: expected a score between 0 and 1");
+        assert_eq!(
+            e,
+            "y.toml:2: `name_block`: expected a score between 0 and 1"
+        );
         let e = parse("x.toml", "mode = \"block\"\nqueue = \"0\"\nbogus = 1\n").unwrap_err();
         assert!(e.starts_with("x.toml:3:1: unknown field `bogus`"), "{e}");
         let e = parse("x.toml", "mode = \"loud\"\n").unwrap_err();

@@ -219,6 +219,10 @@ fn warm_packet_path_with_name_scoring_does_not_allocate() {
     e.set_names(Some(palisade::engine::NameScoring::bundled()));
     let (allocs, measured, e) = run(e);
     assert!(measured >= 8000, "{measured}");
-    assert!(e.stats.names_scored > 1000, "names scored: {}", e.stats.names_scored);
+    assert!(
+        e.stats.names_scored > 1000,
+        "names scored: {}",
+        e.stats.names_scored
+    );
     assert_eq!(allocs, 0);
 }

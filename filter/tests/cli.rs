@@ -422,11 +422,20 @@ fn score_names_and_name_model_options() {
         })
         .collect();
     let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
-    assert_eq!(names, ["xjkqzvbwpt.ru", "www.wikipedia.org", "kq0qw6o2siwq.org"]);
+    assert_eq!(
+        names,
+        ["xjkqzvbwpt.ru", "www.wikipedia.org", "kq0qw6o2siwq.org"]
+    );
     assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.1)));
-    assert!(rows[0].1 > 0.999 && rows[2].1 > 0.999 && rows[1].1 < 0.5, "{rows:?}");
+    assert!(
+        rows[0].1 > 0.999 && rows[2].1 > 0.999 && rows[1].1 < 0.5,
+        "{rows:?}"
+    );
     let e = err(&o);
-    assert!(e.contains("3 names scored with domain-") && e.contains("1 lines without a name"), "{e}");
+    assert!(
+        e.contains("3 names scored with domain-") && e.contains("1 lines without a name"),
+        "{e}"
+    );
     // The same from stdin, through the library's scorer: the binary prints what it computes.
     let lib = palisade_classifiers::DomainModel::bundled();
     assert!((rows[1].1 - lib.score(b"www.wikipedia.org") as f64).abs() < 1e-6);
@@ -436,21 +445,37 @@ fn score_names_and_name_model_options() {
     assert!(err(&o).contains("missing.txt: No such file"), "{}", err(&o));
     let o = palisade(&["replay", "--name-alert", "2"], &d);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("--name-alert 2: expected a score between 0 and 1"), "{}", err(&o));
+    assert!(
+        err(&o).contains("--name-alert 2: expected a score between 0 and 1"),
+        "{}",
+        err(&o)
+    );
     std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
     let o = palisade(&["replay", "--name-model", "bad.safetensors"], &d);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("name model: bad.safetensors: not a safetensors file"), "{}", err(&o));
+    assert!(
+        err(&o).contains("name model: bad.safetensors: not a safetensors file"),
+        "{}",
+        err(&o)
+    );
 
     // The demo logs scores by default, none with the model off.
     let on = palisade(&["replay"], &d);
     assert!(on.status.success());
     let ev = lines(&on.stdout);
-    let scored: Vec<_> = ev.iter().filter(|e| e["palisade"]["name_score"].is_object()).collect();
-    assert!(scored.iter().any(|e| e["event_type"] == "dns"), "{scored:?}");
+    let scored: Vec<_> = ev
+        .iter()
+        .filter(|e| e["palisade"]["name_score"].is_object())
+        .collect();
+    assert!(
+        scored.iter().any(|e| e["event_type"] == "dns"),
+        "{scored:?}"
+    );
     assert!(err(&on).contains("names: ") && err(&on).contains("scored with domain-"));
     let off = palisade(&["replay", "--name-model", "off"], &d);
     assert!(off.status.success());
-    assert!(lines(&off.stdout).iter().all(|e| e["palisade"]["name_score"].is_null()));
+    assert!(lines(&off.stdout)
+        .iter()
+        .all(|e| e["palisade"]["name_score"].is_null()));
     assert!(err(&off).contains("names: scoring off"));
 }

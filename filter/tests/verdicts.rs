@@ -634,12 +634,22 @@ fn a_new_model_replaces_the_old_one_and_its_cached_scores() {
         names: Some(NameScoring::with_defaults(new.clone())),
     });
     let second = batch(&mut e, &[dns_query(2, DGA)], 2, false);
-    let dns = second.events.iter().find(|x| x["event_type"] == "dns").unwrap();
+    let dns = second
+        .events
+        .iter()
+        .find(|x| x["event_type"] == "dns")
+        .unwrap();
     assert_eq!(dns["palisade"]["name_score"]["model"], new.version());
     let got = dns["palisade"]["name_score"]["score"].as_f64().unwrap();
     // Not the cached score of the old model.
-    assert!((got - new.score(DGA.as_bytes()) as f64).abs() < 1e-5, "{got}");
-    assert!((got - old.score(DGA.as_bytes()) as f64).abs() > 0.1, "{got}");
+    assert!(
+        (got - new.score(DGA.as_bytes()) as f64).abs() < 1e-5,
+        "{got}"
+    );
+    assert!(
+        (got - old.score(DGA.as_bytes()) as f64).abs() > 0.1,
+        "{got}"
+    );
     assert!(model_alerts(&second).is_empty());
 }
 
