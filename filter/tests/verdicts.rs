@@ -672,3 +672,39 @@ fn batch(e: &mut Engine, frames: &[Vec<u8>], t0: i64, finish: bool) -> Run {
     });
     Run { verdicts, events }
 }
+
+/// HTTP Host and QUIC SNI carry scores too, and a Host at or above the block threshold resets
+/// the request like a listed Host.
+#[test]
+fn http_host_and_quic_sni_are_scored() {
+    let model = DomainModel::bundled();
+    let c = [10, 0, 0, 1];
+    let s = [192, 0, 2, 30];
+    let req = format!("GET / HTTP/1.1\r\nHost: {DGA}\r\nUser-Agent: x\r\n\r\n");
+    let frames = vec![
+        tcp(c, s, true, 100, 0, true, &[]),
+        tcp(c, s, false, 900, 101, true, &[]),
+        tcp(c, s, true, 101, 901, false, req.as_bytes()),
+    ];
+    let r = run_engine(scoring_engine(Mode::Block, Some(0.999), false), &frames);
+    assert_eq!(r.verdicts[2], Verdict::Reset);
+    let a = model_alerts(&r);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["palisade"]["field"], "http.hostname");
+    let http = r.events.iter().find(|e| e["event_type"] == "http").unwrap();
+    let got = http["palisade"]["name_score"]["score"].as_f64().unwrap();
+    assert!((got - model.score(DGA.as_bytes()) as f64).abs() < 1e-5);
+    let Some(quic) = quic_capture() else { return };
+    let r = run_engine(scoring_engine(Mode::Audit, None, false), &quic);
+    let q = r
+        .events
+        .iter()
+        .find(|e| e["event_type"] == "quic" && e["quic"]["sni"].is_string())
+        .unwrap();
+    let sni = q["quic"]["sni"].as_str().unwrap();
+    let got = q["palisade"]["name_score"]["score"].as_f64().unwrap();
+    assert!(
+        (got - model.score(sni.as_bytes()) as f64).abs() < 1e-5,
+        "{sni}: {got}"
+    );
+}

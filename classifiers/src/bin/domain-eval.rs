@@ -3,7 +3,10 @@
 //!
 //! ```text
 //! domain-eval [--model FILE] [--hsts FILE] [--shared DIR] [--check MODEL.md | --write MODEL.md]
+//!             [--csv LABELLED.csv]...
 //! ```
+//! `--csv` adds a table for a labelled set of one's own (name, label[, family] per line; see
+//! `data::read_labelled_csv`): AUC against its own benign names and detection at the thresholds.
 //! `--check` exits non-zero when the block in the model card differs from what these weights
 //! give on this data (the "reproduce the published metrics" check); `--write` replaces it.
 
@@ -32,6 +35,7 @@ fn main() {
     let mut model_path: Option<PathBuf> = None;
     let mut check: Option<PathBuf> = None;
     let mut write: Option<PathBuf> = None;
+    let mut csvs: Vec<PathBuf> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| {
@@ -44,6 +48,7 @@ fn main() {
             "--shared" => src.shared = v.into(),
             "--check" => check = Some(v.into()),
             "--write" => write = Some(v.into()),
+            "--csv" => csvs.push(v.into()),
             _ => {
                 eprintln!("domain-eval: unknown argument {k}");
                 std::process::exit(2)
@@ -305,6 +310,33 @@ fn main() {
     }
     let _ = writeln!(md, "{END}");
     print!("{md}");
+    // Users' labelled sets: printed after the card's block, never part of it.
+    for p in &csvs {
+        let rows = read_labelled_csv(p).unwrap_or_else(|e| {
+            eprintln!("domain-eval: {e}");
+            std::process::exit(1)
+        });
+        let (bad, good): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.malicious);
+        let sb = scores(
+            &model,
+            &bad.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        );
+        let sg = scores(
+            &model,
+            &good.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        );
+        println!(
+            "\n{}: {} malicious, {} benign; AUC {}; malicious above the 1e-3 / 1e-4 thresholds {} / {}; benign above them {} / {}",
+            p.display(),
+            sb.len(),
+            sg.len(),
+            auc(&sb, &sg).map_or("-".into(), |a| format!("{a:.5}")),
+            pct(detection(&sb, t3)),
+            pct(detection(&sb, t4)),
+            pct(detection(&sg, t3)),
+            pct(detection(&sg, t4)),
+        );
+    }
 
     if let Some(p) = check {
         let card = std::fs::read_to_string(&p).unwrap_or_else(|e| {

@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run -p palisade-classifiers --features train --release --bin domain-train -- \
 //!     [--out classifiers/models/domain.safetensors] [--hsts target/hsts-names.txt]
-//!     [--shared ../shared/data] [--epochs 8] [--wd 1e-4] [--seed 1] [--h1 64] [--h2 32] [--limit N]
+//!     [--shared ../shared/data] [--epochs 8] [--wd 1e-4] [--seed 1] [--h1 64] [--h2 32]
+//!     [--limit N] [--csv LABELLED.csv]...
 //! ```
 //! Seeded and single-threaded, so the same inputs give the same weights, bit for bit, on the
 //! same machine and libtorch. The data and its split come from
@@ -31,6 +32,7 @@ struct Args {
     batch: usize,
     lr: f64,
     wd: f64,
+    csv: Vec<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -48,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         batch: 256,
         lr: 2e-3,
         wd: 1e-4,
+        csv: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -62,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
             "--h2" => a.h2 = v()?.parse().map_err(|e| format!("--h2: {e}"))?,
             "--limit" => a.limit = v()?.parse().map_err(|e| format!("--limit: {e}"))?,
             "--batch" => a.batch = v()?.parse().map_err(|e| format!("--batch: {e}"))?,
+            "--csv" => a.csv.push(v()?.into()),
             "--wd" => a.wd = v()?.parse().map_err(|e| format!("--wd: {e}"))?,
             "--lr" => a.lr = v()?.parse().map_err(|e| format!("--lr: {e}"))?,
             _ => return Err(format!("unknown argument {k}")),
@@ -89,6 +93,31 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Users' own labelled names (CSV: name, label[, family]) join the training set.
+    let mut data = data;
+    for p in &a.csv {
+        match palisade_classifiers::data::read_labelled_csv(p) {
+            Ok(rows) => {
+                eprintln!(
+                    "domain-train: {}: {} labelled names",
+                    p.display(),
+                    rows.len()
+                );
+                for r in rows {
+                    data.train.push(palisade_classifiers::data::Example {
+                        name: r.name,
+                        label: if r.malicious { 1.0 } else { 0.0 },
+                        source: format!("csv/{}", r.family),
+                        weight: 1.0,
+                    });
+                }
+            }
+            Err(e) => {
+                eprintln!("domain-train: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let train: Vec<_> = data.train.iter().take(a.limit).collect();
     let pos = train.iter().filter(|e| e.label > 0.5).count();
     let neg = train.len() - pos;
