@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Name-scoring benchmark, one core: (1) the domain model's cost per name in plain Rust against the
 # same network through tch at batch 1 and 1024 (`domain-bench`, needs LIBTORCH; skipped with a
-# note otherwise); (2) the corpus replay with scoring on (the default: scores and alerts), in
-# shadow mode (scores only) and off, ROUNDS each, interleaved, with the number of names scored.
+# note otherwise), and the flow model's cost per flow; (2) the corpus replay with scoring on (the
+# default: name scores and alerts, flow scores logged), names in shadow mode, and both models off,
+# ROUNDS each, interleaved, with the number of names scored.
 #   ROUNDS=5 LIBTORCH=... bash bench/names.sh        # results in bench/out/names/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ cat "$CORPUS" > /dev/null
 : > "$OUT/runs.txt"
 for r in $(seq "$ROUNDS"); do
   for mode in on shadow off; do
-    case $mode in on) extra=() ;; shadow) extra=(--name-shadow) ;; off) extra=(--name-model off) ;; esac
+    case $mode in on) extra=() ;; shadow) extra=(--name-shadow) ;; off) extra=(--name-model off --flow-model off) ;; esac
     taskset -c 0 "$P" replay "$CORPUS" --eve "$OUT/eve-$mode.json" ${extra[@]+"${extra[@]}"} 2> "$OUT/$mode.err" || true
     pps=$(grep -oE '\(([0-9]+) packets/s' "$OUT/$mode.err" | grep -oE '[0-9]+')
     echo "$mode $pps" >> "$OUT/runs.txt"

@@ -6,6 +6,7 @@
 //!   per call and AVX2 kernels where the CPU has them.
 //! - [`domain`]: the domain model (names from DNS queries, SNI, Host headers) and its shipped
 //!   weights.
+//! - [`flow`]: the flow model: a flow's first packets and totals, features, and its network.
 //! - [`dga`]: domain generation algorithms written here from published descriptions, the
 //!   licence-clean malicious half of the training data.
 //! - [`data`]: loaders for training and evaluation data (name lists, labelled CSV) and the
@@ -20,6 +21,7 @@ pub mod data;
 pub mod dga;
 pub mod domain;
 pub mod features;
+pub mod flow;
 pub mod metrics;
 pub mod mlp;
 pub mod psl;

@@ -195,3 +195,77 @@ fn model_card_metrics_are_reproduced() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+mod flow {
+    use super::allocs;
+    use palisade_classifiers::flow::{flow_features, read_flows, FlowModel, FlowRecord};
+    use std::path::Path;
+
+    fn records() -> Vec<palisade_classifiers::flow::LabelledFlow> {
+        read_flows(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/records.csv")).unwrap()
+    }
+
+    #[test]
+    fn bundled_flow_model_loads_and_scores_without_allocating() {
+        let m = FlowModel::bundled();
+        assert!(m.version().starts_with("flow-"));
+        assert_eq!(m.shape(), (32, 16));
+        let t = m.threshold_at_fpr("1e-3").unwrap();
+        assert!(0.0 < t && t < 1.0);
+        let flows = records();
+        assert!(flows.len() > 2000);
+        let before = allocs();
+        let mut n = 0;
+        for f in &flows {
+            let s = m.score(&f.record);
+            assert!((0.0..=1.0).contains(&s));
+            n += 1;
+        }
+        assert_eq!(allocs() - before, 0);
+        assert_eq!(n, flows.len());
+        // The record file's bad lines are located.
+        let dir = std::env::temp_dir().join(format!("pal-flows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.csv");
+        std::fs::write(&p, "label,file\n1,x.pcap,1,6,80\n").unwrap();
+        let e = read_flows(&p).unwrap_err();
+        assert!(e.ends_with("bad.csv:2: not a flow record"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_record_scores_in_range(
+            n in 0u8..=255, proto in proptest::num::u8::ANY, port in proptest::num::u16::ANY,
+            size in proptest::array::uniform8(proptest::num::i32::ANY),
+            gap in proptest::array::uniform8(proptest::num::u32::ANY),
+            flags in proptest::array::uniform8(proptest::num::u8::ANY),
+            pk in proptest::array::uniform2(proptest::num::u64::ANY),
+            by in proptest::array::uniform2(proptest::num::u64::ANY),
+            dur in proptest::num::u64::ANY, app in proptest::num::u8::ANY,
+            ns in proptest::num::f32::ANY,
+        ) {
+            let r = FlowRecord { proto, server_port: port, n, size, gap_us: gap, flags, pkts: pk,
+                bytes: by, duration_us: dur, app, name_score: ns };
+            proptest::prop_assert!(flow_features(&r).iter().all(|v| v.is_finite() && v.abs() <= 4.0));
+            let s = FlowModel::bundled().score(&r);
+            proptest::prop_assert!((0.0..=1.0).contains(&s));
+        }
+    }
+
+    /// The flow section of the model card is what these weights give on the held-out run.
+    #[test]
+    fn flow_card_metrics_are_reproduced() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flow-eval"))
+            .arg("--check")
+            .arg(root.join("MODEL.md"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -138,3 +138,33 @@ fn training_is_reproducible() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The flow model: Rust against tch on every labelled flow record.
+#[test]
+fn rust_flow_scores_match_tch() {
+    use palisade_classifiers::flow::{flow_features, read_flows, FlowModel, FLOW_INPUT};
+    tch::set_num_threads(1);
+    let m = FlowModel::bundled();
+    let (h1, h2) = m.shape();
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let net =
+        palisade_classifiers::torch::dense_net(&vs.root(), FLOW_INPUT as i64, h1 as i64, h2 as i64);
+    vs.load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/flow.safetensors"))
+        .unwrap();
+    let flows =
+        read_flows(&Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/records.csv")).unwrap();
+    let mut x = Vec::with_capacity(flows.len() * FLOW_INPUT);
+    for f in &flows {
+        x.extend_from_slice(&flow_features(&f.record));
+    }
+    let xt = Tensor::from_slice(&x).view([flows.len() as i64, FLOW_INPUT as i64]);
+    let logits: Vec<f32> = Vec::try_from(&tch::no_grad(|| net.forward(&xt)).view([-1])).unwrap();
+    for (f, l) in flows.iter().zip(&logits) {
+        let (ours, theirs) = (m.score(&f.record), sigmoid(*l));
+        assert!(
+            (ours - theirs).abs() <= 1e-4,
+            "{}: rust {ours} tch {theirs}",
+            f.file
+        );
+    }
+}

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
+use palisade_classifiers::flow::{FlowRecord, FLOW_PKTS};
 use palisade_rules::sig::{FlowSigs, Hook, Scratch, SigSet};
 use palisade_rules::{Action, Hit, IntelSet, Kind};
 
@@ -25,7 +26,7 @@ use crate::wire;
 mod detect;
 mod names;
 
-pub use names::NameScoring;
+pub use names::{FlowScoring, NameScoring};
 
 /// Block or audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct Config {
     pub dns_ports: [u16; 4],
     /// Record every reassembled TCP chunk in [`Engine::stream_tap`] (tests and debugging).
     pub tap_streams: bool,
+    /// Keep every ended flow's [`FlowRecord`] in [`Engine::flow_tap`] (`palisade flow-features`).
+    pub tap_flows: bool,
     /// What to do with QUIC.
     pub quic: QuicPolicy,
     /// What to do with encrypted ClientHellos (TLS and QUIC).
@@ -130,6 +133,7 @@ impl Default for Config {
             vlan_tracking: true,
             dns_ports: [53, 5353, 5355, 0],
             tap_streams: false,
+            tap_flows: false,
             quic: QuicPolicy::Allow,
             ech: EchPolicy::Allow,
             inspect_encrypted: false,
@@ -222,6 +226,10 @@ pub struct Stats {
     pub names_scored: u64,
     /// Names whose score reached the alert threshold.
     pub names_alerted: u64,
+    /// Flows scored by the flow model.
+    pub flows_scored: u64,
+    /// Flows whose score reached the alert threshold.
+    pub flows_alerted: u64,
 }
 
 /// Event types, in the order of [`Stats::events`].
@@ -438,6 +446,12 @@ pub struct Flow {
     sigs: Option<Box<FlowSigs>>,
     /// Highest domain-model score of the flow's names (negative: none scored).
     name_score: f32,
+    /// The first packets and totals, for the flow model.
+    rec: FlowRecord,
+    /// When the flow's last packet came (for the gaps in `rec`).
+    rec_last_ns: i64,
+    /// The flow model's score, once given, and the packet count it was given at (0: at the end).
+    flow_score: Option<(f32, u8)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -478,6 +492,9 @@ impl Default for Flow {
             alerted: false,
             sigs: None,
             name_score: -1.0,
+            rec: FlowRecord::default(),
+            rec_last_ns: 0,
+            flow_score: None,
         }
     }
 }
@@ -491,6 +508,8 @@ pub struct Policy {
     pub sigs: SigSet,
     /// Name scoring (`None`: off).
     pub names: Option<NameScoring>,
+    /// Flow scoring (`None`: off).
+    pub flows: Option<FlowScoring>,
 }
 
 /// The engine.
@@ -503,6 +522,8 @@ pub struct Engine {
     budget: Budget,
     /// Counters.
     pub stats: Stats,
+    /// Ended flows' records with their flow id, when [`Config::tap_flows`] is on.
+    pub flow_tap: Vec<(u64, FlowRecord)>,
     /// Reassembled chunks, when [`Config::tap_streams`] is on.
     pub stream_tap: Vec<TapRecord>,
     out: Vec<u8>,
@@ -518,6 +539,7 @@ pub struct Engine {
     sig_bufs: (Vec<u8>, Vec<u8>),
     names: Option<NameScoring>,
     name_cache: names::ScoreCache,
+    flows_model: Option<FlowScoring>,
 }
 
 /// Context handed to the app-layer handlers: everything but the flow table.
@@ -541,6 +563,8 @@ struct Cx<'a> {
     sc_bufs: &'a mut (Vec<u8>, Vec<u8>),
     /// Name scoring, when on.
     names: Option<&'a NameScoring>,
+    /// Flow scoring, when on.
+    flow_model: Option<&'a FlowScoring>,
     name_cache: &'a mut names::ScoreCache,
     /// The packet being handled (for signatures).
     pk: PktInfo<'a>,
@@ -581,6 +605,7 @@ impl Engine {
             last_bypass,
             names,
             name_cache,
+            flows_model,
             ..
         } = self;
         let cx = Cx {
@@ -601,6 +626,7 @@ impl Engine {
             sc: sig_scratch,
             sc_bufs: sig_bufs,
             names: names.as_ref(),
+            flow_model: flows_model.as_ref(),
             name_cache,
             pk: PktInfo::default(),
         };
@@ -643,6 +669,8 @@ impl Engine {
             sig_bufs: (Vec::new(), Vec::new()),
             names: None,
             name_cache: names::ScoreCache::default(),
+            flows_model: None,
+            flow_tap: Vec::new(),
         }
     }
 
@@ -669,6 +697,17 @@ impl Engine {
         self.intel = p.intel;
         self.sigs = p.sigs;
         self.set_names(p.names);
+        self.flows_model = p.flows;
+    }
+
+    /// Turns flow scoring on (with this model and thresholds) or off.
+    pub fn set_flow_model(&mut self, f: Option<FlowScoring>) {
+        self.flows_model = f;
+    }
+
+    /// The flow scoring in force.
+    pub fn flow_model(&self) -> Option<&FlowScoring> {
+        self.flows_model.as_ref()
     }
 
     /// Turns name scoring on (with this model and thresholds) or off.
@@ -920,6 +959,10 @@ impl Engine {
         let dir = usize::from(flow.meta.cli != (src, seg.sport));
         flow.pkts[dir] += 1;
         flow.bytes[dir] += seg.payload.len() as u64;
+        let gap_us = ((now - flow.rec_last_ns).max(0) / 1000).min(u32::MAX as i64) as u32;
+        flow.rec
+            .push(dir == 0, seg.payload.len(), gap_us, seg.flags);
+        flow.rec_last_ns = now;
         if dir == 1 && !seg.payload.is_empty() {
             flow.server_payload = true;
         }
@@ -938,6 +981,12 @@ impl Engine {
             tcp_packet(&mut cx, flow, dir, &seg, budget);
         } else if proto == 17 {
             udp_packet(&mut cx, flow, dir, seg.payload);
+        }
+        // The flow model decides at the packet that completes its record (after the app layer
+        // has had its say, so the record knows the protocol and the names' scores).
+        if flow.flow_score.is_none() && flow.rec.n as usize == FLOW_PKTS && cx.flow_model.is_some()
+        {
+            names::flow_check(&mut cx, flow, dir, FLOW_PKTS as u8);
         }
         if cx.sigs.wants(Hook::Packet) {
             // Payload content is not searched in encrypted TLS records (header keywords are).
@@ -1081,6 +1130,11 @@ impl Engine {
     fn end_flow(&mut self, idx: u32, reason: EndReason) {
         let (_, mut flow, last_ns) = self.flows.remove(idx);
         let flow_events = self.cfg.flow_events;
+        let mut flow_tap = if self.cfg.tap_flows {
+            Some(std::mem::take(&mut self.flow_tap))
+        } else {
+            None
+        };
         let (Parts { budget, .. }, mut cx) = self.split(last_ns, 0);
         // Flush what reassembly still holds, then log unfinished transactions.
         if let Some(mut st) = flow.streams.take() {
@@ -1112,8 +1166,18 @@ impl Engine {
             }
         }
         budget.release(flow.app_charged + flow.streams_charged as usize + flow_charge::<Flow>());
+        // Flows that ended before the model's packet count are scored at their end.
+        if flow.flow_score.is_none() && cx.flow_model.is_some() {
+            names::flow_check(&mut cx, &mut flow, 0, 0);
+        }
+        if let Some(tap) = flow_tap.as_mut() {
+            tap.push((flow.meta.id, names::record_of(&flow, last_ns)));
+        }
         if flow_events {
             flow_event(&mut cx, &flow, last_ns, reason);
+        }
+        if let Some(tap) = flow_tap {
+            self.flow_tap = tap;
         }
     }
 
@@ -1213,6 +1277,8 @@ impl Engine {
                     .u64("content_step_limit", step_limit);
                 d.u64("names_scored", s.names_scored)
                     .u64("names_alerted", s.names_alerted);
+                d.u64("flows_scored", s.flows_scored)
+                    .u64("flows_alerted", s.flows_alerted);
             });
             st.obj("anomaly", |a| {
                 for (n, c) in &s.anomalies {
@@ -2736,13 +2802,25 @@ fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
             t.str("state", f.tcp_state.as_str());
         });
     }
-    if let (Some(ns), true) = (cx.names, f.name_score >= 0.0) {
+    let name = cx.names.filter(|_| f.name_score >= 0.0);
+    let fm = cx.flow_model.zip(f.flow_score);
+    if name.is_some() || fm.is_some() {
         e.obj("palisade", |p| {
-            p.obj("name_score", |n| {
-                let mut b = [0u8; 8];
-                n.raw("max", names::fixed6(&mut b, f.name_score));
-                n.str("model", ns.model.version());
-            });
+            if let Some(ns) = name {
+                p.obj("name_score", |n| {
+                    let mut b = [0u8; 8];
+                    n.raw("max", names::fixed6(&mut b, f.name_score));
+                    n.str("model", ns.model.version());
+                });
+            }
+            if let Some((fs, (score, at))) = fm {
+                p.obj("flow_score", |n| {
+                    let mut b = [0u8; 8];
+                    n.raw("score", names::fixed6(&mut b, score));
+                    n.str("model", fs.model.version());
+                    n.u64("at_packet", at as u64);
+                });
+            }
         });
     }
     e.close();

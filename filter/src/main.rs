@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
-use palisade::engine::{Config, EchPolicy, Engine, Mode, NameScoring, Policy, QuicPolicy};
+use palisade::engine::{
+    Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy,
+};
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
 use palisade::respond::Sinkhole;
+use palisade_classifiers::flow::{FlowModel, FlowRecord};
 use palisade_classifiers::psl::Psl;
 use palisade_classifiers::DomainModel;
 use palisade_rules::sig::{RuleErrorKind, SigSet, SigSetBuilder, Vars};
@@ -64,6 +67,13 @@ usage:
       --name-shadow only logs, --name-model PATH|off loads other weights or turns scoring off.
   palisade score-names FILE|- [--name-model PATH]
       Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
+  Flow scoring: the same engines score each flow with the bundled flow model at its 8th packet
+      (or its end, if shorter) and log it in the flow event (palisade.flow_score). It only logs
+      (trained on captures made here; see classifiers/MODEL.md) unless --flow-alert SCORE turns
+      alerts on; --flow-block SCORE also drops the rest of the flow; --flow-model PATH|off.
+  palisade flow-features --label LABEL [--no-header] FILE...
+      Prints one CSV line per flow of each capture (label, file, flow id, the flow model's record):
+      labelled captures in, training data out (classifiers/flows/README.md).
   palisade --version | --help
 
 exit codes: 0 ok, 1 bad input or usage, 2 internal error";
@@ -83,6 +93,79 @@ const DEMO_INTEL: (&str, &[u8]) = ("demo/intel.txt", include_bytes!("../../demo/
 const DEMO_RULES: (&str, &str) = ("demo/demo.rules", include_str!("../../demo/demo.rules"));
 
 struct Usage(String);
+
+/// `palisade flow-features --label LABEL FILE...`: replays captures and prints one CSV line per
+/// flow (label, file, flow id, the flow model's record): the loader for labelled captures.
+fn flow_features(args: &[String]) -> Result<ExitCode, Usage> {
+    let mut label = None;
+    let mut files = Vec::new();
+    let mut header = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--label" => {
+                label = Some(
+                    it.next()
+                        .cloned()
+                        .ok_or_else(|| Usage("--label needs a value".into()))?,
+                )
+            }
+            "--no-header" => header = false,
+            s if s.starts_with('-') => return Err(Usage(format!("unknown option `{s}`"))),
+            f => files.push(PathBuf::from(f)),
+        }
+    }
+    let Some(label) = label else {
+        return Err(Usage(
+            "flow-features needs --label LABEL (0 or 1, or a name)".into(),
+        ));
+    };
+    if files.is_empty() {
+        return Err(Usage("flow-features needs capture files".into()));
+    }
+    if header {
+        println!("label,file,flow_id,{}", FlowRecord::csv_header());
+    }
+    for f in files {
+        let cfg = Config {
+            tap_flows: true,
+            flow_events: false,
+            ..Config::default()
+        };
+        let mut engine = Engine::new(cfg, IntelSet::default());
+        engine.set_names(load_names(&NameOpts::default()).ok().flatten());
+        let opts = ReplayOpts {
+            files: vec![f.clone()],
+            eve: EveOut::Discard,
+            stats_interval_s: 0,
+            progress: false,
+        };
+        let s = match replay::run(&mut engine, &opts) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if let Some((file, err)) = &s.error {
+            eprintln!("palisade: {}: {err}", file.display());
+            return Ok(ExitCode::from(1));
+        }
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (id, r) in &engine.flow_tap {
+            println!("{label},{name},{id},{}", r.to_csv());
+        }
+        eprintln!(
+            "palisade flow-features: {}: {} flows",
+            f.display(),
+            engine.flow_tap.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// `palisade score-names FILE`: one `name<TAB>score` line per name, for anyone's evaluation.
 fn score_names(args: &[String]) -> Result<ExitCode, Usage> {
@@ -194,6 +277,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         }
         Some("inline") => inline_cmd(&args[1..]),
         Some("score-names") => score_names(&args[1..]),
+        Some("flow-features") => flow_features(&args[1..]),
         Some("firewall") => firewall_cmd(&args[1..]),
         Some("reload") => reload_cmd(&args[1..]),
         Some("capture") => capture_cmd(&args[1..]),
@@ -306,13 +390,14 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     };
-    let names = match load_names(&rules.names) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("palisade: {e}");
-            return Ok(ExitCode::from(1));
-        }
-    };
+    let (names, flows) =
+        match load_names(&rules.names).and_then(|n| Ok((n, load_flows(&rules.flows)?))) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
     let sigs = if demo && rules.paths.is_empty() {
         let mut b = rule_builder(&rules);
         b.add_text(DEMO_RULES.0, DEMO_RULES.1);
@@ -329,6 +414,7 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut engine = Engine::new(cfg, set);
     engine.set_sigs(sigs);
     engine.set_names(names);
+    engine.set_flow_model(flows);
     let opts = ReplayOpts {
         files,
         eve: if eve == "-" {
@@ -439,6 +525,9 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--name-model", st.name_model.clone());
     put("--name-alert", st.name_alert.map(|v| v.to_string()));
     put("--name-block", st.name_block.map(|v| v.to_string()));
+    put("--flow-model", st.flow_model.clone());
+    put("--flow-alert", st.flow_alert.map(|v| v.to_string()));
+    put("--flow-block", st.flow_block.map(|v| v.to_string()));
     if st.name_shadow == Some(true) {
         a.push("--name-shadow".into());
     }
@@ -470,9 +559,11 @@ struct RuleOpts {
     paths: Vec<PathBuf>,
     vars: Vec<(String, String)>,
     names: NameOpts,
+    flows: NameOpts,
 }
 
-/// The domain model's settings: `--name-model`, `--name-alert`, `--name-block`, `--name-shadow`.
+/// A model's settings: `--name-model`, `--name-alert`, `--name-block`, `--name-shadow` for the
+/// domain model, the same with `--flow-` for the flow model.
 #[derive(Debug, Clone, Default)]
 struct NameOpts {
     /// `None`: the bundled model; `Some("off")`: no scoring; else a safetensors file.
@@ -525,6 +616,16 @@ fn rule_option(
             };
         }
         "--name-shadow" => r.names.shadow = true,
+        "--flow-model" => r.flows.model = Some(val(flag)?),
+        "--flow-alert" => r.flows.alert = Some(parse_score(flag, &val(flag)?)?),
+        "--flow-block" => {
+            let v = val(flag)?;
+            r.flows.block = if v == "off" {
+                None
+            } else {
+                Some(parse_score(flag, &v)?)
+            };
+        }
         "--var" => {
             let v = val(flag)?;
             let Some((k, x)) = v.split_once('=') else {
@@ -553,6 +654,23 @@ fn rule_builder(r: &RuleOpts) -> SigSetBuilder {
     SigSetBuilder::new(vars)
 }
 
+/// Loads the flow model as the options say.
+fn load_flows(o: &NameOpts) -> Result<Option<FlowScoring>, String> {
+    let model = match o.model.as_deref() {
+        Some("off") => return Ok(None),
+        None | Some("bundled") => FlowModel::bundled(),
+        Some(p) => FlowModel::from_file(Path::new(p)).map_err(|e| format!("flow model: {e}"))?,
+    };
+    // Shadow unless the user asks for alerts with a threshold (see FlowScoring::bundled).
+    let mut s = FlowScoring::shadow(model);
+    if let Some(a) = o.alert {
+        s.alert = a;
+        s.shadow = false;
+    }
+    s.block = o.block;
+    Ok(Some(s))
+}
+
 /// The lists, the rules and the name model (what `inline` and `capture` enforce, and a reload
 /// rebuilds).
 fn load_policy(intel: &[(PathBuf, Action)], rules: &RuleOpts) -> Result<Policy, String> {
@@ -560,6 +678,7 @@ fn load_policy(intel: &[(PathBuf, Action)], rules: &RuleOpts) -> Result<Policy, 
         intel: load_intel(intel, false)?,
         sigs: load_rules(rules)?,
         names: load_names(&rules.names)?,
+        flows: load_flows(&rules.flows)?,
     })
 }
 

@@ -17,6 +17,8 @@ pub enum EveOut {
     Stdout,
     /// Kept in memory (tests).
     Memory,
+    /// Dropped (when only the engine's taps or counters are wanted).
+    Discard,
 }
 
 /// Replay settings beyond the engine's.
@@ -62,7 +64,7 @@ pub fn run(engine: &mut Engine, opts: &ReplayOpts) -> std::io::Result<Summary> {
             1 << 16,
             std::io::stdout().lock(),
         )),
-        EveOut::Memory => Box::new(std::io::sink()),
+        EveOut::Memory | EveOut::Discard => Box::new(std::io::sink()),
     };
     let mut mem = Vec::new();
     let keep = matches!(opts.eve, EveOut::Memory);
@@ -203,6 +205,21 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
             n.alert
         )),
         None => out.push_str("  names: scoring off\n"),
+    }
+    match engine.flow_model() {
+        Some(f) => out.push_str(&format!(
+            "  flows: {} scored with {} ({}), {} at or above the alert threshold {:.6}\n",
+            st.flows_scored,
+            f.model.version(),
+            if f.shadow {
+                "shadow: scores logged only"
+            } else {
+                "alerting"
+            },
+            st.flows_alerted,
+            f.alert
+        )),
+        None => out.push_str("  flows: scoring off\n"),
     }
     let mut an: Vec<_> = st.anomalies.clone();
     an.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

@@ -40,6 +40,12 @@ pub struct Settings {
     pub name_block: Option<f32>,
     /// Log scores only.
     pub name_shadow: Option<bool>,
+    /// Flow model: `bundled` (default), `off`, or a safetensors file.
+    pub flow_model: Option<String>,
+    /// Alert when a flow scores at or above this (0..1); absent: scores are only logged.
+    pub flow_alert: Option<f32>,
+    /// Drop the rest of a flow scoring at or above this (0..1); absent: never.
+    pub flow_block: Option<f32>,
     /// Intel lists.
     #[serde(default)]
     pub intel: Vec<IntelList>,
@@ -114,7 +120,12 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
         s.memcap_mib.is_none_or(|m| m >= 16),
         "at least 16",
     )?;
-    for (key, v) in [("name_alert", s.name_alert), ("name_block", s.name_block)] {
+    for (key, v) in [
+        ("name_alert", s.name_alert),
+        ("name_block", s.name_block),
+        ("flow_alert", s.flow_alert),
+        ("flow_block", s.flow_block),
+    ] {
         check(
             key,
             v.is_none_or(|x| (0.0..=1.0).contains(&x)),

@@ -479,3 +479,59 @@ fn score_names_and_name_model_options() {
         .all(|e| e["palisade"]["name_score"].is_null()));
     assert!(err(&off).contains("names: scoring off"));
 }
+
+#[test]
+fn flow_features_and_flow_model_options() {
+    let d = tmpdir("flows");
+    // A capture from the shared suites.
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let pcap = data.join("pcaps/suricata-verify/dns-udp-dig-a-www-suricata-ids-org/input.pcap");
+    let pcap = if pcap.exists() {
+        pcap
+    } else {
+        common::captures(&data.join("pcaps/suricata-verify"))
+            .into_iter()
+            .next()
+            .unwrap()
+    };
+    let p = pcap.to_str().unwrap();
+    let o = palisade(&["flow-features", "--label", "0", p], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mut csv = out.lines();
+    let header = csv.next().unwrap();
+    assert!(header.starts_with("label,file,flow_id,proto,server_port,n,size0"));
+    let rows: Vec<&str> = csv.collect();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let f: Vec<&str> = r.split(',').collect();
+        assert_eq!(f.len(), header.split(',').count());
+        assert!(
+            palisade_classifiers::flow::FlowRecord::from_csv(&f[3..]).is_some(),
+            "{r}"
+        );
+    }
+    // As many records as the replay has flows, and the replay logs each flow's score.
+    let o2 = palisade(&["replay", p, "--eve", "-"], &d);
+    let flows: Vec<_> = lines(&o2.stdout)
+        .into_iter()
+        .filter(|e| e["event_type"] == "flow")
+        .collect();
+    assert_eq!(flows.len(), rows.len());
+    assert!(flows
+        .iter()
+        .all(|e| e["palisade"]["flow_score"]["score"].is_number()));
+    assert!(err(&o2).contains("flows: ") && err(&o2).contains("shadow: scores logged only"));
+    let o3 = palisade(&["replay", p, "--eve", "-", "--flow-model", "off"], &d);
+    assert!(lines(&o3.stdout)
+        .iter()
+        .all(|e| e["palisade"]["flow_score"].is_null()));
+    let o = palisade(&["replay", p, "--flow-alert", "1.5"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("--flow-alert 1.5: expected a score between 0 and 1"));
+    let o = palisade(&["flow-features", p], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("flow-features needs --label"));
+}

@@ -632,6 +632,7 @@ fn a_new_model_replaces_the_old_one_and_its_cached_scores() {
         intel: intel(),
         sigs: Default::default(),
         names: Some(NameScoring::with_defaults(new.clone())),
+        flows: None,
     });
     let second = batch(&mut e, &[dns_query(2, DGA)], 2, false);
     let dns = second
@@ -707,4 +708,91 @@ fn http_host_and_quic_sni_are_scored() {
         (got - model.score(sni.as_bytes()) as f64).abs() < 1e-5,
         "{sni}: {got}"
     );
+}
+
+/// The flow model: every flow event carries its score (at the 8th packet, or the end for a
+/// shorter flow); alerts only when a threshold is set; a block threshold drops the rest of the
+/// flow from the packet the score came at.
+#[test]
+fn flow_scores_in_flow_events_alerts_on_request_and_block_from_the_eighth_packet() {
+    use palisade::engine::FlowScoring;
+    use palisade_classifiers::flow::FlowModel;
+    let c = [10, 0, 0, 1];
+    let s = [192, 0, 2, 40];
+    // A connection with 10 packets, and a scan probe (SYN, RST).
+    let mut frames = vec![
+        tcp(c, s, true, 100, 0, true, &[]),
+        tcp(c, s, false, 900, 101, true, &[]),
+        tcp(c, s, true, 101, 901, false, &[]),
+    ];
+    let mut seq = 101;
+    for _ in 0..7 {
+        frames.push(tcp(c, s, true, seq, 901, false, &[b'a'; 300]));
+        seq += 300;
+    }
+    let mut rst = Vec::new();
+    PacketBuilder::ipv4(s, c, 64)
+        .tcp(7, 41001, 0, 0)
+        .rst()
+        .ack(1)
+        .write(&mut rst, &[])
+        .unwrap();
+    let mut syn = Vec::new();
+    PacketBuilder::ipv4(c, s, 64)
+        .tcp(41001, 7, 0, 1024)
+        .syn()
+        .write(&mut syn, &[])
+        .unwrap();
+    frames.push(syn);
+    frames.push(rst);
+    let model = FlowModel::bundled();
+    let engine = |f: FlowScoring| {
+        let mut e = Engine::new(
+            Config {
+                mode: Mode::Block,
+                ..Config::default()
+            },
+            intel(),
+        );
+        e.set_flow_model(Some(f));
+        e
+    };
+    // Shipped default: shadow.
+    let r = run_engine(engine(FlowScoring::bundled()), &frames);
+    assert!(r.verdicts.iter().all(|v| *v == Verdict::Accept));
+    assert!(alerts(&r).is_empty());
+    let flows: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "flow")
+        .collect();
+    assert_eq!(flows.len(), 2);
+    for f in &flows {
+        let fs = &f["palisade"]["flow_score"];
+        assert_eq!(fs["model"], model.version());
+        let at = fs["at_packet"].as_u64().unwrap();
+        let pkts = f["flow"]["pkts_toserver"].as_u64().unwrap()
+            + f["flow"]["pkts_toclient"].as_u64().unwrap();
+        assert_eq!(at, if pkts >= 8 { 8 } else { 0 }, "{f}");
+    }
+    // Alerts at a threshold every flow reaches; blocking from the 8th packet of the long one.
+    let mut on = FlowScoring::shadow(model.clone());
+    on.shadow = false;
+    on.alert = 0.0;
+    on.block = Some(0.0);
+    let r = run_engine(engine(on), &frames);
+    let a: Vec<&Value> = alerts(&r)
+        .into_iter()
+        .filter(|x| x["alert"]["signature_id"] == 9_100_021)
+        .collect();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[0]["palisade"]["model"]["at_packet"], 8);
+    assert_eq!(a[0]["alert"]["action"], "blocked");
+    assert_eq!(a[1]["palisade"]["model"]["at_packet"], 0);
+    assert_eq!(
+        a[1]["alert"]["action"], "allowed",
+        "a flow scored at its end cannot be blocked"
+    );
+    assert_eq!(&r.verdicts[..7], [Verdict::Accept; 7]);
+    assert_eq!(&r.verdicts[7..10], [Verdict::Drop; 3]);
 }

@@ -64,6 +64,26 @@ fn main() {
         fast - feat
     );
 
+    // The flow model on the labelled flow records.
+    let flows = palisade_classifiers::flow::read_flows(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/flows/records.csv"
+    )))
+    .unwrap_or_default();
+    if !flows.is_empty() {
+        let fm = palisade_classifiers::flow::FlowModel::bundled();
+        let reps = (1_000_000 / flows.len()).max(1);
+        let t = Instant::now();
+        let mut acc = 0f32;
+        for _ in 0..reps {
+            for f in &flows {
+                acc += fm.score(black_box(&f.record));
+            }
+        }
+        let ns = t.elapsed().as_nanos() as f64 / (reps * flows.len()) as f64;
+        println!("rust flow model, features + network: {ns:.0} ns/flow ({} flows x {reps}; checksum {acc:.1})", flows.len());
+    }
+
     // tch: the same weights.
     let (h1, h2) = model.mlp().shape();
     let mut vs = tch::nn::VarStore::new(Device::Cpu);

@@ -10,9 +10,10 @@
 
 use std::sync::Arc;
 
+use palisade_classifiers::flow::{FlowModel, FlowRecord};
 use palisade_classifiers::DomainModel;
 
-use super::{raise_alert, AlertSpec, Cx, Flow, Mode, Verdict};
+use super::{raise_alert, AlertSpec, AppProto, Cx, Flow, Mode, Verdict};
 use crate::eve::Obj;
 
 /// The model and what to do with its scores.
@@ -45,6 +46,103 @@ impl NameScoring {
             shadow: false,
         }
     }
+}
+
+/// The flow model and what to do with its scores.
+#[derive(Debug, Clone)]
+pub struct FlowScoring {
+    /// The loaded model.
+    pub model: Arc<FlowModel>,
+    /// Alert at or above this score.
+    pub alert: f32,
+    /// Drop the rest of the flow at or above this score (block mode; only when the score comes
+    /// at the model's packet count, not at the flow's end); `None`: never.
+    pub block: Option<f32>,
+    /// Log scores only.
+    pub shadow: bool,
+}
+
+impl FlowScoring {
+    /// The shipped flow model in shadow mode: scores logged, no alert, no block. It was trained
+    /// on captures made here and flags a large share of ordinary traffic (classifiers/MODEL.md),
+    /// so alerting is for the user to turn on, with a threshold of their choosing.
+    pub fn bundled() -> FlowScoring {
+        FlowScoring::shadow(FlowModel::bundled())
+    }
+
+    /// A model that only logs scores (its file's 1e-3 threshold kept for when alerts are on).
+    pub fn shadow(model: FlowModel) -> FlowScoring {
+        let alert = model.threshold_at_fpr("1e-3").unwrap_or(0.99);
+        FlowScoring {
+            model: Arc::new(model),
+            alert,
+            block: None,
+            shadow: true,
+        }
+    }
+}
+
+/// The flow's record as the model reads it, totals filled in up to `now`.
+pub(super) fn record_of(f: &Flow, now: i64) -> FlowRecord {
+    let mut r = f.rec;
+    r.proto = f.meta.proto;
+    r.server_port = f.meta.srv.1;
+    r.pkts = f.pkts;
+    r.bytes = f.bytes;
+    r.duration_us = (now.saturating_sub(f.meta.start_ns).max(0) / 1000) as u64;
+    r.app = match f.app {
+        AppProto::Dns => 1,
+        AppProto::Tls => 2,
+        AppProto::Http => 3,
+        AppProto::Quic => 4,
+        _ => 0,
+    };
+    r.name_score = f.name_score;
+    r
+}
+
+/// Scores the flow (`at`: the packet count the record is complete at, 0 at the flow's end),
+/// alerts at or above the alert threshold, and drops the rest of the flow above the block
+/// threshold when the score came while the flow was live.
+pub(super) fn flow_check(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, at: u8) {
+    let Some(fs) = cx.flow_model else { return };
+    let rec = record_of(flow, cx.now);
+    let score = fs.model.score(&rec);
+    flow.flow_score = Some((score, at));
+    cx.stats.flows_scored += 1;
+    if fs.shadow || score < fs.alert || flow.alerted {
+        return;
+    }
+    cx.stats.flows_alerted += 1;
+    let block = at > 0 && fs.block.is_some_and(|b| score >= b);
+    let spec = AlertSpec {
+        gid: 1,
+        sid: 9_100_021,
+        rev: 1,
+        signature: "PALISADE model flow score",
+        category: "Machine learning: beaconing, tunnelling, scanning or exfiltration-like flow",
+        severity: if block { 1 } else { 2 },
+        action: Verdict::Drop,
+        enforce: block && cx.mode == Mode::Block,
+        target: None,
+        metadata: &[],
+    };
+    let version = fs.model.version();
+    let (alert_t, block_t) = (fs.alert, fs.block);
+    raise_alert(cx, flow, dir, spec, |p| {
+        p.obj("model", |m| {
+            m.str("name", "flow").str("version", version);
+            let mut b = [0u8; 8];
+            m.raw("score", fixed6(&mut b, score));
+            let mut b = [0u8; 8];
+            m.raw("alert_threshold", fixed6(&mut b, alert_t));
+            if let Some(t) = block_t {
+                let mut b = [0u8; 8];
+                m.raw("block_threshold", fixed6(&mut b, t));
+            }
+            m.u64("at_packet", at as u64);
+        });
+    });
 }
 
 /// Entries in [`ScoreCache`].
