@@ -1279,6 +1279,12 @@ impl Engine {
                     .u64("names_alerted", s.names_alerted);
                 d.u64("flows_scored", s.flows_scored)
                     .u64("flows_alerted", s.flows_alerted);
+                if let Some(n) = &self.names {
+                    d.str("name_model", n.model.version());
+                }
+                if let Some(f) = &self.flows_model {
+                    d.str("flow_model", f.model.version());
+                }
             });
             st.obj("anomaly", |a| {
                 for (n, c) in &s.anomalies {
@@ -1435,9 +1441,9 @@ fn fmt_small<'b>(buf: &'b mut [u8; 16], args: std::fmt::Arguments<'_>) -> &'b [u
 }
 
 /// The `palisade` object of an app-layer event: the domain model's score of its name.
-fn name_score_obj(e: &mut Obj<'_>, names: Option<&NameScoring>, score: Option<f32>) {
-    if let (Some(ns), Some(s)) = (names, score) {
-        e.obj("palisade", |p| names::write(p, ns.model.version(), s));
+fn name_score_obj(e: &mut Obj<'_>, score: Option<f32>) {
+    if let Some(s) = score {
+        e.obj("palisade", |p| names::write(p, s));
     }
 }
 
@@ -2025,7 +2031,6 @@ fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
         .and_then(|c| c.sni.as_deref())
         .unwrap_or("");
     let score = names::score(cx, sni);
-    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, &m, 0, "tls");
     e.obj("tls", |t| {
         if let Some(ch) = &log.client {
@@ -2077,7 +2082,7 @@ fn log_tls(cx: &mut Cx<'_>, flow: &mut Flow) {
             );
         }
     });
-    name_score_obj(&mut e, ns, score);
+    name_score_obj(&mut e, score);
     e.close();
     end_line(cx, 2);
 }
@@ -2264,7 +2269,6 @@ fn http_event(
 ) {
     let host = req.host.as_deref().unwrap_or("");
     let score = names::score(cx, host);
-    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, m, 0, "http");
     e.u64("tx_id", tx);
     e.obj("http", |h| {
@@ -2287,7 +2291,7 @@ fn http_event(
         }
         h.u64("length", resp.map_or(0, |(_, n)| n));
     });
-    name_score_obj(&mut e, ns, score);
+    name_score_obj(&mut e, score);
     e.close();
     end_line(cx, 3);
 }
@@ -2508,7 +2512,6 @@ fn quic_event(
 ) {
     let sni = ch.and_then(|c| c.sni.as_deref()).unwrap_or("");
     let score = names::score(cx, sni);
-    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "quic");
     e.obj("quic", |q| {
         q.str("version", &crate::app::quic::version_name(version));
@@ -2543,7 +2546,7 @@ fn quic_event(
             }
         });
     });
-    name_score_obj(&mut e, ns, score);
+    name_score_obj(&mut e, score);
     e.close();
     end_line(cx, 7);
 }
@@ -2606,7 +2609,6 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
 fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
     let qname = d.queries.first().map(|q| d.text(&q.name)).unwrap_or("");
     let score = names::score(cx, qname);
-    let ns = cx.names;
     let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "dns");
     e.obj("dns", |o| {
         o.u64("version", 3);
@@ -2720,7 +2722,7 @@ fn dns_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, d: &DnsMsg, tx: u64) {
             o.arr("authorities", |a| rrs(a, &d.authorities));
         }
     });
-    name_score_obj(&mut e, ns, score);
+    name_score_obj(&mut e, score);
     e.close();
     end_line(cx, 1);
 }
@@ -2802,24 +2804,17 @@ fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
             t.str("state", f.tcp_state.as_str());
         });
     }
-    let name = cx.names.filter(|_| f.name_score >= 0.0);
-    let fm = cx.flow_model.zip(f.flow_score);
-    if name.is_some() || fm.is_some() {
+    let name = cx.names.is_some() && f.name_score >= 0.0;
+    let fm = cx.flow_model.and(f.flow_score);
+    if name || fm.is_some() {
         e.obj("palisade", |p| {
-            if let Some(ns) = name {
-                p.obj("name_score", |n| {
-                    let mut b = [0u8; 8];
-                    n.raw("max", names::fixed6(&mut b, f.name_score));
-                    n.str("model", ns.model.version());
-                });
+            let mut b = [0u8; 8];
+            if name {
+                p.raw("name_score", names::fixed6(&mut b, f.name_score));
             }
-            if let Some((fs, (score, at))) = fm {
-                p.obj("flow_score", |n| {
-                    let mut b = [0u8; 8];
-                    n.raw("score", names::fixed6(&mut b, score));
-                    n.str("model", fs.model.version());
-                    n.u64("at_packet", at as u64);
-                });
+            if let Some((score, at)) = fm {
+                p.raw("flow_score", names::fixed6(&mut b, score));
+                p.u64("flow_score_at", at as u64);
             }
         });
     }

@@ -235,14 +235,12 @@ pub(super) fn score(cx: &mut Cx<'_>, name: &str) -> Option<f32> {
     )
 }
 
-/// Writes `"name_score": {"score", "model"}` into an event's `palisade` object (the name is
-/// the event's own: `dns.queries[0].rrname`, `tls.sni`, `quic.sni`, `http.hostname`).
-pub(super) fn write(o: &mut Obj<'_>, model: &str, score: f32) {
-    o.obj("name_score", |n| {
-        let mut b = [0u8; 8];
-        n.raw("score", fixed6(&mut b, score));
-        n.str("model", model);
-    });
+/// Writes `"name_score": 0.123456` into an event's `palisade` object (the name is the event's
+/// own: `dns.queries[0].rrname`, `tls.sni`, `quic.sni`, `http.hostname`; which model scored it is
+/// in alerts, `stats` events and the replay summary, not repeated in every event).
+pub(super) fn write(o: &mut Obj<'_>, score: f32) {
+    let mut b = [0u8; 8];
+    o.raw("name_score", fixed6(&mut b, score));
 }
 
 /// A score in 0..=1 as `d.dddddd`, without the float formatter (this runs for every event).
