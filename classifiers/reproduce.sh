@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduces the domain model's published metrics from a clean checkout, in one command:
+# Reproduces the published metrics of both models (domain and flow) from a clean checkout, in
+# one command:
 #
 #   bash classifiers/reproduce.sh            # evaluate the shipped weights, check MODEL.md
-#   bash classifiers/reproduce.sh --train    # retrain first (libtorch), then evaluate
+#   bash classifiers/reproduce.sh --train    # retrain both first (libtorch), then evaluate
 #
 # Needs ../shared/data beside the repository (the OpenDNS lists, maltrail, the research DGA
 # sets used for evaluation) and pip (for PyPI's hstspreload, and torch with --train).
@@ -23,5 +24,8 @@ if [ "${1:-}" = --train ]; then
   fi
   LIBTORCH="$PWD/$(ls -d "$torch_venv"/lib/python3*/site-packages/torch | head -n1)" \
     cargo run -q --release -p palisade-classifiers --features train --bin domain-train
+  LIBTORCH="$PWD/$(ls -d "$torch_venv"/lib/python3*/site-packages/torch | head -n1)" \
+    cargo run -q --release -p palisade-classifiers --features train --bin flow-train
 fi
 cargo run -q --release -p palisade-classifiers --bin domain-eval -- --check classifiers/MODEL.md
+cargo run -q --release -p palisade-classifiers --bin flow-eval -- --check classifiers/MODEL.md
