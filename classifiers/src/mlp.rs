@@ -29,8 +29,12 @@ impl std::error::Error for ModelError {}
 /// Weights of the three layers, as torch's `Linear` stores them: `lN.weight` is `[out, in]`.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    /// First layer, input-major: `INPUT` rows of `h1`.
+    /// First layer, input-major: `INPUT` rows of `h1`. The n-gram rows are read from `w1b`.
     w1t: Vec<f32>,
+    /// The n-gram rows of the first layer (`NGRAM_BUCKETS x h1`) as bfloat16 bits: half the
+    /// bytes, so the table a name touches stays in cache. The trainer rounds these weights to
+    /// bfloat16 before saving, so they are exact here and tch computes with the same values.
+    w1b: Vec<u16>,
     b1: Vec<f32>,
     /// Second layer, input-major: `h1` rows of `h2`.
     w2t: Vec<f32>,
@@ -71,6 +75,19 @@ fn tensor(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>,
         return Err(ModelError(format!("tensor {name}: not finite")));
     }
     Ok(v)
+}
+
+/// The bfloat16 nearest `x` (round to nearest, ties to even), as its 16 bits; exact for values
+/// that are already bfloat16.
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// A bfloat16's value.
+#[inline(always)]
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
 }
 
 fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -129,8 +146,14 @@ impl Mlp {
         let b3 = tensor(&st, "l3.bias", &[1])?[0];
         let digest = Sha256::digest(bytes);
         let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let w1t = transpose(&w1, h1, INPUT);
+        let w1b = w1t[..NGRAM_BUCKETS * h1]
+            .iter()
+            .map(|&x| to_bf16(x))
+            .collect();
         Ok(Mlp {
-            w1t: transpose(&w1, h1, INPUT),
+            w1b,
+            w1t,
             b1,
             w2t: transpose(&w2, h2, h1),
             b2,
@@ -208,7 +231,11 @@ fn logit_impl(m: &Mlp, f: &NameFeatures) -> f32 {
     let acc = &mut acc[..h1n];
     for &i in &f.idx[..f.tokens] {
         let i = i as usize;
-        axpy(acc, &m.w1t[i * h1n..(i + 1) * h1n], 1.0);
+        if let Some(r) = m.w1b.get(i * h1n..(i + 1) * h1n) {
+            for (a, &w) in acc.iter_mut().zip(r) {
+                *a += from_bf16(w);
+            }
+        }
     }
     let mut h1 = [0f32; MAX_HIDDEN];
     let h1 = &mut h1[..h1n];
@@ -240,11 +267,14 @@ fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f
     fn row<const N: usize>(v: &[f32], r: usize) -> Option<&[f32; N]> {
         v.get(r * N..(r + 1) * N).and_then(|s| s.try_into().ok())
     }
+    fn row16<const N: usize>(v: &[u16], r: usize) -> Option<&[u16; N]> {
+        v.get(r * N..(r + 1) * N).and_then(|s| s.try_into().ok())
+    }
     let mut acc = [0f32; H1];
     for &i in &f.idx[..f.tokens] {
-        if let Some(r) = row::<H1>(&m.w1t, i as usize) {
+        if let Some(r) = row16::<H1>(&m.w1b, i as usize) {
             for k in 0..H1 {
-                acc[k] += r[k];
+                acc[k] += from_bf16(r[k]);
             }
         }
     }

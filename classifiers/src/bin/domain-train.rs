@@ -216,6 +216,20 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
     }
+    // The n-gram rows of the first layer are served as bfloat16 (half the cache footprint):
+    // round them here, so the saved weights, tch and the Rust server all use the same values.
+    tch::no_grad(|| {
+        for (name, t) in vs.variables() {
+            if name == "l1.weight" {
+                let cols = palisade_classifiers::features::NGRAM_BUCKETS as i64;
+                let rounded = t
+                    .narrow(1, 0, cols)
+                    .to_kind(Kind::BFloat16)
+                    .to_kind(Kind::Float);
+                t.narrow(1, 0, cols).copy_(&rounded);
+            }
+        }
+    });
     // Thresholds on the held-out benign names, recorded in the file so a deployment can start
     // from a known false-positive rate: the score above which 1e-3 and 1e-4 of them fall.
     let mut neg_logits: Vec<f32> = Vec::with_capacity(data.test_benign.len());

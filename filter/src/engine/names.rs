@@ -146,18 +146,18 @@ pub(super) fn flow_check(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, at: u8) {
 }
 
 /// Entries in [`ScoreCache`].
-const CACHE_SLOTS: usize = 2048;
+const CACHE_SLOTS: usize = 8192;
 /// Longest name the cache holds (longer ones are scored every time).
-const CACHE_NAME: usize = 253;
+const CACHE_NAME: usize = 62;
 
 /// Recent scores, so a name logged in a request, its response and its alert check is scored
-/// once: direct-mapped by a hash of the name, the whole name compared on a hit, so a collision
-/// costs a recomputation and never a wrong score. Fixed size (about 520 KB), allocated once per
-/// engine; cleared when the model changes.
+/// once: direct-mapped by a cheap mix of the name's length and its first and last 8 bytes, the
+/// whole name compared on a hit, so a collision (or a crafted name) costs a recomputation and
+/// never a wrong score. Names longer than 62 bytes are scored every time. Fixed size (8,192
+/// slots, about 550 KB), allocated once per engine; cleared when the model changes.
 #[derive(Debug)]
 pub(super) struct ScoreCache {
     slots: Box<[Slot]>,
-    hasher: foldhash::fast::FixedState,
     /// Lookups answered from the cache.
     pub hits: u64,
 }
@@ -181,10 +181,25 @@ impl Default for ScoreCache {
                 CACHE_SLOTS
             ]
             .into_boxed_slice(),
-            hasher: foldhash::fast::FixedState::with_seed(0x5ca1_ab1e),
             hits: 0,
         }
     }
+}
+
+/// The cache slot of a name (1..=62 bytes).
+fn slot_of(b: &[u8]) -> usize {
+    let n = b.len();
+    let mut head = [0u8; 8];
+    let mut tail = [0u8; 8];
+    let k = n.min(8);
+    head[..k].copy_from_slice(&b[..k]);
+    tail[..k].copy_from_slice(&b[n - k..]);
+    let x = u64::from_le_bytes(head).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ u64::from_le_bytes(tail)
+            .rotate_left(29)
+            .wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ (n as u64).wrapping_mul(0x1656_67b1_9e37_79f9);
+    ((x ^ (x >> 31)) >> 17) as usize % CACHE_SLOTS
 }
 
 impl ScoreCache {
@@ -196,12 +211,11 @@ impl ScoreCache {
     }
 
     fn get_or(&mut self, name: &str, compute: impl FnOnce() -> f32) -> f32 {
-        use std::hash::BuildHasher;
         let b = name.as_bytes();
         if b.is_empty() || b.len() > CACHE_NAME {
             return compute();
         }
-        let i = self.hasher.hash_one(b) as usize % CACHE_SLOTS;
+        let i = slot_of(b);
         let slot = &mut self.slots[i];
         if slot.len as usize == b.len() && &slot.name[..b.len()] == b {
             self.hits += 1;
