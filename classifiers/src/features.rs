@@ -211,34 +211,31 @@ impl NameFeatures {
             push(self, bucket_of(fnv(w), 6));
         }
 
-        // Lexical measures.
-        let digits = label.iter().filter(|c| c.is_ascii_digit()).count();
-        let letters = label.iter().filter(|c| c.is_ascii_lowercase()).count();
-        let vowels = label.iter().filter(|&&c| is_vowel(c)).count();
-        let mut run = 0usize;
-        let mut max_run = 0usize;
+        // Lexical measures, the label's in one pass.
+        let (mut digits, mut letters, mut vowels, mut hyphens) = (0usize, 0usize, 0usize, 0usize);
+        let (mut run, mut max_run, mut distinct, mut alternations) = (0usize, 0usize, 0usize, 0usize);
+        let mut seen = [false; 128];
+        let mut prev_digit = None;
         for &c in label {
-            if c.is_ascii_lowercase() && !is_vowel(c) {
+            let digit = c.is_ascii_digit();
+            let lower = c.is_ascii_lowercase();
+            let vowel = is_vowel(c);
+            digits += digit as usize;
+            letters += lower as usize;
+            vowels += vowel as usize;
+            hyphens += (c == b'-') as usize;
+            if lower && !vowel {
                 run += 1;
                 max_run = max_run.max(run);
             } else {
                 run = 0;
             }
-        }
-        let mut seen = [false; 128];
-        let mut distinct = 0;
-        for &c in label {
             let s = &mut seen[(c & 0x7f) as usize];
-            if !*s {
-                *s = true;
-                distinct += 1;
-            }
+            distinct += !*s as usize;
+            *s = true;
+            alternations += (prev_digit.is_some_and(|p| p != digit)) as usize;
+            prev_digit = Some(digit);
         }
-        let alternations = label
-            .windows(2)
-            .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
-            .count();
-        let hyphens = label.iter().filter(|&&c| c == b'-').count();
         let sub_digits = sub.iter().filter(|c| c.is_ascii_digit()).count();
         let labels = 1 + b.iter().filter(|&&c| c == b'.').count();
         let suffix_labels = if suffix.is_empty() {

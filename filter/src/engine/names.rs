@@ -160,6 +160,8 @@ pub(super) struct ScoreCache {
     slots: Box<[Slot]>,
     /// Lookups answered from the cache.
     pub hits: u64,
+    /// Feature scratch space, so a miss does not zero a fresh one.
+    scratch: palisade_classifiers::features::NameFeatures,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +184,7 @@ impl Default for ScoreCache {
             ]
             .into_boxed_slice(),
             hits: 0,
+            scratch: Default::default(),
         }
     }
 }
@@ -210,23 +213,27 @@ impl ScoreCache {
         }
     }
 
-    fn get_or(&mut self, name: &str, compute: impl FnOnce() -> f32) -> f32 {
+    fn get_or(&mut self, name: &str, model: &DomainModel) -> f32 {
         let b = name.as_bytes();
         if b.is_empty() || b.len() > CACHE_NAME {
-            return compute();
+            return model.score_with(b, &mut self.scratch);
         }
         let i = slot_of(b);
-        let slot = &mut self.slots[i];
-        if slot.len as usize == b.len() && &slot.name[..b.len()] == b {
-            self.hits += 1;
-            return slot.score;
+        if let Some(slot) = self.slots.get(i) {
+            if slot.len as usize == b.len() && &slot.name[..b.len()] == b {
+                self.hits += 1;
+                return slot.score;
+            }
         }
-        let score = compute();
-        slot.len = b.len() as u8;
-        slot.name[..b.len()].copy_from_slice(b);
-        slot.score = score;
+        let score = model.score_with(b, &mut self.scratch);
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.len = b.len() as u8;
+            slot.name[..b.len()].copy_from_slice(b);
+            slot.score = score;
+        }
         score
     }
+
 }
 
 /// True for what the model should not score: IP literals and single labels.
@@ -245,7 +252,7 @@ pub(super) fn score(cx: &mut Cx<'_>, name: &str) -> Option<f32> {
     }
     Some(
         cx.name_cache
-            .get_or(name, || s.model.score(name.as_bytes())),
+            .get_or(name, &s.model),
     )
 }
 
