@@ -103,7 +103,9 @@ pub(super) fn record_of(f: &Flow, now: i64) -> FlowRecord {
 
 /// Scores the flow (`at`: the packet count the record is complete at, 0 at the flow's end),
 /// alerts at or above the alert threshold, and drops the rest of the flow above the block
-/// threshold when the score came while the flow was live.
+/// threshold when the score came while the flow was live. A flow that already raised an alert
+/// (intel, a rule, the domain model) gets no second one from this model: its score is still
+/// logged in the flow event.
 pub(super) fn flow_check(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, at: u8) {
     let Some(fs) = cx.flow_model else { return };
     let rec = record_of(flow, cx.now);
