@@ -213,7 +213,8 @@ impl NameFeatures {
 
         // Lexical measures, the label's in one pass.
         let (mut digits, mut letters, mut vowels, mut hyphens) = (0usize, 0usize, 0usize, 0usize);
-        let (mut run, mut max_run, mut distinct, mut alternations) = (0usize, 0usize, 0usize, 0usize);
+        let (mut run, mut max_run, mut distinct, mut alternations) =
+            (0usize, 0usize, 0usize, 0usize);
         let mut seen = [false; 128];
         let mut prev_digit = None;
         for &c in label {

@@ -69,8 +69,9 @@ usage:
       Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
   Flow scoring: the same engines score each flow with the bundled flow model at its 8th packet
       (or its end, if shorter) and log it in the flow event (palisade.flow_score). It only logs
-      (trained on captures made here; see classifiers/MODEL.md) unless --flow-alert SCORE turns
-      alerts on; --flow-block SCORE also drops the rest of the flow; --flow-model PATH|off.
+      (trained on captures made here; see classifiers/MODEL.md) unless --flow-alert SCORE|model
+      turns alerts on (model: the threshold in the model file); --flow-block SCORE also drops the
+      rest of the flow; --flow-model PATH|off.
   palisade flow-features --label LABEL [--no-header] FILE...
       Prints one CSV line per flow of each capture (label, file, flow id, the flow model's record):
       labelled captures in, training data out (classifiers/flows/README.md).
@@ -617,7 +618,15 @@ fn rule_option(
         }
         "--name-shadow" => r.names.shadow = true,
         "--flow-model" => r.flows.model = Some(val(flag)?),
-        "--flow-alert" => r.flows.alert = Some(parse_score(flag, &val(flag)?)?),
+        "--flow-alert" => {
+            let v = val(flag)?;
+            // `model`: the threshold the model file records (its training false-positive point).
+            r.flows.alert = Some(if v == "model" {
+                -1.0
+            } else {
+                parse_score(flag, &v)?
+            });
+        }
         "--flow-block" => {
             let v = val(flag)?;
             r.flows.block = if v == "off" {
@@ -664,7 +673,9 @@ fn load_flows(o: &NameOpts) -> Result<Option<FlowScoring>, String> {
     // Shadow unless the user asks for alerts with a threshold (see FlowScoring::bundled).
     let mut s = FlowScoring::shadow(model);
     if let Some(a) = o.alert {
-        s.alert = a;
+        if a >= 0.0 {
+            s.alert = a;
+        }
         s.shadow = false;
     }
     s.block = o.block;

@@ -528,6 +528,9 @@ fn flow_features_and_flow_model_options() {
     assert!(lines(&o3.stdout)
         .iter()
         .all(|e| e["palisade"]["flow_score"].is_null()));
+    let o4 = palisade(&["replay", p, "--eve", "-", "--flow-alert", "model"], &d);
+    assert!(o4.status.success());
+    assert!(err(&o4).contains("(alerting),"), "{}", err(&o4));
     let o = palisade(&["replay", p, "--flow-alert", "1.5"], &d);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("--flow-alert 1.5: expected a score between 0 and 1"));

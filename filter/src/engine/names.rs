@@ -235,7 +235,6 @@ impl ScoreCache {
         }
         score
     }
-
 }
 
 /// True for what the model should not score: IP literals and single labels.
@@ -252,10 +251,7 @@ pub(super) fn score(cx: &mut Cx<'_>, name: &str) -> Option<f32> {
     if unscored(name) {
         return None;
     }
-    Some(
-        cx.name_cache
-            .get_or(name, &s.model),
-    )
+    Some(cx.name_cache.get_or(name, &s.model))
 }
 
 /// Writes `"name_score": 0.123456` into an event's `palisade` object (the name is the event's
