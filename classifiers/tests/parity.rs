@@ -68,6 +68,59 @@ fn rust_scores_match_tch_on_the_shipped_weights() {
     eprintln!("{} names, worst score difference {worst:e}", names.len());
 }
 
+/// Whether two safetensors files hold the same tensors (and metadata, when asked). The JSON
+/// header's key order follows a hash map, so the bytes themselves may differ.
+fn same(a: &[u8], b: &[u8], with_metadata: bool) -> bool {
+    let (x, y) = (
+        safetensors::SafeTensors::deserialize(a).unwrap(),
+        safetensors::SafeTensors::deserialize(b).unwrap(),
+    );
+    let (mx, my) = (
+        safetensors::SafeTensors::read_metadata(a).unwrap().1,
+        safetensors::SafeTensors::read_metadata(b).unwrap().1,
+    );
+    let mut names = x.names();
+    names.sort();
+    let mut names_y = y.names();
+    names_y.sort();
+    names == names_y
+        && (!with_metadata || mx.metadata() == my.metadata())
+        && names
+            .iter()
+            .all(|n| x.tensor(n).unwrap().data() == y.tensor(n).unwrap().data())
+}
+
+/// The flow trainer: the same seed gives the same tensors, another seed others.
+#[test]
+fn flow_training_is_reproducible() {
+    let dir = std::env::temp_dir().join(format!("palisade-flowtrain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut outs = Vec::new();
+    for (i, seed) in [1, 1, 2].iter().enumerate() {
+        let out = dir.join(format!("f{i}.safetensors"));
+        let st = std::process::Command::new(env!("CARGO_BIN_EXE_flow-train"))
+            .args(["--epochs", "30", "--seed", &seed.to_string(), "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        outs.push(std::fs::read(&out).unwrap());
+    }
+    assert!(
+        same(&outs[0], &outs[1], true),
+        "same seed, different weights"
+    );
+    assert!(
+        !same(&outs[0], &outs[2], false),
+        "the seed changes no weight"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Two trainings with the same seed give the same file, byte for byte (a short run: 4,000
 /// names, one epoch).
 #[test]
@@ -108,26 +161,6 @@ fn training_is_reproducible() {
         );
         outs.push(std::fs::read(&out).unwrap());
     }
-    // The JSON header's key order follows a hash map; the tensors and the metadata must agree.
-    let same = |a: &[u8], b: &[u8], with_metadata: bool| -> bool {
-        let (x, y) = (
-            safetensors::SafeTensors::deserialize(a).unwrap(),
-            safetensors::SafeTensors::deserialize(b).unwrap(),
-        );
-        let (mx, my) = (
-            safetensors::SafeTensors::read_metadata(a).unwrap().1,
-            safetensors::SafeTensors::read_metadata(b).unwrap().1,
-        );
-        let mut names = x.names();
-        names.sort();
-        let mut names_y = y.names();
-        names_y.sort();
-        names == names_y
-            && (!with_metadata || mx.metadata() == my.metadata())
-            && names
-                .iter()
-                .all(|n| x.tensor(n).unwrap().data() == y.tensor(n).unwrap().data())
-    };
     assert!(
         same(&outs[0], &outs[1], true),
         "same seed, different weights"
