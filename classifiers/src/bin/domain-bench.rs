@@ -120,4 +120,47 @@ fn main() {
         println!("tch forward, batch 1: {b1:.0} ns/name; batch {batch}: {bb:.0} ns/name (dense inputs ready, features not counted)");
         println!("ratio: rust (with features) is {:.1}x faster than tch batch 1, {:.2}x tch batch {batch}", b1 / fast, bb / fast);
     });
+
+    // The flow model through tch, batch 1 and 1024, on the flow records' features.
+    if flows.len() >= batch {
+        use palisade_classifiers::flow::{flow_features, FlowModel, FLOW_INPUT};
+        let fm = FlowModel::bundled();
+        let (h1, h2) = fm.shape();
+        let mut vs = tch::nn::VarStore::new(Device::Cpu);
+        let net = palisade_classifiers::torch::dense_net(
+            &vs.root(),
+            FLOW_INPUT as i64,
+            h1 as i64,
+            h2 as i64,
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/flow.safetensors");
+        if let Err(e) = vs.load(&path) {
+            eprintln!("domain-bench: {}: {e}", path.display());
+            std::process::exit(1)
+        }
+        let mut x = Vec::with_capacity(batch * FLOW_INPUT);
+        for f in flows.iter().take(batch) {
+            x.extend_from_slice(&flow_features(&f.record));
+        }
+        let xb = Tensor::from_slice(&x).view([batch as i64, FLOW_INPUT as i64]);
+        let x1 = xb.narrow(0, 0, 1).contiguous();
+        tch::no_grad(|| {
+            for _ in 0..100 {
+                let _ = black_box(net.forward(&x1));
+            }
+            let reps = 20_000;
+            let t = Instant::now();
+            for _ in 0..reps {
+                let _ = black_box(net.forward(&x1));
+            }
+            let b1 = t.elapsed().as_nanos() as f64 / reps as f64;
+            let reps = 2_000;
+            let t = Instant::now();
+            for _ in 0..reps {
+                let _ = black_box(net.forward(&xb));
+            }
+            let bb = t.elapsed().as_nanos() as f64 / (reps * batch) as f64;
+            println!("tch flow model forward, batch 1: {b1:.0} ns/flow; batch {batch}: {bb:.0} ns/flow (features ready)");
+        });
+    }
 }
