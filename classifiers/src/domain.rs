@@ -48,13 +48,7 @@ impl DomainModel {
     /// The score above which the given share of held-out benign names fell when the model was
     /// trained (`fpr` is `"1e-3"` or `"1e-4"`), from the file's metadata.
     pub fn threshold_at_fpr(&self, fpr: &str) -> Option<f32> {
-        let key = format!("threshold_fpr_{fpr}");
-        self.mlp
-            .metadata()
-            .iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.parse().ok())
-            .filter(|t: &f32| t.is_finite())
+        self.mlp.threshold_at_fpr(fpr)
     }
 
     /// The network.

@@ -17,9 +17,7 @@
 //! The network is a small dense MLP (`FLOW_INPUT -> h1 -> h2 -> 1`) read from safetensors like
 //! the domain model's, served in plain Rust with no allocation.
 
-use crate::mlp::{sigmoid, ModelError};
-use safetensors::SafeTensors;
-use sha2::{Digest, Sha256};
+use crate::mlp::{sigmoid, Layers, ModelError, MAX_HIDDEN};
 
 /// Packets recorded per flow.
 pub const FLOW_PKTS: usize = 8;
@@ -27,8 +25,6 @@ pub const FLOW_PKTS: usize = 8;
 pub const FLOW_INPUT: usize = FLOW_PKTS * 7 + 4 + 7 + 6 + 5 + 2;
 /// Version of the flow feature layout.
 pub const FLOW_FEATURES_VERSION: &str = "flow-1";
-/// Widest hidden layer the flow model's stack buffers hold.
-const MAX_H: usize = 128;
 
 /// What the engine records of a flow for the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -222,60 +218,11 @@ pub fn flow_features(r: &FlowRecord) -> [f32; FLOW_INPUT] {
 /// The flow network, read from safetensors (`model` = `flow` in its metadata).
 #[derive(Debug, Clone)]
 pub struct FlowModel {
-    w1t: Vec<f32>,
-    b1: Vec<f32>,
-    w2t: Vec<f32>,
-    b2: Vec<f32>,
-    w3: Vec<f32>,
-    b3: f32,
-    h1: usize,
-    h2: usize,
-    version: String,
-    metadata: Vec<(String, String)>,
+    l: Layers,
 }
 
 /// The weights shipped in the repository (`models/flow.safetensors`, see `MODEL.md`).
 pub const BUNDLED_FLOW: &[u8] = include_bytes!("../models/flow.safetensors");
-
-fn read(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
-    let t = st
-        .tensor(name)
-        .map_err(|e| ModelError(format!("tensor {name}: {e}")))?;
-    if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
-        return Err(ModelError(format!(
-            "tensor {name}: {:?} {:?}, want F32 {shape:?}",
-            t.dtype(),
-            t.shape()
-        )));
-    }
-    let v: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(ModelError(format!("tensor {name}: not finite")));
-    }
-    Ok(v)
-}
-
-fn dim(st: &SafeTensors<'_>, name: &str) -> Result<usize, ModelError> {
-    match st.tensor(name).map(|t| t.shape().to_vec()) {
-        Ok(s) if s.len() == 1 => Ok(s[0]),
-        Ok(s) => Err(ModelError(format!("tensor {name}: shape {s:?}"))),
-        Err(e) => Err(ModelError(format!("tensor {name}: {e}"))),
-    }
-}
-
-fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0.0; w.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = w[r * cols + c];
-        }
-    }
-    t
-}
 
 impl FlowModel {
     /// The shipped weights.
@@ -297,102 +244,40 @@ impl FlowModel {
 
     /// A model from safetensors bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<FlowModel, ModelError> {
-        let (_, meta) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| ModelError(format!("not a safetensors file: {e}")))?;
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| ModelError(format!("not a safetensors file: {e}")))?;
-        let mut md: Vec<(String, String)> = meta
-            .metadata()
-            .as_ref()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        md.sort();
-        let get = |k: &str| md.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str());
-        if get("model") != Some("flow") {
-            return Err(ModelError(format!(
-                "metadata model = {:?}, want \"flow\"",
-                get("model")
-            )));
-        }
-        if get("features") != Some(FLOW_FEATURES_VERSION) {
-            return Err(ModelError(format!(
-                "metadata features = {:?}, this build computes {FLOW_FEATURES_VERSION}",
-                get("features")
-            )));
-        }
-        let h1 = dim(&st, "l1.bias")?;
-        let h2 = dim(&st, "l2.bias")?;
-        if h1 == 0 || h2 == 0 || h1 > MAX_H || h2 > MAX_H {
-            return Err(ModelError(format!(
-                "hidden sizes {h1}, {h2}: 1..={MAX_H} each"
-            )));
-        }
-        let w1 = read(&st, "l1.weight", &[h1, FLOW_INPUT])?;
-        let w2 = read(&st, "l2.weight", &[h2, h1])?;
-        let digest = Sha256::digest(bytes);
-        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         Ok(FlowModel {
-            w1t: transpose(&w1, h1, FLOW_INPUT),
-            b1: read(&st, "l1.bias", &[h1])?,
-            w2t: transpose(&w2, h2, h1),
-            b2: read(&st, "l2.bias", &[h2])?,
-            w3: read(&st, "l3.weight", &[1, h2])?,
-            b3: read(&st, "l3.bias", &[1])?[0],
-            h1,
-            h2,
-            version: format!("flow-{hex}"),
-            metadata: md,
+            l: Layers::read(bytes, "flow", FLOW_FEATURES_VERSION, FLOW_INPUT)?,
         })
     }
 
     /// `flow-<12 hex digits of the file's SHA-256>`.
     pub fn version(&self) -> &str {
-        &self.version
+        &self.l.version
     }
 
     /// Hidden layer sizes.
     pub fn shape(&self) -> (usize, usize) {
-        (self.h1, self.h2)
+        (self.l.h1, self.l.h2)
     }
 
     /// A threshold recorded in the file's metadata (`threshold_fpr_1e-3`, ...).
     pub fn threshold_at_fpr(&self, fpr: &str) -> Option<f32> {
-        let key = format!("threshold_fpr_{fpr}");
-        self.metadata
-            .iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.parse().ok())
-            .filter(|t: &f32| t.is_finite())
+        self.l.threshold_at_fpr(fpr)
     }
 
     /// The logit for an input vector.
     pub fn logit_of(&self, x: &[f32; FLOW_INPUT]) -> f32 {
-        let (h1n, h2n) = (self.h1, self.h2);
-        let mut h1 = [0f32; MAX_H];
+        let h1n = self.l.h1;
+        let mut h1 = [0f32; MAX_HIDDEN];
         let h1 = &mut h1[..h1n];
-        h1.copy_from_slice(&self.b1);
+        h1.copy_from_slice(&self.l.b1);
         for (j, &v) in x.iter().enumerate() {
             if v != 0.0 {
-                for (a, w) in h1.iter_mut().zip(&self.w1t[j * h1n..(j + 1) * h1n]) {
+                for (a, w) in h1.iter_mut().zip(&self.l.w1t[j * h1n..(j + 1) * h1n]) {
                     *a += v * w;
                 }
             }
         }
-        let mut h2 = [0f32; MAX_H];
-        let h2 = &mut h2[..h2n];
-        h2.copy_from_slice(&self.b2);
-        for (j, &v) in h1.iter().enumerate() {
-            if v > 0.0 {
-                for (a, w) in h2.iter_mut().zip(&self.w2t[j * h2n..(j + 1) * h2n]) {
-                    *a += v * w;
-                }
-            }
-        }
-        let mut out = self.b3;
-        for (w, &v) in self.w3.iter().zip(h2.iter()) {
-            out += w * v.max(0.0);
-        }
-        out
+        self.l.tail(h1)
     }
 
     /// Scores a flow record. Allocates nothing.

@@ -26,27 +26,25 @@ impl std::fmt::Display for ModelError {
 
 impl std::error::Error for ModelError {}
 
-/// Weights of the three layers, as torch's `Linear` stores them: `lN.weight` is `[out, in]`.
+/// A three-layer ReLU network's weights read from safetensors (torch's `Linear` stores
+/// `lN.weight` as `[out, in]`; the first two layers are kept input-major here), with the file's
+/// version and metadata. Shared by the domain and the flow model.
 #[derive(Debug, Clone)]
-pub struct Mlp {
-    /// First layer, input-major: `INPUT` rows of `h1`. The n-gram rows are read from `w1b`.
-    w1t: Vec<f32>,
-    /// The n-gram rows of the first layer (`NGRAM_BUCKETS x h1`) as bfloat16 bits: half the
-    /// bytes, so the table a name touches stays in cache. The trainer rounds these weights to
-    /// bfloat16 before saving, so they are exact here and tch computes with the same values.
-    w1b: Vec<u16>,
-    b1: Vec<f32>,
+pub(crate) struct Layers {
+    /// First layer, input-major: `input` rows of `h1`.
+    pub(crate) w1t: Vec<f32>,
+    pub(crate) b1: Vec<f32>,
     /// Second layer, input-major: `h1` rows of `h2`.
-    w2t: Vec<f32>,
-    b2: Vec<f32>,
-    w3: Vec<f32>,
-    b3: f32,
-    h1: usize,
-    h2: usize,
-    /// `name-<first 12 hex digits of the file's SHA-256>`.
-    version: String,
-    metadata: Vec<(String, String)>,
-    avx2: bool,
+    pub(crate) w2t: Vec<f32>,
+    pub(crate) b2: Vec<f32>,
+    pub(crate) w3: Vec<f32>,
+    pub(crate) b3: f32,
+    pub(crate) h1: usize,
+    pub(crate) h2: usize,
+    /// `kind-<first 12 hex digits of the file's SHA-256>`.
+    pub(crate) version: String,
+    /// The file's metadata, sorted by key.
+    pub(crate) metadata: Vec<(String, String)>,
 }
 
 fn tensor(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
@@ -77,6 +75,18 @@ fn tensor(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>,
     Ok(v)
 }
 
+fn st_dim(st: &SafeTensors<'_>, name: &str) -> Result<usize, ModelError> {
+    let t = st
+        .tensor(name)
+        .map_err(|e| ModelError(format!("tensor {name}: {e}")))?;
+    match t.shape() {
+        [n] => Ok(*n),
+        s => Err(ModelError(format!(
+            "tensor {name}: shape {s:?}, want one dimension"
+        ))),
+    }
+}
+
 /// The bfloat16 nearest `x` (round to nearest, ties to even), as its 16 bits; exact for values
 /// that are already bfloat16.
 pub fn to_bf16(x: f32) -> u16 {
@@ -100,23 +110,26 @@ fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-impl Mlp {
-    /// Loads a model from safetensors bytes. `kind` must equal the file's `model` metadata
-    /// (`domain`), and its `features` metadata the crate's feature version.
-    pub fn from_bytes(bytes: &[u8], kind: &str) -> Result<Mlp, ModelError> {
+impl Layers {
+    /// Reads the layers from safetensors bytes. The file's `model` metadata must be `kind` and
+    /// its `features` metadata `features` (the feature layout this build computes); the first
+    /// layer takes `input` inputs.
+    pub(crate) fn read(
+        bytes: &[u8],
+        kind: &str,
+        features: &str,
+        input: usize,
+    ) -> Result<Layers, ModelError> {
         let (_, meta) = SafeTensors::read_metadata(bytes)
             .map_err(|e| ModelError(format!("not a safetensors file: {e}")))?;
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| ModelError(format!("not a safetensors file: {e}")))?;
-        let md: Vec<(String, String)> = meta
+        let mut md: Vec<(String, String)> = meta
             .metadata()
             .as_ref()
-            .map(|m| {
-                let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                v.sort();
-                v
-            })
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
+        md.sort();
         let get = |k: &str| md.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str());
         if get("model") != Some(kind) {
             return Err(ModelError(format!(
@@ -124,11 +137,10 @@ impl Mlp {
                 get("model")
             )));
         }
-        if get("features") != Some(crate::features::FEATURES_VERSION) {
+        if get("features") != Some(features) {
             return Err(ModelError(format!(
-                "metadata features = {:?}, this build computes version {}",
-                get("features"),
-                crate::features::FEATURES_VERSION
+                "metadata features = {:?}, this build computes version {features}",
+                get("features")
             )));
         }
         let b1 = tensor(&st, "l1.bias", &[st_dim(&st, "l1.bias")?])?;
@@ -140,20 +152,14 @@ impl Mlp {
                 "hidden sizes {h1}, {h2}: each must be 1..={MAX_HIDDEN}"
             )));
         }
-        let w1 = tensor(&st, "l1.weight", &[h1, INPUT])?;
+        let w1 = tensor(&st, "l1.weight", &[h1, input])?;
         let w2 = tensor(&st, "l2.weight", &[h2, h1])?;
         let w3 = tensor(&st, "l3.weight", &[1, h2])?;
         let b3 = tensor(&st, "l3.bias", &[1])?[0];
         let digest = Sha256::digest(bytes);
         let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-        let w1t = transpose(&w1, h1, INPUT);
-        let w1b = w1t[..NGRAM_BUCKETS * h1]
-            .iter()
-            .map(|&x| to_bf16(x))
-            .collect();
-        Ok(Mlp {
-            w1b,
-            w1t,
+        Ok(Layers {
+            w1t: transpose(&w1, h1, input),
             b1,
             w2t: transpose(&w2, h2, h1),
             b2,
@@ -163,23 +169,85 @@ impl Mlp {
             h2,
             version: format!("{kind}-{hex}"),
             metadata: md,
+        })
+    }
+
+    /// The score above which the given share of held-out benign examples fell when the model
+    /// was trained (`fpr` is `"1e-3"` or `"1e-4"`), from the file's metadata.
+    pub(crate) fn threshold_at_fpr(&self, fpr: &str) -> Option<f32> {
+        let key = format!("threshold_fpr_{fpr}");
+        self.metadata
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse().ok())
+            .filter(|t: &f32| t.is_finite())
+    }
+
+    /// Layers two and three on the first layer's sums (before its ReLU): the logit.
+    #[inline(always)]
+    pub(crate) fn tail(&self, h1: &[f32]) -> f32 {
+        let h2n = self.h2;
+        let mut h2 = [0f32; MAX_HIDDEN];
+        let h2 = &mut h2[..h2n];
+        h2.copy_from_slice(&self.b2);
+        for (j, &v) in h1.iter().enumerate() {
+            if v > 0.0 {
+                axpy(h2, &self.w2t[j * h2n..(j + 1) * h2n], v);
+            }
+        }
+        let mut out = self.b3;
+        for (w, &v) in self.w3.iter().zip(h2.iter()) {
+            out += w * v.max(0.0);
+        }
+        out
+    }
+}
+
+/// The domain model's network: [`Layers`] plus the n-gram rows in bfloat16.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    l: Layers,
+    /// The n-gram rows of the first layer (`NGRAM_BUCKETS x h1`) as bfloat16 bits: half the
+    /// bytes, so the table a name touches stays in cache. The trainer rounds these weights to
+    /// bfloat16 before saving, so they are exact here and tch computes with the same values.
+    w1b: Vec<u16>,
+    avx2: bool,
+}
+
+impl Mlp {
+    /// Loads a model from safetensors bytes. `kind` must equal the file's `model` metadata
+    /// (`domain`), and its `features` metadata the crate's feature version.
+    pub fn from_bytes(bytes: &[u8], kind: &str) -> Result<Mlp, ModelError> {
+        let l = Layers::read(bytes, kind, crate::features::FEATURES_VERSION, INPUT)?;
+        let w1b = l.w1t[..NGRAM_BUCKETS * l.h1]
+            .iter()
+            .map(|&x| to_bf16(x))
+            .collect();
+        Ok(Mlp {
+            l,
+            w1b,
             avx2: simd::avx2_available(),
         })
     }
 
     /// `kind-<12 hex digits of the file's SHA-256>`: names the exact weights in events.
     pub fn version(&self) -> &str {
-        &self.version
+        &self.l.version
     }
 
     /// The file's metadata, sorted by key.
     pub fn metadata(&self) -> &[(String, String)] {
-        &self.metadata
+        &self.l.metadata
+    }
+
+    /// A threshold recorded in the file's metadata (see [`Layers::threshold_at_fpr`]).
+    pub fn threshold_at_fpr(&self, fpr: &str) -> Option<f32> {
+        self.l.threshold_at_fpr(fpr)
     }
 
     /// Hidden layer sizes.
     pub fn shape(&self) -> (usize, usize) {
-        (self.h1, self.h2)
+        (self.l.h1, self.l.h2)
     }
 
     /// Turns off the AVX2 kernels (for comparing the two).
@@ -194,18 +262,6 @@ impl Mlp {
         } else {
             logit_portable(self, f)
         }
-    }
-}
-
-fn st_dim(st: &SafeTensors<'_>, name: &str) -> Result<usize, ModelError> {
-    let t = st
-        .tensor(name)
-        .map_err(|e| ModelError(format!("tensor {name}: {e}")))?;
-    match t.shape() {
-        [n] => Ok(*n),
-        s => Err(ModelError(format!(
-            "tensor {name}: shape {s:?}, want one dimension"
-        ))),
     }
 }
 
@@ -226,7 +282,8 @@ fn axpy(acc: &mut [f32], row: &[f32], a: f32) {
 
 #[inline(always)]
 fn logit_impl(m: &Mlp, f: &NameFeatures) -> f32 {
-    let (h1n, h2n) = (m.h1, m.h2);
+    let l = &m.l;
+    let h1n = l.h1;
     let mut acc = [0f32; MAX_HIDDEN];
     let acc = &mut acc[..h1n];
     for &i in &f.idx[..f.tokens] {
@@ -239,25 +296,13 @@ fn logit_impl(m: &Mlp, f: &NameFeatures) -> f32 {
     }
     let mut h1 = [0f32; MAX_HIDDEN];
     let h1 = &mut h1[..h1n];
-    h1.copy_from_slice(&m.b1);
+    h1.copy_from_slice(&l.b1);
     axpy(h1, acc, f.token_weight());
     for j in 0..LEX {
         let r = (NGRAM_BUCKETS + j) * h1n;
-        axpy(h1, &m.w1t[r..r + h1n], f.lex[j]);
+        axpy(h1, &l.w1t[r..r + h1n], f.lex[j]);
     }
-    let mut h2 = [0f32; MAX_HIDDEN];
-    let h2 = &mut h2[..h2n];
-    h2.copy_from_slice(&m.b2);
-    for (j, &v) in h1.iter().enumerate() {
-        if v > 0.0 {
-            axpy(h2, &m.w2t[j * h2n..(j + 1) * h2n], v);
-        }
-    }
-    let mut out = m.b3;
-    for (w, &v) in m.w3.iter().zip(h2.iter()) {
-        out += w * v.max(0.0);
-    }
-    out
+    l.tail(h1)
 }
 
 /// The network with its widths known at compile time: rows become fixed arrays, so the loops
@@ -280,13 +325,13 @@ fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f
     }
     let w = f.token_weight();
     let mut h1 = [0f32; H1];
-    if let Some(b) = row::<H1>(&m.b1, 0) {
+    if let Some(b) = row::<H1>(&m.l.b1, 0) {
         for k in 0..H1 {
             h1[k] = b[k] + w * acc[k];
         }
     }
     for j in 0..LEX {
-        if let Some(r) = row::<H1>(&m.w1t, NGRAM_BUCKETS + j) {
+        if let Some(r) = row::<H1>(&m.l.w1t, NGRAM_BUCKETS + j) {
             let x = f.lex[j];
             for k in 0..H1 {
                 h1[k] += x * r[k];
@@ -294,20 +339,20 @@ fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f
         }
     }
     let mut h2 = [0f32; H2];
-    if let Some(b) = row::<H2>(&m.b2, 0) {
+    if let Some(b) = row::<H2>(&m.l.b2, 0) {
         h2 = *b;
     }
     for (j, &v) in h1.iter().enumerate() {
         if v > 0.0 {
-            if let Some(r) = row::<H2>(&m.w2t, j) {
+            if let Some(r) = row::<H2>(&m.l.w2t, j) {
                 for k in 0..H2 {
                     h2[k] += v * r[k];
                 }
             }
         }
     }
-    let mut out = m.b3;
-    if let Some(w3) = row::<H2>(&m.w3, 0) {
+    let mut out = m.l.b3;
+    if let Some(w3) = row::<H2>(&m.l.w3, 0) {
         for k in 0..H2 {
             out += w3[k] * h2[k].max(0.0);
         }
@@ -318,7 +363,7 @@ fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f
 /// Picks the fixed-width kernel for the model's shape, or the general one.
 #[inline(always)]
 fn logit_any(m: &Mlp, f: &NameFeatures) -> f32 {
-    match (m.h1, m.h2) {
+    match (m.l.h1, m.l.h2) {
         (64, 32) => logit_fixed::<64, 32>(m, f),
         (32, 32) => logit_fixed::<32, 32>(m, f),
         (32, 16) => logit_fixed::<32, 16>(m, f),

@@ -1,20 +1,17 @@
-//! The domain model's network in tch, for training and for checking the plain-Rust server
+//! The models' networks in tch, for training and for checking the plain-Rust server
 //! against it (only with the `train` feature, which needs libtorch).
 
 use crate::features::INPUT;
 use tch::nn::{self, Module};
+use tch::Kind;
 
-/// `INPUT -> h1 -> h2 -> 1` with ReLU, named as the Rust server reads it (`l1.weight`, ...).
+/// The domain model's network: `INPUT -> h1 -> h2 -> 1` (see [`dense_net`]).
 pub fn net(vs: &nn::Path<'_>, h1: i64, h2: i64) -> impl Module {
-    nn::seq()
-        .add(nn::linear(vs / "l1", INPUT as i64, h1, Default::default()))
-        .add_fn(|x| x.relu())
-        .add(nn::linear(vs / "l2", h1, h2, Default::default()))
-        .add_fn(|x| x.relu())
-        .add(nn::linear(vs / "l3", h2, 1, Default::default()))
+    dense_net(vs, INPUT as i64, h1, h2)
 }
 
-/// A dense `input -> h1 -> h2 -> 1` network with ReLU (the flow model), same names.
+/// A dense `input -> h1 -> h2 -> 1` network with ReLU, named as the Rust server reads it
+/// (`l1.weight`, ...): the flow model's, and the domain model's with `input` = `INPUT`.
 pub fn dense_net(vs: &nn::Path<'_>, input: i64, h1: i64, h2: i64) -> impl Module {
     nn::seq()
         .add(nn::linear(vs / "l1", input, h1, Default::default()))
@@ -22,4 +19,34 @@ pub fn dense_net(vs: &nn::Path<'_>, input: i64, h1: i64, h2: i64) -> impl Module
         .add(nn::linear(vs / "l2", h1, h2, Default::default()))
         .add_fn(|x| x.relu())
         .add(nn::linear(vs / "l3", h2, 1, Default::default()))
+}
+
+/// Writes a var store's tensors (f32, sorted by name) and `metadata` to a safetensors file, the
+/// form the Rust server reads. Errors name the tensor or the file.
+pub fn save(
+    vs: &nn::VarStore,
+    metadata: Vec<(String, String)>,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in vs.variables() {
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        let v = Vec::<f32>::try_from(&t.to_kind(Kind::Float).contiguous().view([-1]))
+            .map_err(|e| format!("{name}: {e}"))?;
+        tensors.push((
+            name,
+            shape,
+            v.iter().flat_map(|f| f.to_le_bytes()).collect(),
+        ));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut views = Vec::with_capacity(tensors.len());
+    for (n, s, b) in &tensors {
+        let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+            .map_err(|e| format!("{n}: {e}"))?;
+        views.push((n.clone(), v));
+    }
+    let meta: std::collections::HashMap<String, String> = metadata.into_iter().collect();
+    safetensors::serialize_to_file(views, &Some(meta), path)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

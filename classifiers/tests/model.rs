@@ -183,9 +183,16 @@ fn model_card_metrics_are_reproduced() {
         );
         return;
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_domain-eval"))
+    check_card(env!("CARGO_BIN_EXE_domain-eval"));
+}
+
+/// Runs an evaluator with `--check MODEL.md` and fails with its output when the card's block
+/// differs from what the shipped weights give.
+fn check_card(eval: &str) {
+    let card = Path::new(env!("CARGO_MANIFEST_DIR")).join("MODEL.md");
+    let out = std::process::Command::new(eval)
         .arg("--check")
-        .arg(root.join("MODEL.md"))
+        .arg(card)
         .output()
         .unwrap();
     assert!(
@@ -256,16 +263,6 @@ mod flow {
     /// The flow section of the model card is what these weights give on the held-out run.
     #[test]
     fn flow_card_metrics_are_reproduced() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flow-eval"))
-            .arg("--check")
-            .arg(root.join("MODEL.md"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::check_card(env!("CARGO_BIN_EXE_flow-eval"));
     }
 }

@@ -90,16 +90,22 @@ fn same(a: &[u8], b: &[u8], with_metadata: bool) -> bool {
             .all(|n| x.tensor(n).unwrap().data() == y.tensor(n).unwrap().data())
 }
 
-/// The flow trainer: the same seed gives the same tensors, another seed others.
-#[test]
-fn flow_training_is_reproducible() {
-    let dir = std::env::temp_dir().join(format!("palisade-flowtrain-{}", std::process::id()));
+/// Runs a trainer with seeds 1, 1 and 2 (plus `args`) and checks that the same seed gives the
+/// same tensors and metadata and another seed other tensors.
+fn assert_reproducible(bin: &str, args: &[&str]) {
+    let name = Path::new(bin)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let dir = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut outs = Vec::new();
-    for (i, seed) in [1, 1, 2].iter().enumerate() {
-        let out = dir.join(format!("f{i}.safetensors"));
-        let st = std::process::Command::new(env!("CARGO_BIN_EXE_flow-train"))
-            .args(["--epochs", "30", "--seed", &seed.to_string(), "--out"])
+    for (i, seed) in ["1", "1", "2"].iter().enumerate() {
+        let out = dir.join(format!("m{i}.safetensors"));
+        let st = std::process::Command::new(bin)
+            .args(args)
+            .args(["--seed", seed, "--out"])
             .arg(&out)
             .output()
             .unwrap();
@@ -112,17 +118,23 @@ fn flow_training_is_reproducible() {
     }
     assert!(
         same(&outs[0], &outs[1], true),
-        "same seed, different weights"
+        "{name}: same seed, different weights"
     );
     assert!(
         !same(&outs[0], &outs[2], false),
-        "the seed changes no weight"
+        "{name}: the seed changes no weight"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Two trainings with the same seed give the same file, byte for byte (a short run: 4,000
-/// names, one epoch).
+/// The flow trainer: the same seed gives the same tensors, another seed others.
+#[test]
+fn flow_training_is_reproducible() {
+    assert_reproducible(env!("CARGO_BIN_EXE_flow-train"), &["--epochs", "30"]);
+}
+
+/// Two trainings with the same seed give the same tensors (a short run: 4,000 names, one
+/// epoch).
 #[test]
 fn training_is_reproducible() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -136,40 +148,10 @@ fn training_is_reproducible() {
         eprintln!("skipping: {} missing", hsts.display());
         return;
     }
-    let dir = std::env::temp_dir().join(format!("palisade-train-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut outs = Vec::new();
-    for (i, seed) in [1, 1, 2].iter().enumerate() {
-        let out = dir.join(format!("m{i}.safetensors"));
-        let st = std::process::Command::new(env!("CARGO_BIN_EXE_domain-train"))
-            .args([
-                "--epochs",
-                "1",
-                "--limit",
-                "4000",
-                "--seed",
-                &seed.to_string(),
-                "--out",
-            ])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-        outs.push(std::fs::read(&out).unwrap());
-    }
-    assert!(
-        same(&outs[0], &outs[1], true),
-        "same seed, different weights"
+    assert_reproducible(
+        env!("CARGO_BIN_EXE_domain-train"),
+        &["--epochs", "1", "--limit", "4000"],
     );
-    assert!(
-        !same(&outs[0], &outs[2], false),
-        "the seed changes no weight"
-    );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The flow model: Rust against tch on every labelled flow record.

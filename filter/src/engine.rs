@@ -26,7 +26,7 @@ use crate::wire;
 mod detect;
 mod names;
 
-pub use names::{FlowScoring, NameScoring};
+pub use names::{FlowScoring, NameScoring, Scoring};
 
 /// Block or audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,8 +448,6 @@ pub struct Flow {
     name_score: f32,
     /// The first packets and totals, for the flow model.
     rec: FlowRecord,
-    /// When the flow's last packet came (for the gaps in `rec`).
-    rec_last_ns: i64,
     /// The flow model's score, once given, and the packet count it was given at (0: at the end).
     flow_score: Option<(f32, u8)>,
 }
@@ -493,7 +491,6 @@ impl Default for Flow {
             sigs: None,
             name_score: -1.0,
             rec: FlowRecord::default(),
-            rec_last_ns: 0,
             flow_score: None,
         }
     }
@@ -955,14 +952,17 @@ impl Engine {
             },
             mut cx,
         ) = self.split(now, pkt);
+        // The table still holds the previous packet's time (it is touched below).
+        let prev_ns = flows.last_seen(idx);
         let flow = flows.get_mut(idx);
         let dir = usize::from(flow.meta.cli != (src, seg.sport));
         flow.pkts[dir] += 1;
         flow.bytes[dir] += seg.payload.len() as u64;
-        let gap_us = ((now - flow.rec_last_ns).max(0) / 1000).min(u32::MAX as i64) as u32;
-        flow.rec
-            .push(dir == 0, seg.payload.len(), gap_us, seg.flags);
-        flow.rec_last_ns = now;
+        if (flow.rec.n as usize) < FLOW_PKTS {
+            let gap_us = ((now - prev_ns).max(0) / 1000).min(u32::MAX as i64) as u32;
+            flow.rec
+                .push(dir == 0, seg.payload.len(), gap_us, seg.flags);
+        }
         if dir == 1 && !seg.payload.is_empty() {
             flow.server_payload = true;
         }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{
-    Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy,
+    Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy, Scoring,
 };
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
@@ -569,9 +569,17 @@ struct RuleOpts {
 struct NameOpts {
     /// `None`: the bundled model; `Some("off")`: no scoring; else a safetensors file.
     model: Option<String>,
-    alert: Option<f32>,
+    alert: Option<AlertAt>,
     block: Option<f32>,
     shadow: bool,
+}
+
+/// An alert threshold: a score, or `model` for the one the model file records (its training
+/// false-positive point).
+#[derive(Debug, Clone, Copy)]
+enum AlertAt {
+    Score(f32),
+    Model,
 }
 
 fn parse_score(flag: &str, v: &str) -> Result<f32, Usage> {
@@ -579,6 +587,22 @@ fn parse_score(flag: &str, v: &str) -> Result<f32, Usage> {
         .ok()
         .filter(|x| (0.0..=1.0).contains(x))
         .ok_or_else(|| Usage(format!("{flag} {v}: expected a score between 0 and 1")))
+}
+
+/// Applies the options to a model's scoring: a threshold given turns alerts on (the flow model
+/// starts in shadow mode), `--*-shadow` turns them off.
+fn configure<M>(mut s: Scoring<M>, o: &NameOpts) -> Scoring<M> {
+    match o.alert {
+        Some(AlertAt::Score(a)) => {
+            s.alert = a;
+            s.shadow = false;
+        }
+        Some(AlertAt::Model) => s.shadow = false,
+        None => {}
+    }
+    s.block = o.block;
+    s.shadow |= o.shadow;
+    s
 }
 
 /// Loads the domain model as the options say (a file is read and checked here, off the packet
@@ -590,13 +614,17 @@ fn load_names(o: &NameOpts) -> Result<Option<NameScoring>, String> {
         Some(p) => DomainModel::from_file(Path::new(p), Psl::bundled())
             .map_err(|e| format!("name model: {e}"))?,
     };
-    let mut s = NameScoring::with_defaults(model);
-    if let Some(a) = o.alert {
-        s.alert = a;
-    }
-    s.block = o.block;
-    s.shadow = o.shadow;
-    Ok(Some(s))
+    Ok(Some(configure(NameScoring::with_defaults(model), o)))
+}
+
+/// Loads the flow model as the options say (shadow unless an alert threshold is given).
+fn load_flows(o: &NameOpts) -> Result<Option<FlowScoring>, String> {
+    let model = match o.model.as_deref() {
+        Some("off") => return Ok(None),
+        None | Some("bundled") => FlowModel::bundled(),
+        Some(p) => FlowModel::from_file(Path::new(p)).map_err(|e| format!("flow model: {e}"))?,
+    };
+    Ok(Some(configure(FlowScoring::shadow(model), o)))
 }
 
 fn rule_option(
@@ -606,34 +634,29 @@ fn rule_option(
 ) -> Result<bool, Usage> {
     match flag {
         "--rules" => r.paths.push(PathBuf::from(val(flag)?)),
-        "--name-model" => r.names.model = Some(val(flag)?),
-        "--name-alert" => r.names.alert = Some(parse_score(flag, &val(flag)?)?),
-        "--name-block" => {
-            let v = val(flag)?;
-            r.names.block = if v == "off" {
-                None
+        f if f.starts_with("--name-") || f.starts_with("--flow-") => {
+            let o = if f.starts_with("--name-") {
+                &mut r.names
             } else {
-                Some(parse_score(flag, &v)?)
+                &mut r.flows
             };
-        }
-        "--name-shadow" => r.names.shadow = true,
-        "--flow-model" => r.flows.model = Some(val(flag)?),
-        "--flow-alert" => {
-            let v = val(flag)?;
-            // `model`: the threshold the model file records (its training false-positive point).
-            r.flows.alert = Some(if v == "model" {
-                -1.0
-            } else {
-                parse_score(flag, &v)?
-            });
-        }
-        "--flow-block" => {
-            let v = val(flag)?;
-            r.flows.block = if v == "off" {
-                None
-            } else {
-                Some(parse_score(flag, &v)?)
-            };
+            match &f["--name-".len()..] {
+                "model" => o.model = Some(val(flag)?),
+                "alert" => {
+                    let v = val(flag)?;
+                    o.alert = Some(if v == "model" {
+                        AlertAt::Model
+                    } else {
+                        AlertAt::Score(parse_score(flag, &v)?)
+                    });
+                }
+                "block" => {
+                    let v = val(flag)?;
+                    o.block = (v != "off").then(|| parse_score(flag, &v)).transpose()?;
+                }
+                "shadow" => o.shadow = true,
+                _ => return Ok(false),
+            }
         }
         "--var" => {
             let v = val(flag)?;
@@ -661,25 +684,6 @@ fn rule_builder(r: &RuleOpts) -> SigSetBuilder {
         }
     }
     SigSetBuilder::new(vars)
-}
-
-/// Loads the flow model as the options say.
-fn load_flows(o: &NameOpts) -> Result<Option<FlowScoring>, String> {
-    let model = match o.model.as_deref() {
-        Some("off") => return Ok(None),
-        None | Some("bundled") => FlowModel::bundled(),
-        Some(p) => FlowModel::from_file(Path::new(p)).map_err(|e| format!("flow model: {e}"))?,
-    };
-    // Shadow unless the user asks for alerts with a threshold (see FlowScoring::bundled).
-    let mut s = FlowScoring::shadow(model);
-    if let Some(a) = o.alert {
-        if a >= 0.0 {
-            s.alert = a;
-        }
-        s.shadow = false;
-    }
-    s.block = o.block;
-    Ok(Some(s))
 }
 
 /// The lists, the rules and the name model (what `inline` and `capture` enforce, and a reload

@@ -85,82 +85,75 @@ fn main() {
     }
 
     // tch: the same weights.
-    let (h1, h2) = model.mlp().shape();
-    let mut vs = tch::nn::VarStore::new(Device::Cpu);
-    let net = palisade_classifiers::torch::net(&vs.root(), h1 as i64, h2 as i64);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/domain.safetensors");
-    if let Err(e) = vs.load(&path) {
-        eprintln!("domain-bench: {}: {e}", path.display());
-        std::process::exit(1)
-    }
     let batch = 1024usize;
     let mut x = vec![0f32; batch * INPUT];
     for (k, name) in names.iter().take(batch).enumerate() {
         model.features(name.as_bytes(), &mut f);
         f.dense(&mut x[k * INPUT..(k + 1) * INPUT]);
     }
-    let xb = Tensor::from_slice(&x).view([batch as i64, INPUT as i64]);
+    let (h1, h2) = model.mlp().shape();
+    let (b1, bb) = time_tch("models/domain.safetensors", INPUT, (h1, h2), &x, batch, 200);
+    println!("tch forward, batch 1: {b1:.0} ns/name; batch {batch}: {bb:.0} ns/name (dense inputs ready, features not counted)");
+    println!(
+        "ratio: rust (with features) is {:.1}x faster than tch batch 1, {:.2}x tch batch {batch}",
+        b1 / fast,
+        bb / fast
+    );
+
+    // The flow model through tch, batch 1 and 1024, on the flow records' features.
+    if flows.len() >= batch {
+        use palisade_classifiers::flow::{flow_features, FlowModel, FLOW_INPUT};
+        let mut x = Vec::with_capacity(batch * FLOW_INPUT);
+        for f in flows.iter().take(batch) {
+            x.extend_from_slice(&flow_features(&f.record));
+        }
+        let shape = FlowModel::bundled().shape();
+        let (b1, bb) = time_tch(
+            "models/flow.safetensors",
+            FLOW_INPUT,
+            shape,
+            &x,
+            batch,
+            2_000,
+        );
+        println!("tch flow model forward, batch 1: {b1:.0} ns/flow; batch {batch}: {bb:.0} ns/flow (features ready)");
+    }
+}
+
+/// Loads a model file (relative to the crate) into tch and times its forward pass on the first
+/// row of `x` (batch 1, 20,000 times) and on all `batch` rows (`reps` times): ns per example.
+fn time_tch(
+    file: &str,
+    input: usize,
+    (h1, h2): (usize, usize),
+    x: &[f32],
+    batch: usize,
+    reps: usize,
+) -> (f64, f64) {
+    let mut vs = tch::nn::VarStore::new(Device::Cpu);
+    let net =
+        palisade_classifiers::torch::dense_net(&vs.root(), input as i64, h1 as i64, h2 as i64);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    if let Err(e) = vs.load(&path) {
+        eprintln!("domain-bench: {}: {e}", path.display());
+        std::process::exit(1)
+    }
+    let xb = Tensor::from_slice(x).view([batch as i64, input as i64]);
     let x1 = xb.narrow(0, 0, 1).contiguous();
     tch::no_grad(|| {
         for _ in 0..100 {
             let _ = black_box(net.forward(&x1));
         }
-        let reps = 20_000;
+        let ones = 20_000;
         let t = Instant::now();
-        for _ in 0..reps {
+        for _ in 0..ones {
             let _ = black_box(net.forward(&x1));
         }
-        let b1 = t.elapsed().as_nanos() as f64 / reps as f64;
-        let reps = 200;
+        let b1 = t.elapsed().as_nanos() as f64 / ones as f64;
         let t = Instant::now();
         for _ in 0..reps {
             let _ = black_box(net.forward(&xb));
         }
-        let bb = t.elapsed().as_nanos() as f64 / (reps * batch) as f64;
-        println!("tch forward, batch 1: {b1:.0} ns/name; batch {batch}: {bb:.0} ns/name (dense inputs ready, features not counted)");
-        println!("ratio: rust (with features) is {:.1}x faster than tch batch 1, {:.2}x tch batch {batch}", b1 / fast, bb / fast);
-    });
-
-    // The flow model through tch, batch 1 and 1024, on the flow records' features.
-    if flows.len() >= batch {
-        use palisade_classifiers::flow::{flow_features, FlowModel, FLOW_INPUT};
-        let fm = FlowModel::bundled();
-        let (h1, h2) = fm.shape();
-        let mut vs = tch::nn::VarStore::new(Device::Cpu);
-        let net = palisade_classifiers::torch::dense_net(
-            &vs.root(),
-            FLOW_INPUT as i64,
-            h1 as i64,
-            h2 as i64,
-        );
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/flow.safetensors");
-        if let Err(e) = vs.load(&path) {
-            eprintln!("domain-bench: {}: {e}", path.display());
-            std::process::exit(1)
-        }
-        let mut x = Vec::with_capacity(batch * FLOW_INPUT);
-        for f in flows.iter().take(batch) {
-            x.extend_from_slice(&flow_features(&f.record));
-        }
-        let xb = Tensor::from_slice(&x).view([batch as i64, FLOW_INPUT as i64]);
-        let x1 = xb.narrow(0, 0, 1).contiguous();
-        tch::no_grad(|| {
-            for _ in 0..100 {
-                let _ = black_box(net.forward(&x1));
-            }
-            let reps = 20_000;
-            let t = Instant::now();
-            for _ in 0..reps {
-                let _ = black_box(net.forward(&x1));
-            }
-            let b1 = t.elapsed().as_nanos() as f64 / reps as f64;
-            let reps = 2_000;
-            let t = Instant::now();
-            for _ in 0..reps {
-                let _ = black_box(net.forward(&xb));
-            }
-            let bb = t.elapsed().as_nanos() as f64 / (reps * batch) as f64;
-            println!("tch flow model forward, batch 1: {b1:.0} ns/flow; batch {batch}: {bb:.0} ns/flow (features ready)");
-        });
-    }
+        (b1, t.elapsed().as_nanos() as f64 / (reps * batch) as f64)
+    })
 }

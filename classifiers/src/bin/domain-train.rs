@@ -260,51 +260,34 @@ fn main() {
         neg_logits.len()
     );
     // Write the weights with the metadata the server checks.
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, t) in vs.variables() {
-        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
-        let v: Vec<f32> = match Vec::<f32>::try_from(&flat) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("domain-train: {name}: {e}");
-                std::process::exit(1);
-            }
-        };
-        let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-        tensors.push((name, shape, bytes));
-    }
-    tensors.sort_by(|x, y| x.0.cmp(&y.0));
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .filter_map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .ok()
-                .map(|v| (n.clone(), v))
-        })
-        .collect();
-    let mut meta = HashMap::new();
-    meta.insert("model".to_string(), "domain".to_string());
-    meta.insert(
-        "features".to_string(),
-        palisade_classifiers::features::FEATURES_VERSION.to_string(),
+    let mut meta: Vec<(String, String)> = [
+        ("model", "domain".to_string()),
+        (
+            "features",
+            palisade_classifiers::features::FEATURES_VERSION.to_string(),
+        ),
+        ("seed", a.seed.to_string()),
+        ("epochs", a.epochs.to_string()),
+        ("hidden", format!("{}x{}", a.h1, a.h2)),
+        ("lr", a.lr.to_string()),
+        ("weight_decay", a.wd.to_string()),
+        ("examples", train.len().to_string()),
+        (
+            "data",
+            "hstspreload 2025.1.1 (benign); dga generators + maltrail malware families (malicious)"
+                .to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    meta.extend(
+        thresholds
+            .iter()
+            .map(|(k, v)| (k.clone(), format!("{v:.6}"))),
     );
-    meta.insert("seed".to_string(), a.seed.to_string());
-    meta.insert("epochs".to_string(), a.epochs.to_string());
-    meta.insert("hidden".to_string(), format!("{}x{}", a.h1, a.h2));
-    meta.insert("lr".to_string(), a.lr.to_string());
-    meta.insert("weight_decay".to_string(), a.wd.to_string());
-    meta.insert("examples".to_string(), train.len().to_string());
-    for (k, v) in &thresholds {
-        meta.insert(k.clone(), format!("{v:.6}"));
-    }
-    meta.insert(
-        "data".to_string(),
-        "hstspreload 2025.1.1 (benign); dga generators + maltrail malware families (malicious)"
-            .to_string(),
-    );
-    if let Err(e) = safetensors::serialize_to_file(views, &Some(meta), &a.out) {
-        eprintln!("domain-train: {}: {e}", a.out.display());
+    if let Err(e) = palisade_classifiers::torch::save(&vs, meta, &a.out) {
+        eprintln!("domain-train: {e}");
         std::process::exit(1);
     }
     eprintln!(

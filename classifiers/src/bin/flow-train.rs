@@ -11,10 +11,9 @@
 use palisade_classifiers::flow::{flow_features, read_flows, FLOW_FEATURES_VERSION, FLOW_INPUT};
 use palisade_classifiers::metrics::threshold_at;
 use palisade_classifiers::mlp::sigmoid;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::nn::{self, Module, OptimizerConfig};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// The held-out run.
 const TEST_RUN: u32 = 4;
@@ -107,27 +106,7 @@ fn main() {
         "flow-train: threshold at FPR 1e-3 on {} training benign flows: {t3}",
         benign.len()
     );
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, t) in vs.variables() {
-        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        let v: Vec<f32> =
-            Vec::try_from(&t.to_kind(Kind::Float).contiguous().view([-1])).unwrap_or_default();
-        tensors.push((
-            name,
-            shape,
-            v.iter().flat_map(|f| f.to_le_bytes()).collect(),
-        ));
-    }
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .filter_map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .ok()
-                .map(|v| (n.clone(), v))
-        })
-        .collect();
-    let meta: HashMap<String, String> = [
+    let meta: Vec<(String, String)> = [
         ("model", "flow".to_string()),
         ("features", FLOW_FEATURES_VERSION.to_string()),
         ("seed", seed.to_string()),
@@ -142,8 +121,8 @@ fn main() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    if let Err(e) = safetensors::serialize_to_file(views, &Some(meta), &out) {
-        eprintln!("flow-train: {}: {e}", out.display());
+    if let Err(e) = palisade_classifiers::torch::save(&vs, meta, &out) {
+        eprintln!("flow-train: {e}");
         std::process::exit(1);
     }
     eprintln!("flow-train: wrote {}", out.display());

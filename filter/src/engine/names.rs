@@ -16,20 +16,27 @@ use palisade_classifiers::DomainModel;
 use super::{raise_alert, AlertSpec, AppProto, Cx, Flow, Mode, Verdict};
 use crate::eve::Obj;
 
-/// The model and what to do with its scores.
+/// A model and what to do with its scores: [`NameScoring`] for the domain model,
+/// [`FlowScoring`] for the flow model.
 #[derive(Debug, Clone)]
-pub struct NameScoring {
+pub struct Scoring<M> {
     /// The loaded model (shared by the workers; a reload swaps the `Arc`).
-    pub model: Arc<DomainModel>,
+    pub model: Arc<M>,
     /// Alert at or above this score.
     pub alert: f32,
-    /// Block at or above this score (block mode); `None`: never.
+    /// Block at or above this score (block mode; for flows, only when the score comes at the
+    /// model's packet count, not at the flow's end); `None`: never.
     pub block: Option<f32>,
     /// Log scores only: no alert, no block.
     pub shadow: bool,
 }
 
-impl NameScoring {
+/// The domain model's scoring.
+pub type NameScoring = Scoring<DomainModel>;
+/// The flow model's scoring.
+pub type FlowScoring = Scoring<FlowModel>;
+
+impl Scoring<DomainModel> {
     /// The shipped model with its default thresholds: alert where 1 in 10,000 held-out benign
     /// names scored higher when it was trained, never block.
     pub fn bundled() -> NameScoring {
@@ -39,7 +46,7 @@ impl NameScoring {
     /// A model with the default thresholds read from its file (0.9995 when it carries none).
     pub fn with_defaults(model: DomainModel) -> NameScoring {
         let alert = model.threshold_at_fpr("1e-4").unwrap_or(0.9995);
-        NameScoring {
+        Scoring {
             model: Arc::new(model),
             alert,
             block: None,
@@ -48,24 +55,9 @@ impl NameScoring {
     }
 }
 
-/// The flow model and what to do with its scores.
-#[derive(Debug, Clone)]
-pub struct FlowScoring {
-    /// The loaded model.
-    pub model: Arc<FlowModel>,
-    /// Alert at or above this score.
-    pub alert: f32,
-    /// Drop the rest of the flow at or above this score (block mode; only when the score comes
-    /// at the model's packet count, not at the flow's end); `None`: never.
-    pub block: Option<f32>,
-    /// Log scores only.
-    pub shadow: bool,
-}
-
-impl FlowScoring {
-    /// The shipped flow model in shadow mode: scores logged, no alert, no block. It was trained
-    /// on captures made here and flags a large share of ordinary traffic (classifiers/MODEL.md),
-    /// so alerting is for the user to turn on, with a threshold of their choosing.
+impl Scoring<FlowModel> {
+    /// The shipped flow model in shadow mode: scores logged, no alert, no block. Its malicious
+    /// side is lab scenarios (classifiers/MODEL.md), so alerting is for the user to turn on.
     pub fn bundled() -> FlowScoring {
         FlowScoring::shadow(FlowModel::bundled())
     }
@@ -73,7 +65,7 @@ impl FlowScoring {
     /// A model that only logs scores (its file's 1e-3 threshold kept for when alerts are on).
     pub fn shadow(model: FlowModel) -> FlowScoring {
         let alert = model.threshold_at_fpr("1e-3").unwrap_or(0.99);
-        FlowScoring {
+        Scoring {
             model: Arc::new(model),
             alert,
             block: None,

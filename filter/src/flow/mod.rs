@@ -271,6 +271,11 @@ impl<V> FlowTable<V> {
         idx
     }
 
+    /// When a flow was last marked seen (its previous packet, until [`FlowTable::touch`]).
+    pub fn last_seen(&self, idx: u32) -> i64 {
+        self.slots[idx as usize].last_ns
+    }
+
     /// Marks a flow as seen now, in the given timeout class.
     pub fn touch(&mut self, idx: u32, now_ns: i64, class: u8) {
         self.unlink(idx);
