@@ -81,5 +81,13 @@ if [ ! -e "$torch_venv/lib/python3.11/site-packages/torch/lib/libtorch_cpu.so" ]
 fi
 libtorch="$PWD/$(ls -d "$torch_venv"/lib/python3*/site-packages/torch | head -n1)"
 
+# The README's quick start, as written: the bundled demo must run and raise its alerts.
+alerts=$(cargo run --release -q -- replay 2>/dev/null | grep -c '"event_type":"alert"' || true)
+if [ "$alerts" -lt 5 ]; then
+  echo "test.sh: README quick start (cargo run --release -- replay) gave $alerts alerts, want 5" >&2
+  exit 1
+fi
+echo "test.sh: README quick start ok ($alerts alerts)"
+
 cargo test --workspace --profile ci "$@"
 LIBTORCH="$libtorch" cargo test -p palisade-classifiers --features train --profile ci --test parity "$@"
