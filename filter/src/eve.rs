@@ -286,7 +286,7 @@ mod itoa_buf {
 }
 
 /// Standard base64 with padding.
-mod base64_lite {
+pub(crate) mod base64_lite {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     pub fn encode_into(b: &[u8], out: &mut String) {
         for c in b.chunks(3) {

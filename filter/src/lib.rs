@@ -11,11 +11,13 @@ pub mod capture;
 pub mod engine;
 pub mod eve;
 pub mod firewall;
+pub mod fleet;
 pub mod flow;
 pub mod metrics;
 pub mod replay;
 pub mod respond;
 pub mod settings;
+pub mod sinks;
 pub mod wire;
 
 pub use engine::{Config, Engine, Mode, Verdict};

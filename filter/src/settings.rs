@@ -142,7 +142,7 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
     Ok(s)
 }
 
-fn locate(name: &str, text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn locate(name: &str, text: &str, e: &toml::de::Error) -> String {
     let msg = e.message();
     match e.span() {
         Some(span) => {

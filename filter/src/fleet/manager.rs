@@ -1,0 +1,644 @@
+//! The manager (`palisade manager --listen ADDR --policy DIR`): serves signed policy bundles to
+//! nodes over QUIC with mutual TLS, pushes new versions as they appear in `DIR`, takes the
+//! nodes' events (stored once each, in order, with the node's name as `host`) and reports every
+//! node's state on a localhost status port.
+//!
+//! `DIR` is either one signed bundle directory or a directory of them (one per version or
+//! stage): each node gets the highest version among the bundles that target its group (a
+//! bundle with no `groups` targets every node), which is how a rollout is staged.
+//! The manager relays bundles; it does not need the signing key and is not trusted with it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::bundle::{Bundle, Limits, Manifest, PublicKey, MANIFEST, SIGNATURE};
+use super::pki::{self, Identity};
+use super::proto::{self, Frame, Welcome};
+use crate::sinks::{ReopeningFile, SinkSpec, Sinks};
+
+/// The manager's settings.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Bundle directory (one bundle, or one per subdirectory).
+    pub policy: PathBuf,
+    /// CA, certificate and key.
+    pub identity: Identity,
+    /// Where per-node event positions are kept.
+    pub state_dir: PathBuf,
+    /// Status listen address (localhost), if any.
+    pub status: Option<String>,
+    /// The manager's eve file for the nodes' events.
+    pub eve: Option<PathBuf>,
+    /// Further sinks for the nodes' events.
+    pub sinks: Vec<SinkSpec>,
+    /// Connection idle timeout.
+    pub idle: Duration,
+    /// How often `policy` is looked at.
+    pub scan: Duration,
+    /// When given, bundles that do not verify are not served (nodes check anyway).
+    pub bundle_key: Option<PublicKey>,
+}
+
+/// One node as the status shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeStatus {
+    /// Its certificate's common name.
+    pub name: String,
+    /// Rollout group.
+    pub group: String,
+    /// Address of its last connection.
+    pub addr: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Bundle version in force.
+    pub version: u64,
+    /// Its digest.
+    pub digest: String,
+    /// The last bundle it refused, and why.
+    pub refused: String,
+    /// Last time anything was heard from it (Unix seconds).
+    pub last_seen: f64,
+    /// Events stored.
+    pub events: u64,
+    /// Events received twice (dropped; resends after a lost acknowledgement).
+    pub duplicates: u64,
+    /// Events the node never delivered (its spool overflowed).
+    pub lost: u64,
+    /// Last event sequence number stored.
+    pub last_seq: u64,
+    /// Time it took to apply its last bundle, ms.
+    pub apply_ms: f64,
+    /// The node's own counters (packets, drops, spool).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// A bundle the manager serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleStatus {
+    /// Its directory.
+    pub dir: String,
+    /// Version.
+    pub version: u64,
+    /// Target groups (empty: all).
+    pub groups: Vec<String>,
+    /// Digest of its wire form.
+    pub digest: String,
+    /// Bytes on the wire.
+    pub bytes: usize,
+}
+
+/// The status document.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// Bundles found in the policy directory.
+    pub bundles: Vec<BundleStatus>,
+    /// Nodes ever seen.
+    pub nodes: Vec<NodeStatus>,
+    /// Connections refused (bad or expired certificates, bad greetings).
+    pub refused_connections: u64,
+}
+
+enum Out {
+    Frame(Frame),
+    Bundle(Arc<Vec<u8>>),
+}
+
+struct Candidate {
+    dir: PathBuf,
+    fingerprint: Vec<u8>,
+    manifest: Option<Manifest>,
+    wire: Arc<Vec<u8>>,
+    digest: String,
+}
+
+#[derive(Default)]
+struct Entry {
+    status: NodeStatus,
+    tx: Option<mpsc::UnboundedSender<Out>>,
+    conn: u64,
+    pushed: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    nodes: BTreeMap<String, Entry>,
+    bundles: Vec<Candidate>,
+    refused: u64,
+}
+
+/// Where node events go: the eve file, the sinks, and each node's position.
+struct EventOut {
+    eve: Option<ReopeningFile>,
+    sinks: Sinks,
+    seqs: HashMap<String, (u64, u64)>,
+    dir: PathBuf,
+    line: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A node name as a file name (names come from certificates the operator's CA issued, but
+/// nothing from the network goes into a path unchecked).
+fn file_name(node: &str) -> String {
+    node.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
+
+impl EventOut {
+    fn position(&mut self, node: &str, spool: u64) -> u64 {
+        let path = self.dir.join(format!("{}.seq", file_name(node)));
+        let stored = self.seqs.get(node).copied().or_else(|| {
+            let s = std::fs::read_to_string(&path).ok()?;
+            let (a, b) = s.trim().split_once(' ')?;
+            Some((u64::from_str_radix(a, 16).ok()?, b.parse().ok()?))
+        });
+        let pos = match stored {
+            Some((sp, last)) if sp == spool => last,
+            Some(_) => {
+                eprintln!("palisade manager: {node}: new spool, its event numbering restarts");
+                0
+            }
+            None => 0,
+        };
+        self.seqs.insert(node.to_string(), (spool, pos));
+        pos
+    }
+
+    /// Stores events `first..` of `node`, skipping those already stored. Returns (last stored,
+    /// stored, duplicates, lost).
+    fn store(&mut self, node: &str, first: u64, lines: &[u8]) -> Result<(u64, u64, u64, u64), String> {
+        let (spool, mut last) = self.seqs.get(node).copied().unwrap_or_default();
+        let (mut stored, mut dups, mut lost) = (0, 0, 0);
+        let mut seq = first;
+        self.chunk.clear();
+        let host = serde_json::to_string(node).unwrap_or_default();
+        for l in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            if seq <= last {
+                dups += 1;
+            } else {
+                lost += seq - last - 1;
+                last = seq;
+                stored += 1;
+                self.line.clear();
+                match l.strip_prefix(b"{") {
+                    Some(rest) => {
+                        self.line.extend_from_slice(b"{\"host\":");
+                        self.line.extend_from_slice(host.as_bytes());
+                        if rest.first() != Some(&b'}') {
+                            self.line.push(b',');
+                        }
+                        self.line.extend_from_slice(rest);
+                    }
+                    None => self.line.extend_from_slice(l),
+                }
+                self.line.push(b'\n');
+                self.chunk.extend_from_slice(&self.line);
+            }
+            seq += 1;
+        }
+        if !self.chunk.is_empty() {
+            if let Some(f) = &mut self.eve {
+                f.write_all(&self.chunk)
+                    .and_then(|_| f.flush())
+                    .map_err(|e| format!("manager eve: {e}"))?;
+            }
+            if !self.sinks.is_empty() {
+                self.sinks.send(Arc::from(&self.chunk[..]));
+            }
+            let path = self.dir.join(format!("{}.seq", file_name(node)));
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{spool:016x} {last}\n"))
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        self.seqs.insert(node.to_string(), (spool, last));
+        Ok((last, stored, dups, lost))
+    }
+}
+
+/// Reads what identifies a bundle directory's content cheaply: manifest and signature bytes,
+/// and the size and modification time of every file.
+fn fingerprint(dir: &Path) -> Option<Vec<u8>> {
+    let mut fp = std::fs::read(dir.join(MANIFEST)).ok()?;
+    fp.extend(std::fs::read(dir.join(SIGNATURE)).ok()?);
+    let m = super::bundle::parse_manifest("", &std::fs::read(dir.join(MANIFEST)).ok()?).ok()?;
+    for f in &m.files {
+        let md = std::fs::metadata(dir.join(&f.path)).ok()?;
+        fp.extend(md.len().to_be_bytes());
+        let t = md.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+        fp.extend(t.as_nanos().to_be_bytes());
+    }
+    Some(fp)
+}
+
+fn bundle_dirs(policy: &Path) -> Vec<PathBuf> {
+    if policy.join(MANIFEST).exists() {
+        return vec![policy.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(policy)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join(MANIFEST).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+impl Shared {
+    /// Looks at the policy directory; true when something changed.
+    fn scan(&mut self, policy: &Path, key: Option<&PublicKey>, complained: &mut Vec<Vec<u8>>) -> bool {
+        let dirs = bundle_dirs(policy);
+        let before = self.bundles.len();
+        self.bundles.retain(|c| dirs.contains(&c.dir));
+        let mut changed = before != self.bundles.len();
+        for dir in dirs {
+            let Some(fp) = fingerprint(&dir) else {
+                continue;
+            };
+            if self.bundles.iter().any(|c| c.dir == dir && c.fingerprint == fp) {
+                continue;
+            }
+            self.bundles.retain(|c| c.dir != dir);
+            let r = Bundle::read_dir(&dir, Limits::default()).and_then(|b| {
+                if let Some(k) = key {
+                    b.verify(k)?;
+                }
+                Ok(b)
+            });
+            match r {
+                Ok(b) => {
+                    let wire = b.encode();
+                    let digest = super::bundle::sha256_hex(&wire);
+                    let manifest = b.manifest_unverified().ok();
+                    eprintln!(
+                        "palisade manager: serving {} (version {}, {} bytes)",
+                        dir.display(),
+                        manifest.as_ref().map_or(0, |m| m.version),
+                        wire.len()
+                    );
+                    self.bundles.push(Candidate {
+                        dir,
+                        fingerprint: fp,
+                        manifest,
+                        wire: Arc::new(wire),
+                        digest,
+                    });
+                    changed = true;
+                }
+                Err(e) => {
+                    if !complained.contains(&fp) {
+                        eprintln!("palisade manager: {}: not served: {e}", dir.display());
+                        complained.push(fp);
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// The bundle a node of `group` should run.
+    fn best(&self, group: &str) -> Option<&Candidate> {
+        self.bundles
+            .iter()
+            .filter_map(|c| c.manifest.as_ref().map(|m| (c, m)))
+            .filter(|(_, m)| m.groups.is_empty() || m.groups.iter().any(|g| g == group))
+            .max_by(|(a, am), (b, bm)| am.version.cmp(&bm.version).then(a.dir.cmp(&b.dir)))
+            .map(|(c, _)| c)
+    }
+
+    /// Pushes to every connected node whose best bundle it neither runs nor was sent.
+    fn push_all(&mut self) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in names {
+            self.push(&n);
+        }
+    }
+
+    fn push(&mut self, name: &str) {
+        let Some(e) = self.nodes.get(name) else {
+            return;
+        };
+        let Some(tx) = e.tx.clone() else { return };
+        let Some((digest, wire)) = self
+            .best(&e.status.group)
+            .map(|c| (c.digest.clone(), c.wire.clone()))
+        else {
+            return;
+        };
+        if digest == e.pushed || digest == e.status.digest {
+            return;
+        }
+        if tx.send(Out::Bundle(wire)).is_ok() {
+            if let Some(e) = self.nodes.get_mut(name) {
+                e.pushed = digest;
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            bundles: self
+                .bundles
+                .iter()
+                .map(|c| BundleStatus {
+                    dir: c.dir.display().to_string(),
+                    version: c.manifest.as_ref().map_or(0, |m| m.version),
+                    groups: c.manifest.as_ref().map(|m| m.groups.clone()).unwrap_or_default(),
+                    digest: c.digest.clone(),
+                    bytes: c.wire.len(),
+                })
+                .collect(),
+            nodes: self.nodes.values().map(|e| e.status.clone()).collect(),
+            refused_connections: self.refused,
+        }
+    }
+}
+
+/// Runs the manager until the process ends.
+pub fn run(cfg: ManagerConfig) -> Result<(), String> {
+    let server = pki::server_config(&cfg.identity, cfg.idle)?;
+    let nodes_dir = cfg.state_dir.join("nodes");
+    std::fs::create_dir_all(&nodes_dir).map_err(|e| format!("{}: {e}", nodes_dir.display()))?;
+    let eve = match &cfg.eve {
+        Some(p) => Some(ReopeningFile::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => None,
+    };
+    let out = Arc::new(Mutex::new(EventOut {
+        eve,
+        sinks: Sinks::start(&cfg.sinks, true)?,
+        seqs: HashMap::new(),
+        dir: nodes_dir,
+        line: Vec::new(),
+        chunk: Vec::new(),
+    }));
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    if let Some(addr) = &cfg.status {
+        serve_status(addr, shared.clone())?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let ep = quinn::Endpoint::server(server, cfg.listen)
+            .map_err(|e| format!("{}: {e}", cfg.listen))?;
+        eprintln!(
+            "palisade manager: listening on {} (QUIC, mutual TLS), policy {}",
+            cfg.listen,
+            cfg.policy.display()
+        );
+        {
+            let shared = shared.clone();
+            let policy = cfg.policy.clone();
+            let key = cfg.bundle_key.clone();
+            let every = cfg.scan;
+            tokio::spawn(async move {
+                let mut complained = Vec::new();
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    if let Ok(mut s) = shared.lock() {
+                        if s.scan(&policy, key.as_ref(), &mut complained) {
+                            s.push_all();
+                        }
+                    }
+                }
+            });
+        }
+        let ids = Arc::new(AtomicU64::new(1));
+        while let Some(inc) = ep.accept().await {
+            let shared = shared.clone();
+            let out = out.clone();
+            let id = ids.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let addr = inc.remote_address();
+                if let Err(e) = serve_node(inc, id, shared.clone(), out).await {
+                    eprintln!("palisade manager: {addr}: {e}");
+                }
+            });
+        }
+        Ok::<(), String>(())
+    })
+}
+
+async fn serve_node(
+    inc: quinn::Incoming,
+    id: u64,
+    shared: Arc<Mutex<Shared>>,
+    out: Arc<Mutex<EventOut>>,
+) -> Result<(), String> {
+    let addr = inc.remote_address();
+    let refuse = |why: String| {
+        if let Ok(mut s) = shared.lock() {
+            s.refused += 1;
+        }
+        format!("connection refused: {why}")
+    };
+    let conn = match inc.await {
+        Ok(c) => c,
+        Err(e) => return Err(refuse(e.to_string())),
+    };
+    let Some(name) = pki::peer_name(&conn) else {
+        conn.close(1u32.into(), b"no usable certificate name");
+        return Err(refuse("certificate without a common name".into()));
+    };
+    let (mut tx, mut rx) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+        .await
+        .map_err(|_| refuse(format!("{name}: no control stream")))?
+        .map_err(|e| e.to_string())?;
+    let hello = match proto::read(&mut rx, 0).await? {
+        Some(Frame::Hello(h)) => h,
+        other => return Err(refuse(format!("{name}: expected a hello, got {other:?}"))),
+    };
+    let last_seq = out.lock().map_err(|_| "poisoned")?.position(&name, hello.spool);
+    let (otx, mut orx) = mpsc::unbounded_channel::<Out>();
+    {
+        let mut s = shared.lock().map_err(|_| "poisoned")?;
+        let e = s.nodes.entry(name.clone()).or_default();
+        e.status.name = name.clone();
+        e.status.group = if hello.group.is_empty() {
+            "default".into()
+        } else {
+            hello.group.clone()
+        };
+        e.status.addr = addr.to_string();
+        e.status.connected = true;
+        e.status.version = hello.version;
+        e.status.digest = hello.digest.clone();
+        e.status.last_seen = now();
+        e.status.last_seq = last_seq;
+        e.tx = Some(otx.clone());
+        e.conn = id;
+        e.pushed.clear();
+    }
+    eprintln!(
+        "palisade manager: node {name} connected from {addr} (group {}, version {})",
+        hello.group, hello.version
+    );
+    proto::write(
+        &mut tx,
+        &Frame::Welcome(Welcome {
+            node: name.clone(),
+            last_seq,
+        }),
+    )
+    .await?;
+    if let Ok(mut s) = shared.lock() {
+        s.push(&name);
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(o) = orx.recv().await {
+            let r = match o {
+                Out::Frame(f) => proto::write(&mut tx, &f).await,
+                Out::Bundle(b) => proto::write_bundle(&mut tx, &b).await,
+            };
+            if r.is_err() {
+                break;
+            }
+        }
+    });
+    let result = loop {
+        let f = match proto::read(&mut rx, 0).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let seen = now();
+        match f {
+            Frame::Events { first, lines } => {
+                let out = out.clone();
+                let n = name.clone();
+                let r = tokio::task::block_in_place(|| {
+                    out.lock()
+                        .map_err(|_| "poisoned".to_string())
+                        .and_then(|mut o| o.store(&n, first, &lines))
+                });
+                let (last, stored, dups, lost) = match r {
+                    Ok(x) => x,
+                    Err(e) => break Err(e),
+                };
+                if let Ok(mut s) = shared.lock() {
+                    if let Some(e) = s.nodes.get_mut(&name) {
+                        e.status.events += stored;
+                        e.status.duplicates += dups;
+                        e.status.lost += lost;
+                        e.status.last_seq = last;
+                        e.status.last_seen = seen;
+                    }
+                }
+                let _ = otx.send(Out::Frame(Frame::Ack(last)));
+            }
+            Frame::Applied(a) => {
+                if let Ok(mut s) = shared.lock() {
+                    if let Some(e) = s.nodes.get_mut(&name) {
+                        e.status.last_seen = seen;
+                        e.status.apply_ms = a.ms;
+                        if a.ok {
+                            e.status.version = a.version;
+                            e.status.digest = a.digest.clone();
+                        } else {
+                            e.status.refused = format!("version {}: {}", a.version, a.error);
+                        }
+                    }
+                }
+                if a.ok {
+                    eprintln!("palisade manager: node {name} runs version {}", a.version);
+                } else {
+                    eprintln!(
+                        "palisade manager: node {name} refused version {}: {}",
+                        a.version, a.error
+                    );
+                }
+            }
+            Frame::Stats(m) => {
+                if let Ok(mut s) = shared.lock() {
+                    if let Some(e) = s.nodes.get_mut(&name) {
+                        e.status.counters = m;
+                        e.status.last_seen = seen;
+                    }
+                }
+            }
+            other => break Err(format!("unexpected frame {other:?}")),
+        }
+    };
+    writer.abort();
+    if let Ok(mut s) = shared.lock() {
+        if let Some(e) = s.nodes.get_mut(&name) {
+            if e.conn == id {
+                e.status.connected = false;
+                e.tx = None;
+            }
+        }
+    }
+    eprintln!("palisade manager: node {name} disconnected");
+    result.map_err(|e| format!("node {name}: {e}"))
+}
+
+fn serve_status(addr: &str, shared: Arc<Mutex<Shared>>) -> Result<(), String> {
+    let l = std::net::TcpListener::bind(addr).map_err(|e| format!("status {addr}: {e}"))?;
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut c = c;
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut req = [0u8; 1024];
+            let n = c.read(&mut req).unwrap_or(0);
+            let ok = req[..n].starts_with(b"GET /status ");
+            let body = if ok {
+                let st = shared.lock().map(|s| s.status()).unwrap_or_default();
+                serde_json::to_string_pretty(&st).unwrap_or_default()
+            } else {
+                "not found\n".into()
+            };
+            let code = if ok { "200 OK" } else { "404 Not Found" };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(())
+}
+
+/// Fetches the status document from a manager's status port.
+pub fn fetch_status(addr: &str) -> Result<String, String> {
+    let mut c = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    write!(c, "GET /status HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut s = String::new();
+    c.take(64 << 20)
+        .read_to_string(&mut s)
+        .map_err(|e| e.to_string())?;
+    match s.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(format!("{addr}: not a Palisade manager status port")),
+    }
+}

@@ -1,0 +1,17 @@
+//! Fleet: one manager, many filters. The manager serves signed policy bundles over QUIC with
+//! mutual TLS and pushes new versions; nodes verify and apply them through the same atomic
+//! reload as SIGHUP, and stream their events back, spooled on disk, numbered and acknowledged,
+//! so every event reaches the manager once and in order across link failures.
+//!
+//! - [`bundle`]: the bundle format, signing and verification (ed25519).
+//! - [`pki`]: CA and certificates for operators, TLS settings.
+//! - [`proto`]: the frames on the control stream.
+//! - [`spool`]: a node's bounded on-disk event spool.
+//! - [`node`] and [`manager`]: the two ends.
+
+pub mod bundle;
+pub mod manager;
+pub mod node;
+pub mod pki;
+pub mod proto;
+pub mod spool;
