@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli_fleet;
+
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{
     Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy, Scoring,
@@ -282,6 +284,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
         Some("firewall") => firewall_cmd(&args[1..]),
         Some("reload") => reload_cmd(&args[1..]),
         Some("capture") => capture_cmd(&args[1..]),
+        Some("manager") => cli_fleet::manager_cmd(&args[1..]),
         Some("config") if args.get(1).map(String::as_str) == Some("check") => {
             config_check(&args[2..])
         }
@@ -336,6 +339,7 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut cfg = Config::default();
     let mut eve = String::from("eve.json");
     let mut stats_interval = 0u64;
+    let mut sinks = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -349,6 +353,12 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         match a.as_str() {
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
             "--eve" => eve = val("--eve")?,
+            "--sink" => {
+                cli_fleet::sink_option(a, &mut val, &mut sinks)?;
+                if eve == "-" {
+                    return Err(Usage("--sink needs --eve FILE (sinks are fed from it)".into()));
+                }
+            }
             "--stats-interval" => {
                 stats_interval = seconds("--stats-interval", &val("--stats-interval")?)?
             }
@@ -427,6 +437,26 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         progress: true,
     };
     let res = replay::run(&mut engine, &opts);
+    // Sinks get the eve file's events once the replay is done, and are waited for.
+    if !sinks.is_empty() && res.is_ok() {
+        match std::fs::read(&eve)
+            .map_err(|e| format!("{eve}: {e}"))
+            .and_then(|b| Ok((b, palisade::sinks::Sinks::start(&sinks, true)?)))
+        {
+            Ok((events, out)) => {
+                for chunk in events.chunk_by(|a, _| *a != b'\n').collect::<Vec<_>>().chunks(512) {
+                    out.send(std::sync::Arc::from(chunk.concat()));
+                }
+                for (name, delivered, dropped, errors) in out.finish() {
+                    eprintln!("palisade replay: sink {name}: {delivered} events delivered, {dropped} dropped, {errors} errors");
+                }
+            }
+            Err(e) => {
+                eprintln!("palisade: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
     if let Some(dir) = tmp {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -529,6 +559,21 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--flow-model", st.flow_model.clone());
     put("--flow-alert", st.flow_alert.map(|v| v.to_string()));
     put("--flow-block", st.flow_block.map(|v| v.to_string()));
+    put("--manager", st.manager.clone());
+    put("--manager-name", st.manager_name.clone());
+    put("--ca", st.ca.clone());
+    put("--cert", st.cert.clone());
+    put("--key", st.key.clone());
+    put("--bundle-key", st.bundle_key.clone());
+    put("--group", st.group.clone());
+    put("--state-dir", st.state_dir.clone());
+    put("--spool-max", st.spool_max_mib.map(|v| v.to_string()));
+    if !cli.iter().any(|x| x == "--sink") {
+        for k in &st.sinks {
+            a.push("--sink".into());
+            a.push(k.clone());
+        }
+    }
     if st.name_shadow == Some(true) {
         a.push("--name-shadow".into());
     }
@@ -876,6 +921,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     };
     let mut metrics_addr = String::from("127.0.0.1:9475");
     let mut pidfile: Option<String> = None;
+    let mut fleet = cli_fleet::FleetOpts::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -883,7 +929,10 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
-        if engine_option(a, &mut val, &mut cfg)? || rule_option(a, &mut val, &mut rules)? {
+        if engine_option(a, &mut val, &mut cfg)?
+            || rule_option(a, &mut val, &mut rules)?
+            || cli_fleet::fleet_option(a, &mut val, &mut fleet)?
+        {
             continue;
         }
         match a.as_str() {
@@ -926,10 +975,12 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     }
-    // Reloads (SIGHUP) rebuild the intel on this thread, off the packet path, and publish it.
+    // Reloads (SIGHUP) rebuild the intel on this thread, off the packet path, and publish it;
+    // they rebuild from the fleet bundle in force when there is one. SIGHUP also reopens the
+    // eve files (logrotate).
     let reload = opts.reload.clone();
-    let specs = intel.clone();
-    let rule_specs = rules.clone();
+    let source: cli_fleet::Source = std::sync::Arc::new(std::sync::Mutex::new((intel.clone(), rules.clone())));
+    let reload_source = source.clone();
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -941,6 +992,11 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         for _ in signals.forever() {
             let t = std::time::Instant::now();
             sd_notify("RELOADING=1");
+            palisade::sinks::REOPEN.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let (specs, rule_specs) = match reload_source.lock() {
+                Ok(s) => s.clone(),
+                Err(_) => continue,
+            };
             match load_policy(&specs, &rule_specs) {
                 Ok(policy) => {
                     let set = &policy.intel;
@@ -978,14 +1034,30 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut workers = Vec::new();
     let n_queues = (last - first) as usize + 1;
     let ready_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut snapshots = Vec::new();
-    for q in first..=last {
+    let snapshots: Vec<_> = (first..=last)
+        .map(|q| (q, std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()))))
+        .collect();
+    // The fleet node (when --manager is given) restores its last good bundle before the queues
+    // open; the event bus feeds its spool and the sinks.
+    let bus = match cli_fleet::start(
+        &fleet,
+        source,
+        opts.reload.clone(),
+        cli_fleet::inline_stats(snapshots.clone()),
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for (q, snap) in snapshots.iter().cloned() {
         let mut engine = Engine::new(cfg.clone(), IntelSet::default());
         engine.set_policy(policy.clone());
         let mut o = opts.clone();
         o.queue = q;
-        o.metrics = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
-        snapshots.push((q, o.metrics.clone()));
+        o.metrics = snap;
+        let bus_writer = bus.as_ref().map(|b| b.writer());
         let o2 = o.clone();
         let ready_count = ready_count.clone();
         // One eve file per worker (no lock between workers): eve.json, eve.q1.json, ...
@@ -999,6 +1071,9 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         };
         workers.push(std::thread::spawn(move || -> Result<(), String> {
             let mut out = open_eve_append(&path)?;
+            if let Some(w) = bus_writer {
+                out = Box::new(palisade::sinks::Tee(out, w));
+            }
             let mut st = InlineStats::default();
             let ready = move || {
                 eprintln!(
@@ -1169,6 +1244,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut eve = String::from("eve.json");
     let mut count = 0u64;
     let mut stats = std::time::Duration::ZERO;
+    let mut fleet = cli_fleet::FleetOpts::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -1176,7 +1252,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
-        if rule_option(a, &mut val, &mut rules)? {
+        if rule_option(a, &mut val, &mut rules)? || cli_fleet::fleet_option(a, &mut val, &mut fleet)? {
             continue;
         }
         match a.as_str() {
@@ -1215,6 +1291,20 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     };
     let mut engine = Engine::new(cfg, IntelSet::default());
     engine.set_policy(policy);
+    let reload = std::sync::Arc::new(Reloadable::default());
+    let source: cli_fleet::Source = std::sync::Arc::new(std::sync::Mutex::new((intel, rules)));
+    let bus = match cli_fleet::start(
+        &fleet,
+        source,
+        reload.clone(),
+        std::sync::Arc::new(std::collections::BTreeMap::new),
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let mut out = match open_eve_append(&eve) {
         Ok(o) => o,
         Err(e) => {
@@ -1222,7 +1312,10 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             return Ok(ExitCode::from(1));
         }
     };
-    match palisade::capture::afpacket::run(&mut engine, &iface, count, stats, &mut *out) {
+    if let Some(b) = &bus {
+        out = Box::new(palisade::sinks::Tee(out, b.writer()));
+    }
+    match palisade::capture::afpacket::run(&mut engine, &iface, count, stats, &mut *out, &reload) {
         Ok(n) => {
             eprintln!(
                 "palisade capture: {n} packets, {} alerts",
@@ -1295,15 +1388,13 @@ fn seconds(flag: &str, v: &str) -> Result<u64, Usage> {
         .map_err(|_| Usage(format!("{flag} {v}: expected seconds")))
 }
 
-/// The eve output of a long-running command: stdout for `-`, else the file, appended to.
+/// The eve output of a long-running command: stdout for `-`, else the file, appended to and
+/// reopened after SIGHUP (log rotation).
 fn open_eve_append(path: &str) -> Result<Box<dyn std::io::Write + Send>, String> {
     if path == "-" {
         return Ok(Box::new(std::io::stdout()));
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    let f = palisade::sinks::ReopeningFile::open(Path::new(path))
         .map_err(|e| format!("{path}: {e}"))?;
-    Ok(Box::new(std::io::BufWriter::new(f)))
+    Ok(Box::new(f))
 }

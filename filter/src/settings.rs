@@ -52,6 +52,28 @@ pub struct Settings {
     /// Suricata rule files or directories.
     #[serde(default)]
     pub rules: Vec<String>,
+    /// Event sinks besides the eve file (`syslog`, `unix-dgram:PATH`, `unix-stream:PATH`,
+    /// `redis://HOST:PORT/MODE/KEY`, `file:PATH`).
+    #[serde(default)]
+    pub sinks: Vec<String>,
+    /// The fleet manager, `ADDRESS:PORT` (absent: no manager).
+    pub manager: Option<String>,
+    /// The name the manager's certificate carries (default: its address).
+    pub manager_name: Option<String>,
+    /// The operator's CA certificate (PEM).
+    pub ca: Option<String>,
+    /// This node's certificate (PEM).
+    pub cert: Option<String>,
+    /// This node's private key (PEM).
+    pub key: Option<String>,
+    /// The operator's bundle-signing public key (PEM).
+    pub bundle_key: Option<String>,
+    /// Rollout group.
+    pub group: Option<String>,
+    /// Where the last good bundle and the event spool live.
+    pub state_dir: Option<String>,
+    /// Event spool cap, MiB.
+    pub spool_max_mib: Option<u64>,
     /// Rule variables (`HOME_NET = "[10.0.0.0/8]"`, `HTTP_PORTS = "[80,8080]"`).
     #[serde(default)]
     pub vars: std::collections::BTreeMap<String, String>,
@@ -131,6 +153,11 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             v.is_none_or(|x| (0.0..=1.0).contains(&x)),
             "a score between 0 and 1",
         )?;
+    }
+    for k in &s.sinks {
+        if let Err(e) = crate::sinks::SinkSpec::parse(k) {
+            check("sinks", false, &e)?;
+        }
     }
     for l in &s.intel {
         check(

@@ -178,6 +178,7 @@ pub struct SinkCounters {
 #[derive(Debug)]
 pub struct Sinks {
     outs: Vec<(String, SyncSender<Arc<[u8]>>, Arc<SinkCounters>)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     block: bool,
 }
 
@@ -189,18 +190,47 @@ impl Sinks {
     /// Starts a thread per sink. `block`: a full queue waits instead of dropping.
     pub fn start(specs: &[SinkSpec], block: bool) -> Result<Sinks, String> {
         let mut outs = Vec::new();
+        let mut threads = Vec::new();
         for spec in specs {
             let (tx, rx) = sync_channel::<Arc<[u8]>>(QUEUE);
             let c = Arc::new(SinkCounters::default());
             let mut worker = Worker::new(spec.clone(), c.clone())?;
             let name = format!("{spec:?}");
-            std::thread::Builder::new()
-                .name("palisade-sink".into())
-                .spawn(move || worker.run(rx))
-                .map_err(|e| e.to_string())?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("palisade-sink".into())
+                    .spawn(move || worker.run(rx))
+                    .map_err(|e| e.to_string())?,
+            );
             outs.push((name, tx, c));
         }
-        Ok(Sinks { outs, block })
+        Ok(Sinks {
+            outs,
+            threads,
+            block,
+        })
+    }
+
+    /// Waits until every sink has delivered what it was given (a sink whose consumer is gone
+    /// keeps retrying: callers bound the wait themselves). Returns the counters.
+    pub fn finish(self) -> Vec<(String, u64, u64, u64)> {
+        let Sinks { outs, threads, .. } = self;
+        let counters: Vec<(String, Arc<SinkCounters>)> =
+            outs.into_iter().map(|(n, _, c)| (n, c)).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        counters
+            .into_iter()
+            .map(|(n, c)| {
+                (
+                    n,
+                    c.delivered.load(Ordering::Relaxed),
+                    c.dropped.load(Ordering::Relaxed),
+                    c.errors.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// No sinks.

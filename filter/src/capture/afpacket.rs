@@ -11,12 +11,14 @@ use crate::capture::linktype;
 use crate::engine::Engine;
 
 /// Captures on `iface` until `limit` packets (0: no limit) or an error; events go to `eve`.
+/// A policy published to `reload` (a fleet bundle) is taken before the next frame.
 pub fn run(
     engine: &mut Engine,
     iface: &str,
     limit: u64,
     stats_interval: Duration,
     eve: &mut dyn Write,
+    reload: &crate::capture::nfqueue::Reloadable,
 ) -> std::io::Result<u64> {
     let ifaces = datalink::interfaces();
     let Some(ni) = ifaces.iter().find(|i| i.name == iface) else {
@@ -39,7 +41,11 @@ pub fn run(
     eprintln!("palisade capture: listening on {iface}");
     let mut n = 0u64;
     let mut last_stats = Instant::now();
+    let mut seen = 0;
     loop {
+        if let Some(policy) = reload.take_if_newer(&mut seen) {
+            engine.set_policy(policy);
+        }
         match rx.next() {
             Ok(frame) => {
                 n += 1;

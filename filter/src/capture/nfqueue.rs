@@ -48,7 +48,8 @@ impl Reloadable {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn take_if_newer(&self, seen: &mut u64) -> Option<crate::engine::Policy> {
+    /// The published policy, when its generation is not `seen` (which is updated).
+    pub fn take_if_newer(&self, seen: &mut u64) -> Option<crate::engine::Policy> {
         let g = self.generation.load(Ordering::Acquire);
         if g == *seen {
             return None;
@@ -179,7 +180,8 @@ pub fn run(
     on_ready();
     let mut n = 0u64;
     let mut last_stats = Instant::now();
-    let mut seen = opts.reload.generation();
+    // Zero: a policy published before the queue opened (a restored fleet bundle) is taken.
+    let mut seen = 0;
     let mut last_publish = Instant::now();
     publish(engine, stats, seen, &opts.metrics);
     loop {
