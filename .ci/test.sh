@@ -20,6 +20,8 @@ command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v tcpdump >/dev/null 2>&1 || need_apt+=(tcpdump)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v ipset >/dev/null 2>&1 || need_apt+=(ipset)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections

@@ -608,9 +608,16 @@ fn serve_status(addr: &str, shared: Arc<Mutex<Shared>>) -> Result<(), String> {
         for c in l.incoming().flatten() {
             let mut c = c;
             let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut req = [0u8; 1024];
-            let n = c.read(&mut req).unwrap_or(0);
-            let ok = req[..n].starts_with(b"GET /status ");
+            // The request line and headers, up to 4 KiB or the blank line.
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while req.len() < 4096 && !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let ok = req.starts_with(b"GET /status ");
             let body = if ok {
                 let st = shared.lock().map(|s| s.status()).unwrap_or_default();
                 serde_json::to_string_pretty(&st).unwrap_or_default()
@@ -618,10 +625,12 @@ fn serve_status(addr: &str, shared: Arc<Mutex<Shared>>) -> Result<(), String> {
                 "not found\n".into()
             };
             let code = if ok { "200 OK" } else { "404 Not Found" };
-            let _ = write!(
-                c,
-                "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
             );
         }
     });
@@ -632,7 +641,8 @@ fn serve_status(addr: &str, shared: Arc<Mutex<Shared>>) -> Result<(), String> {
 pub fn fetch_status(addr: &str) -> Result<String, String> {
     let mut c = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
     let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-    write!(c, "GET /status HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    c.write_all(format!("GET /status HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut s = String::new();
     c.take(64 << 20)
         .read_to_string(&mut s)

@@ -1,0 +1,238 @@
+//! The network lab shared by the inline and fleet tests: namespaces joined by veth pairs, nginx
+//! and dnsmasq as servers, curl and dig as clients, and the `palisade` binary. Needs root and
+//! those tools; with CI=true a missing one fails the test instead of skipping.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+pub fn ready() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let tools = [
+        "ip", "iptables", "nginx", "dnsmasq", "curl", "dig", "openssl",
+    ];
+    let missing: Vec<_> = tools
+        .iter()
+        .filter(|t| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI=true but the inline tests cannot run: root={root}, missing {missing:?}"
+    );
+    eprintln!("skipping inline tests: root={root}, missing {missing:?}");
+    false
+}
+
+pub fn sh(cmd: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+pub fn must(cmd: &str) {
+    let o = sh(cmd);
+    assert!(
+        o.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Namespaces, servers and Palisade processes of one scenario; all removed on drop.
+pub struct Lab {
+    pub tag: String,
+    pub dir: PathBuf,
+    pub netns: Vec<String>,
+    pub children: Vec<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.netns {
+            // Kill anything left in the namespace (servers started with setsid), then remove it.
+            let _ = sh(&format!(
+                "ip netns pids {ns} 2>/dev/null | xargs -r kill -9"
+            ));
+            let _ = sh(&format!("ip netns del {ns}"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Lab {
+    pub fn new(tag: &str) -> Lab {
+        let tag = format!("{tag}{}", std::process::id() % 10000);
+        let dir = std::env::temp_dir().join(format!("palisade-lab-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Lab {
+            tag,
+            dir,
+            netns: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    pub fn ns(&mut self, name: &str) -> String {
+        let n = format!("pal{}{}", name, self.tag);
+        let _ = sh(&format!("ip netns del {n}"));
+        must(&format!("ip netns add {n} && ip -n {n} link set lo up"));
+        self.netns.push(n.clone());
+        n
+    }
+
+    /// A veth pair between two namespaces with the given addresses (first address per side).
+    pub fn link(&self, a: &str, a_addrs: &[&str], b: &str, b_addrs: &[&str], id: &str) {
+        let (va, vb) = (format!("va{id}{}", self.tag), format!("vb{id}{}", self.tag));
+        must(&format!("ip link add {va} type veth peer name {vb} && ip link set {va} netns {a} && ip link set {vb} netns {b}"));
+        for x in a_addrs {
+            must(&format!("ip -n {a} addr add {x} dev {va}"));
+        }
+        for x in b_addrs {
+            must(&format!("ip -n {b} addr add {x} dev {vb}"));
+        }
+        must(&format!(
+            "ip -n {a} link set {va} up && ip -n {b} link set {vb} up"
+        ));
+    }
+
+    /// nginx (TLS on 443, HTTP on 80) on the given addresses and dnsmasq on the first one.
+    pub fn servers(&mut self, ns: &str, addrs: &[&str]) {
+        let d = self.dir.display().to_string();
+        must(&format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout {d}/key.pem -out {d}/cert.pem -days 1 -subj /CN=lab.example -addext subjectAltName=DNS:*.example 2>/dev/null"
+        ));
+        std::fs::write(self.dir.join("big.bin"), vec![0x5a; 4 << 20]).unwrap();
+        let listens: String = addrs
+            .iter()
+            .map(|a| format!("listen {a}:443 ssl; listen {a}:80; "))
+            .collect();
+        std::fs::write(
+            self.dir.join("nginx.conf"),
+            format!(
+                "daemon off; pid {d}/nginx.pid; error_log {d}/nginx.log; worker_processes 1;\nevents {{}}\nhttp {{ access_log off; server {{ {listens} ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; location /big.bin {{ root {d}; }} location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+            ),
+        )
+        .unwrap();
+        self.spawn(
+            &format!("ip netns exec {ns} nginx -c {d}/nginx.conf -p {d}"),
+            "nginx.out",
+        );
+        self.spawn(
+            &format!(
+                "ip netns exec {ns} dnsmasq --no-daemon --no-resolv --no-hosts --listen-address={} --bind-interfaces --address=/example/{} --log-queries --log-facility={d}/dnsmasq.log --pid-file={d}/dnsmasq.pid",
+                addrs[0], addrs[0]
+            ),
+            "dnsmasq.out",
+        );
+        wait_until(Duration::from_secs(5), || {
+            sh(&format!(
+                "ip netns exec {ns} curl -s -m 1 http://{}/",
+                addrs[0]
+            ))
+            .status
+            .success()
+        });
+    }
+
+    pub fn spawn(&mut self, cmd: &str, log: &str) -> usize {
+        let f = std::fs::File::create(self.dir.join(log)).unwrap();
+        let c = Command::new("sh")
+            .args(["-c", &format!("exec {cmd}")])
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        self.children.push(c);
+        self.children.len() - 1
+    }
+
+    /// Starts `palisade inline` in a namespace and waits until its queue is bound.
+    pub fn palisade(&mut self, ns: &str, queue: u16, extra: &str, log: &str) -> usize {
+        let d = self.dir.display().to_string();
+        let i = self.spawn(&format!("ip netns exec {ns} {BIN} inline --queue {queue} --intel {d}/block.txt {extra} --eve {d}/eve.json"), log);
+        let p = self.dir.join(log);
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&p).is_ok_and(|s| s.contains("ready"))
+        });
+        i
+    }
+
+    /// SIGTERM, so the process can finish writing (tcpdump), then wait.
+    pub fn stop(&mut self, i: usize) {
+        let c = &mut self.children[i];
+        let _ = sh(&format!("kill -TERM {}", c.id()));
+        let _ = c.wait();
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        let c = &mut self.children[i];
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.file("eve.json")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["event_type"] == "alert")
+            .collect()
+    }
+}
+
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("condition not met within {limit:?}");
+}
+
+/// curl from a namespace: (exit code, HTTP code, seconds).
+pub fn curl(ns: &str, args: &str) -> (i32, String, f64) {
+    let o = sh(&format!(
+        "ip netns exec {ns} curl -sk -m 3 -o /dev/null -w '%{{http_code}} %{{time_total}}' {args}"
+    ));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut it = out.split_whitespace();
+    let code = it.next().unwrap_or("").to_string();
+    let t = it.next().and_then(|t| t.parse().ok()).unwrap_or(99.0);
+    (o.status.code().unwrap_or(-1), code, t)
+}
+
+pub fn dig(ns: &str, server: &str, name: &str) -> String {
+    let o = sh(&format!(
+        "ip netns exec {ns} dig +time=2 +tries=1 +short @{server} {name}"
+    ));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
