@@ -233,6 +233,17 @@ pub(crate) fn start(
     Ok(Some(bus))
 }
 
+/// For commands without reloads (capture, manager): SIGHUP only reopens eve files (logrotate).
+pub(crate) fn reopen_on_sighup() {
+    std::thread::spawn(|| {
+        if let Ok(mut s) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+            for _ in s.forever() {
+                palisade::sinks::REOPEN.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+    });
+}
+
 /// Sums the inline workers' snapshots for the manager's status.
 pub(crate) fn inline_stats(
     snaps: Vec<(u16, Arc<Mutex<palisade::capture::nfqueue::Snapshot>>)>,
@@ -517,15 +528,7 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 scan: Duration::from_millis(200),
                 bundle_key,
             };
-            std::thread::spawn(|| {
-                if let Ok(mut s) =
-                    signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-                {
-                    for _ in s.forever() {
-                        palisade::sinks::REOPEN.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                    }
-                }
-            });
+            reopen_on_sighup();
             manager::run(cfg).map_or_else(fail, |_| Ok(ExitCode::SUCCESS))
         }
         _ => Err(Usage(MANAGER_USAGE.into())),

@@ -1293,6 +1293,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     engine.set_policy(policy);
     let reload = std::sync::Arc::new(Reloadable::default());
     let source: cli_fleet::Source = std::sync::Arc::new(std::sync::Mutex::new((intel, rules)));
+    cli_fleet::reopen_on_sighup();
     let bus = match cli_fleet::start(
         &fleet,
         source,

@@ -311,7 +311,7 @@ fn events_reach_the_manager_exactly_once_in_order_across_a_link_failure() {
     pki(&lab.dir, &["edge"]);
     let d = lab.dir.clone();
     publish(&d, 1, &["blocked.example"], &[], &format!("{}/signer.key", d.display()));
-    start_manager(&mut lab, &m, "");
+    let mgr = start_manager(&mut lab, &m, "");
     start_node(&mut lab, &n, "edge", "10.82.1.1", "--manager-idle 2");
     wait_until(Duration::from_secs(10), || {
         node(&status(&m, 7791), "edge")["version"] == 1
@@ -364,6 +364,27 @@ fn events_reach_the_manager_exactly_once_in_order_across_a_link_failure() {
         me.len(),
         ne.len()
     );
+    // Rotation: the manager's eve file moved away, SIGHUP, and events continue in a new file;
+    // together they are still every event once, in order.
+    std::fs::rename(d.join("manager-eve.json"), d.join("manager-eve.json.1")).unwrap();
+    must(&format!("kill -HUP {}", lab.children[mgr].id()));
+    traffic(10);
+    let rotated = || -> Vec<serde_json::Value> {
+        let mut all = lab.file("manager-eve.json.1");
+        all.push_str(&lab.file("manager-eve.json"));
+        all.lines()
+            .map(|l| {
+                let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
+                e.as_object_mut().unwrap().remove("host");
+                e
+            })
+            .collect()
+    };
+    let before = node_events().len();
+    wait_until(Duration::from_secs(20), || rotated().len() >= before);
+    assert!(!lab.file("manager-eve.json").is_empty());
+    let (me, ne) = (rotated(), node_events());
+    assert!(me.len() <= ne.len() && me[..] == ne[..me.len()]);
     let log = lab.file("edge.log");
     assert!(
         log.matches("connected to manager").count() >= 2,
