@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 SECS=${SECS:-600}
-TARGETS=${TARGETS:-"capture engine dns tls http intel quic rules sigmatch names"}
+TARGETS=${TARGETS:-"capture engine dns tls http intel quic rules sigmatch names fleet"}
 python3 seeds.py
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O >/dev/null 2>&1 || { echo "build failed"; exit 1; }

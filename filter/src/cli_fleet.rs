@@ -207,16 +207,11 @@ pub(crate) fn start(
     let apply = move |dir: &Path, m: &bundle::Manifest| -> Result<String, String> {
         let (intel, rules) = bundle_source(dir)?;
         let policy = load_policy(&intel, &rules)?;
-        let n = policy.intel.domain_count() + policy.intel.addr_count() + policy.intel.url_count();
-        let sigs = policy.sigs.len();
-        reload.publish(policy);
+        let summary = crate::publish_policy(&reload, policy);
         if let Ok(mut s) = source.lock() {
             *s = (intel, rules);
         }
-        Ok(format!(
-            "version {}: {n} indicators, {sigs} signatures",
-            m.version
-        ))
+        Ok(format!("version {}: {summary}", m.version))
     };
     let node = Arc::new(Node::new(cfg, Arc::new(apply))?);
     let bus = Bus::start(Some(node.spooler()), sinks);
@@ -476,6 +471,47 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             }
             println!("refused connections: {}", st["refused_connections"]);
             Ok(ExitCode::SUCCESS)
+        }
+        Some("simulate") => {
+            let m = opts(&args[1..])?;
+            let num = |k: &str, d: u64| -> Result<u64, Usage> {
+                one(&m, k)
+                    .map(|v| v.parse().map_err(|_| Usage(format!("{k} {v}: expected a number"))))
+                    .transpose()
+                    .map(|v| v.unwrap_or(d))
+            };
+            let cfg = palisade::fleet::sim::SimConfig {
+                manager: need(&m, "--manager")?
+                    .parse()
+                    .map_err(|_| Usage("--manager: expected ADDRESS:PORT".into()))?,
+                server_name: need(&m, "--manager-name")?,
+                ca_dir: need(&m, "--ca-dir")?.into(),
+                nodes: num("--nodes", 10)? as usize,
+                publish_from: need(&m, "--publish-from")?.into(),
+                publish_to: need(&m, "--publish-to")?.into(),
+                events: num("--events", 1000)?,
+                batch: num("--batch", 100)?.max(1) as usize,
+                rate: num("--rate", 0)?,
+            };
+            match palisade::fleet::sim::run(cfg.clone()) {
+                Ok(r) => {
+                    println!(
+                        "nodes={} connect_s={:.2} push_first_ms={:.1} push_all_ms={:.1} events={} events_s={:.2} events_per_s={:.0} latency_ms_p50={:.2} p99={:.2} max={:.2}",
+                        r.connected,
+                        r.connect_s,
+                        r.push_first_ms,
+                        r.push_all_ms,
+                        r.events,
+                        r.events_s,
+                        r.events as f64 / r.events_s,
+                        r.latency_ms.0,
+                        r.latency_ms.1,
+                        r.latency_ms.2
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => fail(e),
+            }
         }
         Some(a) if a.starts_with("--") => {
             let m = opts(args)?;

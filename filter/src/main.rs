@@ -999,24 +999,9 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             };
             match load_policy(&specs, &rule_specs) {
                 Ok(policy) => {
-                    let set = &policy.intel;
-                    let n = set.domain_count() + set.addr_count() + set.url_count();
-                    if firewall::guard_installed() {
-                        match firewall::guard_refresh(set) {
-                            Ok(k) => eprintln!(
-                                "palisade inline: kernel guard refreshed: {k} blocked prefixes"
-                            ),
-                            Err(e) => eprintln!("palisade inline: kernel guard not refreshed: {e}"),
-                        }
-                    }
-                    let nsigs = policy.sigs.len();
-                    let model = policy
-                        .names
-                        .as_ref()
-                        .map_or("off".to_string(), |n| n.model.version().to_string());
-                    reload.publish(policy);
+                    let summary = publish_policy(&reload, policy);
                     eprintln!(
-                        "palisade inline: reload {} ok: {n} indicators, {nsigs} signatures, name model {model}, built in {:.1} ms",
+                        "palisade inline: reload {} ok: {summary}, built in {:.1} ms",
                         reload.generation(),
                         t.elapsed().as_secs_f64() * 1e3
                     );
@@ -1214,6 +1199,26 @@ fn reload_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         eprintln!("palisade: could not signal process {pid} (from {path})");
         Ok(ExitCode::from(1))
     }
+}
+
+/// Puts a freshly built policy in force (SIGHUP reloads and fleet bundles alike): the kernel
+/// guard's address set first when it is installed, then the workers' policy. Returns a summary.
+fn publish_policy(reload: &Reloadable, policy: Policy) -> String {
+    let set = &policy.intel;
+    let n = set.domain_count() + set.addr_count() + set.url_count();
+    if firewall::guard_installed() {
+        match firewall::guard_refresh(set) {
+            Ok(k) => eprintln!("palisade: kernel guard refreshed: {k} blocked prefixes"),
+            Err(e) => eprintln!("palisade: kernel guard not refreshed: {e}"),
+        }
+    }
+    let nsigs = policy.sigs.len();
+    let model = policy
+        .names
+        .as_ref()
+        .map_or("off".to_string(), |n| n.model.version().to_string());
+    reload.publish(policy);
+    format!("{n} indicators, {nsigs} signatures, name model {model}")
 }
 
 /// Tells systemd (Type=notify) about the daemon's state; a no-op outside systemd.

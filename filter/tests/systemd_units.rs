@@ -37,20 +37,24 @@ fn unit_verifies_and_user_dirs_apply() {
         unit.contains("ProtectSystem=strict")
             && unit.contains("ExecReload=/bin/kill -HUP $MAINPID")
     );
-    let local = unit.replace("/usr/bin/palisade", env!("CARGO_BIN_EXE_palisade"));
-    let path = dir.join("palisade.service");
-    std::fs::write(&path, local).unwrap();
-    let o = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    let ours: Vec<&str> = err.lines().filter(|l| l.contains("palisade")).collect();
-    assert!(
-        o.status.success() && ours.is_empty(),
-        "systemd-analyze verify: {err}"
-    );
+    let manager = std::fs::read_to_string(repo.join("systemd/palisade-manager.service")).unwrap();
+    assert!(manager.contains("ProtectSystem=strict") && manager.contains("CapabilityBoundingSet=\n"));
+    for (name, text) in [("palisade.service", unit), ("palisade-manager.service", manager)] {
+        let local = text.replace("/usr/bin/palisade", env!("CARGO_BIN_EXE_palisade"));
+        let path = dir.join(name);
+        std::fs::write(&path, local).unwrap();
+        let o = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        let ours: Vec<&str> = err.lines().filter(|l| l.contains("palisade")).collect();
+        assert!(
+            o.status.success() && ours.is_empty(),
+            "systemd-analyze verify {name}: {err}"
+        );
+    }
     // sysusers and tmpfiles into a scratch root.
     let root = dir.join("root");
     for d in ["etc", "var/log"] {

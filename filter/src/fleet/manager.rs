@@ -140,11 +140,19 @@ struct Shared {
 struct EventOut {
     eve: Option<ReopeningFile>,
     sinks: Sinks,
+    /// Node name -> (spool identity, last event stored).
     seqs: HashMap<String, (u64, u64)>,
-    dir: PathBuf,
+    /// Positions journal: one line appended per stored batch, `SPOOL LAST "NAME"`; read at
+    /// start, rewritten whole when it passes [`JOURNAL_MAX`].
+    journal: std::fs::File,
+    journal_path: PathBuf,
+    journal_bytes: u64,
     line: Vec<u8>,
     chunk: Vec<u8>,
 }
+
+/// The positions journal is compacted past this size.
+const JOURNAL_MAX: u64 = 16 << 20;
 
 fn now() -> f64 {
     SystemTime::now()
@@ -152,32 +160,64 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A node name as a file name (names come from certificates the operator's CA issued, but
-/// nothing from the network goes into a path unchecked).
-fn file_name(node: &str) -> String {
-    node.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
-                b as char
-            } else {
-                '_'
-            }
-        })
-        .collect::<String>()
-        .trim_start_matches('.')
-        .to_string()
-}
-
 impl EventOut {
+    /// Opens the positions journal in `dir` (compacting it) and the outputs.
+    fn open(dir: &Path, eve: Option<ReopeningFile>, sinks: Sinks) -> Result<EventOut, String> {
+        let journal_path = dir.join("positions.journal");
+        let mut seqs = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&journal_path) {
+            for l in text.lines() {
+                let mut it = l.splitn(3, ' ');
+                if let (Some(a), Some(b), Some(n)) = (it.next(), it.next(), it.next()) {
+                    if let (Ok(sp), Ok(last), Ok(name)) = (
+                        u64::from_str_radix(a, 16),
+                        b.parse::<u64>(),
+                        serde_json::from_str::<String>(n),
+                    ) {
+                        seqs.insert(name, (sp, last));
+                    }
+                }
+            }
+        }
+        let mut out = EventOut {
+            eve,
+            sinks,
+            seqs,
+            journal: std::fs::File::create(dir.join("positions.tmp"))
+                .map_err(|e| format!("{}: {e}", dir.display()))?,
+            journal_path,
+            journal_bytes: 0,
+            line: Vec::new(),
+            chunk: Vec::new(),
+        };
+        out.compact()?;
+        Ok(out)
+    }
+
+    /// Rewrites the journal with one line per node.
+    fn compact(&mut self) -> Result<(), String> {
+        let tmp = self.journal_path.with_extension("tmp");
+        let mut text = String::new();
+        for (n, (sp, last)) in &self.seqs {
+            text.push_str(&format!(
+                "{sp:016x} {last} {}\n",
+                serde_json::to_string(n).unwrap_or_default()
+            ));
+        }
+        std::fs::write(&tmp, &text)
+            .and_then(|_| std::fs::rename(&tmp, &self.journal_path))
+            .map_err(|e| format!("{}: {e}", self.journal_path.display()))?;
+        self.journal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.journal_path)
+            .map_err(|e| format!("{}: {e}", self.journal_path.display()))?;
+        self.journal_bytes = text.len() as u64;
+        Ok(())
+    }
+
     fn position(&mut self, node: &str, spool: u64) -> u64 {
-        let path = self.dir.join(format!("{}.seq", file_name(node)));
-        let stored = self.seqs.get(node).copied().or_else(|| {
-            let s = std::fs::read_to_string(&path).ok()?;
-            let (a, b) = s.trim().split_once(' ')?;
-            Some((u64::from_str_radix(a, 16).ok()?, b.parse().ok()?))
-        });
-        let pos = match stored {
-            Some((sp, last)) if sp == spool => last,
+        let pos = match self.seqs.get(node) {
+            Some(&(sp, last)) if sp == spool => last,
             Some(_) => {
                 eprintln!("palisade manager: {node}: new spool, its event numbering restarts");
                 0
@@ -229,13 +269,16 @@ impl EventOut {
             if !self.sinks.is_empty() {
                 self.sinks.send(Arc::from(&self.chunk[..]));
             }
-            let path = self.dir.join(format!("{}.seq", file_name(node)));
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, format!("{spool:016x} {last}\n"))
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let rec = format!("{spool:016x} {last} {}\n", serde_json::to_string(node).unwrap_or_default());
+            self.journal
+                .write_all(rec.as_bytes())
+                .map_err(|e| format!("{}: {e}", self.journal_path.display()))?;
+            self.journal_bytes += rec.len() as u64;
         }
         self.seqs.insert(node.to_string(), (spool, last));
+        if self.journal_bytes > JOURNAL_MAX {
+            self.compact()?;
+        }
         Ok((last, stored, dups, lost))
     }
 }
@@ -390,14 +433,11 @@ pub fn run(cfg: ManagerConfig) -> Result<(), String> {
         Some(p) => Some(ReopeningFile::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => None,
     };
-    let out = Arc::new(Mutex::new(EventOut {
+    let out = Arc::new(Mutex::new(EventOut::open(
+        &nodes_dir,
         eve,
-        sinks: Sinks::start(&cfg.sinks, true)?,
-        seqs: HashMap::new(),
-        dir: nodes_dir,
-        line: Vec::new(),
-        chunk: Vec::new(),
-    }));
+        Sinks::start(&cfg.sinks, true)?,
+    )?));
     let shared = Arc::new(Mutex::new(Shared::default()));
     if let Some(addr) = &cfg.status {
         serve_status(addr, shared.clone())?;
@@ -534,13 +574,12 @@ async fn serve_node(
         let seen = now();
         match f {
             Frame::Events { first, lines } => {
-                let out = out.clone();
-                let n = name.clone();
-                let r = tokio::task::block_in_place(|| {
-                    out.lock()
-                        .map_err(|_| "poisoned".to_string())
-                        .and_then(|mut o| o.store(&n, first, &lines))
-                });
+                // A short file append under the lock; sinks that are full make this wait, and the
+                // node spools meanwhile (backpressure, not loss).
+                let r = out
+                    .lock()
+                    .map_err(|_| "poisoned".to_string())
+                    .and_then(|mut o| o.store(&name, first, &lines));
                 let (last, stored, dups, lost) = match r {
                     Ok(x) => x,
                     Err(e) => break Err(e),

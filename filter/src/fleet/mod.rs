@@ -8,10 +8,12 @@
 //! - [`proto`]: the frames on the control stream.
 //! - [`spool`]: a node's bounded on-disk event spool.
 //! - [`node`] and [`manager`]: the two ends.
+//! - [`sim`]: simulated nodes for the benchmark.
 
 pub mod bundle;
 pub mod manager;
 pub mod node;
 pub mod pki;
 pub mod proto;
+pub mod sim;
 pub mod spool;

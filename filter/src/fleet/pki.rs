@@ -116,8 +116,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Idle timeout and keep-alive of control connections: a dead link is noticed in `idle`, and a
 /// quiet one is kept open.
-fn transport(idle: Duration) -> Result<Arc<quinn::TransportConfig>, String> {
+/// Receive windows bound what a peer can make the other buffer: nodes take bundles (1 MiB in
+/// flight), the manager takes events (256 KiB per node in flight).
+fn transport(idle: Duration, window: u32) -> Result<Arc<quinn::TransportConfig>, String> {
     let mut t = quinn::TransportConfig::default();
+    t.stream_receive_window(window.into());
+    t.receive_window(window.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.max_concurrent_bidi_streams(1u32.into());
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(idle).map_err(|e| e.to_string())?,
     ));
@@ -142,7 +148,7 @@ pub fn server_config(id: &Identity, idle: Duration) -> Result<quinn::ServerConfi
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(|e| e.to_string())?;
     let mut s = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    s.transport_config(transport(idle)?);
+    s.transport_config(transport(idle, 256 << 10)?);
     Ok(s)
 }
 
@@ -158,7 +164,7 @@ pub fn client_config(id: &Identity, idle: Duration) -> Result<quinn::ClientConfi
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| e.to_string())?;
     let mut c = quinn::ClientConfig::new(Arc::new(crypto));
-    c.transport_config(transport(idle)?);
+    c.transport_config(transport(idle, 1 << 20)?);
     Ok(c)
 }
 
