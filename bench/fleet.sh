@@ -48,6 +48,7 @@ for n in $NODES; do
     --nodes "$n" --publish-from "$W/stage/v2" --publish-to "$W/policy/v2" --events "$per" --batch 100
   # Steady load: $RATE events/s in all, 10 events a frame, for about 10 s.
   rm -rf "$W/policy/v2"; bundle "$W/stage/v2" 2
+  sleep 0.5   # the manager's next scan sees v2 gone, so the new nodes start from v1
   echo "## $n nodes, paced at $RATE events/s in all"
   "$BIN" manager simulate --manager 127.0.0.1:$port --manager-name 127.0.0.1 --ca-dir "$W/pki" \
     --nodes "$n" --publish-from "$W/stage/v2" --publish-to "$W/policy/v2" \

@@ -116,12 +116,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Idle timeout and keep-alive of control connections: a dead link is noticed in `idle`, and a
 /// quiet one is kept open.
-/// Receive windows bound what a peer can make the other buffer: nodes take bundles (1 MiB in
-/// flight), the manager takes events (256 KiB per node in flight).
+/// Windows bound what each connection buffers: nodes take bundles (1 MiB in flight), the
+/// manager takes events (256 KiB per node in flight); each side keeps at most `window` of its
+/// own unacknowledged data (a bundle pushed to a thousand nodes is not copied a thousand
+/// times whole).
 fn transport(idle: Duration, window: u32) -> Result<Arc<quinn::TransportConfig>, String> {
     let mut t = quinn::TransportConfig::default();
     t.stream_receive_window(window.into());
     t.receive_window(window.into());
+    t.send_window(window.into());
     t.max_concurrent_uni_streams(0u32.into());
     t.max_concurrent_bidi_streams(1u32.into());
     t.max_idle_timeout(Some(
