@@ -127,7 +127,10 @@ fn bundle_source(dir: &Path) -> Result<(Vec<(PathBuf, Action)>, RuleOpts), Strin
         if bundle::safe_path(p) {
             Ok(dir.join(p).display().to_string())
         } else {
-            Err(format!("{}: `{p}`: not a path inside the bundle", path.display()))
+            Err(format!(
+                "{}: `{p}`: not a path inside the bundle",
+                path.display()
+            ))
         }
     };
     let model = |m: &Option<String>| -> Result<Option<String>, String> {
@@ -265,7 +268,8 @@ pub(crate) fn inline_stats(
     })
 }
 
-const MANAGER_USAGE: &str = "manager needs: --listen ADDR --policy DIR --ca PEM --cert PEM --key PEM, \
+const MANAGER_USAGE: &str =
+    "manager needs: --listen ADDR --policy DIR --ca PEM --cert PEM --key PEM, \
 or init-ca, issue-cert, keygen, sign, status";
 
 /// `palisade manager ...`.
@@ -305,7 +309,9 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             o.mode(0o600);
         }
         std::io::Write::write_all(
-            &mut o.open(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            &mut o
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
             text.as_bytes(),
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -318,7 +324,10 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             let out = PathBuf::from(need(&m, "--out")?);
             let name = one(&m, "--name").unwrap_or_else(|| "Palisade fleet CA".into());
             let days: i64 = one(&m, "--days")
-                .map(|d| d.parse().map_err(|_| Usage(format!("--days {d}: expected a number"))))
+                .map(|d| {
+                    d.parse()
+                        .map_err(|_| Usage(format!("--days {d}: expected a number")))
+                })
                 .transpose()?
                 .unwrap_or(3650);
             let r = std::fs::create_dir_all(&out)
@@ -348,7 +357,10 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 }
             };
             let days: i64 = one(&m, "--days")
-                .map(|d| d.parse().map_err(|_| Usage(format!("--days {d}: expected a number"))))
+                .map(|d| {
+                    d.parse()
+                        .map_err(|_| Usage(format!("--days {d}: expected a number")))
+                })
                 .transpose()?
                 .unwrap_or(825);
             let nb = date("--not-before", now - time::Duration::hours(1))?;
@@ -438,7 +450,11 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                     b["version"],
                     b["groups"]
                         .as_array()
-                        .map(|g| g.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                        .map(|g| g
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","))
                         .filter(|s| !s.is_empty())
                         .unwrap_or_else(|| "all".into()),
                     b["dir"].as_str().unwrap_or("")
@@ -476,7 +492,10 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             let m = opts(&args[1..])?;
             let num = |k: &str, d: u64| -> Result<u64, Usage> {
                 one(&m, k)
-                    .map(|v| v.parse().map_err(|_| Usage(format!("{k} {v}: expected a number"))))
+                    .map(|v| {
+                        v.parse()
+                            .map_err(|_| Usage(format!("{k} {v}: expected a number")))
+                    })
                     .transpose()
                     .map(|v| v.unwrap_or(d))
             };
@@ -535,8 +554,17 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 None => None,
             };
             let known = [
-                "--listen", "--policy", "--ca", "--cert", "--key", "--state-dir", "--status",
-                "--eve", "--sink", "--idle", "--bundle-key",
+                "--listen",
+                "--policy",
+                "--ca",
+                "--cert",
+                "--key",
+                "--state-dir",
+                "--status",
+                "--eve",
+                "--sink",
+                "--idle",
+                "--bundle-key",
             ];
             if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
                 return Err(Usage(format!("manager: unknown option `{k}`")));

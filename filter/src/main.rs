@@ -356,7 +356,9 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--sink" => {
                 cli_fleet::sink_option(a, &mut val, &mut sinks)?;
                 if eve == "-" {
-                    return Err(Usage("--sink needs --eve FILE (sinks are fed from it)".into()));
+                    return Err(Usage(
+                        "--sink needs --eve FILE (sinks are fed from it)".into(),
+                    ));
                 }
             }
             "--stats-interval" => {
@@ -444,7 +446,11 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             .and_then(|b| Ok((b, palisade::sinks::Sinks::start(&sinks, true)?)))
         {
             Ok((events, out)) => {
-                for chunk in events.chunk_by(|a, _| *a != b'\n').collect::<Vec<_>>().chunks(512) {
+                for chunk in events
+                    .chunk_by(|a, _| *a != b'\n')
+                    .collect::<Vec<_>>()
+                    .chunks(512)
+                {
                     out.send(std::sync::Arc::from(chunk.concat()));
                 }
                 for (name, delivered, dropped, errors) in out.finish() {
@@ -979,7 +985,8 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     // they rebuild from the fleet bundle in force when there is one. SIGHUP also reopens the
     // eve files (logrotate).
     let reload = opts.reload.clone();
-    let source: cli_fleet::Source = std::sync::Arc::new(std::sync::Mutex::new((intel.clone(), rules.clone())));
+    let source: cli_fleet::Source =
+        std::sync::Arc::new(std::sync::Mutex::new((intel.clone(), rules.clone())));
     let reload_source = source.clone();
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
@@ -1020,7 +1027,12 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let n_queues = (last - first) as usize + 1;
     let ready_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let snapshots: Vec<_> = (first..=last)
-        .map(|q| (q, std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()))))
+        .map(|q| {
+            (
+                q,
+                std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default())),
+            )
+        })
         .collect();
     // The fleet node (when --manager is given) restores its last good bundle before the queues
     // open; the event bus feeds its spool and the sinks.
@@ -1257,7 +1269,9 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .cloned()
                 .ok_or_else(|| Usage(format!("{name} needs a value")))
         };
-        if rule_option(a, &mut val, &mut rules)? || cli_fleet::fleet_option(a, &mut val, &mut fleet)? {
+        if rule_option(a, &mut val, &mut rules)?
+            || cli_fleet::fleet_option(a, &mut val, &mut fleet)?
+        {
             continue;
         }
         match a.as_str() {

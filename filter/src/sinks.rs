@@ -18,6 +18,12 @@ use std::time::Duration;
 /// Bumped by SIGHUP: every [`ReopeningFile`] reopens its path before its next write.
 pub static REOPEN: AtomicU64 = AtomicU64::new(0);
 
+/// What the bus calls with each chunk before the sinks (a node's spool).
+pub type ChunkFn = Box<dyn FnMut(&[u8]) + Send>;
+
+/// One sink's queue: (name, sender, counters).
+type Out = (String, SyncSender<Arc<[u8]>>, Arc<SinkCounters>);
+
 /// Chunks queued per sink.
 pub const QUEUE: usize = 1024;
 
@@ -177,7 +183,7 @@ pub struct SinkCounters {
 /// The running sinks.
 #[derive(Debug)]
 pub struct Sinks {
-    outs: Vec<(String, SyncSender<Arc<[u8]>>, Arc<SinkCounters>)>,
+    outs: Vec<Out>,
     threads: Vec<std::thread::JoinHandle<()>>,
     block: bool,
 }
@@ -305,7 +311,7 @@ impl Worker {
         self.c.errors.fetch_add(1, Ordering::Relaxed);
         // The first few and then every 1000th, so a dead consumer does not flood stderr.
         self.logged += 1;
-        if self.logged <= 5 || self.logged % 1000 == 0 {
+        if self.logged <= 5 || self.logged.is_multiple_of(1000) {
             eprintln!("palisade: sink {:?}: {what}", self.spec);
         }
     }
@@ -504,7 +510,7 @@ pub struct Bus {
 
 impl Bus {
     /// Starts the bus thread.
-    pub fn start(mut first: Option<Box<dyn FnMut(&[u8]) + Send>>, sinks: Sinks) -> Bus {
+    pub fn start(mut first: Option<ChunkFn>, sinks: Sinks) -> Bus {
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE * 4);
         std::thread::Builder::new()
             .name("palisade-bus".into())
@@ -552,7 +558,9 @@ impl Write for BusWriter {
         };
         let rest = self.buf.split_off(end + 1);
         let chunk = std::mem::replace(&mut self.buf, rest);
-        if let Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) = self.bus.tx.try_send(chunk) {
+        if let Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) =
+            self.bus.tx.try_send(chunk)
+        {
             self.bus
                 .dropped
                 .fetch_add(lines(&c).count() as u64, Ordering::Relaxed);
@@ -602,7 +610,9 @@ mod tests {
         assert!(SinkSpec::parse("redis://h/queue/k")
             .unwrap_err()
             .contains("mode must be"));
-        assert!(SinkSpec::parse("kafka://x").unwrap_err().contains("expected file:PATH"));
+        assert!(SinkSpec::parse("kafka://x")
+            .unwrap_err()
+            .contains("expected file:PATH"));
         assert!(SinkSpec::parse("syslog:kern").is_err());
     }
 
@@ -611,7 +621,8 @@ mod tests {
         let mut c = Vec::new();
         resp_command(&mut c, &[b"LPUSH", b"k", b"{\"a\":1}"]);
         assert_eq!(c, b"*3\r\n$5\r\nLPUSH\r\n$1\r\nk\r\n$7\r\n{\"a\":1}\r\n");
-        let replies = b":1\r\n$15\r\n1700000000000-0\r\n-WRONGTYPE no\r\n*2\r\n$1\r\na\r\n:3\r\n+OK\r\n";
+        let replies =
+            b":1\r\n$15\r\n1700000000000-0\r\n-WRONGTYPE no\r\n*2\r\n$1\r\na\r\n:3\r\n+OK\r\n";
         let mut r = &replies[..];
         assert_eq!(resp_reply(&mut r).unwrap(), None);
         assert_eq!(resp_reply(&mut r).unwrap(), None);
@@ -621,7 +632,7 @@ mod tests {
         assert!(resp_reply(&mut r).is_err());
         for n in 0..replies.len() {
             let mut r = &replies[..n];
-            while let Ok(_) = resp_reply(&mut r) {}
+            while resp_reply(&mut r).is_ok() {}
         }
     }
 

@@ -122,7 +122,13 @@ fn manager_pushes_signed_policy_to_three_nodes_and_refuses_tampering() {
         .map(|i| {
             let ns = lab.ns(&format!("n{i}"));
             let (srv, cli) = (format!("10.81.{i}.1"), format!("10.81.{i}.2"));
-            lab.link(&m, &[&format!("{srv}/24")], &ns, &[&format!("{cli}/24")], &i.to_string());
+            lab.link(
+                &m,
+                &[&format!("{srv}/24")],
+                &ns,
+                &[&format!("{cli}/24")],
+                &i.to_string(),
+            );
             (ns, format!("node{i}"), srv)
         })
         .collect();
@@ -157,7 +163,10 @@ fn manager_pushes_signed_policy_to_three_nodes_and_refuses_tampering() {
     while !pending.is_empty() && t0.elapsed() < Duration::from_secs(5) {
         pending.retain(|&i| {
             let (ns, _, srv) = &nodes[i];
-            let (rc, _, _) = curl(ns, &format!("-m 0.5 -H 'Host: fresh.example' http://{srv}/"));
+            let (rc, _, _) = curl(
+                ns,
+                &format!("-m 0.5 -H 'Host: fresh.example' http://{srv}/"),
+            );
             if rc == 56 {
                 took.push(t0.elapsed());
                 false
@@ -166,7 +175,10 @@ fn manager_pushes_signed_policy_to_three_nodes_and_refuses_tampering() {
             }
         });
     }
-    assert!(pending.is_empty(), "nodes {pending:?} never enforced version 2");
+    assert!(
+        pending.is_empty(),
+        "nodes {pending:?} never enforced version 2"
+    );
     let slowest = took.iter().max().unwrap();
     eprintln!("version 2 enforced by every node; slowest {slowest:?}, all {took:?}");
     assert!(*slowest < Duration::from_secs(1), "{took:?}");
@@ -215,8 +227,16 @@ fn manager_pushes_signed_policy_to_three_nodes_and_refuses_tampering() {
     let st = status(&m, 7791);
     for ((ns, name, srv), n) in nodes.iter().zip(&names) {
         assert_eq!(node(&st, n)["version"], 2, "{name}");
-        assert_eq!(get(ns, srv, "fresh.example").0, 56, "{name}: version 2 in force");
-        assert_eq!(get(ns, srv, "ok.example").1, "200", "{name}: tampered list not applied");
+        assert_eq!(
+            get(ns, srv, "fresh.example").0,
+            56,
+            "{name}: version 2 in force"
+        );
+        assert_eq!(
+            get(ns, srv, "ok.example").1,
+            "200",
+            "{name}: tampered list not applied"
+        );
     }
     std::fs::remove_dir_all(d.join("policy/v3")).unwrap();
     std::fs::remove_dir_all(d.join("policy/v4")).unwrap();
@@ -314,7 +334,13 @@ fn events_reach_the_manager_exactly_once_in_order_across_a_link_failure() {
     lab.servers(&s, &["10.82.2.1"]);
     pki(&lab.dir, &["edge"]);
     let d = lab.dir.clone();
-    publish(&d, 1, &["blocked.example"], &[], &format!("{}/signer.key", d.display()));
+    publish(
+        &d,
+        1,
+        &["blocked.example"],
+        &[],
+        &format!("{}/signer.key", d.display()),
+    );
     let mgr = start_manager(&mut lab, &m, "");
     start_node(&mut lab, &n, "edge", "10.82.1.1", "--manager-idle 2");
     wait_until(Duration::from_secs(10), || {
@@ -323,7 +349,11 @@ fn events_reach_the_manager_exactly_once_in_order_across_a_link_failure() {
     // Traffic that makes events (http, alerts) before, during and after the outage.
     let traffic = |k: usize| {
         for i in 0..k {
-            let host = if i % 5 == 0 { "blocked.example" } else { "ok.example" };
+            let host = if i % 5 == 0 {
+                "blocked.example"
+            } else {
+                "ok.example"
+            };
             let _ = get(&n, "10.82.2.1", host);
         }
     };

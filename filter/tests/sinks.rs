@@ -35,7 +35,10 @@ fn replay(files: &[PathBuf], eve: &Path, sinks: &[String]) -> std::process::Chil
     for s in sinks {
         c.args(["--sink", s]);
     }
-    c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    c.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn finish(mut c: Child, limit: Duration) -> String {
@@ -66,7 +69,10 @@ fn lines(p: &Path) -> Vec<String> {
 /// Equal sequences, or the first difference (not the whole of both).
 fn same(got: &[String], want: &[String], what: &str) {
     if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
-        panic!("{what}: event {i} differs:\n got {}\nwant {}", got[i], want[i]);
+        panic!(
+            "{what}: event {i} differs:\n got {}\nwant {}",
+            got[i], want[i]
+        );
     }
     assert_eq!(got.len(), want.len(), "{what}: event counts");
 }
@@ -115,7 +121,10 @@ fn start_redis(dir: &Path, port: u16) -> Redis {
     let r = Redis { child, port };
     let t = Instant::now();
     while r.cli(&["PING"]).trim() != "PONG" {
-        assert!(t.elapsed() < Duration::from_secs(10), "redis-server did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     r
@@ -144,7 +153,11 @@ fn redis_list_stream_and_channel_get_every_event_in_order() {
     let c = replay(
         &files,
         &eve,
-        &[url("list", "evl"), url("rpush", "evr"), url("stream", "evs")],
+        &[
+            url("list", "evl"),
+            url("rpush", "evr"),
+            url("stream", "evs"),
+        ],
     );
     std::thread::sleep(Duration::from_millis(800));
     let redis = start_redis(&d, port);

@@ -38,8 +38,13 @@ fn unit_verifies_and_user_dirs_apply() {
             && unit.contains("ExecReload=/bin/kill -HUP $MAINPID")
     );
     let manager = std::fs::read_to_string(repo.join("systemd/palisade-manager.service")).unwrap();
-    assert!(manager.contains("ProtectSystem=strict") && manager.contains("CapabilityBoundingSet=\n"));
-    for (name, text) in [("palisade.service", unit), ("palisade-manager.service", manager)] {
+    assert!(
+        manager.contains("ProtectSystem=strict") && manager.contains("CapabilityBoundingSet=\n")
+    );
+    for (name, text) in [
+        ("palisade.service", unit),
+        ("palisade-manager.service", manager),
+    ] {
         let local = text.replace("/usr/bin/palisade", env!("CARGO_BIN_EXE_palisade"));
         let path = dir.join(name);
         std::fs::write(&path, local).unwrap();

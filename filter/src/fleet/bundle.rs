@@ -101,7 +101,7 @@ fn hex(b: &[u8]) -> String {
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -121,10 +121,16 @@ pub fn parse_manifest(name: &str, text: &[u8]) -> Result<Manifest, String> {
     let m: Manifest = toml::from_str(text).map_err(|e| crate::settings::locate(name, text, &e))?;
     for f in &m.files {
         if !safe_path(&f.path) {
-            return Err(format!("{name}: file `{}`: not a safe relative path", f.path));
+            return Err(format!(
+                "{name}: file `{}`: not a safe relative path",
+                f.path
+            ));
         }
         if f.sha256.len() != 64 || unhex(&f.sha256).is_none() {
-            return Err(format!("{name}: file `{}`: sha256 is not 64 hex digits", f.path));
+            return Err(format!(
+                "{name}: file `{}`: sha256 is not 64 hex digits",
+                f.path
+            ));
         }
     }
     let mut paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
@@ -236,13 +242,20 @@ fn walk(dir: &Path, limits: Limits) -> Result<Vec<(String, PathBuf)>, String> {
                 stack.push((ent.path(), rel));
             } else if ft.is_file() && rel != MANIFEST && rel != SIGNATURE {
                 if !safe_path(&rel) {
-                    return Err(format!("{}: `{rel}`: name not allowed in a bundle", dir.display()));
+                    return Err(format!(
+                        "{}: `{rel}`: name not allowed in a bundle",
+                        dir.display()
+                    ));
                 }
                 out.push((rel, ent.path()));
             }
         }
         if out.len() > limits.max_files {
-            return Err(format!("{}: more than {} files", dir.display(), limits.max_files));
+            return Err(format!(
+                "{}: more than {} files",
+                dir.display(),
+                limits.max_files
+            ));
         }
     }
     out.sort();
@@ -265,7 +278,11 @@ pub fn sign_dir(
         let b = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         total += b.len() as u64;
         if total > limits.max_bytes {
-            return Err(format!("{}: over {} bytes", dir.display(), limits.max_bytes));
+            return Err(format!(
+                "{}: over {} bytes",
+                dir.display(),
+                limits.max_bytes
+            ));
         }
         files.push(FileEntry {
             path: rel,
@@ -318,7 +335,11 @@ impl Bundle {
             .ok_or_else(|| format!("{}: not a hex ed25519 signature", spath.display()))?;
         let m = parse_manifest(&mpath.display().to_string(), &manifest)?;
         if m.files.len() > limits.max_files {
-            return Err(format!("{}: more than {} files", mpath.display(), limits.max_files));
+            return Err(format!(
+                "{}: more than {} files",
+                mpath.display(),
+                limits.max_files
+            ));
         }
         let mut files = Vec::new();
         let mut total = 0u64;
@@ -327,7 +348,11 @@ impl Bundle {
             let b = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
             total += b.len() as u64;
             if total > limits.max_bytes {
-                return Err(format!("{}: over {} bytes", dir.display(), limits.max_bytes));
+                return Err(format!(
+                    "{}: over {} bytes",
+                    dir.display(),
+                    limits.max_bytes
+                ));
             }
             files.push((f.path.clone(), b));
         }
@@ -373,7 +398,10 @@ impl Bundle {
             _ => return Err("bundle file count malformed".into()),
         };
         if count > limits.max_files {
-            return Err(format!("bundle of {count} files over the cap of {}", limits.max_files));
+            return Err(format!(
+                "bundle of {count} files over the cap of {}",
+                limits.max_files
+            ));
         }
         let mut files = Vec::with_capacity(count);
         let mut total = 0u64;
@@ -429,7 +457,10 @@ impl Bundle {
                 return Err(format!("file `{}` listed but missing", f.path));
             };
             if body.len() as u64 != f.size || sha256_hex(body) != f.sha256 {
-                return Err(format!("file `{}` does not match its manifest hash", f.path));
+                return Err(format!(
+                    "file `{}` does not match its manifest hash",
+                    f.path
+                ));
             }
         }
         Ok(m)
@@ -488,8 +519,11 @@ mod tests {
         let b = d.join("b");
         std::fs::create_dir_all(b.join("rules")).unwrap();
         std::fs::write(b.join("block.txt"), "evil.example\n").unwrap();
-        std::fs::write(b.join("rules/local.rules"), "alert ip any any -> any any (sid:1;)\n")
-            .unwrap();
+        std::fs::write(
+            b.join("rules/local.rules"),
+            "alert ip any any -> any any (sid:1;)\n",
+        )
+        .unwrap();
         let m = sign_dir(&b, &sk, 7, &["canary".into()], "2026-11-30T00:00:00Z").unwrap();
         assert_eq!(m.version, 7);
         assert_eq!(m.files.len(), 2);
@@ -547,7 +581,15 @@ mod tests {
         let mut huge = wire.clone();
         huge[0] = 0xff;
         assert!(Bundle::decode(&huge, Limits::default()).is_err());
-        for p in ["../x", "/etc/passwd", "a/../b", ".hidden", "a//b", "bundle.sig", ""] {
+        for p in [
+            "../x",
+            "/etc/passwd",
+            "a/../b",
+            ".hidden",
+            "a//b",
+            "bundle.sig",
+            "",
+        ] {
             assert!(!safe_path(p), "{p}");
         }
         assert!(safe_path("rules/et-open.rules"));

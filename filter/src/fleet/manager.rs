@@ -230,13 +230,17 @@ impl EventOut {
 
     /// Stores events `first..` of `node`, skipping those already stored. Returns (last stored,
     /// stored, duplicates, lost).
-    fn store(&mut self, node: &str, first: u64, lines: &[u8]) -> Result<(u64, u64, u64, u64), String> {
+    fn store(
+        &mut self,
+        node: &str,
+        first: u64,
+        lines: &[u8],
+    ) -> Result<(u64, u64, u64, u64), String> {
         let (spool, mut last) = self.seqs.get(node).copied().unwrap_or_default();
         let (mut stored, mut dups, mut lost) = (0, 0, 0);
-        let mut seq = first;
         self.chunk.clear();
         let host = serde_json::to_string(node).unwrap_or_default();
-        for l in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        for (seq, l) in (first..).zip(lines.split(|&b| b == b'\n').filter(|l| !l.is_empty())) {
             if seq <= last {
                 dups += 1;
             } else {
@@ -258,7 +262,6 @@ impl EventOut {
                 self.line.push(b'\n');
                 self.chunk.extend_from_slice(&self.line);
             }
-            seq += 1;
         }
         if !self.chunk.is_empty() {
             if let Some(f) = &mut self.eve {
@@ -269,7 +272,10 @@ impl EventOut {
             if !self.sinks.is_empty() {
                 self.sinks.send(Arc::from(&self.chunk[..]));
             }
-            let rec = format!("{spool:016x} {last} {}\n", serde_json::to_string(node).unwrap_or_default());
+            let rec = format!(
+                "{spool:016x} {last} {}\n",
+                serde_json::to_string(node).unwrap_or_default()
+            );
             self.journal
                 .write_all(rec.as_bytes())
                 .map_err(|e| format!("{}: {e}", self.journal_path.display()))?;
@@ -316,7 +322,12 @@ fn bundle_dirs(policy: &Path) -> Vec<PathBuf> {
 
 impl Shared {
     /// Looks at the policy directory; true when something changed.
-    fn scan(&mut self, policy: &Path, key: Option<&PublicKey>, complained: &mut Vec<Vec<u8>>) -> bool {
+    fn scan(
+        &mut self,
+        policy: &Path,
+        key: Option<&PublicKey>,
+        complained: &mut Vec<Vec<u8>>,
+    ) -> bool {
         let dirs = bundle_dirs(policy);
         let before = self.bundles.len();
         self.bundles.retain(|c| dirs.contains(&c.dir));
@@ -325,7 +336,11 @@ impl Shared {
             let Some(fp) = fingerprint(&dir) else {
                 continue;
             };
-            if self.bundles.iter().any(|c| c.dir == dir && c.fingerprint == fp) {
+            if self
+                .bundles
+                .iter()
+                .any(|c| c.dir == dir && c.fingerprint == fp)
+            {
                 continue;
             }
             self.bundles.retain(|c| c.dir != dir);
@@ -413,7 +428,11 @@ impl Shared {
                 .map(|c| BundleStatus {
                     dir: c.dir.display().to_string(),
                     version: c.manifest.as_ref().map_or(0, |m| m.version),
-                    groups: c.manifest.as_ref().map(|m| m.groups.clone()).unwrap_or_default(),
+                    groups: c
+                        .manifest
+                        .as_ref()
+                        .map(|m| m.groups.clone())
+                        .unwrap_or_default(),
                     digest: c.digest.clone(),
                     bytes: c.wire.len(),
                 })
@@ -518,7 +537,10 @@ async fn serve_node(
         Some(Frame::Hello(h)) => h,
         other => return Err(refuse(format!("{name}: expected a hello, got {other:?}"))),
     };
-    let last_seq = out.lock().map_err(|_| "poisoned")?.position(&name, hello.spool);
+    let last_seq = out
+        .lock()
+        .map_err(|_| "poisoned")?
+        .position(&name, hello.spool);
     let (otx, mut orx) = mpsc::unbounded_channel::<Out>();
     {
         let mut s = shared.lock().map_err(|_| "poisoned")?;
@@ -689,5 +711,57 @@ pub fn fetch_status(addr: &str) -> Result<String, String> {
     match s.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
         _ => Err(format!("{addr}: not a Palisade manager status port")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_stored_once_in_order_and_positions_survive_a_restart() {
+        let d = std::env::temp_dir().join(format!("palisade-mgr-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let eve = d.join("eve.json");
+        let open = || {
+            EventOut::open(
+                &d,
+                Some(ReopeningFile::open(&eve).unwrap()),
+                Sinks::start(&[], true).unwrap(),
+            )
+            .unwrap()
+        };
+        let mut o = open();
+        assert_eq!(o.position("gw \"1\"", 7), 0);
+        let r = o
+            .store("gw \"1\"", 1, b"{\"a\":1}\n{\"a\":2}\n{}\n")
+            .unwrap();
+        assert_eq!(r, (3, 3, 0, 0));
+        // A resend after a lost acknowledgement: the known ones are dropped.
+        assert_eq!(
+            o.store("gw \"1\"", 2, b"{\"a\":2}\n{}\n{\"a\":4}\n")
+                .unwrap(),
+            (4, 1, 2, 0)
+        );
+        // A gap (the node's spool overflowed): counted.
+        assert_eq!(
+            o.store("gw \"1\"", 9, b"{\"a\":9}\n").unwrap(),
+            (9, 1, 0, 4)
+        );
+        drop(o);
+        assert_eq!(
+            std::fs::read_to_string(&eve).unwrap(),
+            "{\"host\":\"gw \\\"1\\\"\",\"a\":1}\n{\"host\":\"gw \\\"1\\\"\",\"a\":2}\n{\"host\":\"gw \\\"1\\\"\"}\n{\"host\":\"gw \\\"1\\\"\",\"a\":4}\n{\"host\":\"gw \\\"1\\\"\",\"a\":9}\n"
+        );
+        // Restarted: the journal gives the position back; a new spool restarts the numbering.
+        let mut o = open();
+        assert_eq!(o.position("gw \"1\"", 7), 9);
+        assert_eq!(
+            o.store("gw \"1\"", 9, b"{\"a\":9}\n").unwrap(),
+            (9, 0, 1, 0)
+        );
+        assert_eq!(o.position("gw \"1\"", 8), 0);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

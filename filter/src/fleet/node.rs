@@ -118,7 +118,7 @@ impl Node {
     }
 
     /// What the event bus calls with each chunk of event lines: spool them, wake the sender.
-    pub fn spooler(&self) -> Box<dyn FnMut(&[u8]) + Send> {
+    pub fn spooler(&self) -> crate::sinks::ChunkFn {
         let spool = self.spool.clone();
         let notify = self.notify.clone();
         Box::new(move |chunk: &[u8]| {
@@ -330,7 +330,9 @@ impl Node {
                 let prev = format!("v{}-", old.version);
                 for e in rd.flatten() {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    if n != name && !(n.starts_with(&prev) && old.digest.starts_with(&n[prev.len()..])) {
+                    if n != name
+                        && !(n.starts_with(&prev) && old.digest.starts_with(&n[prev.len()..]))
+                    {
                         let _ = std::fs::remove_dir_all(e.path());
                     }
                 }

@@ -48,8 +48,8 @@ pub fn issue(
     not_after: time::OffsetDateTime,
 ) -> Result<(String, String), String> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("CA key: {e}"))?;
-    let ca_params =
-        CertificateParams::from_ca_cert_pem(ca_cert_pem).map_err(|e| format!("CA certificate: {e}"))?;
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)
+        .map_err(|e| format!("CA certificate: {e}"))?;
     let ca = ca_params
         .self_signed(&ca_key)
         .map_err(|e| format!("CA certificate and key do not go together: {e}"))?;
@@ -64,9 +64,7 @@ pub fn issue(
     ];
     p.not_before = not_before;
     p.not_after = not_after;
-    let cert = p
-        .signed_by(&key, &ca, &ca_key)
-        .map_err(|e| e.to_string())?;
+    let cert = p.signed_by(&key, &ca, &ca_key).map_err(|e| e.to_string())?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -138,10 +136,12 @@ fn transport(idle: Duration, window: u32) -> Result<Arc<quinn::TransportConfig>,
 /// against the CA.
 pub fn server_config(id: &Identity, idle: Duration) -> Result<quinn::ServerConfig, String> {
     let (chain, key) = id.chain_and_key()?;
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&id.ca)?), provider())
-            .build()
-            .map_err(|e| format!("{}: {e}", id.ca.display()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(&id.ca)?),
+        provider(),
+    )
+    .build()
+    .map_err(|e| format!("{}: {e}", id.ca.display()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
@@ -149,7 +149,8 @@ pub fn server_config(id: &Identity, idle: Duration) -> Result<quinn::ServerConfi
         .with_single_cert(chain, key)
         .map_err(|e| format!("{}: {e}", id.cert.display()))?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(|e| e.to_string())?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(|e| e.to_string())?;
     let mut s = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     s.transport_config(transport(idle, 256 << 10)?);
     Ok(s)
@@ -165,7 +166,8 @@ pub fn client_config(id: &Identity, idle: Duration) -> Result<quinn::ClientConfi
         .with_client_auth_cert(chain, key)
         .map_err(|e| format!("{}: {e}", id.cert.display()))?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| e.to_string())?;
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| e.to_string())?;
     let mut c = quinn::ClientConfig::new(Arc::new(crypto));
     c.transport_config(transport(idle, 1 << 20)?);
     Ok(c)
@@ -191,7 +193,6 @@ pub fn parse_date(s: &str) -> Option<time::OffsetDateTime> {
     if it.next().is_some() {
         return None;
     }
-    let date =
-        time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
     Some(date.midnight().assume_utc())
 }

@@ -99,7 +99,10 @@ pub fn run(cfg: SimConfig) -> Result<SimReport, String> {
             now - time::Duration::hours(1),
             now + time::Duration::days(1),
         )?;
-        let (cp, kp) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        let (cp, kp) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
         std::fs::write(&cp, c).map_err(|e| e.to_string())?;
         std::fs::write(&kp, k).map_err(|e| e.to_string())?;
         configs.push(pki::client_config(
@@ -290,9 +293,8 @@ async fn node(
     let mut lines = Vec::new();
     // Paced: this node's share of the rate, one frame per interval, starting at a random-ish
     // offset so the nodes do not send in lockstep.
-    let interval = (cfg.rate > 0).then(|| {
-        Duration::from_secs_f64(cfg.batch as f64 * cfg.nodes as f64 / cfg.rate as f64)
-    });
+    let interval = (cfg.rate > 0)
+        .then(|| Duration::from_secs_f64(cfg.batch as f64 * cfg.nodes as f64 / cfg.rate as f64));
     let mut next = Instant::now();
     if let Some(iv) = interval {
         next += iv.mul_f64((i as f64 * 0.618_033_988_7).fract());

@@ -135,7 +135,10 @@ impl Spool {
         if need_new {
             self.rotate()?;
         }
-        let w = self.cur.as_mut().ok_or_else(|| std::io::Error::other("spool closed"))?;
+        let w = self
+            .cur
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("spool closed"))?;
         w.write_all(line)?;
         w.write_all(b"\n")?;
         if let Some(s) = self.segs.back_mut() {
@@ -247,7 +250,10 @@ mod tests {
         let mut s = Spool::open(&d, 1 << 20).unwrap();
         let id = s.id;
         for i in 0..100u64 {
-            assert_eq!(s.append(format!("{{\"n\":{i}}}").as_bytes()).unwrap(), Some(i + 1));
+            assert_eq!(
+                s.append(format!("{{\"n\":{i}}}").as_bytes()).unwrap(),
+                Some(i + 1)
+            );
         }
         let (first, lines) = s.read(41, 1 << 20).unwrap().unwrap();
         assert_eq!(first, 41);
@@ -280,7 +286,10 @@ mod tests {
         assert!(s.dropped > 3000, "{}", s.dropped);
         let (first, _) = s.read(1, 1 << 20).unwrap().unwrap();
         assert_eq!(first, s.segs[0].first);
-        assert_eq!(s.segs.iter().map(|g| g.count).sum::<u64>() + s.dropped, 5101);
+        assert_eq!(
+            s.segs.iter().map(|g| g.count).sum::<u64>() + s.dropped,
+            5101
+        );
         // Acknowledged segments are deleted, the newest kept.
         s.ack(s.next_seq() - 1);
         assert_eq!(s.segs.len(), 1);

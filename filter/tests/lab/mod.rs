@@ -235,4 +235,3 @@ pub fn dig(ns: &str, server: &str, name: &str) -> String {
     ));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
-
