@@ -591,6 +591,13 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 ),
                 scan: Duration::from_millis(200),
                 bundle_key,
+                max_connections: one(&m, "--max-connections")
+                    .map(|v| {
+                        v.parse()
+                            .map_err(|_| Usage(format!("--max-connections {v}: expected a number")))
+                    })
+                    .transpose()?
+                    .unwrap_or(20_000),
             };
             reopen_on_sighup();
             manager::run(cfg).map_or_else(fail, |_| Ok(ExitCode::SUCCESS))

@@ -77,6 +77,26 @@ usage:
   palisade flow-features --label LABEL [--no-header] FILE...
       Prints one CSV line per flow of each capture (label, file, flow id, the flow model's record):
       labelled captures in, training data out (classifiers/flows/README.md).
+  Sinks: replay, inline, capture and the manager take --sink SPEC (repeatable): syslog[:FACILITY][@SOCKET],
+      unix-dgram:PATH, unix-stream:PATH, file:PATH, redis://HOST:PORT/list|rpush|channel|stream/KEY.
+      SIGHUP reopens eve files (logrotate).
+  Fleet node: inline and capture take --manager ADDR:PORT [--manager-name NAME] --ca PEM --cert PEM
+      --key PEM --bundle-key PEM [--group G] [--state-dir DIR] [--spool-max MiB] [--manager-idle SECS]:
+      signed policy bundles from the manager replace the lists and rules (kept in --state-dir and
+      restored at start); events are spooled there and streamed to the manager.
+  palisade manager --listen ADDR --policy DIR --ca PEM --cert PEM --key PEM [--state-dir DIR]
+                  [--status ADDR|off] [--eve PATH|off] [--sink SPEC]... [--idle SECS]
+                  [--bundle-key PEM] [--max-connections N]
+      Serves the signed bundles in DIR (one, or one per subdirectory: each node gets the highest
+      version targeting its group) over QUIC with mutual TLS, and stores the nodes' events.
+  palisade manager init-ca --out DIR [--name NAME] [--days N]
+  palisade manager issue-cert NAME --ca DIR --out DIR [--days N | --not-before DATE --not-after DATE]
+  palisade manager keygen --out PREFIX          (PREFIX.key signs bundles; PREFIX.pub goes to nodes)
+  palisade manager sign DIR --key PEM --version N [--group G]...
+  palisade manager status [--status ADDR] [--json]
+  palisade manager simulate --manager ADDR --manager-name NAME --ca-dir DIR --nodes N
+                  --publish-from DIR --publish-to DIR [--events N] [--batch N] [--rate N]
+      The fleet benchmark's simulated nodes (bench/fleet.sh).
   palisade --version | --help
 
 exit codes: 0 ok, 1 bad input or usage, 2 internal error";

@@ -538,3 +538,151 @@ fn flow_features_and_flow_model_options() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("flow-features needs --label"));
 }
+
+#[test]
+fn fleet_commands_refuse_bad_input_with_located_errors() {
+    let d = tmpdir("fleet");
+    let ok = |args: &[&str]| {
+        let o = palisade(args, &d);
+        assert!(o.status.success(), "{args:?}: {}", err(&o));
+    };
+    ok(&["manager", "init-ca", "--out", "pki"]);
+    ok(&[
+        "manager",
+        "issue-cert",
+        "node1",
+        "--ca",
+        "pki",
+        "--out",
+        "pki",
+    ]);
+    ok(&["manager", "keygen", "--out", "signer"]);
+    // A bundle whose list has a bad line is not signed; the error names file and line.
+    std::fs::create_dir_all(d.join("b")).unwrap();
+    std::fs::write(
+        d.join("b/block.txt"),
+        "good.example\nbad example with spaces\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("b/policy.toml"),
+        "[[intel]]\npath = \"block.txt\"\naction = \"block\"\n",
+    )
+    .unwrap();
+    let o = palisade(
+        &[
+            "manager",
+            "sign",
+            "b",
+            "--key",
+            "signer.key",
+            "--version",
+            "1",
+        ],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("block.txt:2:"), "{}", err(&o));
+    assert!(!d.join("b/bundle.sig").exists());
+    // Node settings in a bundle are refused; paths must stay inside the bundle.
+    std::fs::write(d.join("b/block.txt"), "good.example\n").unwrap();
+    std::fs::write(d.join("b/policy.toml"), "mode = \"audit\"\n").unwrap();
+    let o = palisade(
+        &[
+            "manager",
+            "sign",
+            "b",
+            "--key",
+            "signer.key",
+            "--version",
+            "1",
+        ],
+        &d,
+    );
+    assert!(err(&o).contains("`mode` is a node setting"), "{}", err(&o));
+    std::fs::write(d.join("b/policy.toml"), "rules = [\"../etc/x.rules\"]\n").unwrap();
+    let o = palisade(
+        &[
+            "manager",
+            "sign",
+            "b",
+            "--key",
+            "signer.key",
+            "--version",
+            "1",
+        ],
+        &d,
+    );
+    assert!(
+        err(&o).contains("not a path inside the bundle"),
+        "{}",
+        err(&o)
+    );
+    // A signing key that is not one.
+    let o = palisade(
+        &[
+            "manager",
+            "sign",
+            "b",
+            "--key",
+            "pki/ca.pem",
+            "--version",
+            "1",
+        ],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("pki/ca.pem"), "{}", err(&o));
+    // Sinks and node options.
+    let o = palisade(&["replay", "--sink", "kafka://x"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("sink `kafka://x`"), "{}", err(&o));
+    let o = palisade(
+        &[
+            "capture",
+            "--iface",
+            "lo",
+            "--manager",
+            "127.0.0.1:1",
+            "--ca",
+            "pki/ca.pem",
+            "--cert",
+            "pki/node1.pem",
+            "--key",
+            "pki/node1.key",
+        ],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("--bundle-key"), "{}", err(&o));
+    let o = palisade(
+        &[
+            "manager",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            "b",
+            "--ca",
+            "pki/ca.pem",
+            "--cert",
+            "pki/missing.pem",
+            "--key",
+            "pki/node1.key",
+            "--state-dir",
+            "st",
+        ],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("pki/missing.pem"), "{}", err(&o));
+    // A settings file with a bad sink names its line.
+    std::fs::write(
+        d.join("p.toml"),
+        "mode = \"block\"\nsinks = [\"redis://h/queue/k\"]\n",
+    )
+    .unwrap();
+    let o = palisade(&["config", "check", "p.toml"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("p.toml:2:"), "{}", err(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -47,6 +47,8 @@ pub struct ManagerConfig {
     pub scan: Duration,
     /// When given, bundles that do not verify are not served (nodes check anyway).
     pub bundle_key: Option<PublicKey>,
+    /// Most connections open or in their handshake at once.
+    pub max_connections: u64,
 }
 
 /// One node as the status shows it.
@@ -493,15 +495,28 @@ pub fn run(cfg: ManagerConfig) -> Result<(), String> {
             });
         }
         let ids = Arc::new(AtomicU64::new(1));
+        let live = Arc::new(AtomicU64::new(0));
         while let Some(inc) = ep.accept().await {
+            // Connections in progress or open are capped; beyond the cap new ones are refused
+            // (and counted) before any TLS work.
+            if live.load(Ordering::Acquire) >= cfg.max_connections {
+                if let Ok(mut s) = shared.lock() {
+                    s.refused += 1;
+                }
+                inc.refuse();
+                continue;
+            }
+            live.fetch_add(1, Ordering::AcqRel);
             let shared = shared.clone();
             let out = out.clone();
+            let live = live.clone();
             let id = ids.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let addr = inc.remote_address();
                 if let Err(e) = serve_node(inc, id, shared.clone(), out).await {
                     eprintln!("palisade manager: {addr}: {e}");
                 }
+                live.fetch_sub(1, Ordering::AcqRel);
             });
         }
         Ok::<(), String>(())
@@ -533,9 +548,10 @@ async fn serve_node(
         .await
         .map_err(|_| refuse(format!("{name}: no control stream")))?
         .map_err(|e| e.to_string())?;
-    let hello = match proto::read(&mut rx, 0).await? {
-        Some(Frame::Hello(h)) => h,
-        other => return Err(refuse(format!("{name}: expected a hello, got {other:?}"))),
+    let hello = match tokio::time::timeout(Duration::from_secs(10), proto::read(&mut rx, 0)).await {
+        Ok(Ok(Some(Frame::Hello(h)))) => h,
+        Ok(other) => return Err(refuse(format!("{name}: expected a hello, got {other:?}"))),
+        Err(_) => return Err(refuse(format!("{name}: no hello within 10 s"))),
     };
     let last_seq = out
         .lock()
