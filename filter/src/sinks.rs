@@ -468,7 +468,7 @@ pub fn resp_reply<R: BufRead>(r: &mut R) -> Result<Option<String>, String> {
             .take(64 << 10)
             .read_until(b'\n', &mut line)
             .map_err(|e| e.to_string())?;
-        if n == 0 || !line.ends_with(b"\r\n") {
+        if n < 3 || !line.ends_with(b"\r\n") {
             return Err("redis closed the connection or sent a malformed reply".into());
         }
         let body = &line[1..line.len() - 2];
@@ -487,8 +487,13 @@ pub fn resp_reply<R: BufRead>(r: &mut R) -> Result<Option<String>, String> {
                     return Err("redis reply too long".into());
                 }
                 if len >= 0 {
-                    let mut skip = vec![0u8; len as usize + 2];
-                    r.read_exact(&mut skip).map_err(|e| e.to_string())?;
+                    // Skipped without holding it: a reply's size is the server's to choose.
+                    let want = len as u64 + 2;
+                    let got = std::io::copy(&mut r.by_ref().take(want), &mut std::io::sink())
+                        .map_err(|e| e.to_string())?;
+                    if got != want {
+                        return Err("redis closed the connection mid-reply".into());
+                    }
                 }
             }
             b'*' => pending += num()?.max(0) as u64,
@@ -630,6 +635,9 @@ mod tests {
         assert_eq!(resp_reply(&mut r).unwrap(), None);
         assert_eq!(resp_reply(&mut r).unwrap(), None);
         assert!(resp_reply(&mut r).is_err());
+        // Found by the fleet fuzz target: an empty line.
+        assert!(resp_reply(&mut &b"\r\n"[..]).is_err());
+        assert!(resp_reply(&mut &b"$5\r\nab"[..]).is_err());
         for n in 0..replies.len() {
             let mut r = &replies[..n];
             while resp_reply(&mut r).is_ok() {}
