@@ -131,25 +131,51 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
 
 /// Serves `/metrics` on `addr` (for example 127.0.0.1:9475) until the process ends.
 pub fn serve(addr: &str, workers: Vec<(u16, Arc<Mutex<Snapshot>>)>) -> std::io::Result<()> {
+    serve_get(addr, &["/metrics", "/"], "text/plain; version=0.0.4", move || {
+        render(
+            &workers,
+            &std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").unwrap_or_default(),
+        )
+    })
+}
+
+/// A minimal HTTP/1.x server for local scrapes on its own thread: reads a request head (up to
+/// 4 KiB, 2 s), answers `GET` of one of `paths` with `body()`, anything else with 404, and
+/// closes the connection.
+pub fn serve_get(
+    addr: &str,
+    paths: &'static [&'static str],
+    content_type: &'static str,
+    body: impl Fn() -> String + Send + 'static,
+) -> std::io::Result<()> {
     let l = TcpListener::bind(addr)?;
     std::thread::spawn(move || {
         for conn in l.incoming().flatten() {
             let mut c = conn;
             let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-            let mut req = [0u8; 1024];
-            let n = c.read(&mut req).unwrap_or(0);
-            let ok = req[..n].starts_with(b"GET /metrics ") || req[..n].starts_with(b"GET / ");
-            let body = if ok {
-                render(
-                    &workers,
-                    &std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
-                        .unwrap_or_default(),
-                )
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while req.len() < 4096 && !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let ok = paths
+                .iter()
+                .any(|p| req.starts_with(format!("GET {p} ").as_bytes()));
+            let (status, text) = if ok {
+                ("200 OK", body())
             } else {
-                "not found\n".into()
+                ("404 Not Found", "not found\n".to_string())
             };
-            let status = if ok { "200 OK" } else { "404 Not Found" };
-            let _ = write!(c, "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                )
+                .as_bytes(),
+            );
         }
     });
     Ok(())

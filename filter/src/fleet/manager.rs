@@ -680,38 +680,11 @@ async fn serve_node(
 }
 
 fn serve_status(addr: &str, shared: Arc<Mutex<Shared>>) -> Result<(), String> {
-    let l = std::net::TcpListener::bind(addr).map_err(|e| format!("status {addr}: {e}"))?;
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            let mut c = c;
-            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-            // The request line and headers, up to 4 KiB or the blank line.
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while req.len() < 4096 && !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match c.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let ok = req.starts_with(b"GET /status ");
-            let body = if ok {
-                let st = shared.lock().map(|s| s.status()).unwrap_or_default();
-                serde_json::to_string_pretty(&st).unwrap_or_default()
-            } else {
-                "not found\n".into()
-            };
-            let code = if ok { "200 OK" } else { "404 Not Found" };
-            let _ = c.write_all(
-                format!(
-                    "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-    });
-    Ok(())
+    crate::metrics::serve_get(addr, &["/status"], "application/json", move || {
+        let st = shared.lock().map(|s| s.status()).unwrap_or_default();
+        serde_json::to_string_pretty(&st).unwrap_or_default()
+    })
+    .map_err(|e| format!("status {addr}: {e}"))
 }
 
 /// Fetches the status document from a manager's status port.
