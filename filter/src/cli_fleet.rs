@@ -533,7 +533,23 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             }
         }
         Some(a) if a.starts_with("--") => {
-            let m = opts(args)?;
+            let mut m = opts(args)?;
+            // The settings file fills what the command line leaves out.
+            if let Some(path) = one(&m, "--config") {
+                match palisade::settings::load_manager(&path) {
+                    Ok(st) => {
+                        for (k, v) in st.to_args() {
+                            if !m.contains_key(&k)
+                                || k == "--sink" && args.iter().all(|a| a != "--sink")
+                            {
+                                m.entry(k).or_default().push(v);
+                            }
+                        }
+                    }
+                    Err(e) => return fail(e),
+                }
+                m.remove("--config");
+            }
             let listen: std::net::SocketAddr = need(&m, "--listen")?
                 .parse()
                 .map_err(|_| Usage("--listen: expected ADDRESS:PORT".into()))?;

@@ -84,11 +84,12 @@ usage:
       --key PEM --bundle-key PEM [--group G] [--state-dir DIR] [--spool-max MiB] [--manager-idle SECS]:
       signed policy bundles from the manager replace the lists and rules (kept in --state-dir and
       restored at start); events are spooled there and streamed to the manager.
-  palisade manager --listen ADDR --policy DIR --ca PEM --cert PEM --key PEM [--state-dir DIR]
+  palisade manager [--config PATH] --listen ADDR --policy DIR --ca PEM --cert PEM --key PEM [--state-dir DIR]
                   [--status ADDR|off] [--eve PATH|off] [--sink SPEC]... [--idle SECS]
                   [--bundle-key PEM] [--max-connections N]
       Serves the signed bundles in DIR (one, or one per subdirectory: each node gets the highest
       version targeting its group) over QUIC with mutual TLS, and stores the nodes' events.
+      --config reads the settings file (documented in systemd/manager.toml); flags win.
   palisade manager init-ca --out DIR [--name NAME] [--days N]
   palisade manager issue-cert NAME --ca DIR --out DIR [--days N | --not-before DATE --not-after DATE]
   palisade manager keygen --out PREFIX          (PREFIX.key signs bundles; PREFIX.pub goes to nodes)

@@ -131,12 +131,17 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
 
 /// Serves `/metrics` on `addr` (for example 127.0.0.1:9475) until the process ends.
 pub fn serve(addr: &str, workers: Vec<(u16, Arc<Mutex<Snapshot>>)>) -> std::io::Result<()> {
-    serve_get(addr, &["/metrics", "/"], "text/plain; version=0.0.4", move || {
-        render(
-            &workers,
-            &std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").unwrap_or_default(),
-        )
-    })
+    serve_get(
+        addr,
+        &["/metrics", "/"],
+        "text/plain; version=0.0.4",
+        move || {
+            render(
+                &workers,
+                &std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").unwrap_or_default(),
+            )
+        },
+    )
 }
 
 /// A minimal HTTP/1.x server for local scrapes on its own thread: reads a request head (up to

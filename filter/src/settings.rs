@@ -182,6 +182,85 @@ pub(crate) fn locate(name: &str, text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// The manager's settings file (`/etc/palisade/manager.toml`): every option of
+/// `palisade manager`, command-line flags taking precedence. `systemd/manager.toml` documents
+/// every key.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerSettings {
+    /// QUIC listen address.
+    pub listen: Option<String>,
+    /// The signed bundles' directory.
+    pub policy: Option<String>,
+    /// The operator's CA certificate.
+    pub ca: Option<String>,
+    /// The manager's certificate.
+    pub cert: Option<String>,
+    /// Its private key.
+    pub key: Option<String>,
+    /// Where the nodes' event positions are kept.
+    pub state_dir: Option<String>,
+    /// Status listen address, or `off`.
+    pub status: Option<String>,
+    /// Eve file for the nodes' events, or `off`.
+    pub eve: Option<String>,
+    /// Further event sinks.
+    #[serde(default)]
+    pub sinks: Vec<String>,
+    /// Connection idle timeout, seconds.
+    pub idle: Option<u64>,
+    /// When given, bundles that do not verify are not served.
+    pub bundle_key: Option<String>,
+    /// Most connections at once.
+    pub max_connections: Option<u64>,
+}
+
+impl ManagerSettings {
+    /// The settings as `palisade manager` flags.
+    pub fn to_args(&self) -> Vec<(String, String)> {
+        let mut a = Vec::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push((k.to_string(), v));
+            }
+        };
+        put("--listen", self.listen.clone());
+        put("--policy", self.policy.clone());
+        put("--ca", self.ca.clone());
+        put("--cert", self.cert.clone());
+        put("--key", self.key.clone());
+        put("--state-dir", self.state_dir.clone());
+        put("--status", self.status.clone());
+        put("--eve", self.eve.clone());
+        put("--idle", self.idle.map(|v| v.to_string()));
+        put("--bundle-key", self.bundle_key.clone());
+        put(
+            "--max-connections",
+            self.max_connections.map(|v| v.to_string()),
+        );
+        for k in &self.sinks {
+            a.push(("--sink".into(), k.clone()));
+        }
+        a
+    }
+}
+
+/// Reads and parses a manager settings file; errors name the file, line and column.
+pub fn load_manager(path: &str) -> Result<ManagerSettings, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let s: ManagerSettings = toml::from_str(&text).map_err(|e| locate(path, &text, &e))?;
+    for k in &s.sinks {
+        if let Err(e) = crate::sinks::SinkSpec::parse(k) {
+            let line = text
+                .lines()
+                .position(|l| l.contains(k.as_str()))
+                .map_or(0, |i| i + 1);
+            return Err(format!("{path}:{line}: {e}"));
+        }
+    }
+    Ok(s)
+}
+
 /// Reads and parses a settings file.
 pub fn load(path: &str) -> Result<Settings, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -191,6 +270,15 @@ pub fn load(path: &str) -> Result<Settings, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documented_manager_example_parses() {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd/manager.toml");
+        let s = load_manager(p).unwrap();
+        assert_eq!(s.listen.as_deref(), Some("[::]:7790"));
+        assert_eq!(s.policy.as_deref(), Some("/etc/palisade/bundles"));
+        assert!(s.to_args().iter().any(|(k, _)| k == "--cert"));
+    }
 
     #[test]
     fn documented_example_parses_and_errors_are_located() {

@@ -73,9 +73,18 @@ fn node<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 
 fn start_manager(lab: &mut Lab, ns: &str, extra: &str) -> usize {
     let d = lab.dir.display().to_string();
+    // Settings from the file; the status port from the command line, which wins over the
+    // file's `off`.
+    std::fs::write(
+        lab.dir.join("manager.toml"),
+        format!(
+            "listen = \"0.0.0.0:7790\"\npolicy = \"{d}/policy\"\nca = \"{d}/pki/ca.pem\"\ncert = \"{d}/pki/manager.fleet.pem\"\nkey = \"{d}/pki/manager.fleet.key\"\nstate_dir = \"{d}/mstate\"\nstatus = \"off\"\neve = \"{d}/manager-eve.json\"\n"
+        ),
+    )
+    .unwrap();
     let i = lab.spawn(
         &format!(
-            "ip netns exec {ns} {BIN} manager --listen 0.0.0.0:7790 --policy {d}/policy --ca {d}/pki/ca.pem --cert {d}/pki/manager.fleet.pem --key {d}/pki/manager.fleet.key --state-dir {d}/mstate --status 127.0.0.1:7791 --eve {d}/manager-eve.json {extra}"
+            "ip netns exec {ns} {BIN} manager --config {d}/manager.toml --status 127.0.0.1:7791 {extra}"
         ),
         "manager.log",
     );
