@@ -15,6 +15,7 @@ use palisade_rules::sig::{FlowSigs, Hook, Scratch, SigSet};
 use palisade_rules::{Action, Hit, IntelSet, Kind};
 
 use crate::app::dns::{self, DnsMsg, RData};
+use crate::app::gquic;
 use crate::app::http::{HttpEvent, HttpStream, Request};
 use crate::app::tls::{self, ClientHello, ServerHello, TlsEvent, TlsStream};
 use crate::eve::{self, Obj};
@@ -282,6 +283,8 @@ enum Parser {
     Http(Box<HttpPair>),
     DnsTcp([DnsTcp; 2]),
     Quic(Box<crate::app::quic::QuicConn>),
+    /// gQUIC: the client's CHLOs seen so far (each is read from its own packet).
+    Gquic(u8),
 }
 
 impl Parser {
@@ -301,6 +304,7 @@ impl Parser {
             }
             Parser::DnsTcp([a, b]) => a.buf.capacity() + b.buf.capacity(),
             Parser::Quic(q) => q.held() + std::mem::size_of::<crate::app::quic::QuicConn>(),
+            Parser::Gquic(_) => 0,
         }
     }
 }
@@ -1846,7 +1850,7 @@ fn stream_gap(flow: &mut Flow, dir: usize) {
         Parser::Http(h) => h.streams[dir].gap(),
         Parser::Tls(t) => t[dir] = TlsStream::default(),
         Parser::DnsTcp(d) => d[dir].buf.clear(),
-        Parser::Quic(_) | Parser::None => {}
+        Parser::Quic(_) | Parser::Gquic(_) | Parser::None => {}
     }
     if flow.app == AppProto::Unknown {
         flow.probe[dir] = ProbeBuf::default();
@@ -1981,6 +1985,7 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
                 let bufs = detect::HelloBufs {
                     ch: Some(&ch),
                     quic_version: None,
+                    gquic: None,
                 };
                 detect::inspect(cx, flow, dir, Hook::TlsClient, &bufs, ch.version);
             }
@@ -2369,8 +2374,13 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         dns_message(cx, flow, dir, payload);
         return;
     }
-    // QUIC: the client's first datagram is a long-header Initial of a known version.
+    // QUIC: the client's first datagram is a long-header Initial of a known version, or a
+    // gQUIC packet carrying its version (Q0xx).
     let undecided = flow.verdict == Verdict::Accept;
+    if flow.app == AppProto::Unknown && dir == 0 && gquic::packet_version(payload).is_some() {
+        flow.app = AppProto::Quic;
+        flow.parser = Parser::Gquic(0);
+    }
     if flow.app == AppProto::Unknown && dir == 0 {
         if let Some(v) = crate::app::quic::long_header_version(payload) {
             if matches!(v, 1 | 0x6b33_43cf | 0xff00_001d..=0xff00_0020) {
@@ -2394,17 +2404,75 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         }
     }
     if flow.app == AppProto::Quic && cx.quic == QuicPolicy::Block && undecided {
-        let v = crate::app::quic::long_header_version(payload).unwrap_or(0);
+        let name = match gquic::packet_version(payload) {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => crate::app::quic::version_name(
+                crate::app::quic::long_header_version(payload).unwrap_or(0),
+            ),
+        };
         policy_alert(
             cx,
             flow,
             dir,
             "quic=block",
             "quic.version",
-            &crate::app::quic::version_name(v),
+            &name,
             Verdict::Drop,
             true,
         );
+        return;
+    }
+    if let Parser::Gquic(seen) = &mut flow.parser {
+        // Each packet that carries a version is a transaction for the rules (quic.version), as
+        // in Suricata; the client's CHLOs (at most MAX_CHLOS a flow) are read and logged.
+        let Some(version) = gquic::packet_version(payload) else {
+            return;
+        };
+        let m = flow.meta;
+        let chlo = if dir == 0 && *seen < MAX_CHLOS {
+            gquic::parse_client(payload)
+        } else {
+            Ok(None)
+        };
+        match chlo {
+            Ok(Some(c)) => {
+                *seen += 1;
+                gquic_event(cx, &m, dir, &c);
+                if cx.sigs.wants(Hook::Quic) {
+                    let bufs = detect::HelloBufs {
+                        ch: None,
+                        quic_version: Some(c.version),
+                        gquic: Some(&c),
+                    };
+                    detect::inspect(cx, flow, dir, Hook::Quic, &bufs, 0);
+                }
+                match c.sni.as_deref() {
+                    Some(sni) => check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop),
+                    None if cx.quic == QuicPolicy::DowngradeUnknown && undecided => policy_alert(
+                        cx,
+                        flow,
+                        dir,
+                        "quic=downgrade-unknown",
+                        "quic.sni",
+                        "",
+                        Verdict::Drop,
+                        true,
+                    ),
+                    None => {}
+                }
+            }
+            Ok(None) => {
+                if cx.sigs.wants(Hook::Quic) {
+                    let bufs = detect::HelloBufs {
+                        ch: None,
+                        quic_version: Some(version),
+                        gquic: None,
+                    };
+                    detect::inspect(cx, flow, dir, Hook::Quic, &bufs, 0);
+                }
+            }
+            Err(e) => app_anomaly(cx, &m, dir, "quic", e.event()),
+        }
         return;
     }
     let Parser::Quic(q) = &mut flow.parser else {
@@ -2422,6 +2490,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                 let bufs = detect::HelloBufs {
                     ch: Some(&ch),
                     quic_version: Some(version.to_be_bytes()),
+                    gquic: None,
                 };
                 detect::inspect(cx, flow, dir, Hook::Quic, &bufs, ch.version);
             }
@@ -2467,6 +2536,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                 let bufs = detect::HelloBufs {
                     ch: None,
                     quic_version: Some(version.to_be_bytes()),
+                    gquic: None,
                 };
                 detect::inspect(cx, flow, dir, Hook::Quic, &bufs, 0);
             }
@@ -2544,6 +2614,33 @@ fn quic_event(
                     }
                 });
             }
+        });
+    });
+    name_score_obj(&mut e, score);
+    e.close();
+    end_line(cx, 7);
+}
+
+/// gQUIC CHLOs read per flow (a client sends one, or two after a REJ).
+const MAX_CHLOS: u8 = 8;
+
+/// A `quic` event for a gQUIC CHLO, as Suricata writes it: version, SNI, user agent, CYU.
+fn gquic_event(cx: &mut Cx<'_>, m: &Meta, dir: usize, c: &gquic::Chlo) {
+    let sni = c.sni.as_deref().unwrap_or("");
+    let score = names::score(cx, sni);
+    let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "quic");
+    e.obj("quic", |q| {
+        q.bytes("version", &c.version);
+        if let Some(sni) = &c.sni {
+            q.str("sni", sni);
+        }
+        if let Some(ua) = &c.ua {
+            q.str("ua", ua);
+        }
+        q.arr("cyu", |a| {
+            a.obj(|x| {
+                x.str("hash", &c.cyu_hash).str("string", &c.cyu);
+            });
         });
     });
     name_score_obj(&mut e, score);

@@ -22,8 +22,6 @@ use serde_json::Value;
 /// Known differences: (case, signature id (0: a check on all alerts), reason).
 const EXPECTED_FAILS: &[(&str, u64, &str)] = &[
     ("exception-policy-defrag-01", 0, "the case sets a tiny defrag memcap with the drop exception policy, so Suricata drops the ICMP echo Palisade alerts on (Palisade's defrag budget is its memcap)"),
-    ("quic-alerts", 3, "gQUIC (Q046): Palisade parses IETF QUIC Initials only (v1, v2, drafts 29-32)"),
-    ("quic-alerts", 4, "gQUIC (Q046) ClientHello: not parsed, as above"),
 ];
 
 fn replay_with(files: &[PathBuf], cfg: Config, sigs: SigSet) -> Vec<Value> {

@@ -54,6 +54,8 @@ const FIELDS: &[&str] = &[
     "quic.ja4",
     "quic.ja3",
     "quic.extensions",
+    "quic.cyu",
+    "quic.ua",
     "flow.pkts_",
     "flow.bytes_",
     "flow.state",

@@ -39,6 +39,8 @@ fn tshark_names(file: &Path) -> Option<Names> {
             "http.host",
             "-e",
             "quic.packet_length",
+            "-e",
+            "gquic.tag.sni",
         ])
         .output()
         .ok()?;
@@ -67,6 +69,15 @@ fn tshark_names(file: &Path) -> Option<Names> {
                 };
                 n.entry(k).or_default().insert(v);
             }
+        }
+        // gQUIC's CHLO names its server in the clear.
+        for v in cols
+            .get(4)
+            .unwrap_or(&"")
+            .split('\u{1}')
+            .filter(|v| !v.is_empty())
+        {
+            n.entry("qsni").or_default().insert(v.to_string());
         }
     }
     Some(n)

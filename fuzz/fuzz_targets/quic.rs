@@ -1,4 +1,5 @@
-//! QUIC Initial decryption and CRYPTO reassembly on arbitrary datagrams: never panics, memory
+//! QUIC Initial decryption and CRYPTO reassembly, and gQUIC's CHLO reader, on arbitrary
+//! datagrams: never panics, memory
 //! stays within the caps. Input: datagrams separated by a length byte; the top bit of that byte
 //! says which side sent it.
 #![no_main]
@@ -17,4 +18,9 @@ fuzz_target!(|data: &[u8]| {
     }
     // A whole datagram as one client packet, as the engine sees the first one.
     let _ = QuicConn::default().datagram(data, true);
+    // gQUIC: the CHLO reader on the same bytes; an accepted CHLO stays within its tag cap.
+    if let Ok(Some(c)) = palisade::app::gquic::parse_client(data) {
+        assert!(c.cyu.matches('-').count() < palisade::app::gquic::MAX_TAGS);
+        assert_eq!(c.cyu_hash.len(), 32);
+    }
 });

@@ -212,17 +212,28 @@ impl Buffers for DnsBufs<'_> {
     }
 }
 
-/// A ClientHello (TLS or QUIC) and, for QUIC, the version.
+/// A ClientHello (TLS or QUIC) and, for QUIC, the version; for gQUIC, its CHLO instead.
 pub(super) struct HelloBufs<'a> {
-    /// The ClientHello (none for a QUIC server Initial).
+    /// The ClientHello (none for a QUIC server Initial or gQUIC).
     pub ch: Option<&'a ClientHello>,
     pub quic_version: Option<[u8; 4]>,
+    /// A gQUIC CHLO.
+    pub gquic: Option<&'a crate::app::gquic::Chlo>,
 }
 
 impl Buffers for HelloBufs<'_> {
     fn get(&self, b: Buf) -> Option<&[u8]> {
         if b == Buf::QuicVersion {
             return self.quic_version.as_ref().map(|v| &v[..]);
+        }
+        if let Some(c) = self.gquic {
+            return match b {
+                Buf::QuicSni => c.sni.as_deref().map(str::as_bytes),
+                Buf::QuicUa => c.ua.as_deref().map(str::as_bytes),
+                Buf::QuicCyuHash => Some(c.cyu_hash.as_bytes()),
+                Buf::QuicCyuString => Some(c.cyu.as_bytes()),
+                _ => None,
+            };
         }
         client_buf(self.ch?, b, self.quic_version.is_some())
     }

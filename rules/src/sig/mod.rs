@@ -208,6 +208,9 @@ buffers! {
     TlsSubjectAltName = "tls.subjectaltname", Any, TlsCert;
     QuicSni = "quic.sni", Any, Quic;
     QuicVersion = "quic.version", Any, Quic;
+    QuicCyuHash = "quic.cyu.hash", Any, Quic;
+    QuicCyuString = "quic.cyu.string", Any, Quic;
+    QuicUa = "quic.ua", Any, Quic;
     HttpUri = "http.uri", Request, HttpRequest;
     HttpUriRaw = "http.uri.raw", Request, HttpRequest;
     HttpMethod = "http.method", Request, HttpRequest;
