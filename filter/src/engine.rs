@@ -25,6 +25,7 @@ use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
 use crate::wire;
 
 mod detect;
+mod known;
 mod names;
 
 pub use names::{FlowScoring, NameScoring, Scoring};
@@ -231,6 +232,12 @@ pub struct Stats {
     pub flows_scored: u64,
     /// Flows whose score reached the alert threshold.
     pub flows_alerted: u64,
+    /// Names learnt as good for QUIC (`--quic downgrade-unknown`).
+    pub quic_known_good: u64,
+    /// Of those, learnt over another live name in its slot.
+    pub quic_known_good_replaced: u64,
+    /// QUIC connections dropped because their name was not yet known to be good.
+    pub quic_downgraded: u64,
 }
 
 /// Event types, in the order of [`Stats::events`].
@@ -540,6 +547,7 @@ pub struct Engine {
     sig_bufs: (Vec<u8>, Vec<u8>),
     names: Option<NameScoring>,
     name_cache: names::ScoreCache,
+    known_good: known::KnownGood,
     flows_model: Option<FlowScoring>,
 }
 
@@ -567,6 +575,8 @@ struct Cx<'a> {
     /// Flow scoring, when on.
     flow_model: Option<&'a FlowScoring>,
     name_cache: &'a mut names::ScoreCache,
+    /// Names learnt as good for QUIC.
+    known_good: &'a mut known::KnownGood,
     /// The packet being handled (for signatures).
     pk: PktInfo<'a>,
 }
@@ -606,6 +616,7 @@ impl Engine {
             last_bypass,
             names,
             name_cache,
+            known_good,
             flows_model,
             ..
         } = self;
@@ -629,6 +640,7 @@ impl Engine {
             names: names.as_ref(),
             flow_model: flows_model.as_ref(),
             name_cache,
+            known_good,
             pk: PktInfo::default(),
         };
         let parts = Parts {
@@ -670,6 +682,7 @@ impl Engine {
             sig_bufs: (Vec::new(), Vec::new()),
             names: None,
             name_cache: names::ScoreCache::default(),
+            known_good: known::KnownGood::default(),
             flows_model: None,
             flow_tap: Vec::new(),
         }
@@ -1283,6 +1296,9 @@ impl Engine {
                     .u64("names_alerted", s.names_alerted);
                 d.u64("flows_scored", s.flows_scored)
                     .u64("flows_alerted", s.flows_alerted);
+                d.u64("quic_known_good", s.quic_known_good)
+                    .u64("quic_known_good_replaced", s.quic_known_good_replaced)
+                    .u64("quic_downgraded", s.quic_downgraded);
                 if let Some(n) = &self.names {
                     d.str("name_model", n.model.version());
                 }
@@ -2016,6 +2032,21 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
             if cx.sigs.wants(Hook::TlsServer) {
                 detect::tls_server(cx, flow, dir, &sh);
             }
+            // The server answered a connection that is still allowed: its name is good for
+            // QUIC under downgrade-unknown.
+            if cx.quic == QuicPolicy::DowngradeUnknown && flow.verdict == Verdict::Accept {
+                let sni = flow
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.client.as_ref())
+                    .and_then(|c| c.sni.as_deref());
+                if let Some(sni) = sni {
+                    cx.stats.quic_known_good += 1;
+                    if cx.known_good.insert(sni, cx.now) {
+                        cx.stats.quic_known_good_replaced += 1;
+                    }
+                }
+            }
             // Logged by `tls_data` once the certificate is in (or will not come).
             flow.tls.get_or_insert_with(Box::default).server = Some(sh);
         }
@@ -2447,7 +2478,10 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                     detect::inspect(cx, flow, dir, Hook::Quic, &bufs, 0);
                 }
                 match c.sni.as_deref() {
-                    Some(sni) => check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop),
+                    Some(sni) => {
+                        check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop);
+                        quic_unknown(cx, flow, dir, sni);
+                    }
                     None if cx.quic == QuicPolicy::DowngradeUnknown && undecided => policy_alert(
                         cx,
                         flow,
@@ -2513,7 +2547,10 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                 );
             }
             match ch.sni.as_deref() {
-                Some(sni) => check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop),
+                Some(sni) => {
+                    check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop);
+                    quic_unknown(cx, flow, dir, sni);
+                }
                 None if cx.quic == QuicPolicy::DowngradeUnknown => {
                     policy_alert(
                         cx,
@@ -2619,6 +2656,30 @@ fn quic_event(
     name_score_obj(&mut e, score);
     e.close();
     end_line(cx, 7);
+}
+
+/// `--quic downgrade-unknown`: QUIC to a name not yet seen allowed over TLS on TCP is dropped
+/// (once per flow, and not when the name's own check already alerted), so the client falls
+/// back to TCP, where the connection is inspected and the name learnt.
+fn quic_unknown(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, sni: &str) {
+    if cx.quic != QuicPolicy::DowngradeUnknown
+        || flow.verdict != Verdict::Accept
+        || flow.alerted
+        || cx.known_good.contains(sni, cx.now)
+    {
+        return;
+    }
+    cx.stats.quic_downgraded += 1;
+    policy_alert(
+        cx,
+        flow,
+        dir,
+        "quic=downgrade-unknown",
+        "quic.sni",
+        sni,
+        Verdict::Drop,
+        true,
+    );
 }
 
 /// gQUIC CHLOs read per flow (a client sends one, or two after a REJ).

@@ -716,11 +716,23 @@ fn quic_initials_with_listed_names_are_dropped() {
         "ip netns exec {cli} {BIN} firewall install --role host --queue 23 --fail closed"
     ));
     let p = lab.palisade(&cli, 23, "", "inline.log");
+    // HTTP/3 requests: an allowed name is answered, a listed one never completes.
+    let run = |mode: &str, sni: &str| {
+        let o = sh(&format!(
+            "ip netns exec {cli} {py} {peers} {mode} 10.84.0.2 443 {sni} 2"
+        ));
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(run("get", "ok.example"), (true, "h3 200".into()));
     assert!(quic("ok.example"), "an allowed name connects over QUIC");
     assert!(
         !quic("www.blocked.example"),
         "a listed name never completes its handshake"
     );
+    assert!(!run("get", "www.blocked.example").0);
     let a = lab.alerts();
     assert!(
         a.iter().any(|x| x["palisade"]["field"] == "quic.sni"
@@ -729,14 +741,26 @@ fn quic_initials_with_listed_names_are_dropped() {
         "{a:?}"
     );
     lab.kill(p);
-    // --quic block: no QUIC at all; downgrade-unknown: readable names pass.
+    // --quic block: no QUIC at all; a browser-like client falls back to HTTPS over TCP.
     let p = lab.palisade(&cli, 23, "--quic block", "inline2.log");
     assert!(!quic("ok.example"), "quic=block stops QUIC");
+    assert_eq!(run("fetch", "ok.example"), (true, "tcp 200".into()));
     lab.kill(p);
+    // downgrade-unknown: QUIC to a name not yet seen allowed over TCP is dropped, the client
+    // falls back to TCP, where the connection is inspected and the name learnt; its next
+    // attempt goes over HTTP/3. A listed name is refused on both.
+    let _ = std::fs::remove_file(lab.dir.join("eve.json"));
     lab.palisade(&cli, 23, "--quic downgrade-unknown", "inline3.log");
+    assert_eq!(run("fetch", "fresh.example"), (true, "tcp 200".into()));
+    assert_eq!(run("fetch", "fresh.example"), (true, "h3 200".into()));
+    assert!(!run("fetch", "www.blocked.example").0);
+    let a = lab.alerts();
     assert!(
-        quic("ok.example"),
-        "downgrade-unknown lets a readable, allowed name through"
+        a.iter()
+            .any(|x| x["palisade"]["policy"] == "quic=downgrade-unknown"
+                && x["palisade"]["value"] == "fresh.example"
+                && x["alert"]["action"] == "blocked"),
+        "{a:?}"
     );
 }
 

@@ -410,15 +410,44 @@ fn quic_policies() {
     // allow: nothing listed, nothing dropped.
     let r = run_cfg(Config::default(), &frames);
     assert!(r.verdicts.iter().all(|v| *v == Verdict::Accept) && alerts(&r).is_empty());
-    // downgrade-unknown: this Initial's name is readable, so it passes.
-    let r = run_cfg(
-        Config {
-            quic: QuicPolicy::DowngradeUnknown,
-            ..Config::default()
-        },
-        &frames,
+    // downgrade-unknown: the name (msquic.net) has not been seen allowed over TLS on TCP, so
+    // the Initial is dropped (the client falls back to TCP), once, with the name in the alert.
+    let downgrade = Config {
+        quic: QuicPolicy::DowngradeUnknown,
+        ..Config::default()
+    };
+    let r = run_cfg(downgrade.clone(), &frames);
+    assert_eq!(r.verdicts[0], Verdict::Drop);
+    let a = alerts(&r);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (
+            a[0]["palisade"]["policy"].as_str(),
+            a[0]["palisade"]["value"].as_str()
+        ),
+        (Some("quic=downgrade-unknown"), Some("msquic.net"))
     );
-    assert!(r.verdicts.iter().all(|v| *v == Verdict::Accept) && alerts(&r).is_empty());
+    // After a TLS connection over TCP to that name got its ServerHello, QUIC to it passes.
+    let mut learnt = tls_flow_answered("msquic.net", [192, 0, 2, 30]);
+    learnt.extend(frames.iter().cloned());
+    let r = run_cfg(downgrade.clone(), &learnt);
+    assert!(
+        r.verdicts.iter().all(|v| *v == Verdict::Accept) && alerts(&r).is_empty(),
+        "{:?}",
+        alerts(&r)
+    );
+    let stats = r
+        .events
+        .iter()
+        .find(|e| e["event_type"] == "stats")
+        .unwrap();
+    assert_eq!(stats["stats"]["detect"]["quic_known_good"], 1);
+    // A ClientHello alone (no answer from the server) teaches nothing.
+    let mut unanswered = tls_flow("msquic.net", [192, 0, 2, 31]);
+    unanswered.truncate(4);
+    unanswered.extend(frames.iter().cloned());
+    let r = run_cfg(downgrade, &unanswered);
+    assert!(r.verdicts.contains(&Verdict::Drop));
     // block: the first Initial is dropped and the alert names the policy.
     let r = run_cfg(
         Config {
@@ -451,6 +480,31 @@ fn quic_policies() {
     );
     let r = run_cfg(Config::default(), &[unknown]);
     assert_eq!(r.verdicts, [Verdict::Accept], "allow lets it pass");
+}
+
+/// A TLS connection whose server answers with a ServerHello (TLS 1.2, no extensions).
+fn tls_flow_answered(sni: &str, server: [u8; 4]) -> Vec<Vec<u8>> {
+    let c = [10, 0, 0, 1];
+    let mut body = vec![0x03, 0x03];
+    body.extend([7u8; 32]);
+    body.extend([0x00, 0xc0, 0x2f, 0x00, 0x00, 0x00]);
+    let mut hs = vec![0x02, 0, 0, body.len() as u8];
+    hs.extend(&body);
+    let mut rec = vec![0x16, 0x03, 0x03, 0, hs.len() as u8];
+    rec.extend(&hs);
+    let ch = client_hello_record(sni);
+    let mut v = tls_flow(sni, server);
+    v.truncate(4);
+    v.push(tcp(
+        c,
+        server,
+        false,
+        901,
+        101 + ch.len() as u32,
+        false,
+        &rec,
+    ));
+    v
 }
 
 /// Names the shipped model scores far apart: generated-looking and ordinary.
