@@ -712,6 +712,40 @@ fn quic_initials_with_listed_names_are_dropped() {
         quic("www.blocked.example"),
         "without Palisade the handshake completes"
     );
+    // A ClientHello too large for one Initial, from the real client, captured: Palisade
+    // reassembles it across the Initials and reads the name tshark reads.
+    let dump = lab.spawn(
+        &format!("ip netns exec {cli} tcpdump -i any -U -w {d}/big.pcap udp port 443"),
+        "tcpdump.log",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let big = sh(&format!(
+        "ip netns exec {cli} {py} {peers} get-big 10.84.0.2 443 large-hello.example 3"
+    ));
+    assert_eq!(String::from_utf8_lossy(&big.stdout).trim(), "h3 200");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.stop(dump);
+    let pcap = lab.dir.join("big.pcap");
+    let o = sh(&format!(
+        "tshark -r {} -Y 'tls.handshake.type == 1' -T fields -e tls.handshake.length -e tls.handshake.extensions_server_name -o quic.reassemble_crypto_out_of_order:TRUE",
+        pcap.display()
+    ));
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut f = t.split_whitespace();
+    let ch_len: usize = f.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    assert!(
+        ch_len > 1300,
+        "the ClientHello fits one Initial ({ch_len} bytes): {t}"
+    );
+    assert_eq!(f.next(), Some("large-hello.example"), "tshark: {t}");
+    let r = sh(&format!("{BIN} replay {} --eve -", pcap.display()));
+    let quic_snis: Vec<String> = String::from_utf8_lossy(&r.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event_type"] == "quic")
+        .filter_map(|e| e["quic"]["sni"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(quic_snis, ["large-hello.example"]);
     must(&format!(
         "ip netns exec {cli} {BIN} firewall install --role host --queue 23 --fail closed"
     ));
@@ -733,6 +767,9 @@ fn quic_initials_with_listed_names_are_dropped() {
         "a listed name never completes its handshake"
     );
     assert!(!run("get", "www.blocked.example").0);
+    // The same for a ClientHello spread over several Initials.
+    assert_eq!(run("get-big", "ok.example"), (true, "h3 200".into()));
+    assert!(!run("get-big", "www.blocked.example").0);
     let a = lab.alerts();
     assert!(
         a.iter().any(|x| x["palisade"]["field"] == "quic.sni"

@@ -5,6 +5,8 @@
   quic_peers.py get HOST PORT SNI SECONDS       exit 0 when GET / over HTTP/3 answers 200
   quic_peers.py fetch HOST PORT SNI SECONDS     as a browser does: HTTP/3 first, HTTPS over TCP
                                                 when HTTP/3 fails; prints "h3 200" or "tcp 200"
+  quic_peers.py get-big HOST PORT SNI SECONDS   as get, with a ClientHello of about 1.6 KB (sixty
+                                                more ALPN names), so it spans several Initials
 """
 import asyncio, http.client, ssl, sys
 
@@ -58,8 +60,12 @@ async def server(host, port, cert, key):
     await asyncio.Future()
 
 
+BIG = False
+
+
 def client_cfg(sni):
-    return QuicConfiguration(is_client=True, alpn_protocols=ALPN, server_name=sni, verify_mode=ssl.CERT_NONE)
+    alpn = ALPN + ([f"x-palisade-padding-{i:03d}" for i in range(60)] if BIG else [])
+    return QuicConfiguration(is_client=True, alpn_protocols=alpn, server_name=sni, verify_mode=ssl.CERT_NONE)
 
 
 async def handshake(host, port, sni):
@@ -94,6 +100,8 @@ if sys.argv[1] == "server":
     sys.exit(0)
 mode = sys.argv[1]
 host, port, sni, secs = sys.argv[2:6]
+if mode == "get-big":
+    BIG, mode = True, "get"
 try:
     if mode == "client":
         run(handshake(host, port, sni), secs)
