@@ -79,21 +79,26 @@ pub enum QuicPolicy {
     /// Inspect QUIC like TLS: the SNI of the Initial goes to intel.
     #[default]
     Allow,
-    /// Drop QUIC whose name cannot be read (unknown version, undecryptable, no SNI), so the
-    /// client falls back to TCP where TLS inspection works. Initials of a ClientHello that spans
-    /// several packets pass until the hello is complete (no application data can flow before).
+    /// Drop QUIC whose name cannot be read (unknown version, undecryptable, no SNI) or is not
+    /// yet known to be good (seen allowed over TLS on TCP, see `known.rs`), so the client falls
+    /// back to TCP where TLS inspection works. Initials of a ClientHello that spans several
+    /// packets pass until the hello is complete (no application data can flow before).
     DowngradeUnknown,
     /// Drop all QUIC.
     Block,
+    /// Do not parse QUIC: its flows stay unknown UDP (no `quic` events, no SNI checks). For
+    /// measurements, or where QUIC is handled elsewhere.
+    Off,
 }
 
 impl QuicPolicy {
-    /// Parses `allow`, `downgrade-unknown` or `block`.
+    /// Parses `allow`, `downgrade-unknown`, `block` or `off`.
     pub fn parse(s: &str) -> Option<QuicPolicy> {
         Some(match s {
             "allow" => QuicPolicy::Allow,
             "downgrade-unknown" => QuicPolicy::DowngradeUnknown,
             "block" => QuicPolicy::Block,
+            "off" => QuicPolicy::Off,
             _ => return None,
         })
     }
@@ -2408,6 +2413,9 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
     // QUIC: the client's first datagram is a long-header Initial of a known version, or a
     // gQUIC packet carrying its version (Q0xx).
     let undecided = flow.verdict == Verdict::Accept;
+    if cx.quic == QuicPolicy::Off {
+        return;
+    }
     if flow.app == AppProto::Unknown && dir == 0 && gquic::packet_version(payload).is_some() {
         flow.app = AppProto::Quic;
         flow.parser = Parser::Gquic(0);
@@ -2605,6 +2613,7 @@ fn quic_policy_name(p: QuicPolicy) -> &'static str {
         QuicPolicy::Allow => "quic=allow",
         QuicPolicy::DowngradeUnknown => "quic=downgrade-unknown",
         QuicPolicy::Block => "quic=block",
+        QuicPolicy::Off => "quic=off",
     }
 }
 

@@ -25,7 +25,7 @@ const USAGE: &str = "\
 usage:
   palisade replay [FILE...] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--stats-interval SECS] [--memcap MiB] [--no-flow-events]
-                  [--dns-port PORT] [--no-vlan-tracking] [--quic allow|downgrade-unknown|block]
+                  [--dns-port PORT] [--no-vlan-tracking] [--quic allow|downgrade-unknown|block|off]
                   [--ech allow|audit|block]
       Reads pcap/pcapng files (gzip too) in order as one timeline and writes eve JSON events.
       ACTION is block (default), audit or allow. --eve defaults to eve.json; - is stdout.
@@ -34,7 +34,7 @@ usage:
   palisade inline --queue N[:M] [--intel PATH[:ACTION]]... [--mode block|audit] [--eve PATH|-]
                   [--sinkhole nxdomain|ADDR] [--no-reset] [--fail open|closed] [--stats-interval SECS]
                   [--pidfile PATH] [--metrics ADDR|off] [--memcap MiB] [--config PATH] [--no-bypass]
-                  [--quic allow|downgrade-unknown|block] [--ech allow|audit|block]
+                  [--quic allow|downgrade-unknown|block|off] [--ech allow|audit|block]
       Filters packets from netfilter queue N (one worker per queue N..M). Blocked addresses are
       dropped, blocked SNI/Host connections reset (or dropped with --no-reset), blocked DNS
       queries answered from the sinkhole (default 0.0.0.0 and ::). Needs CAP_NET_ADMIN/NET_RAW.
@@ -1398,7 +1398,7 @@ fn engine_option(
             let v = val("--quic")?;
             cfg.quic = QuicPolicy::parse(&v).ok_or_else(|| {
                 Usage(format!(
-                    "--quic {v}: expected allow, downgrade-unknown or block"
+                    "--quic {v}: expected allow, downgrade-unknown, block or off"
                 ))
             })?;
         }

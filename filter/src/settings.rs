@@ -28,7 +28,7 @@ pub struct Settings {
     pub memcap_mib: Option<usize>,
     /// Where the daemon writes its process id.
     pub pidfile: Option<String>,
-    /// QUIC policy: allow, downgrade-unknown or block.
+    /// QUIC policy: allow, downgrade-unknown, block or off.
     pub quic: Option<String>,
     /// Encrypted ClientHello policy: allow, audit or block.
     pub ech: Option<String>,
@@ -127,8 +127,8 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
         "quic",
         s.quic
             .as_deref()
-            .is_none_or(|m| ["allow", "downgrade-unknown", "block"].contains(&m)),
-        "allow, downgrade-unknown or block",
+            .is_none_or(|m| ["allow", "downgrade-unknown", "block", "off"].contains(&m)),
+        "allow, downgrade-unknown, block or off",
     )?;
     check(
         "ech",

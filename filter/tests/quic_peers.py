@@ -5,6 +5,8 @@
   quic_peers.py get HOST PORT SNI SECONDS       exit 0 when GET / over HTTP/3 answers 200
   quic_peers.py fetch HOST PORT SNI SECONDS     as a browser does: HTTP/3 first, HTTPS over TCP
                                                 when HTTP/3 fails; prints "h3 200" or "tcp 200"
+  quic_peers.py many HOST PORT PREFIX COUNT     COUNT HTTP/3 GETs, one connection each, to the names
+                                                PREFIX0.example, PREFIX1.example, ... (benchmarks)
   quic_peers.py get-big HOST PORT SNI SECONDS   as get, with a ClientHello of about 1.6 KB (sixty
                                                 more ALPN names), so it spans several Initials
 """
@@ -95,8 +97,22 @@ def run(coro, secs):
     return asyncio.run(asyncio.wait_for(coro, float(secs)))
 
 
+async def many(host, port, prefix, count):
+    ok = 0
+    for i in range(count):
+        try:
+            ok += await asyncio.wait_for(h3_get(host, port, f"{prefix}{i}.example"), 3) == "200"
+        except Exception:
+            pass
+    return ok
+
+
 if sys.argv[1] == "server":
     asyncio.run(server(*sys.argv[2:6]))
+    sys.exit(0)
+if sys.argv[1] == "many":
+    host, port, prefix, count = sys.argv[2:6]
+    print(f"{asyncio.run(many(host, port, prefix, int(count)))} of {count} answered")
     sys.exit(0)
 mode = sys.argv[1]
 host, port, sni, secs = sys.argv[2:6]
