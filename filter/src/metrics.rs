@@ -53,6 +53,18 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
         &|s| vec![(String::new(), s.inline.sinkhole_answers)],
     );
     metric(
+        "verdict_messages_total",
+        "counter",
+        "Verdict messages sent to the kernel (batch verdicts: fewer than packets).",
+        &|s| vec![(String::new(), s.inline.verdict_messages)],
+    );
+    metric(
+        "socket_overruns_total",
+        "counter",
+        "Queue messages lost on the worker's socket (ENOBUFS).",
+        &|s| vec![(String::new(), s.inline.overruns)],
+    );
+    metric(
         "inject_errors_total",
         "counter",
         "Injections that failed.",

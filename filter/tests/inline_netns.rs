@@ -898,3 +898,65 @@ fn signatures_drop_and_reject_inline_and_reload() {
         .iter()
         .any(|a| a["alert"]["signature_id"] == 1_000_004));
 }
+
+#[test]
+fn batch_verdicts_settle_bursts_with_fewer_messages() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("b");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.86.0.1/24"], &srv, &["10.86.0.2/24"], "9");
+    lab.servers(&srv, &["10.86.0.2"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 27 --fail closed"
+    ));
+    // Every packet inspected (no bypass): a 4 MB download is some 3000 queued packets.
+    lab.palisade(
+        &cli,
+        27,
+        "--no-bypass --metrics 127.0.0.1:9481",
+        "inline.log",
+    );
+    let (rc, code, _) = curl(
+        &cli,
+        "--resolve ok.example:443:10.86.0.2 https://ok.example/big.bin",
+    );
+    assert_eq!((rc, code.as_str()), (0, "200"));
+    assert_eq!(
+        curl(
+            &cli,
+            "--resolve www.blocked.example:443:10.86.0.2 https://www.blocked.example/"
+        )
+        .0,
+        35,
+        "blocking still works with batched verdicts"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let _ = curl(
+        &cli,
+        "--resolve ok.example:443:10.86.0.2 https://ok.example/",
+    );
+    let m = String::from_utf8_lossy(
+        &sh(&format!(
+            "ip netns exec {cli} curl -s -m 2 http://127.0.0.1:9481/metrics"
+        ))
+        .stdout,
+    )
+    .to_string();
+    let value = |needle: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no `{needle}` in {m}"))
+    };
+    let packets = value("palisade_packets_total{queue=\"27\"}");
+    let messages = value("palisade_verdict_messages_total{queue=\"27\"}");
+    eprintln!("batch verdicts: {packets} packets settled by {messages} verdict messages");
+    assert!(packets > 1000, "{packets}");
+    assert!(
+        messages < packets,
+        "{messages} messages for {packets} packets"
+    );
+}

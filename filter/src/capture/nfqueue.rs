@@ -112,6 +112,11 @@ pub struct InlineStats {
     pub sinkhole_answers: u64,
     /// Injections that failed (the packet was still dropped).
     pub inject_errors: u64,
+    /// Verdict messages sent (each settles a run of packets with the same verdict and mark).
+    pub verdict_messages: u64,
+    /// Messages the kernel could not deliver to the worker's socket (ENOBUFS); the packets
+    /// they carried are settled by the next batch verdict.
+    pub overruns: u64,
 }
 
 /// Raw sockets for injection (IPv4 and IPv6), marked so they are not queued again.
@@ -160,9 +165,15 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Runs a worker until the queue fails. Events are written (and flushed) after each packet
-/// that produced any, so a killed daemon loses none.
-/// `on_ready` is called once the queue is bound and the injector open.
+/// Packets handled before pending verdicts are sent even if more are waiting.
+pub const MAX_BURST: u32 = 64;
+
+/// Runs a worker until the queue fails. Packets are read in bursts (as many as are queued, up
+/// to [`MAX_BURST`]); consecutive packets with the same verdict and mark are settled by one
+/// batch verdict, sent when the verdict or mark changes and when the burst ends, so an idle
+/// queue never holds a packet. Events are written (and flushed) after each packet that produced
+/// any, so a killed daemon loses none. `on_ready` is called once the queue is bound and the
+/// injector open.
 pub fn run(
     engine: &mut Engine,
     opts: &InlineOpts,
@@ -170,12 +181,10 @@ pub fn run(
     stats: &mut InlineStats,
     on_ready: &dyn Fn(),
 ) -> std::io::Result<()> {
-    let mut q = nfq::Queue::open()?;
-    q.bind(opts.queue)?;
-    q.set_fail_open(opts.queue, opts.fail_open)?;
-    q.set_queue_max_len(opts.queue, 8192)?;
-    q.set_copy_range(opts.queue, 0xffff)?;
-    let _ = q.set_recv_enobufs(false);
+    use palisade_nfnl::{Queue, Verdict as V};
+    let mut q = Queue::open(opts.queue)?;
+    q.set_fail_open(opts.fail_open)?;
+    q.set_max_len(8192)?;
     let inj = Injector::new()?;
     on_ready();
     let mut n = 0u64;
@@ -184,14 +193,37 @@ pub fn run(
     let mut seen = 0;
     let mut last_publish = Instant::now();
     publish(engine, stats, seen, &opts.metrics);
+    // The run of packets waiting for one batch verdict: (last id, verdict, mark).
+    let mut pending: Option<(u32, V, Option<u32>)> = None;
+    let mut burst = 0u32;
     loop {
-        let mut msg = q.recv()?;
+        let wait = pending.is_none();
+        let Some(p) = q.recv(wait)? else {
+            // Nothing more queued: settle the run, then the once-a-second work.
+            if let Some((id, v, m)) = pending.take() {
+                q.verdict(id, v, m, true)?;
+                stats.verdict_messages += 1;
+            }
+            burst = 0;
+            stats.overruns = q.overruns;
+            periodic(
+                engine,
+                opts,
+                eve,
+                stats,
+                seen,
+                &mut last_publish,
+                &mut last_stats,
+            )?;
+            continue;
+        };
         if let Some(policy) = opts.reload.take_if_newer(&mut seen) {
             engine.set_policy(policy);
         }
         n += 1;
         stats.packets += 1;
-        let verdict = engine.handle(now_ns(), n, linktype::RAW, msg.get_payload());
+        let (id, queued_mark) = (p.id, p.mark);
+        let verdict = engine.handle(now_ns(), n, linktype::RAW, p.payload);
         let send = |to: IpAddr, pkt: &[u8], stats: &mut InlineStats| match inj.send(to, pkt) {
             Ok(()) => true,
             Err(_) => {
@@ -199,35 +231,34 @@ pub fn run(
                 false
             }
         };
-        match verdict {
+        let this = match verdict {
             Verdict::Accept => {
                 stats.accepted += 1;
-                let mut mark = msg.get_nfmark() | MARK_INSPECTED;
+                let mut mark = queued_mark | MARK_INSPECTED;
                 if opts.bypass && engine.bypass() {
                     stats.bypassed += 1;
                     mark |= MARK_BYPASS;
                 }
-                msg.set_nfmark(mark);
-                msg.set_verdict(nfq::Verdict::Accept);
+                (V::Accept, Some(mark))
             }
             Verdict::Drop => {
                 stats.dropped += 1;
-                msg.set_verdict(nfq::Verdict::Drop);
+                (V::Drop, None)
             }
             Verdict::Reset => {
                 stats.dropped += 1;
                 if opts.reset {
-                    for (to, pkt) in respond::tcp_resets(msg.get_payload()) {
+                    for (to, pkt) in respond::tcp_resets(p.payload) {
                         if send(to, &pkt, stats) {
                             stats.resets_sent += 1;
                         }
                     }
                 }
-                msg.set_verdict(nfq::Verdict::Drop);
+                (V::Drop, None)
             }
             Verdict::Sinkhole => {
                 stats.dropped += 1;
-                match respond::dns_answer(msg.get_payload(), opts.sinkhole) {
+                match respond::dns_answer(p.payload, opts.sinkhole) {
                     Some((to, pkt)) => {
                         if send(to, &pkt, stats) {
                             stats.sinkhole_answers += 1;
@@ -235,30 +266,69 @@ pub fn run(
                     }
                     // DNS over TCP: reset the connection instead.
                     None => {
-                        for (to, pkt) in respond::tcp_resets(msg.get_payload()) {
+                        for (to, pkt) in respond::tcp_resets(p.payload) {
                             if send(to, &pkt, stats) {
                                 stats.resets_sent += 1;
                             }
                         }
                     }
                 }
-                msg.set_verdict(nfq::Verdict::Drop);
+                (V::Drop, None)
             }
+        };
+        match pending {
+            Some((_, v, m)) if (v, m) == this => {}
+            Some((last, v, m)) => {
+                q.verdict(last, v, m, true)?;
+                stats.verdict_messages += 1;
+            }
+            None => {}
         }
-        q.verdict(msg)?;
-        if last_publish.elapsed() >= Duration::from_secs(1) {
-            last_publish = Instant::now();
-            publish(engine, stats, seen, &opts.metrics);
+        pending = Some((id, this.0, this.1));
+        burst += 1;
+        if burst >= MAX_BURST {
+            if let Some((id, v, m)) = pending.take() {
+                q.verdict(id, v, m, true)?;
+                stats.verdict_messages += 1;
+            }
+            burst = 0;
         }
-        if !opts.stats_interval.is_zero() && last_stats.elapsed() >= opts.stats_interval {
-            last_stats = Instant::now();
-            engine.stats_event(now_ns());
-        }
-        if engine.pending_events() > 0 {
-            let mut res = Ok(());
-            engine.take_events(|b| res = eve.write_all(b));
-            res?;
-            eve.flush()?;
-        }
+        periodic(
+            engine,
+            opts,
+            eve,
+            stats,
+            seen,
+            &mut last_publish,
+            &mut last_stats,
+        )?;
     }
+}
+
+/// After each packet and when the queue is idle: events out, counters published once a second,
+/// a `stats` event at its interval.
+fn periodic(
+    engine: &mut Engine,
+    opts: &InlineOpts,
+    eve: &mut dyn Write,
+    stats: &InlineStats,
+    seen: u64,
+    last_publish: &mut Instant,
+    last_stats: &mut Instant,
+) -> std::io::Result<()> {
+    if last_publish.elapsed() >= Duration::from_secs(1) {
+        *last_publish = Instant::now();
+        publish(engine, stats, seen, &opts.metrics);
+    }
+    if !opts.stats_interval.is_zero() && last_stats.elapsed() >= opts.stats_interval {
+        *last_stats = Instant::now();
+        engine.stats_event(now_ns());
+    }
+    if engine.pending_events() > 0 {
+        let mut res = Ok(());
+        engine.take_events(|b| res = eve.write_all(b));
+        res?;
+        eve.flush()?;
+    }
+    Ok(())
 }
