@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The floor of a connmark bypass on this kernel: iperf3 through the gateway namespaces with
+# (1) no rules, (2) conntrack plus one rule that marks new connections for bypass, (3) Palisade's
+# installed rules on top (every flow pre-marked, so nothing is queued), (4) the same rules
+# reordered (connmark test first) with the mangle save-mark as one rule instead of a chain, and
+# (5) the connmark test as an ACCEPT directly in FORWARD. No Palisade process runs: this
+# measures the kernel path a bypassed packet takes. Run as root: taskset -c 0 bash bench/bypass-floor.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-5}
+P=$PWD/target/release/palisade
+cargo build --release -q
+for t in iperf3 nginx ethtool python3 ip iptables; do command -v $t >/dev/null || { echo "bench: $t missing"; exit 1; }; done
+W=$(mktemp -d /tmp/palisade-inline-bench.XXXX)
+C=pbc$$; G=pbg$$; S=pbs$$
+cleanup() {
+  for ns in $C $G $S; do ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del $ns 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+for ns in $C $G $S; do ip netns add $ns; ip -n $ns link set lo up; done
+ip link add bc$$ type veth peer name bg1$$; ip link set bc$$ netns $C; ip link set bg1$$ netns $G
+ip link add bs$$ type veth peer name bg2$$; ip link set bs$$ netns $S; ip link set bg2$$ netns $G
+ip -n $C addr add 10.90.1.1/24 dev bc$$; ip -n $G addr add 10.90.1.254/24 dev bg1$$
+ip -n $G addr add 10.90.2.254/24 dev bg2$$; ip -n $S addr add 10.90.2.2/24 dev bs$$
+for pair in "$C bc$$" "$G bg1$$" "$G bg2$$" "$S bs$$"; do
+  set -- $pair; ip -n $1 link set $2 up; ip netns exec $1 ethtool -K $2 gro off gso off tso off >/dev/null 2>&1 || true
+done
+ip -n $C route add default via 10.90.1.254; ip -n $S route add default via 10.90.2.254
+ip netns exec $G sysctl -qw net.ipv4.ip_forward=1
+openssl req -x509 -newkey rsa:2048 -nodes -keyout $W/key.pem -out $W/cert.pem -days 1 -subj /CN=bench.example 2>/dev/null
+cat > $W/nginx.conf <<NG
+daemon off; pid $W/nginx.pid; error_log $W/nginx.log; worker_processes 1;
+events {} http { access_log off; server { listen 10.90.2.2:443 ssl; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; location / { return 200 "ok\n"; } } }
+NG
+ip netns exec $S setsid nginx -c $W/nginx.conf -p $W </dev/null >/dev/null 2>&1 &
+ip netns exec $S setsid iperf3 -s -D >/dev/null 2>&1
+echo "blocked.example" > $W/block.txt
+sleep 1
+run() { # label
+  for r in 1 2 3; do
+    g=$(ip netns exec $C iperf3 -c 10.90.2.2 -t 4 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))')
+    echo "$1: $g"
+  done
+}
+X="ip netns exec $G iptables"
+run "none"
+# Current layout, flows pre-marked once (NEW packets only).
+$X -t mangle -A PREROUTING -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x200000/0x200000
+run "ct new-mark only"
+$P firewall --help >/dev/null 2>&1 || true
+ip netns exec $G $P firewall install --role gateway --queue 0 --fail closed >/dev/null
+run "current rules"
+ip netns exec $G $P firewall uninstall >/dev/null
+# Reordered: connmark first, mangle rule without a chain jump.
+$X -N PAL; $X -A PAL -m connmark --mark 0x200000/0x200000 -j RETURN; $X -A PAL -m mark --mark 0x100000/0x100000 -j RETURN; $X -A PAL -j NFQUEUE --queue-num 0
+$X -I FORWARD 1 -j PAL
+$X -t mangle -I POSTROUTING 1 -m mark --mark 0x200000/0x200000 -j CONNMARK --save-mark --nfmask 0x200000 --ctmask 0x200000
+run "reordered, flat mangle"
+$X -D FORWARD -j PAL
+# Flat: the bypass test directly in FORWARD, no jump for bypassed packets.
+$X -I FORWARD 1 -m connmark --mark 0x200000/0x200000 -j ACCEPT
+$X -I FORWARD 2 -j PAL
+run "connmark accept in FORWARD, then jump"
