@@ -5,8 +5,9 @@
 //! packets, then queues everything else (`--queue-balance` over several queues,
 //! `--queue-bypass` when failing open). Install is idempotent (it removes what it added before);
 //! uninstall removes only the jumps and the chain. nftables is used where the kernel supports its
-//! `queue` statement; on kernels without CONFIG_NFT_QUEUE the iptables NFQUEUE target (xt
-//! compatibility) is used, and the command says which it chose.
+//! `queue` statement (one `inet palisade` table, [`nft_ruleset`]); on kernels without
+//! CONFIG_NFT_QUEUE the iptables NFQUEUE target (xt compatibility) is used, and the command says
+//! which it chose. `--backend nft|iptables` forces one.
 
 use std::process::Command;
 
@@ -36,6 +37,80 @@ pub struct Plan {
     pub queues: (u16, u16),
     /// Pass packets when no Palisade listens (`--queue-bypass`).
     pub fail_open: bool,
+}
+
+/// Which rules `install` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// nftables when the kernel supports `queue`, else iptables.
+    Auto,
+    /// Native nftables (fails where the kernel lacks `queue`).
+    Nft,
+    /// The iptables NFQUEUE target.
+    Iptables,
+}
+
+/// The native nftables table.
+pub const NFT_TABLE: &str = "palisade";
+
+/// The native nftables ruleset of the plan: one `inet` table (IPv4 and IPv6), so install and
+/// uninstall are one transaction each. The same logic as the iptables chains: Palisade's own
+/// injected packets and bypassed connections return, everything else is queued; accepted
+/// packets marked for bypass save the mark to their connection in postrouting.
+pub fn nft_ruleset(p: &Plan) -> String {
+    let hooks: &[&str] = match p.role {
+        Role::Host => &["output", "input"],
+        Role::Gateway => &["forward"],
+    };
+    let queue = if p.queues.0 == p.queues.1 {
+        format!("queue num {}", p.queues.0)
+    } else {
+        format!("queue num {}-{}", p.queues.0, p.queues.1)
+    };
+    let flags = match (p.fail_open, p.queues.0 != p.queues.1) {
+        (true, true) => " bypass,fanout",
+        (true, false) => " bypass",
+        (false, true) => " fanout",
+        (false, false) => "",
+    };
+    let mut t = format!("table inet {NFT_TABLE} {{\n");
+    for h in hooks {
+        t.push_str(&format!(
+            "  chain queue_{h} {{\n    type filter hook {h} priority filter; policy accept;\n    meta mark & {MARK_INJECTED:#x} == {MARK_INJECTED:#x} return\n    ct mark & {MARK_BYPASS:#x} == {MARK_BYPASS:#x} return\n    {queue}{flags}\n  }}\n"
+        ));
+    }
+    t.push_str(&format!(
+        "  chain save_bypass {{\n    type filter hook postrouting priority mangle; policy accept;\n    meta mark & {MARK_BYPASS:#x} == {MARK_BYPASS:#x} ct mark set ct mark | {MARK_BYPASS:#x}\n  }}\n}}\n"
+    ));
+    t
+}
+
+/// Runs `nft -f -` (`check`: `nft -c`, nothing applied) on a script.
+pub fn nft_apply(script: &str, check: bool) -> Result<(), String> {
+    let mut c = Command::new("nft");
+    if check {
+        c.arg("-c");
+    }
+    let mut child = c
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(script.as_bytes())
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let o = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
 }
 
 const CHAIN: &str = "PALISADE";
@@ -341,6 +416,13 @@ pub fn uninstall() -> Vec<String> {
             done.push(format!("{tool} -t mangle -X {CHAIN}"));
         }
     }
+    let nft_gone = Command::new("nft")
+        .args(["delete", "table", "inet", NFT_TABLE])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if nft_gone {
+        done.push(format!("nft delete table inet {NFT_TABLE}"));
+    }
     for set in [SET4, SET6] {
         let gone = Command::new("ipset")
             .args(["destroy", set])
@@ -369,20 +451,48 @@ fn apply(tool: &str, rules: &[Vec<String>], applied: &mut Vec<String>) -> Result
     Ok(())
 }
 
-/// Installs the plan with iptables and ip6tables (after removing an older install).
+/// Installs the plan with native nftables or iptables and ip6tables (after removing an older
+/// install; `backend` chooses, `Auto` by what the kernel supports).
 /// Returns the backend's description and the commands applied.
-pub fn install(p: &Plan, guard: Option<&IntelSet>) -> Result<(String, Vec<String>), String> {
-    let backend = if nft_queue_supported() {
-        "nftables supports `queue` here, but Palisade installs through the iptables NFQUEUE target (nf_tables backend) on every kernel for one code path".to_string()
-    } else {
-        "nftables `queue` is not supported by this kernel (CONFIG_NFT_QUEUE off): using the iptables NFQUEUE target".to_string()
+pub fn install(
+    p: &Plan,
+    guard: Option<&IntelSet>,
+    backend: Backend,
+) -> Result<(String, Vec<String>), String> {
+    let supported = nft_queue_supported();
+    let native = match backend {
+        Backend::Nft if !supported => {
+            return Err(
+                "nftables `queue` is not supported by this kernel (CONFIG_NFT_QUEUE off); use --backend iptables or auto"
+                    .into(),
+            )
+        }
+        Backend::Nft => true,
+        Backend::Iptables => false,
+        Backend::Auto => supported,
+    };
+    let said = match (native, supported) {
+        (true, _) => "native nftables (`queue` supported by this kernel): table inet palisade",
+        (false, true) => "iptables NFQUEUE target, as asked (nftables `queue` is supported here)",
+        (false, false) => {
+            "nftables `queue` is not supported by this kernel (CONFIG_NFT_QUEUE off): using the iptables NFQUEUE target"
+        }
     };
     uninstall();
     let mut applied = Vec::new();
-    for tool in ["iptables", "ip6tables"] {
-        if let Err(e) = apply(tool, &install_rules(p), &mut applied) {
+    if native {
+        let script = nft_ruleset(p);
+        if let Err(e) = nft_apply(&script, false) {
             uninstall();
             return Err(e);
+        }
+        applied.extend(script.lines().map(str::to_string));
+    } else {
+        for tool in ["iptables", "ip6tables"] {
+            if let Err(e) = apply(tool, &install_rules(p), &mut applied) {
+                uninstall();
+                return Err(e);
+            }
         }
     }
     if let Some(set) = guard {
@@ -401,7 +511,7 @@ pub fn install(p: &Plan, guard: Option<&IntelSet>) -> Result<(String, Vec<String
             }
         }
     }
-    Ok((backend, applied))
+    Ok((said.to_string(), applied))
 }
 
 #[cfg(test)]
@@ -438,5 +548,25 @@ mod tests {
         assert_eq!(gw[3].join(" "), "-A PALISADE -j NFQUEUE --queue-num 3");
         assert_eq!(gw[4].join(" "), "-I FORWARD 1 -j PALISADE");
         assert_eq!(gw.len(), 8);
+    }
+
+    #[test]
+    fn nft_ruleset_for_each_role() {
+        let host = nft_ruleset(&Plan {
+            role: Role::Host,
+            queues: (0, 1),
+            fail_open: true,
+        });
+        assert!(host.starts_with("table inet palisade {\n  chain queue_output {"));
+        assert!(host.contains("chain queue_input {\n    type filter hook input priority filter;"));
+        assert!(host.contains("    meta mark & 0x100000 == 0x100000 return\n    ct mark & 0x200000 == 0x200000 return\n    queue num 0-1 bypass,fanout\n"));
+        assert!(host.contains("meta mark & 0x200000 == 0x200000 ct mark set ct mark | 0x200000"));
+        let gw = nft_ruleset(&Plan {
+            role: Role::Gateway,
+            queues: (3, 3),
+            fail_open: false,
+        });
+        assert!(gw.contains("chain queue_forward {") && !gw.contains("queue_output"));
+        assert!(gw.contains("    queue num 3\n"));
     }
 }

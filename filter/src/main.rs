@@ -49,10 +49,13 @@ usage:
       Makes a running `palisade inline --pidfile PATH` reload its lists (as SIGHUP does): the new
       set is built off the packet path; a broken list keeps the running set and says why.
   palisade firewall install --role host|gateway --queue N[:M] [--fail open|closed] [--intel PATH]...
+                  [--backend auto|nft|iptables]
   palisade firewall uninstall
       Adds (or removes) the PALISADE chain that queues traffic: host role on OUTPUT and INPUT,
       gateway role on FORWARD. --fail open lets traffic pass when Palisade is not running;
       --intel puts the lists' blocked addresses in a kernel set that stays enforced meanwhile.
+      Native nftables (one `inet palisade` table) where the kernel supports `queue`, else the
+      iptables NFQUEUE target; the command says which (--backend forces one).
   palisade intel check PATH[:ACTION]...
       Loads lists and reports what they hold, or the first bad line (file:line).
   palisade rules check [--var NAME=VALUE]... [--verbose] PATH...
@@ -1142,6 +1145,7 @@ fn firewall_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             let mut queues = None;
             let mut fail_open = true;
             let mut guard_lists = Vec::new();
+            let mut backend = firewall::Backend::Auto;
             let mut it = args[1..].iter();
             while let Some(a) = it.next() {
                 let mut val = |name: &str| {
@@ -1162,6 +1166,18 @@ fn firewall_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                     "--queue" => queues = Some(parse_queues(&val("--queue")?)?),
                     "--fail" => fail_open = parse_fail(&val("--fail")?)?,
                     "--intel" => guard_lists.push(parse_intel_arg(&val("--intel")?)?),
+                    "--backend" => {
+                        backend = match val("--backend")?.as_str() {
+                            "auto" => firewall::Backend::Auto,
+                            "nft" => firewall::Backend::Nft,
+                            "iptables" => firewall::Backend::Iptables,
+                            b => {
+                                return Err(Usage(format!(
+                                    "--backend {b}: expected auto, nft or iptables"
+                                )))
+                            }
+                        }
+                    }
                     s => return Err(Usage(format!("unknown option `{s}`"))),
                 }
             }
@@ -1186,6 +1202,7 @@ fn firewall_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                     fail_open,
                 },
                 guard.as_ref(),
+                backend,
             ) {
                 Ok((backend, applied)) => {
                     println!("# {backend}");

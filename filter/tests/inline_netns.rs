@@ -960,3 +960,73 @@ fn batch_verdicts_settle_bursts_with_fewer_messages() {
         "{messages} messages for {packets} packets"
     );
 }
+
+#[test]
+fn native_nftables_backend_loads_or_is_refused_cleanly() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("n");
+    let ns = lab.ns("n");
+    let plan = palisade::firewall::Plan {
+        role: palisade::firewall::Role::Gateway,
+        queues: (0, 1),
+        fail_open: true,
+    };
+    let script = palisade::firewall::nft_ruleset(&plan);
+    let check = |text: &str| {
+        let f = lab.dir.join("check.nft");
+        std::fs::write(&f, text).unwrap();
+        sh(&format!("ip netns exec {ns} nft -c -f {}", f.display()))
+    };
+    // Everything but the queue statement is accepted by this kernel as written.
+    let without_queue = script.replace("queue num 0-1 bypass,fanout", "counter");
+    let o = check(&without_queue);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let supported = sh(&format!(
+        "ip netns exec {ns} nft add table inet probe && ip netns exec {ns} nft add chain inet probe c && ip netns exec {ns} nft add rule inet probe c queue num 0 bypass; r=$?; ip netns exec {ns} nft delete table inet probe; exit $r"
+    ))
+    .status
+    .success();
+    let leftovers = || {
+        String::from_utf8_lossy(
+            &sh(&format!(
+                "ip netns exec {ns} nft list ruleset; ip netns exec {ns} iptables-save"
+            ))
+            .stdout,
+        )
+        .to_string()
+    };
+    let o = sh(&format!(
+        "ip netns exec {ns} {BIN} firewall install --role gateway --queue 0:1 --backend nft"
+    ));
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    if supported {
+        // A kernel with nft `queue`: the native table is installed, then removed.
+        assert!(o.status.success(), "{out}");
+        assert!(out.contains("native nftables"), "{out}");
+        assert!(leftovers().contains("table inet palisade"));
+        must(&format!("ip netns exec {ns} {BIN} firewall uninstall"));
+    } else {
+        // This kernel: the queue statement is refused, the command says why, nothing is left.
+        let o2 = check(&script);
+        let e = String::from_utf8_lossy(&o2.stderr);
+        assert!(!o2.status.success() && !e.contains("syntax error"), "{e}");
+        assert_eq!(o.status.code(), Some(1), "{out}");
+        assert!(
+            out.contains("`queue` is not supported by this kernel"),
+            "{out}"
+        );
+        // Auto chooses iptables here and says so.
+        let a = sh(&format!(
+            "ip netns exec {ns} {BIN} firewall install --role gateway --queue 0:1"
+        ));
+        assert!(String::from_utf8_lossy(&a.stdout).contains("using the iptables NFQUEUE target"));
+        must(&format!("ip netns exec {ns} {BIN} firewall uninstall"));
+    }
+    let left = leftovers();
+    assert!(
+        !left.contains("palisade") && !left.contains("PALISADE"),
+        "{left}"
+    );
+}
