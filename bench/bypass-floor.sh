@@ -64,7 +64,7 @@ $X -D FORWARD -j PAL
 $X -I FORWARD 1 -m connmark --mark 0x200000/0x200000 -j ACCEPT
 $X -I FORWARD 2 -j PAL
 run "connmark accept in FORWARD, then jump"
-$X -D FORWARD -j PAL; $X -F PAL; $X -X PAL; $X -t mangle -F POSTROUTING; $X -t mangle -F PREROUTING
+$X -F FORWARD; $X -F PAL; $X -X PAL; $X -t mangle -F   # back to no rules (conntrack unhooked)
 # (6) No conntrack at all: flows learnt into a dynamic nftables set of 5-tuples and looked up
 # before the queue rule.
 N="ip netns exec $G nft"
