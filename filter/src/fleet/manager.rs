@@ -487,9 +487,10 @@ pub fn run(cfg: ManagerConfig) -> Result<(), String> {
                 loop {
                     tick.tick().await;
                     if let Ok(mut s) = shared.lock() {
-                        if s.scan(&policy, key.as_ref(), &mut complained) {
-                            s.push_all();
-                        }
+                        s.scan(&policy, key.as_ref(), &mut complained);
+                        // Every scan, not only after a change: a node whose push could not be
+                        // sent (or that connected mid-scan) gets its bundle at the next one.
+                        s.push_all();
                     }
                 }
             });

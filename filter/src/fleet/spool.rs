@@ -41,6 +41,9 @@ pub struct Spool {
     pub dropped: u64,
     /// Event lines over [`MAX_LINE`], dropped.
     pub oversize: u64,
+    /// Where the last read ended: (sequence number, segment's first, byte offset), so reading
+    /// on from there seeks instead of rereading the segment.
+    cursor: Option<(u64, u64, u64)>,
 }
 
 fn seg_path(dir: &Path, first: u64) -> PathBuf {
@@ -107,6 +110,7 @@ impl Spool {
             id,
             dropped: 0,
             oversize: 0,
+            cursor: None,
         })
     }
 
@@ -196,9 +200,20 @@ impl Spool {
         let Some(seg) = self.segs.iter().find(|s| s.first + s.count > from) else {
             return Ok(None);
         };
-        let mut r = BufReader::new(File::open(&seg.path)?);
+        let mut f = File::open(&seg.path)?;
         let start = from.max(seg.first);
         let mut seq = seg.first;
+        let mut offset = 0u64;
+        if let Some((c_seq, c_first, c_off)) = self.cursor {
+            if c_first == seg.first && c_seq == start {
+                use std::io::Seek;
+                f.seek(std::io::SeekFrom::Start(c_off))?;
+                seq = c_seq;
+                offset = c_off;
+            }
+        }
+        let seg_first = seg.first;
+        let mut r = BufReader::new(f);
         let mut out = Vec::new();
         let mut line = Vec::new();
         while seq < seg.first + seg.count {
@@ -212,8 +227,10 @@ impl Spool {
                 }
                 out.extend_from_slice(&line);
             }
+            offset += line.len() as u64;
             seq += 1;
         }
+        self.cursor = Some((seq, seg_first, offset));
         Ok((!out.is_empty()).then_some((start, out)))
     }
 
@@ -262,6 +279,14 @@ mod tests {
         let (_, two) = s.read(10, 20).unwrap().unwrap();
         assert_eq!(two, b"{\"n\":9}\n{\"n\":10}\n");
         assert!(s.read(101, 100).unwrap().is_none());
+        // Reading on from where the last read ended (seeking) gives what one read gives.
+        let mut pieces = Vec::new();
+        let mut from = 1;
+        while let Some((first, lines)) = s.read(from, 100).unwrap() {
+            from = first + lines.iter().filter(|&&b| b == b'\n').count() as u64;
+            pieces.extend(lines);
+        }
+        assert_eq!(pieces, s.read(1, 1 << 20).unwrap().unwrap().1);
         drop(s);
         // Reopened: same identity, numbering continues; a torn last line is dropped.
         let seg = std::fs::read_dir(&d)
