@@ -82,7 +82,8 @@ usage:
       labelled captures in, training data out (classifiers/flows/README.md).
   Sinks: replay, inline, capture and the manager take --sink SPEC (repeatable): syslog[:FACILITY][@SOCKET],
       unix-dgram:PATH, unix-stream:PATH, file:PATH, redis://HOST:PORT/list|rpush|channel|stream/KEY.
-      SIGHUP reopens eve files (logrotate).
+      SIGHUP reopens eve files (logrotate). replay feeds its sinks from the eve file once done and
+      waits for them at most --sink-wait SECS (default 60; exit 1 when one did not finish).
   Fleet node: inline and capture take --manager ADDR:PORT [--manager-name NAME] --ca PEM --cert PEM
       --key PEM --bundle-key PEM [--group G] [--state-dir DIR] [--spool-max MiB] [--manager-idle SECS]:
       signed policy bundles from the manager replace the lists and rules (kept in --state-dir and
@@ -364,6 +365,7 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut eve = String::from("eve.json");
     let mut stats_interval = 0u64;
     let mut sinks = Vec::new();
+    let mut sink_wait = 60u64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -377,6 +379,7 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         match a.as_str() {
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
             "--eve" => eve = val("--eve")?,
+            "--sink-wait" => sink_wait = seconds("--sink-wait", &val("--sink-wait")?)?,
             "--sink" => {
                 cli_fleet::sink_option(a, &mut val, &mut sinks)?;
                 if eve == "-" {
@@ -477,8 +480,14 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 {
                     out.send(std::sync::Arc::from(chunk.concat()));
                 }
-                for (name, delivered, dropped, errors) in out.finish() {
-                    eprintln!("palisade replay: sink {name}: {delivered} events delivered, {dropped} dropped, {errors} errors");
+                let total = events.iter().filter(|&&b| b == b'\n').count();
+                let (counters, done) = out.finish(std::time::Duration::from_secs(sink_wait));
+                for (name, delivered, dropped, errors) in counters {
+                    eprintln!("palisade replay: sink {name}: {delivered} of {total} events delivered, {dropped} dropped, {errors} errors");
+                }
+                if !done {
+                    eprintln!("palisade: a sink did not take every event within {sink_wait} s");
+                    return Ok(ExitCode::from(1));
                 }
             }
             Err(e) => {

@@ -217,16 +217,19 @@ impl Sinks {
         })
     }
 
-    /// Waits until every sink has delivered what it was given (a sink whose consumer is gone
-    /// keeps retrying: callers bound the wait themselves). Returns the counters.
-    pub fn finish(self) -> Vec<(String, u64, u64, u64)> {
+    /// Waits until every sink has delivered what it was given, at most `limit` (a sink whose
+    /// consumer is gone keeps retrying until then). Returns the counters and whether every sink
+    /// finished.
+    pub fn finish(self, limit: Duration) -> (Vec<(String, u64, u64, u64)>, bool) {
         let Sinks { outs, threads, .. } = self;
         let counters: Vec<(String, Arc<SinkCounters>)> =
             outs.into_iter().map(|(n, _, c)| (n, c)).collect();
-        for t in threads {
-            let _ = t.join();
+        let deadline = std::time::Instant::now() + limit;
+        while !threads.iter().all(|t| t.is_finished()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
-        counters
+        let done = threads.iter().all(|t| t.is_finished());
+        let counters = counters
             .into_iter()
             .map(|(n, c)| {
                 (
@@ -236,7 +239,8 @@ impl Sinks {
                     c.errors.load(Ordering::Relaxed),
                 )
             })
-            .collect()
+            .collect();
+        (counters, done)
     }
 
     /// No sinks.

@@ -287,3 +287,31 @@ fn syslog_and_unix_socket_sinks_get_every_event_in_order() {
     same(&got, &want, "unix-stream");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_sink_that_never_answers_fails_the_replay_after_its_wait_instead_of_hanging() {
+    let d = tmp("dead");
+    // A stream socket path nobody listens on: the sink retries, then gives up at the limit.
+    let t = Instant::now();
+    let c = Command::new(BIN)
+        .args(["replay", "--eve"])
+        .arg(d.join("eve.json"))
+        .args([
+            "--sink",
+            &format!("unix-stream:{}", d.join("nobody").display()),
+        ])
+        .args(["--sink-wait", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("did not take every event") && err.contains("0 of"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    std::fs::remove_dir_all(&d).unwrap();
+}
