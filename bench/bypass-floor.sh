@@ -6,42 +6,10 @@
 # (5) the connmark test as an ACCEPT directly in FORWARD, and (6) no conntrack: a dynamic set
 # of 5-tuples learnt at the SYN and looked up before the queue rule. No Palisade process runs: this
 # measures the kernel path a bypassed packet takes. Run as root: taskset -c 0 bash bench/bypass-floor.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-5}
-P=$PWD/target/release/palisade
-cargo build --release -q
-for t in iperf3 nginx ethtool python3 ip iptables; do command -v $t >/dev/null || { echo "bench: $t missing"; exit 1; }; done
-W=$(mktemp -d /tmp/palisade-inline-bench.XXXX)
-C=pbc$$; G=pbg$$; S=pbs$$
-cleanup() {
-  for ns in $C $G $S; do ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del $ns 2>/dev/null || true; done
-  rm -rf "$W"
-}
-trap cleanup EXIT
-for ns in $C $G $S; do ip netns add $ns; ip -n $ns link set lo up; done
-ip link add bc$$ type veth peer name bg1$$; ip link set bc$$ netns $C; ip link set bg1$$ netns $G
-ip link add bs$$ type veth peer name bg2$$; ip link set bs$$ netns $S; ip link set bg2$$ netns $G
-ip -n $C addr add 10.90.1.1/24 dev bc$$; ip -n $G addr add 10.90.1.254/24 dev bg1$$
-ip -n $G addr add 10.90.2.254/24 dev bg2$$; ip -n $S addr add 10.90.2.2/24 dev bs$$
-for pair in "$C bc$$" "$G bg1$$" "$G bg2$$" "$S bs$$"; do
-  set -- $pair; ip -n $1 link set $2 up; ip netns exec $1 ethtool -K $2 gro off gso off tso off >/dev/null 2>&1 || true
-done
-ip -n $C route add default via 10.90.1.254; ip -n $S route add default via 10.90.2.254
-ip netns exec $G sysctl -qw net.ipv4.ip_forward=1
-openssl req -x509 -newkey rsa:2048 -nodes -keyout $W/key.pem -out $W/cert.pem -days 1 -subj /CN=bench.example 2>/dev/null
-cat > $W/nginx.conf <<NG
-daemon off; pid $W/nginx.pid; error_log $W/nginx.log; worker_processes 1;
-events {} http { access_log off; server { listen 10.90.2.2:443 ssl; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; location / { return 200 "ok\n"; } } }
-NG
-ip netns exec $S setsid nginx -c $W/nginx.conf -p $W </dev/null >/dev/null 2>&1 &
-ip netns exec $S setsid iperf3 -s -D >/dev/null 2>&1
-echo "blocked.example" > $W/block.txt
-sleep 1
+source "$(dirname "$0")/gateway-lab.sh"
 run() { # label
-  for r in 1 2 3; do
-    g=$(ip netns exec $C iperf3 -c 10.90.2.2 -t 4 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))')
+  for r in $(seq "$ROUNDS"); do
+    g=$(ip netns exec $C iperf3 -c 10.90.2.2 -t "$SECS" -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))')
     echo "$1: $g"
   done
 }
@@ -50,7 +18,6 @@ run "none"
 # Current layout, flows pre-marked once (NEW packets only).
 $X -t mangle -A PREROUTING -m conntrack --ctstate NEW -j CONNMARK --set-xmark 0x200000/0x200000
 run "ct new-mark only"
-$P firewall --help >/dev/null 2>&1 || true
 ip netns exec $G $P firewall install --role gateway --queue 0 --fail closed >/dev/null
 run "current rules"
 ip netns exec $G $P firewall uninstall >/dev/null
@@ -68,7 +35,6 @@ $X -F FORWARD; $X -F PAL; $X -X PAL; $X -t mangle -F   # back to no rules (connt
 # (6) No conntrack at all: flows learnt into a dynamic nftables set of 5-tuples and looked up
 # before the queue rule.
 N="ip netns exec $G nft"
-X="ip netns exec $G iptables"
 # Tuple-set fast path: no conntrack anywhere. Flows learnt into a dynamic set by the bypass mark
 # (here: every packet marked on its way, as if Palisade had said bypass), looked up before the
 # queue rule; the iptables chain returns marked packets.

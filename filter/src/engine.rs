@@ -2485,23 +2485,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                     };
                     detect::inspect(cx, flow, dir, Hook::Quic, &bufs, 0);
                 }
-                match c.sni.as_deref() {
-                    Some(sni) => {
-                        check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop);
-                        quic_unknown(cx, flow, dir, sni);
-                    }
-                    None if cx.quic == QuicPolicy::DowngradeUnknown && undecided => policy_alert(
-                        cx,
-                        flow,
-                        dir,
-                        "quic=downgrade-unknown",
-                        "quic.sni",
-                        "",
-                        Verdict::Drop,
-                        true,
-                    ),
-                    None => {}
-                }
+                quic_name(cx, flow, dir, c.sni.as_deref());
             }
             Ok(None) => {
                 if cx.sigs.wants(Hook::Quic) {
@@ -2554,25 +2538,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                     cx.ech == EchPolicy::Block,
                 );
             }
-            match ch.sni.as_deref() {
-                Some(sni) => {
-                    check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop);
-                    quic_unknown(cx, flow, dir, sni);
-                }
-                None if cx.quic == QuicPolicy::DowngradeUnknown => {
-                    policy_alert(
-                        cx,
-                        flow,
-                        dir,
-                        "quic=downgrade-unknown",
-                        "quic.sni",
-                        "",
-                        Verdict::Drop,
-                        true,
-                    );
-                }
-                None => {}
-            }
+            quic_name(cx, flow, dir, ch.sni.as_deref());
         }
         Ok(Some(crate::app::quic::Hello::Server(sh))) => {
             let version = q.version;
@@ -2667,25 +2633,30 @@ fn quic_event(
     end_line(cx, 7);
 }
 
-/// `--quic downgrade-unknown`: QUIC to a name not yet seen allowed over TLS on TCP is dropped
-/// (once per flow, and not when the name's own check already alerted), so the client falls
-/// back to TCP, where the connection is inspected and the name learnt.
-fn quic_unknown(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, sni: &str) {
-    if cx.quic != QuicPolicy::DowngradeUnknown
-        || flow.verdict != Verdict::Accept
-        || flow.alerted
-        || cx.known_good.contains(sni, cx.now)
-    {
+/// The name of a QUIC client hello (IETF or gQUIC): checked against intel like a TLS SNI, then
+/// `--quic downgrade-unknown`: QUIC whose name cannot be read, or was not yet seen allowed over
+/// TLS on TCP, is dropped (once per flow; not when the name's own check already alerted), so
+/// the client falls back to TCP, where the connection is inspected and the name learnt.
+fn quic_name(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, sni: Option<&str>) {
+    if let Some(sni) = sni {
+        check_domain(cx, flow, dir, "quic.sni", sni, Verdict::Drop);
+    }
+    if cx.quic != QuicPolicy::DowngradeUnknown || flow.verdict != Verdict::Accept {
         return;
     }
-    cx.stats.quic_downgraded += 1;
+    if let Some(sni) = sni {
+        if flow.alerted || cx.known_good.contains(sni, cx.now) {
+            return;
+        }
+        cx.stats.quic_downgraded += 1;
+    }
     policy_alert(
         cx,
         flow,
         dir,
         "quic=downgrade-unknown",
         "quic.sni",
-        sni,
+        sni.unwrap_or(""),
         Verdict::Drop,
         true,
     );

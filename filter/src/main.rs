@@ -382,11 +382,6 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--sink-wait" => sink_wait = seconds("--sink-wait", &val("--sink-wait")?)?,
             "--sink" => {
                 cli_fleet::sink_option(a, &mut val, &mut sinks)?;
-                if eve == "-" {
-                    return Err(Usage(
-                        "--sink needs --eve FILE (sinks are fed from it)".into(),
-                    ));
-                }
             }
             "--stats-interval" => {
                 stats_interval = seconds("--stats-interval", &val("--stats-interval")?)?
@@ -396,6 +391,11 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             }
             f => files.push(PathBuf::from(f)),
         }
+    }
+    if !sinks.is_empty() && eve == "-" {
+        return Err(Usage(
+            "--sink needs --eve FILE (sinks are fed from it)".into(),
+        ));
     }
     let demo = files.is_empty();
     let mut tmp = None;

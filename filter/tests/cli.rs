@@ -557,6 +557,12 @@ fn fleet_commands_refuse_bad_input_with_located_errors() {
         "pki",
     ]);
     ok(&["manager", "keygen", "--out", "signer"]);
+    let sign = |key: &str| {
+        palisade(
+            &["manager", "sign", "b", "--key", key, "--version", "1"],
+            &d,
+        )
+    };
     // A bundle whose list has a bad line is not signed; the error names file and line.
     std::fs::create_dir_all(d.join("b")).unwrap();
     std::fs::write(
@@ -569,68 +575,24 @@ fn fleet_commands_refuse_bad_input_with_located_errors() {
         "[[intel]]\npath = \"block.txt\"\naction = \"block\"\n",
     )
     .unwrap();
-    let o = palisade(
-        &[
-            "manager",
-            "sign",
-            "b",
-            "--key",
-            "signer.key",
-            "--version",
-            "1",
-        ],
-        &d,
-    );
+    let o = sign("signer.key");
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("block.txt:2:"), "{}", err(&o));
     assert!(!d.join("b/bundle.sig").exists());
     // Node settings in a bundle are refused; paths must stay inside the bundle.
     std::fs::write(d.join("b/block.txt"), "good.example\n").unwrap();
     std::fs::write(d.join("b/policy.toml"), "mode = \"audit\"\n").unwrap();
-    let o = palisade(
-        &[
-            "manager",
-            "sign",
-            "b",
-            "--key",
-            "signer.key",
-            "--version",
-            "1",
-        ],
-        &d,
-    );
+    let o = sign("signer.key");
     assert!(err(&o).contains("`mode` is a node setting"), "{}", err(&o));
     std::fs::write(d.join("b/policy.toml"), "rules = [\"../etc/x.rules\"]\n").unwrap();
-    let o = palisade(
-        &[
-            "manager",
-            "sign",
-            "b",
-            "--key",
-            "signer.key",
-            "--version",
-            "1",
-        ],
-        &d,
-    );
+    let o = sign("signer.key");
     assert!(
         err(&o).contains("not a path inside the bundle"),
         "{}",
         err(&o)
     );
     // A signing key that is not one.
-    let o = palisade(
-        &[
-            "manager",
-            "sign",
-            "b",
-            "--key",
-            "pki/ca.pem",
-            "--version",
-            "1",
-        ],
-        &d,
-    );
+    let o = sign("pki/ca.pem");
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("pki/ca.pem"), "{}", err(&o));
     // Sinks and node options.

@@ -113,19 +113,8 @@ fn host_role_blocks_before_payload_and_cleans_up() {
         &cli,
         "--resolve ok.example:443:10.77.0.2 https://ok.example/",
     );
-    let m = String::from_utf8_lossy(
-        &sh(&format!(
-            "ip netns exec {cli} curl -s -m 2 http://127.0.0.1:9475/metrics"
-        ))
-        .stdout,
-    )
-    .to_string();
-    let value = |needle: &str| -> u64 {
-        m.lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no `{needle}` in {m}"))
-    };
+    let m = metrics(&cli, 9475);
+    let value = |needle: &str| metric(&m, needle);
     assert!(value("palisade_packets_total{queue=\"7\"}") > 10);
     assert!(value("palisade_verdicts_total{queue=\"7\",action=\"drop\"}") >= 4);
     assert!(value("palisade_resets_sent_total{queue=\"7\"}") >= 4);
@@ -143,17 +132,7 @@ fn host_role_blocks_before_payload_and_cleans_up() {
             &cli,
             "--resolve ok.example:443:10.77.0.2 https://ok.example/",
         );
-        let m = String::from_utf8_lossy(
-            &sh(&format!(
-                "ip netns exec {cli} curl -s -m 2 http://127.0.0.1:9475/metrics"
-            ))
-            .stdout,
-        )
-        .to_string();
-        m.lines()
-            .find(|l| l.starts_with("palisade_packets_total{queue=\"7\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .unwrap()
+        metric(&metrics(&cli, 9475), "palisade_packets_total{queue=\"7\"}")
     };
     let before = scrape();
     let (rc, code, _) = curl(
@@ -938,21 +917,9 @@ fn batch_verdicts_settle_bursts_with_fewer_messages() {
         &cli,
         "--resolve ok.example:443:10.86.0.2 https://ok.example/",
     );
-    let m = String::from_utf8_lossy(
-        &sh(&format!(
-            "ip netns exec {cli} curl -s -m 2 http://127.0.0.1:9481/metrics"
-        ))
-        .stdout,
-    )
-    .to_string();
-    let value = |needle: &str| -> u64 {
-        m.lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no `{needle}` in {m}"))
-    };
-    let packets = value("palisade_packets_total{queue=\"27\"}");
-    let messages = value("palisade_verdict_messages_total{queue=\"27\"}");
+    let m = metrics(&cli, 9481);
+    let packets = metric(&m, "palisade_packets_total{queue=\"27\"}");
+    let messages = metric(&m, "palisade_verdict_messages_total{queue=\"27\"}");
     eprintln!("batch verdicts: {packets} packets settled by {messages} verdict messages");
     assert!(packets > 1000, "{packets}");
     assert!(

@@ -147,30 +147,47 @@ pub enum Message<'a> {
     Other,
 }
 
-/// Parses the first netlink message of a datagram.
-pub fn parse(d: &[u8]) -> Option<Message<'_>> {
+/// A packet message's id, mark and payload (as a range of the datagram), or what else it is.
+enum Parsed {
+    Packet(u32, u32, std::ops::Range<usize>),
+    Other(Message<'static>),
+}
+
+fn parse_at(d: &[u8]) -> Option<Parsed> {
     let len = u32::from_ne_bytes(d.get(..4)?.try_into().ok()?) as usize;
     let t = u16::from_ne_bytes(d.get(4..6)?.try_into().ok()?);
     let m = d.get(..len)?;
     if t == NLMSG_ERROR {
         let e = i32::from_ne_bytes(m.get(16..20)?.try_into().ok()?);
-        return Some(Message::Ack(-e));
+        return Some(Parsed::Other(Message::Ack(-e)));
     }
     if t != NFQNL_MSG_PACKET {
-        return Some(Message::Other);
+        return Some(Parsed::Other(Message::Other));
     }
-    let (mut id, mut mark, mut payload) = (None, 0, &[][..]);
+    let (mut id, mut mark, mut payload) = (None, 0, 0..0);
     attrs(m.get(20..)?, |t, p| match t {
         NFQA_PACKET_HDR if p.len() >= 4 => id = Some(u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
         NFQA_MARK if p.len() >= 4 => mark = u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
-        NFQA_PAYLOAD => payload = p,
+        NFQA_PAYLOAD => {
+            // Where the attribute's bytes sit in the datagram (both are views of `d`).
+            let at = p.as_ptr() as usize - d.as_ptr() as usize;
+            payload = at..at + p.len();
+        }
         _ => {}
     });
-    Some(Message::Packet(Packet {
-        id: id?,
-        mark,
-        payload,
-    }))
+    Some(Parsed::Packet(id?, mark, payload))
+}
+
+/// Parses the first netlink message of a datagram.
+pub fn parse(d: &[u8]) -> Option<Message<'_>> {
+    Some(match parse_at(d)? {
+        Parsed::Packet(id, mark, r) => Message::Packet(Packet {
+            id,
+            mark,
+            payload: &d[r],
+        }),
+        Parsed::Other(m) => m,
+    })
 }
 
 impl Queue {
@@ -269,12 +286,13 @@ impl Queue {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
             };
-            // Parsed again below for the borrow: a packet is the common case.
-            if let Some(Message::Packet(_)) = parse(self.bytes(n)) {
-                return match parse(self.bytes(n)) {
-                    Some(Message::Packet(p)) => Ok(Some(p)),
-                    _ => Ok(None),
-                };
+            // Parsed once; the packet is then lent out of the receive buffer.
+            if let Some(Parsed::Packet(id, mark, r)) = parse_at(self.bytes(n)) {
+                return Ok(Some(Packet {
+                    id,
+                    mark,
+                    payload: &self.bytes(n)[r],
+                }));
             }
         }
     }

@@ -196,10 +196,7 @@ fn chlo(version: [u8; 4], m: &[u8]) -> Result<Chlo, GquicError> {
             _ => {}
         }
     }
-    c.cyu_hash = Md5::digest(c.cyu.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    super::tls::hex_lower(&Md5::digest(c.cyu.as_bytes()), &mut c.cyu_hash);
     Ok(c)
 }
 

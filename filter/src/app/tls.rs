@@ -122,7 +122,8 @@ fn join_dec(out: &mut String, vals: impl Iterator<Item = u16>) {
     }
 }
 
-fn hex_lower(bytes: &[u8], out: &mut String) {
+/// Appends bytes as lowercase hex (JA3 and CYU hashes, bundle digests).
+pub(crate) fn hex_lower(bytes: &[u8], out: &mut String) {
     for b in bytes {
         let _ = write!(out, "{b:02x}");
     }

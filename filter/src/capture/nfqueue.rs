@@ -200,10 +200,7 @@ pub fn run(
         let wait = pending.is_none();
         let Some(p) = q.recv(wait)? else {
             // Nothing more queued: settle the run, then the once-a-second work.
-            if let Some((id, v, m)) = pending.take() {
-                q.verdict(id, v, m, true)?;
-                stats.verdict_messages += 1;
-            }
+            settle(&mut q, pending.take(), stats)?;
             burst = 0;
             stats.overruns = q.overruns;
             periodic(
@@ -276,21 +273,14 @@ pub fn run(
                 (V::Drop, None)
             }
         };
-        match pending {
-            Some((_, v, m)) if (v, m) == this => {}
-            Some((last, v, m)) => {
-                q.verdict(last, v, m, true)?;
-                stats.verdict_messages += 1;
-            }
-            None => {}
+        // A different verdict or mark ends the run; so does a full burst.
+        if pending.is_some_and(|(_, v, m)| (v, m) != this) {
+            settle(&mut q, pending.take(), stats)?;
         }
         pending = Some((id, this.0, this.1));
         burst += 1;
         if burst >= MAX_BURST {
-            if let Some((id, v, m)) = pending.take() {
-                q.verdict(id, v, m, true)?;
-                stats.verdict_messages += 1;
-            }
+            settle(&mut q, pending.take(), stats)?;
             burst = 0;
         }
         periodic(
@@ -303,6 +293,19 @@ pub fn run(
             &mut last_stats,
         )?;
     }
+}
+
+/// Sends the batch verdict of a run of packets (every packet up to its last id), if any.
+fn settle(
+    q: &mut palisade_nfnl::Queue,
+    run: Option<(u32, palisade_nfnl::Verdict, Option<u32>)>,
+    stats: &mut InlineStats,
+) -> std::io::Result<()> {
+    if let Some((last, v, mark)) = run {
+        q.verdict(last, v, mark, true)?;
+        stats.verdict_messages += 1;
+    }
+    Ok(())
 }
 
 /// After each packet and when the queue is idle: events out, counters published once a second,

@@ -96,7 +96,9 @@ pub fn safe_path(p: &str) -> bool {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let mut s = String::with_capacity(b.len() * 2);
+    crate::app::tls::hex_lower(b, &mut s);
+    s
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -262,6 +264,26 @@ fn walk(dir: &Path, limits: Limits) -> Result<Vec<(String, PathBuf)>, String> {
     Ok(out)
 }
 
+/// Reads one file of a bundle, adding its size to `total`; over the bundle's byte cap is an error
+/// naming the directory.
+fn read_capped(
+    path: &Path,
+    dir: &Path,
+    total: &mut u64,
+    limits: Limits,
+) -> Result<Vec<u8>, String> {
+    let b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    *total += b.len() as u64;
+    if *total > limits.max_bytes {
+        return Err(format!(
+            "{}: over {} bytes",
+            dir.display(),
+            limits.max_bytes
+        ));
+    }
+    Ok(b)
+}
+
 /// Signs a directory: writes `bundle.toml` listing every file and `bundle.sig`. Returns the
 /// manifest.
 pub fn sign_dir(
@@ -275,15 +297,7 @@ pub fn sign_dir(
     let mut files = Vec::new();
     let mut total = 0u64;
     for (rel, path) in walk(dir, limits)? {
-        let b = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        total += b.len() as u64;
-        if total > limits.max_bytes {
-            return Err(format!(
-                "{}: over {} bytes",
-                dir.display(),
-                limits.max_bytes
-            ));
-        }
+        let b = read_capped(&path, dir, &mut total, limits)?;
         files.push(FileEntry {
             path: rel,
             size: b.len() as u64,
@@ -344,16 +358,7 @@ impl Bundle {
         let mut files = Vec::new();
         let mut total = 0u64;
         for f in &m.files {
-            let p = dir.join(&f.path);
-            let b = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            total += b.len() as u64;
-            if total > limits.max_bytes {
-                return Err(format!(
-                    "{}: over {} bytes",
-                    dir.display(),
-                    limits.max_bytes
-                ));
-            }
+            let b = read_capped(&dir.join(&f.path), dir, &mut total, limits)?;
             files.push((f.path.clone(), b));
         }
         Ok(Bundle {

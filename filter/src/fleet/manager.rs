@@ -274,10 +274,7 @@ impl EventOut {
             if !self.sinks.is_empty() {
                 self.sinks.send(Arc::from(&self.chunk[..]));
             }
-            let rec = format!(
-                "{spool:016x} {last} {}\n",
-                serde_json::to_string(node).unwrap_or_default()
-            );
+            let rec = format!("{spool:016x} {last} {host}\n");
             self.journal
                 .write_all(rec.as_bytes())
                 .map_err(|e| format!("{}: {e}", self.journal_path.display()))?;

@@ -235,3 +235,22 @@ pub fn dig(ns: &str, server: &str, name: &str) -> String {
     ));
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// The Prometheus text `palisade inline` serves on 127.0.0.1:`port` inside `ns`.
+pub fn metrics(ns: &str, port: u16) -> String {
+    String::from_utf8_lossy(
+        &sh(&format!(
+            "ip netns exec {ns} curl -s -m 2 http://127.0.0.1:{port}/metrics"
+        ))
+        .stdout,
+    )
+    .to_string()
+}
+
+/// The value of the metric line that starts with `needle`.
+pub fn metric(m: &str, needle: &str) -> u64 {
+    m.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no `{needle}` in {m}"))
+}
