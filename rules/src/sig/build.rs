@@ -346,50 +346,11 @@ impl SigSetBuilder {
                     let mut keys: Vec<_> = uniq.into_iter().collect();
                     keys.sort();
                     let patterns: Vec<&[u8]> = keys.iter().map(|(k, _)| &k[..]).collect();
-                    // Payloads and bodies (every byte of the traffic) get a DFA, one table lookup per
-                    // byte; the small app-layer buffers a contiguous NFA, which takes far less memory.
                     let bulk = matches!(
                         buf,
                         Buf::Payload | Buf::FileData | Buf::HttpResponseBody | Buf::HttpRequestBody
                     );
-                    let kind = if bulk {
-                        aho_corasick::AhoCorasickKind::DFA
-                    } else {
-                        aho_corasick::AhoCorasickKind::ContiguousNFA
-                    };
-                    // Up to 64 patterns: a leftmost-first searcher over the lowercased buffer, which
-                    // aho-corasick runs with its SIMD Teddy prefilter (gigabytes per second);
-                    // overlapping matches are recovered by restarting one byte after each start
-                    // and checking the patterns that share a start (prefixes of each other).
-                    let packed = if patterns.len() <= 64 {
-                        AhoCorasick::builder()
-                            .match_kind(MatchKind::LeftmostFirst)
-                            .build(&patterns)
-                            .ok()
-                    } else {
-                        None
-                    };
-                    let related: Vec<Vec<u32>> = if packed.is_some() {
-                        patterns
-                            .iter()
-                            .map(|p| {
-                                (0..patterns.len() as u32)
-                                    .filter(|&q| {
-                                        let q = patterns[q as usize];
-                                        q != *p && (q.starts_with(p) || p.starts_with(q))
-                                    })
-                                    .collect()
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let Ok(ac) = AhoCorasick::builder()
-                        .ascii_case_insensitive(true)
-                        .match_kind(MatchKind::Standard)
-                        .kind(Some(kind))
-                        .build(&patterns)
-                    else {
+                    let Some(matcher) = Matcher::new(&patterns, bulk) else {
                         // Too many patterns for the automaton: evaluate them all instead.
                         for (_, s) in keys {
                             idx[slot].always.extend(s);
@@ -400,15 +361,8 @@ impl SigSetBuilder {
                     let max_len = keys.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                     let min_len = keys.iter().map(|(k, _)| k.len()).min().unwrap_or(0);
                     let short = keys.iter().filter(|(k, _)| k.len() < 4).count();
-                    let lowered: Vec<Vec<u8>> = if packed.is_some() {
-                        keys.iter().map(|(k, _)| k.clone()).collect()
-                    } else {
-                        Vec::new()
-                    };
                     idx[slot].pf.push(Prefilter {
-                        packed,
-                        related,
-                        lowered,
+                        matcher,
                         small,
                         serves,
                         max_len,
@@ -417,7 +371,6 @@ impl SigSetBuilder {
                         dir,
                         buf,
                         transforms: tr.clone(),
-                        ac,
                         sigs: keys.into_iter().map(|(_, s)| s).collect(),
                         base: pattern_base,
                     });
@@ -659,7 +612,7 @@ fn plain_prefixes(e: &AddrExpr, out: &mut Vec<(std::net::IpAddr, u8)>) -> bool {
 pub(crate) struct Prefilter {
     pub buf: Buf,
     pub transforms: Vec<Transform>,
-    pub ac: AhoCorasick,
+    pub matcher: Matcher,
     /// Pattern id -> signatures.
     pub sigs: Vec<Vec<u32>>,
     /// First pattern's global number (for the scratch's seen-stamps).
@@ -674,14 +627,135 @@ pub(crate) struct Prefilter {
     pub dir: u8,
     /// Only for payloads of at most [`SMALL`] bytes.
     pub small: bool,
-    /// For up to 64 patterns: leftmost-first over lowercased bytes (see `build`).
-    pub packed: Option<AhoCorasick>,
-    /// Pattern id -> other patterns that may match at the same start.
-    pub related: Vec<Vec<u32>>,
-    /// The patterns, lowercased (with `packed`).
-    pub lowered: Vec<Vec<u8>>,
     /// The flows it is scanned for: bit [`app_code`] of their application protocol.
     pub serves: u8,
+}
+
+/// How a prefilter finds its patterns (see `build`).
+#[derive(Debug)]
+pub(crate) enum Matcher {
+    /// Up to 64 patterns: leftmost-first over the lowercased bytes, restarted after each match.
+    Packed {
+        ac: AhoCorasick,
+        /// Pattern id -> other patterns that may match at the same start.
+        related: Vec<Vec<u32>>,
+        /// The patterns, lowercased.
+        lowered: Vec<Vec<u8>>,
+        /// Over bulk bytes, the same patterns in a sieve, for data where they repeat.
+        sieve: Option<super::sieve::Sieve>,
+    },
+    /// Bulk bytes, more patterns.
+    Sieve(super::sieve::Sieve),
+    /// Small app-layer buffers, more patterns: every match of a case-insensitive automaton.
+    Nfa(AhoCorasick),
+}
+
+impl Matcher {
+    /// Picks and builds the matcher for lowercased `patterns`: up to 64, a leftmost-first
+    /// searcher over the lowercased buffer, which aho-corasick runs with its SIMD Teddy
+    /// prefilter (gigabytes per second); overlapping matches are recovered by restarting one
+    /// byte after each start and checking the patterns that share a start (prefixes of each
+    /// other). More patterns over `bulk` bytes (payloads, streams, bodies): the hashed-prefix
+    /// sieve (see `sieve`); over the small app-layer buffers, a contiguous NFA, which takes
+    /// little memory. None when the automaton cannot be built.
+    pub fn new(patterns: &[&[u8]], bulk: bool) -> Option<Matcher> {
+        let packed = if patterns.len() <= 64 {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(patterns)
+                .ok()
+        } else {
+            None
+        };
+        if let Some(ac) = packed {
+            let related = patterns
+                .iter()
+                .map(|p| {
+                    (0..patterns.len() as u32)
+                        .filter(|&q| {
+                            let q = patterns[q as usize];
+                            q != *p && (q.starts_with(p) || p.starts_with(q))
+                        })
+                        .collect()
+                })
+                .collect();
+            return Some(Matcher::Packed {
+                ac,
+                related,
+                lowered: patterns.iter().map(|p| p.to_vec()).collect(),
+                sieve: bulk.then(|| super::sieve::Sieve::new(patterns)),
+            });
+        }
+        if bulk {
+            return Some(Matcher::Sieve(super::sieve::Sieve::new(patterns)));
+        }
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(patterns)
+            .ok()
+            .map(Matcher::Nfa)
+    }
+
+    /// Calls `hit(id)` for every pattern occurring in `data` (`seen(id)`: already reported;
+    /// `lower`: scratch for the lowercased bytes).
+    pub fn scan(
+        &self,
+        data: &[u8],
+        lower: &mut Vec<u8>,
+        seen: &dyn Fn(usize) -> bool,
+        hit: &mut dyn FnMut(usize),
+    ) {
+        match self {
+            Matcher::Packed {
+                ac,
+                related,
+                lowered,
+                sieve,
+            } => {
+                lower.clear();
+                lower.extend(data.iter().map(u8::to_ascii_lowercase));
+                let mut at = 0;
+                while at < lower.len() {
+                    let input = aho_corasick::Input::new(&lower[..]).span(at..lower.len());
+                    let Some(m) = ac.find(input) else { break };
+                    let pid = m.pattern().as_usize();
+                    if let (Some(sieve), true) = (sieve, seen(pid)) {
+                        // A pattern found again (a run of zeros, a repeated header): restarting
+                        // after each match would cost a search per occurrence, so the rest is
+                        // scanned by the sieve, which skips patterns already found.
+                        sieve.scan(&data[m.start()..], seen, hit);
+                        break;
+                    }
+                    hit(pid);
+                    for &q in &related[pid] {
+                        if lower[m.start()..].starts_with(&lowered[q as usize]) {
+                            hit(q as usize);
+                        }
+                    }
+                    at = m.start() + 1;
+                }
+            }
+            Matcher::Sieve(s) => s.scan(data, seen, hit),
+            Matcher::Nfa(ac) => {
+                for m in ac.find_overlapping_iter(data) {
+                    hit(m.pattern().as_usize());
+                }
+            }
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn memory_usage(&self) -> usize {
+        match self {
+            Matcher::Packed { ac, sieve, .. } => {
+                ac.memory_usage() + sieve.as_ref().map_or(0, |s| s.memory_usage())
+            }
+            Matcher::Nfa(ac) => ac.memory_usage(),
+            Matcher::Sieve(s) => s.memory_usage(),
+        }
+    }
 }
 
 /// The application protocol a rule header names, if any.
@@ -809,7 +883,7 @@ impl SigSet {
             .idx
             .iter()
             .flat_map(|i| i.pf.iter())
-            .map(|p| p.ac.memory_usage() + p.packed.as_ref().map_or(0, |a| a.memory_usage()))
+            .map(|p| p.matcher.memory_usage())
             .sum()
     }
 }

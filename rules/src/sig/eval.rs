@@ -448,12 +448,15 @@ impl SigSet {
                 0
             };
             let (stamp, pat_stamp, cand) = (&mut sc.stamp, &mut sc.pat_stamp, &mut sc.cand);
+            let pats = std::cell::RefCell::new(pat_stamp);
+            let seen = |pid: usize| pats.borrow()[pf.base as usize + pid] == gen;
             let mut hit = |pid: usize| {
                 let gid = pf.base as usize + pid;
-                if pat_stamp[gid] == gen {
+                let mut ps = pats.borrow_mut();
+                if ps[gid] == gen {
                     return;
                 }
-                pat_stamp[gid] = gen;
+                ps[gid] = gen;
                 for &s in &pf.sigs[pid] {
                     if stamp[s as usize] != gen {
                         stamp[s as usize] = gen;
@@ -461,31 +464,8 @@ impl SigSet {
                     }
                 }
             };
-            match &pf.packed {
-                Some(packed) => {
-                    let lower = &mut sc.lower;
-                    lower.clear();
-                    lower.extend(data[from..].iter().map(u8::to_ascii_lowercase));
-                    let mut at = 0;
-                    while at < lower.len() {
-                        let input = aho_corasick::Input::new(&lower[..]).span(at..lower.len());
-                        let Some(m) = packed.find(input) else { break };
-                        let pid = m.pattern().as_usize();
-                        hit(pid);
-                        for &q in &pf.related[pid] {
-                            if lower[m.start()..].starts_with(&pf.lowered[q as usize]) {
-                                hit(q as usize);
-                            }
-                        }
-                        at = m.start() + 1;
-                    }
-                }
-                None => {
-                    for m in pf.ac.find_overlapping_iter(&data[from..]) {
-                        hit(m.pattern().as_usize());
-                    }
-                }
-            }
+            pf.matcher
+                .scan(&data[from..], &mut sc.lower, &seen, &mut hit);
         }
         sc.cand.sort_unstable();
         let mut k = 0;

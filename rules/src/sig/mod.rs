@@ -32,6 +32,7 @@ mod build;
 mod eval;
 mod parse;
 mod pcre;
+mod sieve;
 #[cfg(test)]
 mod tests;
 

@@ -718,3 +718,48 @@ fn stream_size_sides() {
         "unknown sizes (midstream, UDP) never match"
     );
 }
+
+/// Every matcher kind reports exactly the patterns that occur, whatever their repetitions:
+/// the Teddy path hands over to the sieve when a pattern repeats (a run of zeros), and must
+/// still find the patterns after the run and those starting inside it.
+#[test]
+fn matchers_report_every_pattern_that_occurs() {
+    use super::build::Matcher;
+    use std::cell::RefCell;
+    let few: Vec<Vec<u8>> = [
+        &b"\0\0\0"[..],
+        b")\0",
+        b"\0\x01",
+        b"\0\0\0\0\0",
+        b"uid=0(root)",
+        b"zz",
+    ]
+    .iter()
+    .map(|p| p.to_vec())
+    .collect();
+    let many: Vec<Vec<u8>> = (0..200)
+        .map(|i| format!("pattern-{i:03}").into_bytes())
+        .chain(few.iter().cloned())
+        .collect();
+    let mut data = vec![0u8; 5000];
+    data.extend_from_slice(b"\x01 UID=0(ROOT) )\0 pattern-007 pattern-199 \0\0\0");
+    for pats in [&few, &many] {
+        let refs: Vec<&[u8]> = pats.iter().map(|p| &p[..]).collect();
+        let want: Vec<usize> = (0..pats.len())
+            .filter(|&i| {
+                data.windows(pats[i].len())
+                    .any(|w| w.eq_ignore_ascii_case(&pats[i]))
+            })
+            .collect();
+        for bulk in [true, false] {
+            let m = Matcher::new(&refs, bulk).expect("built");
+            let found = RefCell::new(vec![false; pats.len()]);
+            let mut lower = Vec::new();
+            m.scan(&data, &mut lower, &|i| found.borrow()[i], &mut |i| {
+                found.borrow_mut()[i] = true
+            });
+            let got: Vec<usize> = (0..pats.len()).filter(|&i| found.borrow()[i]).collect();
+            assert_eq!(got, want, "{} patterns, bulk {bulk}", pats.len());
+        }
+    }
+}
