@@ -205,6 +205,10 @@ pub struct Stats {
     pub non_ip: u64,
     /// Anomalies by event name.
     pub anomalies: Vec<(&'static str, u64)>,
+    /// The anomaly events raised while handling the current packet (the first 8 distinct), for
+    /// rules' `decode-event`, `stream-event` and `app-layer-event`.
+    raised: [&'static str; 8],
+    raised_n: u8,
     /// Events written, by type.
     pub events: [u64; EVENT_TYPES.len()],
     /// Alerts whose action was `blocked`.
@@ -252,10 +256,26 @@ pub const EVENT_TYPES: [&str; 8] = [
 
 impl Stats {
     fn anomaly(&mut self, name: &'static str) {
+        // Rules can name only what is listed (see `palisade_rules::sig::EVENTS`); the test
+        // builds check every name raised.
+        debug_assert!(
+            palisade_rules::sig::EVENTS.contains(&name),
+            "anomaly {name} is not in palisade_rules::sig::EVENTS"
+        );
         match self.anomalies.iter_mut().find(|(n, _)| *n == name) {
             Some((_, c)) => *c += 1,
             None => self.anomalies.push((name, 1)),
         }
+        let n = self.raised_n as usize;
+        if n < self.raised.len() && !self.raised[..n].contains(&name) {
+            self.raised[n] = name;
+            self.raised_n += 1;
+        }
+    }
+
+    /// The anomaly events raised while handling the current packet.
+    fn raised(&self) -> &[&'static str] {
+        &self.raised[..self.raised_n as usize]
     }
 
     /// Total anomalies.
@@ -778,6 +798,7 @@ impl Engine {
     /// Handles one frame captured at `now_ns`; `pkt` is its 1-based number in the input.
     pub fn handle(&mut self, now_ns: i64, pkt: u64, linktype: u32, frame: &[u8]) -> Verdict {
         self.last_bypass = false;
+        self.stats.raised_n = 0;
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
         self.first_ns.get_or_insert(now_ns);
@@ -796,7 +817,7 @@ impl Engine {
             }
             Err(a) => {
                 self.anomaly_event(now_ns, pkt, None, "decode", a.0);
-                return Verdict::Accept;
+                return self.event_rules(now_ns, pkt, None);
             }
         };
         self.handle_ip(now_ns, pkt, l3, vlan, 0)
@@ -807,7 +828,7 @@ impl Engine {
             Ok(ip) => ip,
             Err(a) => {
                 self.anomaly_event(now, pkt, None, "decode", a.0);
-                return Verdict::Accept;
+                return self.event_rules(now, pkt, None);
             }
         };
         if ip.src.is_ipv4() {
@@ -833,10 +854,10 @@ impl Engine {
             self.anomaly_event(now, pkt, ends, "decode", a);
         }
         match r {
-            DefragResult::Pending => Verdict::Accept,
+            DefragResult::Pending => self.event_rules(now, pkt, ends),
             DefragResult::Dropped(why) => {
                 self.anomaly_event(now, pkt, ends, "decode", why);
-                Verdict::Accept
+                self.event_rules(now, pkt, ends)
             }
             DefragResult::Complete(datagram) => {
                 self.handle_l4(now, pkt, ip.src, ip.dst, ip.proto, &datagram, vlan, depth)
@@ -861,14 +882,14 @@ impl Engine {
             Ok(Some(inner)) => {
                 if depth >= 3 {
                     self.anomaly_event(now, pkt, ends, "decode", "decoder.tunnel.too_deep");
-                    return Verdict::Accept;
+                    return self.event_rules(now, pkt, ends);
                 }
                 return self.handle_ip(now, pkt, inner, vlan, depth + 1);
             }
             Ok(None) => {}
             Err(a) => {
                 self.anomaly_event(now, pkt, ends, "decode", a.0);
-                return Verdict::Accept;
+                return self.event_rules(now, pkt, ends);
             }
         }
         match proto {
@@ -878,7 +899,7 @@ impl Engine {
                     Ok(t) => t,
                     Err(_) => {
                         self.anomaly_event(now, pkt, ends, "decode", "decoder.tcp.pkt_too_small");
-                        return Verdict::Accept;
+                        return self.event_rules(now, pkt, ends);
                     }
                 };
                 let seg = Seg {
@@ -896,8 +917,17 @@ impl Engine {
                 let u = match etherparse::UdpSlice::from_slice(payload) {
                     Ok(u) => u,
                     Err(_) => {
-                        self.anomaly_event(now, pkt, ends, "decode", "decoder.udp.pkt_too_small");
-                        return Verdict::Accept;
+                        // Suricata's names: shorter than the header, a length field under 8,
+                        // or more bytes claimed than captured.
+                        let name = match payload {
+                            [_, _, _, _, a, b, _, _, ..] if u16::from_be_bytes([*a, *b]) < 8 => {
+                                "decoder.udp.hlen_invalid"
+                            }
+                            [_, _, _, _, _, _, _, _, ..] => "decoder.udp.pkt_too_small",
+                            _ => "decoder.udp.hlen_too_small",
+                        };
+                        self.anomaly_event(now, pkt, ends, "decode", name);
+                        return self.event_rules(now, pkt, ends);
                     }
                 };
                 let seg = Seg {
@@ -919,7 +949,7 @@ impl Engine {
                         "decoder.icmpv6.pkt_too_small"
                     };
                     self.anomaly_event(now, pkt, ends, "decode", name);
-                    return Verdict::Accept;
+                    return self.event_rules(now, pkt, ends);
                 }
                 let seg = Seg {
                     sport: payload[0] as u16,
@@ -1003,6 +1033,13 @@ impl Engine {
             tcp_packet(&mut cx, flow, dir, &seg, budget);
         } else if proto == 17 {
             udp_packet(&mut cx, flow, dir, seg.payload);
+        }
+        // Application-layer events stay on the flow for rules inspected at later packets.
+        if cx.stats.raised_n > 0 && !cx.sigs.is_empty() {
+            let raised = cx.stats.raised();
+            flow.sigs
+                .get_or_insert_with(Box::default)
+                .note_events(raised);
         }
         // The flow model decides at the packet that completes its record (after the app layer
         // has had its say, so the record knows the protocol and the names' scores).
@@ -1201,6 +1238,11 @@ impl Engine {
         if let Some(tap) = flow_tap {
             self.flow_tap = tap;
         }
+    }
+
+    /// Event rules for a packet without a flow (see [`detect::event_rules`]).
+    fn event_rules(&mut self, now: i64, pkt: u64, ends: Option<(IpAddr, IpAddr, u8)>) -> Verdict {
+        detect::event_rules(self, now, pkt, ends)
     }
 
     fn anomaly_event(
@@ -1519,6 +1561,42 @@ struct AlertSpec<'s> {
     metadata: &'s [String],
 }
 
+/// An alert's own fields, as Suricata writes them: action, gid, signature_id, rev, signature,
+/// category, severity and the rule's metadata grouped by key.
+fn alert_fields(a: &mut Obj<'_>, spec: &AlertSpec<'_>) {
+    a.str("action", if spec.enforce { "blocked" } else { "allowed" });
+    a.u64("gid", spec.gid)
+        .u64("signature_id", spec.sid)
+        .u64("rev", spec.rev);
+    a.str("signature", spec.signature);
+    a.str("category", spec.category);
+    a.u64("severity", spec.severity);
+    if !spec.metadata.is_empty() {
+        a.obj("metadata", |o| {
+            let md = spec.metadata;
+            for (i, entry) in md.iter().enumerate() {
+                let key = entry.split_whitespace().next().unwrap_or("");
+                // Each key once, at its first entry, with all its values.
+                if key.is_empty()
+                    || md[..i]
+                        .iter()
+                        .any(|e| e.split_whitespace().next() == Some(key))
+                {
+                    continue;
+                }
+                o.arr(key, |arr| {
+                    for e in md
+                        .iter()
+                        .filter(|e| e.split_whitespace().next() == Some(key))
+                    {
+                        arr.str(e[key.len()..].trim());
+                    }
+                });
+            }
+        });
+    }
+}
+
 /// Applies an alert's verdict to the flow (or, for a DNS sinkhole, to this packet only), counts
 /// it, and writes the alert; `explain` adds the fields that say why (indicator or policy).
 fn raise_alert(
@@ -1548,37 +1626,7 @@ fn raise_alert(
         e.str("app_proto", app.as_str());
     }
     e.obj("alert", |a| {
-        a.str("action", if spec.enforce { "blocked" } else { "allowed" });
-        a.u64("gid", spec.gid)
-            .u64("signature_id", spec.sid)
-            .u64("rev", spec.rev);
-        a.str("signature", spec.signature);
-        a.str("category", spec.category);
-        a.u64("severity", spec.severity);
-        if !spec.metadata.is_empty() {
-            a.obj("metadata", |o| {
-                let md = spec.metadata;
-                for (i, entry) in md.iter().enumerate() {
-                    let key = entry.split_whitespace().next().unwrap_or("");
-                    // Each key once, at its first entry, with all its values.
-                    if key.is_empty()
-                        || md[..i]
-                            .iter()
-                            .any(|e| e.split_whitespace().next() == Some(key))
-                    {
-                        continue;
-                    }
-                    o.arr(key, |arr| {
-                        for e in md
-                            .iter()
-                            .filter(|e| e.split_whitespace().next() == Some(key))
-                        {
-                            arr.str(e[key.len()..].trim());
-                        }
-                    });
-                }
-            });
-        }
+        alert_fields(a, &spec);
         if let Some(src_is_target) = spec.target {
             let (s, d) = if dir == 0 {
                 (m.cli, m.srv)

@@ -847,3 +847,65 @@ fn flow_scores_in_flow_events_alerts_on_request_and_block_from_the_eighth_packet
     assert_eq!(&r.verdicts[..7], [Verdict::Accept; 7]);
     assert_eq!(&r.verdicts[7..10], [Verdict::Drop; 3]);
 }
+
+/// `decode-event` rules act on packets that never reach a flow: a truncated IPv4 header (no
+/// addresses known) and a UDP header cut short (addresses known, ports not). A `drop` rule drops
+/// such a packet in block mode and only alerts in audit mode; the alert names the rule and the
+/// events, and carries no flow fields.
+#[test]
+fn decode_event_rules_act_on_packets_without_a_flow() {
+    let mut b = palisade_rules::sig::SigSetBuilder::default();
+    b.add_text(
+        "ev.rules",
+        concat!(
+            "drop pkthdr any any -> any any (msg:\"truncated IPv4\"; decode-event:ipv4.trunc_pkt; sid:1;)\n",
+            "alert udp 10.0.0.0/8 any -> any any (msg:\"short UDP\"; decode-event:udp.hlen_too_small; sid:2;)\n",
+            "alert udp 192.0.2.0/24 any -> any any (msg:\"other net\"; decode-event:udp.hlen_too_small; sid:3;)\n",
+        ),
+    );
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let sigs = b.build();
+    // An IPv4 header claiming 60 bytes with 20 captured, and a UDP datagram of 4 bytes.
+    let mut trunc = vec![
+        0x45, 0, 0, 60, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    trunc.truncate(20);
+    let mut short = vec![
+        0x45, 0, 0, 24, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    short.extend_from_slice(&[0x80, 0x00, 0x00, 0x35]);
+    for mode in [Mode::Block, Mode::Audit] {
+        let mut e = Engine::new(
+            Config {
+                mode,
+                ..Config::default()
+            },
+            IntelSet::default(),
+        );
+        e.set_sigs(sigs.clone());
+        let r = batch(&mut e, &[trunc.clone(), short.clone()], 1, true);
+        let want = if mode == Mode::Block {
+            Verdict::Drop
+        } else {
+            Verdict::Accept
+        };
+        assert_eq!(r.verdicts, vec![want, Verdict::Accept], "{mode:?}");
+        let a = alerts(&r);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[0]["alert"]["signature_id"], 1);
+        assert_eq!(
+            a[0]["alert"]["action"],
+            if mode == Mode::Block {
+                "blocked"
+            } else {
+                "allowed"
+            }
+        );
+        assert!(a[0].get("src_ip").is_none() && a[0].get("flow_id").is_none());
+        assert_eq!(a[0]["palisade"]["events"][0], "decoder.ipv4.trunc_pkt");
+        assert_eq!(a[0]["palisade"]["rule"]["file"], "ev.rules");
+        assert_eq!(a[1]["alert"]["signature_id"], 2);
+        assert_eq!(a[1]["src_ip"], "10.0.0.1");
+        assert_eq!(a[1]["proto"], "UDP");
+    }
+}

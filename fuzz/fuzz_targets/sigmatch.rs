@@ -53,8 +53,10 @@ fuzz_target!(|data: &[u8]| {
             tls_version: 0x0303,
             vlan: [0; 3],
             stream_size: Some([1, 1]),
+            events: if i % 2 == 0 { &["dns.malformed_data", "decoder.ipv4.trunc_pkt"] } else { &[] },
         };
         let mut fs = FlowSigs::default();
+        fs.note_events(p.events);
         for h in HOOKS {
             set.inspect(h, &p, &All(payload), &mut fs, &mut sc, &mut |_| {});
         }

@@ -131,8 +131,10 @@ fn run<'r>(
         tls_version,
         vlan: m.vlan,
         stream_size: stream_size(flow),
+        events: cx.stats.raised(),
     };
     let fs = flow.sigs.get_or_insert_with(Box::default);
+    fs.note_events(p.events);
     let mut hits: [Option<Matched<'r>>; MAX_HITS] = [None; MAX_HITS];
     let mut n = 0usize;
     let mut dropped = 0u64;
@@ -148,6 +150,126 @@ fn run<'r>(
     for h in hits.into_iter().flatten() {
         act(cx, flow, dir, h);
     }
+}
+
+/// Rules for a packet that raised anomaly events but has no flow (it failed to decode, or is a
+/// fragment still waiting for the rest of its datagram): `decode-event` rules with headers that
+/// match what is known of it (addresses and protocol when the IP header was read; ports are 0).
+/// Their alerts carry no flow fields, as Suricata's; a `drop` or `reject` rule in block mode
+/// drops the packet. Returns the packet's verdict.
+pub(super) fn event_rules(
+    e: &mut Engine,
+    now: i64,
+    pkt: u64,
+    ends: Option<(IpAddr, IpAddr, u8)>,
+) -> Verdict {
+    if e.stats.raised_n == 0 || !e.sigs.wants(Hook::Packet) {
+        return Verdict::Accept;
+    }
+    let unknown = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let (src, dst, proto) = ends.unwrap_or((unknown, unknown, 0));
+    let p = sig::Packet {
+        src,
+        dst,
+        sport: 0,
+        dport: 0,
+        proto,
+        app: App::None,
+        to_server: true,
+        established: false,
+        tcp_flags: 0,
+        icmp: (0, 0),
+        payload: &[],
+        now_ns: now,
+        tls_version: 0,
+        vlan: [0; 3],
+        stream_size: None,
+        events: e.stats.raised(),
+    };
+    let mut fs = sig::FlowSigs::default();
+    let sigs = &e.sigs;
+    let mut hits: [Option<Matched<'_>>; MAX_HITS] = [None; MAX_HITS];
+    let mut n = 0usize;
+    let mut dropped = 0u64;
+    sigs.inspect(
+        Hook::Packet,
+        &p,
+        &PktBufs(&[]),
+        &mut fs,
+        &mut e.sig_scratch,
+        &mut |m| {
+            if n < MAX_HITS {
+                hits[n] = Some(m);
+                n += 1;
+            } else {
+                dropped += 1;
+            }
+        },
+    );
+    e.stats.sig_hits_dropped += dropped;
+    let mut verdict = Verdict::Accept;
+    for h in hits.into_iter().flatten() {
+        let s = h.sig;
+        let action = match s.action {
+            SigAction::Drop | SigAction::Reject => Verdict::Drop,
+            SigAction::Alert | SigAction::Pass => Verdict::Accept,
+        };
+        let enforce = action != Verdict::Accept && e.cfg.mode == Mode::Block;
+        e.stats.sig_matches += 1;
+        if enforce {
+            verdict = Verdict::Drop;
+        }
+        if !h.alert {
+            continue;
+        }
+        if enforce {
+            e.stats.alerts_blocked += 1;
+        } else {
+            e.stats.alerts_allowed += 1;
+        }
+        let spec = AlertSpec {
+            gid: s.gid as u64,
+            sid: s.sid,
+            rev: s.rev as u64,
+            signature: &s.msg,
+            category: e.sigs.category(s),
+            severity: s.priority as u64,
+            action,
+            enforce,
+            target: None,
+            metadata: &s.metadata,
+        };
+        let mut o = Obj::new(&mut e.out);
+        o.ts("timestamp", now);
+        o.u64("pcap_cnt", pkt);
+        o.str("event_type", "alert");
+        if let Some((s, d, p)) = ends {
+            o.ip("src_ip", s)
+                .ip("dest_ip", d)
+                .str("proto", proto_name(p));
+        }
+        o.obj("alert", |a| alert_fields(a, &spec));
+        o.obj("palisade", |x| {
+            x.obj("rule", |r| {
+                r.str("action", s.action.as_str());
+                r.str("file", &s.file).u64("line", s.line as u64);
+            });
+            x.arr("events", |a| {
+                for ev in e.stats.raised() {
+                    a.str(ev);
+                }
+            });
+            x.obj("inline", |i| {
+                i.str("action", action.as_str());
+                i.bool("enforced", enforce);
+                i.u64("pcap_cnt", pkt);
+            });
+        });
+        o.close();
+        e.out.push(b'\n');
+        e.stats.events[4] += 1;
+    }
+    verdict
 }
 
 fn act(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, h: Matched<'_>) {

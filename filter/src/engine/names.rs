@@ -351,7 +351,9 @@ mod tests {
         let model = DomainModel::bundled();
         let mut c = ScoreCache::default();
         let mut f = Default::default();
-        let names: Vec<String> = (0..2000).map(|i| format!("h{i}.example{}.com", i % 7)).collect();
+        let names: Vec<String> = (0..2000)
+            .map(|i| format!("h{i}.example{}.com", i % 7))
+            .collect();
         let first: Vec<f32> = names.iter().map(|n| c.get_or(n, &model)).collect();
         assert_eq!(c.hits, 0);
         // 2,000 names in 2,048 sets of 4: a second pass is answered from the cache (but for

@@ -22,7 +22,8 @@ pub struct SigSetBuilder {
     sigs: Vec<Sig>,
     regexes: Vec<regex::bytes::Regex>,
     names: Names,
-    seen: HashSet<(u32, u64)>,
+    /// (gid, sid) -> index in `sigs`.
+    seen: HashMap<(u32, u64), usize>,
     /// Syntax errors and skips, in load order.
     pub problems: Vec<RuleError>,
     files: Vec<String>,
@@ -54,7 +55,7 @@ impl SigSetBuilder {
             sigs: Vec::new(),
             regexes: Vec::new(),
             names: Names::default(),
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             problems: Vec::new(),
             files: Vec::new(),
         };
@@ -182,17 +183,24 @@ impl SigSetBuilder {
         };
         match parsed {
             Parsed::Sig(mut s, res) => {
-                if !self.seen.insert((s.gid, s.sid)) {
-                    counts.errors += 1;
-                    self.problems.push(problem(
-                        Some(s.sid),
-                        RuleErrorKind::Syntax(format!(
-                            "duplicate signature id {}:{}",
-                            s.gid, s.sid
-                        )),
-                    ));
-                    return;
-                }
+                // A second rule with the same gid and sid replaces the first when its rev is
+                // higher (as Suricata does, so an updated rule can follow the old one); else it
+                // is an error and the first stays.
+                let replace = match self.seen.get(&(s.gid, s.sid)) {
+                    Some(&i) if self.sigs[i].rev < s.rev => Some(i),
+                    Some(_) => {
+                        counts.errors += 1;
+                        self.problems.push(problem(
+                            Some(s.sid),
+                            RuleErrorKind::Syntax(format!(
+                                "duplicate signature id {}:{} (rev {} is not above the loaded one's)",
+                                s.gid, s.sid, s.rev
+                            )),
+                        ));
+                        return;
+                    }
+                    None => None,
+                };
                 let base = self.regexes.len();
                 for l in &mut s.lists {
                     for st in &mut l.steps {
@@ -202,8 +210,14 @@ impl SigSetBuilder {
                     }
                 }
                 self.regexes.extend(res);
-                self.sigs.push(*s);
-                counts.loaded += 1;
+                match replace {
+                    Some(i) => self.sigs[i] = *s,
+                    None => {
+                        self.seen.insert((s.gid, s.sid), self.sigs.len());
+                        self.sigs.push(*s);
+                        counts.loaded += 1;
+                    }
+                }
             }
             Parsed::Skip(sid, k) => {
                 counts.skipped += 1;
@@ -291,6 +305,9 @@ impl SigSetBuilder {
                         let x = &mut idx[slot];
                         if s.hook != Hook::Packet {
                             x.always.push(i as u32);
+                        } else if let Some(e) = s.events.first() {
+                            // Event rules run only for packets that raised their first event.
+                            x.by_event.entry(e).or_default().push(i as u32);
                         } else if src_ok && narrow(&src) {
                             src.iter()
                                 .for_each(|(a, l)| x.by_addr.insert(*a, *l, i as u32));
@@ -433,7 +450,7 @@ fn slots(s: &Sig) -> Vec<usize> {
                 out.push(base);
                 out.push(base + 1)
             }
-            Proto::Ip => out.extend(base..base + 4),
+            Proto::Ip | Proto::Pkthdr => out.extend(base..base + 4),
         },
         _ => out.push(base),
     }
@@ -504,6 +521,9 @@ pub(crate) struct HookIndex {
     pub by_addr: AddrIndex,
     /// Signatures without a fast pattern and with a few explicit ports: port -> signatures.
     pub by_port: HashMap<u16, Vec<u32>>,
+    /// Packet signatures without a fast pattern that name an event: their first event ->
+    /// signatures (evaluated only for a packet that raised it).
+    pub by_event: HashMap<&'static str, Vec<u32>>,
 }
 
 /// The ports of a plain port list (at most 64, no `any`, no negation), if it is one.
@@ -538,6 +558,7 @@ impl HookIndex {
             && self.pf.is_empty()
             && self.by_addr.is_empty()
             && self.by_port.is_empty()
+            && self.by_event.is_empty()
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Packet<'a> {
     /// TCP: sequence space used so far by the client and the server (next expected sequence
     /// number minus the initial one, as Suricata's `stream_size` counts), when known.
     pub stream_size: Option<[u32; 2]>,
+    /// Anomaly events raised while handling this packet (decoder, stream and application
+    /// layer; names as in [`super::EVENTS`]).
+    pub events: &'a [&'static str],
 }
 
 /// Buffers the engine provides for one inspection.
@@ -70,9 +73,31 @@ pub struct FlowSigs {
     once: Vec<u32>,
     /// Flowbits dropped because the flow held [`MAX_FLOWBITS`].
     pub bits_dropped: u32,
+    /// Application-layer events raised on the flow so far (for `app-layer-event` in rules
+    /// inspected at a later packet than the one that raised it): the first 8 distinct.
+    app_events: [&'static str; 8],
+    app_events_n: u8,
 }
 
 impl FlowSigs {
+    /// Remembers the application-layer events among `raised` (the first 8 distinct per flow).
+    pub fn note_events(&mut self, raised: &[&'static str]) {
+        for &e in raised {
+            let n = self.app_events_n as usize;
+            if super::is_app_event(e)
+                && n < self.app_events.len()
+                && !self.app_events[..n].contains(&e)
+            {
+                self.app_events[n] = e;
+                self.app_events_n += 1;
+            }
+        }
+    }
+
+    fn has_event(&self, e: &str) -> bool {
+        self.app_events[..self.app_events_n as usize].contains(&e)
+    }
+
     /// Bytes held.
     pub fn held(&self) -> usize {
         std::mem::size_of::<FlowSigs>()
@@ -238,7 +263,7 @@ fn port_match(e: &PortExpr, p: u16) -> bool {
 
 fn header_ok(s: &Sig, p: &Packet<'_>, hook: Hook) -> bool {
     let proto_ok = match s.proto {
-        Proto::Ip => true,
+        Proto::Ip | Proto::Pkthdr => true,
         Proto::Tcp | Proto::TcpPkt | Proto::TcpStream => p.proto == 6,
         Proto::Udp => p.proto == 17,
         Proto::Icmp => p.proto == 1 || p.proto == 58,
@@ -428,6 +453,13 @@ impl SigSet {
                     }
                 }
             }
+            if !index.by_event.is_empty() {
+                for e in p.events {
+                    if let Some(v) = index.by_event.get(e) {
+                        v.iter().for_each(|&s| add(s));
+                    }
+                }
+            }
         }
         let dir = u8::from(!p.to_server);
         for pf in &index.pf {
@@ -481,6 +513,13 @@ impl SigSet {
                 continue;
             }
             if !bits_ok(s, flow) || !s.xbits.is_empty() && !xbits_ok(s, p, sc) {
+                continue;
+            }
+            if !s
+                .events
+                .iter()
+                .all(|e| p.events.contains(e) || super::is_app_event(e) && flow.has_event(e))
+            {
                 continue;
             }
             if let Some(c) = s.urilen {

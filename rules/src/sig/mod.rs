@@ -100,6 +100,8 @@ pub enum Proto {
     Http,
     /// A flow recognised as QUIC.
     Quic,
+    /// Suricata's `pkthdr`: any packet, also one that failed to decode (for `decode-event`).
+    Pkthdr,
 }
 
 /// The application protocol the engine recognised on a flow.
@@ -647,12 +649,91 @@ pub struct Sig {
     pub pass_alert: bool,
     /// `threshold` or `detection_filter`.
     pub threshold: Option<Threshold>,
+    /// `decode-event`, `stream-event` and `app-layer-event` conditions: anomaly names as the
+    /// engine raises them (see [`EVENTS`]); all must have been raised.
+    pub events: Vec<&'static str>,
     /// Where it is evaluated.
     pub hook: Hook,
     /// Source file and line (for explanations).
     pub file: std::sync::Arc<str>,
     /// 1-based line.
     pub line: u32,
+}
+
+/// The anomaly events the engine raises (the names of its `anomaly` events), which rules may
+/// name with `decode-event` (`decoder.` + the keyword's value), `stream-event` (`stream.` + the
+/// value) and `app-layer-event` (the value as written, `dns.malformed_data`). A rule naming an
+/// event not listed here is skipped with that reason rather than loaded to never match. The
+/// engine's tests check that every name it raises is listed.
+pub const EVENTS: &[&str] = &[
+    "decoder.ethernet.pkt_too_small",
+    "decoder.gre.pkt_too_small",
+    "decoder.erspan.pkt_too_small",
+    "decoder.icmpv4.pkt_too_small",
+    "decoder.icmpv6.pkt_too_small",
+    "decoder.ip.invalid_version",
+    "decoder.ip.pkt_too_small",
+    "decoder.ipraw.invalid_ip_version",
+    "decoder.ipv4.hlen_too_small",
+    "decoder.ipv4.invalid_auth_header",
+    "decoder.ipv4.trunc_pkt",
+    "decoder.ipv4.wrong_ip_version",
+    "decoder.ipv6.exthdr_invalid",
+    "decoder.ipv6.jumbogram_unsupported",
+    "decoder.ipv6.trunc_pkt",
+    "decoder.ipv6.wrong_ip_version",
+    "decoder.link.unsupported_linktype",
+    "decoder.nflog.bad_tlv_length",
+    "decoder.nflog.pkt_too_small",
+    "decoder.null.pkt_too_small",
+    "decoder.sll.pkt_too_small",
+    "decoder.sll2.pkt_too_small",
+    "decoder.tcp.pkt_too_small",
+    "decoder.tunnel.too_deep",
+    "decoder.udp.hlen_invalid",
+    "decoder.udp.hlen_too_small",
+    "decoder.udp.pkt_too_small",
+    "decoder.vlan.header_too_small",
+    "decoder.vlan.too_many_layers",
+    "defrag.frag_not_multiple_of_8",
+    "defrag.inconsistent_length",
+    "defrag.ipv4_too_large",
+    "defrag.ipv6_overlap",
+    "defrag.max_frags",
+    "defrag.memcap",
+    "defrag.overlap_different",
+    "flow.memcap",
+    "stream.reassembly_overlap_different_data",
+    "gquic.malformed",
+    "gquic.too_many_tags",
+    "dns.malformed_data",
+    "dns.name_too_long",
+    "http.invalid_chunk_data",
+    "http.invalid_chunklen",
+    "http.request_header_too_long",
+    "http.request_line_invalid",
+    "http.response_header_too_long",
+    "http.response_line_invalid",
+    "http.too_many_transactions",
+    "http.unsolicited_response",
+    "quic.crypto_too_large",
+    "quic.decrypt_failed",
+    "quic.ech_outer_sni",
+    "quic.error",
+    "quic.malformed_packet",
+    "quic.not_initial",
+    "tls.ech_outer_sni",
+    "tls.handshake_too_long",
+    "tls.invalid_certificate",
+    "tls.invalid_handshake_message",
+];
+
+/// Application-layer events (kept on the flow for `app-layer-event`), as opposed to decoder and
+/// stream events, which belong to the packet that raised them.
+pub fn is_app_event(name: &str) -> bool {
+    !["decoder.", "defrag.", "stream.", "flow."]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// The `all` layer selector of `vlan.id`.

@@ -265,6 +265,7 @@ fn parse_inner(
         "tls" => Proto::Tls,
         "http" | "http1" => Proto::Http,
         "quic" => Proto::Quic,
+        "pkthdr" => Proto::Pkthdr,
         p => {
             return skip(
                 "protocol",
@@ -321,6 +322,7 @@ fn parse_inner(
             noalert: false,
             pass_alert: false,
             threshold: None,
+            events: Vec::new(),
             hook: Hook::Packet,
             file: file.clone(),
             line: 0,
@@ -1589,6 +1591,31 @@ impl SigB {
                 };
                 self.sig.vlan_ids.push((cmp, layer));
             }
+            "decode-event" | "stream-event" | "app-layer-event" => {
+                let v = need(key)?.trim();
+                if v.starts_with('!') {
+                    return skip(key, format!("{key}: negated events are not supported"));
+                }
+                let full = match key {
+                    // Suricata's decoder events for fragments are named after the IP version.
+                    "decode-event" => match v {
+                        "ipv6.frag_overlap" => "defrag.ipv6_overlap".to_string(),
+                        _ => format!("decoder.{v}"),
+                    },
+                    "stream-event" => format!("stream.{v}"),
+                    _ => v.to_string(),
+                };
+                let Some(name) = EVENTS.iter().find(|e| **e == full) else {
+                    return skip(
+                        key,
+                        format!("{key} {v}: Palisade does not detect this event"),
+                    );
+                };
+                if self.sig.events.len() >= 8 {
+                    return syn(format!("{key}: more than 8 events in one rule"));
+                }
+                self.sig.events.push(name);
+            }
             "itype" => self.sig.itype = Some(parse_cmp(need(key)?, key)?),
             "icode" => self.sig.icode = Some(parse_cmp(need(key)?, key)?),
             "ip_proto" => {
@@ -1762,9 +1789,6 @@ fn unsupported_reason(k: &str) -> String {
     match k {
         "flowint" => "flowint counters are not supported".into(),
         "tag" => "tag (logging of further packets) is not supported".into(),
-        "app-layer-event" | "decode-event" | "stream-event" => {
-            format!("{k}: Palisade's anomaly events are not exposed to rules")
-        }
         "byte_extract" | "byte_math" => format!("{k} is not supported"),
         "datarep" => "datarep is not supported".into(),
         "tls.cert_chain_len" => "tls.cert_chain_len is not supported".into(),

@@ -40,6 +40,7 @@ fn pkt(payload: &[u8]) -> Packet<'_> {
         tls_version: 0,
         vlan: [0; 3],
         stream_size: None,
+        events: &[],
     }
 }
 
@@ -762,4 +763,142 @@ fn matchers_report_every_pattern_that_occurs() {
             assert_eq!(got, want, "{} patterns, bulk {bulk}", pats.len());
         }
     }
+}
+
+/// `decode-event`, `stream-event` and `app-layer-event`: matched against the events the engine
+/// raised for the packet (and, for application events, earlier on the flow); events Palisade
+/// does not raise skip the rule with the reason.
+#[test]
+fn event_keywords() {
+    let mut b = SigSetBuilder::default();
+    b.add_text(
+        "ev.rules",
+        concat!(
+            "alert pkthdr any any -> any any (decode-event:ipv4.trunc_pkt; sid:1;)\n",
+            "alert tcp any any -> any any (stream-event:reassembly_overlap_different_data; sid:2;)\n",
+            "alert dns any any -> any any (app-layer-event:dns.malformed_data; sid:3;)\n",
+            "alert http any any -> any any (app-layer-event:http.invalid_chunklen; content:\"evil\"; sid:4;)\n",
+            "alert udp any any -> any any (decode-event:udp.hlen_too_small; sid:5;)\n",
+            "alert ip any any -> any any (decode-event:ipv4.opt_invalid_len; sid:6;)\n",
+            "alert dns any any -> any any (app-layer-event:!dns.malformed_data; sid:7;)\n",
+        ),
+    );
+    let msgs: Vec<String> = b.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].contains("ev.rules:6: sid 6: skipped (decode-event): decode-event ipv4.opt_invalid_len: Palisade does not detect this event"),
+        "{}",
+        msgs[0]
+    );
+    assert!(
+        msgs[1].contains("sid 7: skipped (app-layer-event)"),
+        "{}",
+        msgs[1]
+    );
+    let s = b.build();
+    let none = B(vec![]);
+    let with = |events: &'static [&'static str], proto: u8, app: App| {
+        let mut p = pkt(b"");
+        p.events = events;
+        p.proto = proto;
+        p.app = app;
+        p
+    };
+    // Nothing raised: nothing matches.
+    let p = with(&[], 6, App::None);
+    assert!(run(&s, Hook::Packet, &p, &none, &mut FlowSigs::default()).is_empty());
+    // A decoder event, on any protocol for pkthdr.
+    let p = with(&["decoder.ipv4.trunc_pkt"], 0, App::None);
+    assert_eq!(
+        run(&s, Hook::Packet, &p, &none, &mut FlowSigs::default()),
+        vec![1]
+    );
+    // The stream event only on TCP, the UDP one only on UDP.
+    let p = with(&["stream.reassembly_overlap_different_data"], 17, App::None);
+    assert!(run(&s, Hook::Packet, &p, &none, &mut FlowSigs::default()).is_empty());
+    let p = with(&["stream.reassembly_overlap_different_data"], 6, App::None);
+    assert_eq!(
+        run(&s, Hook::Packet, &p, &none, &mut FlowSigs::default()),
+        vec![2]
+    );
+    let p = with(&["decoder.udp.hlen_too_small"], 17, App::None);
+    assert_eq!(
+        run(&s, Hook::Packet, &p, &none, &mut FlowSigs::default()),
+        vec![5]
+    );
+    // The DNS event on a DNS flow only; on the packet that raised it, not the next one.
+    let mut fs = FlowSigs::default();
+    let p = with(&["dns.malformed_data"], 17, App::Http);
+    assert!(run(&s, Hook::Packet, &p, &none, &mut fs).is_empty());
+    let p = with(&["dns.malformed_data"], 17, App::Dns);
+    fs.note_events(p.events);
+    assert_eq!(run(&s, Hook::Packet, &p, &none, &mut fs), vec![3]);
+    let p = with(&[], 17, App::Dns);
+    assert!(run(&s, Hook::Packet, &p, &none, &mut fs).is_empty());
+    // An application event with content: raised earlier on the flow, matched with the content
+    // of a later stream chunk; not on a flow that never raised it.
+    let mut fs = FlowSigs::default();
+    fs.note_events(&["http.invalid_chunklen"]);
+    let p = with(&[], 6, App::Http);
+    assert_eq!(
+        run(
+            &s,
+            Hook::Packet,
+            &p,
+            &B(vec![(Buf::Payload, b"an evil".to_vec())]),
+            &mut fs
+        )
+        .len()
+            + {
+                let mut sc = Scratch::default();
+                let mut n = 0;
+                s.inspect_stream(&p, b"an evil chunk", 0, &mut fs, &mut sc, &mut |m| {
+                    n += usize::from(m.sig.sid == 4)
+                });
+                n
+            },
+        1
+    );
+    let mut fresh = FlowSigs::default();
+    let mut sc = Scratch::default();
+    let mut n = 0;
+    s.inspect_stream(&p, b"an evil chunk", 0, &mut fresh, &mut sc, &mut |_| {
+        n += 1
+    });
+    assert_eq!(n, 0);
+}
+
+/// A rule with the sid of a loaded one replaces it when its rev is higher (Suricata's rule
+/// updates), and is refused otherwise.
+#[test]
+fn duplicate_sid_with_higher_rev_replaces() {
+    let mut b = SigSetBuilder::default();
+    b.add_text(
+        "d.rules",
+        concat!(
+            "alert tcp-pkt any any -> any any (msg:\"old\"; content:\"a\"; sid:1; rev:1;)\n",
+            "alert tcp-pkt any any -> any any (msg:\"new\"; content:\"b\"; sid:1; rev:2;)\n",
+            "alert tcp-pkt any any -> any any (msg:\"older\"; content:\"c\"; sid:1; rev:2;)\n",
+        ),
+    );
+    assert_eq!(b.problems.len(), 1);
+    assert!(b.problems[0]
+        .to_string()
+        .contains("d.rules:3: sid 1: syntax error: duplicate"));
+    let s = b.build();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.sigs()[0].msg, "new");
+    assert_eq!(payload_hits_set(&s, b"b"), vec![1]);
+    assert!(payload_hits_set(&s, b"a").is_empty());
+}
+
+fn payload_hits_set(s: &SigSet, payload: &[u8]) -> Vec<u64> {
+    let p = pkt(payload);
+    run(
+        s,
+        Hook::Packet,
+        &p,
+        &B(vec![(Buf::Payload, payload.to_vec())]),
+        &mut FlowSigs::default(),
+    )
 }
