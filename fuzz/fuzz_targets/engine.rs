@@ -22,6 +22,11 @@ const RULES: &str = concat!(
     "alert http any any -> any any (flow:to_client; http.stat_code; content:\"200\"; file.data; content:\"<\"; threshold:type limit,track by_src,count 2,seconds 10; sid:8;)\n",
     "alert quic any any -> any any (quic.sni; content:\"a\"; quic.version; bsize:4; sid:9;)\n",
     "alert ip any any -> [10.0.0.0/8,!10.1.0.0/16] any (ip_proto:17; sid:10;)\n",
+    "drop pkthdr any any -> any any (decode-event:ipv4.trunc_pkt; sid:11;)\n",
+    "alert udp any any -> any any (decode-event:udp.hlen_too_small; sid:12;)\n",
+    "alert dns any any -> any any (app-layer-event:dns.malformed_data; sid:13;)\n",
+    "alert http any any -> any any (app-layer-event:http.invalid_chunklen; content:\"a\"; sid:14;)\n",
+    "alert tcp any any -> any any (stream-event:reassembly_overlap_different_data; sid:15;)\n",
 );
 
 /// Built once: building takes far longer than one input.
