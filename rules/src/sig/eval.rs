@@ -77,6 +77,10 @@ pub struct FlowSigs {
     /// inspected at a later packet than the one that raised it): the first 8 distinct.
     app_events: [&'static str; 8],
     app_events_n: u8,
+    /// `flowint` variables: (name, value), at most [`super::MAX_FLOWINTS`].
+    ints: Vec<(u32, u32)>,
+    /// `flowint` variables not created because the flow held [`super::MAX_FLOWINTS`].
+    pub ints_dropped: u32,
 }
 
 impl FlowSigs {
@@ -105,6 +109,21 @@ impl FlowSigs {
             + self.tail[0].capacity()
             + self.tail[1].capacity()
             + self.once.capacity() * 4
+            + self.ints.capacity() * 8
+    }
+
+    fn int(&self, id: u32) -> Option<u32> {
+        self.ints.iter().find(|(i, _)| *i == id).map(|(_, v)| *v)
+    }
+
+    fn set_int(&mut self, id: u32, v: u32) {
+        if let Some(e) = self.ints.iter_mut().find(|(i, _)| *i == id) {
+            e.1 = v;
+        } else if self.ints.len() < super::MAX_FLOWINTS {
+            self.ints.push((id, v));
+        } else {
+            self.ints_dropped += 1;
+        }
     }
 
     fn isset(&self, b: u32) -> bool {
@@ -965,10 +984,50 @@ fn bits_ok(s: &Sig, f: &FlowSigs) -> bool {
         Flowbit::IsSet(ids) => ids.iter().any(|&i| f.isset(i)),
         Flowbit::IsNotSet(ids) => ids.iter().any(|&i| !f.isset(i)),
         _ => true,
+    }) && s.flowints.iter().all(|x| match *x {
+        Flowint::IsSet(id) => f.int(id).is_some(),
+        Flowint::NotSet(id) => f.int(id).is_none(),
+        Flowint::Cmp(id, c, t) => f.int(id).is_some_and(|v| {
+            let t = int_arg(f, t);
+            match c {
+                IntCmp::Eq => v == t,
+                IntCmp::Ne => v != t,
+                IntCmp::Lt => v < t,
+                IntCmp::Le => v <= t,
+                IntCmp::Gt => v > t,
+                IntCmp::Ge => v >= t,
+            }
+        }),
+        _ => true,
     })
 }
 
+fn int_arg(f: &FlowSigs, a: IntArg) -> u32 {
+    match a {
+        IntArg::Value(v) => v,
+        IntArg::Var(id) => f.int(id).unwrap_or(0),
+    }
+}
+
 fn apply_bits(s: &Sig, f: &mut FlowSigs) {
+    // `flowint` operations run after the match, in rule order, as Suricata's post-match list.
+    for x in &s.flowints {
+        match *x {
+            Flowint::Set(id, t) => f.set_int(id, int_arg(f, t)),
+            Flowint::Add(id, t) => {
+                let t = int_arg(f, t);
+                let v = f.int(id).map_or(t, |v| v.wrapping_add(t));
+                f.set_int(id, v)
+            }
+            Flowint::Sub(id, t) => {
+                if let Some(v) = f.int(id) {
+                    let t = int_arg(f, t);
+                    f.set_int(id, v.wrapping_sub(t))
+                }
+            }
+            _ => {}
+        }
+    }
     for b in &s.flowbits {
         match b {
             Flowbit::Set(ids) => ids.iter().for_each(|&i| f.set(i)),

@@ -490,6 +490,53 @@ pub enum Flowbit {
     IsNotSet(Vec<u32>),
 }
 
+/// A `flowint` operation on a per-flow integer variable (names interned like flowbits').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flowint {
+    /// `=`: set to the target when the rule matches.
+    Set(u32, IntArg),
+    /// `+`: add the target when the rule matches (an unset variable becomes the target;
+    /// 32-bit arithmetic wraps, as Suricata's).
+    Add(u32, IntArg),
+    /// `-`: subtract the target when the rule matches (an unset variable stays unset).
+    Sub(u32, IntArg),
+    /// Condition `==, !=, <, <=, >, >=` against the target; false when the variable is unset.
+    Cmp(u32, IntCmp, IntArg),
+    /// Condition: the variable is set.
+    IsSet(u32),
+    /// Condition: the variable is not set.
+    NotSet(u32),
+}
+
+/// A `flowint` target: a number, or another variable (unset counts as 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntArg {
+    /// A literal.
+    Value(u32),
+    /// A variable.
+    Var(u32),
+}
+
+/// A `flowint` comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntCmp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// Per-flow `flowint` variables, at most this many (more are counted and not created).
+pub const MAX_FLOWINTS: usize = 64;
+
 /// An `xbits` operation: a named bit held per host or host pair for a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Xbit {
@@ -643,6 +690,8 @@ pub struct Sig {
     pub flowbits: Vec<Flowbit>,
     /// `xbits` conditions and actions.
     pub xbits: Vec<Xbit>,
+    /// `flowint` conditions and operations, in rule order.
+    pub flowints: Vec<Flowint>,
     /// `flowbits:noalert` or `noalert`.
     pub noalert: bool,
     /// `alert` inside a `pass` rule: log the pass as an alert.

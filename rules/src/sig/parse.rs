@@ -319,6 +319,7 @@ fn parse_inner(
             lists: Vec::new(),
             flowbits: Vec::new(),
             xbits: Vec::new(),
+            flowints: Vec::new(),
             noalert: false,
             pass_alert: false,
             threshold: None,
@@ -1452,6 +1453,53 @@ impl SigB {
                     _ => return syn(format!("unknown flowbits operation '{op}'")),
                 });
             }
+            "flowint" => {
+                let v = need(key)?;
+                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                let (name, op, target) = match parts[..] {
+                    [n, o] => (n, o, None),
+                    [n, o, t] => (n, o, Some(t)),
+                    _ => return syn("flowint: name, operation[, value]"),
+                };
+                if name.is_empty() {
+                    return syn("flowint needs a name");
+                }
+                // Own namespace: flowint names are not flowbits.
+                let id = names.id(&format!("flowint\u{0}{name}"));
+                let arg = |names: &mut Names| -> R<IntArg> {
+                    let Some(t) = target.filter(|t| !t.is_empty()) else {
+                        return syn(format!("flowint:{name},{op} needs a value"));
+                    };
+                    if t.as_bytes()[0].is_ascii_digit() {
+                        t.parse::<u32>().map(IntArg::Value).or_else(|_| {
+                            syn(format!("flowint: value '{t}' is not a 32-bit number"))
+                        })
+                    } else {
+                        Ok(IntArg::Var(names.id(&format!("flowint\u{0}{t}"))))
+                    }
+                };
+                let cmp = |c: IntCmp, names: &mut Names| -> R<Flowint> {
+                    Ok(Flowint::Cmp(id, c, arg(names)?))
+                };
+                let f = match op {
+                    "=" => Flowint::Set(id, arg(names)?),
+                    "+" => Flowint::Add(id, arg(names)?),
+                    "-" => Flowint::Sub(id, arg(names)?),
+                    "==" => cmp(IntCmp::Eq, names)?,
+                    "!=" => cmp(IntCmp::Ne, names)?,
+                    "<" => cmp(IntCmp::Lt, names)?,
+                    "<=" => cmp(IntCmp::Le, names)?,
+                    ">" => cmp(IntCmp::Gt, names)?,
+                    ">=" => cmp(IntCmp::Ge, names)?,
+                    "isset" | "notset" | "isnotset" if target.is_some() => {
+                        return syn(format!("flowint:{name},{op} takes no value"))
+                    }
+                    "isset" => Flowint::IsSet(id),
+                    "notset" | "isnotset" => Flowint::NotSet(id),
+                    _ => return syn(format!("unknown flowint operation '{op}'")),
+                };
+                self.sig.flowints.push(f);
+            }
             "xbits" => {
                 let v = need(key)?;
                 let parts: Vec<&str> = v.split(',').map(str::trim).collect();
@@ -1787,7 +1835,6 @@ fn hook_of(s: &Sig) -> R<Hook> {
 
 fn unsupported_reason(k: &str) -> String {
     match k {
-        "flowint" => "flowint counters are not supported".into(),
         "tag" => "tag (logging of further packets) is not supported".into(),
         "byte_extract" | "byte_math" => format!("{k} is not supported"),
         "datarep" => "datarep is not supported".into(),

@@ -489,7 +489,7 @@ fn errors_and_skips_name_file_line_sid() {
         concat!(
             "# comment\n",
             "alert tcp any any -> any any (content:\"ok\"; sid:1;)\n",
-            "alert tcp any any -> any any (content:\"x\"; flowint:a,+,1; sid:2;)\n",
+            "alert tcp any any -> any any (content:\"x\"; tag:session,10,packets; sid:2;)\n",
             "alert tcp any any -> any (content:\"x\"; sid:3;)\n",
             "alert smtp any any -> any any (content:\"x\"; sid:4;)\n",
             "alert tcp any any -> any any (content:\"x\"; \\\n  sid:5;)\n",
@@ -500,7 +500,7 @@ fn errors_and_skips_name_file_line_sid() {
     assert_eq!((c.loaded, c.skipped, c.errors), (2, 2, 3));
     let msgs: Vec<String> = b.problems.iter().map(|p| p.to_string()).collect();
     assert!(
-        msgs[0].starts_with("my.rules:3: sid 2: skipped (flowint)"),
+        msgs[0].starts_with("my.rules:3: sid 2: skipped (tag)"),
         "{}",
         msgs[0]
     );
@@ -901,4 +901,91 @@ fn payload_hits_set(s: &SigSet, payload: &[u8]) -> Vec<u64> {
         &B(vec![(Buf::Payload, payload.to_vec())]),
         &mut FlowSigs::default(),
     )
+}
+
+/// `flowint`: conditions before the match, operations after it (Suricata's post-match list),
+/// `+` on an unset variable creating it, `-` leaving it unset, variables as targets (unset
+/// counts as 0), and the per-flow cap.
+#[test]
+fn flowint_semantics() {
+    let s = set(concat!(
+        "alert tcp-pkt any any -> any any (content:\"inc\"; flowint:n,+,1; flowint:n,>,1; sid:1;)\n",
+        "alert tcp-pkt any any -> any any (content:\"dec\"; flowint:m,-,5; sid:2;)\n",
+        "alert tcp-pkt any any -> any any (content:\"chk\"; flowint:n,>=,2; flowint:m,notset; sid:3;)\n",
+        "alert tcp-pkt any any -> any any (content:\"cpy\"; flowint:k,=,n; flowint:n,isset; sid:4;)\n",
+        "alert tcp-pkt any any -> any any (content:\"cmp\"; flowint:k,==,n; flowint:k,!=,z; sid:5;)\n",
+    ));
+    let mut fs = FlowSigs::default();
+    let hit = |payload: &[u8], fs: &mut FlowSigs| {
+        let p = pkt(payload);
+        run(
+            &s,
+            Hook::Packet,
+            &p,
+            &B(vec![(Buf::Payload, payload.to_vec())]),
+            fs,
+        )
+    };
+    // n unset: "inc" fails its n>1 condition (nothing matched, nothing added).
+    assert!(hit(b"inc", &mut fs).is_empty());
+    assert!(hit(b"chk", &mut fs).is_empty(), "n is still unset");
+    // Set n through a rule without conditions: k = n needs n set (isset), so first create n.
+    let s2 = set("alert tcp-pkt any any -> any any (content:\"new\"; flowint:n,+,2; sid:9;)\n");
+    let p = pkt(b"new");
+    run(
+        &s2,
+        Hook::Packet,
+        &p,
+        &B(vec![(Buf::Payload, b"new".to_vec())]),
+        &mut fs,
+    );
+    // n = 2: "inc" checks 2 > 1 before adding: matches, n becomes 3.
+    assert_eq!(hit(b"inc", &mut fs), vec![1]);
+    // "dec" on unset m: matches (no condition), m stays unset.
+    assert_eq!(hit(b"dec", &mut fs), vec![2]);
+    assert_eq!(hit(b"chk", &mut fs), vec![3], "n = 3 >= 2 and m unset");
+    // k = n (3), then k == n and k != z (z unset counts as 0).
+    assert_eq!(hit(b"cpy", &mut fs), vec![4]);
+    assert_eq!(hit(b"cmp", &mut fs), vec![5]);
+    // Another flow starts empty.
+    assert!(hit(b"cmp", &mut FlowSigs::default()).is_empty());
+    // The cap: 64 variables per flow, more counted and not created.
+    let many: String = (0..70)
+        .map(|i| {
+            format!(
+                "alert tcp-pkt any any -> any any (content:\"v\"; flowint:v{i},=,1; sid:{};)\n",
+                100 + i
+            )
+        })
+        .collect();
+    let s3 = set(&many);
+    let mut fs = FlowSigs::default();
+    let p = pkt(b"v");
+    run(
+        &s3,
+        Hook::Packet,
+        &p,
+        &B(vec![(Buf::Payload, b"v".to_vec())]),
+        &mut fs,
+    );
+    assert_eq!(fs.ints_dropped, 6);
+    // Errors name the problem.
+    for (r, want) in [
+        ("flowint:n,+;", "needs a value"),
+        ("flowint:n,isset,3;", "takes no value"),
+        ("flowint:n,*,3;", "unknown flowint operation"),
+        ("flowint:n,=,99999999999;", "not a 32-bit number"),
+    ] {
+        let mut b = SigSetBuilder::default();
+        b.add_text(
+            "f.rules",
+            &format!("alert tcp any any -> any any ({r} sid:1;)\n"),
+        );
+        let m = b
+            .problems
+            .first()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(m.contains(want), "{r}: {m}");
+    }
 }
