@@ -292,6 +292,11 @@ enum AppProto {
     Tls,
     Http,
     Quic,
+    /// Detected from the first bytes, not parsed (rules see their raw content).
+    Smtp,
+    Ftp,
+    Ssh,
+    Smb,
     Failed,
 }
 
@@ -303,6 +308,10 @@ impl AppProto {
             AppProto::Tls => "tls",
             AppProto::Http => "http",
             AppProto::Quic => "quic",
+            AppProto::Smtp => "smtp",
+            AppProto::Ftp => "ftp",
+            AppProto::Ssh => "ssh",
+            AppProto::Smb => "smb",
             AppProto::Failed => "failed",
         }
     }
@@ -1407,7 +1416,9 @@ fn inspection_done(f: &Flow, sigs: &SigSet) -> bool {
             depth
                 || match f.app {
                     AppProto::Tls => f.tls.as_ref().is_some_and(|t| t.logged),
-                    AppProto::Failed => true,
+                    // SSH is encrypted after its banners, as failed detection has nothing to
+                    // parse; SMTP, FTP and SMB carry cleartext that rules may read.
+                    AppProto::Failed | AppProto::Ssh => true,
                     // Each HTTP request and DNS query must be checked; unknown is undecided.
                     _ => false,
                 }
@@ -1926,6 +1937,47 @@ fn stream_gap(flow: &mut Flow, dir: usize) {
     }
 }
 
+/// Protocols detected from their first bytes but not parsed, as Suricata's probing
+/// patterns: SSH's `SSH-` banner (either side), a NetBIOS session message carrying SMB1, 2 or 3
+/// (either side), and the client's first command for SMTP (`EHLO`, `HELO`) and FTP (`USER `,
+/// `PASS `, `PORT `, `FEAT`, `SYST`, `AUTH TLS`, `AUTH SSL`); both servers speak first with a
+/// `220` banner, which waits for the client. `Some(None)`: a prefix of one of these, more bytes
+/// needed; `None`: none of these.
+fn probe_detected(head: &[u8], dir: usize) -> Option<Option<AppProto>> {
+    const CLIENT: &[(&[u8], AppProto)] = &[
+        (b"EHLO", AppProto::Smtp),
+        (b"HELO", AppProto::Smtp),
+        (b"USER ", AppProto::Ftp),
+        (b"PASS ", AppProto::Ftp),
+        (b"PORT ", AppProto::Ftp),
+        (b"FEAT", AppProto::Ftp),
+        (b"SYST", AppProto::Ftp),
+        (b"AUTH TLS", AppProto::Ftp),
+        (b"AUTH SSL", AppProto::Ftp),
+    ];
+    let n = head.len();
+    let starts = |tok: &[u8]| n >= tok.len() && head[..tok.len()].eq_ignore_ascii_case(tok);
+    let prefix = |tok: &[u8]| n < tok.len() && tok[..n].eq_ignore_ascii_case(head);
+    if starts(b"SSH-") {
+        return Some(Some(AppProto::Ssh));
+    }
+    if n >= 8 && head[0] == 0 && matches!(&head[4..8], b"\xffSMB" | b"\xfeSMB" | b"\xfdSMB") {
+        return Some(Some(AppProto::Smb));
+    }
+    if dir == 0 {
+        if let Some((_, p)) = CLIENT.iter().find(|(t, _)| starts(t)) {
+            return Some(Some(*p));
+        }
+        // "AUTH " alone is SMTP's too: wait for the mechanism.
+        if CLIENT.iter().any(|(t, _)| prefix(t)) || prefix(b"SSH-") {
+            return Some(None);
+        }
+    } else if prefix(b"SSH-") {
+        return Some(None);
+    }
+    None
+}
+
 /// Decides the protocol from the first bytes. Returns false while more bytes are needed
 /// (they are held in the small probe buffer).
 fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool {
@@ -1936,7 +1988,9 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool
     b[pb.n as usize..n].copy_from_slice(&data[..n - pb.n as usize]);
     let head = &b[..n];
     let dns_port = is_dns_flow(&flow.meta, dns_ports);
-    let decided = if dir == 0 {
+    let decided = if let Some(d) = probe_detected(head, dir) {
+        d
+    } else if dir == 0 {
         // Content first (HTTP from port 53 is still HTTP), then the DNS ports.
         match (tls::probe(head), crate::app::http::probe_request(head)) {
             (Some(true), _) => Some(AppProto::Tls),

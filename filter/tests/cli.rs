@@ -329,7 +329,7 @@ fn rules_load_skip_and_fail_with_file_line_and_sid() {
         d.join("my.rules"),
         concat!(
             "alert dns any any -> any any (msg:\"Sofacy C2 lookup\"; dns.query; content:\"drivres-update\"; nocase; classtype:trojan-activity; target:src_ip; metadata:created_at 2024_01_01, tag apt, tag c2; sid:5; rev:3;)\n",
-            "alert smtp any any -> any any (msg:\"mail\"; content:\"x\"; sid:6;)\n",
+            "alert dcerpc any any -> any any (msg:\"rpc\"; content:\"x\"; sid:6;)\n",
             "alert tcp any any -> any (content:\"x\"; sid:7;)\n",
         ),
     )
@@ -346,7 +346,7 @@ fn rules_load_skip_and_fail_with_file_line_and_sid() {
         "{out}"
     );
     assert!(
-        out.contains("1  skipped: protocol 'smtp' is not parsed"),
+        out.contains("1  skipped: protocol 'dcerpc' is not detected"),
         "{out}"
     );
     assert!(

@@ -909,3 +909,96 @@ fn decode_event_rules_act_on_packets_without_a_flow() {
         assert_eq!(a[1]["proto"], "UDP");
     }
 }
+
+/// SMTP, FTP, SSH and SMB are detected from their first bytes (not parsed): flow events name
+/// them, and rules of those protocols match raw content on their flows only.
+#[test]
+fn detected_protocols_name_flows_and_scope_rules() {
+    let mut b = palisade_rules::sig::SigSetBuilder::default();
+    b.add_text(
+        "p.rules",
+        concat!(
+            "alert smtp any any -> any any (content:\"EHLO\"; sid:1;)\n",
+            "alert ftp any any -> any any (content:\"USER\"; sid:2;)\n",
+            "alert ssh any any -> any any (content:\"SSH-2.0\"; sid:3;)\n",
+            "alert smb any any -> any any (content:\"|ff|SMB\"; sid:4;)\n",
+            "alert ftp any any -> any any (content:\"EHLO\"; sid:5;)\n",
+            "alert smtp any any -> any any (file.data; content:\"x\"; sid:6;)\n",
+        ),
+    );
+    assert_eq!(b.problems.len(), 1, "{:?}", b.problems);
+    assert!(b.problems[0]
+        .to_string()
+        .contains("file.data in an smtp rule"));
+    let sigs = b.build();
+    // (server's first bytes or none, client's first bytes, expected app_proto, expected sids)
+    let smb = b"\x00\x00\x00\x2f\xffSMBr\x00\x00\x00\x00".to_vec();
+    type Case<'a> = (Option<&'a [u8]>, Vec<u8>, &'a str, Vec<u64>);
+    let cases: Vec<Case> = vec![
+        (
+            Some(b"220 mx ESMTP\r\n"),
+            b"EHLO me\r\n".to_vec(),
+            "smtp",
+            vec![1],
+        ),
+        (
+            Some(b"220 ftpd\r\n"),
+            b"USER bob\r\n".to_vec(),
+            "ftp",
+            vec![2],
+        ),
+        // Both banners hold the content: a stream rule alerts once per direction.
+        (
+            Some(b"SSH-2.0-OpenSSH_9.6\r\n"),
+            b"SSH-2.0-client\r\n".to_vec(),
+            "ssh",
+            vec![3, 3],
+        ),
+        (None, smb, "smb", vec![4]),
+        (
+            None,
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+            "http",
+            vec![],
+        ),
+    ];
+    for (i, (server, client, want_app, want_sids)) in cases.into_iter().enumerate() {
+        let c = [10, 0, 0, 1];
+        let s = [10, 9, 0, i as u8 + 1];
+        let mut frames = vec![
+            tcp(c, s, true, 100, 0, true, &[]),
+            tcp(s, c, false, 500, 101, true, &[]),
+            tcp(c, s, true, 101, 501, false, &[]),
+        ];
+        let mut sseq = 501u32;
+        if let Some(banner) = server {
+            frames.push(tcp(s, c, false, sseq, 101, false, banner));
+            sseq += banner.len() as u32;
+            frames.push(tcp(c, s, true, 101, sseq, false, &[]));
+        }
+        frames.push(tcp(c, s, true, 101, sseq, false, &client));
+        frames.push(tcp(
+            s,
+            c,
+            false,
+            sseq,
+            101 + client.len() as u32,
+            false,
+            &[],
+        ));
+        let mut e = Engine::new(Config::default(), IntelSet::default());
+        e.set_sigs(sigs.clone());
+        let r = batch(&mut e, &frames, 1, true);
+        let flow = r
+            .events
+            .iter()
+            .find(|e| e["event_type"] == "flow")
+            .expect("a flow event");
+        assert_eq!(flow["app_proto"], want_app, "case {i}");
+        let sids: Vec<u64> = alerts(&r)
+            .iter()
+            .filter_map(|a| a["alert"]["signature_id"].as_u64())
+            .collect();
+        assert_eq!(sids, want_sids, "case {i} ({want_app})");
+    }
+}

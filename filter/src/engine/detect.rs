@@ -31,6 +31,10 @@ fn app_of(a: AppProto) -> App {
         AppProto::Tls => App::Tls,
         AppProto::Http => App::Http,
         AppProto::Quic => App::Quic,
+        AppProto::Smtp => App::Smtp,
+        AppProto::Ftp => App::Ftp,
+        AppProto::Ssh => App::Ssh,
+        AppProto::Smb => App::Smb,
         _ => App::None,
     }
 }

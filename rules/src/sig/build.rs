@@ -251,7 +251,7 @@ impl SigSetBuilder {
         // Keyed by buffer, transforms and direction (0: to server, 1: to client); a signature
         // without a direction is in both, so each inspection scans one automaton per buffer.
         type Key = (Buf, Vec<Transform>, u8, bool);
-        type Group = BTreeMap<Key, Vec<(Vec<u8>, u32, u8)>>;
+        type Group = BTreeMap<Key, Vec<(Vec<u8>, u32, u16)>>;
         let mut pats: Vec<Group> = (0..HOOKS * CLASSES_PER_HOOK)
             .map(|_| BTreeMap::new())
             .collect();
@@ -338,13 +338,13 @@ impl SigSetBuilder {
                 // One automaton for rules of no application protocol, serving flows of every
                 // protocol without rules of its own; one per protocol with rules, holding those
                 // and the generic ones: each inspection scans one automaton per buffer.
-                let mut apps: Vec<u8> = list.iter().map(|x| x.2).filter(|&a| a != 0).collect();
+                let mut apps: Vec<u16> = list.iter().map(|x| x.2).filter(|&a| a != 0).collect();
                 apps.sort_unstable();
                 apps.dedup();
-                let all: u8 = 0b1_1111;
+                let all: u16 = (1 << APPS) - 1;
                 let generic_serves = apps.iter().fold(all, |m, &a| m & !(1 << a));
-                let variants: Vec<(u8, u8)> = std::iter::once((0u8, generic_serves))
-                    .chain(apps.iter().map(|&a| (a, 1u8 << a)))
+                let variants: Vec<(u16, u16)> = std::iter::once((0u16, generic_serves))
+                    .chain(apps.iter().map(|&a| (a, 1u16 << a)))
                     .collect();
                 for (app, serves) in variants {
                     // One pattern per distinct byte string; each lists its signatures.
@@ -441,9 +441,15 @@ fn slots(s: &Sig) -> Vec<usize> {
     let mut out = Vec::with_capacity(4);
     match s.hook {
         Hook::Packet | Hook::Stream => match s.proto {
-            Proto::Tcp | Proto::TcpPkt | Proto::TcpStream | Proto::Http | Proto::Tls => {
-                out.push(base)
-            }
+            Proto::Tcp
+            | Proto::TcpPkt
+            | Proto::TcpStream
+            | Proto::Http
+            | Proto::Tls
+            | Proto::Smtp
+            | Proto::Ftp
+            | Proto::Ssh
+            | Proto::Smb => out.push(base),
             Proto::Udp | Proto::Quic => out.push(base + 1),
             Proto::Icmp => out.push(base + 2),
             Proto::Dns => {
@@ -649,7 +655,7 @@ pub(crate) struct Prefilter {
     /// Only for payloads of at most [`SMALL`] bytes.
     pub small: bool,
     /// The flows it is scanned for: bit [`app_code`] of their application protocol.
-    pub serves: u8,
+    pub serves: u16,
 }
 
 /// How a prefilter finds its patterns (see `build`).
@@ -786,20 +792,31 @@ fn proto_app(p: Proto) -> App {
         Proto::Tls => App::Tls,
         Proto::Http => App::Http,
         Proto::Quic => App::Quic,
+        Proto::Smtp => App::Smtp,
+        Proto::Ftp => App::Ftp,
+        Proto::Ssh => App::Ssh,
+        Proto::Smb => App::Smb,
         _ => App::None,
     }
 }
 
 /// 0 for none, else a small number per application protocol.
-pub(crate) fn app_code(a: App) -> u8 {
+pub(crate) fn app_code(a: App) -> u16 {
     match a {
         App::None => 0,
         App::Dns => 1,
         App::Tls => 2,
         App::Http => 3,
         App::Quic => 4,
+        App::Smtp => 5,
+        App::Ftp => 6,
+        App::Ssh => 7,
+        App::Smb => 8,
     }
 }
+
+/// Application protocol codes ([`app_code`]: 0 for none, then one per protocol).
+const APPS: u16 = 9;
 
 /// Payload size under which packet rules capped by `dsize` are looked for.
 pub(crate) const SMALL: usize = 256;

@@ -290,6 +290,10 @@ fn header_ok(s: &Sig, p: &Packet<'_>, hook: Hook) -> bool {
         Proto::Tls => p.app == App::Tls,
         Proto::Http => p.app == App::Http,
         Proto::Quic => p.app == App::Quic,
+        Proto::Smtp => p.app == App::Smtp,
+        Proto::Ftp => p.app == App::Ftp,
+        Proto::Ssh => p.app == App::Ssh,
+        Proto::Smb => p.app == App::Smb,
     };
     if !proto_ok {
         return false;

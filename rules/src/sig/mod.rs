@@ -102,6 +102,14 @@ pub enum Proto {
     Quic,
     /// Suricata's `pkthdr`: any packet, also one that failed to decode (for `decode-event`).
     Pkthdr,
+    /// A TCP flow recognised as SMTP, FTP, SSH or SMB (detected, not parsed: raw content only).
+    Smtp,
+    /// FTP control connection.
+    Ftp,
+    /// SSH.
+    Ssh,
+    /// SMB (over NetBIOS session service).
+    Smb,
 }
 
 /// The application protocol the engine recognised on a flow.
@@ -118,6 +126,14 @@ pub enum App {
     Http,
     /// QUIC.
     Quic,
+    /// SMTP (detected by the client's `EHLO`/`HELO`).
+    Smtp,
+    /// FTP (detected by the client's first command).
+    Ftp,
+    /// SSH (the `SSH-` banner).
+    Ssh,
+    /// SMB (a NetBIOS session message carrying SMB1, SMB2 or SMB3).
+    Smb,
 }
 
 /// Where a signature is evaluated.

@@ -266,10 +266,16 @@ fn parse_inner(
         "http" | "http1" => Proto::Http,
         "quic" => Proto::Quic,
         "pkthdr" => Proto::Pkthdr,
+        "smtp" => Proto::Smtp,
+        "ftp" => Proto::Ftp,
+        "ssh" => Proto::Ssh,
+        "smb" => Proto::Smb,
         p => {
             return skip(
                 "protocol",
-                format!("protocol '{p}' is not parsed by Palisade (dns, tls, http, quic are)"),
+                format!(
+                    "protocol '{p}' is not detected by Palisade (dns, tls, http, quic are parsed; smtp, ftp, ssh, smb detected)"
+                ),
             )
         }
     };
@@ -1755,6 +1761,24 @@ impl SigB {
 
 /// Decides where a signature is evaluated.
 fn hook_of(s: &Sig) -> R<Hook> {
+    let detected_only = match s.proto {
+        Proto::Smtp => Some("smtp"),
+        Proto::Ftp => Some("ftp"),
+        Proto::Ssh => Some("ssh"),
+        Proto::Smb => Some("smb"),
+        _ => None,
+    };
+    if let Some(p) = detected_only {
+        if let Some(l) = s.lists.iter().find(|l| l.buf != Buf::Payload) {
+            return skip(
+                l.buf.name(),
+                format!(
+                    "{} in an {p} rule: Palisade detects {p} but does not parse it (raw content only)",
+                    l.buf.name()
+                ),
+            );
+        }
+    }
     let mut hook: Option<Hook> = None;
     let mut side_req = false;
     let mut side_resp = false;
@@ -1821,9 +1845,13 @@ fn hook_of(s: &Sig) -> R<Hook> {
     }
     let has_payload = s.lists.iter().any(|l| l.buf == Buf::Payload);
     let stream = match s.proto {
-        Proto::Tcp | Proto::Http | Proto::Tls => {
-            has_payload && s.dsize.is_none() && !s.flow.no_stream
-        }
+        Proto::Tcp
+        | Proto::Http
+        | Proto::Tls
+        | Proto::Smtp
+        | Proto::Ftp
+        | Proto::Ssh
+        | Proto::Smb => has_payload && s.dsize.is_none() && !s.flow.no_stream,
         Proto::TcpStream => true,
         _ => false,
     };

@@ -491,7 +491,7 @@ fn errors_and_skips_name_file_line_sid() {
             "alert tcp any any -> any any (content:\"ok\"; sid:1;)\n",
             "alert tcp any any -> any any (content:\"x\"; tag:session,10,packets; sid:2;)\n",
             "alert tcp any any -> any (content:\"x\"; sid:3;)\n",
-            "alert smtp any any -> any any (content:\"x\"; sid:4;)\n",
+            "alert dcerpc any any -> any any (content:\"x\"; sid:4;)\n",
             "alert tcp any any -> any any (content:\"x\"; \\\n  sid:5;)\n",
             "alert tcp any any -> any any (content:\"dup\"; sid:1;)\n",
             "alert tcp any any -> any any (content:\"x\"; nocase sid:6;)\n",
