@@ -3,8 +3,8 @@
 //!
 //! Every pattern of at least 4 bytes is keyed by its first 4 bytes folded (each byte ORed with
 //! 0x20, which maps ASCII upper case onto lower case and merges a few other byte pairs); the keys
-//! are hashed into a bitmap of 2^k bits (k from 12 to 16, at least 16 bits per pattern, so it sits
-//! in L1). The scan reads 4 bytes at every position, folds, hashes and tests one bit; only on a
+//! are hashed into a bitmap of 2^k bits (k from 12 to 18, at least 128 bits per pattern, so at
+//! most 32 KB: L1 or L2). The scan reads 4 bytes at every position, folds, hashes and tests one bit; only on a
 //! set bit does it compare the patterns of that bucket, case-insensitively, against the data.
 //! Patterns of 2 or 3 bytes have their own bitmap indexed by the 2 folded bytes directly, and
 //! 1-byte patterns are looked for once each with `memchr`. The data are never copied or
@@ -20,6 +20,9 @@
 //! Like the automaton it replaces, it reports every pattern that occurs (its id, once or more);
 //! the signatures behind it are then evaluated in full.
 
+/// Words of the largest bitmap (2^18 bits).
+const BITS_WORDS: usize = (1 << 18) / 64;
+
 /// Multiplier of the 4-byte hash (Knuth's golden-ratio constant).
 const MUL: u32 = 0x9E37_79B1;
 
@@ -30,8 +33,9 @@ pub(crate) struct Sieve {
     pats: Vec<Box<[u8]>>,
     /// Per pattern of 8 bytes or more, its first 8 bytes folded (else 0).
     head: Vec<u64>,
-    /// Bitmap over hashed 4-byte keys.
-    bits: Vec<u64>,
+    /// Bitmap over hashed 4-byte keys (2^k bits used, allocated at the largest k so indexing
+    /// needs no bounds check).
+    bits: Box<[u64; BITS_WORDS]>,
     /// 32 - k.
     shift: u32,
     /// Bucket h holds `ids[start[h]..start[h + 1]]`.
@@ -73,7 +77,7 @@ impl Sieve {
             .trailing_zeros()
             .clamp(12, 18);
         let shift = 32 - k;
-        let mut bits = vec![0u64; (1 << k) / 64];
+        let mut bits = Box::new([0u64; BITS_WORDS]);
         let mut keyed: Vec<(u32, u32)> = Vec::with_capacity(long);
         let mut short_bits = vec![0u64; (1 << 16) / 64];
         let mut short = Vec::new();
@@ -134,7 +138,7 @@ impl Sieve {
     pub fn memory_usage(&self) -> usize {
         self.pats.iter().map(|p| p.len() + 16).sum::<usize>()
             + self.head.len() * 8
-            + self.bits.len() * 8
+            + (1usize << (32 - self.shift)) / 8
             + self.start.len() * 4
             + self.ids.len() * 4
             + self.short_bits.len() * 8
@@ -168,6 +172,24 @@ impl Sieve {
             i += 1;
         }
         if !self.ids.is_empty() {
+            // 32 positions per step: their bits gathered into a mask without branches, then
+            // the (rare) set ones verified.
+            while let Some(w) = data.get(i..i + 35) {
+                let mut mask = 0u32;
+                for k in 0..32 {
+                    let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
+                    let h = (x.wrapping_mul(MUL) >> self.shift) as usize;
+                    let bit = self.bits[(h >> 6) % BITS_WORDS] >> (h & 63) & 1;
+                    mask |= (bit as u32) << k;
+                }
+                while mask != 0 {
+                    let k = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
+                    self.probe(x, &data[i + k..], seen, hit);
+                }
+                i += 32;
+            }
             while let Some(w) = data.get(i..i + 4) {
                 let x = fold4([w[0], w[1], w[2], w[3]]);
                 self.probe(x, &data[i..], seen, hit);
@@ -189,7 +211,7 @@ impl Sieve {
     #[inline(always)]
     fn probe(&self, x: u32, at: &[u8], seen: &dyn Fn(usize) -> bool, hit: &mut dyn FnMut(usize)) {
         let h = (x.wrapping_mul(MUL) >> self.shift) as usize;
-        if test(&self.bits, h) {
+        if test(&self.bits[..], h) {
             self.verify(h, at, seen, hit);
         }
     }
