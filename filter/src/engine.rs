@@ -1196,6 +1196,15 @@ impl Engine {
     }
 
     fn end_flow(&mut self, idx: u32, reason: EndReason) {
+        // A flow can end while another's packet is handled (expiry, eviction): the events its
+        // flush raises are its own, and the packet's stay the packet's.
+        let raised = (self.stats.raised, self.stats.raised_n);
+        self.stats.raised_n = 0;
+        self.end_flow_inner(idx, reason);
+        (self.stats.raised, self.stats.raised_n) = raised;
+    }
+
+    fn end_flow_inner(&mut self, idx: u32, reason: EndReason) {
         let (_, mut flow, last_ns) = self.flows.remove(idx);
         let flow_events = self.cfg.flow_events;
         let mut flow_tap = if self.cfg.tap_flows {
