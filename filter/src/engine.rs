@@ -3071,3 +3071,33 @@ fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
     end_line(cx, 0);
     cx.now = saved;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_of_unparsed_protocols() {
+        let d = |h: &[u8], dir| probe_detected(h, dir);
+        assert_eq!(d(b"SSH-2.0-", 1), Some(Some(AppProto::Ssh)));
+        assert_eq!(d(b"SSH-2.0-", 0), Some(Some(AppProto::Ssh)));
+        assert_eq!(d(b"SS", 1), Some(None), "a prefix waits");
+        assert_eq!(d(b"\0\0\0\x2f\xfeSMB", 0), Some(Some(AppProto::Smb)));
+        assert_eq!(d(b"\0\0\0\x2f\xffSMB", 1), Some(Some(AppProto::Smb)));
+        assert_eq!(d(b"\x01\0\0\x2f\xffSMB", 0), None, "not a session message");
+        assert_eq!(d(b"ehlo x\r\n", 0), Some(Some(AppProto::Smtp)));
+        assert_eq!(d(b"HELO x\r\n", 0), Some(Some(AppProto::Smtp)));
+        assert_eq!(d(b"USER bob", 0), Some(Some(AppProto::Ftp)));
+        assert_eq!(d(b"AUTH TLS", 0), Some(Some(AppProto::Ftp)));
+        // SMTP's AUTH is not FTP's; HTTP and TLS are left to their own probes.
+        assert_eq!(d(b"AUTH LOG", 0), None);
+        assert_eq!(d(b"AUTH", 0), Some(None));
+        assert_eq!(d(b"PO", 0), Some(None));
+        assert_eq!(d(b"POST / H", 0), None);
+        assert_eq!(d(b"\x16\x03\x01\x02\x00\x01\x00\x01", 0), None);
+        // Servers' banners wait for the client; a client command from the server side is not
+        // taken as one.
+        assert_eq!(d(b"220 mx E", 1), None);
+        assert_eq!(d(b"EHLO x\r\n", 1), None);
+    }
+}
