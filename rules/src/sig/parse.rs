@@ -1666,7 +1666,7 @@ impl SigB {
                     );
                 };
                 if self.sig.events.len() >= 8 {
-                    return syn(format!("{key}: more than 8 events in one rule"));
+                    return skip(key, "more than 8 events in one rule");
                 }
                 self.sig.events.push(name);
             }

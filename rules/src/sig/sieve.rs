@@ -167,7 +167,8 @@ impl Sieve {
             let x = fold4([data[i], data[i + 1], data[i + 2], data[i + 3]]);
             self.probe(x, &data[i..], seen, hit);
             if test(&self.short_bits, (x & 0xffff) as usize) {
-                short_left -= self.verify_short(x as u16, &data[i..], seen, hit);
+                short_left =
+                    short_left.saturating_sub(self.verify_short(x as u16, &data[i..], seen, hit));
             }
             i += 1;
         }
