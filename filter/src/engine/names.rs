@@ -141,7 +141,7 @@ pub(super) fn flow_check(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, at: u8) {
 
 /// Entries in [`ScoreCache`].
 const CACHE_SLOTS: usize = 8192;
-/// Slots per set (the cache is set-associative; a set is one 64-byte line).
+/// Slots per set (the cache is set-associative; a set is 64 bytes).
 const CACHE_WAYS: usize = 4;
 
 /// Recent scores, so a name logged in a request, its response and its alert check is scored
