@@ -225,6 +225,8 @@ pub struct Stats {
     pub tcp_retrans: u64,
     /// TCP segments that could not be buffered (window, hole list, memory).
     pub tcp_refused: u64,
+    /// TCP segments discarded for a stale timestamp (`stream.pkt_invalid_timestamp`).
+    pub tcp_invalid_ts: u64,
     /// Flows whose app-layer buffers were dropped for lack of memory.
     pub app_memcap: u64,
     /// Flows that reached the reassembly depth.
@@ -478,6 +480,8 @@ pub struct Flow {
     /// SYN sequence numbers seen before any payload (streams are allocated at the first byte,
     /// so scans and SYN floods cost no stream memory).
     isn: [Option<u32>; 2],
+    /// Each side's latest TCP timestamp (TSval) from an in-order segment, once it sent one.
+    ts_last: [Option<u32>; 2],
     app: AppProto,
     parser: Parser,
     app_charged: usize,
@@ -525,6 +529,7 @@ impl Default for Flow {
             streams: None,
             streams_charged: 0,
             isn: [None; 2],
+            ts_last: [None; 2],
             app: AppProto::Unknown,
             parser: Parser::None,
             app_charged: 0,
@@ -918,6 +923,11 @@ impl Engine {
                     ack: t.acknowledgment_number(),
                     flags: (t.slice()[13]),
                     payload: t.payload(),
+                    ts: if t.slice().len() - t.payload().len() > 20 {
+                        tcp_timestamps(&t.slice()[..t.slice().len() - t.payload().len()])
+                    } else {
+                        None
+                    },
                 };
                 self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
             }
@@ -946,6 +956,7 @@ impl Engine {
                     ack: 0,
                     flags: 0,
                     payload: u.payload(),
+                    ts: None,
                 };
                 self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
             }
@@ -967,6 +978,7 @@ impl Engine {
                     ack: 0,
                     flags: 0,
                     payload: &[],
+                    ts: None,
                 };
                 self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
             }
@@ -978,6 +990,7 @@ impl Engine {
                     ack: 0,
                     flags: 0,
                     payload: &[],
+                    ts: None,
                 };
                 self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
             }
@@ -1342,6 +1355,7 @@ impl Engine {
                     .u64("retransmission", s.tcp_retrans);
                 t.u64("segment_refused", s.tcp_refused)
                     .u64("depth_reached", s.tcp_depth);
+                t.u64("pkt_invalid_timestamp", s.tcp_invalid_ts);
             });
             st.obj("memory", |m| {
                 m.u64("used", self.budget.used() as u64)
@@ -1399,6 +1413,34 @@ struct Seg<'a> {
     ack: u32,
     flags: u8,
     payload: &'a [u8],
+    /// TCP: the timestamp option's TSval and TSecr, when present.
+    ts: Option<(u32, u32)>,
+}
+
+/// The TSval and TSecr of a TCP header's timestamp option (kind 8, length 10), if it has one;
+/// malformed options end the walk.
+fn tcp_timestamps(header: &[u8]) -> Option<(u32, u32)> {
+    let mut o = header.get(20..)?;
+    while let Some(&kind) = o.first() {
+        match kind {
+            0 => return None,
+            1 => o = &o[1..],
+            _ => {
+                let len = *o.get(1)? as usize;
+                if len < 2 || len > o.len() {
+                    return None;
+                }
+                if kind == 8 && len == 10 {
+                    return Some((
+                        u32::from_be_bytes([o[2], o[3], o[4], o[5]]),
+                        u32::from_be_bytes([o[6], o[7], o[8], o[9]]),
+                    ));
+                }
+                o = &o[len..];
+            }
+        }
+    }
+    None
 }
 
 /// Whether anything more can be learned from this flow (see [`Engine::bypass`]).
@@ -1788,7 +1830,47 @@ fn check_domain(
     }
 }
 
+/// Whether a segment's timestamps show it would be discarded by the endpoint, so it must not move
+/// the state or reach reassembly here either (a forged RST, FIN or payload is an evasion):
+/// - PAWS (RFC 7323) as a Linux receiver applies it: a TSval older than its sender's latest by
+///   more than one tick (Linux's tolerance);
+/// - before the server's SYN-ACK, a server segment must echo the client's SYN timestamp (or 0
+///   when the SYN had none): one that echoes something else answers no SYN of this connection
+///   (as Suricata's check of the SYN_SENT state).
+fn stale_timestamp(flow: &Flow, dir: usize, ts: u32, echo: u32) -> bool {
+    if let Some(last) = flow.ts_last[dir] {
+        if (ts.wrapping_sub(last) as i32) < -1 {
+            return true;
+        }
+    }
+    if dir == 1 && flow.tcp_state == TcpState::SynSent {
+        return match flow.ts_last[0] {
+            Some(syn_ts) => echo != 0 && echo != syn_ts,
+            None => echo != 0,
+        };
+    }
+    false
+}
+
 fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budget: &mut Budget) {
+    if let Some((ts, echo)) = seg.ts {
+        if stale_timestamp(flow, dir, ts, echo) {
+            cx.stats.tcp_invalid_ts += 1;
+            stream_anomaly(cx, &flow.meta, dir, "stream.pkt_invalid_timestamp");
+            return;
+        }
+        // The latest is taken from in-order segments only, so reordering on the wire does not
+        // make a good segment look stale.
+        // Before any payload there is no stream yet: the next byte follows the SYN.
+        let next = match flow.streams.as_ref() {
+            Some(s) => s[dir].next_seq(),
+            None => flow.isn[dir].map(|i| i.wrapping_add(1)),
+        };
+        let in_order = next.is_none_or(|n| n == seg.seq || seg.flags & 0x02 != 0);
+        if in_order && flow.ts_last[dir].is_none_or(|l| (ts.wrapping_sub(l) as i32) > 0) {
+            flow.ts_last[dir] = Some(ts);
+        }
+    }
     let f = seg.flags;
     let (syn, ack, fin, rst) = (f & 0x02 != 0, f & 0x10 != 0, f & 0x01 != 0, f & 0x04 != 0);
     flow.flags[dir] |= f;
@@ -3075,6 +3157,36 @@ fn flow_event(cx: &mut Cx<'_>, f: &Flow, last_ns: i64, reason: EndReason) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_timestamp_option() {
+        let hdr = |opts: &[u8]| {
+            let mut h = vec![0u8; 20];
+            h.extend_from_slice(opts);
+            h
+        };
+        // MSS, SACK permitted, NOP, NOP, timestamps.
+        let h = hdr(&[2, 4, 5, 180, 4, 2, 1, 1, 8, 10, 0, 0, 1, 0, 0, 0, 0, 7]);
+        assert_eq!(tcp_timestamps(&h), Some((256, 7)));
+        assert_eq!(tcp_timestamps(&hdr(&[])), None);
+        assert_eq!(
+            tcp_timestamps(&hdr(&[0, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])),
+            None,
+            "after EOL"
+        );
+        assert_eq!(tcp_timestamps(&hdr(&[8, 10, 0, 0])), None, "cut short");
+        assert_eq!(
+            tcp_timestamps(&hdr(&[3, 0, 8, 10])),
+            None,
+            "zero length ends the walk"
+        );
+        assert_eq!(
+            tcp_timestamps(&hdr(&[8, 9, 0, 0, 0, 1, 0, 0, 0])),
+            None,
+            "wrong length"
+        );
+        assert_eq!(tcp_timestamps(&[0u8; 10]), None, "shorter than a header");
+    }
 
     #[test]
     fn detection_of_unparsed_protocols() {

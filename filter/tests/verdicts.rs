@@ -1002,3 +1002,116 @@ fn detected_protocols_name_flows_and_scope_rules() {
         assert_eq!(sids, want_sids, "case {i} ({want_app})");
     }
 }
+
+/// TCP timestamps: a segment the endpoint would discard for its timestamp (older than its
+/// sender's latest, or a "server" segment before the SYN-ACK that echoes no timestamp of ours)
+/// raises `stream.pkt_invalid_timestamp` and reaches neither reassembly nor the connection
+/// state; segments reordered on the wire are not taken for stale ones.
+#[test]
+fn stale_tcp_timestamps_are_discarded_as_the_endpoint_would() {
+    use etherparse::TcpOptionElement::Timestamp;
+    let c = [10, 0, 0, 1];
+    let s = [10, 0, 0, 2];
+    // (from client, seq, ack, flags "S"/"SA"/"A"/"R", TSval, TSecr, payload)
+    let seg = |fc: bool, seq: u32, ack: u32, fl: &str, tsv: u32, tse: u32, p: &[u8]| {
+        let (a, b, sp, dp) = if fc {
+            (c, s, 41000, 80)
+        } else {
+            (s, c, 80, 41000)
+        };
+        let mut pb = PacketBuilder::ipv4(a, b, 64).tcp(sp, dp, seq, 65535);
+        if fl.contains('S') {
+            pb = pb.syn();
+        }
+        if fl.contains('A') {
+            pb = pb.ack(ack);
+        }
+        if fl.contains('R') {
+            pb = pb.rst();
+        }
+        let pb = pb.options(&[Timestamp(tsv, tse)]).unwrap();
+        let mut v = Vec::new();
+        pb.write(&mut v, p).unwrap();
+        v
+    };
+    let req = b"GET /real HTTP/1.1\r\nHost: a\r\n\r\n";
+    let frames = vec![
+        seg(true, 100, 0, "S", 5000, 0, b""),
+        // Forged before the SYN-ACK: a RST echoing a timestamp the client never sent.
+        seg(false, 900, 101, "AR", 100, 100, b""),
+        seg(false, 900, 101, "SA", 7000, 5000, b""),
+        seg(true, 101, 901, "A", 5001, 7000, b""),
+        // Injected with a stale timestamp: the endpoint drops it, so must we.
+        seg(
+            true,
+            101,
+            901,
+            "A",
+            10,
+            7000,
+            b"GET /evil HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        seg(true, 101, 901, "A", 5002, 7000, req),
+        seg(false, 901, 101 + req.len() as u32, "A", 7001, 5002, b""),
+    ];
+    let mut b = palisade_rules::sig::SigSetBuilder::default();
+    b.add_text(
+        "ts.rules",
+        concat!(
+            "alert tcp any any -> any any (stream-event:pkt_invalid_timestamp; sid:1;)\n",
+            "alert http any any -> any any (http.uri; content:\"/evil\"; sid:2;)\n",
+            "alert http any any -> any any (http.uri; content:\"/real\"; sid:3;)\n",
+        ),
+    );
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let sigs = b.build();
+    let mut e = Engine::new(Config::default(), IntelSet::default());
+    e.set_sigs(sigs.clone());
+    let r = batch(&mut e, &frames, 1, true);
+    let got: Vec<(u64, u64)> = alerts(&r)
+        .iter()
+        .map(|a| {
+            (
+                a["alert"]["signature_id"].as_u64().unwrap(),
+                a["pcap_cnt"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(1, 2), (1, 5), (3, 6)], "{got:?}");
+    let flow = r.events.iter().find(|e| e["event_type"] == "flow").unwrap();
+    assert_ne!(
+        flow["flow"]["reason"], "rst",
+        "the forged RST did not end it"
+    );
+    // The same connection with the second request reordered behind a later one is not stale.
+    let req2 = b"GET /real HTTP/1.1\r\nHost: b\r\n\r\n";
+    let n1 = req.len() as u32;
+    let frames = vec![
+        seg(true, 100, 0, "S", 5000, 0, b""),
+        seg(false, 900, 101, "SA", 7000, 5000, b""),
+        seg(true, 101, 901, "A", 5001, 7000, b""),
+        seg(true, 101 + n1, 901, "A", 5003, 7000, req2),
+        seg(true, 101, 901, "A", 5002, 7000, req),
+        seg(
+            false,
+            901,
+            101 + n1 + req2.len() as u32,
+            "A",
+            7001,
+            5003,
+            b"",
+        ),
+    ];
+    let mut e = Engine::new(Config::default(), IntelSet::default());
+    e.set_sigs(sigs);
+    let r = batch(&mut e, &frames, 1, true);
+    let sids: Vec<u64> = alerts(&r)
+        .iter()
+        .filter_map(|a| a["alert"]["signature_id"].as_u64())
+        .collect();
+    assert_eq!(
+        sids,
+        vec![3, 3],
+        "both requests, no timestamp event: {sids:?}"
+    );
+}

@@ -768,6 +768,7 @@ pub const EVENTS: &[&str] = &[
     "defrag.memcap",
     "defrag.overlap_different",
     "flow.memcap",
+    "stream.pkt_invalid_timestamp",
     "stream.reassembly_overlap_different_data",
     "gquic.malformed",
     "gquic.too_many_tags",
