@@ -1421,6 +1421,13 @@ struct Seg<'a> {
 /// malformed options end the walk.
 fn tcp_timestamps(header: &[u8]) -> Option<(u32, u32)> {
     let mut o = header.get(20..)?;
+    // The layout nearly every stack sends after the handshake (NOP, NOP, timestamps), first.
+    if let [1, 1, 8, 10, a, b, c, d, e, f, g, h, ..] = *o {
+        return Some((
+            u32::from_be_bytes([a, b, c, d]),
+            u32::from_be_bytes([e, f, g, h]),
+        ));
+    }
     while let Some(&kind) = o.first() {
         match kind {
             0 => return None,
