@@ -301,6 +301,13 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let need = |m: &BTreeMap<String, Vec<String>>, k: &str| {
         one(m, k).ok_or_else(|| Usage(format!("manager: {k} is needed")))
     };
+    // The first bare argument (options map it under "").
+    let operand = |m: &BTreeMap<String, Vec<String>>, why: &str| {
+        m.get("")
+            .and_then(|v| v.first())
+            .cloned()
+            .ok_or_else(|| Usage(why.into()))
+    };
     let write = |path: &Path, text: &str, secret: bool| -> Result<(), String> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut o = std::fs::OpenOptions::new();
@@ -341,11 +348,7 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         }
         Some("issue-cert") => {
             let m = opts(&args[1..])?;
-            let name = m
-                .get("")
-                .and_then(|v| v.first())
-                .cloned()
-                .ok_or_else(|| Usage("issue-cert needs a NAME".into()))?;
+            let name = operand(&m, "issue-cert needs a NAME")?;
             let ca = PathBuf::from(need(&m, "--ca")?);
             let out = PathBuf::from(need(&m, "--out")?);
             let now = time::OffsetDateTime::now_utc();
@@ -393,11 +396,7 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         }
         Some("sign") => {
             let m = opts(&args[1..])?;
-            let dir = m
-                .get("")
-                .and_then(|v| v.first())
-                .cloned()
-                .ok_or_else(|| Usage("sign needs a bundle DIR".into()))?;
+            let dir = operand(&m, "sign needs a bundle DIR")?;
             let key = need(&m, "--key")?;
             let version: u64 = need(&m, "--version")?
                 .parse()

@@ -923,11 +923,7 @@ impl Engine {
                     ack: t.acknowledgment_number(),
                     flags: (t.slice()[13]),
                     payload: t.payload(),
-                    ts: if t.slice().len() - t.payload().len() > 20 {
-                        tcp_timestamps(&t.slice()[..t.slice().len() - t.payload().len()])
-                    } else {
-                        None
-                    },
+                    ts: tcp_timestamps(t.header_slice()),
                 };
                 self.flow_packet(now, pkt, src, dst, proto, vlan, seg)
             }
@@ -1286,21 +1282,12 @@ impl Engine {
     ) {
         self.stats.anomaly(name);
         self.stats.events[5] += 1;
-        let o = &mut self.out;
-        let mut e = Obj::new(o);
-        e.ts("timestamp", now);
-        e.u64("pcap_cnt", pkt);
-        e.str("event_type", "anomaly");
-        if let Some((s, d, p)) = ends {
-            e.ip("src_ip", s)
-                .ip("dest_ip", d)
-                .str("proto", proto_name(p));
-        }
+        let mut e = flowless_header(&mut self.out, now, pkt, ends, "anomaly");
         e.obj("anomaly", |a| {
             a.str("type", kind).str("event", name);
         });
         e.close();
-        o.push(b'\n');
+        self.out.push(b'\n');
     }
 
     /// Writes a `stats` event (also called periodically by the shells).
@@ -1418,7 +1405,9 @@ struct Seg<'a> {
 }
 
 /// The TSval and TSecr of a TCP header's timestamp option (kind 8, length 10), if it has one;
-/// malformed options end the walk.
+/// malformed options end the walk. Not etherparse's options iterator: it stops at the first
+/// option kind it does not know, where a receiver skips it by its length, so a segment could
+/// hide its timestamp behind an unknown option and escape the staleness check.
 fn tcp_timestamps(header: &[u8]) -> Option<(u32, u32)> {
     let mut o = header.get(20..)?;
     // The layout nearly every stack sends after the handshake (NOP, NOP, timestamps), first.
@@ -1628,6 +1617,27 @@ struct AlertSpec<'s> {
     target: Option<bool>,
     /// A rule's `metadata` entries (`key value`), written grouped by key as Suricata does.
     metadata: &'s [String],
+}
+
+/// The start of an event about a packet without a flow: time, packet number, type, and the
+/// addresses and protocol when its IP header was read.
+fn flowless_header<'a>(
+    out: &'a mut Vec<u8>,
+    now: i64,
+    pkt: u64,
+    ends: Option<(IpAddr, IpAddr, u8)>,
+    event_type: &str,
+) -> Obj<'a> {
+    let mut e = Obj::new(out);
+    e.ts("timestamp", now);
+    e.u64("pcap_cnt", pkt);
+    e.str("event_type", event_type);
+    if let Some((s, d, p)) = ends {
+        e.ip("src_ip", s)
+            .ip("dest_ip", d)
+            .str("proto", proto_name(p));
+    }
+    e
 }
 
 /// An alert's own fields, as Suricata writes them: action, gid, signature_id, rev, signature,

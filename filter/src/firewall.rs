@@ -91,26 +91,8 @@ pub fn nft_apply(script: &str, check: bool) -> Result<(), String> {
     if check {
         c.arg("-c");
     }
-    let mut child = c
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("nft: {e}"))?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(script.as_bytes())
-            .map_err(|e| format!("nft: {e}"))?;
-    }
-    let o = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
+    c.args(["-f", "-"]).stdout(Stdio::null());
+    feed(c, "nft", "nft", script)
 }
 
 const CHAIN: &str = "PALISADE";
@@ -215,26 +197,35 @@ pub fn ipset_script(set: &IntelSet) -> String {
     out
 }
 
-fn ipset_restore(script: &str) -> Result<(), String> {
-    let mut c = Command::new("ipset")
-        .args(["restore"])
+/// Runs `c` with `script` on its standard input; its standard error becomes the error when it
+/// fails (`name`: the program, for a failure to start or feed it; `what`: for a failed run).
+fn feed(mut c: Command, name: &str, what: &str, script: &str) -> Result<(), String> {
+    let mut child = c
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("ipset: {e}"))?;
-    if let Some(mut i) = c.stdin.take() {
+        .map_err(|e| format!("{name}: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
         i.write_all(script.as_bytes())
-            .map_err(|e| format!("ipset: {e}"))?;
+            .map_err(|e| format!("{name}: {e}"))?;
     }
-    let o = c.wait_with_output().map_err(|e| format!("ipset: {e}"))?;
+    let o = child
+        .wait_with_output()
+        .map_err(|e| format!("{name}: {e}"))?;
     if o.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "ipset restore: {}",
+            "{what}: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         ))
     }
+}
+
+fn ipset_restore(script: &str) -> Result<(), String> {
+    let mut c = Command::new("ipset");
+    c.arg("restore");
+    feed(c, "ipset", "ipset restore", script)
 }
 
 /// True when the kernel guard is installed (its IPv4 set exists).

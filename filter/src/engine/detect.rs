@@ -138,11 +138,21 @@ fn run<'r>(
         events: cx.stats.raised(),
     };
     let fs = flow.sigs.get_or_insert_with(Box::default);
-    fs.note_events(p.events);
+    let (hits, dropped) = collect(|out| f(sigs, &p, fs, cx.sc, out));
+    cx.stats.sig_hits_dropped += dropped;
+    for h in hits.into_iter().flatten() {
+        act(cx, flow, dir, h);
+    }
+}
+
+/// The first [`MAX_HITS`] matches an inspection reports, and how many more it reported.
+fn collect<'r>(
+    inspect: impl FnOnce(&mut dyn FnMut(Matched<'r>)),
+) -> ([Option<Matched<'r>>; MAX_HITS], u64) {
     let mut hits: [Option<Matched<'r>>; MAX_HITS] = [None; MAX_HITS];
     let mut n = 0usize;
     let mut dropped = 0u64;
-    f(sigs, &p, fs, cx.sc, &mut |m| {
+    inspect(&mut |m| {
         if n < MAX_HITS {
             hits[n] = Some(m);
             n += 1;
@@ -150,10 +160,37 @@ fn run<'r>(
             dropped += 1;
         }
     });
-    cx.stats.sig_hits_dropped += dropped;
-    for h in hits.into_iter().flatten() {
-        act(cx, flow, dir, h);
+    (hits, dropped)
+}
+
+/// What an alert of signature `s` says (`target`: where the flow's endpoints are known).
+fn sig_spec<'s>(
+    sigs: &'s sig::SigSet,
+    s: &'s sig::Sig,
+    action: Verdict,
+    enforce: bool,
+    target: Option<bool>,
+) -> AlertSpec<'s> {
+    AlertSpec {
+        gid: s.gid as u64,
+        sid: s.sid,
+        rev: s.rev as u64,
+        signature: &s.msg,
+        category: sigs.category(s),
+        severity: s.priority as u64,
+        action,
+        enforce,
+        target,
+        metadata: &s.metadata,
     }
+}
+
+/// The rule behind an alert: its action, file and line.
+fn rule_obj(p: &mut Obj<'_>, s: &sig::Sig) {
+    p.obj("rule", |r| {
+        r.str("action", s.action.as_str());
+        r.str("file", &s.file).u64("line", s.line as u64);
+    });
 }
 
 /// Rules for a packet that raised anomaly events but has no flow (it failed to decode, or is a
@@ -191,25 +228,9 @@ pub(super) fn event_rules(
         events: e.stats.raised(),
     };
     let mut fs = sig::FlowSigs::default();
-    let sigs = &e.sigs;
-    let mut hits: [Option<Matched<'_>>; MAX_HITS] = [None; MAX_HITS];
-    let mut n = 0usize;
-    let mut dropped = 0u64;
-    sigs.inspect(
-        Hook::Packet,
-        &p,
-        &PktBufs(&[]),
-        &mut fs,
-        &mut e.sig_scratch,
-        &mut |m| {
-            if n < MAX_HITS {
-                hits[n] = Some(m);
-                n += 1;
-            } else {
-                dropped += 1;
-            }
-        },
-    );
+    let (sigs, sc) = (&e.sigs, &mut e.sig_scratch);
+    let (hits, dropped) =
+        collect(|out| sigs.inspect(Hook::Packet, &p, &PktBufs(&[]), &mut fs, sc, out));
     e.stats.sig_hits_dropped += dropped;
     let mut verdict = Verdict::Accept;
     for h in hits.into_iter().flatten() {
@@ -231,33 +252,11 @@ pub(super) fn event_rules(
         } else {
             e.stats.alerts_allowed += 1;
         }
-        let spec = AlertSpec {
-            gid: s.gid as u64,
-            sid: s.sid,
-            rev: s.rev as u64,
-            signature: &s.msg,
-            category: e.sigs.category(s),
-            severity: s.priority as u64,
-            action,
-            enforce,
-            target: None,
-            metadata: &s.metadata,
-        };
-        let mut o = Obj::new(&mut e.out);
-        o.ts("timestamp", now);
-        o.u64("pcap_cnt", pkt);
-        o.str("event_type", "alert");
-        if let Some((s, d, p)) = ends {
-            o.ip("src_ip", s)
-                .ip("dest_ip", d)
-                .str("proto", proto_name(p));
-        }
+        let spec = sig_spec(&e.sigs, s, action, enforce, None);
+        let mut o = flowless_header(&mut e.out, now, pkt, ends, "alert");
         o.obj("alert", |a| alert_fields(a, &spec));
         o.obj("palisade", |x| {
-            x.obj("rule", |r| {
-                r.str("action", s.action.as_str());
-                r.str("file", &s.file).u64("line", s.line as u64);
-            });
+            rule_obj(x, s);
             x.arr("events", |a| {
                 for ev in e.stats.raised() {
                     a.str(ev);
@@ -292,25 +291,8 @@ fn act(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, h: Matched<'_>) {
         }
         return;
     }
-    let category = cx.sigs.category(s);
-    let spec = AlertSpec {
-        gid: s.gid as u64,
-        sid: s.sid,
-        rev: s.rev as u64,
-        signature: &s.msg,
-        category,
-        severity: s.priority as u64,
-        action,
-        enforce,
-        target: s.target,
-        metadata: &s.metadata,
-    };
-    raise_alert(cx, flow, dir, spec, |p| {
-        p.obj("rule", |r| {
-            r.str("action", s.action.as_str());
-            r.str("file", &s.file).u64("line", s.line as u64);
-        });
-    });
+    let spec = sig_spec(cx.sigs, s, action, enforce, s.target);
+    raise_alert(cx, flow, dir, spec, |p| rule_obj(p, s));
 }
 
 /// Packet payload only.

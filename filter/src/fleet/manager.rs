@@ -460,11 +460,7 @@ pub fn run(cfg: ManagerConfig) -> Result<(), String> {
     if let Some(addr) = &cfg.status {
         serve_status(addr, shared.clone())?;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = super::runtime()?;
     rt.block_on(async move {
         let ep = quinn::Endpoint::server(server, cfg.listen)
             .map_err(|e| format!("{}: {e}", cfg.listen))?;

@@ -17,3 +17,12 @@ pub mod pki;
 pub mod proto;
 pub mod sim;
 pub mod spool;
+
+/// The manager's (and the simulator's) runtime: two worker threads.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}

@@ -115,11 +115,7 @@ pub fn run(cfg: SimConfig) -> Result<SimReport, String> {
         )?);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = super::runtime()?;
     rt.block_on(async move {
         let ep = quinn::Endpoint::client(([0, 0, 0, 0], 0).into()).map_err(|e| e.to_string())?;
         let sh = Arc::new(Shared {

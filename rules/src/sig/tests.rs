@@ -57,14 +57,22 @@ fn run(s: &SigSet, hook: Hook, p: &Packet<'_>, bufs: &B, fs: &mut FlowSigs) -> V
 
 /// Packet-hook sids for a TCP payload.
 fn payload_hits(rules: &str, payload: &[u8]) -> Vec<u64> {
-    let s = set(rules);
-    let p = pkt(payload);
+    payload_hits_set(&set(rules), payload)
+}
+
+/// Packet-hook sids of a built set for a TCP payload, on a fresh flow.
+fn payload_hits_set(s: &SigSet, payload: &[u8]) -> Vec<u64> {
+    payload_run(s, payload, &mut FlowSigs::default())
+}
+
+/// Packet-hook sids of a built set for a TCP payload, on the flow `fs`.
+fn payload_run(s: &SigSet, payload: &[u8], fs: &mut FlowSigs) -> Vec<u64> {
     run(
-        &s,
+        s,
         Hook::Packet,
-        &p,
+        &pkt(payload),
         &B(vec![(Buf::Payload, payload.to_vec())]),
-        &mut FlowSigs::default(),
+        fs,
     )
 }
 
@@ -892,17 +900,6 @@ fn duplicate_sid_with_higher_rev_replaces() {
     assert!(payload_hits_set(&s, b"a").is_empty());
 }
 
-fn payload_hits_set(s: &SigSet, payload: &[u8]) -> Vec<u64> {
-    let p = pkt(payload);
-    run(
-        s,
-        Hook::Packet,
-        &p,
-        &B(vec![(Buf::Payload, payload.to_vec())]),
-        &mut FlowSigs::default(),
-    )
-}
-
 /// `flowint`: conditions before the match, operations after it (Suricata's post-match list),
 /// `+` on an unset variable creating it, `-` leaving it unset, variables as targets (unset
 /// counts as 0), and the per-flow cap.
@@ -916,29 +913,13 @@ fn flowint_semantics() {
         "alert tcp-pkt any any -> any any (content:\"cmp\"; flowint:k,==,n; flowint:k,!=,z; sid:5;)\n",
     ));
     let mut fs = FlowSigs::default();
-    let hit = |payload: &[u8], fs: &mut FlowSigs| {
-        let p = pkt(payload);
-        run(
-            &s,
-            Hook::Packet,
-            &p,
-            &B(vec![(Buf::Payload, payload.to_vec())]),
-            fs,
-        )
-    };
+    let hit = |payload: &[u8], fs: &mut FlowSigs| payload_run(&s, payload, fs);
     // n unset: "inc" fails its n>1 condition (nothing matched, nothing added).
     assert!(hit(b"inc", &mut fs).is_empty());
     assert!(hit(b"chk", &mut fs).is_empty(), "n is still unset");
     // Set n through a rule without conditions: k = n needs n set (isset), so first create n.
     let s2 = set("alert tcp-pkt any any -> any any (content:\"new\"; flowint:n,+,2; sid:9;)\n");
-    let p = pkt(b"new");
-    run(
-        &s2,
-        Hook::Packet,
-        &p,
-        &B(vec![(Buf::Payload, b"new".to_vec())]),
-        &mut fs,
-    );
+    payload_run(&s2, b"new", &mut fs);
     // n = 2: "inc" checks 2 > 1 before adding: matches, n becomes 3.
     assert_eq!(hit(b"inc", &mut fs), vec![1]);
     // "dec" on unset m: matches (no condition), m stays unset.
@@ -960,14 +941,7 @@ fn flowint_semantics() {
         .collect();
     let s3 = set(&many);
     let mut fs = FlowSigs::default();
-    let p = pkt(b"v");
-    run(
-        &s3,
-        Hook::Packet,
-        &p,
-        &B(vec![(Buf::Payload, b"v".to_vec())]),
-        &mut fs,
-    );
+    payload_run(&s3, b"v", &mut fs);
     assert_eq!(fs.ints_dropped, 6);
     // Errors name the problem.
     for (r, want) in [
