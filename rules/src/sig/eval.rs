@@ -520,7 +520,7 @@ impl SigSet {
                 }
             };
             pf.matcher
-                .scan(&data[from..], &mut sc.lower, &seen, &mut hit);
+                .scan(&data[from..], base + from, &mut sc.lower, &seen, &mut hit);
         }
         sc.cand.sort_unstable();
         let mut k = 0;

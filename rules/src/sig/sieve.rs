@@ -26,6 +26,13 @@ const BITS_WORDS: usize = (1 << 18) / 64;
 /// Multiplier of the 4-byte hash (Knuth's golden-ratio constant).
 const MUL: u32 = 0x9E37_79B1;
 
+/// Patterns bounded to end within this many bytes of the buffer's start are looked for there
+/// only.
+const HEAD_MAX: usize = 256;
+
+/// Words of the 2-byte bitmap.
+const SHORT_WORDS: usize = (1 << 16) / 64;
+
 /// Hashed-prefix prefilter over a fixed pattern set.
 #[derive(Debug)]
 pub(crate) struct Sieve {
@@ -43,14 +50,36 @@ pub(crate) struct Sieve {
     ids: Vec<u32>,
     /// Bitmap over the 2 folded first bytes of the 2- and 3-byte patterns, and their buckets
     /// (sorted by key).
-    short_bits: Vec<u64>,
+    short_bits: Box<[u64; SHORT_WORDS]>,
     short: Vec<(u16, u32)>,
     /// 1-byte patterns: (byte, its other case or itself, id).
     single: Vec<(u8, u8, u32)>,
+    /// For the wide scan, the 2-byte keys as two 128-entry tables over folded bytes (see
+    /// [`fold7`]): key j sets bit j % 8 in `short_t[0][its first byte]` and
+    /// `short_t[1][its second byte]`; a position may start a short pattern when the two entries
+    /// share a bit (exact up to 8 keys, a superset beyond).
+    short_t: [[u8; 128]; 2],
+    /// For the wide scan, a first filter on the long patterns without memory reads: their first
+    /// 4 folded bytes in four 128-entry tables, patterns in 8 buckets by sorted prefix (so
+    /// a bucket's patterns share leading bytes); a position passes when the four entries of
+    /// its bytes share a bucket. Only then is the bitmap read.
+    lead: [[[u8; 128]; 4]; 2],
+    /// The CPU has AVX-512 (F, BW, VBMI): masks are computed 64 positions at a time.
+    wide: bool,
+    /// Patterns whose every rule bounds them near the buffer's start (an absolute `depth`, so
+    /// the match ends by byte `end`): left out of the bitmaps above and looked for by this
+    /// second sieve in the first `end` bytes only (the largest such end).
+    head_part: Option<(Box<Sieve>, usize)>,
 }
 
 fn fold4(b: [u8; 4]) -> u32 {
     u32::from_le_bytes(b) | 0x2020_2020
+}
+
+/// A byte folded as [`fold4`] folds it, as an index below 128 (bit 5, always set by the
+/// fold, dropped).
+fn fold7(b: u8) -> usize {
+    (b & 0x1f | (b >> 1) & 0x60) as usize
 }
 
 fn fold8(b: &[u8]) -> u64 {
@@ -59,19 +88,57 @@ fn fold8(b: &[u8]) -> u64 {
     u64::from_le_bytes(a) | 0x2020_2020_2020_2020
 }
 
+/// Whether [`Sieve::mask64`] can run here.
+pub(crate) fn wide_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::env::var_os("PALISADE_NO_AVX512").is_none()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 fn test(bits: &[u64], h: usize) -> bool {
     bits[h >> 6] >> (h & 63) & 1 != 0
 }
 
 impl Sieve {
     /// Builds over `patterns` (any case; matched case-insensitively). Empty patterns are not
-    /// allowed (the rule parser refuses empty contents).
-    pub fn new(patterns: &[&[u8]]) -> Sieve {
+    /// allowed (the rule parser refuses empty contents). `ends[id]`: the pattern can only
+    /// matter when it ends by that byte of the buffer (see [`Sieve::scan`]'s `origin`).
+    pub fn new(patterns: &[&[u8]], ends: &[Option<u32>]) -> Sieve {
+        let head: Vec<bool> = (0..patterns.len())
+            .map(|i| {
+                ends.get(i)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|e| e as usize <= HEAD_MAX)
+            })
+            .collect();
+        let mut s = Sieve::subset(patterns, &|id| !head[id]);
+        if head.iter().any(|&h| h) {
+            let end = (0..patterns.len())
+                .filter(|&i| head[i])
+                .filter_map(|i| ends[i])
+                .max()
+                .unwrap_or(0) as usize;
+            s.head_part = Some((Box::new(Sieve::subset(patterns, &|id| head[id])), end));
+        }
+        s
+    }
+
+    /// Over the patterns `keep` selects (ids stay the indices in `patterns`).
+    fn subset(patterns: &[&[u8]], keep: &dyn Fn(usize) -> bool) -> Sieve {
         let pats: Vec<Box<[u8]>> = patterns
             .iter()
             .map(|p| p.to_ascii_lowercase().into())
             .collect();
-        let long = pats.iter().filter(|p| p.len() >= 4).count();
+        let long = (0..pats.len())
+            .filter(|&i| keep(i) && pats[i].len() >= 4)
+            .count();
         let k = (long.max(1) * 128)
             .next_power_of_two()
             .trailing_zeros()
@@ -79,11 +146,15 @@ impl Sieve {
         let shift = 32 - k;
         let mut bits = Box::new([0u64; BITS_WORDS]);
         let mut keyed: Vec<(u32, u32)> = Vec::with_capacity(long);
-        let mut short_bits = vec![0u64; (1 << 16) / 64];
+        let mut short_bits = Box::new([0u64; SHORT_WORDS]);
         let mut short = Vec::new();
         let mut single = Vec::new();
         let mut head = Vec::with_capacity(pats.len());
         for (id, p) in pats.iter().enumerate() {
+            if !keep(id) {
+                head.push(0);
+                continue;
+            }
             let id = id as u32;
             head.push(if p.len() >= 8 { fold8(p) } else { 0 });
             match p.len() {
@@ -103,6 +174,33 @@ impl Sieve {
         }
         keyed.sort_unstable();
         short.sort_unstable();
+        let mut lead = [[[0u8; 128]; 4]; 2];
+        let mut by_prefix: Vec<(u32, usize)> = (0..pats.len())
+            .filter(|&i| keep(i) && pats[i].len() >= 4)
+            .map(|i| {
+                let p = &pats[i];
+                (
+                    u32::from_be_bytes([p[0], p[1], p[2], p[3]]) | 0x2020_2020,
+                    i,
+                )
+            })
+            .collect();
+        by_prefix.sort_unstable();
+        let n_long = by_prefix.len().max(1);
+        for (rank, &(_, i)) in by_prefix.iter().enumerate() {
+            let bucket = rank * 8 / n_long;
+            for (j, t) in lead[bucket / 8].iter_mut().enumerate() {
+                t[fold7(pats[i][j])] |= 1 << (bucket % 8);
+            }
+        }
+        let mut short_t = [[0u8; 128]; 2];
+        let mut keys: Vec<u16> = short.iter().map(|&(k, _)| k).collect();
+        keys.dedup();
+        for (j, k) in keys.iter().enumerate() {
+            let [a, b] = k.to_le_bytes();
+            short_t[0][fold7(a)] |= 1 << (j % 8);
+            short_t[1][fold7(b)] |= 1 << (j % 8);
+        }
         let mut start = vec![0u32; (1 << k) + 1];
         for &(h, _) in &keyed {
             start[h as usize + 1] += 1;
@@ -121,7 +219,22 @@ impl Sieve {
             short_bits,
             short,
             single,
+            short_t,
+            lead,
+            wide: wide_available(),
+            head_part: None,
         }
+    }
+
+    /// The same sieve, with the AVX-512 kernel allowed or not (it runs only where the CPU
+    /// has it).
+    #[cfg(test)]
+    fn with_wide(mut self, allow: bool) -> Sieve {
+        self.wide = allow && wide_available();
+        if let Some((h, _)) = &mut self.head_part {
+            h.wide = self.wide;
+        }
+        self
     }
 
     /// The most patterns sharing one bucket.
@@ -141,14 +254,29 @@ impl Sieve {
             + (1usize << (32 - self.shift)) / 8
             + self.start.len() * 4
             + self.ids.len() * 4
-            + self.short_bits.len() * 8
+            + SHORT_WORDS * 8
             + self.short.len() * 8
             + self.single.len() * 8
+            + self.head_part.as_ref().map_or(0, |(h, _)| h.memory_usage())
     }
 
     /// Calls `hit(id)` for every pattern occurring in `data` (at least once per pattern that
     /// occurs; `seen(id)` says a pattern was already reported and need not be compared again).
-    pub fn scan(&self, data: &[u8], seen: &dyn Fn(usize) -> bool, hit: &mut dyn FnMut(usize)) {
+    /// `data` starts at byte `origin` of the buffer: patterns bounded to end before it are not
+    /// looked for, the others bounded to the first bytes only there. Patterns may be reported
+    /// that occur beyond their bound (the rules check bounds), never the reverse.
+    pub fn scan(
+        &self,
+        data: &[u8],
+        origin: usize,
+        seen: &dyn Fn(usize) -> bool,
+        hit: &mut dyn FnMut(usize),
+    ) {
+        if let Some((h, end)) = &self.head_part {
+            if origin < *end {
+                h.scan(&data[..data.len().min(end - origin)], 0, seen, hit);
+            }
+        }
         for &(a, b, id) in &self.single {
             if !seen(id as usize) && memchr::memchr2(a, b, data).is_some() {
                 hit(id as usize);
@@ -163,48 +291,221 @@ impl Sieve {
             .iter()
             .filter(|&&(_, id)| !seen(id as usize))
             .count();
-        while short_left > 0 && i + 4 <= n {
-            let x = fold4([data[i], data[i + 1], data[i + 2], data[i + 3]]);
-            self.probe(x, &data[i..], seen, hit);
-            if test(&self.short_bits, (x & 0xffff) as usize) {
-                short_left =
-                    short_left.saturating_sub(self.verify_short(x as u16, &data[i..], seen, hit));
-            }
-            i += 1;
-        }
-        if !self.ids.is_empty() {
-            // 32 positions per step: their bits gathered into a mask without branches, then
-            // the (rare) set ones verified.
-            while let Some(w) = data.get(i..i + 35) {
-                let mut mask = 0u32;
-                for k in 0..32 {
-                    let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
-                    let h = (x.wrapping_mul(MUL) >> self.shift) as usize;
-                    let bit = self.bits[(h >> 6) % BITS_WORDS] >> (h & 63) & 1;
-                    mask |= (bit as u32) << k;
+        if short_left > 0 || !self.ids.is_empty() {
+            // 64 positions per step with AVX-512, where the CPU has it.
+            #[cfg(target_arch = "x86_64")]
+            if self.wide {
+                while let Some(w) = data.get(i..i + 67) {
+                    // SAFETY: the CPU has the features (checked at build), `w` holds 67 bytes.
+                    #[allow(unsafe_code)]
+                    let mut mask = unsafe { self.mask64(w.as_ptr(), short_left > 0) };
+
+                    while mask != 0 {
+                        let k = mask.trailing_zeros() as usize;
+                        mask &= mask - 1;
+                        let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
+                        self.probe(x, &data[i + k..], seen, hit);
+                        if short_left > 0 && test(&self.short_bits[..], (x & 0xffff) as usize) {
+                            short_left = short_left.saturating_sub(self.verify_short(
+                                x as u16,
+                                &data[i + k..],
+                                seen,
+                                hit,
+                            ));
+                        }
+                    }
+                    i += 64;
+                    if short_left == 0 && self.ids.is_empty() {
+                        break;
+                    }
                 }
+            }
+            // 32 positions per step: their bits gathered into a mask without branches, then
+            // the (rare) set ones verified. While 2- and 3-byte patterns remain unfound, the
+            // mask also holds their bitmap's bit.
+            while let Some(w) = data.get(i..i + 35) {
+                let w: &[u8; 35] = w.try_into().expect("35 bytes");
+                let mut mask = if short_left > 0 {
+                    self.mask_both(w)
+                } else {
+                    self.mask_long(w)
+                };
                 while mask != 0 {
                     let k = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
                     let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
                     self.probe(x, &data[i + k..], seen, hit);
+                    if short_left > 0 && test(&self.short_bits[..], (x & 0xffff) as usize) {
+                        short_left = short_left.saturating_sub(self.verify_short(
+                            x as u16,
+                            &data[i + k..],
+                            seen,
+                            hit,
+                        ));
+                    }
                 }
                 i += 32;
+                if short_left == 0 && self.ids.is_empty() {
+                    break;
+                }
             }
             while let Some(w) = data.get(i..i + 4) {
+                if short_left == 0 && self.ids.is_empty() {
+                    break;
+                }
                 let x = fold4([w[0], w[1], w[2], w[3]]);
                 self.probe(x, &data[i..], seen, hit);
+                if short_left > 0 && test(&self.short_bits[..], (x & 0xffff) as usize) {
+                    short_left = short_left.saturating_sub(self.verify_short(
+                        x as u16,
+                        &data[i..],
+                        seen,
+                        hit,
+                    ));
+                }
                 i += 1;
             }
+            i = i.max(n.saturating_sub(3));
         }
         // The last positions, where fewer than 4 bytes remain: only 2- and 3-byte patterns.
         if short_left > 0 {
-            for i in n.saturating_sub(3)..n.saturating_sub(1) {
+            for i in i.max(n.saturating_sub(3))..n.saturating_sub(1) {
                 let x = u16::from_le_bytes([data[i], data[i + 1]]) | 0x2020;
-                if test(&self.short_bits, x as usize) {
+                if test(&self.short_bits[..], x as usize) {
                     self.verify_short(x, &data[i..], seen, hit);
                 }
             }
+        }
+    }
+
+    /// Bit k: position k of `w` may start a pattern of 4 bytes or more.
+    #[inline(always)]
+    fn mask_long(&self, w: &[u8; 35]) -> u32 {
+        let mut mask = 0u32;
+        for k in 0..32 {
+            let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
+            let h = (x.wrapping_mul(MUL) >> self.shift) as usize;
+            let bit = self.bits[(h >> 6) % BITS_WORDS] >> (h & 63) & 1;
+            mask |= (bit as u32) << k;
+        }
+        mask
+    }
+
+    /// As [`Sieve::mask_long`], or the start of a 2- or 3-byte pattern.
+    #[inline(always)]
+    fn mask_both(&self, w: &[u8; 35]) -> u32 {
+        let mut mask = 0u32;
+        for k in 0..32 {
+            let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
+            let h = (x.wrapping_mul(MUL) >> self.shift) as usize;
+            let bit = self.bits[(h >> 6) % BITS_WORDS] >> (h & 63) & 1;
+            let s = (x & 0xffff) as usize;
+            let sb = self.short_bits[(s >> 6) % SHORT_WORDS] >> (s & 63) & 1;
+            mask |= ((bit | sb) as u32) << k;
+        }
+        mask
+    }
+
+    /// As [`Sieve::mask_both`] (`short`) or [`Sieve::mask_long`] for 64 positions: the 4-byte
+    /// windows at 16 positions are put in the 16 lanes of a vector by one byte permutation,
+    /// folded, hashed by one multiplication, and their bits fetched by one gather.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VBMI; `p` points to at least 67 readable bytes.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[allow(unsafe_code)]
+    unsafe fn mask64(&self, p: *const u8, short: bool) -> u64 {
+        use std::arch::x86_64::*;
+        // Lane l of group g takes bytes 16g + l .. 16g + l + 4 of the 67.
+        const fn windows(g: usize) -> [u8; 64] {
+            let mut t = [0u8; 64];
+            let mut b = 0;
+            while b < 64 {
+                t[b] = (16 * g + b / 4 + b % 4) as u8;
+                b += 1;
+            }
+            t
+        }
+        const W: [[u8; 64]; 4] = [windows(0), windows(1), windows(2), windows(3)];
+        // Byte k + j at k.
+        const fn shifted(j: u8) -> [u8; 64] {
+            let mut t = [0u8; 64];
+            let mut b = 0;
+            while b < 64 {
+                t[b] = b as u8 + j;
+                b += 1;
+            }
+            t
+        }
+        const NEXT: [[u8; 64]; 3] = [shifted(1), shifted(2), shifted(3)];
+        // SAFETY: the caller guarantees 67 readable bytes at `p` and the CPU features.
+        unsafe {
+            let lo = _mm512_loadu_si512(p as *const __m512i);
+            let hi = _mm512_maskz_loadu_epi8(0b111, p.add(64) as *const i8);
+            let fold = _mm512_set1_epi32(0x2020_2020);
+            let mul = _mm512_set1_epi32(MUL as i32);
+            let shift = _mm_cvtsi32_si128(self.shift as i32);
+            let low5 = _mm512_set1_epi32(31);
+            let one = _mm512_set1_epi32(1);
+            let bits = self.bits.as_ptr() as *const i32;
+            // Byte k + j of the block at k, for j = 0..4.
+            let at = |j: usize| {
+                if j == 0 {
+                    lo
+                } else {
+                    let i = _mm512_loadu_si512(NEXT[j - 1].as_ptr() as *const __m512i);
+                    _mm512_permutex2var_epi8(lo, i, hi)
+                }
+            };
+            // The table entries of those bytes, folded to indices (`fold7`; the permutation
+            // reads 7 bits of each index).
+            let m1f = _mm512_set1_epi8(0x1f);
+            let m60 = _mm512_set1_epi8(0x60);
+            let fold7 = |v: __m512i| {
+                _mm512_or_si512(
+                    _mm512_and_si512(v, m1f),
+                    _mm512_and_si512(_mm512_srli_epi16::<1>(v), m60),
+                )
+            };
+            let t = |i: __m512i, tab: &[u8; 128]| {
+                _mm512_permutex2var_epi8(
+                    _mm512_loadu_si512(tab.as_ptr() as *const __m512i),
+                    i,
+                    _mm512_loadu_si512(tab.as_ptr().add(64) as *const __m512i),
+                )
+            };
+            let b = [fold7(at(0)), fold7(at(1)), fold7(at(2)), fold7(at(3))];
+            let mut mask = 0u64;
+            if short {
+                mask = _mm512_test_epi8_mask(t(b[0], &self.short_t[0]), t(b[1], &self.short_t[1]));
+            }
+            let lead = |l: &[[u8; 128]; 4]| {
+                let v = _mm512_and_si512(
+                    _mm512_and_si512(t(b[0], &l[0]), t(b[1], &l[1])),
+                    _mm512_and_si512(t(b[2], &l[2]), t(b[3], &l[3])),
+                );
+                _mm512_test_epi8_mask(v, v)
+            };
+            let lead = lead(&self.lead[0]);
+            for (g, idx) in W.iter().enumerate() {
+                let pass = (lead >> (16 * g)) as u16;
+                if pass == 0 {
+                    continue;
+                }
+                let idx = _mm512_loadu_si512(idx.as_ptr() as *const __m512i);
+                let x = _mm512_or_si512(_mm512_permutex2var_epi8(lo, idx, hi), fold);
+                let h = _mm512_srl_epi32(_mm512_mullo_epi32(x, mul), shift);
+                let words = _mm512_mask_i32gather_epi32::<4>(
+                    _mm512_setzero_si512(),
+                    pass,
+                    _mm512_srli_epi32::<5>(h),
+                    bits,
+                );
+                let v = _mm512_srlv_epi32(words, _mm512_and_si512(h, low5));
+                mask |= (_mm512_mask_test_epi32_mask(pass, v, one) as u64) << (16 * g);
+            }
+            mask
         }
     }
 
@@ -270,6 +571,20 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::BTreeSet;
 
+    thread_local! {
+        /// Whether the sieves these tests build may use AVX-512 (where the CPU has it).
+        static WIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    }
+
+    /// Runs `f` with the wide kernel, where the CPU has it, and with the scalar one.
+    fn both_kernels(f: impl Fn()) {
+        for w in [true, false] {
+            WIDE.with(|c| c.set(w));
+            f();
+        }
+        WIDE.with(|c| c.set(true));
+    }
+
     /// Every pattern id occurring in `data`, the slow way.
     fn naive(pats: &[Vec<u8>], data: &[u8]) -> BTreeSet<usize> {
         (0..pats.len())
@@ -282,14 +597,30 @@ mod tests {
 
     /// What the sieve reports, with `seen` kept as the engine keeps it.
     fn sieved(pats: &[Vec<u8>], data: &[u8], pre: &[usize]) -> (BTreeSet<usize>, usize) {
+        sieved_from(pats, &[], data, 0, pre)
+    }
+
+    /// As [`sieved`], with bounds and the data starting at `origin` of its buffer.
+    fn sieved_from(
+        pats: &[Vec<u8>],
+        ends: &[Option<u32>],
+        data: &[u8],
+        origin: usize,
+        pre: &[usize],
+    ) -> (BTreeSet<usize>, usize) {
         let refs: Vec<&[u8]> = pats.iter().map(|p| &p[..]).collect();
-        let s = Sieve::new(&refs);
+        let s = Sieve::new(&refs, ends).with_wide(WIDE.with(|w| w.get()));
         let found = RefCell::new(pre.iter().copied().collect::<BTreeSet<usize>>());
         let mut calls = 0;
-        s.scan(data, &|id| found.borrow().contains(&id), &mut |id| {
-            calls += 1;
-            found.borrow_mut().insert(id);
-        });
+        s.scan(
+            data,
+            origin,
+            &|id| found.borrow().contains(&id),
+            &mut |id| {
+                calls += 1;
+                found.borrow_mut().insert(id);
+            },
+        );
         (found.into_inner(), calls)
     }
 
@@ -309,27 +640,51 @@ mod tests {
         .iter()
         .map(|p| p.to_vec())
         .collect();
-        let data =
-            b"..mZ..PK\x03 \x00\x00\x00 ABCDE elf\x01\x02\x03\x04\x05\x06 Content-Length: 5 X";
-        let (got, _) = sieved(&pats, data, &[]);
-        assert_eq!(got, naive(&pats, data));
-        assert_eq!(got, [0, 1, 2, 3, 4, 5, 6, 7].into_iter().collect());
-        // At the very end of the buffer, and in buffers shorter than 4 bytes.
-        for data in [&b"..mz"[..], b"mz", b"pk\x03", b"ab", b"", b"x"] {
-            assert_eq!(sieved(&pats, data, &[]).0, naive(&pats, data), "{data:?}");
-        }
+        both_kernels(|| {
+            let data =
+                b"..mZ..PK\x03 \x00\x00\x00 ABCDE elf\x01\x02\x03\x04\x05\x06 Content-Length: 5 X";
+            let (got, _) = sieved(&pats, data, &[]);
+            assert_eq!(got, naive(&pats, data));
+            assert_eq!(got, [0, 1, 2, 3, 4, 5, 6, 7].into_iter().collect());
+            // At the very end of the buffer, and in buffers shorter than 4 bytes.
+            for data in [&b"..mz"[..], b"mz", b"pk\x03", b"ab", b"", b"x"] {
+                assert_eq!(sieved(&pats, data, &[]).0, naive(&pats, data), "{data:?}");
+            }
+            // Each pattern at every position of a buffer long enough for the wide kernel's
+            // blocks, and at its very end.
+            for p in &pats {
+                for at in [0, 1, 31, 32, 60, 63, 64, 65, 66, 127, 128, 190] {
+                    let mut data = vec![b'.'; 220];
+                    data[at..at + p.len()].copy_from_slice(&p.to_ascii_uppercase());
+                    assert_eq!(
+                        sieved(&pats, &data, &[]).0,
+                        naive(&pats, &data),
+                        "{p:?} at {at}"
+                    );
+                    let end = data.len() - p.len();
+                    data[end..].copy_from_slice(p);
+                    assert_eq!(
+                        sieved(&pats, &data, &[]).0,
+                        naive(&pats, &data),
+                        "{p:?} at end"
+                    );
+                }
+            }
+        });
     }
 
     #[test]
     fn patterns_already_found_are_not_compared_again() {
         let pats = vec![b"aaaa".to_vec(), b"aa".to_vec(), b"aaaab".to_vec()];
         let data = vec![b'a'; 10_000];
-        let (got, calls) = sieved(&pats, &data, &[]);
-        assert_eq!(got, [0, 1].into_iter().collect());
-        assert_eq!(calls, 2, "each pattern reported once");
-        // A pattern reported by an earlier pass is not reported again.
-        let (_, calls) = sieved(&pats, &data, &[0]);
-        assert_eq!(calls, 1);
+        both_kernels(|| {
+            let (got, calls) = sieved(&pats, &data, &[]);
+            assert_eq!(got, [0, 1].into_iter().collect());
+            assert_eq!(calls, 2, "each pattern reported once");
+            // A pattern reported by an earlier pass is not reported again.
+            let (_, calls) = sieved(&pats, &data, &[0]);
+            assert_eq!(calls, 1);
+        });
     }
 
     #[test]
@@ -339,7 +694,7 @@ mod tests {
             .map(|i| format!("p{:03}-{i:05}", i / 4).into_bytes())
             .collect();
         let refs: Vec<&[u8]> = pats.iter().map(|p| &p[..]).collect();
-        let s = Sieve::new(&refs);
+        let s = Sieve::new(&refs, &[]);
         assert!(s.max_bucket() <= 48, "{}", s.max_bucket());
         let data = b"xx P123-00494 yy p499-01999";
         assert_eq!(sieved(&pats, data, &[]).0, naive(&pats, data));
@@ -354,8 +709,42 @@ mod tests {
                 1..80),
             data in proptest::collection::vec(prop_oneof![Just(0u8), Just(b'A'), Just(b'b'), Just(b'@'), Just(b'`'), any::<u8>()], 0..300),
         ) {
-            let (got, _) = sieved(&pats, &data, &[]);
-            prop_assert_eq!(got, naive(&pats, &data));
+            for wide in [true, false] {
+                WIDE.with(|c| c.set(wide));
+                let (got, _) = sieved(&pats, &data, &[]);
+                prop_assert_eq!(got, naive(&pats, &data), "wide {}", wide);
+            }
+        }
+
+        /// Patterns bounded to the buffer's first bytes: every occurrence within its bound is
+        /// reported, whatever part of the buffer the scan starts at; nothing that does not
+        /// occur is.
+        #[test]
+        fn bounded_patterns_are_found_within_their_bound(
+            pats in proptest::collection::vec(
+                (proptest::collection::vec(prop_oneof![Just(0u8), Just(b'a'), Just(b'B'), any::<u8>()], 1..8),
+                 proptest::option::of(0u32..120)),
+                1..40),
+            data in proptest::collection::vec(prop_oneof![Just(0u8), Just(b'A'), Just(b'b'), any::<u8>()], 0..300),
+            origin in 0usize..150,
+        ) {
+            let (ps, ends): (Vec<Vec<u8>>, Vec<Option<u32>>) = pats.into_iter().unzip();
+            for wide in [true, false] {
+                WIDE.with(|c| c.set(wide));
+                let (got, _) = sieved_from(&ps, &ends, &data, origin, &[]);
+                let within: BTreeSet<usize> = (0..ps.len())
+                    .filter(|&i| {
+                        let lim = match ends[i] {
+                            Some(e) => (e as usize).saturating_sub(origin).min(data.len()),
+                            None => data.len(),
+                        };
+                        data[..lim].windows(ps[i].len()).any(|w| w.eq_ignore_ascii_case(&ps[i]))
+                    })
+                    .collect();
+                let anywhere = naive(&ps, &data);
+                prop_assert!(within.is_subset(&got), "missed {:?} (wide {})", within.difference(&got).collect::<Vec<_>>(), wide);
+                prop_assert!(got.is_subset(&anywhere), "wide {}", wide);
+            }
         }
     }
 }

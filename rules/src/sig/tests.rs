@@ -761,10 +761,10 @@ fn matchers_report_every_pattern_that_occurs() {
             })
             .collect();
         for bulk in [true, false] {
-            let m = Matcher::new(&refs, bulk).expect("built");
+            let m = Matcher::new(&refs, &[], bulk).expect("built");
             let found = RefCell::new(vec![false; pats.len()]);
             let mut lower = Vec::new();
-            m.scan(&data, &mut lower, &|i| found.borrow()[i], &mut |i| {
+            m.scan(&data, 0, &mut lower, &|i| found.borrow()[i], &mut |i| {
                 found.borrow_mut()[i] = true
             });
             let got: Vec<usize> = (0..pats.len()).filter(|&i| found.borrow()[i]).collect();
