@@ -292,26 +292,31 @@ impl Sieve {
             .filter(|&&(_, id)| !seen(id as usize))
             .count();
         if short_left > 0 || !self.ids.is_empty() {
-            // 64 positions per step with AVX-512, where the CPU has it.
+            // 64 positions per step with AVX-512, where the CPU has it, to the buffer's end
+            // (the last block loaded under a mask).
             #[cfg(target_arch = "x86_64")]
             if self.wide {
-                while let Some(w) = data.get(i..i + 67) {
-                    // SAFETY: the CPU has the features (checked at build), `w` holds 67 bytes.
+                while i < n {
+                    let avail = n - i;
+                    // SAFETY: the CPU has the features (checked at build); `avail` bytes from
+                    // `i` are in `data`.
                     #[allow(unsafe_code)]
-                    let mut mask = unsafe { self.mask64(w.as_ptr(), short_left > 0) };
-
+                    let mut mask =
+                        unsafe { self.mask64(data.as_ptr().add(i), avail.min(67), short_left > 0) };
                     while mask != 0 {
                         let k = mask.trailing_zeros() as usize;
                         mask &= mask - 1;
-                        let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
-                        self.probe(x, &data[i + k..], seen, hit);
-                        if short_left > 0 && test(&self.short_bits[..], (x & 0xffff) as usize) {
-                            short_left = short_left.saturating_sub(self.verify_short(
-                                x as u16,
-                                &data[i + k..],
-                                seen,
-                                hit,
-                            ));
+                        let at = &data[i + k..];
+                        let key = if let [a, b, c, d, ..] = *at {
+                            let x = fold4([a, b, c, d]);
+                            self.probe(x, at, seen, hit);
+                            x as u16
+                        } else {
+                            u16::from_le_bytes([at[0], at[1]]) | 0x2020
+                        };
+                        if short_left > 0 && test(&self.short_bits[..], key as usize) {
+                            short_left =
+                                short_left.saturating_sub(self.verify_short(key, at, seen, hit));
                         }
                     }
                     i += 64;
@@ -319,6 +324,8 @@ impl Sieve {
                         break;
                     }
                 }
+                // Nothing left for the scalar loops below.
+                i = n;
             }
             // 32 positions per step: their bits gathered into a mask without branches, then
             // the (rare) set ones verified. While 2- and 3-byte patterns remain unfound, the
@@ -406,16 +413,19 @@ impl Sieve {
         mask
     }
 
-    /// As [`Sieve::mask_both`] (`short`) or [`Sieve::mask_long`] for 64 positions: the 4-byte
-    /// windows at 16 positions are put in the 16 lanes of a vector by one byte permutation,
-    /// folded, hashed by one multiplication, and their bits fetched by one gather.
+    /// As [`Sieve::mask_both`] (`short`) or [`Sieve::mask_long`] for the 64 positions from
+    /// `p`, of which `avail` bytes (1 to 67) are readable: bits only for positions with 4 bytes
+    /// (long patterns) or 2 bytes (short ones) left. The 4-byte windows at 16 positions are put
+    /// in the 16 lanes of a vector by one byte permutation, folded, hashed by one
+    /// multiplication, and their bits fetched by one gather, for the lanes that passed the lead
+    /// tables.
     ///
     /// # Safety
-    /// The CPU has AVX-512 F, BW and VBMI; `p` points to at least 67 readable bytes.
+    /// The CPU has AVX-512 F, BW and VBMI; `p` points to `avail` readable bytes.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     #[allow(unsafe_code)]
-    unsafe fn mask64(&self, p: *const u8, short: bool) -> u64 {
+    unsafe fn mask64(&self, p: *const u8, avail: usize, short: bool) -> u64 {
         use std::arch::x86_64::*;
         // Lane l of group g takes bytes 16g + l .. 16g + l + 4 of the 67.
         const fn windows(g: usize) -> [u8; 64] {
@@ -439,10 +449,30 @@ impl Sieve {
             t
         }
         const NEXT: [[u8; 64]; 3] = [shifted(1), shifted(2), shifted(3)];
-        // SAFETY: the caller guarantees 67 readable bytes at `p` and the CPU features.
+        // Positions with 4 and 2 bytes left.
+        let long_ok = if avail >= 67 {
+            u64::MAX
+        } else {
+            (1u64 << avail.saturating_sub(3)) - 1
+        };
+        let short_ok = if avail >= 65 {
+            u64::MAX
+        } else {
+            (1u64 << avail.saturating_sub(1)) - 1
+        };
+        // SAFETY: the caller guarantees `avail` readable bytes at `p` and the CPU features;
+        // the loads read no byte past them (masked-off bytes are not accessed).
         unsafe {
-            let lo = _mm512_loadu_si512(p as *const __m512i);
-            let hi = _mm512_maskz_loadu_epi8(0b111, p.add(64) as *const i8);
+            let lo = if avail >= 64 {
+                _mm512_loadu_si512(p as *const __m512i)
+            } else {
+                _mm512_maskz_loadu_epi8((1u64 << avail) - 1, p as *const i8)
+            };
+            let hi = if avail > 64 {
+                _mm512_maskz_loadu_epi8((1u64 << (avail - 64)) - 1, p.add(64) as *const i8)
+            } else {
+                _mm512_setzero_si512()
+            };
             let fold = _mm512_set1_epi32(0x2020_2020);
             let mul = _mm512_set1_epi32(MUL as i32);
             let shift = _mm_cvtsi32_si128(self.shift as i32);
@@ -478,7 +508,8 @@ impl Sieve {
             let b = [fold7(at(0)), fold7(at(1)), fold7(at(2)), fold7(at(3))];
             let mut mask = 0u64;
             if short {
-                mask = _mm512_test_epi8_mask(t(b[0], &self.short_t[0]), t(b[1], &self.short_t[1]));
+                mask = _mm512_test_epi8_mask(t(b[0], &self.short_t[0]), t(b[1], &self.short_t[1]))
+                    & short_ok;
             }
             let lead = |l: &[[u8; 128]; 4]| {
                 let v = _mm512_and_si512(
@@ -487,7 +518,7 @@ impl Sieve {
                 );
                 _mm512_test_epi8_mask(v, v)
             };
-            let lead = lead(&self.lead[0]);
+            let lead = lead(&self.lead[0]) & long_ok;
             for (g, idx) in W.iter().enumerate() {
                 let pass = (lead >> (16 * g)) as u16;
                 if pass == 0 {
