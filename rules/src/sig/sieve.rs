@@ -1,24 +1,43 @@
-//! The prefilter for bulk bytes (payloads, stream chunks, HTTP bodies) with more patterns than
-//! Teddy takes: a hashed-prefix sieve in the manner of Rabin-Karp and Hyperscan's FDR.
+//! The prefilter for bulk bytes (payloads, stream chunks, HTTP bodies): a hashed-prefix sieve
+//! in the manner of Rabin-Karp and Hyperscan's FDR.
 //!
 //! Every pattern of at least 4 bytes is keyed by its first 4 bytes folded (each byte ORed with
 //! 0x20, which maps ASCII upper case onto lower case and merges a few other byte pairs); the keys
 //! are hashed into a bitmap of 2^k bits (k from 12 to 18, at least 128 bits per pattern, so at
-//! most 32 KB: L1 or L2). The scan reads 4 bytes at every position, folds, hashes and tests one bit; only on a
-//! set bit does it compare the patterns of that bucket, case-insensitively, against the data.
-//! Patterns of 2 or 3 bytes have their own bitmap indexed by the 2 folded bytes directly, and
-//! 1-byte patterns are looked for once each with `memchr`. The data are never copied or
-//! lowercased.
+//! most 32 KB: L1 or L2). The scan reads 4 bytes at every position, folds, hashes and tests one
+//! bit; only on a set bit does it compare the patterns of that bucket, case-insensitively,
+//! against the data. Patterns of 2 or 3 bytes have their own bitmap indexed by the 2 folded
+//! bytes directly, and 1-byte patterns are looked for once each with `memchr`. The data are
+//! never copied or lowercased.
 //!
-//! Cost: on bytes that hit no bucket, a load, an OR, a multiply and a bit test per byte (about 1
-//! ns, where the DFA it replaces spent 2.5 ns on ET Open's 1,600 response-body patterns because
-//! its tables do not fit in cache). A hit costs one comparison per pattern of the bucket, and the
-//! first 8 bytes are compared in one step; patterns already found in this buffer are not compared
-//! again (`seen`), so bytes crafted to hit a bucket at every position cost at most the bucket's
-//! size in 8-byte comparisons per byte. Bucket sizes are reported by [`Sieve::max_bucket`].
+//! Two kernels compute which positions to verify, with the same result:
+//! - scalar, 32 positions per step into a mask without branches (any CPU);
+//! - AVX-512 (F, BW, VBMI; chosen at run time, `PALISADE_NO_AVX512` in the environment turns it
+//!   off), 64 positions per step: the 6 bytes at each position are looked up in register-held
+//!   128-entry tables of bucket bits (`lead`, the filter Hyperscan's FDR and Teddy use), and
+//!   only the groups of 16 positions that pass have their 4-byte windows hashed (one byte
+//!   permutation, one multiplication) and their bits fetched by one gather; 2- and 3-byte
+//!   patterns by two more tables. The last block of a buffer is loaded under a mask, reading
+//!   no byte past it.
 //!
-//! Like the automaton it replaces, it reports every pattern that occurs (its id, once or more);
-//! the signatures behind it are then evaluated in full.
+//! Patterns that every rule behind them bounds to the first bytes of the buffer (an absolute
+//! `depth`, or `within` on a sticky buffer's first content: `file.data; content:"PK"; depth:2`)
+//! are kept in a second sieve scanned over those bytes only (`head_part`), not over the whole
+//! buffer: such 2-byte magic numbers would otherwise keep the short-pattern check alive across
+//! every body.
+//!
+//! Cost, on ET Open's 1,600 response-body patterns over the benchmark corpus's bodies (2-core
+//! AMD EPYC VM): about 1.6 ns per byte scalar, about 0.6 ns with AVX-512; the whole ET Open
+//! replay runs 0.56 M packets/s without the AVX-512 kernel and 0.83 M with it
+//! (`bench/RESULTS.md`). A hit costs one comparison per pattern of the bucket,
+//! and the first 8 bytes are compared in one step; patterns already found in this buffer are not
+//! compared again (`seen`), so bytes crafted to hit a bucket at every position cost at most the
+//! bucket's size in 8-byte comparisons per byte. Bucket sizes are reported by
+//! [`Sieve::max_bucket`].
+//!
+//! Like the automaton it replaced, it reports every pattern that occurs (its id, once or more;
+//! bounded patterns possibly beyond their bound); the signatures behind it are then evaluated
+//! in full.
 
 /// Words of the largest bitmap (2^18 bits).
 const BITS_WORDS: usize = (1 << 18) / 64;
