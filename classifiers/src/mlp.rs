@@ -211,7 +211,15 @@ pub struct Mlp {
     /// bytes, so the table a name touches stays in cache. The trainer rounds these weights to
     /// bfloat16 before saving, so they are exact here and tch computes with the same values.
     w1b: Vec<u16>,
-    avx2: bool,
+    kernel: Kernel,
+}
+
+/// Which copy of the kernels runs (chosen at load from what the CPU has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    Avx2,
+    Avx512,
 }
 
 impl Mlp {
@@ -226,7 +234,13 @@ impl Mlp {
         Ok(Mlp {
             l,
             w1b,
-            avx2: simd::avx2_available(),
+            kernel: if simd::avx512_available() {
+                Kernel::Avx512
+            } else if simd::avx2_available() {
+                Kernel::Avx2
+            } else {
+                Kernel::Portable
+            },
         })
     }
 
@@ -250,17 +264,34 @@ impl Mlp {
         (self.l.h1, self.l.h2)
     }
 
-    /// Turns off the AVX2 kernels (for comparing the two).
+    /// Turns off the SIMD kernels (for comparing).
     pub fn set_portable(&mut self) {
-        self.avx2 = false;
+        self.kernel = Kernel::Portable;
+    }
+
+    /// Uses the AVX2 kernels even where AVX-512 is present (for comparing); no change on a CPU
+    /// without AVX2.
+    pub fn set_avx2(&mut self) {
+        if simd::avx2_available() {
+            self.kernel = Kernel::Avx2;
+        }
+    }
+
+    /// The kernels in use: `avx512`, `avx2` or `portable`.
+    pub fn kernel(&self) -> &'static str {
+        match self.kernel {
+            Kernel::Portable => "portable",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512 => "avx512",
+        }
     }
 
     /// The logit (before the sigmoid) for a name's features.
     pub fn logit(&self, f: &NameFeatures) -> f32 {
-        if self.avx2 {
-            simd::logit_avx2(self, f)
-        } else {
-            logit_portable(self, f)
+        match self.kernel {
+            Kernel::Avx512 => simd::logit_avx512(self, f),
+            Kernel::Avx2 => simd::logit_avx2(self, f),
+            Kernel::Portable => logit_portable(self, f),
         }
     }
 }
@@ -381,9 +412,10 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x.clamp(-80.0, 80.0)).exp())
 }
 
-/// The AVX2+FMA copy of the kernels: the same code, compiled for those instructions, chosen at
-/// load when the CPU has them. The only `unsafe` in the crate is calling it, which is sound
-/// because the features were detected at run time before `avx2` was set.
+/// The AVX2+FMA and AVX-512 copies of the kernels: the same code, compiled for those
+/// instructions, chosen at load when the CPU has them. The only `unsafe` in the crate is calling
+/// them, which is sound because the features were detected at run time before the kernel was
+/// chosen.
 #[allow(unsafe_code)]
 mod simd {
     #[cfg(target_arch = "x86_64")]
@@ -401,17 +433,50 @@ mod simd {
         }
     }
 
+    pub fn avx512_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            avx2_available()
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn logit_avx2_inner(m: &Mlp, f: &NameFeatures) -> f32 {
         logit_any(m, f)
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl")]
+    unsafe fn logit_avx512_inner(m: &Mlp, f: &NameFeatures) -> f32 {
+        logit_any(m, f)
+    }
+
+    pub fn logit_avx512(m: &Mlp, f: &NameFeatures) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: the kernel is AVX-512 only when `avx512_available()` found these
+            // features on this CPU.
+            unsafe { logit_avx512_inner(m, f) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            super::logit_portable(m, f)
+        }
+    }
+
     pub fn logit_avx2(m: &Mlp, f: &NameFeatures) -> f32 {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: `Mlp::avx2` is only true when `avx2_available()` found AVX2 and FMA on
-            // this CPU, and this is only called when it is true.
+            // SAFETY: the kernel is AVX2 (or AVX-512) only when `avx2_available()` found AVX2
+            // and FMA on this CPU.
             unsafe { logit_avx2_inner(m, f) }
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -30,6 +30,8 @@ fn main() {
     let model = DomainModel::bundled();
     let mut portable = model.clone();
     portable.mlp_mut().set_portable();
+    let mut avx2 = model.clone();
+    avx2.mlp_mut().set_avx2();
     let n = names.len();
     let rounds = (2_000_000 / n).max(1);
     let time = |what: &str, m: &DomainModel| {
@@ -47,7 +49,17 @@ fn main() {
         );
         ns
     };
-    let fast = time("rust, features + network (AVX2 when present)", &model);
+    let fast = time(
+        &format!(
+            "rust, features + network ({} kernels, the best this CPU has)",
+            model.mlp().kernel()
+        ),
+        &model,
+    );
+    time(
+        &format!("rust, features + network ({} kernels)", avx2.mlp().kernel()),
+        &avx2,
+    );
     time("rust, features + network (portable kernels)", &portable);
     // Features alone.
     let mut f = NameFeatures::default();
