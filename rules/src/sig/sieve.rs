@@ -561,6 +561,9 @@ impl Sieve {
             );
             let v = _mm512_and_si512(v, _mm512_and_si512(t(b[4], &l[4]), t(b[5], &l[5])));
             let lead = _mm512_test_epi8_mask(v, v) & long_ok;
+            if lead == 0 {
+                return mask;
+            }
             for (g, idx) in W.iter().enumerate() {
                 let pass = (lead >> (16 * g)) as u16;
                 if pass == 0 {
