@@ -1197,11 +1197,21 @@ impl Engine {
 
     /// End of input: ends every flow (flushing reassembly) and writes a final `stats` event.
     pub fn finish(&mut self) {
-        for i in self.flows.live_indices() {
+        self.finish_with(|_| {});
+    }
+
+    /// As [`Engine::finish`], handing the pending eve lines to `drain` every 1,024 flows (and
+    /// at the end), so the buffer does not grow to hold every live flow's events at once.
+    pub fn finish_with(&mut self, mut drain: impl FnMut(&mut Engine)) {
+        for (k, i) in self.flows.live_indices().into_iter().enumerate() {
             self.end_flow(i, EndReason::Shutdown);
+            if k % 1024 == 1023 {
+                drain(self);
+            }
         }
         self.defrag.clear(&mut self.budget);
         self.stats_event(self.last_ns);
+        drain(self);
     }
 
     fn end_flow(&mut self, idx: u32, reason: EndReason) {
@@ -2433,6 +2443,16 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 return;
             };
             if dir == 1 {
+                if h.body[1].capacity() == 0 {
+                    // One allocation per body, not a doubling series of copies up to the
+                    // limit: the declared length, else 16 KiB (charged to the flow as held).
+                    let hint = h
+                        .answered
+                        .as_ref()
+                        .and_then(|(_, r)| r.content_length)
+                        .map_or(16 << 10, |n| n.min(detect::BODY_LIMIT as u64) as usize);
+                    h.body[1].reserve_exact(hint.min(detect::BODY_LIMIT));
+                }
                 match h.inflate.as_mut() {
                     Some(z) => z.feed(d, &mut h.body[1]),
                     None => detect::keep_body(&mut h.body[1], d),

@@ -142,8 +142,7 @@ pub fn run(engine: &mut Engine, opts: &ReplayOpts) -> std::io::Result<Summary> {
             }
         }
     }
-    engine.finish();
-    flush(engine, &mut *sink, &mut mem, &mut io_err);
+    engine.finish_with(|e| flush(e, &mut *sink, &mut mem, &mut io_err));
     s.elapsed = start.elapsed();
     if show {
         eprint!("\r{:79}\r", "");
