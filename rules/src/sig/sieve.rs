@@ -73,13 +73,13 @@ pub(crate) struct Sieve {
     short: Vec<(u16, u32)>,
     /// 1-byte patterns: (byte, its other case or itself, id).
     single: Vec<(u8, u8, u32)>,
-    /// For the wide scan, the 2-byte keys as two 128-entry tables over folded bytes (see
-    /// [`fold7`]): key j sets bit j % 8 in `short_t[0][its first byte]` and
+    /// For the wide scan, the short patterns' first 2 bytes as two 128-entry tables (see
+    /// [`set_both_cases`]): pair j sets bit j % 8 in `short_t[0][its first byte]` and
     /// `short_t[1][its second byte]`; a position may start a short pattern when the two entries
-    /// share a bit (exact up to 8 keys, a superset beyond).
+    /// share a bit (exact up to 8 pairs, a superset beyond).
     short_t: [[u8; 128]; 2],
     /// For the wide scan, a first filter on the long patterns without memory reads (Hyperscan's
-    /// FDR and Teddy work this way): their first 6 folded bytes in six 128-entry tables
+    /// FDR and Teddy work this way): their first 6 bytes in six 128-entry tables (both cases, see [`set_both_cases`])
     /// (register-resident), patterns of 6 bytes or more in 7 or 8 buckets by sorted prefix (so
     /// a bucket's patterns share leading bytes), those of 4 and 5 bytes in the last bucket
     /// with every entry of the bytes they lack set; a position passes when the six entries of
@@ -98,10 +98,13 @@ fn fold4(b: [u8; 4]) -> u32 {
     u32::from_le_bytes(b) | 0x2020_2020
 }
 
-/// A byte folded as [`fold4`] folds it, as an index below 128 (bit 5, always set by the
-/// fold, dropped).
-fn fold7(b: u8) -> usize {
-    (b & 0x1f | (b >> 1) & 0x60) as usize
+/// Sets `bit` in a wide-kernel table for a pattern byte (lowercased) in either case: the table
+/// is indexed by the data's raw byte (the byte permutation reads its low 7 bits, so bytes from
+/// 0x80 share the entries of 0x00-0x7f: more candidates, never fewer), which spares the kernel
+/// any folding and keeps `\0` apart from space, as folding by OR 0x20 would not.
+fn set_both_cases(t: &mut [u8; 128], c: u8, bit: u8) {
+    t[(c & 0x7f) as usize] |= bit;
+    t[(c.to_ascii_uppercase() & 0x7f) as usize] |= bit;
 }
 
 fn fold8(b: &[u8]) -> u64 {
@@ -218,24 +221,29 @@ impl Sieve {
         for (rank, &(_, i)) in by_prefix.iter().enumerate() {
             let bucket = rank * buckets / n_long;
             for (j, t) in lead.iter_mut().enumerate() {
-                t[fold7(pats[i][j])] |= 1 << bucket;
+                set_both_cases(t, pats[i][j], 1 << bucket);
             }
         }
         for &i in &mid {
             for (j, t) in lead.iter_mut().enumerate() {
                 match pats[i].get(j) {
-                    Some(&b) => t[fold7(b)] |= 0x80,
+                    Some(&b) => set_both_cases(t, b, 0x80),
                     None => t.iter_mut().for_each(|e| *e |= 0x80),
                 }
             }
         }
         let mut short_t = [[0u8; 128]; 2];
-        let mut keys: Vec<u16> = short.iter().map(|&(k, _)| k).collect();
-        keys.dedup();
-        for (j, k) in keys.iter().enumerate() {
-            let [a, b] = k.to_le_bytes();
-            short_t[0][fold7(a)] |= 1 << (j % 8);
-            short_t[1][fold7(b)] |= 1 << (j % 8);
+        // Distinct first two bytes (lowercased) in turn get bits 0..8; the tables hold the
+        // bytes themselves, not the folded key.
+        let mut pairs: Vec<[u8; 2]> = short
+            .iter()
+            .map(|&(_, id)| [pats[id as usize][0], pats[id as usize][1]])
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        for (j, &[a, b]) in pairs.iter().enumerate() {
+            set_both_cases(&mut short_t[0], a, 1 << (j % 8));
+            set_both_cases(&mut short_t[1], b, 1 << (j % 8));
         }
         let mut start = vec![0u32; (1 << k) + 1];
         for &(h, _) in &keyed {
@@ -524,16 +532,8 @@ impl Sieve {
                     _mm512_permutex2var_epi8(lo, i, hi)
                 }
             };
-            // The table entries of those bytes, folded to indices (`fold7`; the permutation
-            // reads 7 bits of each index).
-            let m1f = _mm512_set1_epi8(0x1f);
-            let m60 = _mm512_set1_epi8(0x60);
-            let fold7 = |v: __m512i| {
-                _mm512_or_si512(
-                    _mm512_and_si512(v, m1f),
-                    _mm512_and_si512(_mm512_srli_epi16::<1>(v), m60),
-                )
-            };
+            // The table entries of those bytes (the permutation reads the low 7 bits of each;
+            // the tables hold both cases: `set_both_cases`).
             let t = |i: __m512i, tab: &[u8; 128]| {
                 _mm512_permutex2var_epi8(
                     _mm512_loadu_si512(tab.as_ptr() as *const __m512i),
@@ -541,14 +541,7 @@ impl Sieve {
                     _mm512_loadu_si512(tab.as_ptr().add(64) as *const __m512i),
                 )
             };
-            let b = [
-                fold7(at(0)),
-                fold7(at(1)),
-                fold7(at(2)),
-                fold7(at(3)),
-                fold7(at(4)),
-                fold7(at(5)),
-            ];
+            let b = [at(0), at(1), at(2), at(3), at(4), at(5)];
             let mut mask = 0u64;
             if short {
                 mask = _mm512_test_epi8_mask(t(b[0], &self.short_t[0]), t(b[1], &self.short_t[1]))
