@@ -79,8 +79,8 @@ pub(crate) struct Sieve {
     /// share a bit (exact up to 8 pairs, a superset beyond).
     short_t: [[u8; 128]; 2],
     /// For the wide scan, a first filter on the long patterns without memory reads (Hyperscan's
-    /// FDR and Teddy work this way): their first 6 bytes in six 128-entry tables (both cases, see [`set_both_cases`])
-    /// (register-resident), patterns of 6 bytes or more in 7 or 8 buckets by sorted prefix (so
+    /// FDR and Teddy work this way): their first 6 bytes in six register-resident 128-entry
+    /// tables (both cases, see [`set_both_cases`]), patterns of 6 bytes or more in 7 or 8 buckets by sorted prefix (so
     /// a bucket's patterns share leading bytes), those of 4 and 5 bytes in the last bucket
     /// with every entry of the bytes they lack set; a position passes when the six entries of
     /// its bytes share a bucket. Only then is the bitmap read. On ET Open with the benchmark
