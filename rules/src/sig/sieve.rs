@@ -80,11 +80,11 @@ pub(crate) struct Sieve {
     short_t: [[u8; 128]; 2],
     /// For the wide scan, a first filter on the long patterns without memory reads (Hyperscan's
     /// FDR and Teddy work this way): their first 6 bytes in six register-resident 128-entry
-    /// tables (both cases, see [`set_both_cases`]), patterns of 6 bytes or more in 7 or 8 buckets by sorted prefix (so
-    /// a bucket's patterns share leading bytes), those of 4 and 5 bytes in the last bucket
-    /// with every entry of the bytes they lack set; a position passes when the six entries of
-    /// its bytes share a bucket. Only then is the bitmap read. On ET Open with the benchmark
-    /// corpus, 6 bytes instead of 4 made the whole replay 4% faster.
+    /// tables (both cases, see [`set_both_cases`]), patterns of 6 bytes or more in 7 or 8
+    /// buckets by sorted prefix (so a bucket's patterns share leading bytes), those of 4 and 5
+    /// bytes in the last bucket with every entry of the bytes they lack set; a position passes
+    /// when the six entries of its bytes share a bucket. Only then is the bitmap read. On ET
+    /// Open with the benchmark corpus, 6 bytes instead of 4 made the whole replay 4% faster.
     lead: [[u8; 128]; 6],
     /// The CPU has AVX-512 (F, BW, VBMI): masks are computed 64 positions at a time.
     wide: bool,
