@@ -377,9 +377,9 @@ impl Sieve {
             while let Some(w) = data.get(i..i + 35) {
                 let w: &[u8; 35] = w.try_into().expect("35 bytes");
                 let mut mask = if short_left > 0 {
-                    self.mask_both(w)
+                    self.mask32::<true>(w)
                 } else {
-                    self.mask_long(w)
+                    self.mask32::<false>(w)
                 };
                 while mask != 0 {
                     let k = mask.trailing_zeros() as usize;
@@ -429,35 +429,25 @@ impl Sieve {
         }
     }
 
-    /// Bit k: position k of `w` may start a pattern of 4 bytes or more.
+    /// Bit k: position k of `w` may start a pattern of 4 bytes or more, or, with `SHORT`, a
+    /// 2- or 3-byte one.
     #[inline(always)]
-    fn mask_long(&self, w: &[u8; 35]) -> u32 {
+    fn mask32<const SHORT: bool>(&self, w: &[u8; 35]) -> u32 {
         let mut mask = 0u32;
         for k in 0..32 {
             let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
             let h = (x.wrapping_mul(MUL) >> self.shift) as usize;
-            let bit = self.bits[(h >> 6) % BITS_WORDS] >> (h & 63) & 1;
+            let mut bit = self.bits[(h >> 6) % BITS_WORDS] >> (h & 63) & 1;
+            if SHORT {
+                let s = (x & 0xffff) as usize;
+                bit |= self.short_bits[(s >> 6) % SHORT_WORDS] >> (s & 63) & 1;
+            }
             mask |= (bit as u32) << k;
         }
         mask
     }
 
-    /// As [`Sieve::mask_long`], or the start of a 2- or 3-byte pattern.
-    #[inline(always)]
-    fn mask_both(&self, w: &[u8; 35]) -> u32 {
-        let mut mask = 0u32;
-        for k in 0..32 {
-            let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
-            let h = (x.wrapping_mul(MUL) >> self.shift) as usize;
-            let bit = self.bits[(h >> 6) % BITS_WORDS] >> (h & 63) & 1;
-            let s = (x & 0xffff) as usize;
-            let sb = self.short_bits[(s >> 6) % SHORT_WORDS] >> (s & 63) & 1;
-            mask |= ((bit | sb) as u32) << k;
-        }
-        mask
-    }
-
-    /// As [`Sieve::mask_both`] (`short`) or [`Sieve::mask_long`] for the 64 positions from
+    /// As [`Sieve::mask32`] for the 64 positions from
     /// `p`, of which `avail` bytes (1 to 69) are readable: bits only for positions with 4 bytes
     /// (long patterns) or 2 bytes (short ones) left. The 4-byte windows at 16 positions are put
     /// in the 16 lanes of a vector by one byte permutation, folded, hashed by one
