@@ -295,13 +295,16 @@ impl Sieve {
     pub fn memory_usage(&self) -> usize {
         self.pats.iter().map(|p| p.len() + 16).sum::<usize>()
             + self.head.len() * 8
-            + (1usize << (32 - self.shift)) / 8
+            + BITS_WORDS * 8
             + self.start.len() * 4
             + self.ids.len() * 4
             + SHORT_WORDS * 8
             + self.short.len() * 8
             + self.single.len() * 8
-            + self.head_part.as_ref().map_or(0, |(h, _)| h.memory_usage())
+            + self
+                .head_part
+                .as_ref()
+                .map_or(0, |(h, _)| std::mem::size_of::<Sieve>() + h.memory_usage())
     }
 
     /// Calls `hit(id)` for every pattern occurring in `data` (at least once per pattern that
