@@ -712,10 +712,21 @@ impl Matcher {
     /// sieve (see `sieve`); over the small app-layer buffers, a contiguous NFA, which takes
     /// little memory. None when the automaton cannot be built.
     pub fn new(patterns: &[&[u8]], ends: &[Option<u32>], bulk: bool) -> Option<Matcher> {
+        Matcher::with_kernel(patterns, ends, bulk, super::sieve::wide_available())
+    }
+
+    /// As [`Matcher::new`], for a CPU with (`wide`) or without the sieve's AVX-512 kernel.
+    pub(crate) fn with_kernel(
+        patterns: &[&[u8]],
+        ends: &[Option<u32>],
+        bulk: bool,
+        wide: bool,
+    ) -> Option<Matcher> {
+        use super::sieve::Sieve;
         // Over bulk bytes the sieve's AVX-512 kernel outruns Teddy (ET Open's 34 payload
         // patterns sent to clients: 1.5 GB/s with Teddy and the lowercased copy it needs,
         // 5 GB/s with the sieve); without AVX-512, Teddy does for small sets.
-        let packed = if patterns.len() <= 64 && !(bulk && super::sieve::wide_available()) {
+        let packed = if patterns.len() <= 64 && !(bulk && wide) {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostFirst)
                 .build(patterns)
@@ -740,11 +751,11 @@ impl Matcher {
                 related,
                 lowered: patterns.iter().map(|p| p.to_vec()).collect(),
                 // Takes over mid-buffer: no bounds.
-                sieve: bulk.then(|| super::sieve::Sieve::new(patterns, &[])),
+                sieve: bulk.then(|| Sieve::with_kernel(patterns, &[], wide)),
             });
         }
         if bulk {
-            return Some(Matcher::Sieve(super::sieve::Sieve::new(patterns, ends)));
+            return Some(Matcher::Sieve(Sieve::with_kernel(patterns, ends, wide)));
         }
         AhoCorasick::builder()
             .ascii_case_insensitive(true)

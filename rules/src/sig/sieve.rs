@@ -134,7 +134,9 @@ impl Sieve {
     /// Builds over `patterns` (any case; matched case-insensitively). Empty patterns are not
     /// allowed (the rule parser refuses empty contents). `ends[id]`: the pattern can only
     /// matter when it ends by that byte of the buffer (see [`Sieve::scan`]'s `origin`).
-    pub fn new(patterns: &[&[u8]], ends: &[Option<u32>]) -> Sieve {
+    /// `wide`: the AVX-512 kernel (the CPU must have it: [`wide_available`]), else the scalar
+    /// one.
+    pub(crate) fn with_kernel(patterns: &[&[u8]], ends: &[Option<u32>], wide: bool) -> Sieve {
         let head: Vec<bool> = (0..patterns.len())
             .map(|i| {
                 ends.get(i)
@@ -143,20 +145,20 @@ impl Sieve {
                     .is_some_and(|e| e as usize <= HEAD_MAX)
             })
             .collect();
-        let mut s = Sieve::subset(patterns, &|id| !head[id]);
+        let mut s = Sieve::subset(patterns, &|id| !head[id], wide);
         if head.iter().any(|&h| h) {
             let end = (0..patterns.len())
                 .filter(|&i| head[i])
                 .filter_map(|i| ends[i])
                 .max()
                 .unwrap_or(0) as usize;
-            s.head_part = Some((Box::new(Sieve::subset(patterns, &|id| head[id])), end));
+            s.head_part = Some((Box::new(Sieve::subset(patterns, &|id| head[id], wide)), end));
         }
         s
     }
 
     /// Over the patterns `keep` selects (ids stay the indices in `patterns`).
-    fn subset(patterns: &[&[u8]], keep: &dyn Fn(usize) -> bool) -> Sieve {
+    fn subset(patterns: &[&[u8]], keep: &dyn Fn(usize) -> bool, wide: bool) -> Sieve {
         let pats: Vec<Box<[u8]>> = patterns
             .iter()
             .map(|p| p.to_ascii_lowercase().into())
@@ -265,20 +267,9 @@ impl Sieve {
             single,
             short_t,
             lead,
-            wide: wide_available(),
+            wide,
             head_part: None,
         }
-    }
-
-    /// The same sieve, with the AVX-512 kernel allowed or not (it runs only where the CPU
-    /// has it).
-    #[cfg(test)]
-    fn with_wide(mut self, allow: bool) -> Sieve {
-        self.wide = allow && wide_available();
-        if let Some((h, _)) = &mut self.head_part {
-            h.wide = self.wide;
-        }
-        self
     }
 
     /// The most patterns sharing one bucket.
@@ -672,7 +663,7 @@ mod tests {
         pre: &[usize],
     ) -> (BTreeSet<usize>, usize) {
         let refs: Vec<&[u8]> = pats.iter().map(|p| &p[..]).collect();
-        let s = Sieve::new(&refs, ends).with_wide(WIDE.with(|w| w.get()));
+        let s = Sieve::with_kernel(&refs, ends, WIDE.with(|w| w.get()) && wide_available());
         let found = RefCell::new(pre.iter().copied().collect::<BTreeSet<usize>>());
         let mut calls = 0;
         s.scan(
@@ -757,7 +748,7 @@ mod tests {
             .map(|i| format!("p{:03}-{i:05}", i / 4).into_bytes())
             .collect();
         let refs: Vec<&[u8]> = pats.iter().map(|p| &p[..]).collect();
-        let s = Sieve::new(&refs, &[]);
+        let s = Sieve::with_kernel(&refs, &[], false);
         assert!(s.max_bucket() <= 48, "{}", s.max_bucket());
         let data = b"xx P123-00494 yy p499-01999";
         assert_eq!(sieved(&pats, data, &[]).0, naive(&pats, data));
