@@ -507,7 +507,7 @@ impl Sieve {
             let low5 = _mm512_set1_epi32(31);
             let one = _mm512_set1_epi32(1);
             let bits = self.bits.as_ptr() as *const i32;
-            // Byte k + j of the block at k, for j = 0..4.
+            // Byte k + j of the block at k, for j = 0..6.
             let at = |j: usize| {
                 if j == 0 {
                     lo
@@ -546,7 +546,6 @@ impl Sieve {
                 if pass == 0 {
                     continue;
                 }
-
                 let idx = _mm512_loadu_si512(idx.as_ptr() as *const __m512i);
                 let x = _mm512_or_si512(_mm512_permutex2var_epi8(lo, idx, hi), fold);
                 let h = _mm512_srl_epi32(_mm512_mullo_epi32(x, mul), shift);
