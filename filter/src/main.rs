@@ -803,8 +803,9 @@ fn load_rules(r: &RuleOpts) -> Result<SigSet, String> {
     let loaded = b.len();
     let set = b.build();
     eprintln!(
-        "palisade: rules: {loaded} loaded, {skipped} skipped, {errors} errors, built in {:.0} ms",
-        t.elapsed().as_secs_f64() * 1e3
+        "palisade: rules: {loaded} loaded, {skipped} skipped, {errors} errors, built in {:.0} ms, {} prefilter kernel",
+        t.elapsed().as_secs_f64() * 1e3,
+        palisade_rules::sig::prefilter_kernel()
     );
     Ok(set)
 }
@@ -875,9 +876,10 @@ fn rules_check(args: &[String]) -> Result<ExitCode, Usage> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{loaded} of {total} rules loaded ({pct:.2}%), {skipped} skipped, {errors} syntax errors; built in {:.0} ms, prefilter automata {} KiB",
+        "{loaded} of {total} rules loaded ({pct:.2}%), {skipped} skipped, {errors} syntax errors; built in {:.0} ms, prefilter automata {} KiB, {} kernel",
         t.elapsed().as_secs_f64() * 1e3,
-        set.memory_usage() >> 10
+        set.memory_usage() >> 10,
+        palisade_rules::sig::prefilter_kernel()
     );
     let mut v: Vec<_> = by_reason.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
