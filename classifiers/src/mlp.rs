@@ -288,11 +288,7 @@ impl Mlp {
 
     /// The logit (before the sigmoid) for a name's features.
     pub fn logit(&self, f: &NameFeatures) -> f32 {
-        match self.kernel {
-            Kernel::Avx512 => simd::logit_avx512(self, f),
-            Kernel::Avx2 => simd::logit_avx2(self, f),
-            Kernel::Portable => logit_portable(self, f),
-        }
+        simd::logit(self.kernel, self, f)
     }
 }
 
@@ -420,7 +416,7 @@ pub fn sigmoid(x: f32) -> f32 {
 mod simd {
     #[cfg(target_arch = "x86_64")]
     use super::logit_any;
-    use super::{Mlp, NameFeatures};
+    use super::{Kernel, Mlp, NameFeatures};
 
     pub fn avx2_available() -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -459,28 +455,22 @@ mod simd {
         logit_any(m, f)
     }
 
-    pub fn logit_avx512(m: &Mlp, f: &NameFeatures) -> f32 {
+    /// The logit with the chosen kernel.
+    pub fn logit(kernel: Kernel, m: &Mlp, f: &NameFeatures) -> f32 {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: the kernel is AVX-512 only when `avx512_available()` found these
-            // features on this CPU.
-            unsafe { logit_avx512_inner(m, f) }
+            match kernel {
+                // SAFETY: the kernel is AVX-512 only where `avx512_available()` found these
+                // features on this CPU.
+                Kernel::Avx512 => unsafe { logit_avx512_inner(m, f) },
+                // SAFETY: the kernel is AVX2 only where `avx2_available()` found AVX2 and FMA.
+                Kernel::Avx2 => unsafe { logit_avx2_inner(m, f) },
+                Kernel::Portable => super::logit_portable(m, f),
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            super::logit_portable(m, f)
-        }
-    }
-
-    pub fn logit_avx2(m: &Mlp, f: &NameFeatures) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: the kernel is AVX2 (or AVX-512) only when `avx2_available()` found AVX2
-            // and FMA on this CPU.
-            unsafe { logit_avx2_inner(m, f) }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
+            let _ = kernel;
             super::logit_portable(m, f)
         }
     }

@@ -207,8 +207,7 @@ pub struct Stats {
     pub anomalies: Vec<(&'static str, u64)>,
     /// The anomaly events raised while handling the current packet (the first 8 distinct), for
     /// rules' `decode-event`, `stream-event` and `app-layer-event`.
-    raised: [&'static str; 8],
-    raised_n: u8,
+    raised: palisade_rules::sig::EventSet,
     /// Events written, by type.
     pub events: [u64; EVENT_TYPES.len()],
     /// Alerts whose action was `blocked`.
@@ -268,16 +267,12 @@ impl Stats {
             Some((_, c)) => *c += 1,
             None => self.anomalies.push((name, 1)),
         }
-        let n = self.raised_n as usize;
-        if n < self.raised.len() && !self.raised[..n].contains(&name) {
-            self.raised[n] = name;
-            self.raised_n += 1;
-        }
+        self.raised.add(name);
     }
 
     /// The anomaly events raised while handling the current packet.
     fn raised(&self) -> &[&'static str] {
-        &self.raised[..self.raised_n as usize]
+        self.raised.as_slice()
     }
 
     /// Total anomalies.
@@ -812,7 +807,7 @@ impl Engine {
     /// Handles one frame captured at `now_ns`; `pkt` is its 1-based number in the input.
     pub fn handle(&mut self, now_ns: i64, pkt: u64, linktype: u32, frame: &[u8]) -> Verdict {
         self.last_bypass = false;
-        self.stats.raised_n = 0;
+        self.stats.raised.clear();
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
         self.first_ns.get_or_insert(now_ns);
@@ -1053,7 +1048,7 @@ impl Engine {
             udp_packet(&mut cx, flow, dir, seg.payload);
         }
         // Application-layer events stay on the flow for rules inspected at later packets.
-        if cx.stats.raised_n > 0 && !cx.sigs.is_empty() {
+        if !cx.stats.raised().is_empty() && !cx.sigs.is_empty() {
             let raised = cx.stats.raised();
             flow.sigs
                 .get_or_insert_with(Box::default)
@@ -1217,10 +1212,9 @@ impl Engine {
     fn end_flow(&mut self, idx: u32, reason: EndReason) {
         // A flow can end while another's packet is handled (expiry, eviction): the events its
         // flush raises are its own, and the packet's stay the packet's.
-        let raised = (self.stats.raised, self.stats.raised_n);
-        self.stats.raised_n = 0;
+        let raised = std::mem::take(&mut self.stats.raised);
         self.end_flow_inner(idx, reason);
-        (self.stats.raised, self.stats.raised_n) = raised;
+        self.stats.raised = raised;
     }
 
     fn end_flow_inner(&mut self, idx: u32, reason: EndReason) {
@@ -2451,7 +2445,7 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                         .as_ref()
                         .and_then(|(_, r)| r.content_length)
                         .map_or(16 << 10, |n| n.min(detect::BODY_LIMIT as u64) as usize);
-                    h.body[1].reserve_exact(hint.min(detect::BODY_LIMIT));
+                    h.body[1].reserve_exact(hint);
                 }
                 match h.inflate.as_mut() {
                     Some(z) => z.feed(d, &mut h.body[1]),

@@ -854,8 +854,7 @@ fn flow_scores_in_flow_events_alerts_on_request_and_block_from_the_eighth_packet
 /// events, and carries no flow fields.
 #[test]
 fn decode_event_rules_act_on_packets_without_a_flow() {
-    let mut b = palisade_rules::sig::SigSetBuilder::default();
-    b.add_text(
+    let sigs = sigs_from(
         "ev.rules",
         concat!(
             "drop pkthdr any any -> any any (msg:\"truncated IPv4\"; decode-event:ipv4.trunc_pkt; sid:1;)\n",
@@ -863,8 +862,6 @@ fn decode_event_rules_act_on_packets_without_a_flow() {
             "alert udp 192.0.2.0/24 any -> any any (msg:\"other net\"; decode-event:udp.hlen_too_small; sid:3;)\n",
         ),
     );
-    assert!(b.problems.is_empty(), "{:?}", b.problems);
-    let sigs = b.build();
     // An IPv4 header claiming 60 bytes with 20 captured, and a UDP datagram of 4 bytes.
     let mut trunc = vec![
         0x45, 0, 0, 60, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
@@ -1054,8 +1051,7 @@ fn stale_tcp_timestamps_are_discarded_as_the_endpoint_would() {
         seg(true, 101, 901, "A", 5002, 7000, req),
         seg(false, 901, 101 + req.len() as u32, "A", 7001, 5002, b""),
     ];
-    let mut b = palisade_rules::sig::SigSetBuilder::default();
-    b.add_text(
+    let sigs = sigs_from(
         "ts.rules",
         concat!(
             "alert tcp any any -> any any (stream-event:pkt_invalid_timestamp; sid:1;)\n",
@@ -1063,8 +1059,6 @@ fn stale_tcp_timestamps_are_discarded_as_the_endpoint_would() {
             "alert http any any -> any any (http.uri; content:\"/real\"; sid:3;)\n",
         ),
     );
-    assert!(b.problems.is_empty(), "{:?}", b.problems);
-    let sigs = b.build();
     let mut e = Engine::new(Config::default(), IntelSet::default());
     e.set_sigs(sigs.clone());
     let r = batch(&mut e, &frames, 1, true);
@@ -1114,4 +1108,12 @@ fn stale_tcp_timestamps_are_discarded_as_the_endpoint_would() {
         vec![3, 3],
         "both requests, no timestamp event: {sids:?}"
     );
+}
+
+/// A signature set from rule text that must load whole.
+fn sigs_from(file: &str, text: &str) -> palisade_rules::sig::SigSet {
+    let mut b = palisade_rules::sig::SigSetBuilder::default();
+    b.add_text(file, text);
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    b.build()
 }

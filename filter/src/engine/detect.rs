@@ -204,7 +204,7 @@ pub(super) fn event_rules(
     pkt: u64,
     ends: Option<(IpAddr, IpAddr, u8)>,
 ) -> Verdict {
-    if e.stats.raised_n == 0 || !e.sigs.wants(Hook::Packet) {
+    if e.stats.raised().is_empty() || !e.sigs.wants(Hook::Packet) {
         return Verdict::Accept;
     }
     let unknown = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);

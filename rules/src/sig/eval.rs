@@ -75,8 +75,7 @@ pub struct FlowSigs {
     pub bits_dropped: u32,
     /// Application-layer events raised on the flow so far (for `app-layer-event` in rules
     /// inspected at a later packet than the one that raised it): the first 8 distinct.
-    app_events: [&'static str; 8],
-    app_events_n: u8,
+    app_events: super::EventSet,
     /// `flowint` variables: (name, value), at most [`super::MAX_FLOWINTS`].
     ints: Vec<(u32, u32)>,
     /// `flowint` variables not created because the flow held [`super::MAX_FLOWINTS`].
@@ -87,19 +86,10 @@ impl FlowSigs {
     /// Remembers the application-layer events among `raised` (the first 8 distinct per flow).
     pub fn note_events(&mut self, raised: &[&'static str]) {
         for &e in raised {
-            let n = self.app_events_n as usize;
-            if super::is_app_event(e)
-                && n < self.app_events.len()
-                && !self.app_events[..n].contains(&e)
-            {
-                self.app_events[n] = e;
-                self.app_events_n += 1;
+            if super::is_app_event(e) {
+                self.app_events.add(e);
             }
         }
-    }
-
-    fn has_event(&self, e: &str) -> bool {
-        self.app_events[..self.app_events_n as usize].contains(&e)
     }
 
     /// Bytes held.
@@ -538,11 +528,9 @@ impl SigSet {
             if !bits_ok(s, flow) || !s.xbits.is_empty() && !xbits_ok(s, p, sc) {
                 continue;
             }
-            if !s
-                .events
-                .iter()
-                .all(|e| p.events.contains(e) || super::is_app_event(e) && flow.has_event(e))
-            {
+            if !s.events.iter().all(|e| {
+                p.events.contains(e) || super::is_app_event(e) && flow.app_events.contains(e)
+            }) {
                 continue;
             }
             if let Some(c) = s.urilen {

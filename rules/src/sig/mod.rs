@@ -38,6 +38,9 @@ mod tests;
 
 pub use build::{SigSet, SigSetBuilder};
 
+pub use eval::{Buffers, FlowSigs, Matched, Packet, Scratch};
+pub use parse::{parse_rule, Parsed, Vars};
+
 /// The prefilter kernel this CPU runs for payloads, streams and bodies: `avx512` (the sieve's
 /// 64-position kernel) or `scalar` (a 32-position sieve, Teddy for small sets). Throughput
 /// with large rule sets differs by about 1.5x between the two (`bench/RESULTS.md`).
@@ -48,8 +51,41 @@ pub fn prefilter_kernel() -> &'static str {
         "scalar"
     }
 }
-pub use eval::{Buffers, FlowSigs, Matched, Packet, Scratch};
-pub use parse::{parse_rule, Parsed, Vars};
+
+/// A fixed set of anomaly event names (from [`EVENTS`]): the first 8 distinct added, the rest
+/// ignored. A packet's raised events and a flow's application events are kept in one each; no
+/// allocation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventSet {
+    names: [&'static str; 8],
+    n: u8,
+}
+
+impl EventSet {
+    /// Adds `name` unless present or the set is full.
+    pub fn add(&mut self, name: &'static str) {
+        let n = self.n as usize;
+        if n < self.names.len() && !self.names[..n].contains(&name) {
+            self.names[n] = name;
+            self.n += 1;
+        }
+    }
+
+    /// The names held, in the order added.
+    pub fn as_slice(&self) -> &[&'static str] {
+        &self.names[..self.n as usize]
+    }
+
+    /// Whether `name` is held.
+    pub fn contains(&self, name: &str) -> bool {
+        self.as_slice().contains(&name)
+    }
+
+    /// Empties the set.
+    pub fn clear(&mut self) {
+        self.n = 0;
+    }
+}
 
 use std::fmt;
 use std::net::IpAddr;

@@ -582,14 +582,28 @@ impl Sieve {
         let head = if at.len() >= 8 { fold8(at) } else { 0 };
         for &id in &self.ids[self.start[h] as usize..self.start[h + 1] as usize] {
             let id = id as usize;
-            let p = &self.pats[id];
-            if p.len() > at.len() || p.len() >= 8 && self.head[id] != head || seen(id) {
-                continue;
-            }
-            if at[..p.len()].eq_ignore_ascii_case(p) {
-                hit(id);
+            // The first 8 bytes in one comparison before the whole pattern.
+            if self.pats[id].len() < 8 || self.head[id] == head {
+                self.compare(id, at, seen, hit);
             }
         }
+    }
+
+    /// Reports pattern `id` when it starts `at` and was not reported before in this buffer.
+    #[inline(always)]
+    fn compare(
+        &self,
+        id: usize,
+        at: &[u8],
+        seen: &dyn Fn(usize) -> bool,
+        hit: &mut dyn FnMut(usize),
+    ) -> bool {
+        let p = &self.pats[id];
+        let found = p.len() <= at.len() && !seen(id) && at[..p.len()].eq_ignore_ascii_case(p);
+        if found {
+            hit(id);
+        }
+        found
     }
 
     #[inline(never)]
@@ -606,19 +620,14 @@ impl Sieve {
             if k != key {
                 break;
             }
-            let id = id as usize;
-            let p = &self.pats[id];
-            if p.len() <= at.len() && !seen(id) && at[..p.len()].eq_ignore_ascii_case(p) {
-                hit(id);
-                found += 1;
-            }
+            found += usize::from(self.compare(id as usize, at, seen, hit));
         }
         found
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::cell::RefCell;
@@ -639,7 +648,7 @@ mod tests {
     }
 
     /// Every pattern id occurring in `data`, the slow way.
-    fn naive(pats: &[Vec<u8>], data: &[u8]) -> BTreeSet<usize> {
+    pub(in crate::sig) fn naive(pats: &[Vec<u8>], data: &[u8]) -> BTreeSet<usize> {
         (0..pats.len())
             .filter(|&i| {
                 let p = &pats[i];
