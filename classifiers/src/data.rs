@@ -152,6 +152,13 @@ pub fn is_held_out(psl: &Psl, name: &str) -> bool {
     fnv(registrable(psl, name)).is_multiple_of(5)
 }
 
+/// Which of `k` folds a name falls in (by its registrable domain, like [`is_held_out`] but
+/// independent of it): the trainer builds each training name's character model without the
+/// benign names of its fold.
+pub fn fold_of(psl: &Psl, name: &str, k: usize) -> usize {
+    ((fnv(registrable(psl, name)) / 5) % k.max(1) as u64) as usize
+}
+
 /// Where the inputs are.
 #[derive(Debug, Clone)]
 pub struct Sources {

@@ -1,6 +1,7 @@
 //! The domain model: a name in, a score in 0..1 out (1 = generated or malicious-looking).
 
 use crate::features::{NameFeatures, Normal};
+use crate::lm::{CharLm, CELLS};
 use crate::mlp::{sigmoid, Mlp, ModelError};
 use crate::psl::Psl;
 
@@ -12,7 +13,28 @@ pub const BUNDLED: &[u8] = include_bytes!("../models/domain.safetensors");
 pub struct DomainModel {
     mlp: Mlp,
     psl: Psl,
+    lm: CharLm,
 }
+
+/// Reads the character model (`lm.cost`, `U8`, one byte per cell) from a model file.
+fn read_lm(bytes: &[u8]) -> Result<CharLm, ModelError> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| ModelError(format!("not a safetensors file: {e}")))?;
+    let t = st
+        .tensor(LM_TENSOR)
+        .map_err(|e| ModelError(format!("tensor {LM_TENSOR}: {e}")))?;
+    if t.dtype() != safetensors::Dtype::U8 || t.shape() != [CELLS] {
+        return Err(ModelError(format!(
+            "tensor {LM_TENSOR}: {:?} {:?}, want U8 [{CELLS}]",
+            t.dtype(),
+            t.shape()
+        )));
+    }
+    CharLm::from_cost(t.data()).map_err(ModelError)
+}
+
+/// The model file's tensor holding the character model.
+pub const LM_TENSOR: &str = "lm.cost";
 
 impl DomainModel {
     /// The shipped weights with the bundled suffix list.
@@ -29,6 +51,7 @@ impl DomainModel {
         Ok(DomainModel {
             mlp: Mlp::from_bytes(bytes, "domain")?,
             psl,
+            lm: read_lm(bytes)?,
         })
     }
 
@@ -66,10 +89,15 @@ impl DomainModel {
         &self.psl
     }
 
+    /// The character model of benign names the features use.
+    pub fn lm(&self) -> &CharLm {
+        &self.lm
+    }
+
     /// Features of `name` into `f`.
     pub fn features(&self, name: &[u8], f: &mut NameFeatures) {
         let n = Normal::new(name);
-        f.extract_normal(&self.psl, n.as_str());
+        f.extract_normal(&self.psl, &self.lm, n.as_str());
     }
 
     /// Scores a name with caller-provided scratch space.

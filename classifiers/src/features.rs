@@ -10,7 +10,10 @@
 //!   their own;
 //! - [`LEX`] **lexical measures**, each scaled to about 0..1: lengths, label count, Shannon entropy,
 //!   digit, vowel and distinct-character ratios, the longest consonant run, hyphens, letter-digit
-//!   alternations, punycode, and the same for the subdomain part.
+//!   alternations, punycode, and the same for the subdomain part;
+//! - **surprise** under a character trigram model of benign names ([`crate::lm`]): the mean bits
+//!   per character of the registrable label and of the subdomain part, the label's share of rare
+//!   transitions, and the label's total bits and rare transitions.
 //!
 //! The token values form a sparse input vector: each occurrence adds `1/sqrt(tokens)` to its
 //! bucket, so long and short names weigh the same. [`NameFeatures::dense`] writes the vector out
@@ -19,12 +22,13 @@
 //! Everything is bounded: names are cut at 253 bytes, labels at 63, so a name yields at most
 //! [`MAX_TOKENS`] tokens, and extraction allocates nothing.
 
+use crate::lm::CharLm;
 use crate::psl::Psl;
 
 /// Hash buckets for the n-gram and suffix tokens.
 pub const NGRAM_BUCKETS: usize = 4096;
 /// Lexical measures.
-pub const LEX: usize = 16;
+pub const LEX: usize = 21;
 /// Width of the model's input vector: buckets, then lexical measures.
 pub const INPUT: usize = NGRAM_BUCKETS + LEX;
 /// Subdomain characters looked at (the ones nearest the registrable label).
@@ -35,7 +39,7 @@ pub const MAX_TOKENS: usize = 4 * 65 + 1 + SUB_CHARS;
 /// Longest name considered, in bytes.
 pub const MAX_NAME: usize = 253;
 /// Version of this feature layout; the model file records the one it was trained on.
-pub const FEATURES_VERSION: &str = "2";
+pub const FEATURES_VERSION: &str = "3";
 
 /// The features of one name.
 #[derive(Debug, Clone)]
@@ -159,13 +163,13 @@ fn ratio(a: usize, b: usize) -> f32 {
 
 impl NameFeatures {
     /// Extracts the features of `name` (any bytes; normalised first).
-    pub fn extract(&mut self, psl: &Psl, name: &[u8]) {
+    pub fn extract(&mut self, psl: &Psl, lm: &CharLm, name: &[u8]) {
         let norm = Normal::new(name);
-        self.extract_normal(psl, norm.as_str());
+        self.extract_normal(psl, lm, norm.as_str());
     }
 
     /// Extracts the features of an already normalised name.
-    pub fn extract_normal(&mut self, psl: &Psl, name: &str) {
+    pub fn extract_normal(&mut self, psl: &Psl, lm: &CharLm, name: &str) {
         let b = name.as_bytes();
         let split = psl.split(name);
         let label_end = if split.label < split.suffix {
@@ -249,6 +253,12 @@ impl NameFeatures {
             .map(|l| l.len())
             .max()
             .unwrap_or(0);
+        let surprise = lm.surprise(label);
+        let (mut sub_bits, mut sub_n) = (0f32, 0usize);
+        for l in sub_tail.split(|&c| c == b'.').filter(|l| !l.is_empty()) {
+            sub_bits += lm.surprise(l).mean_bits * (l.len() + 1) as f32;
+            sub_n += l.len() + 1;
+        }
         self.lex = [
             (b.len() as f32 / 64.0).min(4.0),
             label.len() as f32 / 32.0,
@@ -266,6 +276,16 @@ impl NameFeatures {
             suffix_labels as f32 / 3.0,
             entropy(sub_tail) / 5.0,
             (max_sub_label as f32 / 63.0).min(1.0),
+            surprise.mean_bits / 16.0,
+            surprise.rare,
+            // Total evidence: a long random label says more than a short one.
+            (surprise.mean_bits * (label.len() + 1) as f32 / 128.0).min(4.0),
+            (surprise.rare * (label.len() + 1) as f32 / 16.0).min(4.0),
+            if sub_n == 0 {
+                0.0
+            } else {
+                sub_bits / sub_n as f32 / 16.0
+            },
         ];
     }
 
@@ -297,27 +317,29 @@ mod tests {
     #[test]
     fn parts_and_bounds() {
         let psl = Psl::bundled();
+        let lm = crate::lm::Counts::default().build();
         let mut f = NameFeatures::default();
-        f.extract(&psl, b"WWW.Example.CO.UK.");
+        f.extract(&psl, &lm, b"WWW.Example.CO.UK.");
         // "example": 7 unigrams, 8+7+6 n-grams over "^example$", the suffix; "www" gives one 3-gram.
         assert_eq!(f.tokens, 7 + 8 + 7 + 6 + 1 + 1);
         assert!((f.lex[1] - 7.0 / 32.0).abs() < 1e-6);
         assert!((f.lex[13] - 2.0 / 3.0).abs() < 1e-6);
         // The longest possible name stays within the token cap and gives finite measures.
         let long = vec![b'a'; 1000];
-        f.extract(&psl, &long);
+        f.extract(&psl, &lm, &long);
         assert!(f.tokens <= MAX_TOKENS);
         let mut odd = b"\xff\x00..-.".to_vec();
         odd.extend_from_slice(&[b'.'; 300]);
-        f.extract(&psl, &odd);
+        f.extract(&psl, &lm, &odd);
         assert!(f.lex.iter().all(|v| v.is_finite()));
     }
 
     #[test]
     fn dense_matches_sparse() {
         let psl = Psl::bundled();
+        let lm = crate::lm::Counts::default().build();
         let mut f = NameFeatures::default();
-        f.extract(&psl, b"a1b2c3d4.ddns.net");
+        f.extract(&psl, &lm, b"a1b2c3d4.ddns.net");
         let mut v = vec![0.0; INPUT];
         f.dense(&mut v);
         let total: f32 = v[..NGRAM_BUCKETS].iter().sum();

@@ -2,6 +2,7 @@
 //!
 //! - [`psl`]: the Public Suffix List, to find a name's registrable label.
 //! - [`features`]: a name's hashed character n-grams and lexical measures.
+//! - [`lm`]: a character trigram model of benign names (how surprising a label is).
 //! - [`mlp`]: a small network served in plain Rust from safetensors weights, with no allocation
 //!   per call and AVX2 kernels where the CPU has them.
 //! - [`domain`]: the domain model (names from DNS queries, SNI, Host headers) and its shipped
@@ -22,6 +23,7 @@ pub mod dga;
 pub mod domain;
 pub mod features;
 pub mod flow;
+pub mod lm;
 pub mod metrics;
 pub mod mlp;
 pub mod psl;

@@ -21,10 +21,12 @@ pub fn dense_net(vs: &nn::Path<'_>, input: i64, h1: i64, h2: i64) -> impl Module
         .add(nn::linear(vs / "l3", h2, 1, Default::default()))
 }
 
-/// Writes a var store's tensors (f32, sorted by name) and `metadata` to a safetensors file, the
-/// form the Rust server reads. Errors name the tensor or the file.
+/// Writes a var store's tensors (f32, sorted by name), the `bytes` tensors (u8, one dimension)
+/// and `metadata` to a safetensors file, the form the Rust server reads. Errors name the tensor
+/// or the file.
 pub fn save(
     vs: &nn::VarStore,
+    bytes: &[(&str, &[u8])],
     metadata: Vec<(String, String)>,
     path: &std::path::Path,
 ) -> Result<(), String> {
@@ -45,6 +47,11 @@ pub fn save(
         let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
             .map_err(|e| format!("{n}: {e}"))?;
         views.push((n.clone(), v));
+    }
+    for (n, b) in bytes {
+        let v = safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![b.len()], b)
+            .map_err(|e| format!("{n}: {e}"))?;
+        views.push((n.to_string(), v));
     }
     let meta: std::collections::HashMap<String, String> = metadata.into_iter().collect();
     safetensors::serialize_to_file(views, &Some(meta), path)

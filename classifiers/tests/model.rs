@@ -157,7 +157,12 @@ fn broken_model_files_are_refused_with_a_reason() {
         // A tensor of the wrong shape (same byte count, so only the model check can tell).
         (
             "shape",
-            replace(good, b"\"shape\":[64,4112]", b"\"shape\":[32,8224]"),
+            replace(good, b"\"shape\":[64,4117]", b"\"shape\":[32,8234]"),
+        ),
+        // The character model's table in another type (same byte count).
+        (
+            "lm",
+            replace(good, b"\"dtype\":\"U8\"", b"\"dtype\":\"I8\""),
         ),
     ];
     for (what, bytes) in cases {
@@ -167,6 +172,7 @@ fn broken_model_files_are_refused_with_a_reason() {
         match what {
             "kind" => assert!(e.contains("metadata model"), "{e}"),
             "shape" => assert!(e.contains("l1.weight"), "{e}"),
+            "lm" => assert!(e.contains("lm.cost"), "{e}"),
             _ => {}
         }
     }

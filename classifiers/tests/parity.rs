@@ -45,7 +45,7 @@ fn rust_scores_match_tch_on_the_shipped_weights() {
     let mut feats = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let mut f = NameFeatures::default();
-        f.extract(&psl, n.as_bytes());
+        f.extract(&psl, m.lm(), n.as_bytes());
         f.dense(&mut x[i * INPUT..(i + 1) * INPUT]);
         feats.push(f);
     }

@@ -4,15 +4,16 @@
 //! cargo run -p palisade-classifiers --features train --release --bin domain-train -- \
 //!     [--out classifiers/models/domain.safetensors] [--hsts target/hsts-names.txt]
 //!     [--shared ../shared/data] [--epochs 8] [--wd 1e-4] [--seed 1] [--h1 64] [--h2 32]
-//!     [--limit N] [--csv LABELLED.csv]...
+//!     [--limit N] [--csv LABELLED.csv]... [--maltrail-weight 0.3] [--benign-weight 1]
 //! ```
 //! Seeded and single-threaded, so the same inputs give the same weights, bit for bit, on the
 //! same machine and libtorch. The data and its split come from
 //! `palisade_classifiers::data::domain_data`, which the evaluator shares.
 
-use palisade_classifiers::data::{domain_data, Sources};
+use palisade_classifiers::data::{domain_data, fold_of, Sources};
 use palisade_classifiers::dga::Rng;
 use palisade_classifiers::features::{NameFeatures, INPUT};
+use palisade_classifiers::lm::Counts;
 use palisade_classifiers::psl::Psl;
 use palisade_classifiers::torch::net;
 use std::collections::HashMap;
@@ -20,6 +21,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
+
+/// Folds for the training names' character models.
+const LM_FOLDS: usize = 8;
 
 struct Args {
     out: PathBuf,
@@ -33,6 +37,8 @@ struct Args {
     lr: f64,
     wd: f64,
     csv: Vec<PathBuf>,
+    maltrail_weight: f32,
+    benign_weight: f32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -51,6 +57,8 @@ fn parse_args() -> Result<Args, String> {
         lr: 2e-3,
         wd: 1e-4,
         csv: Vec::new(),
+        maltrail_weight: palisade_classifiers::data::MALTRAIL_WEIGHT,
+        benign_weight: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -67,6 +75,14 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => a.batch = v()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--csv" => a.csv.push(v()?.into()),
             "--wd" => a.wd = v()?.parse().map_err(|e| format!("--wd: {e}"))?,
+            "--maltrail-weight" => {
+                a.maltrail_weight = v()?
+                    .parse()
+                    .map_err(|e| format!("--maltrail-weight: {e}"))?
+            }
+            "--benign-weight" => {
+                a.benign_weight = v()?.parse().map_err(|e| format!("--benign-weight: {e}"))?
+            }
             "--lr" => a.lr = v()?.parse().map_err(|e| format!("--lr: {e}"))?,
             _ => return Err(format!("unknown argument {k}")),
         }
@@ -118,6 +134,12 @@ fn main() {
             }
         }
     }
+    for e in &mut data.train {
+        if e.source.starts_with("maltrail/") {
+            e.weight = a.maltrail_weight;
+        }
+    }
+    data.train.retain(|e| e.weight > 0.0);
     let train: Vec<_> = data.train.iter().take(a.limit).collect();
     let pos = train.iter().filter(|e| e.label > 0.5).count();
     let neg = train.len() - pos;
@@ -133,11 +155,31 @@ fn main() {
         train.len(),
         t0.elapsed().as_secs_f64()
     );
+    // The character model of benign names: the shipped one from every benign training name;
+    // each training name's features use one built without its fold's benign names, so the
+    // model learns from surprise as it will be on names the table has never counted.
+    let t = Instant::now();
+    let lm_without = |skip: Option<usize>| {
+        let mut c = Counts::default();
+        for e in train.iter().filter(|e| e.label < 0.5) {
+            if skip != Some(fold_of(&psl, &e.name, LM_FOLDS)) {
+                c.add_name(&e.name);
+            }
+        }
+        c.build()
+    };
+    let lm = lm_without(None);
+    let fold_lms: Vec<_> = (0..LM_FOLDS).map(|k| lm_without(Some(k))).collect();
+    eprintln!(
+        "domain-train: character models in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     // Features once, kept dense-ready as (tokens, weight, lex).
     let mut feats: Vec<NameFeatures> = Vec::with_capacity(train.len());
     for e in &train {
         let mut f = NameFeatures::default();
-        f.extract(&psl, e.name.as_bytes());
+        let k = fold_of(&psl, &e.name, LM_FOLDS);
+        f.extract(&psl, &fold_lms[k], e.name.as_bytes());
         feats.push(f);
     }
     // Classes weigh the same in the loss.
@@ -148,8 +190,9 @@ fn main() {
             .map(|e| e.weight)
             .sum()
     };
+    // --benign-weight tilts that balance towards the benign side (fewer false positives).
     let w_pos = if pos > 0 {
-        wsum(false) / wsum(true)
+        wsum(false) / wsum(true) / a.benign_weight
     } else {
         1.0
     };
@@ -238,7 +281,7 @@ fn main() {
         let x = &mut xbuf[..b * INPUT];
         for (k, n) in chunk.iter().enumerate() {
             let mut f = NameFeatures::default();
-            f.extract(&psl, n.as_bytes());
+            f.extract(&psl, &lm, n.as_bytes());
             f.dense(&mut x[k * INPUT..(k + 1) * INPUT]);
         }
         let xt = Tensor::from_slice(x).view([b as i64, INPUT as i64]);
@@ -286,7 +329,12 @@ fn main() {
             .iter()
             .map(|(k, v)| (k.clone(), format!("{v:.6}"))),
     );
-    if let Err(e) = palisade_classifiers::torch::save(&vs, meta, &a.out) {
+    if let Err(e) = palisade_classifiers::torch::save(
+        &vs,
+        &[(palisade_classifiers::domain::LM_TENSOR, lm.cost())],
+        meta,
+        &a.out,
+    ) {
         eprintln!("domain-train: {e}");
         std::process::exit(1);
     }

@@ -121,7 +121,7 @@ fn main() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    if let Err(e) = palisade_classifiers::torch::save(&vs, meta, &out) {
+    if let Err(e) = palisade_classifiers::torch::save(&vs, &[], meta, &out) {
         eprintln!("flow-train: {e}");
         std::process::exit(1);
     }
