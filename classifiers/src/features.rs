@@ -3,8 +3,9 @@
 //! A name is lower-cased and split by the Public Suffix List into the subdomain part, the
 //! registrable label and the public suffix (`cdn.img` · `example` · `co.uk`). The model sees:
 //!
-//! - **n-grams of the registrable label**, with `^` and `$` marking its ends: every 1-, 2-, 3- and
-//!   4-gram, hashed (FNV-1a, one namespace per order) into [`NGRAM_BUCKETS`] buckets;
+//! - **n-grams of the registrable label**, with `^` and `$` marking its ends: every 1-, 2- and
+//!   3-gram ([`ORDERS`]), hashed (FNV-1a, one namespace per order) into [`NGRAM_BUCKETS`]
+//!   buckets;
 //! - **the public suffix** as one token (DGA families favour a few suffixes);
 //! - **3-grams of the subdomain part**, its last [`SUB_CHARS`] characters, in a namespace of
 //!   their own;
@@ -26,20 +27,23 @@ use crate::lm::CharLm;
 use crate::psl::Psl;
 
 /// Hash buckets for the n-gram and suffix tokens.
-pub const NGRAM_BUCKETS: usize = 4096;
+pub const NGRAM_BUCKETS: usize = 8192;
 /// Lexical measures.
 pub const LEX: usize = 21;
+/// Longest n-gram of the registrable label (4-grams added tokens, not accuracy, once the
+/// character model was in: `MODEL.md`).
+pub const ORDERS: usize = 3;
 /// Width of the model's input vector: buckets, then lexical measures.
 pub const INPUT: usize = NGRAM_BUCKETS + LEX;
 /// Subdomain characters looked at (the ones nearest the registrable label).
 pub const SUB_CHARS: usize = 48;
-/// Most tokens a name can give (4 orders over a 63-byte label with its two end marks, the
-/// suffix, and the subdomain's 3-grams).
-pub const MAX_TOKENS: usize = 4 * 65 + 1 + SUB_CHARS;
+/// Most tokens a name can give ([`ORDERS`] orders over a 63-byte label with its two end marks,
+/// the suffix, and the subdomain's 3-grams).
+pub const MAX_TOKENS: usize = ORDERS * 65 + 1 + SUB_CHARS;
 /// Longest name considered, in bytes.
 pub const MAX_NAME: usize = 253;
 /// Version of this feature layout; the model file records the one it was trained on.
-pub const FEATURES_VERSION: &str = "3";
+pub const FEATURES_VERSION: &str = "4";
 
 /// The features of one name.
 #[derive(Debug, Clone)]
@@ -199,11 +203,11 @@ impl NameFeatures {
         marked[1..=label.len()].copy_from_slice(label);
         marked[label.len() + 1] = b'$';
         let marked = &marked[..label.len() + 2];
-        // One FNV pass from each start position gives its 1- to 4-grams; unigrams of the end
+        // One FNV pass from each start position gives its 1- to 3-grams; unigrams of the end
         // marks are not tokens.
         for i in 0..marked.len() {
             let mut h = FNV_OFFSET;
-            for (k, &c) in marked[i..].iter().take(4).enumerate() {
+            for (k, &c) in marked[i..].iter().take(ORDERS).enumerate() {
                 h = (h ^ c as u32).wrapping_mul(FNV_PRIME);
                 if k > 0 || (c != b'^' && c != b'$') {
                     push(self, bucket_of(h, k as u32 + 1));
@@ -320,8 +324,9 @@ mod tests {
         let lm = crate::lm::Counts::default().build();
         let mut f = NameFeatures::default();
         f.extract(&psl, &lm, b"WWW.Example.CO.UK.");
-        // "example": 7 unigrams, 8+7+6 n-grams over "^example$", the suffix; "www" gives one 3-gram.
-        assert_eq!(f.tokens, 7 + 8 + 7 + 6 + 1 + 1);
+        // "example": 7 unigrams, 8 bigrams and 7 trigrams over "^example$", the suffix; "www"
+        // gives one 3-gram.
+        assert_eq!(f.tokens, 7 + 8 + 7 + 1 + 1);
         assert!((f.lex[1] - 7.0 / 32.0).abs() < 1e-6);
         assert!((f.lex[13] - 2.0 / 3.0).abs() < 1e-6);
         // The longest possible name stays within the token cap and gives finite measures.

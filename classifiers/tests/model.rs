@@ -157,7 +157,7 @@ fn broken_model_files_are_refused_with_a_reason() {
         // A tensor of the wrong shape (same byte count, so only the model check can tell).
         (
             "shape",
-            replace(good, b"\"shape\":[64,4117]", b"\"shape\":[32,8234]"),
+            replace(good, b"\"shape\":[64,8213]", b"\"shape\":[86,6112]"),
         ),
         // The character model's table in another type (same byte count).
         (

@@ -7,6 +7,8 @@
 //! ```
 //! `--csv` adds a table for a labelled set of one's own (name, label[, family] per line; see
 //! `data::read_labelled_csv`): AUC against its own benign names and detection at the thresholds.
+//! For looking into a model: `DOMAIN_EVAL_TOP=N` prints the N highest-scoring held-out benign
+//! names; `DOMAIN_EVAL_DUMP=FAMILY` prints the logit of every test name of a family and exits.
 //! `--check` exits non-zero when the block in the model card differs from what these weights
 //! give on this data (the "reproduce the published metrics" check); `--write` replaces it.
 
@@ -74,6 +76,16 @@ fn main() {
         for (s, name) in v.iter().take(n.parse().unwrap_or(20)) {
             eprintln!("{s:8.3} {name}");
         }
+    }
+    if let Ok(fam) = std::env::var("DOMAIN_EVAL_DUMP") {
+        for (f, v) in data.test_held_out.iter().chain(&data.test_in_family) {
+            if *f == fam {
+                for n in v {
+                    println!("{:8.3} {n}", model.logit(n.as_bytes()));
+                }
+            }
+        }
+        return;
     }
     let t3 = threshold_at(&neg, 1e-3);
     let t4 = threshold_at(&neg, 1e-4);
