@@ -4,7 +4,7 @@
 //! cargo run -p palisade-classifiers --features train --release --bin domain-train -- \
 //!     [--out classifiers/models/domain.safetensors] [--hsts target/hsts-names.txt]
 //!     [--shared ../shared/data] [--epochs 8] [--wd 1e-4] [--seed 1] [--h1 64] [--h2 32]
-//!     [--limit N] [--csv LABELLED.csv]... [--maltrail-weight 0.3] [--benign-weight 1]
+//!     [--limit N] [--csv LABELLED.csv]... [--maltrail-weight 0.3] [--benign-weight 1] [--swa 3]
 //! ```
 //! Seeded and single-threaded, so the same inputs give the same weights, bit for bit, on the
 //! same machine and libtorch. The data and its split come from
@@ -39,6 +39,7 @@ struct Args {
     csv: Vec<PathBuf>,
     maltrail_weight: f32,
     benign_weight: f32,
+    swa: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         csv: Vec::new(),
         maltrail_weight: palisade_classifiers::data::MALTRAIL_WEIGHT,
         benign_weight: 1.0,
+        swa: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -83,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "--benign-weight" => {
                 a.benign_weight = v()?.parse().map_err(|e| format!("--benign-weight: {e}"))?
             }
+            "--swa" => a.swa = v()?.parse().map_err(|e| format!("--swa: {e}"))?,
             "--lr" => a.lr = v()?.parse().map_err(|e| format!("--lr: {e}"))?,
             _ => return Err(format!("unknown argument {k}")),
         }
@@ -213,14 +216,16 @@ fn main() {
     };
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut xbuf = vec![0f32; a.batch * INPUT];
+    let mut swa_sum: HashMap<String, Tensor> = HashMap::new();
+    let mut swa_n = 0usize;
     for epoch in 0..a.epochs {
         let mut r = Rng::new(a.seed.wrapping_mul(1000).wrapping_add(epoch as u64));
         for i in (1..order.len()).rev() {
             let j = r.below(i as u64 + 1) as usize;
             order.swap(i, j);
         }
-        // Learning rate halves over the last epochs.
-        let lr = if epoch + 2 >= a.epochs {
+        // The learning rate drops to a quarter for the last epochs (two, or the --swa ones).
+        let lr = if epoch + a.swa.max(2) >= a.epochs {
             a.lr / 4.0
         } else {
             a.lr
@@ -258,6 +263,34 @@ fn main() {
             total / batches.max(1) as f64,
             t.elapsed().as_secs_f64()
         );
+        // Weight averaging over the last --swa epochs.
+        if epoch + a.swa >= a.epochs {
+            swa_n += 1;
+            tch::no_grad(|| {
+                if swa_sum.is_empty() {
+                    swa_sum = vs
+                        .variables()
+                        .into_iter()
+                        .map(|(k, t)| (k, t.copy()))
+                        .collect();
+                } else {
+                    for (k, t) in vs.variables() {
+                        if let Some(s) = swa_sum.get_mut(&k) {
+                            *s += &t;
+                        }
+                    }
+                }
+            });
+        }
+    }
+    if swa_n > 1 {
+        tch::no_grad(|| {
+            for (k, mut t) in vs.variables() {
+                if let Some(s) = swa_sum.get(&k) {
+                    t.copy_(&(s / swa_n as f64));
+                }
+            }
+        });
     }
     // The n-gram rows of the first layer are served as bfloat16 (half the cache footprint):
     // round them here, so the saved weights, tch and the Rust server all use the same values.
@@ -313,6 +346,7 @@ fn main() {
         ("epochs", a.epochs.to_string()),
         ("hidden", format!("{}x{}", a.h1, a.h2)),
         ("lr", a.lr.to_string()),
+        ("weight_averaging_epochs", a.swa.to_string()),
         ("weight_decay", a.wd.to_string()),
         ("examples", train.len().to_string()),
         (

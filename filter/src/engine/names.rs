@@ -163,7 +163,22 @@ pub(super) struct ScoreCache {
     clock: u32,
     /// Feature scratch space, so a miss does not zero a fresh one.
     scratch: palisade_classifiers::features::NameFeatures,
+    /// The last name looked up and its score: a DNS query's alert check and its event, or a
+    /// response right after its query, ask for the same name in a row, and comparing it here
+    /// (in the core's first-level cache) saves the hash and the trip to the table.
+    last: Last,
 }
+
+/// The last name scored (at most [`MAX_NAME`] bytes; `len` 0: none).
+#[derive(Debug)]
+struct Last {
+    name: [u8; MAX_NAME],
+    len: usize,
+    score: f32,
+}
+
+/// Longest name the last-name memo keeps (longer ones go to the table only).
+const MAX_NAME: usize = 253;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
@@ -182,6 +197,11 @@ impl Default for ScoreCache {
             hits: 0,
             clock: 0,
             scratch: Default::default(),
+            last: Last {
+                name: [0; MAX_NAME],
+                len: 0,
+                score: 0.0,
+            },
         }
     }
 }
@@ -192,11 +212,27 @@ impl ScoreCache {
         for s in self.slots.iter_mut() {
             s.fp = 0;
         }
+        self.last.len = 0;
     }
 
     fn get_or(&mut self, name: &str, model: &DomainModel) -> f32 {
-        use std::hash::BuildHasher;
         let b = name.as_bytes();
+        if !b.is_empty() && self.last.len == b.len() && self.last.name.get(..b.len()) == Some(b) {
+            self.hits += 1;
+            return self.last.score;
+        }
+        let score = self.lookup(b, model);
+        if let Some(d) = self.last.name.get_mut(..b.len()) {
+            d.copy_from_slice(b);
+            self.last.len = b.len();
+            self.last.score = score;
+        }
+        score
+    }
+
+    /// The set-associative table behind the memo.
+    fn lookup(&mut self, b: &[u8], model: &DomainModel) -> f32 {
+        use std::hash::BuildHasher;
         let fp = self.hasher.hash_one(b) | 1;
         self.clock = self.clock.wrapping_add(1);
         let at = (fp >> 40) as usize % (CACHE_SLOTS / CACHE_WAYS) * CACHE_WAYS;
@@ -378,6 +414,33 @@ mod tests {
         let before = c.hits;
         c.get_or(&more[16_383], &model);
         assert_eq!(c.hits, before, "cleared");
+    }
+
+    #[test]
+    fn last_name_memo() {
+        let model = DomainModel::bundled();
+        let mut c = ScoreCache::default();
+        let mut f = Default::default();
+        let (a, b) = ("qwxzkvbt.example.com", "www.example.org");
+        let sa = c.get_or(a, &model);
+        assert_eq!(c.hits, 0);
+        assert_eq!(c.get_or(a, &model), sa);
+        assert_eq!(c.hits, 1);
+        // Another name replaces the memo; the first still comes from the table, unchanged.
+        let sb = c.get_or(b, &model);
+        assert_eq!(sb, model.score_with(b.as_bytes(), &mut f));
+        assert_eq!(c.get_or(a, &model), sa);
+        assert_eq!(c.hits, 2);
+        // A name longer than the memo holds is kept by the table only, and right.
+        let long = format!("{}.example.com", "a".repeat(300));
+        let sl = c.get_or(&long, &model);
+        assert_eq!(c.get_or(&long, &model), sl);
+        assert_eq!(sl, model.score_with(long.as_bytes(), &mut f));
+        // A prefix of the memo's name is another name.
+        assert_eq!(
+            c.get_or("qwxzkvbt.example.co", &model),
+            model.score_with(b"qwxzkvbt.example.co", &mut f)
+        );
     }
 
     #[test]
