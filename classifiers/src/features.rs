@@ -28,7 +28,7 @@ use crate::psl::Psl;
 
 /// Hash buckets for the n-gram and suffix tokens.
 pub const NGRAM_BUCKETS: usize = 8192;
-/// Lexical measures.
+/// Lexical measures, the character model's among them.
 pub const LEX: usize = 21;
 /// Longest n-gram of the registrable label (4-grams added tokens, not accuracy, once the
 /// character model was in: `MODEL.md`).
