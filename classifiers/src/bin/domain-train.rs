@@ -162,10 +162,14 @@ fn main() {
     // each training name's features use one built without its fold's benign names, so the
     // model learns from surprise as it will be on names the table has never counted.
     let t = Instant::now();
+    let folds: Vec<usize> = train
+        .iter()
+        .map(|e| fold_of(&psl, &e.name, LM_FOLDS))
+        .collect();
     let lm_without = |skip: Option<usize>| {
         let mut c = Counts::default();
-        for e in train.iter().filter(|e| e.label < 0.5) {
-            if skip != Some(fold_of(&psl, &e.name, LM_FOLDS)) {
+        for (e, &k) in train.iter().zip(&folds) {
+            if e.label < 0.5 && skip != Some(k) {
                 c.add_name(&e.name);
             }
         }
@@ -179,9 +183,8 @@ fn main() {
     );
     // Features once, kept dense-ready as (tokens, weight, lex).
     let mut feats: Vec<NameFeatures> = Vec::with_capacity(train.len());
-    for e in &train {
+    for (e, &k) in train.iter().zip(&folds) {
         let mut f = NameFeatures::default();
-        let k = fold_of(&psl, &e.name, LM_FOLDS);
         f.extract(&psl, &fold_lms[k], e.name.as_bytes());
         feats.push(f);
     }
@@ -267,18 +270,11 @@ fn main() {
         if epoch + a.swa >= a.epochs {
             swa_n += 1;
             tch::no_grad(|| {
-                if swa_sum.is_empty() {
-                    swa_sum = vs
-                        .variables()
-                        .into_iter()
-                        .map(|(k, t)| (k, t.copy()))
-                        .collect();
-                } else {
-                    for (k, t) in vs.variables() {
-                        if let Some(s) = swa_sum.get_mut(&k) {
-                            *s += &t;
-                        }
-                    }
+                for (k, t) in vs.variables() {
+                    swa_sum
+                        .entry(k)
+                        .and_modify(|s| *s += &t)
+                        .or_insert_with(|| t.copy());
                 }
             });
         }

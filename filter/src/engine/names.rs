@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use palisade_classifiers::features::MAX_NAME;
 use palisade_classifiers::flow::{FlowModel, FlowRecord};
 use palisade_classifiers::DomainModel;
 
@@ -169,16 +170,14 @@ pub(super) struct ScoreCache {
     last: Last,
 }
 
-/// The last name scored (at most [`MAX_NAME`] bytes; `len` 0: none).
+/// The last name scored (at most [`MAX_NAME`] bytes, the longest the model reads; longer ones
+/// go to the table only; `len` 0: none).
 #[derive(Debug)]
 struct Last {
     name: [u8; MAX_NAME],
     len: usize,
     score: f32,
 }
-
-/// Longest name the last-name memo keeps (longer ones go to the table only).
-const MAX_NAME: usize = 253;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {

@@ -492,7 +492,7 @@ type FastPattern = (Buf, Vec<Transform>, Vec<u8>, Option<u32>);
 /// most [`FP_MAX`] bytes of it).
 fn fast_pattern(s: &Sig) -> Option<FastPattern> {
     let mut best: Option<(&List, &Content, bool)> = None;
-    for l in &s.lists {
+    'lists: for l in &s.lists {
         // Contents after a base64 decode are in decoded bytes: not prefilter patterns.
         let raw = l
             .steps
@@ -504,16 +504,13 @@ fn fast_pattern(s: &Sig) -> Option<FastPattern> {
                 if c.negated {
                     continue;
                 }
+                let first = k == 0 && l.buf != Buf::Payload;
                 if c.fast_pattern {
-                    return Some((
-                        l.buf,
-                        l.transforms.clone(),
-                        c.pat[..c.pat.len().min(FP_MAX)].to_vec(),
-                        content_end(c, k == 0 && l.buf != Buf::Payload),
-                    ));
+                    best = Some((l, c, first));
+                    break 'lists;
                 }
                 if best.is_none_or(|(_, b, _)| c.pat.len() > b.pat.len()) {
-                    best = Some((l, c, k == 0 && l.buf != Buf::Payload));
+                    best = Some((l, c, first));
                 }
             }
         }

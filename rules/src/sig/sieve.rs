@@ -352,10 +352,7 @@ impl Sieve {
                         } else {
                             u16::from_le_bytes([at[0], at[1]]) | 0x2020
                         };
-                        if short_left > 0 && test(&self.short_bits[..], key as usize) {
-                            short_left =
-                                short_left.saturating_sub(self.verify_short(key, at, seen, hit));
-                        }
+                        self.short_probe(key, at, &mut short_left, seen, hit);
                     }
                     i += 64;
                     if short_left == 0 && self.ids.is_empty() {
@@ -379,15 +376,9 @@ impl Sieve {
                     let k = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
                     let x = fold4([w[k], w[k + 1], w[k + 2], w[k + 3]]);
-                    self.probe(x, &data[i + k..], seen, hit);
-                    if short_left > 0 && test(&self.short_bits[..], (x & 0xffff) as usize) {
-                        short_left = short_left.saturating_sub(self.verify_short(
-                            x as u16,
-                            &data[i + k..],
-                            seen,
-                            hit,
-                        ));
-                    }
+                    let at = &data[i + k..];
+                    self.probe(x, at, seen, hit);
+                    self.short_probe(x as u16, at, &mut short_left, seen, hit);
                 }
                 i += 32;
                 if short_left == 0 && self.ids.is_empty() {
@@ -400,14 +391,7 @@ impl Sieve {
                 }
                 let x = fold4([w[0], w[1], w[2], w[3]]);
                 self.probe(x, &data[i..], seen, hit);
-                if short_left > 0 && test(&self.short_bits[..], (x & 0xffff) as usize) {
-                    short_left = short_left.saturating_sub(self.verify_short(
-                        x as u16,
-                        &data[i..],
-                        seen,
-                        hit,
-                    ));
-                }
+                self.short_probe(x as u16, &data[i..], &mut short_left, seen, hit);
                 i += 1;
             }
             i = i.max(n.saturating_sub(3));
@@ -416,9 +400,7 @@ impl Sieve {
         if short_left > 0 {
             for i in i.max(n.saturating_sub(3))..n.saturating_sub(1) {
                 let x = u16::from_le_bytes([data[i], data[i + 1]]) | 0x2020;
-                if test(&self.short_bits[..], x as usize) {
-                    self.verify_short(x, &data[i..], seen, hit);
-                }
+                self.short_probe(x, &data[i..], &mut short_left, seen, hit);
             }
         }
     }
@@ -604,6 +586,22 @@ impl Sieve {
             hit(id);
         }
         found
+    }
+
+    /// While 2- and 3-byte patterns remain unfound (`left`), tests the folded 2 bytes `key` at
+    /// the start of `at` against their bitmap and verifies that bucket, counting `left` down.
+    #[inline(always)]
+    fn short_probe(
+        &self,
+        key: u16,
+        at: &[u8],
+        left: &mut usize,
+        seen: &dyn Fn(usize) -> bool,
+        hit: &mut dyn FnMut(usize),
+    ) {
+        if *left > 0 && test(&self.short_bits[..], key as usize) {
+            *left = left.saturating_sub(self.verify_short(key, at, seen, hit));
+        }
     }
 
     #[inline(never)]
