@@ -17,7 +17,7 @@
 //! The network is a small dense MLP (`FLOW_INPUT -> h1 -> h2 -> 1`) read from safetensors like
 //! the domain model's, served in plain Rust with no allocation.
 
-use crate::mlp::{sigmoid, Layers, ModelError, MAX_HIDDEN};
+use crate::mlp::{sigmoid, simd, Kernel, Layers, ModelError};
 
 /// Packets recorded per flow.
 pub const FLOW_PKTS: usize = 8;
@@ -219,6 +219,7 @@ pub fn flow_features(r: &FlowRecord) -> [f32; FLOW_INPUT] {
 #[derive(Debug, Clone)]
 pub struct FlowModel {
     l: Layers,
+    kernel: Kernel,
 }
 
 /// The weights shipped in the repository (`models/flow.safetensors`, see `MODEL.md`).
@@ -246,6 +247,7 @@ impl FlowModel {
     pub fn from_bytes(bytes: &[u8]) -> Result<FlowModel, ModelError> {
         Ok(FlowModel {
             l: Layers::read(bytes, "flow", FLOW_FEATURES_VERSION, FLOW_INPUT)?,
+            kernel: Kernel::best(),
         })
     }
 
@@ -264,20 +266,25 @@ impl FlowModel {
         self.l.threshold_at_fpr(fpr)
     }
 
-    /// The logit for an input vector.
+    /// The logit for an input vector, with the widest kernels this CPU has (the same bits
+    /// whichever runs: the kernels differ in instructions, not in the order of the sums).
     pub fn logit_of(&self, x: &[f32; FLOW_INPUT]) -> f32 {
-        let h1n = self.l.h1;
-        let mut h1 = [0f32; MAX_HIDDEN];
-        let h1 = &mut h1[..h1n];
-        h1.copy_from_slice(&self.l.b1);
-        for (j, &v) in x.iter().enumerate() {
-            if v != 0.0 {
-                for (a, w) in h1.iter_mut().zip(&self.l.w1t[j * h1n..(j + 1) * h1n]) {
-                    *a += v * w;
-                }
-            }
-        }
-        self.l.tail(h1)
+        simd::dense(self.kernel, &self.l, x)
+    }
+
+    /// Turns off the SIMD kernels (for comparing).
+    pub fn set_portable(&mut self) {
+        self.kernel = Kernel::Portable;
+    }
+
+    /// Uses the AVX2 kernels even where AVX-512 is present (for comparing).
+    pub fn set_avx2(&mut self) {
+        self.kernel = Kernel::avx2_or_portable();
+    }
+
+    /// The kernels in use: `avx512`, `avx2` or `portable`.
+    pub fn kernel(&self) -> &'static str {
+        self.kernel.name()
     }
 
     /// Scores a flow record. Allocates nothing.
@@ -351,6 +358,40 @@ pub fn read_flows(path: &std::path::Path) -> Result<Vec<LabelledFlow>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_width_kernels_compute_the_general_sums() {
+        let m = FlowModel::bundled();
+        assert_eq!(
+            m.shape(),
+            (32, 16),
+            "the bundled shape has a fixed-width kernel"
+        );
+        let mut portable = m.clone();
+        portable.set_portable();
+        let mut r = FlowRecord {
+            proto: 6,
+            server_port: 443,
+            name_score: 0.25,
+            ..FlowRecord::default()
+        };
+        for i in 0..8u32 {
+            r.push(
+                i % 3 == 0,
+                40 + i as usize * 333,
+                1500 * i,
+                0x18 | (i as u8 & 3),
+            );
+            let x = flow_features(&r);
+            let general = m.l.dense_general(&x);
+            assert_eq!(m.logit_of(&x).to_bits(), general.to_bits(), "packet {i}");
+            assert_eq!(
+                portable.logit_of(&x).to_bits(),
+                general.to_bits(),
+                "packet {i}"
+            );
+        }
+    }
 
     #[test]
     fn record_csv_round_trip_and_bounds() {

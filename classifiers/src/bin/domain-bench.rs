@@ -83,17 +83,37 @@ fn main() {
     )))
     .unwrap_or_default();
     if !flows.is_empty() {
-        let fm = palisade_classifiers::flow::FlowModel::bundled();
+        let best = palisade_classifiers::flow::FlowModel::bundled();
+        let mut avx2 = best.clone();
+        avx2.set_avx2();
+        let mut portable = best.clone();
+        portable.set_portable();
         let reps = (1_000_000 / flows.len()).max(1);
         let t = Instant::now();
-        let mut acc = 0f32;
         for _ in 0..reps {
             for f in &flows {
-                acc += fm.score(black_box(&f.record));
+                black_box(palisade_classifiers::flow::flow_features(black_box(
+                    &f.record,
+                )));
             }
         }
         let ns = t.elapsed().as_nanos() as f64 / (reps * flows.len()) as f64;
-        println!("rust flow model, features + network: {ns:.0} ns/flow ({} flows x {reps}; checksum {acc:.1})", flows.len());
+        println!("rust flow model, features only: {ns:.0} ns/flow");
+        for fm in [&best, &avx2, &portable] {
+            let t = Instant::now();
+            let mut acc = 0f32;
+            for _ in 0..reps {
+                for f in &flows {
+                    acc += fm.score(black_box(&f.record));
+                }
+            }
+            let ns = t.elapsed().as_nanos() as f64 / (reps * flows.len()) as f64;
+            println!(
+                "rust flow model, features + network ({} kernels): {ns:.0} ns/flow ({} flows x {reps}; checksum {acc:.1})",
+                fm.kernel(),
+                flows.len()
+            );
+        }
     }
 
     // tch: the same weights.
