@@ -149,11 +149,19 @@ fn entropy(s: &[u8]) -> f32 {
         }
         *k = k.saturating_add(1);
     }
-    let sum: f32 = distinct[..nd]
+    entropy_of(&counts, &distinct[..nd], s.len())
+}
+
+/// Shannon entropy in bits per symbol from symbol counts, summed over the symbols in the order
+/// given (their first appearance), so every caller computes the same bits.
+fn entropy_of(counts: &[u8; 128], distinct: &[u8], n: usize) -> f32 {
+    if n == 0 {
+        return 0.0;
+    }
+    let sum: f32 = distinct
         .iter()
-        .map(|&c| clog2c(counts[c as usize] as usize))
+        .map(|&c| clog2c(counts[(c & 0x7f) as usize] as usize))
         .sum();
-    let n = s.len();
     (clog2c(n) - sum) / n as f32
 }
 
@@ -223,7 +231,10 @@ impl NameFeatures {
         let (mut digits, mut letters, mut vowels, mut hyphens) = (0usize, 0usize, 0usize, 0usize);
         let (mut run, mut max_run, mut distinct, mut alternations) =
             (0usize, 0usize, 0usize, 0usize);
-        let mut seen = [false; 128];
+        // Per-symbol counts and the symbols in order of first appearance, for the entropy (a
+        // label is at most 63 bytes, so neither overflows).
+        let mut counts = [0u8; 128];
+        let mut order = [0u8; 64];
         let mut prev_digit = None;
         for &c in label {
             let digit = c.is_ascii_digit();
@@ -233,15 +244,15 @@ impl NameFeatures {
             letters += lower as usize;
             vowels += vowel as usize;
             hyphens += (c == b'-') as usize;
-            if lower && !vowel {
-                run += 1;
-                max_run = max_run.max(run);
-            } else {
-                run = 0;
-            }
-            let s = &mut seen[(c & 0x7f) as usize];
-            distinct += !*s as usize;
-            *s = true;
+            // Without branches: consonants and first appearances come in no pattern a branch
+            // predictor could learn on random names.
+            run = (run + 1) * (lower && !vowel) as usize;
+            max_run = max_run.max(run);
+            let k = &mut counts[(c & 0x7f) as usize];
+            // The slot past the last symbol is scratch until a new symbol takes it.
+            order[distinct & 63] = c & 0x7f;
+            distinct += (*k == 0) as usize;
+            *k = k.saturating_add(1);
             alternations += (prev_digit.is_some_and(|p| p != digit)) as usize;
             prev_digit = Some(digit);
         }
@@ -268,7 +279,7 @@ impl NameFeatures {
             label.len() as f32 / 32.0,
             (sub.len() as f32 / 64.0).min(4.0),
             (labels as f32 / 8.0).min(4.0),
-            entropy(label) / 5.0,
+            entropy_of(&counts, &order[..distinct.min(64)], label.len()) / 5.0,
             ratio(digits, label.len()),
             ratio(vowels, letters),
             (max_run as f32 / 10.0).min(2.0),
@@ -350,6 +361,30 @@ mod tests {
         let total: f32 = v[..NGRAM_BUCKETS].iter().sum();
         assert!((total - f.tokens as f32 * f.token_weight()).abs() < 1e-4);
         assert_eq!(&v[NGRAM_BUCKETS..], &f.lex);
+    }
+
+    #[test]
+    fn label_entropy_from_the_lexical_pass_is_the_entropy() {
+        let psl = Psl::bundled();
+        let lm = crate::lm::Counts::default().build();
+        let mut f = NameFeatures::default();
+        let mut r = crate::dga::Rng::new(7);
+        const SYMS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-_";
+        for _ in 0..2000 {
+            let len = 1 + r.below(63) as usize;
+            let label: Vec<u8> = (0..len).map(|_| *r.pick(SYMS)).collect();
+            let mut name = b"www.".to_vec();
+            name.extend_from_slice(&label);
+            name.extend_from_slice(b".co.uk");
+            f.extract(&psl, &lm, &name);
+            let want = entropy(&label) / 5.0;
+            assert_eq!(
+                f.lex[4].to_bits(),
+                want.to_bits(),
+                "{}",
+                String::from_utf8_lossy(&label)
+            );
+        }
     }
 
     #[test]

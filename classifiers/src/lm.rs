@@ -24,16 +24,29 @@ pub const STEPS_PER_BIT: f32 = 8.0;
 /// A cost at or above this many bits counts as a rare transition.
 pub const RARE_BITS: f32 = 9.0;
 
-/// The symbol of a (lower-cased) byte.
+/// The symbol of a (lower-cased) byte: letters 0-25, digits 26-35, `-` 36, anything else 38.
 #[inline(always)]
 pub fn symbol(c: u8) -> u8 {
-    match c {
-        b'a'..=b'z' => c - b'a',
-        b'0'..=b'9' => 26 + (c - b'0'),
-        b'-' => 36,
-        _ => 38,
-    }
+    // A table, not a match: letters and digits alternate in random names, and the match's
+    // branches mispredicted on them.
+    SYMBOL_OF[c as usize]
 }
+
+const SYMBOL_OF: [u8; 256] = {
+    let mut t = [38u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'a'..=b'z' => b - b'a',
+            b'0'..=b'9' => 26 + (b - b'0'),
+            b'-' => 36,
+            _ => 38,
+        };
+        c += 1;
+    }
+    t
+};
 
 /// Counts of benign labels, to build a [`CharLm`] from.
 #[derive(Debug, Clone)]

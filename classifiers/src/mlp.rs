@@ -333,7 +333,7 @@ impl Mlp {
 
 /// The units a ReLU lets through (value above zero), in order, gathered without a branch (a
 /// branch per unit mispredicts on about half of them; skipping the others' rows changes no
-/// sum). The flow model's AVX2 kernel uses it; in the domain model's kernels it saved nothing.
+/// sum).
 #[inline(always)]
 fn active(h: &[f32]) -> ([u8; MAX_HIDDEN], usize) {
     let mut on = [0u8; MAX_HIDDEN];
@@ -422,12 +422,12 @@ fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f
     if let Some(b) = row::<H2>(&m.l.b2, 0) {
         h2 = *b;
     }
-    for (j, &v) in h1.iter().enumerate() {
-        if v > 0.0 {
-            if let Some(r) = row::<H2>(&m.l.w2t, j) {
-                for k in 0..H2 {
-                    h2[k] += v * r[k];
-                }
+    let (on, n) = active(&h1);
+    for &j in &on[..n] {
+        let j = j as usize;
+        if let (Some(r), Some(&v)) = (row::<H2>(&m.l.w2t, j), h1.get(j)) {
+            for k in 0..H2 {
+                h2[k] += v * r[k];
             }
         }
     }
