@@ -277,12 +277,8 @@ impl FlowModel {
         self.kernel = Kernel::Portable;
     }
 
-    /// Uses the AVX2 kernels even where AVX-512 is present (for comparing).
-    pub fn set_avx2(&mut self) {
-        self.kernel = Kernel::avx2_or_portable();
-    }
-
-    /// The kernels in use: `avx512`, `avx2` or `portable`.
+    /// The kernels in use: `avx512` (which runs the AVX2 code: 256-bit lanes are all a 32-wide
+    /// layer needs), `avx2` or `portable`.
     pub fn kernel(&self) -> &'static str {
         self.kernel.name()
     }

@@ -284,22 +284,19 @@ mod flow {
     #[test]
     fn flow_kernels_agree() {
         let fast = FlowModel::bundled();
-        let mut avx2 = fast.clone();
-        avx2.set_avx2();
         let mut portable = fast.clone();
         portable.set_portable();
         eprintln!(
-            "flow kernels: {} (best here), {}, {}",
+            "flow kernels: {} (best here), {}",
             fast.kernel(),
-            avx2.kernel(),
             portable.kernel()
         );
         let flows = records();
         let mut differ = 0;
         for f in &flows {
             let x = flow_features(&f.record);
-            let (a, b, c) = (fast.logit_of(&x), avx2.logit_of(&x), portable.logit_of(&x));
-            differ += (a.to_bits() != c.to_bits() || b.to_bits() != c.to_bits()) as usize;
+            let (a, c) = (fast.logit_of(&x), portable.logit_of(&x));
+            differ += (a.to_bits() != c.to_bits()) as usize;
         }
         // The kernels differ in instructions, not in the order of the sums.
         assert_eq!(differ, 0, "{differ} of {} flows", flows.len());

@@ -1,6 +1,6 @@
 //! Domain model on arbitrary bytes: features stay within their bounds, scores in 0..1, the
 //! portable and AVX2 kernels agree; arbitrary model files load or fail, never panic; the flow
-//! model scores any record in 0..1.
+//! model scores any record in 0..1, its SIMD and portable kernels to the same bits.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use palisade_classifiers::features::{NameFeatures, MAX_TOKENS, NGRAM_BUCKETS};
@@ -10,7 +10,7 @@ use palisade_classifiers::DomainModel;
 use std::sync::OnceLock;
 
 static MODELS: OnceLock<(DomainModel, DomainModel)> = OnceLock::new();
-static FLOWS: OnceLock<FlowModel> = OnceLock::new();
+static FLOWS: OnceLock<(FlowModel, FlowModel)> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let (fast, portable) = MODELS.get_or_init(|| {
@@ -48,8 +48,17 @@ fuzz_target!(|data: &[u8]| {
     r.pkts = [u64::from(next()) << 56, u64::from(next())];
     r.app = next();
     r.name_score = f32::from_le_bytes([next(), next(), next(), next()]);
-    let s = FLOWS.get_or_init(FlowModel::bundled).score(&r);
+    let (flow, flow_portable) = FLOWS.get_or_init(|| {
+        let m = FlowModel::bundled();
+        let mut p = m.clone();
+        p.set_portable();
+        (m, p)
+    });
+    let s = flow.score(&r);
     assert!((0.0..=1.0).contains(&s), "{s}");
+    let x = palisade_classifiers::flow::flow_features(&r);
+    let (a, b) = (flow.logit_of(&x), flow_portable.logit_of(&x));
+    assert_eq!(a.to_bits(), b.to_bits(), "{a} {b}");
     if let Ok(text) = std::str::from_utf8(data) {
         let f: Vec<&str> = text.split(',').collect();
         let _ = FlowRecord::from_csv(&f);

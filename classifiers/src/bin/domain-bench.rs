@@ -84,8 +84,6 @@ fn main() {
     .unwrap_or_default();
     if !flows.is_empty() {
         let best = palisade_classifiers::flow::FlowModel::bundled();
-        let mut avx2 = best.clone();
-        avx2.set_avx2();
         let mut portable = best.clone();
         portable.set_portable();
         let reps = (1_000_000 / flows.len()).max(1);
@@ -99,7 +97,7 @@ fn main() {
         }
         let ns = t.elapsed().as_nanos() as f64 / (reps * flows.len()) as f64;
         println!("rust flow model, features only: {ns:.0} ns/flow");
-        for fm in [&best, &avx2, &portable] {
+        for fm in [&best, &portable] {
             let t = Instant::now();
             let mut acc = 0f32;
             for _ in 0..reps {
