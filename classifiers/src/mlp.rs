@@ -254,15 +254,6 @@ impl Kernel {
         }
     }
 
-    /// AVX2 where the CPU has it, else portable (for comparing).
-    pub(crate) fn avx2_or_portable() -> Kernel {
-        if simd::avx2_available() {
-            Kernel::Avx2
-        } else {
-            Kernel::Portable
-        }
-    }
-
     /// `avx512`, `avx2` or `portable`.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -317,7 +308,9 @@ impl Mlp {
     /// Uses the AVX2 kernels even where AVX-512 is present (for comparing); no change on a CPU
     /// without AVX2.
     pub fn set_avx2(&mut self) {
-        self.kernel = Kernel::avx2_or_portable();
+        if simd::avx2_available() {
+            self.kernel = Kernel::Avx2;
+        }
     }
 
     /// The kernels in use: `avx512`, `avx2` or `portable`.
@@ -331,16 +324,19 @@ impl Mlp {
     }
 }
 
-/// The units a ReLU lets through (value above zero), in order, gathered without a branch (a
-/// branch per unit mispredicts on about half of them; skipping the others' rows changes no
-/// sum).
+/// Most values [`rows_where`] looks at (hidden widths and the dense network's inputs).
+const MAX_ROWS: usize = 256;
+
+/// The indices of the first [`MAX_ROWS`] values that `keep` selects, in order, gathered without
+/// a branch: the units a ReLU lets through (`v > 0`), the non-zero inputs. A branch per value
+/// mispredicts on about half of them, and skipping the others' weight rows changes no sum.
 #[inline(always)]
-fn active(h: &[f32]) -> ([u8; MAX_HIDDEN], usize) {
-    let mut on = [0u8; MAX_HIDDEN];
+fn rows_where(v: &[f32], keep: impl Fn(f32) -> bool) -> ([u16; MAX_ROWS], usize) {
+    let mut on = [0u16; MAX_ROWS];
     let mut n = 0;
-    for (j, &v) in h.iter().take(MAX_HIDDEN).enumerate() {
-        on[n] = j as u8;
-        n += (v > 0.0) as usize;
+    for (j, &x) in v.iter().take(MAX_ROWS).enumerate() {
+        on[n] = j as u16;
+        n += keep(x) as usize;
     }
     (on, n)
 }
@@ -422,7 +418,7 @@ fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f
     if let Some(b) = row::<H2>(&m.l.b2, 0) {
         h2 = *b;
     }
-    let (on, n) = active(&h1);
+    let (on, n) = rows_where(&h1, |v| v > 0.0);
     for &j in &on[..n] {
         let j = j as usize;
         if let (Some(r), Some(&v)) = (row::<H2>(&m.l.w2t, j), h1.get(j)) {
@@ -438,10 +434,6 @@ fn logit_fixed<const H1: usize, const H2: usize>(m: &Mlp, f: &NameFeatures) -> f
         }
     }
     out
-}
-
-fn dense_portable(l: &Layers, x: &[f32]) -> f32 {
-    l.dense_general(x)
 }
 
 /// Picks the fixed-width kernel for the model's shape, or the general one.
@@ -500,78 +492,68 @@ pub(crate) mod simd {
         }
     }
 
-    /// Longest input vector [`dense_avx2_inner`] takes (the flow model has 80).
-    const MAX_DENSE_INPUT: usize = 256;
-
-    /// The first layer of a 32-wide dense network in four 8-lane registers, over the rows of the
-    /// non-zero inputs in order, as the portable code adds them (a branch per input would
-    /// mispredict on the flow model's half-zero vectors). Multiply then add, as the portable
-    /// code does, so the bits are the same. Written with intrinsics because the compiler splits
-    /// a 32-float accumulator into scalars.
+    /// A 32 -> 16 dense network (the flow model) in 8-lane registers, each layer over the rows
+    /// of its selected inputs in order, as the portable code adds them (a branch per input
+    /// would mispredict on the flow model's half-zero vectors). Written with intrinsics because
+    /// the compiler splits a 32-float accumulator into scalars. Other widths take the general
+    /// code.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dense_avx2_inner(l: &Layers, x: &[f32]) -> f32 {
-        use std::arch::x86_64::*;
         const W: usize = 32;
         const W2: usize = 16;
-        if l.h1 != W || l.b1.len() != W || l.w1t.len() < x.len() * W || x.len() > MAX_DENSE_INPUT {
+        if l.h1 != W || l.b1.len() != W || l.w1t.len() < x.len() * W || x.len() > super::MAX_ROWS {
             return l.dense_general(x);
         }
-        let b = l.b1.as_ptr();
-        // SAFETY: `b1` holds 32 floats and `w1t` at least `x.len()` rows of 32, `b2` 16 and
-        // `w2t` 32 rows of 16 (checked before use); the loads are unaligned.
+        let mut h1 = [0f32; W];
+        // SAFETY: `b1` holds 32 floats and `w1t` at least `x.len()` rows of 32 (checked above).
+        unsafe { layer::<4>(&l.b1, &l.w1t, x, |v| v != 0.0, &mut h1) };
+        if l.h2 != W2 || l.b2.len() != W2 || l.w2t.len() < W * W2 || l.w3.len() != W2 {
+            return l.tail(&h1);
+        }
+        let mut h2 = [0f32; W2];
+        // SAFETY: `b2` holds 16 floats and `w2t` 32 rows of 16 (checked above).
+        unsafe { layer::<2>(&l.b2, &l.w2t, &h1, |v| v > 0.0, &mut h2) };
+        let mut out = l.b3;
+        for (w, &v) in l.w3.iter().zip(h2.iter()) {
+            out += w * v.max(0.0);
+        }
+        out
+    }
+
+    /// `out = bias + sum of x[j] * row j of w` over the `x[j]` that `keep` selects, in order,
+    /// `R` 8-lane registers wide (rows of `8 * R` floats). Multiply then add, as the portable
+    /// code does, so the bits are the same.
+    ///
+    /// # Safety
+    /// `bias` and `out` hold `8 * R` floats, `w` at least `x.len()` rows of them, and the CPU
+    /// has AVX.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn layer<const R: usize>(
+        bias: &[f32],
+        w: &[f32],
+        x: &[f32],
+        keep: impl Fn(f32) -> bool,
+        out: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract; the loads and stores are unaligned.
         unsafe {
-            let mut a = [
-                _mm256_loadu_ps(b),
-                _mm256_loadu_ps(b.add(8)),
-                _mm256_loadu_ps(b.add(16)),
-                _mm256_loadu_ps(b.add(24)),
-            ];
-            // The non-zero inputs' rows, in order, gathered without a branch (adding a zero
-            // input's row would change no sum, and the chain of dependent adds is the cost).
-            let mut nz = [0u16; MAX_DENSE_INPUT];
-            let mut n = 0;
-            for (j, &v) in x.iter().take(MAX_DENSE_INPUT).enumerate() {
-                nz[n] = j as u16;
-                n += (v != 0.0) as usize;
-            }
-            for &j in &nz[..n] {
+            let mut acc: [__m256; R] =
+                std::array::from_fn(|k| _mm256_loadu_ps(bias.as_ptr().add(8 * k)));
+            let (rows, n) = super::rows_where(x, keep);
+            for &j in &rows[..n] {
                 let j = j as usize;
-                let v = x[j];
-                let r = l.w1t.as_ptr().add(j * W);
-                let vv = _mm256_set1_ps(v);
-                for (k, acc) in a.iter_mut().enumerate() {
-                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(vv, _mm256_loadu_ps(r.add(8 * k))));
+                let r = w.as_ptr().add(j * 8 * R);
+                let v = _mm256_set1_ps(x[j]);
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(v, _mm256_loadu_ps(r.add(8 * k))));
                 }
             }
-            let mut h1 = [0f32; W];
-            for (k, acc) in a.iter().enumerate() {
-                _mm256_storeu_ps(h1.as_mut_ptr().add(8 * k), *acc);
+            for (k, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(8 * k), *a);
             }
-            if l.h2 != W2 || l.b2.len() != W2 || l.w2t.len() < W * W2 || l.w3.len() != W2 {
-                return l.tail(&h1);
-            }
-            // The second layer (16 wide) the same way, over the units the ReLU lets through.
-            let b = l.b2.as_ptr();
-            let mut c = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
-            let (on, n) = super::active(&h1);
-            for &j in &on[..n] {
-                let j = j as usize;
-                let r = l.w2t.as_ptr().add(j * W2);
-                let vv = _mm256_set1_ps(h1[j]);
-                for (k, acc) in c.iter_mut().enumerate() {
-                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(vv, _mm256_loadu_ps(r.add(8 * k))));
-                }
-            }
-            let mut h2 = [0f32; W2];
-            for (k, acc) in c.iter().enumerate() {
-                _mm256_storeu_ps(h2.as_mut_ptr().add(8 * k), *acc);
-            }
-            let mut out = l.b3;
-            for (w, &v) in l.w3.iter().zip(h2.iter()) {
-                out += w * v.max(0.0);
-            }
-            out
         }
     }
 
@@ -583,13 +565,13 @@ pub(crate) mod simd {
                 // SAFETY: the kernel is AVX2 or wider only where AVX2 and FMA were found on
                 // this CPU; 256-bit lanes are all a 32-wide layer needs.
                 Kernel::Avx512 | Kernel::Avx2 => unsafe { dense_avx2_inner(l, x) },
-                Kernel::Portable => super::dense_portable(l, x),
+                Kernel::Portable => l.dense_general(x),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = kernel;
-            super::dense_portable(l, x)
+            l.dense_general(x)
         }
     }
 

@@ -37,7 +37,6 @@ mod sieve;
 mod tests;
 
 pub use build::{SigSet, SigSetBuilder};
-
 pub use eval::{Buffers, FlowSigs, Matched, Packet, Scratch};
 pub use parse::{parse_rule, Parsed, Vars};
 
