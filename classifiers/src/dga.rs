@@ -867,42 +867,72 @@ pub fn gameover(seed: u64, n: usize, out: &mut Vec<String>) {
     }
 }
 
-/// Tinba: 12 letters, each the sum of the previous bytes of a hard-coded seed name, under a
-/// small set of suffixes.
+/// Tinba: each name is 12 letters made from the previous name and a 16-character seed string:
+/// a byte walks over the previous name's characters, mixed with the seed's byte sum, and a
+/// letter is kept only when it falls between `b` and `y` (otherwise the sum moves on by one and
+/// the walk repeats). Every name is tried under each suffix of the sample's set (four sets are
+/// published). The real names in the research-use sample are 12 letters from `b` to `y`
+/// (`generators_follow_the_real_samples`).
 pub fn tinba(seed: u64, n: usize, out: &mut Vec<String>) {
-    const TLDS: &[&str] = &["com", "net", "in", "ru", "biz", "pw", "us", "cc"];
-    let mut st: Vec<u8> = format!("{:016x}", seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        .bytes()
-        .take(12)
-        .collect();
-    let tld = TLDS[(seed % TLDS.len() as u64) as usize];
-    for k in 0..n as u32 {
-        // The running sum carries over from the previous name, offset by its position, so the
-        // walk does not fall into a short cycle.
-        let mut sum: u32 = k.wrapping_mul(0x9e37) % 26;
-        for c in st.iter_mut() {
-            sum = sum.wrapping_add(*c as u32);
-            while sum > b'z' as u32 {
-                sum -= b'z' as u32 - b'a' as u32;
+    const SETS: &[&[&str]] = &[
+        &["com"],
+        &["com", "net", "in", "ru"],
+        &["pw", "us", "xyz", "club"],
+        &["com", "net", "biz", "org"],
+    ];
+    let mut r = Rng::new(seed ^ 0x7157_ba00);
+    let tlds = SETS[(seed % SETS.len() as u64) as usize];
+    let key: Vec<u8> = (0..16).map(|_| *r.pick(ALNUM)).collect();
+    let mut sum: u32 = key.iter().map(|&b| b as u32).sum();
+    // The first name is hard-coded in the binary; here a random 12 letters and its dot.
+    let mut name: Vec<u8> = (0..12).map(|_| *r.pick(LOWER)).collect();
+    name.push(b'.');
+    let start = out.len();
+    while out.len() - start < n {
+        let mut tmp = key[15] as u32;
+        let mut next = [0u8; 12];
+        for (i, c) in next.iter_mut().enumerate() {
+            loop {
+                tmp = tmp.wrapping_add(name[i] as u32);
+                tmp ^= sum & 0xff;
+                tmp = tmp.wrapping_add(name[i + 1] as u32) & 0xff;
+                if (b'b' as u32..=b'y' as u32).contains(&tmp) {
+                    *c = tmp as u8;
+                    break;
+                }
+                sum = sum.wrapping_add(1);
             }
-            while sum < b'a' as u32 {
-                sum += 26;
-            }
-            *c = sum as u8;
         }
-        out.push(format!("{}.{tld}", String::from_utf8_lossy(&st)));
+        name[..12].copy_from_slice(&next);
+        let base = String::from_utf8_lossy(&next);
+        for tld in tlds.iter().take(n - (out.len() - start)) {
+            out.push(format!("{base}.{tld}"));
+        }
     }
 }
 
-/// Corebot: 12 to 23 characters from letters and digits, under dynamic-DNS parents.
+/// Corebot: a linear congruential generator (multiplier 1664525, increment 1013904223) seeded
+/// from the date draws a length of 12 to 23 and then each character, from `a` to `y` and `0`
+/// to `8` (the analysed binary builds its alphabet with end-exclusive ranges, so `z` and `9`
+/// never appear), under `ddns.net`. The real names in the research-use sample have exactly
+/// that alphabet and parent (`generators_follow_the_real_samples`).
 pub fn corebot(seed: u64, n: usize, out: &mut Vec<String>) {
-    const CHARS: &[u8] = ALNUM;
-    const PARENTS: &[&str] = &["ddns.net", "ddnsking.com", "3utilities.com", "bounceme.net"];
-    let mut r = Rng::new(seed ^ 0xc0eb_0700);
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxy012345678";
+    let (y, m, d) = date(seed);
+    let mut r: u32 = 0x1dba_8930u32
+        .wrapping_add(y)
+        .wrapping_add(((1 << 16) + (m << 8)) | d)
+        .wrapping_add((seed as u32).wrapping_mul(0x9e37_79b9));
+    let mut next = move || {
+        r = r.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        r
+    };
     for _ in 0..n {
-        let len = 12 + r.below(12) as usize;
-        let s: String = (0..len).map(|_| *r.pick(CHARS) as char).collect();
-        out.push(format!("{s}.{}", r.pick(PARENTS)));
+        let len = 12 + next() % 12;
+        let s: String = (0..len)
+            .map(|_| CHARS[(next() % CHARS.len() as u32) as usize] as char)
+            .collect();
+        out.push(format!("{s}.ddns.net"));
     }
 }
 
@@ -920,21 +950,33 @@ pub fn dyre(seed: u64, n: usize, out: &mut Vec<String>) {
     }
 }
 
-/// Kraken: 6 to 11 letters with a bias toward pronounceable pairs, under dynamic-DNS parents and
-/// a few generic suffixes.
+/// Kraken (Bobax), both published versions: a C library style linear congruential generator
+/// (multiplier 1103515245, increment 12435, bits 8 to 22 of each state) gives three draws for
+/// the length, then one uniform letter per character. The first version makes 6 to 11 letters
+/// under four dynamic-DNS parents, the second 7 to 12 under `com`, `net`, `tv` and `cc`; the
+/// names alternate between them. There is no vowel pattern: the real names in the research-use
+/// sample have vowels at the uniform share, 5 in 26 (`generators_follow_the_real_samples`).
 pub fn kraken(seed: u64, n: usize, out: &mut Vec<String>) {
-    const PARENTS: &[&str] = &["dyndns.org", "yi.org", "mooo.com", "com", "net", "tv", "cc"];
-    let mut r = Rng::new(seed.wrapping_mul(31) ^ 0x0a7a_3e11);
-    for _ in 0..n {
-        let len = 6 + r.below(6) as usize;
-        let mut s = String::with_capacity(12);
-        while s.len() < len {
-            s.push(*r.pick(LOWER) as char);
-            if r.below(3) == 0 && s.len() < len {
-                s.push(*r.pick(b"aeiou") as char);
-            }
-        }
-        out.push(format!("{s}.{}", r.pick(PARENTS)));
+    const V1: &[&str] = &["dyndns.org", "yi.org", "dynserv.com", "mooo.com"];
+    const V2: &[&str] = &["com", "net", "tv", "cc"];
+    let mut r: u32 = (seed as u32).wrapping_mul(0x0a7a_3e11) ^ 24_938_314;
+    let mut draw = move || {
+        r = r.wrapping_mul(1_103_515_245).wrapping_add(12_435);
+        (r >> 8) % 32_768
+    };
+    for i in 0..n {
+        let (a, b, c) = (draw(), draw(), draw());
+        let v1 = i % 2 == 0;
+        let len = if v1 {
+            a.wrapping_mul(b).wrapping_sub(c) % 6 + 6
+        } else {
+            a.wrapping_mul(b).wrapping_add(c) % 6 + 7
+        };
+        let s: String = (0..len)
+            .map(|_| (b'a' + (draw() % 26) as u8) as char)
+            .collect();
+        let parents = if v1 { V1 } else { V2 };
+        out.push(format!("{s}.{}", parents[(i / 2) % 4]));
     }
 }
 
