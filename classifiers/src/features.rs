@@ -6,7 +6,8 @@
 //! - **n-grams of the registrable label**, with `^` and `$` marking its ends: every 1-, 2- and
 //!   3-gram ([`ORDERS`]), hashed (FNV-1a, one namespace per order) into [`NGRAM_BUCKETS`]
 //!   buckets;
-//! - **the public suffix** as one token (DGA families favour a few suffixes);
+//! - **the public suffix** as one token (DGA families favour a few suffixes), and whether it is a
+//!   dynamic-DNS zone (maltrail's list, added to the suffix rules by [`Psl::bundled`]);
 //! - **3-grams of the subdomain part**, its last [`SUB_CHARS`] characters, in a namespace of
 //!   their own;
 //! - [`LEX`] **lexical measures**, each scaled to about 0..1: lengths, label count, Shannon entropy,
@@ -29,7 +30,7 @@ use crate::psl::Psl;
 /// Hash buckets for the n-gram and suffix tokens.
 pub const NGRAM_BUCKETS: usize = 8192;
 /// Lexical measures, the character model's among them.
-pub const LEX: usize = 21;
+pub const LEX: usize = 22;
 /// Longest n-gram of the registrable label (4-grams added tokens, not accuracy, once the
 /// character model was in: `MODEL.md`).
 pub const ORDERS: usize = 3;
@@ -43,7 +44,7 @@ pub const MAX_TOKENS: usize = ORDERS * 65 + 1 + SUB_CHARS;
 /// Longest name considered, in bytes.
 pub const MAX_NAME: usize = 253;
 /// Version of this feature layout; the model file records the one it was trained on.
-pub const FEATURES_VERSION: &str = "4";
+pub const FEATURES_VERSION: &str = "5";
 
 /// The features of one name.
 #[derive(Debug, Clone)]
@@ -301,6 +302,7 @@ impl NameFeatures {
             } else {
                 sub_bits / sub_n as f32 / 16.0
             },
+            if split.dynamic { 1.0 } else { 0.0 },
         ];
     }
 

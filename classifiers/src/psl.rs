@@ -16,6 +16,8 @@ const NORMAL: u8 = 1;
 const WILDCARD: u8 = 2;
 /// `!x` is a rule.
 const EXCEPTION: u8 = 4;
+/// `x` is a dynamic-DNS zone: its subdomains are handed out to anyone, like a public suffix's.
+const DYNAMIC: u8 = 8;
 
 /// A parsed Public Suffix List: one map from a suffix to the kinds of rule on it, so a lookup
 /// costs one probe per label.
@@ -33,6 +35,8 @@ pub struct Split {
     /// Start of the registrable label (`example`); equal to `suffix` when the name is itself a
     /// public suffix.
     pub label: usize,
+    /// The suffix is a dynamic-DNS zone ([`Psl::add_dynamic`]).
+    pub dynamic: bool,
 }
 
 /// A line of the list that could not be used.
@@ -51,12 +55,60 @@ impl std::fmt::Display for PslError {
 }
 
 impl Psl {
-    /// The list shipped with the crate (`data/public_suffix_list.dat`, MPL-2.0, see
-    /// `data/SOURCES.md`), the one the shipped model was trained with.
+    /// The list shipped with the crate (`data/public_suffix_list.dat`, MPL-2.0) with maltrail's
+    /// dynamic-DNS zones added (`data/dynamic_dns.txt`, MIT; both in `data/SOURCES.md`): the
+    /// rules the shipped model was trained with.
     pub fn bundled() -> Psl {
-        let (psl, errors) = Psl::parse(include_str!("../data/public_suffix_list.dat"));
+        let (mut psl, errors) = Psl::parse(include_str!("../data/public_suffix_list.dat"));
+        debug_assert!(errors.is_empty());
+        let errors = psl.add_dynamic(include_str!("../data/dynamic_dns.txt"));
         debug_assert!(errors.is_empty());
         psl
+    }
+
+    /// Adds dynamic-DNS zones, one per line (`#` starts a comment): each becomes a suffix rule
+    /// marked dynamic, so `x.mooo.com` has `x` as its registrable label, as `x.ddns.net` already
+    /// has by the list's private section. Lines that cannot be used are returned by number.
+    pub fn add_dynamic(&mut self, text: &str) -> Vec<PslError> {
+        let mut errors = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let Some(zone) = line
+                .split('#')
+                .next()
+                .and_then(|l| l.split_whitespace().next())
+            else {
+                continue;
+            };
+            let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+            let usable = zone.contains('.')
+                && !zone.starts_with('.')
+                && zone
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+            if !usable {
+                errors.push(PslError {
+                    line: i + 1,
+                    reason: "not a dynamic-DNS zone",
+                });
+                continue;
+            }
+            let bits = self.rules.entry(zone.into_boxed_str()).or_insert(0);
+            if *bits & NORMAL == 0 {
+                self.count += 1;
+            }
+            *bits |= NORMAL | DYNAMIC;
+        }
+        errors
+    }
+
+    /// The dynamic-DNS zones added by [`Psl::add_dynamic`], sorted.
+    pub fn dynamic_zones(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = (self.rules.iter())
+            .filter(|(_, &bits)| bits & DYNAMIC != 0)
+            .map(|(k, _)| &**k)
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Parses the list's text. Lines that cannot be used are returned with their line number;
@@ -115,6 +167,7 @@ impl Psl {
         let b = name.as_bytes();
         // Label starts, right to left: the last label first.
         let mut best: Option<usize> = None;
+        let mut dynamic = false;
         let mut end = b.len();
         let mut prev_start: Option<usize> = None;
         let mut prev_bits = 0u8;
@@ -128,11 +181,13 @@ impl Psl {
                 // The exception's own leftmost label is registrable: its suffix starts at the
                 // label to the right.
                 best = prev_start.or(Some(b.len()));
+                dynamic = prev_bits & DYNAMIC != 0;
                 break;
             }
             // This label is a suffix by its own rule, or by a wildcard on its parent.
             if bits & NORMAL != 0 || prev_bits & WILDCARD != 0 {
                 best = Some(start);
+                dynamic = bits & DYNAMIC != 0;
             }
             prev_bits = bits;
             prev_start = Some(start);
@@ -147,7 +202,11 @@ impl Psl {
         } else {
             name[..suffix - 1].rfind('.').map_or(0, |p| p + 1)
         };
-        Split { suffix, label }
+        Split {
+            suffix,
+            label,
+            dynamic: dynamic && best.is_some(),
+        }
     }
 }
 
@@ -219,6 +278,32 @@ mod tests {
         assert_eq!(reg(&psl, "co.uk"), None);
         let s = psl.split("mail.example.com");
         assert_eq!((s.label, s.suffix), (5, 13));
+    }
+
+    #[test]
+    fn dynamic_zones_are_suffixes() {
+        let (mut psl, _) = Psl::parse("com\norg\nddns.net\nnet\n*.dyn.example.com\n");
+        let errs = psl.add_dynamic("# header\nmooo.com\nddns.net # no-ip\n\ncom\nbad_zone.org\n");
+        assert_eq!(errs.iter().map(|e| e.line).collect::<Vec<_>>(), vec![5, 6]);
+        let s = psl.split("a.zukeujat.mooo.com");
+        assert_eq!((s.label, s.suffix, s.dynamic), (2, 11, true));
+        let s = psl.split("x.ddns.net");
+        assert_eq!((s.label, s.suffix, s.dynamic), (0, 2, true));
+        // A longer ordinary rule under a zone wins, and is not dynamic.
+        let s = psl.split("a.b.dyn.example.com");
+        assert_eq!((s.label, s.dynamic), (0, false));
+        assert!(!psl.split("example.com").dynamic);
+        // The zone itself is all suffix.
+        let s = psl.split("mooo.com");
+        assert_eq!((s.label, s.suffix, s.dynamic), (0, 0, true));
+        // The bundled rules carry maltrail's zones.
+        let b = Psl::bundled();
+        assert!(b.split("zukeujat.yi.org").dynamic);
+        assert!(b.split("host.duckdns.org").dynamic);
+        assert!(!b.split("www.example.co.uk").dynamic);
+        let zones = b.dynamic_zones();
+        assert!(zones.len() == 2035 && zones.windows(2).all(|w| w[0] < w[1]));
+        assert!(zones.contains(&"mooo.com") && !zones.contains(&"com"));
     }
 
     #[test]

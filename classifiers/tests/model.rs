@@ -138,8 +138,19 @@ fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Another two-dimensional shape with as many elements as `n` = 64 x 4-digit width, written as
+/// many characters as the first layer's, so that only the model's own check can tell.
+fn same_size_shape(n: usize) -> String {
+    (10..100)
+        .filter(|&a| a != 64 && n % a == 0 && (1000..10000).contains(&(n / a)))
+        .map(|a| format!("\"shape\":[{a},{}]", n / a))
+        .next()
+        .expect("a divisor")
+}
+
 #[test]
 fn broken_model_files_are_refused_with_a_reason() {
+    use palisade_classifiers::features::INPUT;
     let good = palisade_classifiers::domain::BUNDLED;
     let psl = Psl::bundled();
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -157,7 +168,11 @@ fn broken_model_files_are_refused_with_a_reason() {
         // A tensor of the wrong shape (same byte count, so only the model check can tell).
         (
             "shape",
-            replace(good, b"\"shape\":[64,8213]", b"\"shape\":[86,6112]"),
+            replace(
+                good,
+                format!("\"shape\":[64,{INPUT}]").as_bytes(),
+                same_size_shape(64 * INPUT).as_bytes(),
+            ),
         ),
         // The character model's table in another type (same byte count).
         (

@@ -5,6 +5,7 @@
 //!     [--out classifiers/models/domain.safetensors] [--hsts target/hsts-names.txt]
 //!     [--shared ../shared/data] [--epochs 8] [--wd 1e-4] [--seed 1] [--h1 64] [--h2 32]
 //!     [--limit N] [--csv LABELLED.csv]... [--maltrail-weight 0.3] [--benign-weight 1] [--swa 3]
+//!     [--reparent 0.25]
 //! ```
 //! Seeded and single-threaded, so the same inputs give the same weights, bit for bit, on the
 //! same machine and libtorch. The data and its split come from
@@ -40,6 +41,7 @@ struct Args {
     maltrail_weight: f32,
     benign_weight: f32,
     swa: usize,
+    reparent: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -61,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         maltrail_weight: palisade_classifiers::data::MALTRAIL_WEIGHT,
         benign_weight: 1.0,
         swa: 3,
+        reparent: 0.25,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -86,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
                 a.benign_weight = v()?.parse().map_err(|e| format!("--benign-weight: {e}"))?
             }
             "--swa" => a.swa = v()?.parse().map_err(|e| format!("--swa: {e}"))?,
+            "--reparent" => a.reparent = v()?.parse().map_err(|e| format!("--reparent: {e}"))?,
             "--lr" => a.lr = v()?.parse().map_err(|e| format!("--lr: {e}"))?,
             _ => return Err(format!("unknown argument {k}")),
         }
@@ -177,6 +181,34 @@ fn main() {
     };
     let lm = lm_without(None);
     let fold_lms: Vec<_> = (0..LM_FOLDS).map(|k| lm_without(Some(k))).collect();
+    // Re-parented copies (--reparent, the share): names of every class, benign ones too, moved
+    // under a random dynamic-DNS zone with their label, registrable label and fold kept, and not
+    // counted in the character models. Anyone can register a host under such a zone, so what
+    // the name says lies in its own label; the copies teach that the zone alone is no verdict
+    // either way (a random label under `mooo.com` is as suspicious as under `.com`, a word
+    // under `duckdns.org` as harmless).
+    let zones = psl.dynamic_zones();
+    let mut copies = Vec::new();
+    let mut copy_folds = Vec::new();
+    let mut r = Rng::new(a.seed ^ 0x5e9a_7e17);
+    for (e, &k) in train.iter().zip(&folds) {
+        if r.unit() >= a.reparent {
+            continue;
+        }
+        let sp = psl.split(&e.name);
+        if sp.suffix == 0 || sp.label >= sp.suffix {
+            continue;
+        }
+        let mut c = (*e).clone();
+        c.name = format!("{}{}", &e.name[..sp.suffix], r.pick(&zones));
+        copies.push(c);
+        copy_folds.push(k);
+    }
+    eprintln!("domain-train: {} re-parented copies", copies.len());
+    let mut folds = folds;
+    folds.extend(copy_folds);
+    let train: Vec<&palisade_classifiers::data::Example> =
+        train.into_iter().chain(copies.iter()).collect();
     eprintln!(
         "domain-train: character models in {:.1} s",
         t.elapsed().as_secs_f64()
