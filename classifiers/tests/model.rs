@@ -142,7 +142,7 @@ fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 /// many characters as the first layer's, so that only the model's own check can tell.
 fn same_size_shape(n: usize) -> String {
     (10..100)
-        .filter(|&a| a != 64 && n % a == 0 && (1000..10000).contains(&(n / a)))
+        .filter(|&a| a != 64 && n.is_multiple_of(a) && (1000..10000).contains(&(n / a)))
         .map(|a| format!("\"shape\":[{a},{}]", n / a))
         .next()
         .expect("a divisor")
