@@ -312,6 +312,7 @@ pub fn ramnit(seed: u64, n: usize, out: &mut Vec<String>) {
 }
 
 /// Pykspa: 6 to 12 letters from a seeded linear-congruential walk, alternating a few suffixes.
+/// Looser than the malware's two DGAs, whose arithmetic walks favour vowels (`MODEL.md`, limits).
 pub fn pykspa(seed: u64, n: usize, out: &mut Vec<String>) {
     const TLDS: &[&str] = &["com", "net", "org", "info", "cc"];
     let mut x = (seed as u32).wrapping_mul(0x343fd).wrapping_add(0x269ec3);
@@ -784,7 +785,8 @@ pub fn simda(seed: u64, n: usize, out: &mut Vec<String>) {
 }
 
 /// Murofet (a Zeus variant): letters taken from an MD5-like digest of the date and a counter,
-/// each byte folded into 'a'..'y', 8 to 16 of them.
+/// each byte folded into 'a'..'y', 8 to 16 of them. Shorter than the malware's three DGAs
+/// (about 14, 25 and 40 characters, the last with digits: `MODEL.md`, limits).
 pub fn murofet(seed: u64, n: usize, out: &mut Vec<String>) {
     const TLDS: &[&str] = &["biz", "info", "org", "net", "com", "ru"];
     let (y, m, d) = date(seed);
