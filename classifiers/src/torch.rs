@@ -54,6 +54,48 @@ pub fn save(
         views.push((n.to_string(), v));
     }
     let meta: std::collections::HashMap<String, String> = metadata.into_iter().collect();
-    safetensors::serialize_to_file(views, &Some(meta), path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let file = safetensors::serialize(views, &Some(meta))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(path, canonical_header(file)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The same file with its header's keys in sorted order. safetensors writes the metadata from a
+/// `HashMap`, whose order changes from run to run; the model's version is its file's digest, so
+/// the same weights must make the same bytes. (A header that does not parse is left as is.)
+fn canonical_header(mut file: Vec<u8>) -> Vec<u8> {
+    use serde_json::{Map, Value};
+    fn sorted(v: Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut kv: Vec<(String, Value)> = m.into_iter().collect();
+                kv.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Object(
+                    kv.into_iter()
+                        .map(|(k, v)| (k, sorted(v)))
+                        .collect::<Map<_, _>>(),
+                )
+            }
+            other => other,
+        }
+    }
+    let Some(n) = file.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+        return file;
+    };
+    let n = u64::from_le_bytes(n) as usize;
+    let Some(header) = file.get(8..8 + n) else {
+        return file;
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(header) else {
+        return file;
+    };
+    let Ok(mut canon) = serde_json::to_vec(&sorted(v)) else {
+        return file;
+    };
+    if canon.len() > n {
+        return file;
+    }
+    // The header keeps its length: safetensors pads it with spaces for alignment.
+    canon.resize(n, b' ');
+    file[8..8 + n].copy_from_slice(&canon);
+    file
 }
