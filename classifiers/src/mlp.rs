@@ -189,15 +189,7 @@ impl Layers {
         let mut h1 = [0f32; MAX_HIDDEN];
         let h1 = &mut h1[..h1n];
         h1.copy_from_slice(&self.b1);
-        for (j, &v) in x.iter().enumerate() {
-            if v != 0.0 {
-                if let Some(r) = self.w1t.get(j * h1n..(j + 1) * h1n) {
-                    for (a, w) in h1.iter_mut().zip(r) {
-                        *a += v * w;
-                    }
-                }
-            }
-        }
+        add_rows(h1, &self.w1t, x, |v| v != 0.0);
         self.tail(h1)
     }
 
@@ -208,13 +200,7 @@ impl Layers {
         let mut h2 = [0f32; MAX_HIDDEN];
         let h2 = &mut h2[..h2n];
         h2.copy_from_slice(&self.b2);
-        for (j, &v) in h1.iter().enumerate() {
-            if v > 0.0 {
-                if let Some(r) = self.w2t.get(j * h2n..(j + 1) * h2n) {
-                    axpy(h2, r, v);
-                }
-            }
-        }
+        add_rows(h2, &self.w2t, h1, |v| v > 0.0);
         let mut out = self.b3;
         for (w, &v) in self.w3.iter().zip(h2.iter()) {
             out += w * v.max(0.0);
@@ -339,6 +325,20 @@ fn rows_where(v: &[f32], keep: impl Fn(f32) -> bool) -> ([u16; MAX_ROWS], usize)
         n += keep(x) as usize;
     }
     (on, n)
+}
+
+/// `acc += x[j] * row j of w` (rows as wide as `acc`) for each `x[j]` that `keep` selects, in
+/// order: a layer of the general code.
+#[inline(always)]
+fn add_rows(acc: &mut [f32], w: &[f32], x: &[f32], keep: impl Fn(f32) -> bool) {
+    let n = acc.len();
+    for (j, &v) in x.iter().enumerate() {
+        if keep(v) {
+            if let Some(r) = w.get(j * n..(j + 1) * n) {
+                axpy(acc, r, v);
+            }
+        }
+    }
 }
 
 /// `acc += a * row`, in 8-lane chunks.

@@ -205,7 +205,7 @@ impl Psl {
         Split {
             suffix,
             label,
-            dynamic: dynamic && best.is_some(),
+            dynamic,
         }
     }
 }
