@@ -48,6 +48,33 @@ pub fn detection(pos: &[f32], threshold: f32) -> f64 {
     pos.iter().filter(|&&s| s > threshold).count() as f64 / pos.len() as f64
 }
 
+/// The fewest negatives a threshold must let through for `target` of `pos` to lie strictly
+/// above it: `(negatives let through, threshold)`. `None` when no threshold at a negative's
+/// score reaches the target (or a side is empty).
+pub fn negatives_for_detection(pos: &[f32], neg: &[f32], target: f64) -> Option<(usize, f32)> {
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let mut n: Vec<f32> = neg.to_vec();
+    n.sort_by(|a, b| b.total_cmp(a));
+    let mut p: Vec<f32> = pos.to_vec();
+    p.sort_by(|a, b| b.total_cmp(a));
+    let need = (target * p.len() as f64).ceil() as usize;
+    // Thresholds run down the negatives' scores; at the k-th highest (0-based) exactly the
+    // negatives strictly above it pass, which is k unless ties hold more at that score.
+    let mut above = 0usize;
+    for (k, &t) in n.iter().enumerate() {
+        while above < p.len() && p[above] > t {
+            above += 1;
+        }
+        if above >= need {
+            let through = n[..k].iter().filter(|&&x| x > t).count();
+            return Some((through, t));
+        }
+    }
+    None
+}
+
 /// Fraction of `neg` strictly above `threshold`.
 pub fn false_positive_rate(neg: &[f32], threshold: f32) -> f64 {
     detection(neg, threshold)
@@ -79,5 +106,22 @@ mod tests {
         let t0 = threshold_at(&neg, 0.0);
         assert_eq!(t0, 0.999);
         assert_eq!(false_positive_rate(&neg, t0), 0.0);
+    }
+
+    #[test]
+    fn negatives_for_a_detection_target() {
+        let neg = [0.1, 0.9, 0.5, 0.7, 0.3];
+        // Half of these above: 0.8 and 0.95 clear 0.7, with one negative (0.9) above it.
+        let pos = [0.95, 0.8, 0.6, 0.2];
+        assert_eq!(negatives_for_detection(&pos, &neg, 0.5), Some((1, 0.7)));
+        // All four: 0.2 clears only the lowest negative, four let through.
+        assert_eq!(negatives_for_detection(&pos, &neg, 1.0), Some((4, 0.1)));
+        // Below the lowest negative there is no negative's score to stand on.
+        assert_eq!(negatives_for_detection(&[0.95, 0.05], &neg, 1.0), None);
+        // Three of four: 0.6 clears 0.5, with 0.9 and 0.7 above it.
+        assert_eq!(negatives_for_detection(&pos, &neg, 0.75), Some((2, 0.5)));
+        // One: 0.95 clears the highest negative, none let through.
+        assert_eq!(negatives_for_detection(&pos, &neg, 0.25), Some((0, 0.9)));
+        assert_eq!(negatives_for_detection(&[], &neg, 0.5), None);
     }
 }
