@@ -785,7 +785,7 @@ fn signatures_drop_and_reject_inline_and_reload() {
     if !ready() {
         return;
     }
-    let mut lab = Lab::new("r");
+    let mut lab = Lab::new("x");
     let (cli, srv) = (lab.ns("c"), lab.ns("s"));
     lab.link(&cli, &["10.85.0.1/24"], &srv, &["10.85.0.2/24"], "9");
     lab.servers(&srv, &["10.85.0.2"]);
@@ -933,7 +933,7 @@ fn native_nftables_backend_loads_or_is_refused_cleanly() {
     if !ready() {
         return;
     }
-    let mut lab = Lab::new("n");
+    let mut lab = Lab::new("t");
     let ns = lab.ns("n");
     let plan = palisade::firewall::Plan {
         role: palisade::firewall::Role::Gateway,
@@ -996,4 +996,135 @@ fn native_nftables_backend_loads_or_is_refused_cleanly() {
         !left.contains("palisade") && !left.contains("PALISADE"),
         "{left}"
     );
+}
+
+/// The name model is read from its file again on reload: a new file's version and threshold are
+/// in force for the next query, and a broken file keeps the running model.
+#[test]
+fn name_model_swapped_on_reload() {
+    if !ready() {
+        return;
+    }
+    use palisade_classifiers::{psl::Psl, DomainModel};
+    // A name the shipped model scores between 0.6 and its own alert threshold (dnsmasq answers
+    // every name under `example`).
+    let shipped = DomainModel::bundled();
+    let alert_at = shipped.threshold_at_fpr("1e-4").unwrap();
+    let name = [
+        "kq3zr9x.example",
+        "zk4hv.example",
+        "qzv7xk.example",
+        "x9kq2.example",
+    ]
+    .into_iter()
+    .find(|n| (0.6..alert_at - 0.001).contains(&shipped.score(n.as_bytes())))
+    .expect("a candidate name between 0.6 and the alert threshold");
+    // The second file: the same weights with the alert threshold rewritten to 0.500000 in the
+    // metadata (same length, so the header stays valid), hence another version.
+    let bytes = palisade_classifiers::domain::BUNDLED.to_vec();
+    let key = b"\"threshold_fpr_1e-4\":\"";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the threshold in the file's header")
+        + key.len();
+    let mut low = bytes.clone();
+    low[at..at + 8].copy_from_slice(b"0.500000");
+
+    let mut lab = Lab::new("d");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.87.0.1/24"], &srv, &["10.87.0.2/24"], "5");
+    lab.servers(&srv, &["10.87.0.2"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    let model = lab.dir.join("domain.safetensors");
+    std::fs::write(&model, &bytes).unwrap();
+    let low_version = {
+        let p = lab.dir.join("low.safetensors");
+        std::fs::write(&p, &low).unwrap();
+        DomainModel::from_file(&p, Psl::bundled())
+            .unwrap()
+            .version()
+            .to_string()
+    };
+    assert_ne!(low_version, shipped.version());
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 29 --fail closed"
+    ));
+    let pidfile = lab.dir.join("palisade.pid").display().to_string();
+    lab.palisade(
+        &cli,
+        29,
+        &format!("--pidfile {pidfile} --name-model {}", model.display()),
+        "inline.log",
+    );
+    let model_alerts = |lab: &Lab| -> Vec<serde_json::Value> {
+        lab.alerts()
+            .into_iter()
+            .filter(|a| a["alert"]["signature_id"] == 9_100_020)
+            .collect()
+    };
+    let scored = |lab: &Lab| {
+        lab.file("eve.json")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| {
+                e["event_type"] == "dns"
+                    && e["dns"]["queries"][0]["rrname"] == name
+                    && e["palisade"]["name_score"].is_number()
+            })
+            .count()
+    };
+    assert_eq!(dig(&cli, "10.87.0.2", name), "10.87.0.2");
+    wait_until(Duration::from_secs(2), || scored(&lab) >= 1);
+    assert!(model_alerts(&lab).is_empty(), "below the shipped threshold");
+
+    // Swap in the file with the low threshold: the next query of the same name alerts, naming
+    // the new version and threshold.
+    std::fs::write(lab.dir.join("next.safetensors"), &low).unwrap();
+    std::fs::rename(lab.dir.join("next.safetensors"), &model).unwrap();
+    must(&format!("{BIN} reload --pidfile {pidfile}"));
+    wait_until(Duration::from_secs(5), || {
+        lab.file("inline.log").contains("reload 1 ok")
+    });
+    assert!(
+        lab.file("inline.log")
+            .contains(&format!("name model {low_version}")),
+        "{}",
+        lab.file("inline.log")
+    );
+    assert_eq!(dig(&cli, "10.87.0.2", name), "10.87.0.2", "alert only");
+    wait_until(Duration::from_secs(2), || !model_alerts(&lab).is_empty());
+    let a = &model_alerts(&lab)[0];
+    assert_eq!(a["palisade"]["value"], name, "{a}");
+    assert_eq!(
+        a["palisade"]["model"]["version"],
+        low_version.as_str(),
+        "{a}"
+    );
+    assert_eq!(a["palisade"]["model"]["alert_threshold"], 0.5, "{a}");
+    let s = a["palisade"]["model"]["score"].as_f64().unwrap();
+    assert!(
+        (s - f64::from(shipped.score(name.as_bytes()))).abs() < 1e-5,
+        "same weights, same score: {a}"
+    );
+
+    // A broken file: the reload is refused and the running model stays.
+    std::fs::write(&model, &low[..low.len() / 2]).unwrap();
+    must(&format!("{BIN} reload --pidfile {pidfile}"));
+    wait_until(Duration::from_secs(5), || {
+        lab.file("inline.log").contains("reload failed")
+    });
+    let log = lab.file("inline.log");
+    assert!(
+        log.contains("keeping the running set") && log.contains("name model:"),
+        "{log}"
+    );
+    let before = model_alerts(&lab).len();
+    assert_eq!(dig(&cli, "10.87.0.2", name), "10.87.0.2");
+    wait_until(Duration::from_secs(2), || model_alerts(&lab).len() > before);
+    assert_eq!(
+        model_alerts(&lab).last().unwrap()["palisade"]["model"]["version"],
+        low_version.as_str()
+    );
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }

@@ -81,7 +81,18 @@ impl Drop for Lab {
 }
 
 impl Lab {
+    /// A lab named by `tag`, which must be unique within the test binary: tests run in
+    /// parallel, and the tag names the namespaces, links and directory.
     pub fn new(tag: &str) -> Lab {
+        static TAGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        {
+            let mut used = TAGS.lock().unwrap_or_else(|e| e.into_inner());
+            assert!(
+                !used.iter().any(|t| t == tag),
+                "lab tag `{tag}` used twice in one test binary"
+            );
+            used.push(tag.to_string());
+        }
         let tag = format!("{tag}{}", std::process::id() % 10000);
         let dir = std::env::temp_dir().join(format!("palisade-lab-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
