@@ -84,6 +84,20 @@ fn rate(k: usize, n: usize) -> String {
     }
 }
 
+/// Writes to standard output; a reader that went away (`| head`) ends the program quietly
+/// instead of a panic.
+fn out(s: &str) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(s.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("domain-eval: standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
@@ -121,6 +135,14 @@ fn main() {
         }),
         None => DomainModel::bundled(),
     };
+    // A model trained with another fifth held out (cross-fitting) is evaluated on that fifth.
+    src.held_out_fifth = model
+        .mlp()
+        .metadata()
+        .iter()
+        .find(|(k, _)| k == "held_out_fifth")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let data = domain_data(&src, &psl).unwrap_or_else(|e| {
         eprintln!("domain-eval: {e}");
         std::process::exit(1)
@@ -137,7 +159,7 @@ fn main() {
         for (f, v) in data.test_held_out.iter().chain(&data.test_in_family) {
             if *f == fam {
                 for n in v {
-                    println!("{:8.3} {n}", model.logit(n.as_bytes()));
+                    out(&format!("{:8.3} {n}\n", model.logit(n.as_bytes())));
                 }
             }
         }
@@ -379,7 +401,7 @@ fn main() {
         }
     }
     let _ = writeln!(md, "{END}");
-    print!("{md}");
+    out(&md);
     // Users' labelled sets: printed after the card's block, never part of it.
     for p in &csvs {
         let rows = read_labelled_csv(p).unwrap_or_else(|e| {
@@ -395,8 +417,8 @@ fn main() {
             &model,
             &good.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
         );
-        println!(
-            "\n{}: {} malicious, {} benign; AUC {}; malicious above the 1e-3 / 1e-4 thresholds {} / {}; benign above them {} / {}",
+        out(&format!(
+            "\n{}: {} malicious, {} benign; AUC {}; malicious above the 1e-3 / 1e-4 thresholds {} / {}; benign above them {} / {}\n",
             p.display(),
             sb.len(),
             sg.len(),
@@ -405,7 +427,7 @@ fn main() {
             pct(detection(&sb, t4)),
             pct(detection(&sg, t3)),
             pct(detection(&sg, t4)),
-        );
+        ));
     }
 
     if let Some(p) = check {
