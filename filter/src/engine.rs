@@ -24,10 +24,12 @@ use crate::flow::stream::{Chunk, Stream};
 use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
 use crate::wire;
 
+mod bursts;
 mod detect;
 mod known;
 mod names;
 
+pub use bursts::Burst;
 pub use names::{FlowScoring, NameScoring, Scoring};
 
 /// Block or audit.
@@ -71,6 +73,10 @@ pub struct Config {
     /// `encryption-handling: full`); off by default, as Suricata's default: the encrypted bytes
     /// of a TLS flow are not searched, its hellos and certificates are.
     pub inspect_encrypted: bool,
+    /// NXDOMAIN bursts (`engine::bursts`): alert when one client gets this many NXDOMAIN
+    /// answers for suspicious-looking names in distinct registered domains within the window;
+    /// `None`: off. Needs name scoring (and no shadow mode) to alert.
+    pub name_burst: Option<Burst>,
 }
 
 /// QUIC policy.
@@ -144,6 +150,7 @@ impl Default for Config {
             quic: QuicPolicy::Allow,
             ech: EchPolicy::Allow,
             inspect_encrypted: false,
+            name_burst: Some(Burst::default()),
         }
     }
 }
@@ -238,6 +245,12 @@ pub struct Stats {
     pub names_scored: u64,
     /// Names whose score reached the alert threshold.
     pub names_alerted: u64,
+    /// NXDOMAIN answers for suspicious names recorded per client (`engine::bursts`).
+    pub name_burst_names: u64,
+    /// NXDOMAIN bursts alerted.
+    pub name_bursts: u64,
+    /// Clients whose burst entries were replaced by another client's (the table is full).
+    pub name_burst_evicted: u64,
     /// Flows scored by the flow model.
     pub flows_scored: u64,
     /// Flows whose score reached the alert threshold.
@@ -581,6 +594,7 @@ pub struct Engine {
     sig_bufs: (Vec<u8>, Vec<u8>),
     names: Option<NameScoring>,
     name_cache: names::ScoreCache,
+    bursts: bursts::Bursts,
     known_good: known::KnownGood,
     flows_model: Option<FlowScoring>,
 }
@@ -609,6 +623,9 @@ struct Cx<'a> {
     /// Flow scoring, when on.
     flow_model: Option<&'a FlowScoring>,
     name_cache: &'a mut names::ScoreCache,
+    /// NXDOMAIN bursts per client, and when they alert (`None`: off).
+    bursts: &'a mut bursts::Bursts,
+    burst: Option<Burst>,
     /// Names learnt as good for QUIC.
     known_good: &'a mut known::KnownGood,
     /// The packet being handled (for signatures).
@@ -650,6 +667,7 @@ impl Engine {
             last_bypass,
             names,
             name_cache,
+            bursts,
             known_good,
             flows_model,
             ..
@@ -674,6 +692,8 @@ impl Engine {
             names: names.as_ref(),
             flow_model: flows_model.as_ref(),
             name_cache,
+            bursts,
+            burst: cfg.name_burst,
             known_good,
             pk: PktInfo::default(),
         };
@@ -716,6 +736,7 @@ impl Engine {
             sig_bufs: (Vec::new(), Vec::new()),
             names: None,
             name_cache: names::ScoreCache::default(),
+            bursts: bursts::Bursts::default(),
             known_good: known::KnownGood::default(),
             flows_model: None,
             flow_tap: Vec::new(),
@@ -753,6 +774,11 @@ impl Engine {
         self.flows_model = f;
     }
 
+    /// When NXDOMAIN bursts alert (`None`: off).
+    pub fn name_burst(&self) -> Option<Burst> {
+        self.cfg.name_burst
+    }
+
     /// The flow scoring in force.
     pub fn flow_model(&self) -> Option<&FlowScoring> {
         self.flows_model.as_ref()
@@ -760,8 +786,13 @@ impl Engine {
 
     /// Turns name scoring on (with this model and thresholds) or off.
     pub fn set_names(&mut self, names: Option<NameScoring>) {
+        self.bursts.score = names
+            .as_ref()
+            .and_then(|n| n.model.threshold_at_fpr("1e-3"))
+            .unwrap_or(f32::INFINITY);
         self.names = names;
         self.name_cache.clear();
+        self.bursts.clear();
     }
 
     /// Name scores answered from the per-engine cache instead of the model.
@@ -1364,6 +1395,9 @@ impl Engine {
                     .u64("content_step_limit", step_limit);
                 d.u64("names_scored", s.names_scored)
                     .u64("names_alerted", s.names_alerted);
+                d.u64("name_burst_names", s.name_burst_names)
+                    .u64("name_bursts", s.name_bursts)
+                    .u64("name_burst_evicted", s.name_burst_evicted);
                 d.u64("flows_scored", s.flows_scored)
                     .u64("flows_alerted", s.flows_alerted);
                 d.u64("quic_known_good", s.quic_known_good)
@@ -2954,6 +2988,11 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
                 payload: msg,
             };
             detect::inspect(cx, flow, dir, Hook::Dns, &bufs, 0);
+        }
+    }
+    if d.is_response() && d.rcode() == 3 {
+        if let Some(q) = d.queries.first() {
+            names::nxdomain(cx, flow, dir, d.text(&q.name));
         }
     }
     if d.is_response() {

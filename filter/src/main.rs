@@ -10,7 +10,7 @@ mod cli_fleet;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{
-    Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy, Scoring,
+    Burst, Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy, Scoring,
 };
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
@@ -70,6 +70,9 @@ usage:
       (palisade.name_score). --name-alert SCORE alerts at or above SCORE (default: the model's
       1-in-10,000 false-positive threshold), --name-block SCORE|off also blocks (default off),
       --name-shadow only logs, --name-model PATH|off loads other weights or turns scoring off.
+      --name-burst COUNT/SECONDS|off (default 4/300): one client's NXDOMAIN answers for names at
+      or above the model's 1-in-1,000 point, in COUNT distinct registered domains within SECONDS,
+      raise one alert listing them (a host running a domain generation algorithm).
   palisade score-names FILE|- [--name-model PATH]
       Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
   Flow scoring: the same engines score each flow with the bundled flow model at its 8th packet
@@ -595,6 +598,7 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--name-model", st.name_model.clone());
     put("--name-alert", st.name_alert.map(|v| v.to_string()));
     put("--name-block", st.name_block.map(|v| v.to_string()));
+    put("--name-burst", st.name_burst.clone());
     put("--flow-model", st.flow_model.clone());
     put("--flow-alert", st.flow_alert.map(|v| v.to_string()));
     put("--flow-block", st.flow_block.map(|v| v.to_string()));
@@ -1311,6 +1315,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut count = 0u64;
     let mut stats = std::time::Duration::ZERO;
     let mut fleet = cli_fleet::FleetOpts::default();
+    let mut cap_cfg = Config::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -1327,6 +1332,9 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--iface" => iface = Some(val("--iface")?),
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
             "--eve" => eve = val("--eve")?,
+            "--name-burst" => {
+                engine_option(a, &mut val, &mut cap_cfg)?;
+            }
             "--count" => {
                 let v = val("--count")?;
                 count = v
@@ -1355,7 +1363,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     // A copy of the traffic cannot be blocked: alerts are logged as `allowed`.
     let cfg = Config {
         mode: Mode::Audit,
-        ..Config::default()
+        ..cap_cfg
     };
     let mut engine = Engine::new(cfg, IntelSet::default());
     engine.set_policy(policy);
@@ -1434,6 +1442,18 @@ fn engine_option(
             let v = val("--ech")?;
             cfg.ech = EchPolicy::parse(&v)
                 .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
+        }
+        "--name-burst" => {
+            let v = val("--name-burst")?;
+            cfg.name_burst = if v == "off" {
+                None
+            } else {
+                Some(Burst::parse(&v).ok_or_else(|| {
+                    Usage(format!(
+                        "--name-burst {v}: expected COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off"
+                    ))
+                })?)
+            };
         }
         "--no-flow-events" => cfg.flow_events = false,
         "--inspect-encrypted" => cfg.inspect_encrypted = true,

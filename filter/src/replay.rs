@@ -205,6 +205,18 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
         )),
         None => out.push_str("  names: scoring off\n"),
     }
+    if engine.names().is_some() {
+        match engine.name_burst() {
+            Some(b) => out.push_str(&format!(
+                "  NXDOMAIN bursts ({} names in {} s): {} alerted, {} suspicious NXDOMAIN names recorded\n",
+                b.count,
+                b.window_ns / 1_000_000_000,
+                st.name_bursts,
+                st.name_burst_names
+            )),
+            None => out.push_str("  NXDOMAIN bursts: off\n"),
+        }
+    }
     match engine.flow_model() {
         Some(f) => out.push_str(&format!(
             "  flows: {} scored with {} ({}), {} at or above the alert threshold {:.6}\n",

@@ -40,6 +40,8 @@ pub struct Settings {
     pub name_block: Option<f32>,
     /// Log scores only.
     pub name_shadow: Option<bool>,
+    /// NXDOMAIN bursts: `COUNT/SECONDS` (default `4/300`) or `off`.
+    pub name_burst: Option<String>,
     /// Flow model: `bundled` (default), `off`, or a safetensors file.
     pub flow_model: Option<String>,
     /// Alert when a flow scores at or above this (0..1); absent: scores are only logged.
@@ -136,6 +138,13 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .as_deref()
             .is_none_or(|m| ["allow", "audit", "block"].contains(&m)),
         "allow, audit or block",
+    )?;
+    check(
+        "name_burst",
+        s.name_burst
+            .as_deref()
+            .is_none_or(|b| b == "off" || crate::engine::Burst::parse(b).is_some()),
+        "COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off",
     )?;
     check(
         "memcap_mib",
@@ -294,6 +303,12 @@ mod tests {
         assert_eq!(s.name_model.as_deref(), Some("bundled"));
         assert_eq!(s.name_alert, Some(0.9995));
         assert_eq!(s.name_block, None);
+        assert_eq!(s.name_burst.as_deref(), Some("4/300"));
+        let e = parse("y.toml", "mode = \"audit\"\nname_burst = \"9/60\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "y.toml:2: `name_burst`: expected COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off"
+        );
         let e = parse("y.toml", "mode = \"audit\"\nname_block = 1.5\n").unwrap_err();
         assert_eq!(
             e,

@@ -114,7 +114,12 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn run(mut e: Engine) -> (u64, usize, Engine) {
+fn run(e: Engine) -> (u64, usize, Engine) {
+    run_with(e, "www.allowed.example", false)
+}
+
+/// [`run`] with the DNS lookups asking for `name`, answered NXDOMAIN when `nx`.
+fn run_with(mut e: Engine, name: &str, nx: bool) -> (u64, usize, Engine) {
     let mut frames = Vec::new();
     for i in 1..=16u8 {
         frames.push(tcp(true, i, 100, 0, true, &[]));
@@ -132,8 +137,13 @@ fn run(mut e: Engine) -> (u64, usize, Engine) {
         }
         for i in 1..=16u8 {
             if round % 4 == 0 {
-                warm.push(dns(false, i, "www.allowed.example"));
-                warm.push(dns(true, i, "www.allowed.example"));
+                warm.push(dns(false, i, name));
+                let mut r = dns(true, i, name);
+                if nx {
+                    // rcode 3 in the DNS header after the Ethernet, IPv4 and UDP headers.
+                    r[14 + 20 + 8 + 3] |= 3;
+                }
+                warm.push(r);
             }
         }
     }
@@ -224,5 +234,30 @@ fn warm_packet_path_with_name_scoring_does_not_allocate() {
         "names scored: {}",
         e.stats.names_scored
     );
+    assert_eq!(allocs, 0);
+}
+
+/// NXDOMAIN answers for a name at or above the burst threshold: each is recorded for its
+/// client (one registered domain per client, so no burst and no alert) without an allocation.
+#[test]
+fn warm_nxdomain_answers_for_suspicious_names_do_not_allocate() {
+    let _serial = one_at_a_time();
+    // Between the burst threshold and the alert threshold: no per-name alert either (alerts
+    // build their signature text).
+    let name = "kq3zr9x.example";
+    let model = palisade_classifiers::DomainModel::bundled();
+    let s = model.score(name.as_bytes());
+    assert!(s >= model.threshold_at_fpr("1e-3").unwrap(), "{s}");
+    assert!(s < model.threshold_at_fpr("1e-4").unwrap(), "{s}");
+    let mut e = Engine::new(Config::default(), intel());
+    e.set_names(Some(palisade::engine::NameScoring::bundled()));
+    let (allocs, measured, e) = run_with(e, name, true);
+    assert!(measured >= 8000, "{measured}");
+    assert!(
+        e.stats.name_burst_names > 500,
+        "NXDOMAIN names recorded: {}",
+        e.stats.name_burst_names
+    );
+    assert_eq!(e.stats.name_bursts, 0);
     assert_eq!(allocs, 0);
 }

@@ -450,6 +450,24 @@ fn score_names_and_name_model_options() {
         "{}",
         err(&o)
     );
+    for bad in ["1/60", "4/0", "four"] {
+        let o = palisade(&["replay", "--name-burst", bad], &d);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            err(&o).contains(&format!("--name-burst {bad}: expected COUNT/SECONDS")),
+            "{}",
+            err(&o)
+        );
+    }
+    let o = palisade(&["replay", "--name-burst", "3/60"], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o).contains("NXDOMAIN bursts (3 names in 60 s): "),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "--name-burst", "off"], &d);
+    assert!(err(&o).contains("NXDOMAIN bursts: off"), "{}", err(&o));
     std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
     let o = palisade(&["replay", "--name-model", "bad.safetensors"], &d);
     assert_eq!(o.status.code(), Some(1));

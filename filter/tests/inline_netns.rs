@@ -1128,3 +1128,90 @@ fn name_model_swapped_on_reload() {
     );
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
+
+/// A host looking up generated names that do not exist: dnsmasq answers NXDOMAIN, and the inline
+/// filter raises one burst alert naming the client and the names (and blocks nothing).
+#[test]
+fn nxdomain_burst_from_a_client_alerts_inline() {
+    if !ready() {
+        return;
+    }
+    use palisade_classifiers::DomainModel;
+    let model = DomainModel::bundled();
+    let t3 = model.threshold_at_fpr("1e-3").unwrap();
+    let kraken = palisade_classifiers::dga::HELD_OUT
+        .iter()
+        .find(|f| f.name == "kraken")
+        .unwrap();
+    let mut gen = Vec::new();
+    (kraken.generate)(7002, 200, &mut gen);
+    let mut names: Vec<String> = Vec::new();
+    for n in gen {
+        let label = n.split('.').next().unwrap().to_string();
+        if model.score(n.as_bytes()) >= t3 && !names.iter().any(|m| m.starts_with(&label)) {
+            names.push(n);
+        }
+    }
+    names.truncate(5);
+    assert_eq!(names.len(), 5);
+
+    let mut lab = Lab::new("z");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(
+        &cli,
+        &["10.88.0.1/24"],
+        &srv,
+        &["10.88.0.2/24", "10.88.0.3/24"],
+        "z",
+    );
+    lab.servers(&srv, &["10.88.0.2"]);
+    // A resolver for which the generated names' parents hold nothing: NXDOMAIN.
+    let d = lab.dir.display().to_string();
+    lab.spawn(
+        &format!("ip netns exec {srv} dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=10.88.0.3 --bind-interfaces --local=/com/net/org/tv/cc/ --log-queries --log-facility={d}/nx.log --pid-file={d}/nx.pid"),
+        "nx.out",
+    );
+    wait_until(Duration::from_secs(5), || {
+        sh(&format!(
+            "ip netns exec {cli} dig +time=1 +tries=1 @10.88.0.3 probe.com | grep -q NXDOMAIN"
+        ))
+        .status
+        .success()
+    });
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 31 --fail closed"
+    ));
+    let p = lab.palisade(&cli, 31, "", "inline.log");
+    for n in &names {
+        let o = sh(&format!(
+            "ip netns exec {cli} dig +time=2 +tries=1 @10.88.0.3 {n}"
+        ));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("status: NXDOMAIN"), "{n}: {text}");
+    }
+    let bursts = |lab: &Lab| -> Vec<serde_json::Value> {
+        lab.alerts()
+            .into_iter()
+            .filter(|a| a["alert"]["signature_id"] == 9_100_022)
+            .collect()
+    };
+    wait_until(Duration::from_secs(3), || !bursts(&lab).is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    lab.stop(p);
+    let b = bursts(&lab);
+    assert_eq!(b.len(), 1, "{b:?}");
+    let burst = &b[0]["palisade"]["burst"];
+    assert_eq!(burst["client"], "10.88.0.1");
+    let listed: Vec<&str> = burst["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rrname"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        names[..4].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}

@@ -361,6 +361,85 @@ pub(super) fn check(
     });
 }
 
+/// An NXDOMAIN answer for `name` to the flow's client: a name the model scores at or above the
+/// burst threshold (its 1e-3 point) is recorded for the client (`super::bursts`), and the entry
+/// that completes a burst raises an alert naming the client, the window and every name with its
+/// score. Alert only; nothing in shadow mode or with bursts off.
+pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str) {
+    let (Some(sc), Some(cfg)) = (cx.names, cx.burst) else {
+        return;
+    };
+    if sc.shadow {
+        return;
+    }
+    // The response's event scored this name already: the cache answers.
+    let Some(score) = score(cx, name) else { return };
+    if score < cx.bursts.score {
+        return;
+    }
+    let t = name.strip_suffix('.').unwrap_or(name);
+    let mut buf = [0u8; 253];
+    let Some(lower) = buf.get_mut(..t.len()) else {
+        return;
+    };
+    lower.copy_from_slice(t.as_bytes());
+    lower.make_ascii_lowercase();
+    let Ok(lower) = std::str::from_utf8(lower) else {
+        return;
+    };
+    cx.stats.name_burst_names += 1;
+    let client = flow.meta.cli.0;
+    let found = cx
+        .bursts
+        .observe(sc.model.psl(), cfg, client, lower, score, cx.now);
+    cx.stats.name_burst_evicted = cx.bursts.evicted;
+    let Some(found) = found else { return };
+    cx.stats.name_bursts += 1;
+    let window_s = cfg.window_ns / 1_000_000_000;
+    let mut sig = String::with_capacity(96);
+    sig.push_str("PALISADE model DGA burst: ");
+    sig.push_str(&found.n.to_string());
+    sig.push_str(" NXDOMAIN names in distinct domains within ");
+    sig.push_str(&window_s.to_string());
+    sig.push_str(" s");
+    let spec = AlertSpec {
+        gid: 1,
+        sid: 9_100_022,
+        rev: 1,
+        signature: &sig,
+        category: "Machine learning: generated or malicious-looking name",
+        severity: 2,
+        // Nothing to stop: the names already failed to resolve.
+        action: Verdict::Accept,
+        enforce: false,
+        target: None,
+        metadata: &[],
+    };
+    let version = sc.model.version();
+    let threshold = cx.bursts.score;
+    raise_alert(cx, flow, dir, spec, |p| {
+        p.obj("model", |m| {
+            m.str("name", "domain").str("version", version);
+            let mut b = [0u8; 8];
+            m.raw("burst_threshold", fixed6(&mut b, threshold));
+        });
+        p.obj("burst", |o| {
+            o.ip("client", client)
+                .u64("count", found.n as u64)
+                .u64("window_s", window_s as u64);
+            o.arr("names", |a| {
+                for (n, s) in found.iter() {
+                    a.obj(|x| {
+                        let mut b = [0u8; 8];
+                        x.str("rrname", n).raw("score", fixed6(&mut b, s));
+                    });
+                }
+            });
+        });
+        p.str("field", "dns.rrname").str("value", lower);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,358 @@
+//! NXDOMAIN bursts: the context a single name lacks. A host running a domain generation
+//! algorithm asks for many names its operators never registered, so its resolver answers
+//! NXDOMAIN, for names in as many different registered domains, and those names look generated.
+//! One such name can look like a benign one (the domain model's 1-in-10,000 point lets half of
+//! Kraken's six- to twelve-letter names through, `classifiers/MODEL.md`); several from one
+//! client within minutes, each failing to resolve, rarely do.
+//!
+//! For every DNS response with rcode NXDOMAIN whose query name the domain model scores at or
+//! above its 1-in-1,000 point (the model file's `threshold_fpr_1e-3`), the client (the flow's
+//! initiator) gets an entry: the registrable domain's fingerprint, the time, the score and the
+//! name's first [`NAME_BYTES`] bytes. When a client holds [`Burst::count`] such entries for
+//! distinct registrable domains within [`Burst::window_ns`], an alert names the client, the
+//! count, the window and every name with its score; the client is then quiet for one window
+//! (its entries still counted), so a running DGA gives one alert per window, not one per name.
+//! Alert only: the names already failed to resolve.
+//!
+//! Fixed size, allocated once per engine: [`CLIENTS`] clients of [`PER_CLIENT`] entries each
+//! (about 2.6 MB), 4-way set-associative by a keyed hash of the client address; a new client
+//! replaces the one of its set that was quiet longest (counted in `stats.name_burst_evicted`).
+//! Within a client, a new entry replaces the oldest. Nothing is allocated per packet.
+//!
+//! Where it sees no clients it sees nothing: a sensor between a resolver and the Internet sees
+//! the resolver as the one client of every name (see the README's limits).
+
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr};
+
+use palisade_classifiers::psl::Psl;
+
+/// Clients tracked at once.
+pub const CLIENTS: usize = 4096;
+/// Ways per set of clients.
+const WAYS: usize = 4;
+/// Entries kept per client (so at most this many names count toward a burst).
+pub const PER_CLIENT: usize = 8;
+/// Bytes of each name kept for the alert.
+pub const NAME_BYTES: usize = 64;
+
+/// When a burst raises an alert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burst {
+    /// Suspicious NXDOMAIN names, in distinct registrable domains, from one client (2 to
+    /// [`PER_CLIENT`]).
+    pub count: u8,
+    /// Within this many nanoseconds.
+    pub window_ns: i64,
+}
+
+impl Default for Burst {
+    /// Four names within five minutes.
+    fn default() -> Self {
+        Burst {
+            count: 4,
+            window_ns: 300_000_000_000,
+        }
+    }
+}
+
+impl Burst {
+    /// Parses `COUNT/SECONDS` (`4/300`); `None` for anything else or out of range (count 2 to
+    /// [`PER_CLIENT`], 1 s to one day).
+    pub fn parse(s: &str) -> Option<Burst> {
+        let (c, w) = s.split_once('/')?;
+        let count: u8 = c.parse().ok()?;
+        let secs: i64 = w.parse().ok()?;
+        ((2..=PER_CLIENT as u8).contains(&count) && (1..=86_400).contains(&secs)).then_some(Burst {
+            count,
+            window_ns: secs * 1_000_000_000,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Fingerprint of the registrable domain (0: empty).
+    fp: u64,
+    at_ns: i64,
+    score: f32,
+    len: u8,
+    name: [u8; NAME_BYTES],
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            fp: 0,
+            at_ns: 0,
+            score: 0.0,
+            len: 0,
+            name: [0; NAME_BYTES],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    ip: IpAddr,
+    /// 0: empty slot.
+    last_ns: i64,
+    used: bool,
+    /// No new alert before this time.
+    quiet_until: i64,
+    entries: [Entry; PER_CLIENT],
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            last_ns: 0,
+            used: false,
+            quiet_until: i64::MIN,
+            entries: [Entry::default(); PER_CLIENT],
+        }
+    }
+}
+
+/// What [`Bursts::observe`] found: the names of a burst, newest last.
+#[derive(Debug)]
+pub(super) struct Found {
+    pub names: [([u8; NAME_BYTES], u8, f32); PER_CLIENT],
+    pub n: usize,
+}
+
+impl Default for Found {
+    fn default() -> Self {
+        Found {
+            names: [([0; NAME_BYTES], 0, 0.0); PER_CLIENT],
+            n: 0,
+        }
+    }
+}
+
+impl Found {
+    /// The burst's names (as kept: their first [`NAME_BYTES`] bytes) and scores.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f32)> {
+        self.names[..self.n]
+            .iter()
+            .map(|(b, len, s)| (std::str::from_utf8(&b[..*len as usize]).unwrap_or("?"), *s))
+    }
+}
+
+/// The table of clients.
+#[derive(Debug)]
+pub(super) struct Bursts {
+    clients: Box<[Client]>,
+    keys: foldhash::fast::RandomState,
+    /// A name counts at or above this score (the model's 1e-3 point; infinite: no model).
+    pub score: f32,
+    /// Clients replaced while they still held entries.
+    pub evicted: u64,
+    /// Entries recorded.
+    pub recorded: u64,
+}
+
+impl Default for Bursts {
+    fn default() -> Self {
+        Bursts {
+            clients: vec![Client::default(); CLIENTS].into_boxed_slice(),
+            keys: foldhash::fast::RandomState::default(),
+            score: f32::INFINITY,
+            evicted: 0,
+            recorded: 0,
+        }
+    }
+}
+
+impl Bursts {
+    /// Forgets every client (the model changed, so the scores did).
+    pub fn clear(&mut self) {
+        for c in self.clients.iter_mut() {
+            c.used = false;
+        }
+    }
+
+    /// The client's slot, taken over from the set's longest-quiet client when it has none.
+    fn slot(&mut self, ip: IpAddr) -> Option<&mut Client> {
+        let at = (self.keys.hash_one(ip) as usize) % (CLIENTS / WAYS) * WAYS;
+        let set = self.clients.get_mut(at..at + WAYS)?;
+        let i = match set.iter().position(|c| c.used && c.ip == ip) {
+            Some(i) => i,
+            None => {
+                let i = set
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, c)| if c.used { c.last_ns } else { i64::MIN })
+                    .map_or(0, |(i, _)| i);
+                if set[i].used {
+                    self.evicted += 1;
+                }
+                set[i] = Client {
+                    ip,
+                    used: true,
+                    ..Client::default()
+                };
+                i
+            }
+        };
+        set.get_mut(i)
+    }
+
+    /// Records an NXDOMAIN answer to `client` for `name` (lower-case, no trailing dot) scored
+    /// `score` (already at or above the burst threshold) at `now`, and returns the burst when
+    /// this entry completes one.
+    pub fn observe(
+        &mut self,
+        psl: &Psl,
+        cfg: Burst,
+        client: IpAddr,
+        name: &str,
+        score: f32,
+        now: i64,
+    ) -> Option<Found> {
+        let split = psl.split(name);
+        let reg = name.get(split.label..).unwrap_or(name);
+        let fp = self.keys.hash_one(reg) | 1;
+        self.recorded += 1;
+        let c = self.slot(client)?;
+        c.last_ns = now;
+        // The same registrable domain again refreshes its entry; otherwise the oldest goes.
+        let i = match c.entries.iter().position(|e| e.fp == fp) {
+            Some(i) => i,
+            None => c
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| if e.fp == 0 { i64::MIN } else { e.at_ns })
+                .map_or(0, |(i, _)| i),
+        };
+        let e = c.entries.get_mut(i)?;
+        let b = name.as_bytes();
+        let len = b.len().min(NAME_BYTES);
+        e.fp = fp;
+        e.at_ns = now;
+        e.score = score;
+        e.len = len as u8;
+        e.name[..len].copy_from_slice(&b[..len]);
+        let since = now.saturating_sub(cfg.window_ns);
+        let live = c
+            .entries
+            .iter()
+            .filter(|e| e.fp != 0 && e.at_ns > since)
+            .count();
+        if live < cfg.count as usize || now < c.quiet_until {
+            return None;
+        }
+        c.quiet_until = now.saturating_add(cfg.window_ns);
+        let mut f = Found::default();
+        let mut order: [usize; PER_CLIENT] = std::array::from_fn(|i| i);
+        order.sort_by_key(|&i| c.entries[i].at_ns);
+        for &i in &order {
+            let e = &c.entries[i];
+            if e.fp != 0 && e.at_ns > since {
+                f.names[f.n] = (e.name, e.len, e.score);
+                f.n += 1;
+            }
+        }
+        Some(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn parse_counts_and_windows() {
+        assert_eq!(
+            Burst::parse("4/300"),
+            Some(Burst {
+                count: 4,
+                window_ns: 300 * S
+            })
+        );
+        for bad in ["1/60", "9/60", "4/0", "4/86401", "4", "a/b", "4/-1", ""] {
+            assert_eq!(Burst::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn distinct_registrable_domains_within_the_window() {
+        let psl = Psl::bundled();
+        let cfg = Burst::default();
+        let mut b = Bursts::default();
+        let c = ip(5);
+        // Four names under one registered domain are one entry.
+        for (i, n) in ["a.x.com", "b.x.com", "c.x.com", "d.x.com"]
+            .iter()
+            .enumerate()
+        {
+            assert!(b.observe(&psl, cfg, c, n, 0.99, i as i64 * S).is_none());
+        }
+        // Three more domains: the fourth distinct one completes a burst; a dynamic-DNS zone's
+        // hosts are registrable domains of their own.
+        assert!(b.observe(&psl, cfg, c, "qzx.net", 0.99, 10 * S).is_none());
+        assert!(b
+            .observe(&psl, cfg, c, "abc.dyndns.org", 0.99, 11 * S)
+            .is_none());
+        let f = b
+            .observe(&psl, cfg, c, "xyz.dyndns.org", 0.995, 12 * S)
+            .expect("a burst");
+        let names: Vec<(&str, f32)> = f.iter().collect();
+        assert_eq!(
+            names,
+            vec![
+                ("d.x.com", 0.99),
+                ("qzx.net", 0.99),
+                ("abc.dyndns.org", 0.99),
+                ("xyz.dyndns.org", 0.995)
+            ]
+        );
+        // Quiet for a window, then again.
+        assert!(b.observe(&psl, cfg, c, "more.org", 0.99, 20 * S).is_none());
+        assert!(b
+            .observe(&psl, cfg, c, "again.org", 0.99, 313 * S)
+            .is_none());
+        assert!(b
+            .observe(&psl, cfg, c, "third.org", 0.99, 314 * S)
+            .is_none());
+        let f = b
+            .observe(&psl, cfg, c, "fourth.org", 0.99, 315 * S)
+            .expect("a second burst after the quiet window");
+        let names: Vec<&str> = f.iter().map(|x| x.0).collect();
+        assert_eq!(names, ["more.org", "again.org", "third.org", "fourth.org"]);
+        // Another client's names are its own; names spread wider than the window never burst.
+        let d = ip(6);
+        for i in 0..20 {
+            let n = format!("n{i}.com");
+            assert!(b.observe(&psl, cfg, d, &n, 0.99, i * 120 * S).is_none());
+        }
+    }
+
+    #[test]
+    fn bounded_with_replacement_counted() {
+        let psl = Psl::bundled();
+        let cfg = Burst::default();
+        let mut b = Bursts::default();
+        for i in 0..(CLIENTS as u32 * 3) {
+            b.observe(&psl, cfg, ip(i), "one.example.com", 0.99, i as i64);
+        }
+        assert!(b.evicted >= CLIENTS as u64, "{}", b.evicted);
+        assert_eq!(b.clients.len(), CLIENTS);
+        // A long name is kept to its first bytes.
+        let long = format!("{}.com", "a".repeat(200));
+        let c = ip(1 << 20);
+        for (i, n) in ["b.com", "c.com", "d.com"].iter().enumerate() {
+            b.observe(&psl, cfg, c, n, 0.99, i as i64);
+        }
+        let f = b.observe(&psl, cfg, c, &long, 0.99, 5).expect("a burst");
+        assert_eq!(f.iter().last().map(|x| x.0.len()), Some(NAME_BYTES));
+    }
+}
