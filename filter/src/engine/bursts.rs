@@ -15,7 +15,7 @@
 //! Alert only: the names already failed to resolve.
 //!
 //! Fixed size, allocated once per engine: [`CLIENTS`] clients of [`PER_CLIENT`] entries each
-//! (about 2.6 MB), 4-way set-associative by a keyed hash of the client address; a new client
+//! (2.9 MiB), 4-way set-associative by a keyed hash of the client address; a new client
 //! replaces the one of its set that was quiet longest (counted in `stats.name_burst_evicted`).
 //! Within a client, a new entry replaces the oldest. Nothing is allocated per packet.
 //!
@@ -267,6 +267,13 @@ mod tests {
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn table_size() {
+        let bytes = std::mem::size_of::<Client>() * CLIENTS;
+        eprintln!("burst table: {bytes} bytes");
+        assert!(bytes <= 3 << 20, "{bytes}");
     }
 
     #[test]
