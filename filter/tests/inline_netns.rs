@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
 mod lab;
 
 use lab::*;
@@ -1136,24 +1137,7 @@ fn nxdomain_burst_from_a_client_alerts_inline() {
     if !ready() {
         return;
     }
-    use palisade_classifiers::DomainModel;
-    let model = DomainModel::bundled();
-    let t3 = model.threshold_at_fpr("1e-3").unwrap();
-    let kraken = palisade_classifiers::dga::HELD_OUT
-        .iter()
-        .find(|f| f.name == "kraken")
-        .unwrap();
-    let mut gen = Vec::new();
-    (kraken.generate)(7002, 200, &mut gen);
-    let mut names: Vec<String> = Vec::new();
-    for n in gen {
-        let label = n.split('.').next().unwrap().to_string();
-        if model.score(n.as_bytes()) >= t3 && !names.iter().any(|m| m.starts_with(&label)) {
-            names.push(n);
-        }
-    }
-    names.truncate(5);
-    assert_eq!(names.len(), 5);
+    let names = common::suspicious_generated_names("kraken", 7002, 5);
 
     let mut lab = Lab::new("z");
     let (cli, srv) = (lab.ns("c"), lab.ns("s"));
@@ -1201,17 +1185,7 @@ fn nxdomain_burst_from_a_client_alerts_inline() {
     lab.stop(p);
     let b = bursts(&lab);
     assert_eq!(b.len(), 1, "{b:?}");
-    let burst = &b[0]["palisade"]["burst"];
-    assert_eq!(burst["client"], "10.88.0.1");
-    let listed: Vec<&str> = burst["names"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["rrname"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        listed,
-        names[..4].iter().map(String::as_str).collect::<Vec<_>>()
-    );
+    assert_eq!(b[0]["palisade"]["burst"]["client"], "10.88.0.1");
+    assert_eq!(common::burst_names(&b[0]), names[..4]);
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }

@@ -9,6 +9,8 @@ use palisade_classifiers::DomainModel;
 use palisade_rules::{Action, IntelBuilder, IntelSet};
 use serde_json::Value;
 
+mod common;
+
 fn intel() -> IntelSet {
     let mut b = IntelBuilder::new();
     b.add_bytes(
@@ -1159,21 +1161,7 @@ fn nxdomain_bursts_of_generated_names_alert_once_per_client() {
     let t3 = model.threshold_at_fpr("1e-3").unwrap();
     // Kraken (held out of training) names the model puts at or above its 1e-3 point, each in
     // its own registered domain (the generator's days here are not the evaluation's).
-    let kraken = palisade_classifiers::dga::HELD_OUT
-        .iter()
-        .find(|f| f.name == "kraken")
-        .unwrap();
-    let mut gen = Vec::new();
-    (kraken.generate)(7001, 200, &mut gen);
-    let mut names: Vec<String> = Vec::new();
-    for n in gen {
-        let label = n.split('.').next().unwrap().to_string();
-        if model.score(n.as_bytes()) >= t3 && !names.iter().any(|m| m.starts_with(&label)) {
-            names.push(n);
-        }
-    }
-    names.truncate(6);
-    assert_eq!(names.len(), 6, "kraken names above the 1e-3 point");
+    let names = common::suspicious_generated_names("kraken", 7001, 6);
     let exchanges = |clients: &dyn Fn(usize) -> [u8; 4], names: &[String], rcode: u8| {
         names
             .iter()
@@ -1202,16 +1190,7 @@ fn nxdomain_bursts_of_generated_names_alert_once_per_client() {
     assert_eq!(p["burst"]["client"], "10.0.0.7");
     assert_eq!(p["burst"]["count"], 4);
     assert_eq!(p["burst"]["window_s"], 300);
-    let listed: Vec<&str> = p["burst"]["names"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["rrname"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        listed,
-        names[..4].iter().map(String::as_str).collect::<Vec<_>>()
-    );
+    assert_eq!(common::burst_names(a), names[..4]);
     for x in p["burst"]["names"].as_array().unwrap() {
         let s = x["score"].as_f64().unwrap();
         let n = x["rrname"].as_str().unwrap();

@@ -154,3 +154,41 @@ pub fn sv_same(expected: &serde_yaml::Value, got: &serde_json::Value) -> bool {
         _ => false,
     }
 }
+
+/// `n` names of a held-out DGA family (`classifiers/src/dga.rs`) for `day` that the shipped
+/// domain model scores at or above its 1e-3 point, each with its own first label (so in its own
+/// registered domain).
+pub fn suspicious_generated_names(family: &str, day: u64, n: usize) -> Vec<String> {
+    let model = palisade_classifiers::DomainModel::bundled();
+    let t3 = model.threshold_at_fpr("1e-3").unwrap();
+    let f = palisade_classifiers::dga::HELD_OUT
+        .iter()
+        .find(|f| f.name == family)
+        .unwrap();
+    let mut generated = Vec::new();
+    (f.generate)(day, 200, &mut generated);
+    let mut names: Vec<String> = Vec::new();
+    for name in generated {
+        let label = name.split('.').next().unwrap_or("").to_string();
+        if model.score(name.as_bytes()) >= t3
+            && !names.iter().any(|m| m.split('.').next() == Some(&label))
+        {
+            names.push(name);
+        }
+    }
+    names.truncate(n);
+    assert_eq!(names.len(), n, "{family} names above the 1e-3 point");
+    names
+}
+
+/// The names a burst alert (sid 9100022) lists, in its order.
+pub fn burst_names(alert: &serde_json::Value) -> Vec<String> {
+    alert["palisade"]["burst"]["names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["rrname"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
