@@ -1208,6 +1208,17 @@ fn nxdomain_bursts_of_generated_names_alert_once_per_client() {
     );
     assert_eq!((e.stats.name_burst_names, e.stats.name_bursts), (6, 1));
 
+    // Answers whose queries the capture missed: the querier is still the one they go to.
+    let answers: Vec<Vec<u8>> = exchanges(&one, &names, 3)
+        .into_iter()
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let r = batch(&mut engine(Config::default(), false), &answers, 1, true);
+    let b = burst_alerts(&r);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["palisade"]["burst"]["client"], "10.0.0.7");
+
     // The same names answered, or failing for six different clients: nothing.
     let r = batch(
         &mut engine(Config::default(), false),

@@ -361,7 +361,7 @@ pub(super) fn check(
     });
 }
 
-/// An NXDOMAIN answer for `name` to the flow's client: a name the model scores at or above the
+/// An NXDOMAIN answer for `name` to the client that asked: a name the model scores at or above the
 /// burst threshold (its 1e-3 point) is recorded for the client (`super::bursts`), and the entry
 /// that completes a burst raises an alert naming the client, the window and every name with its
 /// score. Alert only; nothing in shadow mode or with bursts off.
@@ -388,7 +388,13 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
         return;
     };
     cx.stats.name_burst_names += 1;
-    let client = flow.meta.cli.0;
+    // The querier is where the answer goes (the flow's client, unless the capture missed the
+    // query and took the answer's sender for the client).
+    let client = if dir == 1 {
+        flow.meta.cli.0
+    } else {
+        flow.meta.srv.0
+    };
     let found = cx
         .bursts
         .observe(sc.model.psl(), cfg, client, lower, score, cx.now);
