@@ -790,6 +790,9 @@ impl Engine {
             .as_ref()
             .and_then(|n| n.model.threshold_at_fpr("1e-3"))
             .unwrap_or(f32::INFINITY);
+        if names.is_some() && self.cfg.name_burst.is_some() {
+            self.bursts.allocate();
+        }
         self.names = names;
         self.name_cache.clear();
         self.bursts.clear();

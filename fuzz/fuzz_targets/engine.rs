@@ -1,11 +1,11 @@
 //! The whole engine (decode, defrag, flows, reassembly, app layer, intel, signatures at every
-//! hook) on arbitrary frames.
+//! hook, name scoring and NXDOMAIN bursts) on arbitrary frames.
 //! Input: repeated [linktype selector u8][time step u8][len u16 le][frame]. Invariants: the
 //! memory budget is never exceeded, every event line is valid JSON-ish (starts `{`, ends `}`),
 //! and after `finish` all traffic-derived memory is released.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use palisade::engine::{Config, Engine};
+use palisade::engine::{Burst, Config, Engine, NameScoring};
 use palisade_rules::sig::{SigSet, SigSetBuilder};
 use palisade_rules::{Action, IntelBuilder};
 
@@ -40,12 +40,21 @@ fn sigs() -> &'static SigSet {
     })
 }
 
+/// The domain model, loaded once (names are scored, and NXDOMAIN answers feed the bursts).
+fn names() -> &'static NameScoring {
+    static N: std::sync::OnceLock<NameScoring> = std::sync::OnceLock::new();
+    N.get_or_init(NameScoring::bundled)
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut b = IntelBuilder::new();
     let _ = b.add_bytes("fuzz", b"example.com\n10.0.0.0/8\n", Action::Block);
-    let cfg = Config { memcap: 4 << 20, max_flows: 64, ..Config::default() };
+    // Bursts of two names within a long window, so short inputs reach the alert.
+    let burst = Some(Burst { count: 2, window_ns: 1 << 50 });
+    let cfg = Config { memcap: 4 << 20, max_flows: 64, name_burst: burst, ..Config::default() };
     let mut e = Engine::new(cfg, b.build());
     e.set_sigs(sigs().clone());
+    e.set_names(Some(names().clone()));
     let mut rest = data;
     let mut now = 1_000_000_000i64;
     let mut n = 0;

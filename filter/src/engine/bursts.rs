@@ -14,7 +14,7 @@
 //! (its entries still counted), so a running DGA gives one alert per window, not one per name.
 //! Alert only: the names already failed to resolve.
 //!
-//! Fixed size, allocated once per engine: [`CLIENTS`] clients of [`PER_CLIENT`] entries each
+//! Fixed size, allocated once per engine when name scoring is on: [`CLIENTS`] clients of [`PER_CLIENT`] entries each
 //! (2.9 MiB), 4-way set-associative by a keyed hash of the client address; a new client
 //! replaces the one of its set that was quiet longest (counted in `stats.name_burst_evicted`).
 //! Within a client, a new entry replaces the oldest. Nothing is allocated per packet.
@@ -154,9 +154,10 @@ pub(super) struct Bursts {
 }
 
 impl Default for Bursts {
+    /// An empty table: [`Bursts::allocate`] gives it its clients when bursts are on.
     fn default() -> Self {
         Bursts {
-            clients: vec![Client::default(); CLIENTS].into_boxed_slice(),
+            clients: Box::default(),
             keys: foldhash::fast::RandomState::default(),
             score: f32::INFINITY,
             evicted: 0,
@@ -166,6 +167,13 @@ impl Default for Bursts {
 }
 
 impl Bursts {
+    /// Sizes the table, once (an engine without name scoring or bursts never does).
+    pub fn allocate(&mut self) {
+        if self.clients.is_empty() {
+            self.clients = vec![Client::default(); CLIENTS].into_boxed_slice();
+        }
+    }
+
     /// Forgets every client (the model changed, so the scores did).
     pub fn clear(&mut self) {
         for c in self.clients.iter_mut() {
@@ -295,6 +303,9 @@ mod tests {
         let psl = Psl::bundled();
         let cfg = Burst::default();
         let mut b = Bursts::default();
+        // Unallocated, nothing is recorded and nothing breaks.
+        assert!(b.observe(&psl, cfg, ip(5), "a.com", 0.99, 0).is_none());
+        b.allocate();
         let c = ip(5);
         // Four names under one registered domain are one entry.
         for (i, n) in ["a.x.com", "b.x.com", "c.x.com", "d.x.com"]
@@ -348,6 +359,7 @@ mod tests {
         let psl = Psl::bundled();
         let cfg = Burst::default();
         let mut b = Bursts::default();
+        b.allocate();
         for i in 0..(CLIENTS as u32 * 3) {
             b.observe(&psl, cfg, ip(i), "one.example.com", 0.99, i as i64);
         }
