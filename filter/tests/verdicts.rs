@@ -1255,6 +1255,16 @@ fn nxdomain_bursts_of_generated_names_alert_once_per_client() {
         true,
     );
     assert!(burst_alerts(&r).is_empty());
+    // Names an intel list holds (here allowed) do not count.
+    let mut allow = IntelBuilder::new();
+    allow
+        .add_bytes("allow.txt", names.join("\n").as_bytes(), Action::Allow)
+        .unwrap();
+    let mut e = Engine::new(Config::default(), allow.build());
+    e.set_names(Some(NameScoring::bundled()));
+    let r = batch(&mut e, &exchanges(&one, &names, 3), 1, true);
+    assert!(burst_alerts(&r).is_empty());
+    assert_eq!(e.stats.name_burst_names, 0);
     // Shadow mode, and bursts off.
     let r = batch(
         &mut engine(Config::default(), true),

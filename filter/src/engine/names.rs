@@ -364,7 +364,8 @@ pub(super) fn check(
 /// An NXDOMAIN answer for `name` to the client that asked: a name the model scores at or above the
 /// burst threshold (its 1e-3 point) is recorded for the client (`super::bursts`), and the entry
 /// that completes a burst raises an alert naming the client, the window and every name with its
-/// score. Alert only; nothing in shadow mode or with bursts off.
+/// score. Alert only; nothing in shadow mode or with bursts off, and names an intel list holds
+/// do not count.
 pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str) {
     let (Some(sc), Some(cfg)) = (cx.names, cx.burst) else {
         return;
@@ -374,7 +375,9 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
     }
     // The response's event scored this name already: the cache answers.
     let Some(score) = score(cx, name) else { return };
-    if score < cx.bursts.score {
+    // Intel goes first, as for single names: a listed name (allowed, or already blocked and
+    // explained) does not count.
+    if score < cx.bursts.score || cx.intel.match_domain(name).is_some() {
         return;
     }
     let t = name.strip_suffix('.').unwrap_or(name);
