@@ -784,8 +784,12 @@ impl Engine {
         self.flows_model.as_ref()
     }
 
-    /// Turns name scoring on (with this model and thresholds) or off.
+    /// Turns name scoring on (with this model and thresholds) or off. The score cache and the
+    /// NXDOMAIN bursts start over when the model changes; a reload that brings the same model
+    /// (same version: the same file) keeps them.
     pub fn set_names(&mut self, names: Option<NameScoring>) {
+        let same = matches!((&self.names, &names),
+            (Some(a), Some(b)) if a.model.version() == b.model.version());
         self.bursts.score = names
             .as_ref()
             .and_then(|n| n.model.threshold_at_fpr("1e-3"))
@@ -794,8 +798,10 @@ impl Engine {
             self.bursts.allocate();
         }
         self.names = names;
-        self.name_cache.clear();
-        self.bursts.clear();
+        if !same {
+            self.name_cache.clear();
+            self.bursts.clear();
+        }
     }
 
     /// Name scores answered from the per-engine cache instead of the model.

@@ -1255,6 +1255,24 @@ fn nxdomain_bursts_of_generated_names_alert_once_per_client() {
         true,
     );
     assert!(burst_alerts(&r).is_empty());
+    // A reload with the same model keeps the clients' entries; another model starts over.
+    let split = |e: &mut Engine, model: Option<Vec<u8>>| {
+        let frames = exchanges(&one, &names, 3);
+        batch(e, &frames[..6], 1, false);
+        let next = match model {
+            Some(bytes) => NameScoring::with_defaults(
+                DomainModel::from_bytes(&bytes, palisade_classifiers::psl::Psl::bundled()).unwrap(),
+            ),
+            None => NameScoring::bundled(),
+        };
+        e.set_names(Some(next));
+        batch(e, &frames[6..8], 2, true)
+    };
+    let mut e = engine(Config::default(), false);
+    assert_eq!(burst_alerts(&split(&mut e, None)).len(), 1, "same model");
+    let mut e = engine(Config::default(), false);
+    let r = split(&mut e, Some(shifted_model(0.001)));
+    assert!(burst_alerts(&r).is_empty(), "another model");
     // Names an intel list holds (here allowed) do not count.
     let mut allow = IntelBuilder::new();
     allow
