@@ -224,8 +224,10 @@ pub struct DomainData {
 
 /// Days (generator seeds) used for training and for the in-family test.
 const TRAIN_DAYS: u64 = 40;
-const PER_DAY: usize = 500;
-const TEST_DAYS: std::ops::Range<u64> = 5000..5004;
+/// The generators' days held out for testing.
+pub const TEST_DAYS: std::ops::Range<u64> = 5000..5004;
+/// Names a generator gives per day.
+pub const PER_DAY: usize = 500;
 
 fn generate(f: &Family, days: impl Iterator<Item = u64>) -> Vec<String> {
     let mut v = Vec::new();

@@ -12,7 +12,9 @@
 //! `--check` exits non-zero when the block in the model card differs from what these weights
 //! give on this data (the "reproduce the published metrics" check); `--write` replaces it.
 
-use palisade_classifiers::data::{domain_data, read_labelled_csv, read_names, Sources};
+use palisade_classifiers::data::{
+    domain_data, read_labelled_csv, read_names, registrable, Sources, PER_DAY, TEST_DAYS,
+};
 use palisade_classifiers::dga::{HELD_OUT, TRAIN};
 use palisade_classifiers::metrics::{auc, detection, negatives_for_detection, threshold_at};
 use palisade_classifiers::psl::Psl;
@@ -95,6 +97,61 @@ fn out(s: &str) {
         }
         eprintln!("domain-eval: standard output: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Names in distinct registered domains at or above the 1e-3 threshold that make an NXDOMAIN
+/// burst (the engine's default count, `filter/src/engine/bursts.rs`).
+const BURST_NAMES: usize = 4;
+/// Days of each held-out generator the host level runs: the test days and the sixteen after
+/// them (none is trained on: training uses days 0 to 39).
+const HOST_DAYS: std::ops::Range<u64> = TEST_DAYS.start..TEST_DAYS.start + 20;
+
+/// The host level, as the engine's NXDOMAIN bursts see it: a host running each held-out family
+/// looks up a test day's names in the generator's order and every lookup fails; how many lookups
+/// until the burst's fourth name (in a distinct registered domain, above the 1e-3 threshold).
+/// A DGA's pace, many lookups a minute, keeps them within the burst window.
+fn host_level(md: &mut String, model: &DomainModel, t3: f32) {
+    let _ = writeln!(
+        md,
+        "\nHost level with NXDOMAIN bursts (README): a host runs each held-out family, looking up \
+         one day's {PER_DAY} names (20 days from the first test day) in the generator's order, every lookup failing; lookups until \
+         the {BURST_NAMES}th name in a distinct registered domain above the 1e-3 threshold raises \
+         the alert.\n\n| family | days | lookups to the alert, median | worst | days without an alert |\n|---|---:|---:|---:|---:|"
+    );
+    for f in HELD_OUT {
+        let mut took: Vec<usize> = Vec::new();
+        let mut none = 0;
+        let days = HOST_DAYS.count();
+        for day in HOST_DAYS {
+            let mut names = Vec::new();
+            (f.generate)(day, PER_DAY, &mut names);
+            let mut seen: Vec<&str> = Vec::new();
+            let mut at = None;
+            for (i, n) in names.iter().enumerate() {
+                if model.logit(n.as_bytes()) <= t3 {
+                    continue;
+                }
+                let reg = registrable(model.psl(), n);
+                if !seen.contains(&reg) {
+                    seen.push(reg);
+                }
+                if seen.len() == BURST_NAMES {
+                    at = Some(i + 1);
+                    break;
+                }
+            }
+            match at {
+                Some(k) => took.push(k),
+                None => none += 1,
+            }
+        }
+        took.sort_unstable();
+        let median = took
+            .get(took.len().saturating_sub(1) / 2)
+            .map_or("-".to_string(), |k| k.to_string());
+        let worst = took.last().map_or("-".to_string(), |k| k.to_string());
+        let _ = writeln!(md, "| {} | {days} | {median} | {worst} | {none} |", f.name);
     }
 }
 
@@ -294,6 +351,7 @@ fn main() {
     }
 
     operating_points(&mut md, &held_all, &neg, &data.test_benign);
+    host_level(&mut md, &model, t3);
 
     // The research-use DGA sets: evaluation only.
     let _ = writeln!(
