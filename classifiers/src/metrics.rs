@@ -40,12 +40,17 @@ pub fn threshold_at(neg: &[f32], fpr: f64) -> f32 {
     s.get(allowed).copied().unwrap_or(f32::NEG_INFINITY)
 }
 
+/// How many of `v` lie strictly above `threshold`.
+pub fn count_above(v: &[f32], threshold: f32) -> usize {
+    v.iter().filter(|&&s| s > threshold).count()
+}
+
 /// Fraction of `pos` strictly above `threshold`.
 pub fn detection(pos: &[f32], threshold: f32) -> f64 {
     if pos.is_empty() {
         return 0.0;
     }
-    pos.iter().filter(|&&s| s > threshold).count() as f64 / pos.len() as f64
+    count_above(pos, threshold) as f64 / pos.len() as f64
 }
 
 /// The fewest negatives a threshold must let through for `target` of `pos` to lie strictly
@@ -68,8 +73,7 @@ pub fn negatives_for_detection(pos: &[f32], neg: &[f32], target: f64) -> Option<
             above += 1;
         }
         if above >= need {
-            let through = n[..k].iter().filter(|&&x| x > t).count();
-            return Some((through, t));
+            return Some((count_above(&n[..k], t), t));
         }
     }
     None

@@ -175,12 +175,17 @@ impl Layers {
     /// The score above which the given share of held-out benign examples fell when the model
     /// was trained (`fpr` is `"1e-3"` or `"1e-4"`), from the file's metadata.
     pub(crate) fn threshold_at_fpr(&self, fpr: &str) -> Option<f32> {
-        let key = format!("threshold_fpr_{fpr}");
+        self.metadata_value(&format!("threshold_fpr_{fpr}"))
+            .and_then(|v| v.parse().ok())
+            .filter(|t: &f32| t.is_finite())
+    }
+
+    /// The value of one key of the file's metadata.
+    pub(crate) fn metadata_value(&self, key: &str) -> Option<&str> {
         self.metadata
             .iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| v.parse().ok())
-            .filter(|t: &f32| t.is_finite())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The network on a dense input vector of `w1t.len() / h1` values, any widths.
@@ -274,6 +279,11 @@ impl Mlp {
     /// The file's metadata, sorted by key.
     pub fn metadata(&self) -> &[(String, String)] {
         &self.l.metadata
+    }
+
+    /// The value of one key of the file's metadata.
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.l.metadata_value(key)
     }
 
     /// A threshold recorded in the file's metadata (see [`Layers::threshold_at_fpr`]).

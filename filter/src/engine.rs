@@ -249,8 +249,6 @@ pub struct Stats {
     pub name_burst_names: u64,
     /// NXDOMAIN bursts alerted.
     pub name_bursts: u64,
-    /// Clients whose burst entries were replaced by another client's (the table is full).
-    pub name_burst_evicted: u64,
     /// Flows scored by the flow model.
     pub flows_scored: u64,
     /// Flows whose score reached the alert threshold.
@@ -1406,7 +1404,7 @@ impl Engine {
                     .u64("names_alerted", s.names_alerted);
                 d.u64("name_burst_names", s.name_burst_names)
                     .u64("name_bursts", s.name_bursts)
-                    .u64("name_burst_evicted", s.name_burst_evicted);
+                    .u64("name_burst_evicted", self.bursts.evicted);
                 d.u64("flows_scored", s.flows_scored)
                     .u64("flows_alerted", s.flows_alerted);
                 d.u64("quic_known_good", s.quic_known_good)
@@ -2999,12 +2997,12 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
             detect::inspect(cx, flow, dir, Hook::Dns, &bufs, 0);
         }
     }
-    if d.is_response() && d.rcode() == 3 {
-        if let Some(q) = d.queries.first() {
-            names::nxdomain(cx, flow, dir, d.text(&q.name));
-        }
-    }
     if d.is_response() {
+        if d.rcode() == dns::NXDOMAIN {
+            if let Some(q) = d.queries.first() {
+                names::nxdomain(cx, flow, dir, d.text(&q.name));
+            }
+        }
         for a in &d.answers {
             if let RData::Text(t) = &a.rdata {
                 if matches!(a.rtype, 5 | 39 | 64 | 65) {

@@ -1058,12 +1058,7 @@ fn name_model_swapped_on_reload() {
         &format!("--pidfile {pidfile} --name-model {}", model.display()),
         "inline.log",
     );
-    let model_alerts = |lab: &Lab| -> Vec<serde_json::Value> {
-        lab.alerts()
-            .into_iter()
-            .filter(|a| a["alert"]["signature_id"] == 9_100_020)
-            .collect()
-    };
+    let model_alerts = |lab: &Lab| lab.alerts_of(9_100_020);
     let scored = |lab: &Lab| {
         lab.file("eve.json")
             .lines()
@@ -1174,12 +1169,7 @@ fn nxdomain_burst_from_a_client_alerts_inline() {
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.contains("status: NXDOMAIN"), "{n}: {text}");
     }
-    let bursts = |lab: &Lab| -> Vec<serde_json::Value> {
-        lab.alerts()
-            .into_iter()
-            .filter(|a| a["alert"]["signature_id"] == 9_100_022)
-            .collect()
-    };
+    let bursts = |lab: &Lab| lab.alerts_of(9_100_022);
     wait_until(Duration::from_secs(3), || !bursts(&lab).is_empty());
     std::thread::sleep(Duration::from_millis(300));
     lab.stop(p);

@@ -56,13 +56,21 @@ fn tcp(
     v
 }
 
-fn dns_query(id: u8, name: &str) -> Vec<u8> {
-    let mut q = vec![0, id, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+/// A DNS message with one A question for `name` and no records: header id and flags, then the
+/// question.
+fn dns_payload(id: u16, flags: [u8; 2], name: &str) -> Vec<u8> {
+    let id = id.to_be_bytes();
+    let mut q = vec![id[0], id[1], flags[0], flags[1], 0, 1, 0, 0, 0, 0, 0, 0];
     for l in name.split('.') {
         q.push(l.len() as u8);
         q.extend_from_slice(l.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+fn dns_query(id: u8, name: &str) -> Vec<u8> {
+    let q = dns_payload(id.into(), [1, 0], name);
     let mut v = Vec::new();
     PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 53], 64)
         .udp(33000, 53)
@@ -529,11 +537,16 @@ fn scoring_engine(mode: Mode, block: Option<f32>, shadow: bool) -> Engine {
     e
 }
 
-fn model_alerts(r: &Run) -> Vec<&Value> {
+/// The alerts of one signature id.
+fn alerts_of(r: &Run, sid: u64) -> Vec<&Value> {
     alerts(r)
         .into_iter()
-        .filter(|a| a["alert"]["signature_id"] == 9_100_020)
+        .filter(|a| a["alert"]["signature_id"] == sid)
         .collect()
+}
+
+fn model_alerts(r: &Run) -> Vec<&Value> {
+    alerts_of(r, 9_100_020)
 }
 
 #[test]
@@ -834,10 +847,7 @@ fn flow_scores_in_flow_events_alerts_on_request_and_block_from_the_eighth_packet
     on.alert = 0.0;
     on.block = Some(0.0);
     let r = run_engine(engine(on), &frames);
-    let a: Vec<&Value> = alerts(&r)
-        .into_iter()
-        .filter(|x| x["alert"]["signature_id"] == 9_100_021)
-        .collect();
+    let a = alerts_of(&r, 9_100_021);
     assert_eq!(a.len(), 2);
     assert_eq!(a[0]["palisade"]["model"]["at_packet"], 8);
     assert_eq!(a[0]["alert"]["action"], "blocked");
@@ -1122,17 +1132,8 @@ fn sigs_from(file: &str, text: &str) -> palisade_rules::sig::SigSet {
 
 /// A DNS query from `client` (source port `port`) and its answer with `rcode` and no records.
 fn dns_exchange(client: [u8; 4], port: u16, name: &str, rcode: u8) -> [Vec<u8>; 2] {
-    let mut question = Vec::new();
-    for l in name.split('.') {
-        question.push(l.len() as u8);
-        question.extend_from_slice(l.as_bytes());
-    }
-    question.extend_from_slice(&[0, 0, 1, 0, 1]);
-    let id = port.to_be_bytes();
-    let mut q = vec![id[0], id[1], 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-    q.extend_from_slice(&question);
-    let mut r = vec![id[0], id[1], 0x81, 0x80 | rcode, 0, 1, 0, 0, 0, 0, 0, 0];
-    r.extend_from_slice(&question);
+    let q = dns_payload(port, [1, 0], name);
+    let r = dns_payload(port, [0x81, 0x80 | rcode], name);
     let (mut a, mut b) = (Vec::new(), Vec::new());
     PacketBuilder::ipv4(client, [10, 0, 0, 53], 64)
         .udp(port, 53)
@@ -1146,10 +1147,7 @@ fn dns_exchange(client: [u8; 4], port: u16, name: &str, rcode: u8) -> [Vec<u8>; 
 }
 
 fn burst_alerts(r: &Run) -> Vec<&Value> {
-    alerts(r)
-        .into_iter()
-        .filter(|a| a["alert"]["signature_id"] == 9_100_022)
-        .collect()
+    alerts_of(r, 9_100_022)
 }
 
 /// NXDOMAIN bursts: one client's failed lookups of generated-looking names in distinct domains

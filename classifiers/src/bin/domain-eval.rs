@@ -16,7 +16,9 @@ use palisade_classifiers::data::{
     domain_data, read_labelled_csv, read_names, registrable, Sources, PER_DAY, TEST_DAYS,
 };
 use palisade_classifiers::dga::{HELD_OUT, TRAIN};
-use palisade_classifiers::metrics::{auc, detection, negatives_for_detection, threshold_at};
+use palisade_classifiers::metrics::{
+    auc, count_above, detection, negatives_for_detection, threshold_at,
+};
 use palisade_classifiers::psl::Psl;
 use palisade_classifiers::DomainModel;
 use std::fmt::Write as _;
@@ -45,7 +47,7 @@ fn operating_points(md: &mut String, pos: &[f32], neg: &[f32], neg_names: &[Stri
     sorted.sort_by(|a, b| b.total_cmp(a));
     for k in [0usize, 1, 3, 10, 32, 100, 322] {
         let Some(&t) = sorted.get(k) else { continue };
-        let through = sorted[..k].iter().filter(|&&x| x > t).count();
+        let through = count_above(&sorted[..k], t);
         let _ = writeln!(
             md,
             "| {through} | {} | {t:.3} | {} |",
@@ -195,10 +197,8 @@ fn main() {
     // A model trained with another fifth held out (cross-fitting) is evaluated on that fifth.
     src.held_out_fifth = model
         .mlp()
-        .metadata()
-        .iter()
-        .find(|(k, _)| k == "held_out_fifth")
-        .and_then(|(_, v)| v.parse().ok())
+        .metadata_value("held_out_fifth")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let data = domain_data(&src, &psl).unwrap_or_else(|e| {
         eprintln!("domain-eval: {e}");

@@ -408,13 +408,16 @@ pub fn rtype_name(t: u16) -> Option<&'static str> {
     })
 }
 
+/// The response code of a name that does not exist.
+pub const NXDOMAIN: u16 = 3;
+
 /// The response-code mnemonic as Suricata logs it.
 pub fn rcode_name(r: u16) -> Option<&'static str> {
     Some(match r {
         0 => "NOERROR",
         1 => "FORMERR",
         2 => "SERVFAIL",
-        3 => "NXDOMAIN",
+        NXDOMAIN => "NXDOMAIN",
         4 => "NOTIMP",
         5 => "REFUSED",
         6 => "YXDOMAIN",

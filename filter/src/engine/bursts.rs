@@ -14,9 +14,10 @@
 //! (its entries still counted), so a running DGA gives one alert per window, not one per name.
 //! Alert only: the names already failed to resolve.
 //!
-//! Fixed size, allocated once per engine when name scoring is on: [`CLIENTS`] clients of [`PER_CLIENT`] entries each
-//! (2.9 MiB), 4-way set-associative by a keyed hash of the client address; a new client
-//! replaces the one of its set that was quiet longest (counted in `stats.name_burst_evicted`).
+//! Fixed size, allocated once per engine when name scoring is on: [`CLIENTS`] clients of
+//! [`PER_CLIENT`] entries each (2.9 MiB), 4-way set-associative by a keyed hash of the client
+//! address; a new client replaces the one of its set that was quiet longest (counted, and
+//! reported as `detect.name_burst_evicted` in `stats` events).
 //! Within a client, a new entry replaces the oldest. Nothing is allocated per packet.
 //!
 //! Where it sees no clients it sees nothing: a sensor between a resolver and the Internet sees
@@ -95,8 +96,9 @@ impl Default for Entry {
 #[derive(Debug, Clone, Copy)]
 struct Client {
     ip: IpAddr,
-    /// 0: empty slot.
+    /// When it last got an entry (the longest quiet client of a set is replaced first).
     last_ns: i64,
+    /// False: an empty slot.
     used: bool,
     /// No new alert before this time.
     quiet_until: i64,
@@ -149,8 +151,6 @@ pub(super) struct Bursts {
     pub score: f32,
     /// Clients replaced while they still held entries.
     pub evicted: u64,
-    /// Entries recorded.
-    pub recorded: u64,
 }
 
 impl Default for Bursts {
@@ -161,7 +161,6 @@ impl Default for Bursts {
             keys: foldhash::fast::RandomState::default(),
             score: f32::INFINITY,
             evicted: 0,
-            recorded: 0,
         }
     }
 }
@@ -222,7 +221,6 @@ impl Bursts {
         let split = psl.split(name);
         let reg = name.get(split.label..).unwrap_or(name);
         let fp = self.keys.hash_one(reg) | 1;
-        self.recorded += 1;
         let c = self.slot(client)?;
         c.last_ns = now;
         // The same registrable domain again refreshes its entry; otherwise the oldest goes.
@@ -243,26 +241,29 @@ impl Bursts {
         e.score = score;
         e.len = len as u8;
         e.name[..len].copy_from_slice(&b[..len]);
+        // The entries within the window.
         let since = now.saturating_sub(cfg.window_ns);
-        let live = c
-            .entries
-            .iter()
-            .filter(|e| e.fp != 0 && e.at_ns > since)
-            .count();
-        if live < cfg.count as usize || now < c.quiet_until {
+        let mut live = [0usize; PER_CLIENT];
+        let mut n = 0;
+        for (i, e) in c.entries.iter().enumerate() {
+            if e.fp != 0 && e.at_ns > since {
+                live[n] = i;
+                n += 1;
+            }
+        }
+        if n < cfg.count as usize || now < c.quiet_until {
             return None;
         }
         c.quiet_until = now.saturating_add(cfg.window_ns);
+        let live = &mut live[..n];
+        // Oldest first; ties in slot order (no allocation: an unstable sort on a distinct key).
+        live.sort_unstable_by_key(|&i| (c.entries[i].at_ns, i));
         let mut f = Found::default();
-        let mut order: [usize; PER_CLIENT] = std::array::from_fn(|i| i);
-        order.sort_by_key(|&i| c.entries[i].at_ns);
-        for &i in &order {
+        for (slot, &i) in f.names.iter_mut().zip(live.iter()) {
             let e = &c.entries[i];
-            if e.fp != 0 && e.at_ns > since {
-                f.names[f.n] = (e.name, e.len, e.score);
-                f.n += 1;
-            }
+            *slot = (e.name, e.len, e.score);
         }
+        f.n = n;
         Some(f)
     }
 }

@@ -401,16 +401,13 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
     let found = cx
         .bursts
         .observe(sc.model.psl(), cfg, client, lower, score, cx.now);
-    cx.stats.name_burst_evicted = cx.bursts.evicted;
     let Some(found) = found else { return };
     cx.stats.name_bursts += 1;
     let window_s = cfg.window_ns / 1_000_000_000;
-    let mut sig = String::with_capacity(96);
-    sig.push_str("PALISADE model DGA burst: ");
-    sig.push_str(&found.n.to_string());
-    sig.push_str(" NXDOMAIN names in distinct domains within ");
-    sig.push_str(&window_s.to_string());
-    sig.push_str(" s");
+    let sig = format!(
+        "PALISADE model DGA burst: {} NXDOMAIN names in distinct domains within {window_s} s",
+        found.n
+    );
     let spec = AlertSpec {
         gid: 1,
         sid: 9_100_022,

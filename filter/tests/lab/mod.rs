@@ -215,6 +215,14 @@ impl Lab {
             .filter(|e| e["event_type"] == "alert")
             .collect()
     }
+
+    /// The alerts of one signature id.
+    pub fn alerts_of(&self, sid: u64) -> Vec<serde_json::Value> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| a["alert"]["signature_id"] == sid)
+            .collect()
+    }
 }
 
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
