@@ -610,6 +610,44 @@ fn name_scores_reach_events_and_alert_above_the_threshold() {
 }
 
 #[test]
+fn special_use_names_are_not_scored() {
+    // A reverse lookup, a DNS-SD service name and a device name: the model would score their
+    // labels (an address, a serial number) like any other, so the engine must not ask it.
+    let names = [
+        "4.4.8.8.in-addr.arpa",
+        "_googlecast._tcp.local",
+        "chromecast-8a7b6c5d4e3f2a1b._googlecast._tcp.local",
+    ];
+    let model = DomainModel::bundled();
+    let alert_t = NameScoring::bundled().alert;
+    let above = names
+        .iter()
+        .filter(|n| model.score(n.as_bytes()) >= alert_t)
+        .count();
+    assert!(above > 0, "no fixture name the model itself scores high");
+    let mut frames: Vec<Vec<u8>> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| dns_query(i as u8, n))
+        .collect();
+    frames.push(dns_query(9, DGA));
+    let r = run_engine(scoring_engine(Mode::Block, None, false), &frames);
+    let dns: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "dns")
+        .collect();
+    assert_eq!(dns.len(), names.len() + 1);
+    for ev in &dns[..names.len()] {
+        assert!(ev["palisade"]["name_score"].is_null(), "{ev}");
+    }
+    assert!(dns[names.len()]["palisade"]["name_score"].is_number());
+    let a = model_alerts(&r);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["palisade"]["value"], DGA);
+}
+
+#[test]
 fn name_score_blocks_above_the_block_threshold_in_block_mode_only() {
     let mut frames = vec![dns_query(1, DGA), dns_query(2, PLAIN)];
     frames.extend(tls_flow(DGA2, [192, 0, 2, 21]));

@@ -264,12 +264,22 @@ impl ScoreCache {
     }
 }
 
-/// True for what the model should not score: IP literals and single labels.
+/// Special-use top-level names that are not registered in the DNS, so no one picks their labels
+/// there: reverse lookups (`in-addr.arpa`, `ip6.arpa`, `home.arpa`; RFC 6761, 8375), multicast
+/// DNS and DNS-SD (`local`, RFC 6762: `_googlecast._tcp.local`, device names), `localhost` and
+/// `invalid` (RFC 6761), Tor (`onion`, RFC 7686) and private networks (`internal`, reserved by
+/// ICANN in 2024). A reverse lookup's labels are an address, a device's are its serial number:
+/// a DGA score there says nothing and would alert on every PTR query.
+const SPECIAL_USE: [&str; 6] = ["arpa", "local", "localhost", "invalid", "onion", "internal"];
+
+/// True for what the model should not score: IP literals, single labels and special-use names.
 fn unscored(name: &str) -> bool {
+    let tld = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
     name.is_empty()
         || !name.contains('.')
         || name.contains(':')
         || name.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        || SPECIAL_USE.iter().any(|s| tld.eq_ignore_ascii_case(s))
 }
 
 /// The score of `name`, when scoring is on and the name is one to score.
@@ -459,11 +469,24 @@ mod tests {
             "::1",
             "[fe80::1]",
             "2001:db8::1",
+            "4.4.8.8.in-addr.arpa",
+            "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.IP6.ARPA.",
+            "printer.home.arpa",
+            "_googlecast._tcp.local",
+            "chromecast-8a7b6c5d4e3f2a1b._googlecast._tcp.local.",
+            "my-laptop.localhost",
+            "x.invalid",
+            "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
+            "vault.corp.internal",
         ] {
             assert!(unscored(n), "{n}");
         }
         assert!(!unscored("example.com"));
         assert!(!unscored("1.example"));
+        // Only the last label counts: these are ordinary registered names.
+        assert!(!unscored("arpa.example.com"));
+        assert!(!unscored("local.news"));
+        assert!(!unscored("onion.com."));
     }
 
     #[test]
