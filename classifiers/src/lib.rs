@@ -10,6 +10,8 @@
 //! - [`flow`]: the flow model: a flow's first packets and totals, features, and its network.
 //! - [`dga`]: domain generation algorithms written here from published descriptions, the
 //!   licence-clean malicious half of the training data.
+//! - [`hosts`]: ordinary host labels (`www.`, `api-eu.`, `i9.`) for names as traffic carries
+//!   them.
 //! - [`data`]: loaders for training and evaluation data (name lists, labelled CSV) and the
 //!   deterministic splits.
 //! - [`metrics`]: ROC AUC and detection rate at a fixed false-positive rate.
@@ -23,6 +25,7 @@ pub mod dga;
 pub mod domain;
 pub mod features;
 pub mod flow;
+pub mod hosts;
 pub mod lm;
 pub mod metrics;
 pub mod mlp;

@@ -5,8 +5,11 @@
 //!     [--out classifiers/models/domain.safetensors] [--hsts target/hsts-names.txt]
 //!     [--shared ../shared/data] [--epochs 8] [--wd 1e-4] [--seed 1] [--h1 64] [--h2 32]
 //!     [--limit N] [--csv LABELLED.csv]... [--maltrail-weight 0.3] [--benign-weight 1] [--swa 3]
-//!     [--reparent 0.25] [--held-out-fifth 0]
+//!     [--reparent 0.25] [--hosts 0.25] [--held-out-fifth 0] [--ngram-drop 0]
 //! ```
+//! `--hosts` is the share of training names also trained on under an ordinary host part
+//! (`www.`, `api-eu.`, `i9.`: `hosts.rs`); `--ngram-drop` (an experiment, off) blanks the
+//! n-gram inputs of that share of each batch's names.
 //! `--held-out-fifth 1` to `4` holds out another fifth of the benign and maltrail names (by
 //! registrable domain) and records it in the file, so `domain-eval --model` evaluates on that
 //! fifth: five trainings give every benign name a score from a model that never saw it.
@@ -45,6 +48,8 @@ struct Args {
     benign_weight: f32,
     swa: usize,
     reparent: f64,
+    ngram_drop: f64,
+    hosts: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +72,8 @@ fn parse_args() -> Result<Args, String> {
         benign_weight: 1.0,
         swa: 3,
         reparent: 0.25,
+        ngram_drop: 0.0,
+        hosts: 0.25,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -100,6 +107,10 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|r| *r < 5)
                     .ok_or("--held-out-fifth: expected 0 to 4")?
             }
+            "--ngram-drop" => {
+                a.ngram_drop = v()?.parse().map_err(|e| format!("--ngram-drop: {e}"))?
+            }
+            "--hosts" => a.hosts = v()?.parse().map_err(|e| format!("--hosts: {e}"))?,
             "--lr" => a.lr = v()?.parse().map_err(|e| format!("--lr: {e}"))?,
             _ => return Err(format!("unknown argument {k}")),
         }
@@ -215,6 +226,31 @@ fn main() {
         copy_folds.push(k);
     }
     eprintln!("domain-train: {} re-parented copies", copies.len());
+    // Host copies (--hosts, the share): names of every class under an ordinary host part
+    // (`www.`, `mail2.`, `i9.`; `hosts.rs`), label and fold kept. Nearly every name in traffic
+    // has one, the benign list nearly none; without them the network learns the host part as
+    // a sign of malice.
+    let reparented = copies.len();
+    let mut r = Rng::new(a.seed ^ 0x4057_5eed);
+    for (e, &k) in train.iter().zip(&folds) {
+        if r.unit() >= a.hosts {
+            continue;
+        }
+        let mut c = (*e).clone();
+        let mut name = String::with_capacity(e.name.len() + 24);
+        palisade_classifiers::hosts::prefix(&mut r, false, &mut name);
+        name.push_str(&e.name);
+        if name.len() > palisade_classifiers::features::MAX_NAME {
+            continue;
+        }
+        c.name = name;
+        copies.push(c);
+        copy_folds.push(k);
+    }
+    eprintln!(
+        "domain-train: {} copies under host names",
+        copies.len() - reparented
+    );
     let mut folds = folds;
     folds.extend(copy_folds);
     let train: Vec<&palisade_classifiers::data::Example> =
@@ -286,6 +322,10 @@ fn main() {
             let mut w = Vec::with_capacity(b);
             for (k, &i) in chunk.iter().enumerate() {
                 feats[i].dense(&mut x[k * INPUT..(k + 1) * INPUT]);
+                if a.ngram_drop > 0.0 && r.unit() < a.ngram_drop {
+                    x[k * INPUT..k * INPUT + palisade_classifiers::features::NGRAM_BUCKETS]
+                        .fill(0.0);
+                }
                 y.push(train[i].label);
                 w.push(train[i].weight * if train[i].label > 0.5 { w_pos } else { 1.0 });
             }
