@@ -611,10 +611,11 @@ fn name_scores_reach_events_and_alert_above_the_threshold() {
 
 #[test]
 fn special_use_names_are_not_scored() {
-    // A reverse lookup, a DNS-SD service name and a device name: the model would score their
+    // Reverse lookups, a DNS-SD service name and a device name: the model would score their
     // labels (an address, a serial number) like any other, so the engine must not ask it.
     let names = [
         "4.4.8.8.in-addr.arpa",
+        "b.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
         "_googlecast._tcp.local",
         "chromecast-8a7b6c5d4e3f2a1b._googlecast._tcp.local",
     ];
