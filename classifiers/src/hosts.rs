@@ -283,7 +283,10 @@ fn label(r: &mut Rng, held_out: bool, out: &mut String) {
             digits(r, n, out);
         }
         // A region.
-        82..=87 => out.push_str(*r.pick(REGIONS)),
+        82..=87 => {
+            let region: &&str = r.pick(REGIONS);
+            out.push_str(region)
+        }
         // An identifier a service hands out: hex or base 36, 6 to 16 characters (CDN
         // distributions, tenants, hashed shards).
         88..=95 => {
