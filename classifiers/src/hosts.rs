@@ -304,6 +304,14 @@ fn label(r: &mut Rng, held_out: bool, out: &mut String) {
     }
 }
 
+/// `name` under a host part ([`prefix`]).
+pub fn under(r: &mut Rng, held_out: bool, name: &str) -> String {
+    let mut s = String::with_capacity(name.len() + 24);
+    prefix(r, held_out, &mut s);
+    s.push_str(name);
+    s
+}
+
 /// Appends a host part and its dot (`www.`, `api.eu.`, `i9.`) to `out`: one label, or two a
 /// quarter of the time. `held_out` draws from the words kept for evaluation.
 pub fn prefix(r: &mut Rng, held_out: bool, out: &mut String) {

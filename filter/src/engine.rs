@@ -470,6 +470,17 @@ struct Meta {
     cid: [u8; 30],
 }
 
+impl Meta {
+    /// A packet's source and destination endpoints in direction `dir` (0: client to server).
+    fn ends(&self, dir: usize) -> ((IpAddr, u16), (IpAddr, u16)) {
+        if dir == 0 {
+            (self.cli, self.srv)
+        } else {
+            (self.srv, self.cli)
+        }
+    }
+}
+
 /// Per-flow state.
 #[derive(Debug)]
 pub struct Flow {
@@ -1567,11 +1578,7 @@ fn header<'a>(
     dir: usize,
     event_type: &str,
 ) -> Obj<'a> {
-    let (s, d) = if dir == 0 {
-        (m.cli, m.srv)
-    } else {
-        (m.srv, m.cli)
-    };
+    let (s, d) = m.ends(dir);
     let mut e = Obj::new(out);
     e.ts("timestamp", now);
     e.u64("flow_id", m.id);
@@ -1752,11 +1759,7 @@ fn raise_alert(
     e.obj("alert", |a| {
         alert_fields(a, &spec);
         if let Some(src_is_target) = spec.target {
-            let (s, d) = if dir == 0 {
-                (m.cli, m.srv)
-            } else {
-                (m.srv, m.cli)
-            };
+            let (s, d) = m.ends(dir);
             let (t, o) = if src_is_target { (s, d) } else { (d, s) };
             for (k, ep) in [("source", o), ("target", t)] {
                 a.obj(k, |x| {

@@ -166,12 +166,7 @@ fn under_hosts(names: &[String], seed: u64) -> Vec<String> {
     let mut r = palisade_classifiers::dga::Rng::new(seed ^ 0x4057_e7a1);
     names
         .iter()
-        .map(|n| {
-            let mut s = String::with_capacity(n.len() + 24);
-            palisade_classifiers::hosts::prefix(&mut r, true, &mut s);
-            s.push_str(n);
-            s
-        })
+        .map(|n| palisade_classifiers::hosts::under(&mut r, true, n))
         .collect()
 }
 

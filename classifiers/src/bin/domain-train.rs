@@ -202,6 +202,27 @@ fn main() {
     };
     let lm = lm_without(None);
     let fold_lms: Vec<_> = (0..LM_FOLDS).map(|k| lm_without(Some(k))).collect();
+    // Copies of a share of the training names under another name (`rename`, `None`: no copy),
+    // label and fold kept; one generator per kind of copy, so each kind's draws stay the same.
+    let mut copies = Vec::new();
+    let mut copy_folds = Vec::new();
+    let mut copy =
+        |seed: u64, share: f64, rename: &mut dyn FnMut(&mut Rng, &str) -> Option<String>| {
+            let mut r = Rng::new(a.seed ^ seed);
+            let before = copies.len();
+            for (e, &k) in train.iter().zip(&folds) {
+                if r.unit() >= share {
+                    continue;
+                }
+                if let Some(name) = rename(&mut r, &e.name) {
+                    let mut c = (*e).clone();
+                    c.name = name;
+                    copies.push(c);
+                    copy_folds.push(k);
+                }
+            }
+            copies.len() - before
+        };
     // Re-parented copies (--reparent, the share): names of every class, benign ones too, moved
     // under a random dynamic-DNS zone with their label, registrable label and fold kept, and not
     // counted in the character models. Anyone can register a host under such a zone, so what
@@ -209,48 +230,20 @@ fn main() {
     // either way (a random label under `mooo.com` is as suspicious as under `.com`, a word
     // under `duckdns.org` as harmless).
     let zones = psl.dynamic_zones();
-    let mut copies = Vec::new();
-    let mut copy_folds = Vec::new();
-    let mut r = Rng::new(a.seed ^ 0x5e9a_7e17);
-    for (e, &k) in train.iter().zip(&folds) {
-        if r.unit() >= a.reparent {
-            continue;
-        }
-        let sp = psl.split(&e.name);
-        if sp.suffix == 0 || sp.label >= sp.suffix {
-            continue;
-        }
-        let mut c = (*e).clone();
-        c.name = format!("{}{}", &e.name[..sp.suffix], r.pick(&zones));
-        copies.push(c);
-        copy_folds.push(k);
-    }
-    eprintln!("domain-train: {} re-parented copies", copies.len());
+    let n = copy(0x5e9a_7e17, a.reparent, &mut |r, name| {
+        let sp = psl.split(name);
+        (sp.suffix != 0 && sp.label < sp.suffix)
+            .then(|| format!("{}{}", &name[..sp.suffix], r.pick(&zones)))
+    });
+    eprintln!("domain-train: {n} re-parented copies");
     // Host copies (--hosts, the share): names of every class under an ordinary host part
-    // (`www.`, `mail2.`, `i9.`; `hosts.rs`), label and fold kept. Nearly every name in traffic
-    // has one, the benign list nearly none; without them the network learns the host part as
-    // a sign of malice.
-    let reparented = copies.len();
-    let mut r = Rng::new(a.seed ^ 0x4057_5eed);
-    for (e, &k) in train.iter().zip(&folds) {
-        if r.unit() >= a.hosts {
-            continue;
-        }
-        let mut c = (*e).clone();
-        let mut name = String::with_capacity(e.name.len() + 24);
-        palisade_classifiers::hosts::prefix(&mut r, false, &mut name);
-        name.push_str(&e.name);
-        if name.len() > palisade_classifiers::features::MAX_NAME {
-            continue;
-        }
-        c.name = name;
-        copies.push(c);
-        copy_folds.push(k);
-    }
-    eprintln!(
-        "domain-train: {} copies under host names",
-        copies.len() - reparented
-    );
+    // (`www.`, `mail2.`, `i9.`; `hosts.rs`). Nearly every name in traffic has one, the benign
+    // list nearly none; without them the network learns the host part as a sign of malice.
+    let n = copy(0x4057_5eed, a.hosts, &mut |r, name| {
+        let n = palisade_classifiers::hosts::under(r, false, name);
+        (n.len() <= palisade_classifiers::features::MAX_NAME).then_some(n)
+    });
+    eprintln!("domain-train: {n} copies under host names");
     let mut folds = folds;
     folds.extend(copy_folds);
     let train: Vec<&palisade_classifiers::data::Example> =

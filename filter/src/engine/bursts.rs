@@ -117,28 +117,22 @@ impl Default for Client {
     }
 }
 
-/// What [`Bursts::observe`] found: the names of a burst, newest last.
-#[derive(Debug)]
+/// What [`Bursts::observe`] found: the entries of a burst, oldest first.
+#[derive(Debug, Default)]
 pub(super) struct Found {
-    pub names: [([u8; NAME_BYTES], u8, f32); PER_CLIENT],
+    entries: [Entry; PER_CLIENT],
     pub n: usize,
-}
-
-impl Default for Found {
-    fn default() -> Self {
-        Found {
-            names: [([0; NAME_BYTES], 0, 0.0); PER_CLIENT],
-            n: 0,
-        }
-    }
 }
 
 impl Found {
     /// The burst's names (as kept: their first [`NAME_BYTES`] bytes) and scores.
     pub fn iter(&self) -> impl Iterator<Item = (&str, f32)> {
-        self.names[..self.n]
-            .iter()
-            .map(|(b, len, s)| (std::str::from_utf8(&b[..*len as usize]).unwrap_or("?"), *s))
+        self.entries[..self.n].iter().map(|e| {
+            (
+                std::str::from_utf8(&e.name[..e.len as usize]).unwrap_or("?"),
+                e.score,
+            )
+        })
     }
 }
 
@@ -259,9 +253,8 @@ impl Bursts {
         // Oldest first; ties in slot order (no allocation: an unstable sort on a distinct key).
         live.sort_unstable_by_key(|&i| (c.entries[i].at_ns, i));
         let mut f = Found::default();
-        for (slot, &i) in f.names.iter_mut().zip(live.iter()) {
-            let e = &c.entries[i];
-            *slot = (e.name, e.len, e.score);
+        for (slot, &i) in f.entries.iter_mut().zip(live.iter()) {
+            *slot = c.entries[i];
         }
         f.n = n;
         Some(f)

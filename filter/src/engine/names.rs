@@ -391,7 +391,7 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
         return;
     }
     let t = name.strip_suffix('.').unwrap_or(name);
-    let mut buf = [0u8; 253];
+    let mut buf = [0u8; MAX_NAME];
     let Some(lower) = buf.get_mut(..t.len()) else {
         return;
     };
@@ -403,11 +403,7 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
     cx.stats.name_burst_names += 1;
     // The querier is where the answer goes (the flow's client, unless the capture missed the
     // query and took the answer's sender for the client).
-    let client = if dir == 1 {
-        flow.meta.cli.0
-    } else {
-        flow.meta.srv.0
-    };
+    let (_, (client, _)) = flow.meta.ends(dir);
     let found = cx
         .bursts
         .observe(sc.model.psl(), cfg, client, lower, score, cx.now);
