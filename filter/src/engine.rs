@@ -24,11 +24,13 @@ use crate::flow::stream::{Chunk, Stream};
 use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
 use crate::wire;
 
+mod beacons;
 mod bursts;
 mod detect;
 mod known;
 mod names;
 
+pub use beacons::Beacon;
 pub use bursts::Burst;
 pub use names::{FlowScoring, NameScoring, Scoring};
 
@@ -77,6 +79,9 @@ pub struct Config {
     /// answers for suspicious-looking names in distinct registered domains within the window;
     /// `None`: off. Needs name scoring (and no shadow mode) to alert.
     pub name_burst: Option<Burst>,
+    /// Beaconing across connections (`engine::beacons`): alert when one client's connections to
+    /// one server come at a regular period; `None`: off.
+    pub beacon: Option<Beacon>,
 }
 
 /// QUIC policy.
@@ -151,6 +156,7 @@ impl Default for Config {
             ech: EchPolicy::Allow,
             inspect_encrypted: false,
             name_burst: Some(Burst::default()),
+            beacon: Some(Beacon::default()),
         }
     }
 }
@@ -249,6 +255,8 @@ pub struct Stats {
     pub name_burst_names: u64,
     /// NXDOMAIN bursts alerted.
     pub name_bursts: u64,
+    /// Beaconing series alerted (`engine::beacons`).
+    pub beacons: u64,
     /// Flows scored by the flow model.
     pub flows_scored: u64,
     /// Flows whose score reached the alert threshold.
@@ -604,6 +612,7 @@ pub struct Engine {
     names: Option<NameScoring>,
     name_cache: names::ScoreCache,
     bursts: bursts::Bursts,
+    beacons: beacons::Beacons,
     known_good: known::KnownGood,
     flows_model: Option<FlowScoring>,
 }
@@ -635,6 +644,8 @@ struct Cx<'a> {
     /// NXDOMAIN bursts per client, and when they alert (`None`: off).
     bursts: &'a mut bursts::Bursts,
     burst: Option<Burst>,
+    /// Connection series per client and server (`engine::beacons`; empty when off).
+    beacons: &'a mut beacons::Beacons,
     /// Names learnt as good for QUIC.
     known_good: &'a mut known::KnownGood,
     /// The packet being handled (for signatures).
@@ -677,6 +688,7 @@ impl Engine {
             names,
             name_cache,
             bursts,
+            beacons,
             known_good,
             flows_model,
             ..
@@ -703,6 +715,7 @@ impl Engine {
             name_cache,
             bursts,
             burst: cfg.name_burst,
+            beacons,
             known_good,
             pk: PktInfo::default(),
         };
@@ -718,6 +731,10 @@ impl Engine {
 impl Engine {
     /// An engine with the given settings and intel.
     pub fn new(cfg: Config, intel: IntelSet) -> Engine {
+        let mut beacons = beacons::Beacons::default();
+        if cfg.beacon.is_some() {
+            beacons.allocate();
+        }
         Engine {
             // Flows may take at most half the budget, so reassembly, fragments and parsers keep
             // room under a flow flood; the table is sized once to that count.
@@ -746,6 +763,7 @@ impl Engine {
             names: None,
             name_cache: names::ScoreCache::default(),
             bursts: bursts::Bursts::default(),
+            beacons,
             known_good: known::KnownGood::default(),
             flows_model: None,
             flow_tap: Vec::new(),
@@ -786,6 +804,16 @@ impl Engine {
     /// When NXDOMAIN bursts alert (`None`: off).
     pub fn name_burst(&self) -> Option<Burst> {
         self.cfg.name_burst
+    }
+
+    /// When connection series alert as beacons (`None`: off).
+    pub fn beacon(&self) -> Option<Beacon> {
+        self.cfg.beacon
+    }
+
+    /// Connection starts followed for beaconing.
+    pub fn beacon_starts(&self) -> u64 {
+        self.beacons.starts
     }
 
     /// The flow scoring in force.
@@ -1214,18 +1242,30 @@ impl Engine {
         let idx = self
             .flows
             .insert(key, flow, now, if proto == 6 { 1 } else { 0 });
+        let beacon = self.cfg.beacon;
         // Address intel: the server first, then the client (an inbound connection from a listed host).
         let (parts, mut cx) = self.split(now, pkt);
         let intel = cx.intel;
         let hit = [(srv.0, "dest_ip"), (cli.0, "src_ip")]
             .into_iter()
             .find_map(|(a, field)| intel.match_addr(a).map(|h| (h, field, a)));
+        let allowed = hit.is_some_and(|h| h.0.action == Action::Allow);
         if let Some((hit, field, addr)) = hit {
             let flow = parts.flows.get_mut(idx);
             let dir = usize::from(flow.meta.cli != (src, seg.sport));
             let mut buf = [0u8; 45];
             let v = fmt_ip(&mut buf, addr);
             decide(&mut cx, flow, dir, hit, field, v, Verdict::Drop);
+        }
+        // A connection the capture saw open starts or extends its client's series to the server.
+        let opened = proto != 6 || seg.flags & 0x12 == 0x02;
+        if let (Some(b), true) = (beacon, opened) {
+            if let Some(key) = beacons::Key::of(cli.0, srv, proto) {
+                if let Some(found) = cx.beacons.start(b, key, now, allowed) {
+                    let flow = parts.flows.get_mut(idx);
+                    beacon_alert(&mut cx, flow, b, &found);
+                }
+            }
         }
         Some(idx)
     }
@@ -1305,6 +1345,9 @@ impl Engine {
             }
         }
         budget.release(flow.app_charged + flow.streams_charged as usize + flow_charge::<Flow>());
+        if let Some(key) = beacons::Key::of(flow.meta.cli.0, flow.meta.srv, flow.meta.proto) {
+            cx.beacons.ended(&key, flow.meta.start_ns, flow.bytes[0]);
+        }
         // Flows that ended before the model's packet count are scored at their end.
         if flow.flow_score.is_none() && cx.flow_model.is_some() {
             names::flow_check(&mut cx, &mut flow, 0, 0);
@@ -1416,6 +1459,9 @@ impl Engine {
                 d.u64("name_burst_names", s.name_burst_names)
                     .u64("name_bursts", s.name_bursts)
                     .u64("name_burst_evicted", self.bursts.evicted);
+                d.u64("beacon_starts", self.beacons.starts)
+                    .u64("beacons", s.beacons)
+                    .u64("beacon_evicted", self.beacons.evicted);
                 d.u64("flows_scored", s.flows_scored)
                     .u64("flows_alerted", s.flows_alerted);
                 d.u64("quic_known_good", s.quic_known_good)
@@ -1818,6 +1864,66 @@ fn policy_alert(
     });
 }
 
+/// A connection series judged periodic (`beacons`): an alert on the connection that completed
+/// it, naming the server, the period and its spread, the score with its parts and the settings
+/// it was judged by. Alert only.
+fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Found) {
+    cx.stats.beacons += 1;
+    let spec = AlertSpec {
+        gid: 1,
+        sid: 9_100_030,
+        rev: 1,
+        signature: "PALISADE beacon: periodic connections from one client to one server",
+        category: "Periodic connections (possible command and control)",
+        severity: 2,
+        action: Verdict::Accept,
+        enforce: false,
+        target: None,
+        metadata: &[],
+    };
+    let m = flow.meta;
+    let secs = |b: &mut [u8; 16], ns: i64| {
+        let n = fmt_small(b, format_args!("{:.3}", ns as f64 / 1e9)).len();
+        n
+    };
+    raise_alert(cx, flow, 0, spec, |p| {
+        p.obj("beacon", |o| {
+            o.ip("client", m.cli.0)
+                .ip("server", m.srv.0)
+                .u64("port", m.srv.1 as u64)
+                .str("proto", proto_name(m.proto));
+            if let Some(n) = f.name() {
+                o.str("name", n);
+            }
+            o.u64("connections", f.connections as u64)
+                .u64("gaps", f.gaps as u64);
+            let mut b = [0u8; 16];
+            let n = secs(&mut b, f.median_ns);
+            o.raw("median_gap_s", &b[..n]);
+            let n = secs(&mut b, f.mad_ns);
+            o.raw("gap_mad_s", &b[..n]);
+            if let Some(mb) = f.median_bytes {
+                o.u64("median_client_bytes", mb as u64);
+            }
+            let mut b = [0u8; 8];
+            o.raw("score", names::fixed6(&mut b, f.score));
+            o.obj("parts", |q| {
+                let mut b = [0u8; 8];
+                q.raw("gap_regularity", names::fixed6(&mut b, f.gap_regularity));
+                if let Some(z) = f.size_regularity {
+                    q.raw("size_regularity", names::fixed6(&mut b, z));
+                }
+            });
+            o.raw("threshold", names::fixed6(&mut b, beacons::SCORE));
+            o.u64("min_connections", cfg.count as u64)
+                .u64("min_interval_s", (cfg.min_interval_ns / 1_000_000_000) as u64);
+        });
+        let mut buf = [0u8; 45];
+        p.str("field", "dest_ip")
+            .str("value", fmt_ip(&mut buf, m.srv.0));
+    });
+}
+
 /// Applies an intel hit to a flow: an alert, and (in block mode) the verdict.
 fn decide(
     cx: &mut Cx<'_>,
@@ -1886,6 +1992,14 @@ fn check_domain(
     let intel = cx.intel;
     let hit = intel.match_domain(name);
     let decided = hit.is_some();
+    // The name a connection series carries (its allow-listing too), for beacon alerts.
+    if !field.starts_with("dns.") {
+        let m = &flow.meta;
+        if let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) {
+            let allowed = hit.as_ref().is_some_and(|h| h.action == Action::Allow);
+            cx.beacons.named(&key, name, allowed);
+        }
+    }
     if let Some(hit) = hit {
         decide(cx, flow, dir, hit, field, name, action);
     }

@@ -10,7 +10,7 @@ mod cli_fleet;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{
-    Burst, Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy, Scoring,
+    Beacon, Burst, Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy, Scoring,
 };
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
@@ -73,6 +73,11 @@ usage:
       --name-burst COUNT/SECONDS|off (default 4/300): one client's NXDOMAIN answers for names at
       or above the model's 1-in-1,000 point, in COUNT distinct registered domains within SECONDS,
       raise one alert listing them (a host running a domain generation algorithm).
+  Beaconing: replay, inline and capture follow each client's connections to each server (address,
+      port, protocol) and alert (sid 9100030, alert only) when they come at a regular period with
+      regular sizes, as an implant's check-ins do: --beacon COUNT/SECONDS|off (default 16/10)
+      judges a series from its COUNT-th connection (4 to 32) when its median gap is at least
+      SECONDS. Addresses and names an intel list allows are not judged.
   palisade score-names FILE|- [--name-model PATH]
       Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
   Flow scoring: the same engines score each flow with the bundled flow model at its 8th packet
@@ -599,6 +604,7 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--name-alert", st.name_alert.map(|v| v.to_string()));
     put("--name-block", st.name_block.map(|v| v.to_string()));
     put("--name-burst", st.name_burst.clone());
+    put("--beacon", st.beacon.clone());
     put("--flow-model", st.flow_model.clone());
     put("--flow-alert", st.flow_alert.map(|v| v.to_string()));
     put("--flow-block", st.flow_block.map(|v| v.to_string()));
@@ -1332,7 +1338,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--iface" => iface = Some(val("--iface")?),
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
             "--eve" => eve = val("--eve")?,
-            "--name-burst" => {
+            "--name-burst" | "--beacon" => {
                 engine_option(a, &mut val, &mut cap_cfg)?;
             }
             "--count" => {
@@ -1451,6 +1457,18 @@ fn engine_option(
                 Some(Burst::parse(&v).ok_or_else(|| {
                     Usage(format!(
                         "--name-burst {v}: expected COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off"
+                    ))
+                })?)
+            };
+        }
+        "--beacon" => {
+            let v = val("--beacon")?;
+            cfg.beacon = if v == "off" {
+                None
+            } else {
+                Some(Beacon::parse(&v).ok_or_else(|| {
+                    Usage(format!(
+                        "--beacon {v}: expected COUNT/SECONDS (COUNT 4 to 32, SECONDS 1 to 86400) or off"
                     ))
                 })?)
             };

@@ -217,6 +217,16 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
             None => out.push_str("  NXDOMAIN bursts: off\n"),
         }
     }
+    match engine.beacon() {
+        Some(b) => out.push_str(&format!(
+            "  beacons (from the {}th connection, median gap at least {} s): {} alerted, {} connections followed\n",
+            b.count,
+            b.min_interval_ns / 1_000_000_000,
+            st.beacons,
+            engine.beacon_starts()
+        )),
+        None => out.push_str("  beacons: off\n"),
+    }
     match engine.flow_model() {
         Some(f) => out.push_str(&format!(
             "  flows: {} scored with {} ({}), {} at or above the alert threshold {:.6}\n",

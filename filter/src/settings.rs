@@ -42,6 +42,8 @@ pub struct Settings {
     pub name_shadow: Option<bool>,
     /// NXDOMAIN bursts: `COUNT/SECONDS` (default `4/300`) or `off`.
     pub name_burst: Option<String>,
+    /// Beaconing: `COUNT/SECONDS` (default `16/10`) or `off`.
+    pub beacon: Option<String>,
     /// Flow model: `bundled` (default), `off`, or a safetensors file.
     pub flow_model: Option<String>,
     /// Alert when a flow scores at or above this (0..1); absent: scores are only logged.
@@ -145,6 +147,13 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .as_deref()
             .is_none_or(|b| b == "off" || crate::engine::Burst::parse(b).is_some()),
         "COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off",
+    )?;
+    check(
+        "beacon",
+        s.beacon
+            .as_deref()
+            .is_none_or(|b| b == "off" || crate::engine::Beacon::parse(b).is_some()),
+        "COUNT/SECONDS (COUNT 4 to 32, SECONDS 1 to 86400) or off",
     )?;
     check(
         "memcap_mib",

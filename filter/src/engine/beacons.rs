@@ -1,0 +1,750 @@
+//! Beaconing across connections: the periodicity that defines a command-and-control check-in,
+//! which no single flow shows. An implant sleeps, wakes, opens a connection to its server, asks
+//! for work, and sleeps again; its operators add jitter so the period is not exact. Each of
+//! those connections looks like any small HTTPS request (the flow model judges only one flow's
+//! shape, `classifiers/MODEL.md`); the series of them, from one client to one server, is regular
+//! in a way people and most programs are not.
+//!
+//! A series is one client, one server address, one server port and one protocol. It is kept for
+//! TCP connections the capture saw open (a SYN without ACK) and for UDP flows to unicast
+//! addresses and to ports other than the local services that poll by design (DNS, mDNS, LLMNR,
+//! NTP, DHCP, NetBIOS, SSDP, WS-Discovery). Each new connection appends its start time; each
+//! ended connection records its client-to-server payload bytes. When a series holds at least
+//! [`Beacon::count`] connections, the last [`STARTS`] of them are judged with robust statistics,
+//! which a few late or missed check-ins do not move (as RITA judges its beacons):
+//!
+//! - gap regularity: `1 - MAD/median` of the gaps between connection starts (0 when the median
+//!   absolute deviation reaches the median). Jitter of up to half the period, drawn evenly as
+//!   Cobalt Strike and Sliver draw it, gives about 0.83; arrivals at random times (a Poisson
+//!   process: a person, a program acting on events) about 0.31;
+//! - size regularity: `1 - MAD/median` of the connections' client-to-server payload bytes, when
+//!   at least half of the judged connections have ended (a check-in without work sends the same
+//!   request each time).
+//!
+//! The score is the lower of the two (the gaps alone while too few connections have ended). The
+//! new connection raises an alert when the score is at least [`SCORE`] and the median gap is at
+//! least [`Beacon::min_interval_ns`] (faster repeats are a client fetching in a loop, not a
+//! sleeping implant). The series is then quiet for [`QUIET_NS`], so a beacon raises one alert
+//! an hour, not one per check-in. Alert only: the connections are regular, not known bad; the
+//! alert names the server, the period and its spread, the score's parts, and the last name the
+//! series' connections carried (SNI, Host, QUIC SNI).
+//!
+//! Measured by simulation (this module's tests): beacons of period 60 s with even jitter of 20%
+//! or 50% alert at their 16th connection or soon after, every time; Poisson arrivals with a mean
+//! gap of 60 s, followed for 200 connections and judged at every one, alert for about 1 series
+//! in 100 when their sizes are regular too. Jitter of 80% (gaps from a fifth of the period to
+//! all of it) is about half detected: it is close to random arrivals.
+//!
+//! Legitimate software beacons too (update checks, telemetry, monitoring scrapes, push
+//! channels): connections whose server or client address an intel list allows are not recorded,
+//! and a series whose connections carried a name an allow list holds never alerts.
+//!
+//! Fixed size, allocated once per engine when beacon detection is on (4.1 MiB). A connection
+//! whose key has no series waits in [`SINGLES`] direct-mapped slots (the key's keyed 64-bit
+//! fingerprint and the start, 1 MiB); a second connection of the same key makes it a series.
+//! One-off connections, most of them, thus only replace each other there, not series. Series:
+//! [`SERIES`] of 392 bytes each (3.1 MiB; starts are kept as milliseconds after the series'
+//! first, and a series that reaches 49 days starts over), 4-way set-associative by a keyed hash
+//! of the key (so traffic cannot be crafted to evict a chosen series). A new series replaces, in
+//! its set, the series with fewest connections (fewer than 3 first), the least recently active
+//! among equals; replacements of series with 3 or more connections are counted
+//! (`detect.beacon_evicted` in `stats` events). Nothing is allocated per packet.
+//!
+//! Where connections to one server spread over several engines they are several series: the
+//! inline workers are fed by NFQUEUE's queue balancing, which hashes the addresses, not the
+//! ports, so one client's connections to one server reach one worker.
+
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Series tracked at once.
+pub const SERIES: usize = 8192;
+/// Ways per set.
+const WAYS: usize = 4;
+/// First connections waiting for a second.
+pub const SINGLES: usize = 65_536;
+/// Connection starts kept (and scored) per series.
+pub const STARTS: usize = 32;
+/// Bytes of the series' last name kept for the alert.
+pub const NAME_BYTES: usize = 64;
+/// Score at or above which a series alerts.
+pub const SCORE: f32 = 0.75;
+/// After an alert, a series is quiet this long (one hour).
+pub const QUIET_NS: i64 = 3_600_000_000_000;
+
+/// UDP server ports of local services that poll by design (and DNS, judged by its own parts).
+const UDP_SERVICES: [u16; 12] = [53, 67, 68, 123, 137, 138, 546, 547, 1900, 3702, 5353, 5355];
+
+/// When a series is judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Beacon {
+    /// Connections in the series before it is judged (4 to [`STARTS`]).
+    pub count: u8,
+    /// Shortest median gap between connections that counts as a beacon, nanoseconds.
+    pub min_interval_ns: i64,
+}
+
+impl Default for Beacon {
+    /// Sixteen connections, at least ten seconds apart in the median.
+    fn default() -> Self {
+        Beacon {
+            count: 16,
+            min_interval_ns: 10_000_000_000,
+        }
+    }
+}
+
+impl Beacon {
+    /// Parses `COUNT/SECONDS` (`16/10`); `None` for anything else or out of range (count 4 to
+    /// [`STARTS`], 1 s to one day).
+    pub fn parse(s: &str) -> Option<Beacon> {
+        let (c, w) = s.split_once('/')?;
+        let count: u8 = c.parse().ok()?;
+        let secs: i64 = w.parse().ok()?;
+        ((4..=STARTS as u8).contains(&count) && (1..=86_400).contains(&secs)).then_some(Beacon {
+            count,
+            min_interval_ns: secs * 1_000_000_000,
+        })
+    }
+}
+
+/// A series' identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Key {
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub port: u16,
+    pub proto: u8,
+}
+
+impl Key {
+    /// The key of a flow from `client` to `server`, or `None` when such flows are not tracked
+    /// (not TCP or UDP; UDP to a polling service, multicast or broadcast).
+    pub fn of(client: IpAddr, server: (IpAddr, u16), proto: u8) -> Option<Key> {
+        let tracked = match proto {
+            6 => true,
+            17 => {
+                !UDP_SERVICES.contains(&server.1)
+                    && !server.0.is_multicast()
+                    && server.0 != IpAddr::V4(Ipv4Addr::BROADCAST)
+            }
+            _ => false,
+        };
+        tracked.then_some(Key {
+            client,
+            server: server.0,
+            port: server.1,
+            proto,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Series {
+    key: Key,
+    /// False: an empty slot.
+    used: bool,
+    /// The allow list named one of its names.
+    allowed: bool,
+    /// Connections seen (all of them, not only those kept).
+    n: u32,
+    /// Where the next start goes in `starts`.
+    head: u8,
+    /// The series' first connection start; `starts` are milliseconds after it.
+    base_ns: i64,
+    /// Connection starts, in arrival order around `head`.
+    starts: [u32; STARTS],
+    /// Each kept connection's client bytes once it ended (`u32::MAX`: not yet).
+    bytes: [u32; STARTS],
+    /// When the series last saw a connection start.
+    last_ns: i64,
+    /// No new alert before this time.
+    quiet_until: i64,
+    name_len: u8,
+    name: [u8; NAME_BYTES],
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Series {
+            key: Key {
+                client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                server: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port: 0,
+                proto: 0,
+            },
+            used: false,
+            allowed: false,
+            n: 0,
+            head: 0,
+            base_ns: 0,
+            starts: [0; STARTS],
+            bytes: [u32::MAX; STARTS],
+            last_ns: 0,
+            quiet_until: i64::MIN,
+            name_len: 0,
+            name: [0; NAME_BYTES],
+        }
+    }
+}
+
+/// What [`Beacons::start`] found: a series judged periodic.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Found {
+    /// Connections in the series so far.
+    pub connections: u32,
+    /// Gaps scored (connections kept, less one).
+    pub gaps: usize,
+    /// Median gap and its median absolute deviation, nanoseconds.
+    pub median_ns: i64,
+    pub mad_ns: i64,
+    /// The score and its parts (sizes: `None` when too few connections had ended).
+    pub score: f32,
+    pub gap_regularity: f32,
+    pub size_regularity: Option<f32>,
+    /// Median client bytes of the ended connections scored.
+    pub median_bytes: Option<u32>,
+    name_len: u8,
+    name: [u8; NAME_BYTES],
+}
+
+impl Found {
+    /// The last name the series' connections carried, if any.
+    pub fn name(&self) -> Option<&str> {
+        let n = self.name.get(..self.name_len as usize)?;
+        (!n.is_empty()).then(|| std::str::from_utf8(n).unwrap_or("?"))
+    }
+}
+
+/// Median of a sorted slice (the mean of the middle two for an even length; 0 when empty).
+fn median(sorted: &[i64]) -> i64 {
+    let n = sorted.len();
+    match n {
+        0 => 0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => ((sorted[n / 2 - 1] as i128 + sorted[n / 2] as i128) / 2) as i64,
+    }
+}
+
+/// `1 - MAD/median` of `v` (sorted in place; `abs` is scratch of the same length), clamped to
+/// 0..1, with the median and the MAD. A zero median: 1 when every value is zero, else 0.
+fn dispersion(v: &mut [i64], abs: &mut [i64]) -> (f32, i64, i64) {
+    v.sort_unstable();
+    let m = median(v);
+    for (a, x) in abs.iter_mut().zip(v.iter()) {
+        *a = (x - m).abs();
+    }
+    abs.sort_unstable();
+    let mad = median(abs);
+    let s = if m <= 0 {
+        if mad == 0 {
+            1.0
+        } else {
+            0.0
+        }
+    } else {
+        (1.0 - mad as f64 / m as f64).clamp(0.0, 1.0) as f32
+    };
+    (s, m, mad)
+}
+
+/// The table of series.
+#[derive(Debug)]
+pub(super) struct Beacons {
+    series: Box<[Series]>,
+    /// First connections: (fingerprint of the key, start), direct-mapped. A series takes a slot
+    /// in `series` only at its second connection, so one-off connections (most of them) only
+    /// overwrite each other here.
+    singles: Box<[(u64, i64)]>,
+    keys: foldhash::fast::RandomState,
+    /// Connection starts recorded.
+    pub starts: u64,
+    /// Series with 3 or more connections replaced by a new one.
+    pub evicted: u64,
+}
+
+impl Default for Beacons {
+    /// An empty table: [`Beacons::allocate`] gives it its series when detection is on.
+    fn default() -> Self {
+        Beacons {
+            series: Box::default(),
+            singles: Box::default(),
+            keys: foldhash::fast::RandomState::default(),
+            starts: 0,
+            evicted: 0,
+        }
+    }
+}
+
+impl Beacons {
+    /// Sizes the table, once.
+    pub fn allocate(&mut self) {
+        if self.series.is_empty() {
+            self.series = vec![Series::default(); SERIES].into_boxed_slice();
+            self.singles = vec![(0, 0); SINGLES].into_boxed_slice();
+        }
+    }
+
+    fn set(&self, key: &Key) -> usize {
+        (self.keys.hash_one(key) as usize) % (SERIES / WAYS) * WAYS
+    }
+
+    /// The key's fingerprint for `singles` (never 0) and its slot there.
+    fn single(&self, key: &Key) -> (u64, usize) {
+        let x = self.keys.hash_one((key, 1u8)) | 1;
+        (x, (x >> 1) as usize % SINGLES)
+    }
+
+    /// The series of `key`, if tracked.
+    fn find(&mut self, key: &Key) -> Option<&mut Series> {
+        let at = self.set(key);
+        self.series
+            .get_mut(at..at + WAYS)?
+            .iter_mut()
+            .find(|s| s.used && s.key == *key)
+    }
+
+    /// Records a connection of `key` starting at `now`, and returns the series when this start
+    /// makes it alert. `allowed`: an allow list holds the server's or the client's address (the
+    /// connection is then not recorded).
+    pub fn start(&mut self, cfg: Beacon, key: Key, now: i64, allowed: bool) -> Option<Found> {
+        if allowed || self.series.is_empty() {
+            return None;
+        }
+        self.starts += 1;
+        let at = self.set(&key);
+        let (fp, one) = self.single(&key);
+        let set = self.series.get_mut(at..at + WAYS)?;
+        let mut first = None;
+        let i = match set.iter().position(|s| s.used && s.key == key) {
+            Some(i) => i,
+            None => {
+                // A first connection waits in `singles`; a second one makes a series of both.
+                let slot = self.singles.get_mut(one)?;
+                if slot.0 != fp {
+                    *slot = (fp, now);
+                    return None;
+                }
+                first = Some(slot.1);
+                *slot = (0, 0);
+                let i = set
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| {
+                        if s.used {
+                            (s.n.min(3), s.last_ns)
+                        } else {
+                            (0, i64::MIN)
+                        }
+                    })
+                    .map_or(0, |(i, _)| i);
+                if set[i].used && set[i].n >= 3 {
+                    self.evicted += 1;
+                }
+                set[i] = Series {
+                    key,
+                    used: true,
+                    ..Series::default()
+                };
+                i
+            }
+        };
+        let s = set.get_mut(i)?;
+        if let Some(t0) = first {
+            // Its first connection (its size is not known: it ended as a single).
+            let t0 = t0.min(now);
+            s.base_ns = t0;
+            s.last_ns = t0;
+            s.starts[0] = 0;
+            s.head = 1;
+            s.n = 1;
+        } else if now.saturating_sub(s.base_ns) / 1_000_000 > u32::MAX as i64 {
+            // Too long for its clock: starts over here, keeping its allow mark.
+            *s = Series {
+                key,
+                used: true,
+                allowed: s.allowed,
+                base_ns: now,
+                last_ns: now,
+                ..Series::default()
+            };
+        }
+        // Packets of one capture can be out of order by a little; a start never goes backward.
+        let now = now.max(s.last_ns);
+        let h = s.head as usize % STARTS;
+        s.starts[h] = ((now - s.base_ns) / 1_000_000) as u32;
+        s.bytes[h] = u32::MAX;
+        s.head = ((h + 1) % STARTS) as u8;
+        s.n = s.n.saturating_add(1);
+        s.last_ns = now;
+        if s.allowed || s.n < cfg.count as u32 || now < s.quiet_until {
+            return None;
+        }
+        let f = judge(s)?;
+        if f.score < SCORE || f.median_ns < cfg.min_interval_ns {
+            return None;
+        }
+        s.quiet_until = now.saturating_add(QUIET_NS);
+        Some(f)
+    }
+
+    /// Records the client bytes of the connection of `key` that started at `start_ns`, at its
+    /// end (nothing when it is no longer kept).
+    pub fn ended(&mut self, key: &Key, start_ns: i64, client_bytes: u64) {
+        if let Some(s) = self.find(key) {
+            let Ok(ms) = u32::try_from(start_ns.saturating_sub(s.base_ns) / 1_000_000) else {
+                return;
+            };
+            let kept = s.n.min(STARTS as u32) as usize;
+            // The newest kept start of that millisecond still without a size.
+            for k in 1..=kept {
+                let j = (s.head as usize + STARTS - k) % STARTS;
+                if s.starts[j] == ms && s.bytes[j] == u32::MAX {
+                    s.bytes[j] = client_bytes.min(u32::MAX as u64 - 1) as u32;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Records a name a connection of `key` carried (lower-case or not; kept as given, cut to
+    /// [`NAME_BYTES`]); `allowed`: an allow list named it.
+    pub fn named(&mut self, key: &Key, name: &str, allowed: bool) {
+        if let Some(s) = self.find(key) {
+            s.allowed |= allowed;
+            let b = name.as_bytes();
+            let mut len = b.len().min(NAME_BYTES);
+            // Cut on a character boundary.
+            while len > 0 && !name.is_char_boundary(len) {
+                len -= 1;
+            }
+            s.name[..len].copy_from_slice(&b[..len]);
+            s.name_len = len as u8;
+        }
+    }
+}
+
+/// Scores a series' kept connections.
+fn judge(s: &Series) -> Option<Found> {
+    let kept = s.n.min(STARTS as u32) as usize;
+    if kept < 3 {
+        return None;
+    }
+    // The kept starts oldest first.
+    let mut t = [0i64; STARTS];
+    let mut b = [u32::MAX; STARTS];
+    for k in 0..kept {
+        let j = (s.head as usize + STARTS - kept + k) % STARTS;
+        t[k] = s.starts[j] as i64;
+        b[k] = s.bytes[j];
+    }
+    let mut gaps = [0i64; STARTS];
+    let g = kept - 1;
+    for k in 0..g {
+        gaps[k] = t[k + 1] - t[k];
+    }
+    let mut abs = [0i64; STARTS];
+    let (gap_regularity, median_ms, mad_ms) = dispersion(&mut gaps[..g], &mut abs[..g]);
+    let mut sizes = [0i64; STARTS];
+    let mut m = 0;
+    for &x in b[..kept].iter().filter(|&&x| x != u32::MAX) {
+        sizes[m] = x as i64;
+        m += 1;
+    }
+    let (size, median_bytes) = if m * 2 >= kept {
+        let (d, med, _) = self::dispersion(&mut sizes[..m], &mut abs[..m]);
+        (Some(d), Some(med as u32))
+    } else {
+        (None, None)
+    };
+    Some(Found {
+        connections: s.n,
+        gaps: g,
+        median_ns: median_ms * 1_000_000,
+        mad_ns: mad_ms * 1_000_000,
+        score: size.map_or(gap_regularity, |z| z.min(gap_regularity)),
+        gap_regularity,
+        size_regularity: size,
+        median_bytes,
+        name_len: s.name_len,
+        name: s.name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn key(n: u32) -> Key {
+        Key {
+            client: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)),
+            server: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+            port: 443,
+            proto: 6,
+        }
+    }
+
+    /// xorshift64*: a fixed sequence, so the statistical checks below give the same answer on
+    /// every run.
+    struct Rng(u64);
+    impl Rng {
+        fn unit(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Runs `conns` connections of one series with the given gaps (seconds) and client bytes,
+    /// each ending before the next starts; the first alert's findings, if any.
+    fn run(
+        b: &mut Beacons,
+        cfg: Beacon,
+        k: Key,
+        mut gap: impl FnMut() -> f64,
+        mut size: impl FnMut() -> u64,
+        conns: usize,
+    ) -> Option<Found> {
+        let mut t = 1_000 * S;
+        let mut first = None;
+        for _ in 0..conns {
+            let f = b.start(cfg, k, t, false);
+            first = first.or(f);
+            b.ended(&k, t, size());
+            t += (gap() * S as f64) as i64;
+        }
+        first
+    }
+
+    #[test]
+    fn table_size() {
+        let bytes = std::mem::size_of::<Series>() * SERIES + 16 * SINGLES;
+        eprintln!("beacon table: {bytes} bytes");
+        assert!(bytes <= 4_300_000, "{bytes}");
+    }
+
+    #[test]
+    fn parse_counts_and_intervals() {
+        assert_eq!(
+            Beacon::parse("10/10"),
+            Some(Beacon {
+                count: 10,
+                min_interval_ns: 10 * S
+            })
+        );
+        assert_eq!(Beacon::parse("32/86400").map(|b| b.count), Some(32));
+        for bad in ["3/10", "33/10", "10/0", "10/86401", "10", "a/b", "10/-1", ""] {
+            assert_eq!(Beacon::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn robust_statistics() {
+        let mut abs = [0i64; 8];
+        // An exact period: fully regular.
+        let mut v = [60, 60, 60, 60, 60];
+        assert_eq!(dispersion(&mut v, &mut abs[..5]), (1.0, 60, 0));
+        // One missed check-in (a doubled gap) hardly moves the median or the MAD.
+        let mut v = [60, 61, 59, 120, 60, 60, 61];
+        let (d, m, mad) = dispersion(&mut v, &mut abs[..7]);
+        assert_eq!((m, mad), (60, 1));
+        assert!((d - 59.0 / 60.0).abs() < 1e-6, "{d}");
+        // Exponential-like gaps: the MAD near the median.
+        let mut v = [3, 40, 7, 120, 15, 1, 60, 25];
+        let (d, m, mad) = dispersion(&mut v, &mut abs[..8]);
+        assert_eq!((m, mad), (20, 18));
+        assert!(d < 0.3, "{d}");
+        // Zero sizes: regular when all are zero, or most.
+        let mut z = [0, 0, 0];
+        assert_eq!(dispersion(&mut z, &mut abs[..3]).0, 1.0);
+        let mut z = [0, 0, 5];
+        assert_eq!(dispersion(&mut z, &mut abs[..3]).0, 1.0);
+        let mut z = [0, 5, 10];
+        assert_eq!(dispersion(&mut z, &mut abs[..3]).0, 0.0);
+        assert_eq!(median(&[i64::MAX, i64::MAX]), i64::MAX);
+        assert_eq!(median(&[1, 2]), 1);
+        assert_eq!(median(&[]), 0);
+    }
+
+    #[test]
+    fn jittered_beacons_alert_random_arrivals_do_not() {
+        let cfg = Beacon::default();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        // Cobalt Strike's jitter: each sleep is the period less up to `j` of it, drawn evenly.
+        for (j, period) in [(0.0, 60.0), (0.2, 60.0), (0.3, 300.0), (0.5, 60.0)] {
+            let mut hits = 0;
+            for trial in 0..200 {
+                let mut b = Beacons::default();
+                b.allocate();
+                let mut r2 = Rng(trial + 1);
+                let f = run(
+                    &mut b,
+                    cfg,
+                    key(1),
+                    || period * (1.0 - j * rng.unit()),
+                    || 400 + (r2.unit() * 40.0) as u64,
+                    20,
+                );
+                hits += f.is_some_and(|f| f.connections <= 20) as u32;
+            }
+            eprintln!("jitter {j}: {hits} of 200");
+            assert!(hits >= 196, "jitter {j}: {hits} of 200");
+        }
+        // Poisson arrivals (a person or a program acting at random times), mean gap 60 s,
+        // followed for 200 connections: sizes spread, or regular too.
+        for spread in [5_000.0, 40.0, 0.0] {
+            let mut hits = 0;
+            for trial in 0..500 {
+                let mut b = Beacons::default();
+                b.allocate();
+                let mut r2 = Rng(trial + 7);
+                let f = run(
+                    &mut b,
+                    cfg,
+                    key(2),
+                    || -60.0 * (1.0 - rng.unit()).ln(),
+                    || (400.0 + spread * r2.unit()) as u64,
+                    200,
+                );
+                hits += f.is_some() as u32;
+            }
+            eprintln!("poisson, sizes spread {spread}: {hits} of 500");
+            assert!(hits <= 10, "poisson, sizes spread {spread}: {hits} of 500");
+        }
+    }
+
+    #[test]
+    fn alert_contents_quiet_period_and_allow() {
+        let cfg = Beacon::default();
+        let mut b = Beacons::default();
+        // Unallocated, nothing is recorded and nothing breaks.
+        assert!(b.start(cfg, key(3), 0, false).is_none());
+        b.named(&key(3), "x.example", false);
+        b.ended(&key(3), 0, 10);
+        b.allocate();
+        let k = key(3);
+        let mut t = 0;
+        let mut found = None;
+        for i in 0..16 {
+            found = b.start(cfg, k, t, false);
+            if i == 1 {
+                b.named(&k, "c2.example.net", false);
+            }
+            b.ended(&k, t, 321);
+            if i < 15 {
+                assert!(found.is_none(), "alert before the 16th connection");
+            }
+            t += 30 * S + (i % 3) * S;
+        }
+        let f = found.expect("the 16th connection alerts");
+        assert_eq!(f.connections, 16);
+        assert_eq!(f.gaps, 15);
+        assert_eq!(f.median_ns, 31 * S);
+        assert_eq!(f.mad_ns, S);
+        // The 16th has not ended when it is judged: 15 of 16 sizes known, all 321.
+        assert_eq!((f.size_regularity, f.median_bytes), (Some(1.0), Some(321)));
+        assert_eq!(f.name(), Some("c2.example.net"));
+        assert!((f.score - 30.0 / 31.0).abs() < 1e-6, "{}", f.score);
+        // Quiet for an hour, then again: 300 more connections 30 s apart (150 minutes).
+        let mut again = Vec::new();
+        for _ in 0..300 {
+            if b.start(cfg, k, t, false).is_some() {
+                again.push(t);
+            }
+            t += 30 * S;
+        }
+        assert_eq!(again.len(), 2, "one alert an hour: {again:?}");
+        assert!(again[0] >= 15 * 31 * S + QUIET_NS - 30 * S, "{again:?}");
+        assert!(again[1] - again[0] >= QUIET_NS, "{again:?}");
+        // Sizes that vary keep a regular period from alerting.
+        let k = key(8);
+        for i in 0..40 {
+            let t = i * 60 * S;
+            assert!(b.start(cfg, k, t, false).is_none());
+            b.ended(&k, t, [100, 5_000, 900, 20_000][i as usize % 4]);
+        }
+        // A faster period than the minimum does not alert.
+        let k = key(4);
+        for i in 0..40 {
+            assert!(b.start(cfg, k, i * 2 * S, false).is_none());
+        }
+        // A series whose connections carry an allow-listed name is never judged (the first
+        // connection, a single, has no series to mark: the second marks it).
+        let k = key(5);
+        for i in 0..40 {
+            assert!(b.start(cfg, k, i * 60 * S, false).is_none());
+            b.named(&k, "updates.example.org", i == 1);
+        }
+        // An allow-listed address, likewise.
+        let k = key(6);
+        for i in 0..40 {
+            assert!(b.start(cfg, k, i * 60 * S, true).is_none());
+        }
+        // A name longer than kept is cut on a character boundary.
+        let k = key(7);
+        b.start(cfg, k, 0, false);
+        b.start(cfg, k, S, false);
+        let long = format!("{}é.example", "a".repeat(NAME_BYTES - 1));
+        b.named(&k, &long, false);
+        assert_eq!(b.find(&k).map(|s| s.name_len as usize), Some(NAME_BYTES - 1));
+        // A series older than its millisecond clock starts over.
+        let k = key(9);
+        let day = 86_400 * S;
+        for i in 0..20 {
+            b.start(cfg, k, i * day, false);
+        }
+        b.start(cfg, k, 60 * day, false);
+        assert_eq!(b.find(&k).map(|s| (s.n, s.base_ns)), Some((1, 60 * day)));
+    }
+
+    #[test]
+    fn which_flows_are_series() {
+        let c = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let s = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        assert!(Key::of(c, (s, 443), 6).is_some());
+        assert!(Key::of(c, (s, 443), 17).is_some());
+        assert!(Key::of(c, (s, 53), 6).is_some());
+        for p in UDP_SERVICES {
+            assert!(Key::of(c, (s, p), 17).is_none(), "{p}");
+        }
+        assert!(Key::of(c, (s, 0), 1).is_none());
+        let mc = IpAddr::V4(Ipv4Addr::new(239, 255, 255, 250));
+        assert!(Key::of(c, (mc, 4000), 17).is_none());
+        assert!(Key::of(c, (IpAddr::V4(Ipv4Addr::BROADCAST), 4000), 17).is_none());
+        assert!(Key::of(c, ("ff02::1".parse().unwrap(), 4000), 17).is_none());
+    }
+
+    #[test]
+    fn bounded_with_replacement_counted() {
+        let cfg = Beacon::default();
+        let mut b = Beacons::default();
+        b.allocate();
+        // A beacon at 60 s keeps its series while single connections to many servers churn
+        // through its set: those replace each other first.
+        let k = key(1 << 20);
+        let mut alerted = false;
+        for i in 0..30i64 {
+            alerted |= b.start(cfg, k, i * 60 * S, false).is_some();
+            for j in 0..(SERIES as u32) {
+                let other = Key {
+                    server: IpAddr::V4(Ipv4Addr::from(0xc000_0000 + j + i as u32 * 65_536)),
+                    ..key(9)
+                };
+                b.start(cfg, other, i * 60 * S + 1 + j as i64, false);
+            }
+        }
+        assert!(alerted, "the beacon survived the churn");
+        assert_eq!(b.series.len(), SERIES);
+        // Series of 3 or more connections replaced are counted.
+        let before = b.evicted;
+        for i in 0..(SERIES as u32 * 2) {
+            for t in 0..3 {
+                b.start(cfg, key(i), t * S, false);
+            }
+        }
+        assert!(b.evicted > before + SERIES as u64 / 2, "{}", b.evicted);
+    }
+}
