@@ -524,6 +524,8 @@ pub struct Flow {
     rec: FlowRecord,
     /// The flow model's score, once given, and the packet count it was given at (0: at the end).
     flow_score: Option<(f32, u8)>,
+    /// Its client bytes went to its connection series (`beacons`).
+    sized: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -567,6 +569,7 @@ impl Default for Flow {
             name_score: -1.0,
             rec: FlowRecord::default(),
             flow_score: None,
+            sized: false,
         }
     }
 }
@@ -1179,6 +1182,11 @@ impl Engine {
             Verdict::Accept
         };
         *last_bypass = verdict == Verdict::Accept && inspection_done(flow, cx.sigs);
+        if *last_bypass {
+            // Inline, the kernel passes the rest of the flow by: its size for beaconing is
+            // what it sent until now, in every deployment alike.
+            beacon_ended(&mut cx, flow);
+        }
         flows.touch(idx, now, class);
         verdict
     }
@@ -1345,9 +1353,7 @@ impl Engine {
             }
         }
         budget.release(flow.app_charged + flow.streams_charged as usize + flow_charge::<Flow>());
-        if let Some(key) = beacons::Key::of(flow.meta.cli.0, flow.meta.srv, flow.meta.proto) {
-            cx.beacons.ended(&key, flow.meta.start_ns, flow.bytes[0]);
-        }
+        beacon_ended(&mut cx, &mut flow);
         // Flows that ended before the model's packet count are scored at their end.
         if flow.flow_score.is_none() && cx.flow_model.is_some() {
             names::flow_check(&mut cx, &mut flow, 0, 0);
@@ -1864,6 +1870,20 @@ fn policy_alert(
     });
 }
 
+/// Gives the flow's client bytes to its connection series (`beacons`), once: at the first of
+/// its inspection's end (after which an inline filter no longer sees it), its first FIN or RST,
+/// and its end.
+fn beacon_ended(cx: &mut Cx<'_>, flow: &mut Flow) {
+    if flow.sized {
+        return;
+    }
+    flow.sized = true;
+    let m = &flow.meta;
+    if let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) {
+        cx.beacons.ended(&key, m.start_ns, flow.bytes[0]);
+    }
+}
+
 /// A connection series judged periodic (`beacons`): an alert on the connection that completed
 /// it, naming the server, the period and its spread, the score with its parts and the settings
 /// it was judged by. Alert only.
@@ -1915,8 +1935,10 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
                 }
             });
             o.raw("threshold", names::fixed6(&mut b, beacons::SCORE));
-            o.u64("min_connections", cfg.count as u64)
-                .u64("min_interval_s", (cfg.min_interval_ns / 1_000_000_000) as u64);
+            o.u64("min_connections", cfg.count as u64).u64(
+                "min_interval_s",
+                (cfg.min_interval_ns / 1_000_000_000) as u64,
+            );
         });
         let mut buf = [0u8; 45];
         p.str("field", "dest_ip")
@@ -2052,6 +2074,11 @@ fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budge
     }
     let f = seg.flags;
     let (syn, ack, fin, rst) = (f & 0x02 != 0, f & 0x10 != 0, f & 0x01 != 0, f & 0x04 != 0);
+    // The first FIN or RST: the client has sent what it will (its size for beaconing, before
+    // the closed flow's timeout ends it, which can be after the next check-in).
+    if (fin || rst) && flow.fin_seen == [false; 2] && flow.tcp_state != TcpState::Closed {
+        beacon_ended(cx, flow);
+    }
     flow.flags[dir] |= f;
     // State machine, as far as an observer can tell.
     flow.tcp_state = match (flow.tcp_state, dir, syn, ack) {

@@ -1179,3 +1179,123 @@ fn nxdomain_burst_from_a_client_alerts_inline() {
     assert_eq!(common::burst_names(&b[0]), names[..4]);
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
+
+/// One HTTPS check-in from `cli` to `name` (resolved to `addr`), a POST of a fixed size.
+fn check_in(cli: &str, name: &str, addr: &str, seq: usize) -> String {
+    let (rc, code, _) = curl(
+        cli,
+        &format!("--resolve {name}:443:{addr} -X POST -d 'id=4f3a9c21&seq={seq:04}' https://{name}/checkin"),
+    );
+    format!("{rc} {code}")
+}
+
+#[test]
+fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("w");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(
+        &cli,
+        &["10.89.0.1/24"],
+        &srv,
+        &["10.89.0.2/24", "10.89.0.3/24", "10.89.0.4/24"],
+        "w",
+    );
+    lab.servers(&srv, &["10.89.0.2", "10.89.0.3", "10.89.0.4"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    std::fs::write(lab.dir.join("allow.txt"), "updates.example\n").unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 32 --fail closed"
+    ));
+    let d = lab.dir.display().to_string();
+    let p = lab.palisade(
+        &cli,
+        32,
+        &format!("--intel {d}/allow.txt:allow --beacon 10/1"),
+        "inline.log",
+    );
+    // Three clients at once, 11 connections each. An implant: a period of 1.2 s less up to 30%
+    // (evenly drawn, Cobalt Strike's jitter), the same check-in each time. An updater: a
+    // period of exactly 1.2 s, to a name the allow list holds. A person: the same requests at
+    // irregular times (gaps of 1 to 4 s).
+    let jitter = [0.12, 0.83, 0.47, 0.05, 0.91, 0.33, 0.68, 0.21, 0.56, 0.94];
+    let irregular = [1.0, 3.5, 1.2, 2.9, 1.05, 4.0, 1.6, 1.1, 3.2, 1.9];
+    std::thread::scope(|s| {
+        let cli = &cli;
+        let implant = s.spawn(move || {
+            (0..11)
+                .map(|i| {
+                    let r = check_in(cli, "c2.example", "10.89.0.2", i);
+                    if let Some(u) = jitter.get(i) {
+                        std::thread::sleep(Duration::from_secs_f64(1.2 * (1.0 - 0.3 * u)));
+                    }
+                    r
+                })
+                .collect::<Vec<_>>()
+        });
+        let updater = s.spawn(move || {
+            (0..11)
+                .map(|i| {
+                    let r = check_in(cli, "updates.example", "10.89.0.4", i);
+                    std::thread::sleep(Duration::from_millis(1200));
+                    r
+                })
+                .collect::<Vec<_>>()
+        });
+        let person = s.spawn(move || {
+            (0..11)
+                .map(|i| {
+                    let r = check_in(cli, "www.example", "10.89.0.3", i);
+                    if let Some(g) = irregular.get(i) {
+                        std::thread::sleep(Duration::from_secs_f64(*g));
+                    }
+                    r
+                })
+                .collect::<Vec<_>>()
+        });
+        for (who, h) in [
+            ("implant", implant),
+            ("updater", updater),
+            ("person", person),
+        ] {
+            let codes = h.join().unwrap();
+            // Alert only: every check-in went through.
+            assert!(codes.iter().all(|c| c == "0 200"), "{who}: {codes:?}");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    lab.stop(p);
+    let b = lab.alerts_of(9_100_030);
+    assert_eq!(b.len(), 1, "one alert, for the implant: {b:#?}");
+    let a = &b[0];
+    let bc = &a["palisade"]["beacon"];
+    assert_eq!(
+        (&bc["client"], &bc["server"], &bc["port"], &bc["proto"]),
+        (
+            &serde_json::json!("10.89.0.1"),
+            &serde_json::json!("10.89.0.2"),
+            &serde_json::json!(443),
+            &serde_json::json!("TCP")
+        ),
+        "{a:#}"
+    );
+    assert_eq!(bc["name"], "c2.example", "{a:#}");
+    assert_eq!(bc["connections"], 10, "alerts at the 10th: {a:#}");
+    let gap = bc["median_gap_s"].as_f64().unwrap();
+    assert!((0.8..1.4).contains(&gap), "{a:#}");
+    assert!(bc["score"].as_f64().is_some_and(|x| x >= 0.75), "{a:#}");
+    // Sizes as the filter saw them: each check-in's ClientHello, after which the kernel passed
+    // the connection by.
+    let size = bc["parts"]["size_regularity"].as_f64();
+    assert!(size.is_some_and(|x| x >= 0.75), "{a:#}");
+    assert_eq!(a["alert"]["action"], "allowed");
+    assert_eq!(a["src_ip"], "10.89.0.1");
+    // Raised at the connection's SYN, before the server sent anything.
+    assert_eq!(
+        a["palisade"]["inline"]["before_server_payload"], true,
+        "{a:#}"
+    );
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}

@@ -1340,3 +1340,200 @@ fn nxdomain_bursts_of_generated_names_alert_once_per_client() {
     );
     assert!(burst_alerts(&r).is_empty());
 }
+
+/// One TLS connection from `c`:`sport` to `s`:443 naming `sni`, with `extra` bytes of
+/// application data from the client, closed by both sides: (offset in ms, frame).
+fn tls_connection(c: [u8; 4], s: [u8; 4], sport: u16, sni: &str, extra: usize) -> Vec<Vec<u8>> {
+    let seg = |from_client: bool, seq: u32, ack: u32, flags: &str, p: &[u8]| {
+        let (a, b, sp, dp) = if from_client {
+            (c, s, sport, 443)
+        } else {
+            (s, c, 443, sport)
+        };
+        let mut pb = PacketBuilder::ipv4(a, b, 64).tcp(sp, dp, seq, 65535);
+        if flags.contains('S') {
+            pb = pb.syn();
+        }
+        if flags.contains('F') {
+            pb = pb.fin();
+        }
+        if ack != 0 {
+            pb = pb.ack(ack);
+        }
+        let mut v = Vec::new();
+        pb.write(&mut v, p).unwrap();
+        v
+    };
+    let hello = client_hello_record(sni);
+    let mut data = b"\x17\x03\x03".to_vec();
+    data.extend_from_slice(&(extra as u16).to_be_bytes());
+    data.resize(5 + extra, 0x42);
+    let c1 = 101 + hello.len() as u32;
+    let c2 = c1 + data.len() as u32;
+    vec![
+        seg(true, 100, 0, "S", &[]),
+        seg(false, 900, 101, "S", &[]),
+        seg(true, 101, 901, "", &[]),
+        seg(true, 101, 901, "", &hello),
+        seg(false, 901, c1, "", b"\x16\x03\x03\x00\x05hello"),
+        seg(true, c1, 911, "", &data),
+        seg(true, c2, 911, "F", &[]),
+        seg(false, 911, c2 + 1, "F", &[]),
+        seg(true, c2 + 1, 912, "", &[]),
+    ]
+}
+
+/// Connections every `gap(k)` seconds; each one's packets 1 ms apart.
+fn series(e: &mut Engine, t0: f64, n: usize, mut conn: impl FnMut(usize) -> (f64, Vec<Vec<u8>>)) {
+    let mut t = t0;
+    for k in 0..n {
+        let (gap, frames) = conn(k);
+        for (i, f) in frames.iter().enumerate() {
+            e.handle((t * 1e9) as i64 + i as i64 * 1_000_000, 1, 101, f);
+        }
+        t += gap;
+        // Closed flows end at their timeout, between check-ins or not.
+        e.expire((t * 1e9) as i64);
+    }
+}
+
+/// Periodic connections from one client to one server alert once, at the connection that
+/// completes the series, with what made them periodic; allow-listed names and addresses,
+/// irregular sizes, polling services and a disabled detector do not.
+#[test]
+fn beacon_series_across_connections() {
+    let mut b = IntelBuilder::new();
+    b.add_bytes(
+        "allow.txt",
+        b"updates.example\n203.0.113.9\n",
+        Action::Allow,
+    )
+    .unwrap();
+    let mut e = Engine::new(Config::default(), b.build());
+    let c = [10, 0, 0, 1];
+    let jitter = [
+        0.3, 0.9, 0.1, 0.6, 0.45, 0.8, 0.2, 0.7, 0.05, 0.55, 0.35, 0.95, 0.15, 0.65, 0.5, 0.25,
+    ];
+    let period = |k: usize| 60.0 * (1.0 - 0.3 * jitter[k % jitter.len()]);
+    // The implant, over TLS with the same check-in each time.
+    series(&mut e, 1_000.0, 20, |k| {
+        (
+            period(k),
+            tls_connection(c, [192, 0, 2, 50], 40_000 + k as u16, "c2.example.net", 120),
+        )
+    });
+    // The same rhythm to an allow-listed name and to an allow-listed address.
+    series(&mut e, 1_010.0, 20, |k| {
+        (
+            period(k),
+            tls_connection(
+                c,
+                [192, 0, 2, 51],
+                41_000 + k as u16,
+                "cdn.updates.example",
+                120,
+            ),
+        )
+    });
+    series(&mut e, 1_020.0, 20, |k| {
+        (
+            period(k),
+            tls_connection(
+                c,
+                [203, 0, 113, 9],
+                42_000 + k as u16,
+                "svc.example.org",
+                120,
+            ),
+        )
+    });
+    // The same rhythm with sizes that vary as a browsing session's do.
+    let sizes = [40, 2_000, 300, 9_000, 120, 5_500, 800, 60, 3_000, 15_000];
+    series(&mut e, 1_030.0, 20, |k| {
+        (
+            period(k),
+            tls_connection(
+                c,
+                [192, 0, 2, 52],
+                43_000 + k as u16,
+                "news.example.org",
+                sizes[k % 10],
+            ),
+        )
+    });
+    // NTP every 64 s, and a UDP implant every 30 s on port 4444.
+    let udp = |dport: u16, sport: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(c, [192, 0, 2, 60], 64)
+            .udp(sport, dport)
+            .write(&mut v, &[0x23; 48])
+            .unwrap();
+        vec![v]
+    };
+    series(&mut e, 1_040.0, 20, |k| (64.0, udp(123, 50_000 + k as u16)));
+    series(&mut e, 1_050.0, 20, |k| {
+        (30.0, udp(4444, 51_000 + k as u16))
+    });
+    e.finish();
+    let mut events: Vec<Value> = Vec::new();
+    e.take_events(|b| {
+        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            events.push(serde_json::from_slice(l).unwrap());
+        }
+    });
+    let beacons: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["alert"]["signature_id"] == 9_100_030)
+        .collect();
+    let servers: Vec<&str> = beacons
+        .iter()
+        .map(|a| a["palisade"]["beacon"]["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers, ["192.0.2.50", "192.0.2.60"], "{beacons:#?}");
+    let a = &beacons[0]["palisade"]["beacon"];
+    assert_eq!(a["name"], "c2.example.net");
+    assert_eq!(
+        (&a["connections"], &a["gaps"]),
+        (&Value::from(16), &Value::from(15))
+    );
+    // Every earlier check-in's size is known (each closed before the next), and the same.
+    assert_eq!(a["parts"]["size_regularity"], 1.0, "{a:#}");
+    let gap = a["median_gap_s"].as_f64().unwrap();
+    assert!((48.0..54.0).contains(&gap), "{gap}");
+    assert!(a["score"].as_f64().unwrap() >= 0.75);
+    assert_eq!(beacons[0]["dest_port"], 443);
+    let u = &beacons[1]["palisade"]["beacon"];
+    assert_eq!(
+        (&u["port"], &u["proto"]),
+        (&Value::from(4444), &Value::from("UDP"))
+    );
+    assert_eq!(u["median_gap_s"], 30.0);
+    assert!(u.get("name").is_none());
+    let stats = events
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "stats")
+        .unwrap();
+    // 100 connections followed: the allow-listed address's and NTP's are not.
+    assert_eq!(stats["stats"]["detect"]["beacon_starts"], 80, "{stats:#}");
+    assert_eq!(stats["stats"]["detect"]["beacons"], 2);
+
+    // Off: nothing followed, nothing raised.
+    let mut e = Engine::new(
+        Config {
+            beacon: None,
+            ..Config::default()
+        },
+        IntelSet::default(),
+    );
+    series(&mut e, 1_000.0, 20, |k| {
+        (
+            period(k),
+            tls_connection(c, [192, 0, 2, 50], 40_000 + k as u16, "c2.example.net", 120),
+        )
+    });
+    e.finish();
+    let mut n = 0;
+    e.take_events(|b| n += b.windows(9).filter(|w| w == b"9100030,\"").count());
+    assert_eq!((n, e.beacon_starts()), (0, 0));
+}

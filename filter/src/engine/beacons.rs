@@ -536,7 +536,9 @@ mod tests {
             })
         );
         assert_eq!(Beacon::parse("32/86400").map(|b| b.count), Some(32));
-        for bad in ["3/10", "33/10", "10/0", "10/86401", "10", "a/b", "10/-1", ""] {
+        for bad in [
+            "3/10", "33/10", "10/0", "10/86401", "10", "a/b", "10/-1", "",
+        ] {
             assert_eq!(Beacon::parse(bad), None, "{bad}");
         }
     }
@@ -689,7 +691,10 @@ mod tests {
         b.start(cfg, k, S, false);
         let long = format!("{}é.example", "a".repeat(NAME_BYTES - 1));
         b.named(&k, &long, false);
-        assert_eq!(b.find(&k).map(|s| s.name_len as usize), Some(NAME_BYTES - 1));
+        assert_eq!(
+            b.find(&k).map(|s| s.name_len as usize),
+            Some(NAME_BYTES - 1)
+        );
         // A series older than its millisecond clock starts over.
         let k = key(9);
         let day = 86_400 * S;
