@@ -734,10 +734,6 @@ impl Engine {
 impl Engine {
     /// An engine with the given settings and intel.
     pub fn new(cfg: Config, intel: IntelSet) -> Engine {
-        let mut beacons = beacons::Beacons::default();
-        if cfg.beacon.is_some() {
-            beacons.allocate();
-        }
         Engine {
             // Flows may take at most half the budget, so reassembly, fragments and parsers keep
             // room under a flow flood; the table is sized once to that count.
@@ -766,7 +762,7 @@ impl Engine {
             names: None,
             name_cache: names::ScoreCache::default(),
             bursts: bursts::Bursts::default(),
-            beacons,
+            beacons: beacons::Beacons::default(),
             known_good: known::KnownGood::default(),
             flows_model: None,
             flow_tap: Vec::new(),

@@ -8,10 +8,12 @@
 //! A series is one client, one server address, one server port and one protocol. It is kept for
 //! TCP connections the capture saw open (a SYN without ACK) and for UDP flows to unicast
 //! addresses and to ports other than the local services that poll by design (DNS, mDNS, LLMNR,
-//! NTP, DHCP, NetBIOS, SSDP, WS-Discovery). Each new connection appends its start time; each
-//! ended connection records its client-to-server payload bytes. When a series holds at least
-//! [`Beacon::count`] connections, the last [`STARTS`] of them are judged with robust statistics,
-//! which a few late or missed check-ins do not move (as RITA judges its beacons):
+//! NTP, DHCP, NetBIOS, SSDP, WS-Discovery). Each new connection appends its start time, and
+//! records its client-to-server payload bytes at the first of: the end of its inspection (after
+//! which an inline filter lets the kernel pass the rest of it by, so replay and inline judge the
+//! same bytes: for TLS, the ClientHello), its first FIN or RST, its end. When a series holds
+//! at least [`Beacon::count`] connections, the last [`STARTS`] of them are judged with robust
+//! statistics, which a few late or missed check-ins do not move (as RITA judges its beacons):
 //!
 //! - gap regularity: `1 - MAD/median` of the gaps between connection starts (0 when the median
 //!   absolute deviation reaches the median). Jitter of up to half the period, drawn evenly as
@@ -39,15 +41,15 @@
 //! channels): connections whose server or client address an intel list allows are not recorded,
 //! and a series whose connections carried a name an allow list holds never alerts.
 //!
-//! Fixed size, allocated once per engine when beacon detection is on (4.1 MiB). A connection
-//! whose key has no series waits in [`SINGLES`] direct-mapped slots (the key's keyed 64-bit
-//! fingerprint and the start, 1 MiB); a second connection of the same key makes it a series.
-//! One-off connections, most of them, thus only replace each other there, not series. Series:
-//! [`SERIES`] of 392 bytes each (3.1 MiB; starts are kept as milliseconds after the series'
-//! first, and a series that reaches 49 days starts over), 4-way set-associative by a keyed hash
-//! of the key (so traffic cannot be crafted to evict a chosen series). A new series replaces, in
-//! its set, the series with fewest connections (fewer than 3 first), the least recently active
-//! among equals; replacements of series with 3 or more connections are counted
+//! Fixed size, allocated once per engine, at the first connection it follows (4.1 MiB). A
+//! connection whose key has no series waits in [`SINGLES`] direct-mapped slots (the key's keyed
+//! 64-bit fingerprint and the start, 1 MiB); a second connection of the same key makes it a
+//! series. One-off connections, most of them, thus only replace each other there, not series.
+//! Series: [`SERIES`] of 392 bytes each (3.1 MiB; starts are kept as milliseconds after the
+//! series' first, and a series that reaches 49 days starts over), 4-way set-associative by a
+//! keyed hash of the key (so traffic cannot be crafted to evict a chosen series). A new series
+//! replaces, in its set, the series with fewest connections (fewer than 3 first), the least
+//! recently active among equals; replacements of series with 3 or more connections are counted
 //! (`detect.beacon_evicted` in `stats` events). Nothing is allocated per packet.
 //!
 //! Where connections to one server spread over several engines they are several series: the
@@ -264,7 +266,7 @@ pub(super) struct Beacons {
 }
 
 impl Default for Beacons {
-    /// An empty table: [`Beacons::allocate`] gives it its series when detection is on.
+    /// An empty table: the first connection recorded sizes it.
     fn default() -> Self {
         Beacons {
             series: Box::default(),
@@ -278,7 +280,7 @@ impl Default for Beacons {
 
 impl Beacons {
     /// Sizes the table, once.
-    pub fn allocate(&mut self) {
+    fn allocate(&mut self) {
         if self.series.is_empty() {
             self.series = vec![Series::default(); SERIES].into_boxed_slice();
             self.singles = vec![(0, 0); SINGLES].into_boxed_slice();
@@ -308,9 +310,10 @@ impl Beacons {
     /// makes it alert. `allowed`: an allow list holds the server's or the client's address (the
     /// connection is then not recorded).
     pub fn start(&mut self, cfg: Beacon, key: Key, now: i64, allowed: bool) -> Option<Found> {
-        if allowed || self.series.is_empty() {
+        if allowed {
             return None;
         }
+        self.allocate();
         self.starts += 1;
         let at = self.set(&key);
         let (fp, one) = self.single(&key);
@@ -580,7 +583,6 @@ mod tests {
             let mut hits = 0;
             for trial in 0..200 {
                 let mut b = Beacons::default();
-                b.allocate();
                 let mut r2 = Rng(trial + 1);
                 let f = run(
                     &mut b,
@@ -601,7 +603,6 @@ mod tests {
             let mut hits = 0;
             for trial in 0..500 {
                 let mut b = Beacons::default();
-                b.allocate();
                 let mut r2 = Rng(trial + 7);
                 let f = run(
                     &mut b,
@@ -622,11 +623,10 @@ mod tests {
     fn alert_contents_quiet_period_and_allow() {
         let cfg = Beacon::default();
         let mut b = Beacons::default();
-        // Unallocated, nothing is recorded and nothing breaks.
-        assert!(b.start(cfg, key(3), 0, false).is_none());
+        // Before the first connection nothing is allocated, and nothing breaks.
         b.named(&key(3), "x.example", false);
         b.ended(&key(3), 0, 10);
-        b.allocate();
+        assert!(b.series.is_empty() && b.singles.is_empty());
         let k = key(3);
         let mut t = 0;
         let mut found = None;
@@ -726,7 +726,6 @@ mod tests {
     fn bounded_with_replacement_counted() {
         let cfg = Beacon::default();
         let mut b = Beacons::default();
-        b.allocate();
         // A beacon at 60 s keeps its series while single connections to many servers churn
         // through its set: those replace each other first.
         let k = key(1 << 20);
