@@ -318,6 +318,12 @@ mod tests {
             e,
             "y.toml:2: `name_burst`: expected COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off"
         );
+        assert_eq!(s.beacon.as_deref(), Some("16/10"));
+        let e = parse("y.toml", "mode = \"audit\"\n\nbeacon = \"3/10\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "y.toml:3: `beacon`: expected COUNT/SECONDS (COUNT 4 to 32, SECONDS 1 to 86400) or off"
+        );
         let e = parse("y.toml", "mode = \"audit\"\nname_block = 1.5\n").unwrap_err();
         assert_eq!(
             e,

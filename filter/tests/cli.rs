@@ -468,6 +468,25 @@ fn score_names_and_name_model_options() {
     );
     let o = palisade(&["replay", "--name-burst", "off"], &d);
     assert!(err(&o).contains("NXDOMAIN bursts: off"), "{}", err(&o));
+    for bad in ["3/10", "33/10", "16/0", "often"] {
+        let o = palisade(&["replay", "--beacon", bad], &d);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            err(&o).contains(&format!("--beacon {bad}: expected COUNT/SECONDS")),
+            "{}",
+            err(&o)
+        );
+    }
+    let o = palisade(&["replay", "--beacon", "8/60"], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o)
+            .contains("beacons (from the 8th connection, median gap at least 60 s): 0 alerted, "),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "--beacon", "off"], &d);
+    assert!(err(&o).contains("beacons: off"), "{}", err(&o));
     std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
     let o = palisade(&["replay", "--name-model", "bad.safetensors"], &d);
     assert_eq!(o.status.code(), Some(1));
