@@ -1926,11 +1926,13 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
             o.obj("parts", |q| {
                 let mut b = [0u8; 8];
                 q.raw("gap_regularity", names::fixed6(&mut b, f.gap_regularity));
+                q.raw("gap_spread", names::fixed6(&mut b, f.gap_spread));
                 if let Some(z) = f.size_regularity {
                     q.raw("size_regularity", names::fixed6(&mut b, z));
                 }
             });
             o.raw("threshold", names::fixed6(&mut b, beacons::SCORE));
+            o.raw("spread_threshold", names::fixed6(&mut b, beacons::SPREAD));
             o.u64("min_connections", cfg.count as u64).u64(
                 "min_interval_s",
                 (cfg.min_interval_ns / 1_000_000_000) as u64,

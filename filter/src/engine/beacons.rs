@@ -24,18 +24,24 @@
 //!   request each time).
 //!
 //! The score is the lower of the two (the gaps alone while too few connections have ended). The
-//! new connection raises an alert when the score is at least [`SCORE`] and the median gap is at
-//! least [`Beacon::min_interval_ns`] (faster repeats are a client fetching in a loop, not a
-//! sleeping implant). The series is then quiet for [`QUIET_NS`], so a beacon raises one alert
-//! an hour, not one per check-in. Alert only: the connections are regular, not known bad; the
-//! alert names the server, the period and its spread, the score's parts, and the last name the
-//! series' connections carried (SNI, Host, QUIC SNI).
+//! new connection raises an alert when the score is at least [`SCORE`], the gaps' spread (the
+//! shortest over the longest, an eighth of them left out at each end) at least [`SPREAD`], and
+//! the median gap at least [`Beacon::min_interval_ns`] (faster repeats are a client fetching in
+//! a loop, not a sleeping implant). The spread is what random arrivals cannot fake: among 15
+//! exponential gaps the second shortest is about a seventeenth of the second longest, where
+//! jitter of up to 60% keeps them within 0.4 of each other. The series is then quiet for
+//! [`QUIET_NS`], so a beacon raises one alert an hour, not one per check-in. Alert only: the
+//! connections are regular, not known bad; the alert names the server, the period and its
+//! spread, the score's parts, and the last name the series' connections carried (SNI, Host,
+//! QUIC SNI).
 //!
-//! Measured by simulation (this module's tests): beacons of period 60 s with even jitter of 20%
-//! or 50% alert at their 16th connection or soon after, every time; Poisson arrivals with a mean
-//! gap of 60 s, followed for 200 connections and judged at every one, alert for about 1 series
-//! in 100 when their sizes are regular too. Jitter of 80% (gaps from a fifth of the period to
-//! all of it) is about half detected: it is close to random arrivals.
+//! Measured by simulation (this module's tests, 200 series each, alerts within 20
+//! connections): beacons of period 60 s with even jitter of up to 50% of the period alert at
+//! their 16th connection or soon after, 199 or 200 of 200; 60%, 190; 80% (gaps from a fifth of
+//! the period to all of it, close to random arrivals), 46. Poisson arrivals with a mean gap of
+//! 60 s, followed for 200 connections and judged at every one: at most 1 series in 500 alerts,
+//! whether their sizes vary or not. `bench/beacons.sh` measures the same on a capture
+//! (`bench/RESULTS.md`).
 //!
 //! Legitimate software beacons too (update checks, telemetry, monitoring scrapes, push
 //! channels): connections whose server or client address an intel list allows are not recorded,
@@ -71,6 +77,9 @@ pub const STARTS: usize = 32;
 pub const NAME_BYTES: usize = 64;
 /// Score at or above which a series alerts.
 pub const SCORE: f32 = 0.75;
+/// Shortest gap over longest (an eighth left out at each end) at or above which a series can
+/// alert: jitter of up to 60% of the period.
+pub const SPREAD: f32 = 0.4;
 /// After an alert, a series is quiet this long (one hour).
 pub const QUIET_NS: i64 = 3_600_000_000_000;
 
@@ -203,6 +212,8 @@ pub(super) struct Found {
     /// The score and its parts (sizes: `None` when too few connections had ended).
     pub score: f32,
     pub gap_regularity: f32,
+    /// Shortest gap over longest, an eighth left out at each end.
+    pub gap_spread: f32,
     pub size_regularity: Option<f32>,
     /// Median client bytes of the ended connections scored.
     pub median_bytes: Option<u32>,
@@ -384,7 +395,7 @@ impl Beacons {
             return None;
         }
         let f = judge(s)?;
-        if f.score < SCORE || f.median_ns < cfg.min_interval_ns {
+        if f.score < SCORE || f.gap_spread < SPREAD || f.median_ns < cfg.min_interval_ns {
             return None;
         }
         s.quiet_until = now.saturating_add(QUIET_NS);
@@ -448,6 +459,15 @@ fn judge(s: &Series) -> Option<Found> {
     }
     let mut abs = [0i64; STARTS];
     let (gap_regularity, median_ms, mad_ms) = dispersion(&mut gaps[..g], &mut abs[..g]);
+    // The gaps are sorted now: the spread between the shortest and the longest, an eighth of
+    // them left out at each end (one of 15, so one missed or late check-in does not count).
+    let k = g / 8;
+    let (lo, hi) = (gaps[k], gaps[g - 1 - k]);
+    let gap_spread = if hi <= 0 {
+        1.0
+    } else {
+        (lo as f64 / hi as f64) as f32
+    };
     let mut sizes = [0i64; STARTS];
     let mut m = 0;
     for &x in b[..kept].iter().filter(|&&x| x != u32::MAX) {
@@ -467,6 +487,7 @@ fn judge(s: &Series) -> Option<Found> {
         mad_ns: mad_ms * 1_000_000,
         score: size.map_or(gap_regularity, |z| z.min(gap_regularity)),
         gap_regularity,
+        gap_spread,
         size_regularity: size,
         median_bytes,
         name_len: s.name_len,
@@ -579,7 +600,15 @@ mod tests {
         let cfg = Beacon::default();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         // Cobalt Strike's jitter: each sleep is the period less up to `j` of it, drawn evenly.
-        for (j, period) in [(0.0, 60.0), (0.2, 60.0), (0.3, 300.0), (0.5, 60.0)] {
+        let cases = [
+            (0.0, 60.0),
+            (0.2, 60.0),
+            (0.3, 300.0),
+            (0.5, 60.0),
+            (0.6, 60.0),
+            (0.8, 60.0),
+        ];
+        for (j, period) in cases {
             let mut hits = 0;
             for trial in 0..200 {
                 let mut b = Beacons::default();
@@ -595,7 +624,14 @@ mod tests {
                 hits += f.is_some_and(|f| f.connections <= 20) as u32;
             }
             eprintln!("jitter {j}: {hits} of 200");
-            assert!(hits >= 196, "jitter {j}: {hits} of 200");
+            // Up to half the period: all but a few; 60%: most; 80% (gaps from a fifth of the
+            // period to all of it, close to random arrivals) is reported, not required.
+            let want = match j {
+                j if j <= 0.5 => 196,
+                j if j <= 0.6 => 180,
+                _ => 0,
+            };
+            assert!(hits >= want, "jitter {j}: {hits} of 200");
         }
         // Poisson arrivals (a person or a program acting at random times), mean gap 60 s,
         // followed for 200 connections: sizes spread, or regular too.
@@ -615,7 +651,7 @@ mod tests {
                 hits += f.is_some() as u32;
             }
             eprintln!("poisson, sizes spread {spread}: {hits} of 500");
-            assert!(hits <= 10, "poisson, sizes spread {spread}: {hits} of 500");
+            assert!(hits <= 3, "poisson, sizes spread {spread}: {hits} of 500");
         }
     }
 
