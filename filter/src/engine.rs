@@ -526,6 +526,10 @@ pub struct Flow {
     flow_score: Option<(f32, u8)>,
     /// Its client bytes went to its connection series (`beacons`).
     sized: bool,
+    /// Not followed for beaconing (an allow list holds an address of it).
+    beacon_skip: bool,
+    /// Fingerprint of the first name it carried, for its series by name (0: none).
+    beacon_name: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -570,6 +574,8 @@ impl Default for Flow {
             rec: FlowRecord::default(),
             flow_score: None,
             sized: false,
+            beacon_skip: false,
+            beacon_name: 0,
         }
     }
 }
@@ -647,8 +653,10 @@ struct Cx<'a> {
     /// NXDOMAIN bursts per client, and when they alert (`None`: off).
     bursts: &'a mut bursts::Bursts,
     burst: Option<Burst>,
-    /// Connection series per client and server (`engine::beacons`; empty when off).
+    /// Connection series per client and server (`engine::beacons`; empty when off), and when
+    /// they alert (`None`: off).
     beacons: &'a mut beacons::Beacons,
+    beacon: Option<Beacon>,
     /// Names learnt as good for QUIC.
     known_good: &'a mut known::KnownGood,
     /// The packet being handled (for signatures).
@@ -719,6 +727,7 @@ impl Engine {
             bursts,
             burst: cfg.name_burst,
             beacons,
+            beacon: cfg.beacon,
             known_good,
             pk: PktInfo::default(),
         };
@@ -1246,7 +1255,6 @@ impl Engine {
         let idx = self
             .flows
             .insert(key, flow, now, if proto == 6 { 1 } else { 0 });
-        let beacon = self.cfg.beacon;
         // Address intel: the server first, then the client (an inbound connection from a listed host).
         let (parts, mut cx) = self.split(now, pkt);
         let intel = cx.intel;
@@ -1261,13 +1269,19 @@ impl Engine {
             let v = fmt_ip(&mut buf, addr);
             decide(&mut cx, flow, dir, hit, field, v, Verdict::Drop);
         }
-        // A connection the capture saw open starts or extends its client's series to the server.
+        // A connection the capture saw open starts or extends its client's series to the server
+        // (one seen midstream starts no series, by address or by name).
         let opened = proto != 6 || seg.flags & 0x12 == 0x02;
-        if let (Some(b), true) = (beacon, opened) {
+        let flow = parts.flows.get_mut(idx);
+        flow.beacon_skip = allowed || !opened;
+        if let (Some(b), true) = (cx.beacon, opened) {
             if let Some(key) = beacons::Key::of(cli.0, srv, proto) {
-                if let Some(found) = cx.beacons.start(b, key, now, allowed) {
-                    let flow = parts.flows.get_mut(idx);
-                    beacon_alert(&mut cx, flow, b, &found);
+                if let Some(found) = cx.beacons.start(b, key, srv.0, now, allowed) {
+                    // Not again for connections the series by name alerted on already.
+                    let by_name = found.name().map(|n| key.by_name(cx.beacons.name_fp(n)));
+                    if !by_name.is_some_and(|k| cx.beacons.quiet(&k, now)) {
+                        beacon_alert(&mut cx, flow, b, &found);
+                    }
                 }
             }
         }
@@ -1877,6 +1891,37 @@ fn beacon_ended(cx: &mut Cx<'_>, flow: &mut Flow) {
     let m = &flow.meta;
     if let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) {
         cx.beacons.ended(&key, m.start_ns, flow.bytes[0]);
+        if flow.beacon_name != 0 {
+            cx.beacons
+                .ended(&key.by_name(flow.beacon_name), m.start_ns, flow.bytes[0]);
+        }
+    }
+}
+
+/// A name a connection carried (SNI, QUIC SNI, Host; `allowed`: an allow list holds it): it
+/// names the connection's series by address, and the connection's first name starts or extends
+/// its client's series by that name, which follows a server across its addresses (a CDN's
+/// edges, fast flux).
+fn beacon_name(cx: &mut Cx<'_>, flow: &mut Flow, name: &str, allowed: bool) {
+    let Some(b) = cx.beacon else { return };
+    let m = flow.meta;
+    let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) else {
+        return;
+    };
+    cx.beacons.named(&key, name, allowed);
+    if flow.beacon_name != 0 || flow.beacon_skip {
+        return;
+    }
+    let fp = cx.beacons.name_fp(name);
+    flow.beacon_name = fp;
+    let by_name = key.by_name(fp);
+    let found = cx.beacons.start(b, by_name, m.srv.0, m.start_ns, allowed);
+    cx.beacons.named(&by_name, name, allowed);
+    // Not again for connections the series by address alerted on already.
+    if let Some(found) = found {
+        if !cx.beacons.quiet(&key, cx.now) {
+            beacon_alert(cx, flow, b, &found);
+        }
     }
 }
 
@@ -1904,6 +1949,7 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
     };
     raise_alert(cx, flow, 0, spec, |p| {
         p.obj("beacon", |o| {
+            o.str("by", if f.by_name { "name" } else { "address" });
             o.ip("client", m.cli.0)
                 .ip("server", m.srv.0)
                 .u64("port", m.srv.1 as u64)
@@ -1911,6 +1957,7 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
             if let Some(n) = f.name() {
                 o.str("name", n);
             }
+            o.u64("address_changes", f.addr_changes as u64);
             o.u64("connections", f.connections as u64)
                 .u64("gaps", f.gaps as u64);
             let mut b = [0u8; 16];
@@ -2012,13 +2059,10 @@ fn check_domain(
     let intel = cx.intel;
     let hit = intel.match_domain(name);
     let decided = hit.is_some();
-    // The name a connection series carries (its allow-listing too), for beacon alerts.
+    // The names connection series carry (their allow-listing too), for beacon alerts.
     if !field.starts_with("dns.") {
-        let m = &flow.meta;
-        if let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) {
-            let allowed = hit.as_ref().is_some_and(|h| h.action == Action::Allow);
-            cx.beacons.named(&key, name, allowed);
-        }
+        let allowed = hit.as_ref().is_some_and(|h| h.action == Action::Allow);
+        beacon_name(cx, flow, name, allowed);
     }
     if let Some(hit) = hit {
         decide(cx, flow, dir, hit, field, name, action);

@@ -1216,10 +1216,11 @@ fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
         &format!("--intel {d}/allow.txt:allow --beacon 10/1"),
         "inline.log",
     );
-    // Three clients at once, 11 connections each. An implant: a period of 1.2 s less up to 30%
+    // Three clients at once, 11 connections each. An implant: a period of 2 s less up to 30%
     // (evenly drawn, Cobalt Strike's jitter), the same check-in each time. An updater: a
-    // period of exactly 1.2 s, to a name the allow list holds. A person: the same requests at
-    // irregular times (gaps of 1 to 4 s).
+    // period of exactly 2 s, to a name the allow list holds. A person: the same requests at
+    // irregular times (gaps of 1 to 4 s). Each gap also holds curl's own start-up, which a
+    // loaded machine stretches: the period is long enough for that to stay small.
     let jitter = [0.12, 0.83, 0.47, 0.05, 0.91, 0.33, 0.68, 0.21, 0.56, 0.94];
     let irregular = [1.0, 3.5, 1.2, 2.9, 1.05, 4.0, 1.6, 1.1, 3.2, 1.9];
     std::thread::scope(|s| {
@@ -1229,7 +1230,7 @@ fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
                 .map(|i| {
                     let r = check_in(cli, "c2.example", "10.89.0.2", i);
                     if let Some(u) = jitter.get(i) {
-                        std::thread::sleep(Duration::from_secs_f64(1.2 * (1.0 - 0.3 * u)));
+                        std::thread::sleep(Duration::from_secs_f64(2.0 * (1.0 - 0.3 * u)));
                     }
                     r
                 })
@@ -1239,7 +1240,7 @@ fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
             (0..11)
                 .map(|i| {
                     let r = check_in(cli, "updates.example", "10.89.0.4", i);
-                    std::thread::sleep(Duration::from_millis(1200));
+                    std::thread::sleep(Duration::from_millis(2000));
                     r
                 })
                 .collect::<Vec<_>>()
@@ -1284,7 +1285,7 @@ fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
     assert_eq!(bc["name"], "c2.example", "{a:#}");
     assert_eq!(bc["connections"], 10, "alerts at the 10th: {a:#}");
     let gap = bc["median_gap_s"].as_f64().unwrap();
-    assert!((0.8..1.4).contains(&gap), "{a:#}");
+    assert!((1.4..2.3).contains(&gap), "{a:#}");
     assert!(bc["score"].as_f64().is_some_and(|x| x >= 0.75), "{a:#}");
     // Sizes as the filter saw them: each check-in's ClientHello, after which the kernel passed
     // the connection by.

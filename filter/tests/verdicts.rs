@@ -1477,6 +1477,13 @@ fn beacon_series_across_connections() {
     series(&mut e, 11_000.0, 20, |k| {
         (30.0, udp(4444, 51_000 + k as u16))
     });
+    // An implant whose server answers on four addresses in turn (a CDN's edges): no address
+    // sees 16 of its connections, its name does.
+    series(&mut e, 13_000.0, 20, |k| {
+        let edge = [192, 0, 2, 70 + (k % 4) as u8];
+        let c = tls_connection(c, edge, 44_000 + k as u16, "edge-c2.example.net", 120);
+        (period(k), c)
+    });
     e.finish();
     let mut events: Vec<Value> = Vec::new();
     e.take_events(|b| {
@@ -1492,8 +1499,18 @@ fn beacon_series_across_connections() {
         .iter()
         .map(|a| a["palisade"]["beacon"]["server"].as_str().unwrap())
         .collect();
-    assert_eq!(servers, ["192.0.2.50", "192.0.2.60"], "{beacons:#?}");
+    // One alert per beacon: the single-address implant's series by name stays silent after its
+    // series by address alerted.
+    assert_eq!(
+        servers,
+        ["192.0.2.50", "192.0.2.60", "192.0.2.73"],
+        "{beacons:#?}"
+    );
     let a = &beacons[0]["palisade"]["beacon"];
+    assert_eq!(
+        (&a["by"], &a["address_changes"]),
+        (&Value::from("address"), &Value::from(0))
+    );
     assert_eq!(a["name"], "c2.example.net");
     assert_eq!(
         (&a["connections"], &a["gaps"]),
@@ -1512,14 +1529,26 @@ fn beacon_series_across_connections() {
     );
     assert_eq!(u["median_gap_s"], 30.0);
     assert!(u.get("name").is_none());
+    let n = &beacons[2]["palisade"]["beacon"];
+    assert_eq!(
+        (&n["by"], &n["name"]),
+        (&Value::from("name"), &Value::from("edge-c2.example.net"))
+    );
+    // Raised at the 16th connection's ClientHello; every connection after the first two changed
+    // address.
+    assert_eq!(
+        (&n["connections"], &n["address_changes"]),
+        (&Value::from(16), &Value::from(14))
+    );
+    assert_eq!(beacons[2]["app_proto"], "tls");
     let stats = events
         .iter()
         .rev()
         .find(|e| e["event_type"] == "stats")
         .unwrap();
-    // 100 connections followed: the allow-listed address's and NTP's are not.
-    assert_eq!(stats["stats"]["detect"]["beacon_starts"], 80, "{stats:#}");
-    assert_eq!(stats["stats"]["detect"]["beacons"], 2);
+    // 100 connections followed by address: the allow-listed address's and NTP's are not.
+    assert_eq!(stats["stats"]["detect"]["beacon_starts"], 100, "{stats:#}");
+    assert_eq!(stats["stats"]["detect"]["beacons"], 3);
 
     // Off: nothing followed, nothing raised.
     let mut e = Engine::new(

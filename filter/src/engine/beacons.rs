@@ -5,15 +5,21 @@
 //! shape, `classifiers/MODEL.md`); the series of them, from one client to one server, is regular
 //! in a way people and most programs are not.
 //!
-//! A series is one client, one server address, one server port and one protocol. It is kept for
-//! TCP connections the capture saw open (a SYN without ACK) and for UDP flows to unicast
-//! addresses and to ports other than the local services that poll by design (DNS, mDNS, LLMNR,
-//! NTP, DHCP, NetBIOS, SSDP, WS-Discovery). Each new connection appends its start time, and
-//! records its client-to-server payload bytes at the first of: the end of its inspection (after
-//! which an inline filter lets the kernel pass the rest of it by, so replay and inline judge the
-//! same bytes: for TLS, the ClientHello), its first FIN or RST, its end. When a series holds
-//! at least [`Beacon::count`] connections, the last [`STARTS`] of them are judged with robust
-//! statistics, which a few late or missed check-ins do not move (as RITA judges its beacons):
+//! A series is one client, one server, one server port and one protocol; the server is an
+//! address, or a name: a connection's first name (TLS or QUIC SNI, HTTP Host) also counts it in
+//! its client's series by that name, which follows an implant whose server hides behind a CDN's
+//! many edges or a fast-flux set of addresses, none of which sees the whole rhythm (the alert
+//! then counts how often the address changed). The two views of one beacon raise one alert:
+//! each series stays silent while the other view of the same connections alerted within the
+//! hour. Series are kept for TCP connections the capture saw open (a SYN without ACK) and for
+//! UDP flows to unicast addresses and to ports other than the local services that poll by
+//! design (DNS, mDNS, LLMNR, NTP, DHCP, NetBIOS, SSDP, WS-Discovery). Each new connection
+//! appends its start time, and records its client-to-server payload bytes at the first of: the
+//! end of its inspection (after which an inline filter lets the kernel pass the rest of it by,
+//! so replay and inline judge the same bytes: for TLS, the ClientHello), its first FIN or RST,
+//! its end. When a series holds at least [`Beacon::count`] connections, the last [`STARTS`] of
+//! them are judged with robust statistics, which a few late or missed check-ins do not move (as
+//! RITA judges its beacons):
 //!
 //! - gap regularity: `1 - MAD/median` of the gaps between connection starts (0 when the median
 //!   absolute deviation reaches the median). Jitter of up to half the period, drawn evenly as
@@ -47,11 +53,11 @@
 //! channels): connections whose server or client address an intel list allows are not recorded,
 //! and a series whose connections carried a name an allow list holds never alerts.
 //!
-//! Fixed size, allocated once per engine, at the first connection it follows (4.1 MiB). A
+//! Fixed size, allocated once per engine, at the first connection it follows (4.4 MiB). A
 //! connection whose key has no series waits in [`SINGLES`] direct-mapped slots (the key's keyed
 //! 64-bit fingerprint and the start, 1 MiB); a second connection of the same key makes it a
 //! series. One-off connections, most of them, thus only replace each other there, not series.
-//! Series: [`SERIES`] of 392 bytes each (3.1 MiB; starts are kept as milliseconds after the
+//! Series: [`SERIES`] of 424 bytes each (3.3 MiB; starts are kept as milliseconds after the
 //! series' first, and a series that reaches 49 days starts over), 4-way set-associative by a
 //! keyed hash of the key (so traffic cannot be crafted to evict a chosen series), with each
 //! set's four hashes side by side (64 KiB in all), so a lookup reads one cache line before the
@@ -64,7 +70,7 @@
 //! inline workers are fed by NFQUEUE's queue balancing, which hashes the addresses, not the
 //! ports, so one client's connections to one server reach one worker.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Series tracked at once.
@@ -121,11 +127,19 @@ impl Beacon {
     }
 }
 
+/// Whom a series connects to: one address, or one name whatever addresses it resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Peer {
+    Addr(IpAddr),
+    /// The name's keyed fingerprint ([`Beacons::name_fp`]).
+    Name(u64),
+}
+
 /// A series' identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct Key {
     pub client: IpAddr,
-    pub server: IpAddr,
+    pub server: Peer,
     pub port: u16,
     pub proto: u8,
 }
@@ -145,10 +159,18 @@ impl Key {
         };
         tracked.then_some(Key {
             client,
-            server: server.0,
+            server: Peer::Addr(server.0),
             port: server.1,
             proto,
         })
+    }
+
+    /// The series of the same connections by the name they carry (fingerprint `fp`).
+    pub fn by_name(self, fp: u64) -> Key {
+        Key {
+            server: Peer::Name(fp),
+            ..self
+        }
     }
 }
 
@@ -173,6 +195,9 @@ struct Series {
     last_ns: i64,
     /// No new alert before this time.
     quiet_until: i64,
+    /// The server address of its latest connection, and how often that changed.
+    addr: IpAddr,
+    addr_changes: u16,
     name_len: u8,
     name: [u8; NAME_BYTES],
 }
@@ -182,7 +207,7 @@ impl Default for Series {
         Series {
             key: Key {
                 client: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                server: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                server: Peer::Addr(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                 port: 0,
                 proto: 0,
             },
@@ -195,6 +220,8 @@ impl Default for Series {
             bytes: [u32::MAX; STARTS],
             last_ns: 0,
             quiet_until: i64::MIN,
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            addr_changes: 0,
             name_len: 0,
             name: [0; NAME_BYTES],
         }
@@ -219,6 +246,9 @@ pub(super) struct Found {
     pub size_regularity: Option<f32>,
     /// Median client bytes of the ended connections scored.
     pub median_bytes: Option<u32>,
+    /// A series by name (else by address), and how often its server address changed.
+    pub by_name: bool,
+    pub addr_changes: u16,
     name_len: u8,
     name: [u8; NAME_BYTES],
 }
@@ -325,15 +355,24 @@ impl Beacons {
         self.series.get_mut(at + i)
     }
 
-    /// Records a connection of `key` starting at `now`, and returns the series when this start
-    /// makes it alert. `allowed`: an allow list holds the server's or the client's address (the
-    /// connection is then not recorded).
-    pub fn start(&mut self, cfg: Beacon, key: Key, now: i64, allowed: bool) -> Option<Found> {
+    /// Records a connection of `key` to `addr` starting at `now`, and returns the series when
+    /// this start makes it alert. `allowed`: an allow list holds the server's or the client's
+    /// address (the connection is then not recorded).
+    pub fn start(
+        &mut self,
+        cfg: Beacon,
+        key: Key,
+        addr: IpAddr,
+        now: i64,
+        allowed: bool,
+    ) -> Option<Found> {
         if allowed {
             return None;
         }
         self.allocate();
-        self.starts += 1;
+        if matches!(key.server, Peer::Addr(_)) {
+            self.starts += 1;
+        }
         let (h, at, one) = self.place(&key);
         let found = self.way(&key, h, at);
         let set = self.series.get_mut(at..at + WAYS)?;
@@ -375,6 +414,12 @@ impl Beacons {
             }
         };
         let s = set.get_mut(i)?;
+        if s.addr != addr {
+            if first.is_none() && s.n > 0 {
+                s.addr_changes = s.addr_changes.saturating_add(1);
+            }
+            s.addr = addr;
+        }
         if let Some(t0) = first {
             // Its first connection (its size is not known: it ended as a single).
             let t0 = t0.min(now);
@@ -430,6 +475,24 @@ impl Beacons {
                 }
             }
         }
+    }
+
+    /// The keyed fingerprint of a name for series by name (case and a final dot ignored; never
+    /// 0).
+    pub fn name_fp(&self, name: &str) -> u64 {
+        let mut h = self.keys.build_hasher();
+        for b in name.strip_suffix('.').unwrap_or(name).bytes() {
+            h.write_u8(b.to_ascii_lowercase());
+        }
+        h.finish() | 1
+    }
+
+    /// Whether `key`'s series alerted within the last [`QUIET_NS`] (so the same connections
+    /// seen the other way, by name or by address, need no second alert).
+    pub fn quiet(&self, key: &Key, now: i64) -> bool {
+        let (h, at, _) = self.place(key);
+        self.way(key, h, at)
+            .is_some_and(|i| self.series[at + i].quiet_until > now)
     }
 
     /// Records a name a connection of `key` carried (lower-case or not; kept as given, cut to
@@ -501,6 +564,8 @@ fn judge(s: &Series) -> Option<Found> {
         gap_spread,
         size_regularity: size,
         median_bytes,
+        by_name: matches!(s.key.server, Peer::Name(_)),
+        addr_changes: s.addr_changes,
         name_len: s.name_len,
         name: s.name,
     })
@@ -512,10 +577,12 @@ mod tests {
 
     const S: i64 = 1_000_000_000;
 
+    const SRV: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+
     fn key(n: u32) -> Key {
         Key {
             client: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)),
-            server: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),
+            server: Peer::Addr(SRV),
             port: 443,
             proto: 6,
         }
@@ -546,7 +613,7 @@ mod tests {
         let mut t = 1_000 * S;
         let mut first = None;
         for _ in 0..conns {
-            let f = b.start(cfg, k, t, false);
+            let f = b.start(cfg, k, SRV, t, false);
             first = first.or(f);
             b.ended(&k, t, size());
             t += (gap() * S as f64) as i64;
@@ -558,7 +625,7 @@ mod tests {
     fn table_size() {
         let bytes = (std::mem::size_of::<Series>() + 8) * SERIES + 16 * SINGLES;
         eprintln!("beacon table: {bytes} bytes");
-        assert!(bytes <= 4_400_000, "{bytes}");
+        assert!(bytes <= 4_600_000, "{bytes}");
     }
 
     #[test]
@@ -678,7 +745,7 @@ mod tests {
         let mut t = 0;
         let mut found = None;
         for i in 0..16 {
-            found = b.start(cfg, k, t, false);
+            found = b.start(cfg, k, SRV, t, false);
             if i == 1 {
                 b.named(&k, "c2.example.net", false);
             }
@@ -700,7 +767,7 @@ mod tests {
         // Quiet for an hour, then again: 300 more connections 30 s apart (150 minutes).
         let mut again = Vec::new();
         for _ in 0..300 {
-            if b.start(cfg, k, t, false).is_some() {
+            if b.start(cfg, k, SRV, t, false).is_some() {
                 again.push(t);
             }
             t += 30 * S;
@@ -712,30 +779,30 @@ mod tests {
         let k = key(8);
         for i in 0..40 {
             let t = i * 60 * S;
-            assert!(b.start(cfg, k, t, false).is_none());
+            assert!(b.start(cfg, k, SRV, t, false).is_none());
             b.ended(&k, t, [100, 5_000, 900, 20_000][i as usize % 4]);
         }
         // A faster period than the minimum does not alert.
         let k = key(4);
         for i in 0..40 {
-            assert!(b.start(cfg, k, i * 2 * S, false).is_none());
+            assert!(b.start(cfg, k, SRV, i * 2 * S, false).is_none());
         }
         // A series whose connections carry an allow-listed name is never judged (the first
         // connection, a single, has no series to mark: the second marks it).
         let k = key(5);
         for i in 0..40 {
-            assert!(b.start(cfg, k, i * 60 * S, false).is_none());
+            assert!(b.start(cfg, k, SRV, i * 60 * S, false).is_none());
             b.named(&k, "updates.example.org", i == 1);
         }
         // An allow-listed address, likewise.
         let k = key(6);
         for i in 0..40 {
-            assert!(b.start(cfg, k, i * 60 * S, true).is_none());
+            assert!(b.start(cfg, k, SRV, i * 60 * S, true).is_none());
         }
         // A name longer than kept is cut on a character boundary.
         let k = key(7);
-        b.start(cfg, k, 0, false);
-        b.start(cfg, k, S, false);
+        b.start(cfg, k, SRV, 0, false);
+        b.start(cfg, k, SRV, S, false);
         let long = format!("{}é.example", "a".repeat(NAME_BYTES - 1));
         b.named(&k, &long, false);
         assert_eq!(
@@ -746,10 +813,41 @@ mod tests {
         let k = key(9);
         let day = 86_400 * S;
         for i in 0..20 {
-            b.start(cfg, k, i * day, false);
+            b.start(cfg, k, SRV, i * day, false);
         }
-        b.start(cfg, k, 60 * day, false);
+        b.start(cfg, k, SRV, 60 * day, false);
         assert_eq!(b.find(&k).map(|s| (s.n, s.base_ns)), Some((1, 60 * day)));
+    }
+
+    #[test]
+    fn series_by_name_across_rotating_addresses() {
+        let cfg = Beacon::default();
+        let mut b = Beacons::default();
+        let ip = key(20);
+        let fp = b.name_fp("C2.Example.NET.");
+        assert_eq!(fp, b.name_fp("c2.example.net"));
+        assert_ne!(fp, b.name_fp("c3.example.net"));
+        let named = ip.by_name(fp);
+        let mut found = None;
+        for i in 0..16i64 {
+            // Four addresses in turn (a CDN's edges): each address sees 4 of the 16.
+            let addr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, (i % 4) as u8 + 1));
+            let k = Key {
+                server: Peer::Addr(addr),
+                ..ip
+            };
+            assert!(b.start(cfg, k, addr, i * 60 * S, false).is_none());
+            found = b.start(cfg, named, addr, i * 60 * S, false);
+            b.named(&named, "c2.example.net", false);
+        }
+        let f = found.expect("the name's series alerts");
+        assert!(f.by_name);
+        assert_eq!(f.name(), Some("c2.example.net"));
+        // Every connection after the first two went to another address than the one before.
+        assert_eq!(f.addr_changes, 14);
+        assert!(b.quiet(&named, 16 * 60 * S));
+        assert!(!b.quiet(&named, 16 * 60 * S + QUIET_NS));
+        assert!(!b.quiet(&ip, 16 * 60 * S));
     }
 
     #[test]
@@ -778,13 +876,15 @@ mod tests {
         let k = key(1 << 20);
         let mut alerted = false;
         for i in 0..30i64 {
-            alerted |= b.start(cfg, k, i * 60 * S, false).is_some();
+            alerted |= b.start(cfg, k, SRV, i * 60 * S, false).is_some();
             for j in 0..(SERIES as u32) {
                 let other = Key {
-                    server: IpAddr::V4(Ipv4Addr::from(0xc000_0000 + j + i as u32 * 65_536)),
+                    server: Peer::Addr(IpAddr::V4(Ipv4Addr::from(
+                        0xc000_0000 + j + i as u32 * 65_536,
+                    ))),
                     ..key(9)
                 };
-                b.start(cfg, other, i * 60 * S + 1 + j as i64, false);
+                b.start(cfg, other, SRV, i * 60 * S + 1 + j as i64, false);
             }
         }
         assert!(alerted, "the beacon survived the churn");
@@ -793,7 +893,7 @@ mod tests {
         let before = b.evicted;
         for i in 0..(SERIES as u32 * 2) {
             for t in 0..3 {
-                b.start(cfg, key(i), t * S, false);
+                b.start(cfg, key(i), SRV, t * S, false);
             }
         }
         assert!(b.evicted > before + SERIES as u64 / 2, "{}", b.evicted);
