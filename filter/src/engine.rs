@@ -1276,7 +1276,7 @@ impl Engine {
         flow.beacon_skip = allowed || !opened;
         if let (Some(b), true) = (cx.beacon, opened) {
             if let Some(key) = beacons::Key::of(cli.0, srv, proto) {
-                if let Some(found) = cx.beacons.start(b, key, srv.0, now, allowed) {
+                if let Some(found) = cx.beacons.start(b, key, srv.0, now, allowed, None) {
                     // Not again for connections the series by name alerted on already.
                     let by_name = found.name().map(|n| key.by_name(cx.beacons.name_fp(n)));
                     if !by_name.is_some_and(|k| cx.beacons.quiet(&k, now)) {
@@ -1898,25 +1898,25 @@ fn beacon_ended(cx: &mut Cx<'_>, flow: &mut Flow) {
     }
 }
 
-/// A name a connection carried (SNI, QUIC SNI, Host; `allowed`: an allow list holds it): it
-/// names the connection's series by address, and the connection's first name starts or extends
-/// its client's series by that name, which follows a server across its addresses (a CDN's
-/// edges, fast flux).
+/// A name a connection carried (SNI, QUIC SNI, Host; `allowed`: an allow list holds it). The
+/// connection's first name names its series by address, and starts or extends its client's
+/// series by that name, which follows a server across its addresses (a CDN's edges, fast flux).
 fn beacon_name(cx: &mut Cx<'_>, flow: &mut Flow, name: &str, allowed: bool) {
     let Some(b) = cx.beacon else { return };
+    if flow.beacon_name != 0 || flow.beacon_skip {
+        return;
+    }
     let m = flow.meta;
     let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) else {
         return;
     };
     cx.beacons.named(&key, name, allowed);
-    if flow.beacon_name != 0 || flow.beacon_skip {
-        return;
-    }
     let fp = cx.beacons.name_fp(name);
     flow.beacon_name = fp;
     let by_name = key.by_name(fp);
-    let found = cx.beacons.start(b, by_name, m.srv.0, m.start_ns, allowed);
-    cx.beacons.named(&by_name, name, allowed);
+    let found = cx
+        .beacons
+        .start(b, by_name, m.srv.0, m.start_ns, allowed, Some(name));
     // Not again for connections the series by address alerted on already.
     if let Some(found) = found {
         if !cx.beacons.quiet(&key, cx.now) {

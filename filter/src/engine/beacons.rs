@@ -228,6 +228,19 @@ impl Default for Series {
     }
 }
 
+impl Series {
+    /// Keeps `name`, cut to [`NAME_BYTES`] on a character boundary.
+    fn set_name(&mut self, name: &str) {
+        let b = name.as_bytes();
+        let mut len = b.len().min(NAME_BYTES);
+        while len > 0 && !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.name[..len].copy_from_slice(&b[..len]);
+        self.name_len = len as u8;
+    }
+}
+
 /// What [`Beacons::start`] found: a series judged periodic.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Found {
@@ -357,7 +370,8 @@ impl Beacons {
 
     /// Records a connection of `key` to `addr` starting at `now`, and returns the series when
     /// this start makes it alert. `allowed`: an allow list holds the server's or the client's
-    /// address (the connection is then not recorded).
+    /// address, or the series' name (the connection is then not recorded). `name`: a series by
+    /// name's name, kept when the series is made.
     pub fn start(
         &mut self,
         cfg: Beacon,
@@ -365,6 +379,7 @@ impl Beacons {
         addr: IpAddr,
         now: i64,
         allowed: bool,
+        name: Option<&str>,
     ) -> Option<Found> {
         if allowed {
             return None;
@@ -421,6 +436,9 @@ impl Beacons {
             s.addr = addr;
         }
         if let Some(t0) = first {
+            if let Some(n) = name {
+                s.set_name(n);
+            }
             // Its first connection (its size is not known: it ended as a single).
             let t0 = t0.min(now);
             s.base_ns = t0;
@@ -500,14 +518,7 @@ impl Beacons {
     pub fn named(&mut self, key: &Key, name: &str, allowed: bool) {
         if let Some(s) = self.find(key) {
             s.allowed |= allowed;
-            let b = name.as_bytes();
-            let mut len = b.len().min(NAME_BYTES);
-            // Cut on a character boundary.
-            while len > 0 && !name.is_char_boundary(len) {
-                len -= 1;
-            }
-            s.name[..len].copy_from_slice(&b[..len]);
-            s.name_len = len as u8;
+            s.set_name(name);
         }
     }
 }
@@ -613,7 +624,7 @@ mod tests {
         let mut t = 1_000 * S;
         let mut first = None;
         for _ in 0..conns {
-            let f = b.start(cfg, k, SRV, t, false);
+            let f = b.start(cfg, k, SRV, t, false, None);
             first = first.or(f);
             b.ended(&k, t, size());
             t += (gap() * S as f64) as i64;
@@ -745,7 +756,7 @@ mod tests {
         let mut t = 0;
         let mut found = None;
         for i in 0..16 {
-            found = b.start(cfg, k, SRV, t, false);
+            found = b.start(cfg, k, SRV, t, false, None);
             if i == 1 {
                 b.named(&k, "c2.example.net", false);
             }
@@ -767,7 +778,7 @@ mod tests {
         // Quiet for an hour, then again: 300 more connections 30 s apart (150 minutes).
         let mut again = Vec::new();
         for _ in 0..300 {
-            if b.start(cfg, k, SRV, t, false).is_some() {
+            if b.start(cfg, k, SRV, t, false, None).is_some() {
                 again.push(t);
             }
             t += 30 * S;
@@ -779,30 +790,30 @@ mod tests {
         let k = key(8);
         for i in 0..40 {
             let t = i * 60 * S;
-            assert!(b.start(cfg, k, SRV, t, false).is_none());
+            assert!(b.start(cfg, k, SRV, t, false, None).is_none());
             b.ended(&k, t, [100, 5_000, 900, 20_000][i as usize % 4]);
         }
         // A faster period than the minimum does not alert.
         let k = key(4);
         for i in 0..40 {
-            assert!(b.start(cfg, k, SRV, i * 2 * S, false).is_none());
+            assert!(b.start(cfg, k, SRV, i * 2 * S, false, None).is_none());
         }
         // A series whose connections carry an allow-listed name is never judged (the first
         // connection, a single, has no series to mark: the second marks it).
         let k = key(5);
         for i in 0..40 {
-            assert!(b.start(cfg, k, SRV, i * 60 * S, false).is_none());
+            assert!(b.start(cfg, k, SRV, i * 60 * S, false, None).is_none());
             b.named(&k, "updates.example.org", i == 1);
         }
         // An allow-listed address, likewise.
         let k = key(6);
         for i in 0..40 {
-            assert!(b.start(cfg, k, SRV, i * 60 * S, true).is_none());
+            assert!(b.start(cfg, k, SRV, i * 60 * S, true, None).is_none());
         }
         // A name longer than kept is cut on a character boundary.
         let k = key(7);
-        b.start(cfg, k, SRV, 0, false);
-        b.start(cfg, k, SRV, S, false);
+        b.start(cfg, k, SRV, 0, false, None);
+        b.start(cfg, k, SRV, S, false, None);
         let long = format!("{}é.example", "a".repeat(NAME_BYTES - 1));
         b.named(&k, &long, false);
         assert_eq!(
@@ -813,9 +824,9 @@ mod tests {
         let k = key(9);
         let day = 86_400 * S;
         for i in 0..20 {
-            b.start(cfg, k, SRV, i * day, false);
+            b.start(cfg, k, SRV, i * day, false, None);
         }
-        b.start(cfg, k, SRV, 60 * day, false);
+        b.start(cfg, k, SRV, 60 * day, false, None);
         assert_eq!(b.find(&k).map(|s| (s.n, s.base_ns)), Some((1, 60 * day)));
     }
 
@@ -836,9 +847,8 @@ mod tests {
                 server: Peer::Addr(addr),
                 ..ip
             };
-            assert!(b.start(cfg, k, addr, i * 60 * S, false).is_none());
-            found = b.start(cfg, named, addr, i * 60 * S, false);
-            b.named(&named, "c2.example.net", false);
+            assert!(b.start(cfg, k, addr, i * 60 * S, false, None).is_none());
+            found = b.start(cfg, named, addr, i * 60 * S, false, Some("c2.example.net"));
         }
         let f = found.expect("the name's series alerts");
         assert!(f.by_name);
@@ -876,7 +886,7 @@ mod tests {
         let k = key(1 << 20);
         let mut alerted = false;
         for i in 0..30i64 {
-            alerted |= b.start(cfg, k, SRV, i * 60 * S, false).is_some();
+            alerted |= b.start(cfg, k, SRV, i * 60 * S, false, None).is_some();
             for j in 0..(SERIES as u32) {
                 let other = Key {
                     server: Peer::Addr(IpAddr::V4(Ipv4Addr::from(
@@ -884,7 +894,7 @@ mod tests {
                     ))),
                     ..key(9)
                 };
-                b.start(cfg, other, SRV, i * 60 * S + 1 + j as i64, false);
+                b.start(cfg, other, SRV, i * 60 * S + 1 + j as i64, false, None);
             }
         }
         assert!(alerted, "the beacon survived the churn");
@@ -893,7 +903,7 @@ mod tests {
         let before = b.evicted;
         for i in 0..(SERIES as u32 * 2) {
             for t in 0..3 {
-                b.start(cfg, key(i), SRV, t * S, false);
+                b.start(cfg, key(i), SRV, t * S, false, None);
             }
         }
         assert!(b.evicted > before + SERIES as u64 / 2, "{}", b.evicted);
