@@ -84,6 +84,16 @@ pub struct Config {
     pub beacon: Option<Beacon>,
 }
 
+/// Parses `COUNT/SECONDS` with COUNT in `counts` and SECONDS from 1 to one day: the count
+/// and the seconds in nanoseconds (`--name-burst`, `--beacon`).
+fn count_per_seconds(s: &str, counts: std::ops::RangeInclusive<u8>) -> Option<(u8, i64)> {
+    let (c, w) = s.split_once('/')?;
+    let count: u8 = c.parse().ok()?;
+    let secs: i64 = w.parse().ok()?;
+    (counts.contains(&count) && (1..=86_400).contains(&secs))
+        .then_some((count, secs * 1_000_000_000))
+}
+
 /// QUIC policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QuicPolicy {

@@ -335,6 +335,23 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
     }
 }
 
+/// `off`, or `COUNT/SECONDS` as `parse` reads it (`--name-burst`, `--beacon`).
+fn count_per_seconds_or_off<T>(
+    flag: &str,
+    v: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    counts: &str,
+) -> Result<Option<T>, Usage> {
+    if v == "off" {
+        return Ok(None);
+    }
+    parse(v).map(Some).ok_or_else(|| {
+        Usage(format!(
+            "{flag} {v}: expected COUNT/SECONDS (COUNT {counts}, SECONDS 1 to 86400) or off"
+        ))
+    })
+}
+
 fn parse_intel_arg(s: &str) -> Result<(PathBuf, Action), Usage> {
     if let Some((p, a)) = s.rsplit_once(':') {
         if let Some(act) = Action::parse(a) {
@@ -1452,27 +1469,11 @@ fn engine_option(
         }
         "--name-burst" => {
             let v = val("--name-burst")?;
-            cfg.name_burst = if v == "off" {
-                None
-            } else {
-                Some(Burst::parse(&v).ok_or_else(|| {
-                    Usage(format!(
-                        "--name-burst {v}: expected COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off"
-                    ))
-                })?)
-            };
+            cfg.name_burst = count_per_seconds_or_off(flag, &v, Burst::parse, "2 to 8")?;
         }
         "--beacon" => {
             let v = val("--beacon")?;
-            cfg.beacon = if v == "off" {
-                None
-            } else {
-                Some(Beacon::parse(&v).ok_or_else(|| {
-                    Usage(format!(
-                        "--beacon {v}: expected COUNT/SECONDS (COUNT 4 to 32, SECONDS 1 to 86400) or off"
-                    ))
-                })?)
-            };
+            cfg.beacon = count_per_seconds_or_off(flag, &v, Beacon::parse, "4 to 32")?;
         }
         "--no-flow-events" => cfg.flow_events = false,
         "--inspect-encrypted" => cfg.inspect_encrypted = true,

@@ -1416,54 +1416,28 @@ fn beacon_series_across_connections() {
         0.3, 0.9, 0.1, 0.6, 0.45, 0.8, 0.2, 0.7, 0.05, 0.55, 0.35, 0.95, 0.15, 0.65, 0.5, 0.25,
     ];
     let period = |k: usize| 60.0 * (1.0 - 0.3 * jitter[k % jitter.len()]);
-    // The implant, over TLS with the same check-in each time.
-    series(&mut e, 1_000.0, 20, |k| {
-        (
-            period(k),
-            tls_connection(c, [192, 0, 2, 50], 40_000 + k as u16, "c2.example.net", 120),
-        )
-    });
-    // The same rhythm to an allow-listed name and to an allow-listed address.
-    series(&mut e, 3_000.0, 20, |k| {
-        (
-            period(k),
-            tls_connection(
-                c,
-                [192, 0, 2, 51],
-                41_000 + k as u16,
-                "cdn.updates.example",
-                120,
-            ),
-        )
-    });
-    series(&mut e, 5_000.0, 20, |k| {
-        (
-            period(k),
-            tls_connection(
-                c,
-                [203, 0, 113, 9],
-                42_000 + k as u16,
-                "svc.example.org",
-                120,
-            ),
-        )
-    });
-    // The same rhythm with sizes that vary as a browsing session's do (the server's hello here
-    // is not one the parser completes, so each flow is inspected to its FIN, as HTTP flows are;
-    // a real TLS flow is sized at its ClientHello, where its inspection ends).
+    // Check-ins over TLS at that rhythm, 120 bytes each unless `sizes` says otherwise:
+    // (start, server, first source port, name).
     let sizes = [40, 2_000, 300, 9_000, 120, 5_500, 800, 60, 3_000, 15_000];
-    series(&mut e, 7_000.0, 20, |k| {
-        (
-            period(k),
-            tls_connection(
-                c,
-                [192, 0, 2, 52],
-                43_000 + k as u16,
-                "news.example.org",
-                sizes[k % 10],
-            ),
-        )
-    });
+    let tls_series = [
+        // The implant, the same check-in each time.
+        (1_000.0, [192, 0, 2, 50], 40_000, "c2.example.net"),
+        // The same to an allow-listed name and to an allow-listed address.
+        (3_000.0, [192, 0, 2, 51], 41_000, "cdn.updates.example"),
+        (5_000.0, [203, 0, 113, 9], 42_000, "svc.example.org"),
+        // The same with sizes that vary as a browsing session's do (the server's hello here is
+        // not one the parser completes, so each flow is inspected to its FIN, as HTTP flows
+        // are; a real TLS flow is sized at its ClientHello, where its inspection ends).
+        (7_000.0, [192, 0, 2, 52], 43_000, "news.example.org"),
+    ];
+    for (t0, srv, sport, sni) in tls_series {
+        let varied = sni == "news.example.org";
+        series(&mut e, t0, 20, |k| {
+            let size = if varied { sizes[k % 10] } else { 120 };
+            let frames = tls_connection(c, srv, sport + k as u16, sni, size);
+            (period(k), frames)
+        });
+    }
     // NTP every 64 s, and a UDP implant every 30 s on port 4444.
     let udp = |dport: u16, sport: u16| {
         let mut v = Vec::new();

@@ -117,12 +117,10 @@ impl Beacon {
     /// Parses `COUNT/SECONDS` (`16/10`); `None` for anything else or out of range (count 4 to
     /// [`STARTS`], 1 s to one day).
     pub fn parse(s: &str) -> Option<Beacon> {
-        let (c, w) = s.split_once('/')?;
-        let count: u8 = c.parse().ok()?;
-        let secs: i64 = w.parse().ok()?;
-        ((4..=STARTS as u8).contains(&count) && (1..=86_400).contains(&secs)).then_some(Beacon {
+        let (count, min_interval_ns) = super::count_per_seconds(s, 4..=STARTS as u8)?;
+        Some(Beacon {
             count,
-            min_interval_ns: secs * 1_000_000_000,
+            min_interval_ns,
         })
     }
 }

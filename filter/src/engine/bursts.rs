@@ -61,13 +61,8 @@ impl Burst {
     /// Parses `COUNT/SECONDS` (`4/300`); `None` for anything else or out of range (count 2 to
     /// [`PER_CLIENT`], 1 s to one day).
     pub fn parse(s: &str) -> Option<Burst> {
-        let (c, w) = s.split_once('/')?;
-        let count: u8 = c.parse().ok()?;
-        let secs: i64 = w.parse().ok()?;
-        ((2..=PER_CLIENT as u8).contains(&count) && (1..=86_400).contains(&secs)).then_some(Burst {
-            count,
-            window_ns: secs * 1_000_000_000,
-        })
+        let (count, window_ns) = super::count_per_seconds(s, 2..=PER_CLIENT as u8)?;
+        Some(Burst { count, window_ns })
     }
 }
 
