@@ -68,7 +68,9 @@
 //!
 //! Where connections to one server spread over several engines they are several series: the
 //! inline workers are fed by NFQUEUE's queue balancing, which hashes the addresses, not the
-//! ports, so one client's connections to one server reach one worker.
+//! ports, so one client's connections to one server address reach one worker. A series by name
+//! whose addresses change is spread over the workers that its addresses hash to: with several
+//! queues, each sees only its part (one queue sees all of it).
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
