@@ -77,6 +77,19 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
         ]
     });
     metric(
+        "detections_total",
+        "counter",
+        "Alerts of Palisade's own detectors: the domain and flow models, NXDOMAIN bursts, beacons.",
+        &|s| {
+            vec![
+                ("detector=\"name_model\"".into(), s.engine.names_alerted),
+                ("detector=\"flow_model\"".into(), s.engine.flows_alerted),
+                ("detector=\"nxdomain_burst\"".into(), s.engine.name_bursts),
+                ("detector=\"beacon\"".into(), s.engine.beacons),
+            ]
+        },
+    );
+    metric(
         "signature_matches_total",
         "counter",
         "Signature matches (alerts, silent drops, passes).",

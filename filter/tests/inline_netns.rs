@@ -1266,7 +1266,14 @@ fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
             assert!(codes.iter().all(|c| c == "0 200"), "{who}: {codes:?}");
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker's counters say so too (published at most once a second).
+    wait_until(Duration::from_secs(3), || {
+        let m = metrics(&cli, 9475);
+        metric(
+            &m,
+            "palisade_detections_total{queue=\"32\",detector=\"beacon\"}",
+        ) == 1
+    });
     lab.stop(p);
     let b = lab.alerts_of(9_100_030);
     assert_eq!(b.len(), 1, "one alert, for the implant: {b:#?}");
