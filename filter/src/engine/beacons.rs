@@ -446,14 +446,19 @@ impl Beacons {
             s.starts[0] = 0;
             s.head = 1;
             s.n = 1;
-        } else if now.saturating_sub(s.base_ns) / 1_000_000 > u32::MAX as i64 {
-            // Too long for its clock: starts over here, keeping its allow mark.
+        }
+        if now.saturating_sub(s.base_ns) / 1_000_000 > u32::MAX as i64 {
+            // Too long for its clock (or a first connection that long before): starts over
+            // here, keeping its allow mark, address and name.
             *s = Series {
                 key,
                 used: true,
                 allowed: s.allowed,
                 base_ns: now,
                 last_ns: now,
+                addr: s.addr,
+                name_len: s.name_len,
+                name: s.name,
                 ..Series::default()
             };
         }
@@ -858,6 +863,43 @@ mod tests {
         assert!(b.quiet(&named, 16 * 60 * S));
         assert!(!b.quiet(&named, 16 * 60 * S + QUIET_NS));
         assert!(!b.quiet(&ip, 16 * 60 * S));
+    }
+
+    /// Capture timestamps are hostile too: any order, any value, never a panic or a clock
+    /// that wraps.
+    #[test]
+    fn hostile_times() {
+        let cfg = Beacon {
+            count: 4,
+            min_interval_ns: 1,
+        };
+        let mut b = Beacons::default();
+        let k = key(30);
+        let times = [
+            i64::MIN,
+            i64::MAX,
+            0,
+            i64::MIN,
+            -5,
+            i64::MAX - 1,
+            1 << 62,
+            -(1 << 62),
+            0,
+            0,
+            0,
+            i64::MAX,
+            i64::MAX,
+        ];
+        for t in times {
+            let _ = b.start(cfg, k, SRV, t, false, None);
+            b.ended(&k, t, u64::MAX);
+            b.named(&k, "x.example", false);
+        }
+        // A single from long before its second connection: the series starts at the second.
+        let k = key(31);
+        b.start(cfg, k, SRV, -(1 << 62), false, None);
+        b.start(cfg, k, SRV, 1 << 62, false, None);
+        assert_eq!(b.find(&k).map(|s| (s.n, s.base_ns)), Some((1, 1 << 62)));
     }
 
     #[test]
