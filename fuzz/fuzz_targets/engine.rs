@@ -62,7 +62,13 @@ fuzz_target!(|data: &[u8]| {
     let mut n = 0;
     while rest.len() >= 4 {
         let lt = [1u32, 101, 113, 276, 0, 239, 228, 229][(rest[0] & 7) as usize];
-        now += rest[1] as i64 * 50_000_000;
+        // Time moves on by up to 12.7 s, or (255) jumps anywhere, backward too, as a hostile
+        // pcapng timestamp can.
+        now = if rest[1] == 255 {
+            now.wrapping_mul(-3).wrapping_add(i64::MAX / 7)
+        } else {
+            now.saturating_add(rest[1] as i64 * 50_000_000)
+        };
         let len = (u16::from_le_bytes([rest[2], rest[3]]) as usize).min(rest.len() - 4);
         let frame = &rest[4..4 + len];
         rest = &rest[4 + len..];
