@@ -497,6 +497,11 @@ impl Meta {
             (self.srv, self.cli)
         }
     }
+
+    /// The flow's connection series by address (`beacons`), if flows like it are followed.
+    fn series(&self) -> Option<beacons::Key> {
+        beacons::Key::of(self.cli.0, self.srv, self.proto)
+    }
 }
 
 /// Per-flow state.
@@ -1285,7 +1290,7 @@ impl Engine {
         let flow = parts.flows.get_mut(idx);
         flow.beacon_skip = allowed || !opened;
         if let (Some(b), true) = (cx.beacon, opened) {
-            if let Some(key) = beacons::Key::of(cli.0, srv, proto) {
+            if let Some(key) = flow.meta.series() {
                 if let Some(found) = cx.beacons.start(b, key, srv.0, now, allowed, None) {
                     // Not again for connections the series by name alerted on already.
                     let by_name = found.name().map(|n| key.by_name(cx.beacons.name_fp(n)));
@@ -1898,12 +1903,12 @@ fn beacon_ended(cx: &mut Cx<'_>, flow: &mut Flow) {
         return;
     }
     flow.sized = true;
-    let m = &flow.meta;
-    if let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) {
-        cx.beacons.ended(&key, m.start_ns, flow.bytes[0]);
+    let (start, sent) = (flow.meta.start_ns, flow.bytes[0]);
+    if let Some(key) = flow.meta.series() {
+        cx.beacons.ended(&key, start, sent);
         if flow.beacon_name != 0 {
             cx.beacons
-                .ended(&key.by_name(flow.beacon_name), m.start_ns, flow.bytes[0]);
+                .ended(&key.by_name(flow.beacon_name), start, sent);
         }
     }
 }
@@ -1917,7 +1922,7 @@ fn beacon_name(cx: &mut Cx<'_>, flow: &mut Flow, name: &str, allowed: bool) {
         return;
     }
     let m = flow.meta;
-    let Some(key) = beacons::Key::of(m.cli.0, m.srv, m.proto) else {
+    let Some(key) = m.series() else {
         return;
     };
     cx.beacons.named(&key, name, allowed);
@@ -1953,10 +1958,6 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
         metadata: &[],
     };
     let m = flow.meta;
-    let secs = |b: &mut [u8; 16], ns: i64| {
-        let n = fmt_small(b, format_args!("{:.3}", ns as f64 / 1e9)).len();
-        n
-    };
     raise_alert(cx, flow, 0, spec, |p| {
         p.obj("beacon", |o| {
             o.str("by", if f.by_name { "name" } else { "address" });
@@ -1970,11 +1971,10 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
             o.u64("address_changes", f.addr_changes as u64);
             o.u64("connections", f.connections as u64)
                 .u64("gaps", f.gaps as u64);
-            let mut b = [0u8; 16];
-            let n = secs(&mut b, f.median_ns);
-            o.raw("median_gap_s", &b[..n]);
-            let n = secs(&mut b, f.mad_ns);
-            o.raw("gap_mad_s", &b[..n]);
+            for (k, ns) in [("median_gap_s", f.median_ns), ("gap_mad_s", f.mad_ns)] {
+                let mut b = [0u8; 16];
+                o.raw(k, fmt_small(&mut b, format_args!("{:.3}", ns as f64 / 1e9)));
+            }
             if let Some(mb) = f.median_bytes {
                 o.u64("median_client_bytes", mb as u64);
             }

@@ -335,21 +335,20 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
     }
 }
 
-/// `off`, or `COUNT/SECONDS` as `parse` reads it (`--name-burst`, `--beacon`).
+/// `off`, or `COUNT/SECONDS` as `parse` reads it (`--name-burst`, `--beacon`); the error says
+/// what was `expected`.
 fn count_per_seconds_or_off<T>(
     flag: &str,
     v: &str,
     parse: impl Fn(&str) -> Option<T>,
-    counts: &str,
+    expected: &str,
 ) -> Result<Option<T>, Usage> {
     if v == "off" {
         return Ok(None);
     }
-    parse(v).map(Some).ok_or_else(|| {
-        Usage(format!(
-            "{flag} {v}: expected COUNT/SECONDS (COUNT {counts}, SECONDS 1 to 86400) or off"
-        ))
-    })
+    parse(v)
+        .map(Some)
+        .ok_or_else(|| Usage(format!("{flag} {v}: expected {expected}")))
 }
 
 fn parse_intel_arg(s: &str) -> Result<(PathBuf, Action), Usage> {
@@ -1469,11 +1468,11 @@ fn engine_option(
         }
         "--name-burst" => {
             let v = val("--name-burst")?;
-            cfg.name_burst = count_per_seconds_or_off(flag, &v, Burst::parse, "2 to 8")?;
+            cfg.name_burst = count_per_seconds_or_off(flag, &v, Burst::parse, Burst::EXPECTED)?;
         }
         "--beacon" => {
             let v = val("--beacon")?;
-            cfg.beacon = count_per_seconds_or_off(flag, &v, Beacon::parse, "4 to 32")?;
+            cfg.beacon = count_per_seconds_or_off(flag, &v, Beacon::parse, Beacon::EXPECTED)?;
         }
         "--no-flow-events" => cfg.flow_events = false,
         "--inspect-encrypted" => cfg.inspect_encrypted = true,

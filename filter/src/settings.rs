@@ -146,14 +146,14 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
         s.name_burst
             .as_deref()
             .is_none_or(|b| b == "off" || crate::engine::Burst::parse(b).is_some()),
-        "COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off",
+        crate::engine::Burst::EXPECTED,
     )?;
     check(
         "beacon",
         s.beacon
             .as_deref()
             .is_none_or(|b| b == "off" || crate::engine::Beacon::parse(b).is_some()),
-        "COUNT/SECONDS (COUNT 4 to 32, SECONDS 1 to 86400) or off",
+        crate::engine::Beacon::EXPECTED,
     )?;
     check(
         "memcap_mib",

@@ -116,6 +116,9 @@ impl Default for Beacon {
 }
 
 impl Beacon {
+    /// What `--beacon` and the `beacon` setting take.
+    pub const EXPECTED: &str = "COUNT/SECONDS (COUNT 4 to 32, SECONDS 1 to 86400) or off";
+
     /// Parses `COUNT/SECONDS` (`16/10`); `None` for anything else or out of range (count 4 to
     /// [`STARTS`], 1 s to one day).
     pub fn parse(s: &str) -> Option<Beacon> {
@@ -177,8 +180,6 @@ impl Key {
 #[derive(Debug, Clone, Copy)]
 struct Series {
     key: Key,
-    /// False: an empty slot.
-    used: bool,
     /// The allow list named one of its names.
     allowed: bool,
     /// Connections seen (all of them, not only those kept).
@@ -211,7 +212,6 @@ impl Default for Series {
                 port: 0,
                 proto: 0,
             },
-            used: false,
             allowed: false,
             n: 0,
             head: 0,
@@ -391,6 +391,7 @@ impl Beacons {
         let (h, at, one) = self.place(&key);
         let found = self.way(&key, h, at);
         let set = self.series.get_mut(at..at + WAYS)?;
+        let tags = self.tags.get_mut(at..at + WAYS)?;
         let mut first = None;
         let i = match found {
             Some(i) => i,
@@ -403,28 +404,21 @@ impl Beacons {
                 }
                 first = Some(slot.1);
                 *slot = (0, 0);
-                let i = set
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, s)| {
-                        if s.used {
-                            (s.n.min(3), s.last_ns)
-                        } else {
-                            (0, i64::MIN)
-                        }
+                // An empty slot (tag 0) first, then the fewest connections, the least recent.
+                let i = (0..WAYS)
+                    .min_by_key(|&i| match tags[i] {
+                        0 => (0, i64::MIN),
+                        _ => (set[i].n.min(3), set[i].last_ns),
                     })
-                    .map_or(0, |(i, _)| i);
-                if set[i].used && set[i].n >= 3 {
+                    .unwrap_or(0);
+                if tags[i] != 0 && set[i].n >= 3 {
                     self.evicted += 1;
                 }
                 set[i] = Series {
                     key,
-                    used: true,
                     ..Series::default()
                 };
-                if let Some(t) = self.tags.get_mut(at + i) {
-                    *t = h;
-                }
+                tags[i] = h;
                 i
             }
         };
@@ -452,7 +446,6 @@ impl Beacons {
             // here, keeping its allow mark, address and name.
             *s = Series {
                 key,
-                used: true,
                 allowed: s.allowed,
                 base_ns: now,
                 last_ns: now,
@@ -654,6 +647,7 @@ mod tests {
             })
         );
         assert_eq!(Beacon::parse("32/86400").map(|b| b.count), Some(32));
+        assert!(Beacon::EXPECTED.contains(&format!("COUNT 4 to {STARTS}")));
         for bad in [
             "3/10", "33/10", "10/0", "10/86401", "10", "a/b", "10/-1", "",
         ] {

@@ -58,6 +58,9 @@ impl Default for Burst {
 }
 
 impl Burst {
+    /// What `--name-burst` and the `name_burst` setting take.
+    pub const EXPECTED: &str = "COUNT/SECONDS (COUNT 2 to 8, SECONDS 1 to 86400) or off";
+
     /// Parses `COUNT/SECONDS` (`4/300`); `None` for anything else or out of range (count 2 to
     /// [`PER_CLIENT`], 1 s to one day).
     pub fn parse(s: &str) -> Option<Burst> {
@@ -285,6 +288,8 @@ mod tests {
         for bad in ["1/60", "9/60", "4/0", "4/86401", "4", "a/b", "4/-1", ""] {
             assert_eq!(Burst::parse(bad), None, "{bad}");
         }
+        // The text errors quote says what parse takes.
+        assert!(Burst::EXPECTED.contains(&format!("COUNT 2 to {PER_CLIENT}")));
     }
 
     #[test]
