@@ -14,6 +14,8 @@ command -v dnsmasq >/dev/null 2>&1 || need_apt+=(dnsmasq-base)
 command -v dig >/dev/null 2>&1 || need_apt+=(dnsutils)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+# The native nftables backend is tested too (its ruleset loads, or is refused cleanly).
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
