@@ -26,12 +26,14 @@ use crate::wire;
 
 mod beacons;
 mod bursts;
+mod tunnels;
 mod detect;
 mod known;
 mod names;
 
 pub use beacons::Beacon;
 pub use bursts::Burst;
+pub use tunnels::DnsTunnel;
 pub use names::{FlowScoring, NameScoring, Scoring};
 
 /// Block or audit.
@@ -82,6 +84,9 @@ pub struct Config {
     /// Beaconing across connections (`engine::beacons`): alert when one client's connections to
     /// one server come at a regular period; `None`: off.
     pub beacon: Option<Beacon>,
+    /// DNS tunnels (`engine::tunnels`): alert when one client's distinct query names under one
+    /// registered domain carry this many payload bytes within the window; `None`: off.
+    pub dns_tunnel: Option<DnsTunnel>,
 }
 
 /// Parses `COUNT/SECONDS` with COUNT in `counts` and SECONDS from 1 to one day: the count
@@ -167,6 +172,7 @@ impl Default for Config {
             inspect_encrypted: false,
             name_burst: Some(Burst::default()),
             beacon: Some(Beacon::default()),
+            dns_tunnel: Some(DnsTunnel::default()),
         }
     }
 }
@@ -267,6 +273,8 @@ pub struct Stats {
     pub name_bursts: u64,
     /// Beaconing series alerted (`engine::beacons`).
     pub beacons: u64,
+    /// DNS tunnels alerted (`engine::tunnels`).
+    pub dns_tunnels: u64,
     /// Flows scored by the flow model.
     pub flows_scored: u64,
     /// Flows whose score reached the alert threshold.
@@ -637,6 +645,7 @@ pub struct Engine {
     name_cache: names::ScoreCache,
     bursts: bursts::Bursts,
     beacons: beacons::Beacons,
+    tunnels: tunnels::Tunnels,
     known_good: known::KnownGood,
     flows_model: Option<FlowScoring>,
 }
@@ -672,6 +681,10 @@ struct Cx<'a> {
     /// they alert (`None`: off).
     beacons: &'a mut beacons::Beacons,
     beacon: Option<Beacon>,
+    /// Query names per client and registered domain (`engine::tunnels`; empty when off), and
+    /// when they alert (`None`: off).
+    tunnels: &'a mut tunnels::Tunnels,
+    dns_tunnel: Option<DnsTunnel>,
     /// Names learnt as good for QUIC.
     known_good: &'a mut known::KnownGood,
     /// The packet being handled (for signatures).
@@ -715,6 +728,7 @@ impl Engine {
             name_cache,
             bursts,
             beacons,
+            tunnels,
             known_good,
             flows_model,
             ..
@@ -743,6 +757,8 @@ impl Engine {
             burst: cfg.name_burst,
             beacons,
             beacon: cfg.beacon,
+            tunnels,
+            dns_tunnel: cfg.dns_tunnel,
             known_good,
             pk: PktInfo::default(),
         };
@@ -787,6 +803,7 @@ impl Engine {
             name_cache: names::ScoreCache::default(),
             bursts: bursts::Bursts::default(),
             beacons: beacons::Beacons::default(),
+            tunnels: tunnels::Tunnels::default(),
             known_good: known::KnownGood::default(),
             flows_model: None,
             flow_tap: Vec::new(),
@@ -832,6 +849,16 @@ impl Engine {
     /// When connection series alert as beacons (`None`: off).
     pub fn beacon(&self) -> Option<Beacon> {
         self.cfg.beacon
+    }
+
+    /// When query names alert as a DNS tunnel (`None`: off).
+    pub fn dns_tunnel(&self) -> Option<DnsTunnel> {
+        self.cfg.dns_tunnel
+    }
+
+    /// Query names counted for DNS tunnels.
+    pub fn dns_tunnel_names(&self) -> u64 {
+        self.tunnels.names
     }
 
     /// Connection starts followed for beaconing.
@@ -1492,7 +1519,10 @@ impl Engine {
                     .u64("name_burst_evicted", self.bursts.evicted);
                 d.u64("beacon_starts", self.beacons.starts)
                     .u64("beacons", s.beacons)
-                    .u64("beacon_evicted", self.beacons.evicted);
+                    .u64("beacon_evicted", self.beacons.evicted)
+                    .u64("dns_tunnel_names", self.tunnels.names)
+                    .u64("dns_tunnels", s.dns_tunnels)
+                    .u64("dns_tunnel_evicted", self.tunnels.evicted);
                 d.u64("flows_scored", s.flows_scored)
                     .u64("flows_alerted", s.flows_alerted);
                 d.u64("quic_known_good", s.quic_known_good)
@@ -1998,6 +2028,73 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
         let mut buf = [0u8; 45];
         p.str("field", "dest_ip")
             .str("value", fmt_ip(&mut buf, m.srv.0));
+    });
+}
+
+/// A DNS query for `name` of type `qtype`: counted in its client's series under the name's
+/// registered domain (`tunnels`), and an alert when it makes the series' distinct names carry
+/// the threshold's payload bytes within the window. Alert only. Special-use names and names an
+/// intel list holds do not count.
+fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u16) {
+    let Some(cfg) = cx.dns_tunnel else { return };
+    if names::unscored(name) || cx.intel.match_domain(name).is_some() {
+        return;
+    }
+    let t = name.strip_suffix('.').unwrap_or(name);
+    let mut buf = [0u8; 256];
+    let Some(lower) = buf.get_mut(..t.len()) else {
+        return;
+    };
+    lower.copy_from_slice(t.as_bytes());
+    lower.make_ascii_lowercase();
+    let Ok(lower) = std::str::from_utf8(lower) else {
+        return;
+    };
+    // The querier is where the query comes from.
+    let ((client, _), _) = flow.meta.ends(dir);
+    let Some(f) = cx.tunnels.query(cfg, client, lower, qtype, cx.now) else {
+        return;
+    };
+    cx.stats.dns_tunnels += 1;
+    let domain = lower.get(f.domain_at..).unwrap_or(lower);
+    let window_s = cfg.window_ns / 1_000_000_000;
+    let sig = format!(
+        "PALISADE DNS tunnel: {} distinct names under {domain} carried {} bytes within {window_s} s",
+        f.names, f.payload
+    );
+    let spec = AlertSpec {
+        gid: 1,
+        sid: 9_100_031,
+        rev: 1,
+        signature: &sig,
+        category: "Data carried in DNS query names (possible tunnel or exfiltration)",
+        severity: 2,
+        action: Verdict::Accept,
+        enforce: false,
+        target: None,
+        metadata: &[],
+    };
+    raise_alert(cx, flow, dir, spec, |p| {
+        p.obj("dns_tunnel", |o| {
+            o.ip("client", client)
+                .str("domain", domain)
+                .u64("names", f.names as u64)
+                .u64("payload_bytes", f.payload as u64)
+                .u64("name_bytes", f.bytes as u64)
+                .u64("queries", f.queries as u64)
+                .u64("data_type_queries", f.carrier as u64)
+                .u64("longest_name", f.longest as u64);
+            let mut b = [0u8; 16];
+            o.raw(
+                "span_s",
+                fmt_small(&mut b, format_args!("{:.3}", f.span_ns as f64 / 1e9)),
+            );
+            o.u64("threshold_bytes", cfg.bytes as u64)
+                .u64("window_s", window_s as u64)
+                .u64("allowance", tunnels::ALLOWANCE as u64);
+        });
+        // The name as asked (tunnels' encodings may use letter case).
+        p.str("field", "dns.query").str("value", t);
     });
 }
 
@@ -3191,6 +3288,11 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
                 payload: msg,
             };
             detect::inspect(cx, flow, dir, Hook::Dns, &bufs, 0);
+        }
+    }
+    if !d.is_response() {
+        if let Some(q) = d.queries.first() {
+            dns_tunnel(cx, flow, dir, d.text(&q.name), q.rtype);
         }
     }
     if d.is_response() {

@@ -10,7 +10,7 @@ mod cli_fleet;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{
-    Beacon, Burst, Config, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy,
+    Beacon, Burst, Config, DnsTunnel, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy,
     Scoring,
 };
 use palisade::firewall::{self, Plan, Role};
@@ -79,6 +79,11 @@ usage:
       regular sizes, as an implant's check-ins do: --beacon COUNT/SECONDS|off (default 16/10)
       judges a series from its COUNT-th connection (4 to 32) when its median gap is at least
       SECONDS. Addresses and names an intel list allows are not judged.
+  DNS tunnels: the same engines count each client's distinct query names under each registered
+      domain and alert (sid 9100031, alert only) when their subdomain parts, less 24 bytes a name
+      (a host name's worth), carry BYTES within SECONDS, as a tunnel's or an exfiltrating
+      implant's do: --dns-tunnel BYTES/SECONDS|off (default 2048/300). Names an intel list holds
+      are not counted.
   palisade score-names FILE|- [--name-model PATH]
       Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
   Flow scoring: the same engines score each flow with the bundled flow model at its 8th packet
@@ -335,7 +340,7 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
     }
 }
 
-/// `off`, or `COUNT/SECONDS` as `parse` reads it (`--name-burst`, `--beacon`); the error says
+/// `off`, or `COUNT/SECONDS` as `parse` reads it (`--name-burst`, `--beacon`, `--dns-tunnel`); the error says
 /// what was `expected`.
 fn count_per_seconds_or_off<T>(
     flag: &str,
@@ -622,6 +627,7 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--name-block", st.name_block.map(|v| v.to_string()));
     put("--name-burst", st.name_burst.clone());
     put("--beacon", st.beacon.clone());
+    put("--dns-tunnel", st.dns_tunnel.clone());
     put("--flow-model", st.flow_model.clone());
     put("--flow-alert", st.flow_alert.map(|v| v.to_string()));
     put("--flow-block", st.flow_block.map(|v| v.to_string()));
@@ -1355,7 +1361,7 @@ fn capture_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             "--iface" => iface = Some(val("--iface")?),
             "--intel" => intel.push(parse_intel_arg(&val("--intel")?)?),
             "--eve" => eve = val("--eve")?,
-            "--name-burst" | "--beacon" => {
+            "--name-burst" | "--beacon" | "--dns-tunnel" => {
                 engine_option(a, &mut val, &mut cap_cfg)?;
             }
             "--count" => {
@@ -1473,6 +1479,11 @@ fn engine_option(
         "--beacon" => {
             let v = val("--beacon")?;
             cfg.beacon = count_per_seconds_or_off(flag, &v, Beacon::parse, Beacon::EXPECTED)?;
+        }
+        "--dns-tunnel" => {
+            let v = val("--dns-tunnel")?;
+            cfg.dns_tunnel =
+                count_per_seconds_or_off(flag, &v, DnsTunnel::parse, DnsTunnel::EXPECTED)?;
         }
         "--no-flow-events" => cfg.flow_events = false,
         "--inspect-encrypted" => cfg.inspect_encrypted = true,

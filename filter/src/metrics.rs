@@ -79,13 +79,14 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
     metric(
         "detections_total",
         "counter",
-        "Alerts of Palisade's own detectors: the domain and flow models, NXDOMAIN bursts, beacons.",
+        "Alerts of Palisade's own detectors: the domain and flow models, NXDOMAIN bursts, beacons, DNS tunnels.",
         &|s| {
             vec![
                 ("detector=\"name_model\"".into(), s.engine.names_alerted),
                 ("detector=\"flow_model\"".into(), s.engine.flows_alerted),
                 ("detector=\"nxdomain_burst\"".into(), s.engine.name_bursts),
                 ("detector=\"beacon\"".into(), s.engine.beacons),
+                ("detector=\"dns_tunnel\"".into(), s.engine.dns_tunnels),
             ]
         },
     );

@@ -227,6 +227,16 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
         )),
         None => out.push_str("  beacons: off\n"),
     }
+    match engine.dns_tunnel() {
+        Some(t) => out.push_str(&format!(
+            "  DNS tunnels ({} payload bytes in {} s): {} alerted, {} query names counted\n",
+            t.bytes,
+            t.window_ns / 1_000_000_000,
+            st.dns_tunnels,
+            engine.dns_tunnel_names()
+        )),
+        None => out.push_str("  DNS tunnels: off\n"),
+    }
     match engine.flow_model() {
         Some(f) => out.push_str(&format!(
             "  flows: {} scored with {} ({}), {} at or above the alert threshold {:.6}\n",

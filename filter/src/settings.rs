@@ -44,6 +44,8 @@ pub struct Settings {
     pub name_burst: Option<String>,
     /// Beaconing: `COUNT/SECONDS` (default `16/10`) or `off`.
     pub beacon: Option<String>,
+    /// DNS tunnels: `BYTES/SECONDS` (default `2048/300`) or `off`.
+    pub dns_tunnel: Option<String>,
     /// Flow model: `bundled` (default), `off`, or a safetensors file.
     pub flow_model: Option<String>,
     /// Alert when a flow scores at or above this (0..1); absent: scores are only logged.
@@ -154,6 +156,13 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .as_deref()
             .is_none_or(|b| b == "off" || crate::engine::Beacon::parse(b).is_some()),
         crate::engine::Beacon::EXPECTED,
+    )?;
+    check(
+        "dns_tunnel",
+        s.dns_tunnel
+            .as_deref()
+            .is_none_or(|b| b == "off" || crate::engine::DnsTunnel::parse(b).is_some()),
+        crate::engine::DnsTunnel::EXPECTED,
     )?;
     check(
         "memcap_mib",

@@ -2,10 +2,11 @@
 //! replayed with the shipped model and NXDOMAIN bursts on (the defaults of `palisade replay`).
 //!
 //! Those captures hold ordinary traffic (Google's CDNs, Signal, Windows and mDNS lookups, reverse
-//! lookups) and one DNS tunnel (suricata-verify's `dns-bug-1158`, queries under
-//! `srv.tunnel.com`). The model alerts on the tunnel and on nothing else: models trained without
-//! names under host parts alerted on `i9.ytimg.com`, `yt3.ggpht.com`, googlevideo shards and
-//! reverse lookups here (`classifiers/MODEL.md`, "Names as traffic carries them").
+//! lookups) and one DNS tunnel (suricata-verify's `dns-bug-1158`: a TXT tunnel session, queries
+//! under `srv.tunnel.com`). The model alerts on the tunnel and on nothing else: models trained
+//! without names under host parts alerted on `i9.ytimg.com`, `yt3.ggpht.com`, googlevideo shards
+//! and reverse lookups here (`classifiers/MODEL.md`, "Names as traffic carries them"). The DNS
+//! tunnel detector (`engine::tunnels`, on by default) raises one alert, on that tunnel.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -24,6 +25,9 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
     let mut other = Vec::new();
     let mut bursts = 0;
     let mut scored = 0;
+    let mut tunnel_alerts = Vec::new();
+    // The tunnel capture's query names, in order, as its dns events give them.
+    let mut tunnel_queries = Vec::new();
     for f in &files {
         let mut e = Engine::new(Config::default(), IntelSet::default());
         e.set_names(Some(NameScoring::bundled()));
@@ -31,6 +35,12 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
         for ev in common::events(&s) {
             if ev["palisade"]["name_score"].is_number() {
                 scored += 1;
+            }
+            if f.to_string_lossy().contains("dns__bug-1158")
+                && ev["event_type"] == "dns"
+                && ev["dns"]["type"] == "request"
+            {
+                tunnel_queries.push(ev["dns"]["queries"][0]["rrname"].as_str().unwrap().to_string());
             }
             if ev["event_type"] != "alert" {
                 continue;
@@ -46,6 +56,7 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
                     }
                 }
                 Some(9_100_022) => bursts += 1,
+                Some(9_100_031) => tunnel_alerts.push((f.clone(), ev)),
                 _ => {}
             }
         }
@@ -59,4 +70,38 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
     assert_eq!(bursts, 0, "NXDOMAIN bursts on real captures");
     // The tunnel's 22 distinct queries: nearly all alert.
     assert!(tunnel >= 18, "{tunnel} tunnel queries alerted");
+
+    // One DNS tunnel alert, on the tunnel, at the query where its distinct names' subdomain
+    // parts, less 24 bytes each, first reach 2,048 bytes: counted here from the dns events.
+    assert_eq!(tunnel_alerts.len(), 1, "DNS tunnel alerts: {tunnel_alerts:#?}");
+    let (file, a) = &tunnel_alerts[0];
+    assert!(file.to_string_lossy().contains("dns__bug-1158"));
+    let t = &a["palisade"]["dns_tunnel"];
+    assert_eq!(t["client"], "10.30.28.90");
+    assert_eq!(t["domain"], "tunnel.com");
+    let mut seen = std::collections::HashSet::new();
+    let (mut payload, mut at) = (0, None);
+    for (i, q) in tunnel_queries.iter().enumerate() {
+        let q = q.to_ascii_lowercase();
+        let sub = q.strip_suffix(".tunnel.com").unwrap();
+        if seen.insert(q.clone()) {
+            payload += sub.len().saturating_sub(24);
+            if payload >= 2048 {
+                at = Some((i, seen.len(), payload));
+                break;
+            }
+        }
+    }
+    let (i, names, payload) = at.expect("the tunnel carries 2,048 bytes");
+    assert!(tunnel_queries.len() > 80 && i < 60, "crossed at query {i}");
+    // The detector tells names apart by hashed bits: a new name may count as a repeat, so it
+    // can cross a few names later, never earlier.
+    let got = t["names"].as_u64().unwrap() as usize;
+    assert!((names..names + 4).contains(&got), "{got} names, {names} counted here");
+    assert!(t["payload_bytes"].as_u64().unwrap() >= 2048);
+    if got == names {
+        assert_eq!(t["payload_bytes"].as_u64().unwrap() as usize, payload);
+        assert_eq!(a["palisade"]["value"], tunnel_queries[i].as_str());
+    }
+    assert_eq!(a["alert"]["action"], "allowed");
 }

@@ -273,7 +273,7 @@ impl ScoreCache {
 const SPECIAL_USE: [&str; 6] = ["arpa", "local", "localhost", "invalid", "onion", "internal"];
 
 /// True for what the model should not score: IP literals, single labels and special-use names.
-fn unscored(name: &str) -> bool {
+pub(super) fn unscored(name: &str) -> bool {
     let tld = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
     name.is_empty()
         || !name.contains('.')
