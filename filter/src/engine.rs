@@ -26,15 +26,15 @@ use crate::wire;
 
 mod beacons;
 mod bursts;
-mod tunnels;
 mod detect;
 mod known;
 mod names;
+mod tunnels;
 
 pub use beacons::Beacon;
 pub use bursts::Burst;
-pub use tunnels::DnsTunnel;
 pub use names::{FlowScoring, NameScoring, Scoring};
+pub use tunnels::DnsTunnel;
 
 /// Block or audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

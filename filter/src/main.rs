@@ -10,8 +10,8 @@ mod cli_fleet;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{
-    Beacon, Burst, Config, DnsTunnel, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy, QuicPolicy,
-    Scoring,
+    Beacon, Burst, Config, DnsTunnel, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy,
+    QuicPolicy, Scoring,
 };
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};

@@ -333,6 +333,12 @@ mod tests {
             e,
             "y.toml:3: `beacon`: expected COUNT/SECONDS (COUNT 4 to 32, SECONDS 1 to 86400) or off"
         );
+        assert_eq!(s.dns_tunnel.as_deref(), Some("2048/300"));
+        let e = parse("y.toml", "mode = \"audit\"\ndns_tunnel = \"100/300\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "y.toml:2: `dns_tunnel`: expected BYTES/SECONDS (BYTES 256 to 1000000, SECONDS 1 to 86400) or off"
+        );
         let e = parse("y.toml", "mode = \"audit\"\nname_block = 1.5\n").unwrap_err();
         assert_eq!(
             e,

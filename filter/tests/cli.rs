@@ -487,6 +487,26 @@ fn score_names_and_name_model_options() {
     );
     let o = palisade(&["replay", "--beacon", "off"], &d);
     assert!(err(&o).contains("beacons: off"), "{}", err(&o));
+    for bad in ["255/300", "1000001/300", "2048/0", "2048", "lots"] {
+        let o = palisade(&["replay", "--dns-tunnel", bad], &d);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            err(&o).contains(&format!(
+                "--dns-tunnel {bad}: expected BYTES/SECONDS (BYTES 256 to 1000000"
+            )),
+            "{}",
+            err(&o)
+        );
+    }
+    let o = palisade(&["replay", "--dns-tunnel", "4096/600"], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o).contains("DNS tunnels (4096 payload bytes in 600 s): 0 alerted, "),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "--dns-tunnel", "off"], &d);
+    assert!(err(&o).contains("DNS tunnels: off"), "{}", err(&o));
     std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
     let o = palisade(&["replay", "--name-model", "bad.safetensors"], &d);
     assert_eq!(o.status.code(), Some(1));

@@ -1304,3 +1304,127 @@ fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
     );
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
+
+/// A real DNS tunnel (dns2tcp: TCP carried in TXT queries) through the filter: a client posts
+/// 6 KB through it to the lab's web server. The filter raises one DNS tunnel alert naming the
+/// client and the tunnel's domain; 300 ordinary lookups of distinct hosts under one domain, from
+/// the same client, raise none.
+#[test]
+fn dns_tunnel_alerts_inline_and_ordinary_lookups_do_not() {
+    if !ready() {
+        return;
+    }
+    let have = sh("command -v dns2tcpc && command -v dns2tcpd")
+        .status
+        .success();
+    if !have {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but dns2tcp is not installed"
+        );
+        eprintln!("skipping: dns2tcp is not installed");
+        return;
+    }
+    let mut lab = Lab::new("y");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(
+        &cli,
+        &["10.90.0.1/24"],
+        &srv,
+        &["10.90.0.2/24", "10.90.0.3/24"],
+        "y",
+    );
+    lab.servers(&srv, &["10.90.0.2"]);
+    let d = lab.dir.display().to_string();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    // The tunnel's server answers for tunnel.lab on its own address; its one resource is the
+    // web server.
+    std::fs::write(
+        lab.dir.join("dns2tcpd.conf"),
+        format!(
+            "listen = 10.90.0.3\nport = 53\nuser = nobody\nchroot = {d}\ndomain = tunnel.lab\nresources = web:10.90.0.2:80\n"
+        ),
+    )
+    .unwrap();
+    lab.spawn(
+        &format!("ip netns exec {srv} dns2tcpd -F -f {d}/dns2tcpd.conf"),
+        "dns2tcpd.log",
+    );
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 33 --fail closed"
+    ));
+    let p = lab.palisade(&cli, 33, "", "inline.log");
+    // Ordinary lookups first: 300 hosts of one domain, each asked once (A), through dnsmasq.
+    let names: String = (0..300).map(|i| format!("host{i}.corp.example ")).collect();
+    let o = sh(&format!(
+        "ip netns exec {cli} dig +time=2 +tries=1 +short @10.90.0.2 {names}"
+    ));
+    let answers = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        answers.lines().filter(|l| *l == "10.90.0.2").count(),
+        300,
+        "every ordinary lookup answered: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The tunnel's client listens on its own loopback and carries each connection over DNS.
+    lab.spawn(
+        &format!("ip netns exec {cli} dns2tcpc -z tunnel.lab -r web -l 8080 10.90.0.3"),
+        "dns2tcpc.log",
+    );
+    wait_until(Duration::from_secs(5), || {
+        sh(&format!(
+            "ip netns exec {cli} sh -c 'ss -ltn | grep -q :8080'"
+        ))
+        .status
+        .success()
+    });
+    let body: String = (0..6000)
+        .map(|i| char::from(b'a' + ((i * 7 + i / 13) % 26) as u8))
+        .collect();
+    std::fs::write(lab.dir.join("post.txt"), body).unwrap();
+    let (rc, code, _) = curl(
+        &cli,
+        &format!("-m 30 --data-binary @{d}/post.txt http://127.0.0.1:8080/"),
+    );
+    assert_eq!(
+        (rc, code.as_str()),
+        (0, "200"),
+        "the post went through the tunnel"
+    );
+    wait_until(Duration::from_secs(3), || {
+        let m = metrics(&cli, 9475);
+        metric(
+            &m,
+            "palisade_detections_total{queue=\"33\",detector=\"dns_tunnel\"}",
+        ) == 1
+    });
+    lab.stop(p);
+    let t = lab.alerts_of(9_100_031);
+    assert_eq!(t.len(), 1, "one alert, for the tunnel: {t:#?}");
+    let a = &t[0];
+    let dt = &a["palisade"]["dns_tunnel"];
+    assert_eq!(dt["client"], "10.90.0.1", "{a:#}");
+    assert_eq!(dt["domain"], "tunnel.lab", "{a:#}");
+    assert!(
+        dt["payload_bytes"].as_u64().is_some_and(|b| b >= 2048),
+        "{a:#}"
+    );
+    assert!(
+        dt["data_type_queries"].as_u64() > Some(0),
+        "dns2tcp asks for TXT: {a:#}"
+    );
+    assert_eq!(a["dest_ip"], "10.90.0.3");
+    assert_eq!(a["dest_port"], 53);
+    assert_eq!(a["alert"]["action"], "allowed");
+    // Alert only: the lookups were answered and logged.
+    let dns_events = lab
+        .file("eve.json")
+        .lines()
+        .filter(|l| l.contains("\"event_type\":\"dns\"") && l.contains("corp.example"))
+        .count();
+    assert!(
+        dns_events >= 300,
+        "{dns_events} dns events for the ordinary lookups"
+    );
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}

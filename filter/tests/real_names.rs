@@ -40,7 +40,12 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
                 && ev["event_type"] == "dns"
                 && ev["dns"]["type"] == "request"
             {
-                tunnel_queries.push(ev["dns"]["queries"][0]["rrname"].as_str().unwrap().to_string());
+                tunnel_queries.push(
+                    ev["dns"]["queries"][0]["rrname"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
             }
             if ev["event_type"] != "alert" {
                 continue;
@@ -73,7 +78,11 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
 
     // One DNS tunnel alert, on the tunnel, at the query where its distinct names' subdomain
     // parts, less 24 bytes each, first reach 2,048 bytes: counted here from the dns events.
-    assert_eq!(tunnel_alerts.len(), 1, "DNS tunnel alerts: {tunnel_alerts:#?}");
+    assert_eq!(
+        tunnel_alerts.len(),
+        1,
+        "DNS tunnel alerts: {tunnel_alerts:#?}"
+    );
     let (file, a) = &tunnel_alerts[0];
     assert!(file.to_string_lossy().contains("dns__bug-1158"));
     let t = &a["palisade"]["dns_tunnel"];
@@ -97,7 +106,10 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
     // The detector tells names apart by hashed bits: a new name may count as a repeat, so it
     // can cross a few names later, never earlier.
     let got = t["names"].as_u64().unwrap() as usize;
-    assert!((names..names + 4).contains(&got), "{got} names, {names} counted here");
+    assert!(
+        (names..names + 4).contains(&got),
+        "{got} names, {names} counted here"
+    );
     assert!(t["payload_bytes"].as_u64().unwrap() >= 2048);
     if got == names {
         assert_eq!(t["payload_bytes"].as_u64().unwrap() as usize, payload);

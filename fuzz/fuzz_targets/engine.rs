@@ -5,7 +5,7 @@
 //! and after `finish` all traffic-derived memory is released.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use palisade::engine::{Beacon, Burst, Config, Engine, NameScoring};
+use palisade::engine::{Beacon, Burst, Config, DnsTunnel, Engine, NameScoring};
 use palisade_rules::sig::{SigSet, SigSetBuilder};
 use palisade_rules::{Action, IntelBuilder};
 
@@ -53,7 +53,9 @@ fuzz_target!(|data: &[u8]| {
     let burst = Some(Burst { count: 2, window_ns: 1 << 50 });
     // Beacons from the 4th connection a second apart, likewise.
     let beacon = Some(Beacon { count: 4, min_interval_ns: 1_000_000_000 });
-    let cfg = Config { memcap: 4 << 20, max_flows: 64, name_burst: burst, beacon, ..Config::default() };
+    // DNS tunnels at the least payload the setting takes, likewise.
+    let dns_tunnel = Some(DnsTunnel { bytes: 256, window_ns: 1 << 50 });
+    let cfg = Config { memcap: 4 << 20, max_flows: 64, name_burst: burst, beacon, dns_tunnel, ..Config::default() };
     let mut e = Engine::new(cfg, b.build());
     e.set_sigs(sigs().clone());
     e.set_names(Some(names().clone()));

@@ -158,8 +158,7 @@ impl Default for Series {
 impl Series {
     /// Payload bytes still in their window at `now` (0 for a window that has ended).
     fn live_payload(&self, now: i64, window_ns: i64) -> u32 {
-        if self.key == 0 || now.saturating_sub(self.start_ns) >= window_ns || now < self.start_ns
-        {
+        if self.key == 0 || now.saturating_sub(self.start_ns) >= window_ns || now < self.start_ns {
             0
         } else {
             self.payload
@@ -356,7 +355,10 @@ mod tests {
         // one count as a repeat).
         let expect = (cfg.bytes as u64).div_ceil(26) - 1;
         assert!((expect..=expect + 3).contains(&i), "alert at query {i}");
-        assert!(f.payload >= cfg.bytes && f.payload < cfg.bytes + 26, "{f:?}");
+        assert!(
+            f.payload >= cfg.bytes && f.payload < cfg.bytes + 26,
+            "{f:?}"
+        );
         assert_eq!(f.bytes - f.payload, f.names * ALLOWANCE as u32);
         assert_eq!(f.queries, i as u32 + 1);
         assert_eq!(f.carrier, f.queries, "all TXT");
@@ -404,7 +406,10 @@ mod tests {
                 format!("www.site{i}.com.corp.example"),
             ];
             for n in &names {
-                assert!(t.query(cfg, ip(2), n, 1, i as i64 * S / 10).is_none(), "{n}");
+                assert!(
+                    t.query(cfg, ip(2), n, 1, i as i64 * S / 10).is_none(),
+                    "{n}"
+                );
             }
         }
     }
@@ -416,7 +421,13 @@ mod tests {
         let mut t = Tunnels::default();
         for i in 0..1000u64 {
             assert!(t
-                .query(cfg, ip(3), &encoded(i, "slow.example"), 16, i as i64 * 10 * S)
+                .query(
+                    cfg,
+                    ip(3),
+                    &encoded(i, "slow.example"),
+                    16,
+                    i as i64 * 10 * S
+                )
                 .is_none());
         }
         // A lower threshold, or a longer window, catches it.
@@ -427,8 +438,14 @@ mod tests {
         let mut t = Tunnels::default();
         let hit = (0..1000u64)
             .find(|&i| {
-                t.query(cfg, ip(3), &encoded(i, "slow.example"), 16, i as i64 * 10 * S)
-                    .is_some()
+                t.query(
+                    cfg,
+                    ip(3),
+                    &encoded(i, "slow.example"),
+                    16,
+                    i as i64 * 10 * S,
+                )
+                .is_some()
             })
             .unwrap();
         // The 40th name brings 1,040 bytes (a collision may delay it).
@@ -442,9 +459,15 @@ mod tests {
         // Half the payload from each of two clients, and from one client under two domains.
         for i in 0..40u64 {
             let now = i as i64 * S;
-            assert!(t.query(cfg, ip(4), &encoded(i, "a.example"), 1, now).is_none());
-            assert!(t.query(cfg, ip(5), &encoded(i, "a.example"), 1, now).is_none());
-            assert!(t.query(cfg, ip(4), &encoded(i, "b.example"), 1, now).is_none());
+            assert!(t
+                .query(cfg, ip(4), &encoded(i, "a.example"), 1, now)
+                .is_none());
+            assert!(t
+                .query(cfg, ip(5), &encoded(i, "a.example"), 1, now)
+                .is_none());
+            assert!(t
+                .query(cfg, ip(4), &encoded(i, "b.example"), 1, now)
+                .is_none());
         }
     }
 
@@ -501,17 +524,36 @@ mod tests {
                 assert!(t.query(cfg, c, &name, 1, now).is_none());
             }
         }
-        assert!(alerted, "the tunnel's series survived 120,000 one-off lookups");
+        assert!(
+            alerted,
+            "the tunnel's series survived 120,000 one-off lookups"
+        );
         assert_eq!(t.evicted, 0, "none of them held a quarter of the threshold");
     }
 
     #[test]
     fn parse_and_size() {
         assert_eq!(DnsTunnel::parse("2048/300"), Some(DnsTunnel::default()));
-        for bad in ["255/300", "1000001/1", "2048/0", "2048/86401", "2048", "x/1", "2048/300/1"] {
+        for bad in [
+            "255/300",
+            "1000001/1",
+            "2048/0",
+            "2048/86401",
+            "2048",
+            "x/1",
+            "2048/300/1",
+        ] {
             assert_eq!(DnsTunnel::parse(bad), None, "{bad}");
         }
-        assert!(std::mem::size_of::<Series>() <= 184, "{}", std::mem::size_of::<Series>());
-        assert_eq!(Tunnels::default().series.len(), 0, "allocated at the first name");
+        assert!(
+            std::mem::size_of::<Series>() <= 184,
+            "{}",
+            std::mem::size_of::<Series>()
+        );
+        assert_eq!(
+            Tunnels::default().series.len(),
+            0,
+            "allocated at the first name"
+        );
     }
 }
