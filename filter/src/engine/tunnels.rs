@@ -37,10 +37,12 @@
 //!
 //! Fixed size, allocated once per engine at the first name it counts: [`SERIES`] series of 184
 //! bytes (736 KiB), 4-way set-associative by a keyed hash of the client and the domain. A new
-//! series replaces, in its set, the one with the fewest payload bytes in its window (an expired
-//! window counts as none), the least recently active among equals: one-off lookups of many
-//! domains replace each other, not a tunnel in progress. Replacing a series that held at least a
-//! quarter of the threshold is counted (`detect.dns_tunnel_evicted` in `stats` events).
+//! series replaces, in its set, one that is not quiet after an alert before one that is (so a
+//! tunnel that alerted keeps its quiet hour), then the one with the fewest payload bytes in its
+//! window (an expired window counts as none), the least recently active among equals: one-off
+//! lookups of many domains replace each other, not a tunnel in progress. Replacing a quiet
+//! series, or one that held at least a quarter of the threshold, is counted
+//! (`detect.dns_tunnel_evicted` in `stats` events).
 //! Nothing is allocated per packet.
 //!
 //! What it cannot see: DNS over HTTPS, TLS or QUIC (encrypted to the resolver); a tunnel slower
@@ -220,10 +222,14 @@ impl Tunnels {
                     .enumerate()
                     .min_by_key(|(_, s)| {
                         let used = s.key != 0;
-                        (used, s.live_payload(now, cfg.window_ns), s.last_ns)
+                        let quiet = now < s.quiet_until;
+                        (used, quiet, s.live_payload(now, cfg.window_ns), s.last_ns)
                     })
                     .map_or(0, |(i, _)| i);
-                if set[i].live_payload(now, cfg.window_ns) >= cfg.bytes / 4 {
+                let victim = &set[i];
+                if now < victim.quiet_until
+                    || victim.live_payload(now, cfg.window_ns) >= cfg.bytes / 4
+                {
                     self.evicted += 1;
                 }
                 set[i] = Series {
@@ -529,6 +535,36 @@ mod tests {
             "the tunnel's series survived 120,000 one-off lookups"
         );
         assert_eq!(t.evicted, 0, "none of them held a quarter of the threshold");
+    }
+
+    #[test]
+    fn a_tunnel_that_alerted_stays_quiet_through_churn() {
+        // A tunnel with long names, a query every 7 s for half an hour: its windows end between
+        // two of its queries and start over at the next; between two of its queries 2,048
+        // one-off lookups pass (two per set), spread over the gap. It alerts once: its series,
+        // quiet after the alert, is not the one replaced, even while its window has ended and
+        // holds no payload.
+        let cfg = DnsTunnel::default();
+        let mut t = Tunnels::default();
+        let long = |i: u64| {
+            let e = encoded(i, "example.org");
+            format!("{}.{}.{}", &e[..40], &e[..40], e)
+        };
+        let mut alerts = 0;
+        let mut n = 0u64;
+        for i in 0..258u64 {
+            let now = i as i64 * 7 * S;
+            alerts += t.query(cfg, ip(9), &long(i), 16, now).is_some() as usize;
+            for k in 0..2048 {
+                n += 1;
+                let c = IpAddr::V4(Ipv4Addr::from(0x0a02_0000 + (n % 4096) as u32));
+                let name = format!("www.d{n}.example");
+                let at = now + (k as i64 + 1) * 7 * S / 2049;
+                assert!(t.query(cfg, c, &name, 1, at).is_none());
+            }
+        }
+        assert_eq!(alerts, 1);
+        assert_eq!(t.evicted, 0);
     }
 
     #[test]
