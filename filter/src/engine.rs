@@ -2033,11 +2033,11 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
 
 /// A DNS query for `name` of type `qtype`: counted in its client's series under the name's
 /// registered domain (`tunnels`), and an alert when it makes the series' distinct names carry
-/// the threshold's payload bytes within the window. Alert only. Special-use names and names an
-/// intel list holds do not count.
+/// the threshold's payload bytes within the window. Alert only. Special-use names do not count
+/// (nor, by the caller, names an intel list holds).
 fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u16) {
     let Some(cfg) = cx.dns_tunnel else { return };
-    if names::unscored(name) || cx.intel.match_domain(name).is_some() {
+    if names::unscored(name) {
         return;
     }
     let t = name.strip_suffix('.').unwrap_or(name);
@@ -2161,7 +2161,7 @@ fn check_domain(
     field: &str,
     name: &str,
     action: Verdict,
-) {
+) -> bool {
     // The hit borrows the intel set, which outlives the context.
     let intel = cx.intel;
     let hit = intel.match_domain(name);
@@ -2178,6 +2178,7 @@ fn check_domain(
     if field != "dns.answer" {
         names::check(cx, flow, dir, field, name, action, decided);
     }
+    decided
 }
 
 /// Whether a segment's timestamps show it would be discarded by the endpoint, so it must not move
@@ -3276,10 +3277,14 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
         },
     );
     // Intel: query names, and in responses the names answers point at (CNAME cloaking).
-    for q in &d.queries {
+    for (i, q) in d.queries.iter().enumerate() {
         let name = d.text(&q.name);
         if !d.is_response() {
-            check_domain(cx, flow, dir, "dns.query", name, Verdict::Sinkhole);
+            let listed = check_domain(cx, flow, dir, "dns.query", name, Verdict::Sinkhole);
+            // A query's first name counts toward a DNS tunnel, unless a list holds it.
+            if i == 0 && !listed {
+                dns_tunnel(cx, flow, dir, name, q.rtype);
+            }
         }
         // Suricata's dns.query inspects requests.
         if !d.is_response() && cx.sigs.wants(Hook::Dns) {
@@ -3288,11 +3293,6 @@ fn dns_message(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, msg: &[u8]) {
                 payload: msg,
             };
             detect::inspect(cx, flow, dir, Hook::Dns, &bufs, 0);
-        }
-    }
-    if !d.is_response() {
-        if let Some(q) = d.queries.first() {
-            dns_tunnel(cx, flow, dir, d.text(&q.name), q.rtype);
         }
     }
     if d.is_response() {

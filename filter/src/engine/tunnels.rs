@@ -9,20 +9,21 @@
 //!
 //! A series is one client (the querier: the flow's initiator) and one registrable domain (the
 //! Public Suffix List's, with dynamic-DNS zones as suffixes, so `x.ddns.net` is a domain of its
-//! own). Every DNS query counts its first name once per window: a name asked again (retries, A
-//! and AAAA for one name, any letter case) is a repeat and adds nothing. A new name adds its
-//! **payload bytes**: the length of its part left of the registrable domain, less
-//! [`ALLOWANCE`] bytes, a host name's worth (`www`, `mail2`, `r4---sn-5hne6nsr`,
-//! `selector1._domainkey` carry nothing; the 60-character labels of a tunnel carry most of
-//! theirs). So a busy resolver's many
-//! CDN hosts, a DNS blocklist's reversed addresses (`4.3.2.1.zen.spamhaus.org`), and a search
-//! list's expansions (`www.google.com.corp.example`) add little or nothing, where each query of
-//! a tunnel adds tens of bytes. When a series' payload bytes reach [`DnsTunnel::bytes`] within
-//! [`DnsTunnel::window_ns`], the query that crossed raises an alert naming the client, the
-//! domain, the distinct names, the payload and all bytes, how many queries asked for TXT, NULL,
-//! CNAME, MX, SRV or ANY (the types tunnels carry data back in), the longest name, and the
-//! name that crossed. The series is then quiet for [`QUIET_NS`]: a running tunnel raises one
-//! alert an hour, not one per query. Alert only.
+//! own). A DNS query's first name carries **payload bytes**: the length of its part left of the
+//! registrable domain, less [`ALLOWANCE`] bytes, a host name's worth (`www`, `mail2`,
+//! `r4---sn-5hne6nsr`, `selector1._domainkey` carry nothing; the 60-character labels of a
+//! tunnel carry most of theirs). A name that carries payload counts in its series once per
+//! window: a name asked again (retries, A and AAAA for one name, any letter case) is a repeat
+//! and adds nothing. So a busy resolver's many CDN hosts, a DNS blocklist's reversed addresses
+//! (`4.3.2.1.zen.spamhaus.org`), and a search list's expansions (`www.google.com.corp.example`)
+//! add little or nothing, where each query of a tunnel adds tens of bytes; and names within the
+//! allowance, most of them, touch no series at all. When a series' payload bytes reach
+//! [`DnsTunnel::bytes`] within [`DnsTunnel::window_ns`], the query that crossed raises an alert
+//! naming the client, the domain, the distinct names that carried payload, the payload and all
+//! their bytes, how many of those queries (repeats included) asked for TXT, NULL, CNAME, MX, SRV
+//! or ANY (the types tunnels carry data back in), the longest name, and the name that crossed.
+//! The series is then quiet for [`QUIET_NS`]: a running tunnel raises one alert an hour, not
+//! one per query. Alert only.
 //!
 //! Windows are counted from a series' first name: when a query comes a window or more after
 //! it, the series starts over with that query. Names are told apart by a 1,024-bit set of keyed
@@ -256,16 +257,22 @@ impl Tunnels {
         qtype: u16,
         now: i64,
     ) -> Option<Found> {
+        // The subdomain part is at most the name less a dot and the shortest registrable
+        // domain (`a.b`): a name that short carries no payload, whatever its split.
+        if name.len() <= ALLOWANCE + 4 {
+            return None;
+        }
         let split = psl().split(name);
         // A public suffix itself, or a single label: no registrable domain to count under.
         if split.label >= split.suffix {
             return None;
         }
         let domain = name.get(split.label..)?;
-        // The subdomain part and its dot.
+        // The subdomain part (without its dot): within the allowance, a host name carrying
+        // nothing, which touches no series (so ordinary lookups cost no table access and push
+        // nothing out).
         let sub = split.label.saturating_sub(1);
-        if sub == 0 {
-            // The registrable domain itself: no payload.
+        if sub <= ALLOWANCE {
             return None;
         }
         self.names += 1;
@@ -522,11 +529,12 @@ mod tests {
             alerted |= t
                 .query(cfg, ip(8), &encoded(i, "tun.example"), 16, now)
                 .is_some();
-            // Between two tunnel queries, 100 clients look up 10 domains each once.
+            // Between two tunnel queries, 100 clients look up 10 domains each once, names a little
+            // longer than the allowance (7 payload bytes each), so each makes a series.
             for _ in 0..1000 {
                 n += 1;
                 let c = IpAddr::V4(Ipv4Addr::from(0x0a01_0000 + (n % 100) as u32));
-                let name = format!("www.d{n}.example");
+                let name = format!("host-{n:026}.d{n}.example");
                 assert!(t.query(cfg, c, &name, 1, now).is_none());
             }
         }
@@ -541,7 +549,7 @@ mod tests {
     fn a_tunnel_that_alerted_stays_quiet_through_churn() {
         // A tunnel with long names, a query every 7 s for half an hour: its windows end between
         // two of its queries and start over at the next; between two of its queries 2,048
-        // one-off lookups pass (two per set), spread over the gap. It alerts once: its series,
+        // one-off lookups with a little payload each pass (two per set), spread over the gap. It alerts once: its series,
         // quiet after the alert, is not the one replaced, even while its window has ended and
         // holds no payload.
         let cfg = DnsTunnel::default();
@@ -558,7 +566,7 @@ mod tests {
             for k in 0..2048 {
                 n += 1;
                 let c = IpAddr::V4(Ipv4Addr::from(0x0a02_0000 + (n % 4096) as u32));
-                let name = format!("www.d{n}.example");
+                let name = format!("host-{n:026}.d{n}.example");
                 let at = now + (k as i64 + 1) * 7 * S / 2049;
                 assert!(t.query(cfg, c, &name, 1, at).is_none());
             }

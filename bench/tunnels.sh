@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# DNS tunnel benchmark, one core: (1) detection on a capture of 500,000 ordinary lookups from
+# 4,096 clients (short hosts of 50,000 domains, big sites' many hosts, search-list expansions,
+# blocklist lookups) with 100 tunnels (a TXT query a second on average, 40- to 60-character
+# labels) and 100 slow ones (a query every 10 s, about 40% of the threshold per window) over
+# 30 minutes (`bench/gen-dns.py`); (2) the replay cost of counting names: that capture and the
+# benchmark corpus with DNS tunnels on (the default) and off, and the DNS capture also with both
+# models off (the detector's own cost per query), ROUNDS each, interleaved, packets/s medians.
+#   ROUNDS=5 bash bench/tunnels.sh        # results in bench/out/tunnels/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=${BASE:-/tmp/palisade-corpus}
+CORPUS=$BASE/corpus.pcap
+ROUNDS=${ROUNDS:-5}
+OUT=bench/out/tunnels
+mkdir -p "$OUT"
+[ -s "$CORPUS" ] || { echo "bench: no corpus at $CORPUS: run bench/run.sh first (it builds it)"; exit 1; }
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
+python3 bench/gen-dns.py "$OUT/dns.pcap" 500000 100 1 1800
+cargo build --release -q
+P=target/release/palisade
+cat "$CORPUS" "$OUT/dns.pcap" > /dev/null
+"$P" replay "$OUT/dns.pcap" --eve "$OUT/eve-dns.json" 2> "$OUT/detect.err"
+: > "$OUT/runs.txt"
+for r in $(seq "$ROUNDS"); do
+  for cap in dns dns-nomodels corpus; do
+    f=$OUT/dns.pcap; models=()
+    [ "$cap" = corpus ] && f=$CORPUS
+    [ "$cap" = dns-nomodels ] && models=(--name-model off --flow-model off)
+    for mode in on off; do
+      extra=(${models[@]+"${models[@]}"}); [ "$mode" = off ] && extra+=(--dns-tunnel off)
+      taskset -c 0 "$P" replay "$f" --eve /dev/null ${extra[@]+"${extra[@]}"} 2> "$OUT/$cap-$mode.err" || true
+      pps=$(grep -oE '\(([0-9]+) packets/s' "$OUT/$cap-$mode.err" | grep -oE '[0-9]+')
+      pkts=$(grep -oE 'replay: [0-9]+ packets' "$OUT/$cap-$mode.err" | grep -oE '[0-9]+')
+      echo "$cap $mode $pps $pkts" >> "$OUT/runs.txt"
+    done
+  done
+done
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+out = sys.argv[1]
+hits = {"10.2": [], "10.3": [], "other": []}
+for l in open(f"{out}/eve-dns.json"):
+    e = json.loads(l)
+    if e.get("event_type") == "alert" and e["alert"]["signature_id"] == 9100031:
+        t = e["palisade"]["dns_tunnel"]
+        c = t["client"]
+        hits[c[:4] if c[:4] in hits else "other"].append(t)
+fast = hits["10.2"]
+print(f"detection: tunnels alerted {len({t['client'] for t in fast})} of 100 ({len(fast)} alerts), "
+      f"slow tunnels {len(hits['10.3'])} of 100, ordinary clients {len(hits['other'])}")
+if fast:
+    print(f"  at the alert: median {statistics.median(t['names'] for t in fast)} distinct names, "
+          f"{statistics.median(t['span_s'] for t in fast):.1f} s after the window's first")
+runs = {}
+for l in open(f"{out}/runs.txt"):
+    cap, mode, pps, pkts = l.split()
+    runs.setdefault((cap, mode), []).append((int(pps), int(pkts)))
+for cap in ("dns", "dns-nomodels", "corpus"):
+    on, off = (statistics.median(p for p, _ in runs[(cap, m)]) for m in ("on", "off"))
+    pkts = runs[(cap, "on")][0][1]
+    extra = ""
+    if cap.startswith("dns"):
+        extra = f", {(pkts / on - pkts / off) / pkts * 1e9:.0f} ns per query"
+    print(f"{cap}: DNS tunnels on {on:,.0f} packets/s, off {off:,.0f} packets/s: "
+          f"on/off {on / off:.3f} ({(1 - on / off) * 100:.1f}% slower{extra}), "
+          f"rounds on {[p for p, _ in runs[(cap, 'on')]]} off {[p for p, _ in runs[(cap, 'off')]]}")
+PY
