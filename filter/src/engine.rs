@@ -2059,7 +2059,7 @@ fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u
     let domain = lower.get(f.domain_at..).unwrap_or(lower);
     let window_s = cfg.window_ns / 1_000_000_000;
     let sig = format!(
-        "PALISADE DNS tunnel: {} distinct names under {domain} carried {} bytes within {window_s} s",
+        "PALISADE DNS tunnel: {} distinct names under {domain} carried {} payload bytes within {window_s} s",
         f.names, f.payload
     );
     let spec = AlertSpec {
