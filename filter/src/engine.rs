@@ -2037,19 +2037,15 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
 /// (nor, by the caller, names an intel list holds).
 fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u16) {
     let Some(cfg) = cx.dns_tunnel else { return };
-    if names::unscored(name) {
+    if names::special_use(name) {
         return;
     }
+    // As long as the parser writes names (bytes outside printable ASCII as `\xNN`).
+    let mut buf = [0u8; dns::MAX_NAME];
+    let Some(lower) = names::lowered(name, &mut buf) else {
+        return;
+    };
     let t = name.strip_suffix('.').unwrap_or(name);
-    let mut buf = [0u8; 256];
-    let Some(lower) = buf.get_mut(..t.len()) else {
-        return;
-    };
-    lower.copy_from_slice(t.as_bytes());
-    lower.make_ascii_lowercase();
-    let Ok(lower) = std::str::from_utf8(lower) else {
-        return;
-    };
     // The querier is where the query comes from.
     let ((client, _), _) = flow.meta.ends(dir);
     let Some(f) = cx.tunnels.query(cfg, client, lower, qtype, cx.now) else {

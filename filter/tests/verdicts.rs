@@ -1543,3 +1543,93 @@ fn beacon_series_across_connections() {
     e.take_events(|b| n += b.windows(9).filter(|w| w == b"9100030,\"").count());
     assert_eq!((n, e.beacon_starts()), (0, 0));
 }
+
+/// A DNS query from 10.0.0.1 whose first label is `raw` bytes, under `rest` (dot-separated).
+fn dns_query_raw(id: u16, sport: u16, raw: &[u8], rest: &str) -> Vec<u8> {
+    let id = id.to_be_bytes();
+    let mut q = vec![id[0], id[1], 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.push(raw.len() as u8);
+    q.extend_from_slice(raw);
+    for l in rest.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    // NULL (10), as iodine asks for.
+    q.extend_from_slice(&[0, 0, 10, 0, 1]);
+    let mut v = Vec::new();
+    PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 53], 64)
+        .udp(sport, 53)
+        .write(&mut v, &q)
+        .unwrap();
+    v
+}
+
+/// DNS tunnels through the engine: binary labels (iodine's raw encodings), which the parser
+/// writes as `\xNN` and so make names longer than any printable one, are counted and alert,
+/// across the client's changing source ports; the same queries under an allow-listed domain,
+/// or with the detector off, do not.
+#[test]
+fn dns_tunnel_with_binary_labels_alerts() {
+    let queries = |domain: &str| -> Vec<Vec<u8>> {
+        (0..40u16)
+            .map(|i| {
+                let raw: Vec<u8> = (0..60u16)
+                    .map(|k| 0x80 | ((i * 61 + k * 7) % 128) as u8)
+                    .collect();
+                dns_query_raw(i, 20_000 + i % 3, &raw, &format!("t.{domain}"))
+            })
+            .collect()
+    };
+    let mut b = IntelBuilder::new();
+    b.add_bytes("allow.txt", b"updates.example\n", Action::Allow)
+        .unwrap();
+    let intel = b.build();
+    let r = run_engine(
+        Engine::new(Config::default(), intel.clone()),
+        &queries("bin.example"),
+    );
+    let t = alerts_of(&r, 9_100_031);
+    assert_eq!(t.len(), 1, "{:#?}", alerts(&r));
+    let d = &t[0]["palisade"]["dns_tunnel"];
+    assert_eq!(d["client"], "10.0.0.1");
+    assert_eq!(d["domain"], "bin.example");
+    assert_eq!(d["data_type_queries"], d["queries"]);
+    // Each name's part left of the domain: 60 bytes written as 240 characters, and `.t`.
+    assert!(d["longest_name"].as_u64() > Some(250), "{d}");
+    let names = d["names"].as_u64().unwrap();
+    assert!((9..=14).contains(&names), "{d}");
+    assert!(t[0]["palisade"]["value"].as_str().unwrap().contains("\\x"));
+    assert_eq!(t[0]["alert"]["action"], "allowed");
+    // Allow-listed: not counted.
+    let r = run_engine(
+        Engine::new(Config::default(), intel.clone()),
+        &queries("updates.example"),
+    );
+    assert!(alerts_of(&r, 9_100_031).is_empty());
+    // Off.
+    let cfg = Config {
+        dns_tunnel: None,
+        ..Config::default()
+    };
+    let r = run_engine(Engine::new(cfg, intel), &queries("bin.example"));
+    assert!(alerts_of(&r, 9_100_031).is_empty());
+}
+
+/// A listed domain under a label of binary bytes (written `\xNN`, so the name runs past 253
+/// characters) is sinkholed like any other subdomain of it: a long prefix hides nothing.
+#[test]
+fn long_query_names_under_a_listed_domain_are_sinkholed() {
+    let raw: Vec<u8> = (0..63u8).map(|k| 0x80 | k).collect();
+    let r = run(
+        Mode::Block,
+        &[
+            dns_query_raw(1, 30_000, &raw, "c2.evil.example"),
+            dns_query_raw(2, 30_001, &raw, "c2.fine.example"),
+        ],
+    );
+    assert_eq!(r.verdicts, [Verdict::Sinkhole, Verdict::Accept]);
+    let a = alerts(&r);
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0]["alert"]["signature_id"], 9_100_001);
+    assert!(a[0]["palisade"]["value"].as_str().unwrap().len() > 253);
+}

@@ -434,9 +434,19 @@ impl IntelSet {
         if inner.names.table.is_empty() {
             return None;
         }
-        let name = name.strip_suffix('.').unwrap_or(name);
-        if name.is_empty() || name.len() > 253 {
+        let mut name = name.strip_suffix('.').unwrap_or(name);
+        if name.is_empty() {
             return None;
+        }
+        // A listed domain is at most 253 characters, so only the name's last 253 can hold it.
+        // Longer names are real: a label of binary bytes is written `\xNN`, four characters a
+        // byte, and an HTTP Host can be anything; their leading labels go (the name is then a
+        // subdomain of any match), so a long prefix cannot hide a listed domain.
+        let mut first = true;
+        while name.len() > 253 {
+            let i = name.find('.')?;
+            name = &name[i + 1..];
+            first = false;
         }
         let mut buf = [0u8; 253];
         let lower = &mut buf[..name.len()];
@@ -446,7 +456,6 @@ impl IntelSet {
             return None;
         };
         let mut rest = lower;
-        let mut first = true;
         loop {
             if let Some(e) = inner.names.find(&inner.hasher, rest) {
                 return Some(self.hit_from(&inner.names, e, Kind::Domain, first));

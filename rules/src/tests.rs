@@ -25,6 +25,40 @@ fn domain_matches_itself_and_subdomains_only() {
     assert!(s.match_domain("evil.example.com").is_none());
 }
 
+/// Names longer than any listed domain (a binary label written `\xNN`, a long HTTP Host) still
+/// match by their suffix: a long prefix cannot hide a listed domain.
+#[test]
+fn long_names_match_by_their_suffix() {
+    let s = set(&[(
+        "block.txt",
+        "evil.example
+",
+        Action::Block,
+    )]);
+    let binary: String = (0..63).map(|i| format!("\\x{:02x}", 0x80 + i)).collect();
+    for name in [
+        format!("{binary}.{binary}.c2.evil.example"),
+        format!("{}.evil.example.", "a".repeat(300)),
+        format!("{}.x.evil.example", "b.".repeat(200)),
+    ] {
+        assert!(name.len() > 253);
+        let h = s.match_domain(&name).expect("matched");
+        assert_eq!(
+            (h.action, h.indicator),
+            (Action::Block, "evil.example"),
+            "{name}"
+        );
+    }
+    assert!(s
+        .match_domain(&format!("{binary}.notevil.example"))
+        .is_none());
+    assert!(s.match_domain(&"a".repeat(400)).is_none());
+    // A subdomain match, as for any name under the listed one.
+    let long = format!("{}.evil.example", "a".repeat(300));
+    assert_eq!(s.match_domain(&long).unwrap().rule, "most-specific");
+    assert_eq!(s.match_domain("evil.example").unwrap().rule, "exact");
+}
+
 #[test]
 fn most_specific_wins_then_allow_block_audit() {
     let s = set(&[

@@ -273,13 +273,18 @@ impl ScoreCache {
 const SPECIAL_USE: [&str; 6] = ["arpa", "local", "localhost", "invalid", "onion", "internal"];
 
 /// True for what the model should not score: IP literals, single labels and special-use names.
-pub(super) fn unscored(name: &str) -> bool {
-    let tld = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+fn unscored(name: &str) -> bool {
     name.is_empty()
         || !name.contains('.')
         || name.contains(':')
         || name.bytes().all(|c| c.is_ascii_digit() || c == b'.')
-        || SPECIAL_USE.iter().any(|s| tld.eq_ignore_ascii_case(s))
+        || special_use(name)
+}
+
+/// True for a name under a special-use top-level name ([`SPECIAL_USE`]).
+pub(super) fn special_use(name: &str) -> bool {
+    let tld = name.trim_end_matches('.').rsplit('.').next().unwrap_or("");
+    SPECIAL_USE.iter().any(|s| tld.eq_ignore_ascii_case(s))
 }
 
 /// The score of `name`, when scoring is on and the name is one to score.
@@ -371,6 +376,16 @@ pub(super) fn check(
     });
 }
 
+/// `name` lower-cased and without its trailing dot, written into `buf`; `None` when it is longer
+/// than the buffer.
+pub(super) fn lowered<'a>(name: &str, buf: &'a mut [u8]) -> Option<&'a str> {
+    let t = name.strip_suffix('.').unwrap_or(name);
+    let lower = buf.get_mut(..t.len())?;
+    lower.copy_from_slice(t.as_bytes());
+    lower.make_ascii_lowercase();
+    std::str::from_utf8(lower).ok()
+}
+
 /// An NXDOMAIN answer for `name` to the client that asked: a name the model scores at or above the
 /// burst threshold (its 1e-3 point) is recorded for the client (`super::bursts`), and the entry
 /// that completes a burst raises an alert naming the client, the window and every name with its
@@ -390,14 +405,8 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
     if score < cx.bursts.score || cx.intel.match_domain(name).is_some() {
         return;
     }
-    let t = name.strip_suffix('.').unwrap_or(name);
     let mut buf = [0u8; MAX_NAME];
-    let Some(lower) = buf.get_mut(..t.len()) else {
-        return;
-    };
-    lower.copy_from_slice(t.as_bytes());
-    lower.make_ascii_lowercase();
-    let Ok(lower) = std::str::from_utf8(lower) else {
+    let Some(lower) = lowered(name, &mut buf) else {
         return;
     };
     cx.stats.name_burst_names += 1;

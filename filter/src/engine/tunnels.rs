@@ -31,8 +31,12 @@
 //! with 130 names counted (2 KiB of 16-byte payloads) that is about 6 names in 100, an
 //! undercount, never an overcount.
 //!
-//! Not counted: special-use names (reverse lookups, `.local`, ...: the same as the domain
-//! model skips), single labels, names that are themselves a public suffix, and names an intel
+//! Names are measured as the parser writes them: a byte outside printable ASCII counts four
+//! (`\xNN`), so binary labels (iodine's raw encodings) weigh more, not less; names up to the
+//! parser's 1,025 characters are counted.
+//!
+//! Not counted: special-use names (reverse lookups, `.local`, ...: the same top-level names
+//! as the domain model skips), single labels, names that are themselves a public suffix, and names an intel
 //! list holds (allowed ones: a security product's lookups over DNS, such as an antivirus cloud's
 //! hashes, are tunnels by design and belong on an allow list; blocked ones already alerted).
 //!
