@@ -36,9 +36,10 @@
 //! parser's 1,025 characters are counted.
 //!
 //! Not counted: special-use names (reverse lookups, `.local`, ...: the same top-level names
-//! as the domain model skips), single labels, names that are themselves a public suffix, and names an intel
-//! list holds (allowed ones: a security product's lookups over DNS, such as an antivirus cloud's
-//! hashes, are tunnels by design and belong on an allow list; blocked ones already alerted).
+//! as the domain model skips), single labels, names that are themselves a public suffix, and
+//! names an intel list holds (allowed ones: a security product's lookups over DNS, such as an
+//! antivirus cloud's hashes, are tunnels by design and belong on an allow list; blocked ones
+//! already alerted).
 //!
 //! Fixed size, allocated once per engine at the first name it counts: [`SERIES`] series of 184
 //! bytes (736 KiB), 4-way set-associative by a keyed hash of the client and the domain. A new
