@@ -24,8 +24,10 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v ipset >/dev/null 2>&1 || need_apt+=(ipset)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
-# A real DNS tunnel (TCP over TXT queries) for the DNS tunnel detector's inline test.
+# Real DNS tunnels for the DNS tunnel detector's inline tests: TCP over TXT queries, IP over
+# NULL queries with binary names.
 command -v dns2tcpc >/dev/null 2>&1 || need_apt+=(dns2tcp)
+command -v iodine >/dev/null 2>&1 || need_apt+=(iodine)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections

@@ -1428,3 +1428,102 @@ fn dns_tunnel_alerts_inline_and_ordinary_lookups_do_not() {
     );
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
+
+/// iodine, IP over DNS: it carries its packets in NULL queries whose names hold binary bytes
+/// (its Base128 codec, written `\xNN` in events). A 6 KB upload through the tunnel raises one
+/// DNS tunnel alert naming the client and the tunnel's domain.
+#[test]
+fn iodine_tunnel_with_binary_names_alerts_inline() {
+    if !ready() {
+        return;
+    }
+    let have = sh("command -v iodine && command -v iodined && command -v python3")
+        .status
+        .success();
+    if !have {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but iodine or python3 is not installed"
+        );
+        eprintln!("skipping: iodine is not installed");
+        return;
+    }
+    let mut lab = Lab::new("j");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(&cli, &["10.91.0.1/24"], &srv, &["10.91.0.3/24"], "j");
+    let d = lab.dir.display().to_string();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    // The tunnel's server: its end of the tunnel is 192.168.91.1; behind it, a TCP sink that
+    // reads 6,000 bytes and answers as HTTP.
+    lab.spawn(
+        &format!(
+            "ip netns exec {srv} iodined -f -c -P labsecret -l 10.91.0.3 192.168.91.1 tunnel.lab"
+        ),
+        "iodined.log",
+    );
+    std::fs::write(
+        lab.dir.join("sink.py"),
+        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 9000))\ns.listen()\nc, _ = s.accept()\nn = 0\nwhile n < 6000:\n    b = c.recv(65536)\n    if not b:\n        break\n    n += len(b)\nc.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n')\nc.close()\nprint(n, flush=True)\n",
+    )
+    .unwrap();
+    lab.spawn(
+        &format!("ip netns exec {srv} python3 {d}/sink.py"),
+        "sink.log",
+    );
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 34 --fail closed"
+    ));
+    let p = lab.palisade(&cli, 34, "", "inline.log");
+    // -r: no raw UDP shortcut to the server, everything over DNS.
+    lab.spawn(
+        &format!("ip netns exec {cli} iodine -f -r -P labsecret 10.91.0.3 tunnel.lab"),
+        "iodine.log",
+    );
+    wait_until(Duration::from_secs(20), || {
+        lab.file("iodine.log").contains("Connection setup complete")
+    });
+    let body: String = (0..6000)
+        .map(|i| char::from(b'a' + ((i * 11 + i / 17) % 26) as u8))
+        .collect();
+    std::fs::write(lab.dir.join("post.txt"), body).unwrap();
+    let (rc, code, _) = curl(
+        &cli,
+        &format!("-m 30 --data-binary @{d}/post.txt http://192.168.91.1:9000/"),
+    );
+    assert_eq!(
+        (rc, code.as_str()),
+        (0, "200"),
+        "the post went through the tunnel: {}",
+        lab.file("iodine.log")
+    );
+    assert!(lab
+        .file("sink.log")
+        .trim()
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 6000));
+    wait_until(Duration::from_secs(3), || {
+        let m = metrics(&cli, 9475);
+        metric(
+            &m,
+            "palisade_detections_total{queue=\"34\",detector=\"dns_tunnel\"}",
+        ) == 1
+    });
+    lab.stop(p);
+    let t = lab.alerts_of(9_100_031);
+    assert_eq!(t.len(), 1, "one alert, for the tunnel: {t:#?}");
+    let a = &t[0];
+    let dt = &a["palisade"]["dns_tunnel"];
+    assert_eq!(dt["client"], "10.91.0.1", "{a:#}");
+    assert_eq!(dt["domain"], "tunnel.lab", "{a:#}");
+    assert!(
+        dt["data_type_queries"].as_u64() > Some(0),
+        "iodine asks for NULL: {a:#}"
+    );
+    // Base128: bytes outside printable ASCII in the name.
+    assert!(
+        a["palisade"]["value"].as_str().unwrap().contains("\\x"),
+        "{a:#}"
+    );
+    assert_eq!(a["dest_ip"], "10.91.0.3");
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}
