@@ -1314,15 +1314,7 @@ fn dns_tunnel_alerts_inline_and_ordinary_lookups_do_not() {
     if !ready() {
         return;
     }
-    let have = sh("command -v dns2tcpc && command -v dns2tcpd")
-        .status
-        .success();
-    if !have {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but dns2tcp is not installed"
-        );
-        eprintln!("skipping: dns2tcp is not installed");
+    if !tools(&["dns2tcpc", "dns2tcpd"]) {
         return;
     }
     let mut lab = Lab::new("y");
@@ -1378,44 +1370,9 @@ fn dns_tunnel_alerts_inline_and_ordinary_lookups_do_not() {
         .status
         .success()
     });
-    let body: String = (0..6000)
-        .map(|i| char::from(b'a' + ((i * 7 + i / 13) % 26) as u8))
-        .collect();
-    std::fs::write(lab.dir.join("post.txt"), body).unwrap();
-    let (rc, code, _) = curl(
-        &cli,
-        &format!("-m 30 --data-binary @{d}/post.txt http://127.0.0.1:8080/"),
-    );
-    assert_eq!(
-        (rc, code.as_str()),
-        (0, "200"),
-        "the post went through the tunnel"
-    );
-    wait_until(Duration::from_secs(3), || {
-        let m = metrics(&cli, 9475);
-        metric(
-            &m,
-            "palisade_detections_total{queue=\"33\",detector=\"dns_tunnel\"}",
-        ) == 1
-    });
-    lab.stop(p);
-    let t = lab.alerts_of(9_100_031);
-    assert_eq!(t.len(), 1, "one alert, for the tunnel: {t:#?}");
-    let a = &t[0];
-    let dt = &a["palisade"]["dns_tunnel"];
-    assert_eq!(dt["client"], "10.90.0.1", "{a:#}");
-    assert_eq!(dt["domain"], "tunnel.lab", "{a:#}");
-    assert!(
-        dt["payload_bytes"].as_u64().is_some_and(|b| b >= 2048),
-        "{a:#}"
-    );
-    assert!(
-        dt["data_type_queries"].as_u64() > Some(0),
-        "dns2tcp asks for TXT: {a:#}"
-    );
+    let a = post_through_tunnel(&mut lab, &cli, p, 33, "http://127.0.0.1:8080/", "10.90.0.1");
     assert_eq!(a["dest_ip"], "10.90.0.3");
     assert_eq!(a["dest_port"], 53);
-    assert_eq!(a["alert"]["action"], "allowed");
     // Alert only: the lookups were answered and logged.
     let dns_events = lab
         .file("eve.json")
@@ -1437,15 +1394,7 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
     if !ready() {
         return;
     }
-    let have = sh("command -v iodine && command -v iodined && command -v python3")
-        .status
-        .success();
-    if !have {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but iodine or python3 is not installed"
-        );
-        eprintln!("skipping: iodine is not installed");
+    if !tools(&["iodine", "iodined", "python3"]) {
         return;
     }
     let mut lab = Lab::new("j");
@@ -1482,43 +1431,19 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
     wait_until(Duration::from_secs(20), || {
         lab.file("iodine.log").contains("Connection setup complete")
     });
-    let body: String = (0..6000)
-        .map(|i| char::from(b'a' + ((i * 11 + i / 17) % 26) as u8))
-        .collect();
-    std::fs::write(lab.dir.join("post.txt"), body).unwrap();
-    let (rc, code, _) = curl(
+    let a = post_through_tunnel(
+        &mut lab,
         &cli,
-        &format!("-m 30 --data-binary @{d}/post.txt http://192.168.91.1:9000/"),
-    );
-    assert_eq!(
-        (rc, code.as_str()),
-        (0, "200"),
-        "the post went through the tunnel: {}",
-        lab.file("iodine.log")
+        p,
+        34,
+        "http://192.168.91.1:9000/",
+        "10.91.0.1",
     );
     assert!(lab
         .file("sink.log")
         .trim()
         .parse::<u32>()
         .is_ok_and(|n| n >= 6000));
-    wait_until(Duration::from_secs(3), || {
-        let m = metrics(&cli, 9475);
-        metric(
-            &m,
-            "palisade_detections_total{queue=\"34\",detector=\"dns_tunnel\"}",
-        ) == 1
-    });
-    lab.stop(p);
-    let t = lab.alerts_of(9_100_031);
-    assert_eq!(t.len(), 1, "one alert, for the tunnel: {t:#?}");
-    let a = &t[0];
-    let dt = &a["palisade"]["dns_tunnel"];
-    assert_eq!(dt["client"], "10.91.0.1", "{a:#}");
-    assert_eq!(dt["domain"], "tunnel.lab", "{a:#}");
-    assert!(
-        dt["data_type_queries"].as_u64() > Some(0),
-        "iodine asks for NULL: {a:#}"
-    );
     // Base128: bytes outside printable ASCII in the name.
     assert!(
         a["palisade"]["value"].as_str().unwrap().contains("\\x"),
@@ -1526,4 +1451,61 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
     );
     assert_eq!(a["dest_ip"], "10.91.0.3");
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}
+
+/// True when every tool is installed; fails loudly under CI=true when one is not.
+fn tools(names: &[&str]) -> bool {
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|t| !sh(&format!("command -v {t}")).status.success())
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but {missing:?} not installed"
+        );
+        eprintln!("skipping: {missing:?} not installed");
+    }
+    missing.is_empty()
+}
+
+/// Posts 6,000 bytes from `cli` to `url`, through a DNS tunnel; waits until the inline worker
+/// `p` on `queue` counts one DNS tunnel alert, stops it, and returns that alert once it says
+/// what every tunnel's must: the client, the tunnel's domain (`tunnel.lab`), at least the
+/// threshold's payload, queries of a type that carries data back, and alert only.
+fn post_through_tunnel(
+    lab: &mut Lab,
+    cli: &str,
+    p: usize,
+    queue: u16,
+    url: &str,
+    client: &str,
+) -> serde_json::Value {
+    let body: String = (0..6000)
+        .map(|i| char::from(b'a' + ((i * 7 + i / 13) % 26) as u8))
+        .collect();
+    std::fs::write(lab.dir.join("post.txt"), body).unwrap();
+    let d = lab.dir.display().to_string();
+    let (rc, code, _) = curl(cli, &format!("-m 30 --data-binary @{d}/post.txt {url}"));
+    assert_eq!(
+        (rc, code.as_str()),
+        (0, "200"),
+        "the post went through the tunnel"
+    );
+    wait_until(Duration::from_secs(3), || {
+        let m = metrics(cli, 9475);
+        let key = format!("palisade_detections_total{{queue=\"{queue}\",detector=\"dns_tunnel\"}}");
+        metric(&m, &key) == 1
+    });
+    lab.stop(p);
+    let t = lab.alerts_of(9_100_031);
+    assert_eq!(t.len(), 1, "one alert, for the tunnel: {t:#?}");
+    let a = t[0].clone();
+    let dt = &a["palisade"]["dns_tunnel"];
+    assert_eq!(dt["client"], client, "{a:#}");
+    assert_eq!(dt["domain"], "tunnel.lab", "{a:#}");
+    assert!(dt["payload_bytes"].as_u64() >= Some(2048), "{a:#}");
+    assert!(dt["data_type_queries"].as_u64() > Some(0), "{a:#}");
+    assert_eq!(a["alert"]["action"], "allowed");
+    a
 }
