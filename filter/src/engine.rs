@@ -774,6 +774,10 @@ impl Engine {
 impl Engine {
     /// An engine with the given settings and intel.
     pub fn new(cfg: Config, intel: IntelSet) -> Engine {
+        if cfg.dns_tunnel.is_some() {
+            // The Public Suffix List is parsed here, once per process, not on a packet's path.
+            tunnels::psl();
+        }
         Engine {
             // Flows may take at most half the budget, so reassembly, fragments and parsers keep
             // room under a flow flood; the table is sized once to that count.

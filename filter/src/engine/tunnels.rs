@@ -108,7 +108,7 @@ impl DnsTunnel {
 }
 
 /// The Public Suffix List the series are keyed by (the bundled one, with dynamic-DNS zones;
-/// parsed once per process, at the first name counted).
+/// parsed once per process, when the first engine with the detector on is made).
 pub(super) fn psl() -> &'static Psl {
     static PSL: OnceLock<Psl> = OnceLock::new();
     PSL.get_or_init(Psl::bundled)
@@ -133,9 +133,9 @@ struct Series {
     payload: u32,
     /// All bytes of the window's distinct names' subdomain parts.
     bytes: u32,
-    /// Distinct names in the window.
+    /// Distinct names in the window (all carrying payload: no other name reaches a series).
     names: u32,
-    /// Queries in the window, repeats included.
+    /// Queries in the window that carried payload, repeats included.
     queries: u32,
     /// Of those, for a type that carries data back ([`carrier_type`]).
     carrier: u32,
