@@ -2041,7 +2041,7 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
 /// (nor, by the caller, names an intel list holds).
 fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u16) {
     let Some(cfg) = cx.dns_tunnel else { return };
-    if names::special_use(name) {
+    if !tunnels::may_carry(name) || names::special_use(name) {
         return;
     }
     // As long as the parser writes names (bytes outside printable ASCII as `\xNN`).

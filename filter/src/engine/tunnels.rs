@@ -114,6 +114,13 @@ pub(super) fn psl() -> &'static Psl {
     PSL.get_or_init(Psl::bundled)
 }
 
+/// False for a name too short to carry payload, whatever its split: its subdomain part is at
+/// most the name less a dot and the shortest registrable domain (`a.b`). The one check most
+/// lookups cost.
+pub(super) fn may_carry(name: &str) -> bool {
+    name.strip_suffix('.').unwrap_or(name).len() > ALLOWANCE + 4
+}
+
 /// Query types that carry data back to a tunnel's client: CNAME, NULL, MX, TXT, SRV, ANY.
 fn carrier_type(qtype: u16) -> bool {
     matches!(qtype, 5 | 10 | 15 | 16 | 33 | 255)
@@ -262,9 +269,7 @@ impl Tunnels {
         qtype: u16,
         now: i64,
     ) -> Option<Found> {
-        // The subdomain part is at most the name less a dot and the shortest registrable
-        // domain (`a.b`): a name that short carries no payload, whatever its split.
-        if name.len() <= ALLOWANCE + 4 {
+        if !may_carry(name) {
             return None;
         }
         let split = psl().split(name);
