@@ -66,6 +66,12 @@ impl Psl {
         psl
     }
 
+    /// [`Psl::bundled`], parsed once per process and shared.
+    pub fn shared() -> &'static Psl {
+        static PSL: std::sync::OnceLock<Psl> = std::sync::OnceLock::new();
+        PSL.get_or_init(Psl::bundled)
+    }
+
     /// Adds dynamic-DNS zones, one per line (`#` starts a comment): each becomes a suffix rule
     /// marked dynamic, so `x.mooo.com` has `x` as its registrable label, as `x.ddns.net` already
     /// has by the list's private section. Lines that cannot be used are returned by number.

@@ -90,10 +90,13 @@ pub struct Config {
 }
 
 /// Parses `COUNT/SECONDS` with COUNT in `counts` and SECONDS from 1 to one day: the count
-/// and the seconds in nanoseconds (`--name-burst`, `--beacon`).
-fn count_per_seconds(s: &str, counts: std::ops::RangeInclusive<u8>) -> Option<(u8, i64)> {
+/// and the seconds in nanoseconds (`--name-burst`, `--beacon`, `--dns-tunnel`).
+fn count_per_seconds<T: std::str::FromStr + PartialOrd>(
+    s: &str,
+    counts: std::ops::RangeInclusive<T>,
+) -> Option<(T, i64)> {
     let (c, w) = s.split_once('/')?;
-    let count: u8 = c.parse().ok()?;
+    let count: T = c.parse().ok()?;
     let secs: i64 = w.parse().ok()?;
     (counts.contains(&count) && (1..=86_400).contains(&secs))
         .then_some((count, secs * 1_000_000_000))
@@ -776,7 +779,7 @@ impl Engine {
     pub fn new(cfg: Config, intel: IntelSet) -> Engine {
         if cfg.dns_tunnel.is_some() {
             // The Public Suffix List is parsed here, once per process, not on a packet's path.
-            tunnels::psl();
+            palisade_classifiers::psl::Psl::shared();
         }
         Engine {
             // Flows may take at most half the budget, so reassembly, fragments and parsers keep

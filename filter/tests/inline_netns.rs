@@ -1453,22 +1453,6 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
 
-/// True when every tool is installed; fails loudly under CI=true when one is not.
-fn tools(names: &[&str]) -> bool {
-    let missing: Vec<&&str> = names
-        .iter()
-        .filter(|t| !sh(&format!("command -v {t}")).status.success())
-        .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but {missing:?} not installed"
-        );
-        eprintln!("skipping: {missing:?} not installed");
-    }
-    missing.is_empty()
-}
-
 /// Posts 6,000 bytes from `cli` to `url`, through a DNS tunnel; waits until the inline worker
 /// `p` on `queue` counts one DNS tunnel alert, stops it, and returns that alert once it says
 /// what every tunnel's must: the client, the tunnel's domain (`tunnel.lab`), at least the

@@ -57,7 +57,6 @@
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::OnceLock;
 
 use palisade_classifiers::psl::Psl;
 
@@ -97,21 +96,9 @@ impl DnsTunnel {
 
     /// Parses `BYTES/SECONDS` (`2048/300`); `None` for anything else or out of range.
     pub fn parse(s: &str) -> Option<DnsTunnel> {
-        let (b, w) = s.split_once('/')?;
-        let bytes: u32 = b.parse().ok()?;
-        let secs: i64 = w.parse().ok()?;
-        ((256..=1_000_000).contains(&bytes) && (1..=86_400).contains(&secs)).then_some(DnsTunnel {
-            bytes,
-            window_ns: secs * 1_000_000_000,
-        })
+        let (bytes, window_ns) = super::count_per_seconds(s, 256..=1_000_000u32)?;
+        Some(DnsTunnel { bytes, window_ns })
     }
-}
-
-/// The Public Suffix List the series are keyed by (the bundled one, with dynamic-DNS zones;
-/// parsed once per process, when the first engine with the detector on is made).
-pub(super) fn psl() -> &'static Psl {
-    static PSL: OnceLock<Psl> = OnceLock::new();
-    PSL.get_or_init(Psl::bundled)
 }
 
 /// False for a name too short to carry payload, whatever its split: its subdomain part is at
@@ -136,10 +123,9 @@ struct Series {
     last_ns: i64,
     /// No new alert before this time.
     quiet_until: i64,
-    /// Payload bytes of the window's distinct names.
+    /// Payload bytes of the window's distinct names (their subdomain parts' bytes are these
+    /// and [`ALLOWANCE`] for each).
     payload: u32,
-    /// All bytes of the window's distinct names' subdomain parts.
-    bytes: u32,
     /// Distinct names in the window (all carrying payload: no other name reaches a series).
     names: u32,
     /// Queries in the window that carried payload, repeats included.
@@ -160,7 +146,6 @@ impl Default for Series {
             last_ns: 0,
             quiet_until: i64::MIN,
             payload: 0,
-            bytes: 0,
             names: 0,
             queries: 0,
             carrier: 0,
@@ -171,9 +156,14 @@ impl Default for Series {
 }
 
 impl Series {
+    /// Its window has ended at `now` (or time went back before its start).
+    fn expired(&self, now: i64, window_ns: i64) -> bool {
+        now < self.start_ns || now.saturating_sub(self.start_ns) >= window_ns
+    }
+
     /// Payload bytes still in their window at `now` (0 for a window that has ended).
     fn live_payload(&self, now: i64, window_ns: i64) -> u32 {
-        if self.key == 0 || now.saturating_sub(self.start_ns) >= window_ns || now < self.start_ns {
+        if self.key == 0 || self.expired(now, window_ns) {
             0
         } else {
             self.payload
@@ -272,7 +262,9 @@ impl Tunnels {
         if !may_carry(name) {
             return None;
         }
-        let split = psl().split(name);
+        // The bundled list with dynamic-DNS zones, parsed once per process (when the first
+        // engine with the detector on is made).
+        let split = Psl::shared().split(name);
         // A public suffix itself, or a single label: no registrable domain to count under.
         if split.label >= split.suffix {
             return None;
@@ -294,7 +286,7 @@ impl Tunnels {
         };
         let bit = (self.keys.hash_one(name) as usize) % BITS;
         let s = self.slot(key, cfg, now)?;
-        if now < s.start_ns || now.saturating_sub(s.start_ns) >= cfg.window_ns {
+        if s.expired(now, cfg.window_ns) {
             // The window ended (or time went back): start over from this query.
             *s = Series {
                 key,
@@ -315,7 +307,6 @@ impl Tunnels {
         *word |= 1 << (bit % 64);
         let before = s.payload;
         s.names = s.names.saturating_add(1);
-        s.bytes = s.bytes.saturating_add(sub as u32);
         s.payload = s
             .payload
             .saturating_add(sub.saturating_sub(ALLOWANCE) as u32);
@@ -326,7 +317,9 @@ impl Tunnels {
         s.quiet_until = now.saturating_add(QUIET_NS);
         Some(Found {
             payload: s.payload,
-            bytes: s.bytes,
+            bytes: s
+                .payload
+                .saturating_add(s.names.saturating_mul(ALLOWANCE as u32)),
             names: s.names,
             queries: s.queries,
             carrier: s.carrier,

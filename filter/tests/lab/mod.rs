@@ -15,18 +15,9 @@ pub fn ready() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    let tools = [
+    let missing = missing(&[
         "ip", "iptables", "nginx", "dnsmasq", "curl", "dig", "openssl",
-    ];
-    let missing: Vec<_> = tools
-        .iter()
-        .filter(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .collect();
+    ]);
     if root && missing.is_empty() {
         return true;
     }
@@ -36,6 +27,29 @@ pub fn ready() -> bool {
     );
     eprintln!("skipping inline tests: root={root}, missing {missing:?}");
     false
+}
+
+/// The tools of `names` that are not on the PATH.
+fn missing<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    names
+        .iter()
+        .copied()
+        .filter(|t| !sh(&format!("command -v {t}")).status.success())
+        .collect()
+}
+
+/// True when every tool a test needs beyond [`ready`]'s is installed; fails loudly under
+/// CI=true when one is not.
+pub fn tools(names: &[&str]) -> bool {
+    let missing = missing(names);
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but {missing:?} not installed"
+        );
+        eprintln!("skipping: {missing:?} not installed");
+    }
+    missing.is_empty()
 }
 
 pub fn sh(cmd: &str) -> Output {
