@@ -278,6 +278,9 @@ pub struct Stats {
     pub beacons: u64,
     /// DNS tunnels alerted (`engine::tunnels`).
     pub dns_tunnels: u64,
+    /// Queries of alerted DNS tunnels blocked afterwards (`--dns-tunnel-block`; in audit mode,
+    /// those that would be).
+    pub dns_tunnel_blocked: u64,
     /// Flows scored by the flow model.
     pub flows_scored: u64,
     /// Flows whose score reached the alert threshold.
@@ -1529,6 +1532,7 @@ impl Engine {
                     .u64("beacon_evicted", self.beacons.evicted)
                     .u64("dns_tunnel_names", self.tunnels.names)
                     .u64("dns_tunnels", s.dns_tunnels)
+                    .u64("dns_tunnel_blocked", s.dns_tunnel_blocked)
                     .u64("dns_tunnel_evicted", self.tunnels.evicted);
                 d.u64("flows_scored", s.flows_scored)
                     .u64("flows_alerted", s.flows_alerted);
@@ -2040,8 +2044,10 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
 
 /// A DNS query for `name` of type `qtype`: counted in its client's series under the name's
 /// registered domain (`tunnels`), and an alert when it makes the series' distinct names carry
-/// the threshold's payload bytes within the window. Alert only. Special-use names do not count
-/// (nor, by the caller, names an intel list holds).
+/// the threshold's payload bytes within the window. With `--dns-tunnel-block`, that query and
+/// the series' later payload-carrying ones for the quiet hour are sinkholed (block mode), with
+/// an alert a minute at most about those. Special-use names do not count (nor, by the caller,
+/// names an intel list holds).
 fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u16) {
     let Some(cfg) = cx.dns_tunnel else { return };
     if !tunnels::may_carry(name) || names::special_use(name) {
@@ -2052,12 +2058,37 @@ fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u
     let Some(lower) = names::lowered(name, &mut buf) else {
         return;
     };
-    let t = name.strip_suffix('.').unwrap_or(name);
     // The querier is where the query comes from.
     let ((client, _), _) = flow.meta.ends(dir);
-    let Some(f) = cx.tunnels.query(cfg, client, lower, qtype, cx.now) else {
-        return;
-    };
+    match cx.tunnels.query(cfg, client, lower, qtype, cx.now) {
+        None => {}
+        Some(tunnels::Hit::Crossed(f)) => {
+            tunnel_crossed(cx, flow, dir, cfg, client, name, lower, f)
+        }
+        Some(tunnels::Hit::Blocked(b)) => {
+            cx.stats.dns_tunnel_blocked += 1;
+            if b.note {
+                tunnel_blocked(cx, flow, dir, client, name, lower, b);
+            } else if cx.mode == Mode::Block {
+                cx.verdict = cx.verdict.max(Verdict::Sinkhole);
+            }
+        }
+    }
+}
+
+/// The alert of a DNS tunnel's series crossing the threshold (sid 9100031); with
+/// `--dns-tunnel-block` it sinkholes the query.
+#[allow(clippy::too_many_arguments)]
+fn tunnel_crossed(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    cfg: DnsTunnel,
+    client: IpAddr,
+    name: &str,
+    lower: &str,
+    f: tunnels::Found,
+) {
     cx.stats.dns_tunnels += 1;
     let domain = lower.get(f.domain_at..).unwrap_or(lower);
     let window_s = cfg.window_ns / 1_000_000_000;
@@ -2070,10 +2101,14 @@ fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u
         sid: 9_100_031,
         rev: 1,
         signature: &sig,
-        category: "Data carried in DNS query names (possible tunnel or exfiltration)",
-        severity: 2,
-        action: Verdict::Accept,
-        enforce: false,
+        category: TUNNEL_CATEGORY,
+        severity: if cfg.block { 1 } else { 2 },
+        action: if cfg.block {
+            Verdict::Sinkhole
+        } else {
+            Verdict::Accept
+        },
+        enforce: cfg.block && cx.mode == Mode::Block,
         target: None,
         metadata: &[],
     };
@@ -2095,10 +2130,61 @@ fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u
             o.u64("threshold_bytes", cfg.bytes as u64)
                 .u64("window_s", window_s as u64)
                 .u64("allowance", tunnels::ALLOWANCE as u64);
+            if cfg.block {
+                o.u64("block_s", (tunnels::QUIET_NS / 1_000_000_000) as u64);
+            }
         });
-        // The name as asked (tunnels' encodings may use letter case).
-        p.str("field", "dns.query").str("value", t);
+        tunnel_query_field(p, name);
     });
+}
+
+/// The alert about a blocked DNS tunnel's queries (sid 9100032): how many were sinkholed since
+/// its last alert; this one is too.
+fn tunnel_blocked(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    client: IpAddr,
+    name: &str,
+    lower: &str,
+    b: tunnels::Blocked,
+) {
+    let domain = lower.get(b.domain_at..).unwrap_or(lower);
+    let since_s = b.since_ns / 1_000_000_000;
+    let sig = format!(
+        "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {since_s} s",
+        b.queries
+    );
+    let spec = AlertSpec {
+        gid: 1,
+        sid: 9_100_032,
+        rev: 1,
+        signature: &sig,
+        category: TUNNEL_CATEGORY,
+        severity: 1,
+        action: Verdict::Sinkhole,
+        enforce: cx.mode == Mode::Block,
+        target: None,
+        metadata: &[],
+    };
+    raise_alert(cx, flow, dir, spec, |p| {
+        p.obj("dns_tunnel", |o| {
+            o.ip("client", client)
+                .str("domain", domain)
+                .u64("blocked_queries", b.queries as u64)
+                .u64("since_s", since_s as u64)
+                .u64("block_left_s", (b.left_ns / 1_000_000_000) as u64);
+        });
+        tunnel_query_field(p, name);
+    });
+}
+
+const TUNNEL_CATEGORY: &str = "Data carried in DNS query names (possible tunnel or exfiltration)";
+
+/// The alert's field: the name as asked (tunnels' encodings may use letter case).
+fn tunnel_query_field(p: &mut Obj<'_>, name: &str) {
+    let t = name.strip_suffix('.').unwrap_or(name);
+    p.str("field", "dns.query").str("value", t);
 }
 
 /// Applies an intel hit to a flow: an alert, and (in block mode) the verdict.

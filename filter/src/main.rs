@@ -83,7 +83,8 @@ usage:
       domain and alert (sid 9100031, alert only) when their subdomain parts, less 24 bytes a name
       (a host name's worth), carry BYTES within SECONDS, as a tunnel's or an exfiltrating
       implant's do: --dns-tunnel BYTES/SECONDS|off (default 2048/300). Names an intel list holds
-      are not counted.
+      are not counted. --dns-tunnel-block (replay, inline) also sinkholes the query that crossed
+      and the series' later ones carrying payload for an hour (sid 9100032 a minute at most).
   palisade score-names FILE|- [--name-model PATH]
       Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
   Flow scoring: the same engines score each flow with the bundled flow model at its 8th packet
@@ -648,6 +649,9 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     }
     if st.name_shadow == Some(true) {
         a.push("--name-shadow".into());
+    }
+    if st.dns_tunnel_block == Some(true) {
+        a.push("--dns-tunnel-block".into());
     }
     if !cli.iter().any(|x| x == "--intel") {
         for l in &st.intel {
@@ -1482,9 +1486,20 @@ fn engine_option(
         }
         "--dns-tunnel" => {
             let v = val("--dns-tunnel")?;
+            // A new threshold keeps --dns-tunnel-block (the settings file's comes first).
+            let block = cfg.dns_tunnel.is_some_and(|t| t.block);
             cfg.dns_tunnel =
-                count_per_seconds_or_off(flag, &v, DnsTunnel::parse, DnsTunnel::EXPECTED)?;
+                count_per_seconds_or_off(flag, &v, DnsTunnel::parse, DnsTunnel::EXPECTED)?
+                    .map(|t| DnsTunnel { block, ..t });
         }
+        "--dns-tunnel-block" => match &mut cfg.dns_tunnel {
+            Some(t) => t.block = true,
+            None => {
+                return Err(Usage(
+                    "--dns-tunnel-block: the DNS tunnel detector is off (--dns-tunnel off)".into(),
+                ))
+            }
+        },
         "--no-flow-events" => cfg.flow_events = false,
         "--inspect-encrypted" => cfg.inspect_encrypted = true,
         "--no-vlan-tracking" => cfg.vlan_tracking = false,

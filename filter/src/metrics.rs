@@ -91,6 +91,12 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
         },
     );
     metric(
+        "dns_tunnel_blocked_total",
+        "counter",
+        "Queries of alerted DNS tunnels sinkholed afterwards (--dns-tunnel-block).",
+        &|s| vec![(String::new(), s.engine.dns_tunnel_blocked)],
+    );
+    metric(
         "signature_matches_total",
         "counter",
         "Signature matches (alerts, silent drops, passes).",

@@ -228,13 +228,23 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
         None => out.push_str("  beacons: off\n"),
     }
     match engine.dns_tunnel() {
-        Some(t) => out.push_str(&format!(
-            "  DNS tunnels ({} payload bytes in {} s): {} alerted, {} query names counted\n",
-            t.bytes,
-            t.window_ns / 1_000_000_000,
-            st.dns_tunnels,
-            engine.dns_tunnel_names()
-        )),
+        Some(t) => {
+            out.push_str(&format!(
+                "  DNS tunnels ({} payload bytes in {} s{}): {} alerted, {} query names counted",
+                t.bytes,
+                t.window_ns / 1_000_000_000,
+                if t.block { ", blocking" } else { "" },
+                st.dns_tunnels,
+                engine.dns_tunnel_names()
+            ));
+            if t.block {
+                out.push_str(&format!(
+                    ", {} later queries blocked",
+                    st.dns_tunnel_blocked
+                ));
+            }
+            out.push('\n');
+        }
         None => out.push_str("  DNS tunnels: off\n"),
     }
     match engine.flow_model() {

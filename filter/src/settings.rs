@@ -46,6 +46,8 @@ pub struct Settings {
     pub beacon: Option<String>,
     /// DNS tunnels: `BYTES/SECONDS` (default `2048/300`) or `off`.
     pub dns_tunnel: Option<String>,
+    /// Sinkhole alerted DNS tunnels' later queries for an hour (`--dns-tunnel-block`).
+    pub dns_tunnel_block: Option<bool>,
     /// Flow model: `bundled` (default), `off`, or a safetensors file.
     pub flow_model: Option<String>,
     /// Alert when a flow scores at or above this (0..1); absent: scores are only logged.
@@ -110,7 +112,11 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
         } else {
             let line = text
                 .lines()
-                .position(|l| l.trim_start().starts_with(key))
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(key)
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                })
                 .map_or(0, |i| i + 1);
             Err(format!("{name}:{line}: `{key}`: expected {what}"))
         }
@@ -163,6 +169,11 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .as_deref()
             .is_none_or(|b| b == "off" || crate::engine::DnsTunnel::parse(b).is_some()),
         crate::engine::DnsTunnel::EXPECTED,
+    )?;
+    check(
+        "dns_tunnel_block",
+        s.dns_tunnel_block != Some(true) || s.dns_tunnel.as_deref() != Some("off"),
+        "false while `dns_tunnel` is off",
     )?;
     check(
         "memcap_mib",
@@ -338,6 +349,16 @@ mod tests {
         assert_eq!(
             e,
             "y.toml:2: `dns_tunnel`: expected BYTES/SECONDS (BYTES 256 to 1000000, SECONDS 1 to 86400) or off"
+        );
+        assert_eq!(s.dns_tunnel_block, Some(false));
+        let e = parse(
+            "y.toml",
+            "dns_tunnel_block = true\nmode = \"audit\"\ndns_tunnel = \"off\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "y.toml:1: `dns_tunnel_block`: expected false while `dns_tunnel` is off"
         );
         let e = parse("y.toml", "mode = \"audit\"\nname_block = 1.5\n").unwrap_err();
         assert_eq!(

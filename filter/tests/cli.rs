@@ -507,6 +507,26 @@ fn score_names_and_name_model_options() {
     );
     let o = palisade(&["replay", "--dns-tunnel", "off"], &d);
     assert!(err(&o).contains("DNS tunnels: off"), "{}", err(&o));
+    // Blocking: kept across a later threshold; refused with the detector off.
+    let o = palisade(
+        &["replay", "--dns-tunnel-block", "--dns-tunnel", "4096/600"],
+        &d,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "DNS tunnels (4096 payload bytes in 600 s, blocking): 0 alerted, 0 query names counted, 0 later queries blocked"
+        ),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "--dns-tunnel", "off", "--dns-tunnel-block"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("--dns-tunnel-block: the DNS tunnel detector is off"),
+        "{}",
+        err(&o)
+    );
     std::fs::write(d.join("bad.safetensors"), b"not a model").unwrap();
     let o = palisade(&["replay", "--name-model", "bad.safetensors"], &d);
     assert_eq!(o.status.code(), Some(1));

@@ -1317,35 +1317,7 @@ fn dns_tunnel_alerts_inline_and_ordinary_lookups_do_not() {
     if !tools(&["dns2tcpc", "dns2tcpd"]) {
         return;
     }
-    let mut lab = Lab::new("y");
-    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
-    lab.link(
-        &cli,
-        &["10.90.0.1/24"],
-        &srv,
-        &["10.90.0.2/24", "10.90.0.3/24"],
-        "y",
-    );
-    lab.servers(&srv, &["10.90.0.2"]);
-    let d = lab.dir.display().to_string();
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
-    // The tunnel's server answers for tunnel.lab on its own address; its one resource is the
-    // web server.
-    std::fs::write(
-        lab.dir.join("dns2tcpd.conf"),
-        format!(
-            "listen = 10.90.0.3\nport = 53\nuser = nobody\nchroot = {d}\ndomain = tunnel.lab\nresources = web:10.90.0.2:80\n"
-        ),
-    )
-    .unwrap();
-    lab.spawn(
-        &format!("ip netns exec {srv} dns2tcpd -F -f {d}/dns2tcpd.conf"),
-        "dns2tcpd.log",
-    );
-    must(&format!(
-        "ip netns exec {cli} {BIN} firewall install --role host --queue 33 --fail closed"
-    ));
-    let p = lab.palisade(&cli, 33, "", "inline.log");
+    let (mut lab, cli, _, p) = dns2tcp_lab("y", 90, 80, 33, "");
     // Ordinary lookups first: 300 hosts of one domain, each asked once (A), through dnsmasq.
     let names: String = (0..300).map(|i| format!("host{i}.corp.example ")).collect();
     let o = sh(&format!(
@@ -1358,18 +1330,7 @@ fn dns_tunnel_alerts_inline_and_ordinary_lookups_do_not() {
         "every ordinary lookup answered: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // The tunnel's client listens on its own loopback and carries each connection over DNS.
-    lab.spawn(
-        &format!("ip netns exec {cli} dns2tcpc -z tunnel.lab -r web -l 8080 10.90.0.3"),
-        "dns2tcpc.log",
-    );
-    wait_until(Duration::from_secs(5), || {
-        sh(&format!(
-            "ip netns exec {cli} sh -c 'ss -ltn | grep -q :8080'"
-        ))
-        .status
-        .success()
-    });
+    dns2tcp_client(&mut lab, &cli, 90);
     let a = post_through_tunnel(&mut lab, &cli, p, 33, "http://127.0.0.1:8080/", "10.90.0.1");
     assert_eq!(a["dest_ip"], "10.90.0.3");
     assert_eq!(a["dest_port"], 53);
@@ -1386,6 +1347,157 @@ fn dns_tunnel_alerts_inline_and_ordinary_lookups_do_not() {
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
 
+/// With `--dns-tunnel-block`, the same dns2tcp tunnel stops once it has carried the threshold's
+/// bytes: its later queries are answered from the sinkhole, so the 6 KB post never completes;
+/// the alert says it blocked, and the client's ordinary lookups still resolve.
+#[test]
+fn dns_tunnel_block_stops_a_real_tunnel_inline() {
+    if !ready() {
+        return;
+    }
+    if !tools(&["dns2tcpc", "dns2tcpd"]) {
+        return;
+    }
+    let (mut lab, cli, srv, p) = dns2tcp_lab("v", 92, 9000, 35, "--dns-tunnel-block");
+    tcp_sink(&mut lab, &srv);
+    dns2tcp_client(&mut lab, &cli, 92);
+    let post = post_body(&lab);
+    let (rc, code, _) = curl(
+        &cli,
+        &format!("-m 15 --data-binary @{post} http://127.0.0.1:8080/"),
+    );
+    assert!(
+        rc != 0 && code != "200",
+        "the post did not get through: {rc} {code}"
+    );
+    let got = sink_received(&lab);
+    assert!(
+        (1..6000).contains(&got),
+        "the server got {got} bytes: the tunnel carried some, then stopped"
+    );
+    let m = metrics(&cli, 9475);
+    let blocked = metric(&m, "palisade_dns_tunnel_blocked_total{queue=\"35\"}");
+    let answers = metric(&m, "palisade_sinkhole_answers_total{queue=\"35\"}");
+    assert!(
+        blocked > 0 && answers > blocked,
+        "{blocked} blocked, {answers} answers"
+    );
+    // The client's other lookups resolve.
+    assert_eq!(dig(&cli, "10.92.0.2", "host1.corp.example"), "10.92.0.2");
+    lab.stop(p);
+    let t = lab.alerts_of(9_100_031);
+    assert_eq!(t.len(), 1, "{t:#?}");
+    let a = &t[0];
+    assert_eq!(a["alert"]["action"], "blocked", "{a:#}");
+    assert_eq!(a["palisade"]["inline"]["action"], "sinkhole");
+    assert_eq!(a["palisade"]["dns_tunnel"]["client"], "10.92.0.1");
+    assert_eq!(a["palisade"]["dns_tunnel"]["domain"], "tunnel.lab");
+    assert_eq!(a["palisade"]["dns_tunnel"]["block_s"], 3600);
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}
+
+/// A TCP server in `ns` on port 9000 that reads one connection up to 6,000 bytes, logging the
+/// running count (`sink.log`), then answers as HTTP.
+fn tcp_sink(lab: &mut Lab, ns: &str) {
+    std::fs::write(
+        lab.dir.join("sink.py"),
+        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 9000))\ns.listen()\nc, _ = s.accept()\nn = 0\nwhile n < 6000:\n    b = c.recv(65536)\n    if not b:\n        break\n    n += len(b)\n    print(n, flush=True)\nc.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n')\nc.close()\n",
+    )
+    .unwrap();
+    let d = lab.dir.display().to_string();
+    lab.spawn(
+        &format!("ip netns exec {ns} python3 {d}/sink.py"),
+        "sink.log",
+    );
+    wait_until(Duration::from_secs(5), || {
+        sh(&format!(
+            "ip netns exec {ns} sh -c 'ss -ltn | grep -q :9000'"
+        ))
+        .status
+        .success()
+    });
+}
+
+/// The bytes the TCP sink got (0 before any).
+fn sink_received(lab: &Lab) -> u32 {
+    lab.file("sink.log")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes the 6,000 bytes posted through tunnels; returns the file's path.
+fn post_body(lab: &Lab) -> String {
+    let body: String = (0..6000)
+        .map(|i| char::from(b'a' + ((i * 7 + i / 13) % 26) as u8))
+        .collect();
+    std::fs::write(lab.dir.join("post.txt"), body).unwrap();
+    lab.dir.join("post.txt").display().to_string()
+}
+
+/// A lab for dns2tcp: client 10.N.0.1, server 10.N.0.2 (nginx, dnsmasq) and 10.N.0.3
+/// (dns2tcpd, answering for tunnel.lab, its one resource 10.N.0.2:`port`), the filter on queue
+/// `queue` of the client with `extra` arguments. Returns the lab, the client, the server and the
+/// filter.
+fn dns2tcp_lab(
+    name: &str,
+    net: u8,
+    port: u16,
+    queue: u16,
+    extra: &str,
+) -> (Lab, String, String, usize) {
+    let mut lab = Lab::new(name);
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    let (c, web, tun) = (
+        format!("10.{net}.0.1"),
+        format!("10.{net}.0.2"),
+        format!("10.{net}.0.3"),
+    );
+    lab.link(
+        &cli,
+        &[&format!("{c}/24")],
+        &srv,
+        &[&format!("{web}/24"), &format!("{tun}/24")],
+        name,
+    );
+    lab.servers(&srv, &[&web]);
+    let d = lab.dir.display().to_string();
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    std::fs::write(
+        lab.dir.join("dns2tcpd.conf"),
+        format!(
+            "listen = {tun}\nport = 53\nuser = nobody\nchroot = {d}\ndomain = tunnel.lab\nresources = web:{web}:{port}\n"
+        ),
+    )
+    .unwrap();
+    lab.spawn(
+        &format!("ip netns exec {srv} dns2tcpd -F -f {d}/dns2tcpd.conf"),
+        "dns2tcpd.log",
+    );
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue {queue} --fail closed"
+    ));
+    let p = lab.palisade(&cli, queue, extra, "inline.log");
+    (lab, cli, srv, p)
+}
+
+/// The tunnel's client: it listens on the client's loopback (port 8080) and carries each
+/// connection over DNS to 10.N.0.3.
+fn dns2tcp_client(lab: &mut Lab, cli: &str, net: u8) {
+    lab.spawn(
+        &format!("ip netns exec {cli} dns2tcpc -z tunnel.lab -r web -l 8080 10.{net}.0.3"),
+        "dns2tcpc.log",
+    );
+    wait_until(Duration::from_secs(5), || {
+        sh(&format!(
+            "ip netns exec {cli} sh -c 'ss -ltn | grep -q :8080'"
+        ))
+        .status
+        .success()
+    });
+}
+
 /// iodine, IP over DNS: it carries its packets in NULL queries whose names hold binary bytes
 /// (its Base128 codec, written `\xNN` in events). A 6 KB upload through the tunnel raises one
 /// DNS tunnel alert naming the client and the tunnel's domain.
@@ -1400,7 +1512,6 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
     let mut lab = Lab::new("j");
     let (cli, srv) = (lab.ns("c"), lab.ns("s"));
     lab.link(&cli, &["10.91.0.1/24"], &srv, &["10.91.0.3/24"], "j");
-    let d = lab.dir.display().to_string();
     std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
     // The tunnel's server: its end of the tunnel is 192.168.91.1; behind it, a TCP sink that
     // reads 6,000 bytes and answers as HTTP.
@@ -1410,15 +1521,7 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
         ),
         "iodined.log",
     );
-    std::fs::write(
-        lab.dir.join("sink.py"),
-        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 9000))\ns.listen()\nc, _ = s.accept()\nn = 0\nwhile n < 6000:\n    b = c.recv(65536)\n    if not b:\n        break\n    n += len(b)\nc.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n')\nc.close()\nprint(n, flush=True)\n",
-    )
-    .unwrap();
-    lab.spawn(
-        &format!("ip netns exec {srv} python3 {d}/sink.py"),
-        "sink.log",
-    );
+    tcp_sink(&mut lab, &srv);
     must(&format!(
         "ip netns exec {cli} {BIN} firewall install --role host --queue 34 --fail closed"
     ));
@@ -1439,11 +1542,7 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
         "http://192.168.91.1:9000/",
         "10.91.0.1",
     );
-    assert!(lab
-        .file("sink.log")
-        .trim()
-        .parse::<u32>()
-        .is_ok_and(|n| n >= 6000));
+    assert!(sink_received(&lab) >= 6000);
     // Base128: bytes outside printable ASCII in the name.
     assert!(
         a["palisade"]["value"].as_str().unwrap().contains("\\x"),
@@ -1465,12 +1564,8 @@ fn post_through_tunnel(
     url: &str,
     client: &str,
 ) -> serde_json::Value {
-    let body: String = (0..6000)
-        .map(|i| char::from(b'a' + ((i * 7 + i / 13) % 26) as u8))
-        .collect();
-    std::fs::write(lab.dir.join("post.txt"), body).unwrap();
-    let d = lab.dir.display().to_string();
-    let (rc, code, _) = curl(cli, &format!("-m 30 --data-binary @{d}/post.txt {url}"));
+    let post = post_body(lab);
+    let (rc, code, _) = curl(cli, &format!("-m 30 --data-binary @{post} {url}"));
     assert_eq!(
         (rc, code.as_str()),
         (0, "200"),

@@ -11,7 +11,7 @@
 
 mod common;
 
-use palisade::engine::{Config, Engine, NameScoring};
+use palisade::engine::{Config, DnsTunnel, Engine, NameScoring};
 use palisade_rules::IntelSet;
 
 #[test]
@@ -120,4 +120,62 @@ fn real_captures_raise_model_alerts_on_the_dns_tunnel_only() {
         assert_eq!(got_payload, payload, "{t}");
     }
     assert_eq!(a["alert"]["action"], "allowed");
+}
+
+/// With `--dns-tunnel-block`, the real tunnel's query that crossed the threshold and every later
+/// query of it that carries payload (repeats too) are answered from the sinkhole, and no other
+/// packet of the capture is blocked: counted here from the capture's own dns events.
+#[test]
+fn the_real_tunnel_is_sinkholed_from_its_alert_on() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let file = common::captures(&data.join("pcaps"))
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("dns__bug-1158"))
+        .expect("suricata-verify's dns-bug-1158 capture");
+    let cfg = Config {
+        dns_tunnel: Some(DnsTunnel {
+            block: true,
+            ..DnsTunnel::default()
+        }),
+        ..Config::default()
+    };
+    let (_, s) = common::replay_engine(Engine::new(cfg, IntelSet::default()), &[file]);
+    let ev = common::events(&s);
+    let alerts: Vec<_> = ev.iter().filter(|e| e["event_type"] == "alert").collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = alerts[0];
+    assert_eq!(a["alert"]["signature_id"], 9_100_031);
+    assert_eq!(a["alert"]["action"], "blocked");
+    assert_eq!(a["palisade"]["inline"]["action"], "sinkhole");
+    assert_eq!(a["palisade"]["dns_tunnel"]["block_s"], 3600);
+    let at = a["pcap_cnt"].as_u64().unwrap();
+    // From the alert's packet on: the client's queries under the domain whose part left of it
+    // is longer than the allowance (24 bytes).
+    let carrying = ev
+        .iter()
+        .filter(|e| {
+            e["event_type"] == "dns"
+                && e["dns"]["type"] == "request"
+                && e["src_ip"] == "10.30.28.90"
+                && e["pcap_cnt"].as_u64() >= Some(at)
+        })
+        .filter(|e| {
+            let q = e["dns"]["queries"][0]["rrname"]
+                .as_str()
+                .unwrap()
+                .to_ascii_lowercase();
+            q.strip_suffix(".tunnel.com")
+                .is_some_and(|sub| sub.len() > 24)
+        })
+        .count() as u64;
+    assert!(carrying >= 5, "{carrying} queries after the alert");
+    assert_eq!(s.verdicts_blocked, carrying, "packets blocked");
+    let stats = ev.iter().rfind(|e| e["event_type"] == "stats").unwrap();
+    assert_eq!(
+        stats["stats"]["detect"]["dns_tunnel_blocked"].as_u64(),
+        Some(carrying - 1),
+        "the later queries, counted"
+    );
 }

@@ -4,7 +4,9 @@
 
 use etherparse::PacketBuilder;
 use palisade::app::tls::{client_hello_record, client_hello_record_ech};
-use palisade::engine::{Config, EchPolicy, Engine, Mode, NameScoring, QuicPolicy, Verdict};
+use palisade::engine::{
+    Config, DnsTunnel, EchPolicy, Engine, Mode, NameScoring, QuicPolicy, Verdict,
+};
 use palisade_classifiers::DomainModel;
 use palisade_rules::{Action, IntelBuilder, IntelSet};
 use serde_json::Value;
@@ -1613,6 +1615,119 @@ fn dns_tunnel_with_binary_labels_alerts() {
     };
     let r = run_engine(Engine::new(cfg, intel), &queries("bin.example"));
     assert!(alerts_of(&r, 9_100_031).is_empty());
+}
+
+/// `--dns-tunnel-block`: from the query that crosses the threshold, a tunnel's queries that carry
+/// payload are sinkholed for the hour (block mode; audit mode says they would be), with one
+/// alert a minute counting them; the client's short names under the domain, its other domains
+/// and other clients pass.
+#[test]
+fn dns_tunnel_block_sinkholes_the_rest_of_the_tunnel() {
+    let second = 1_000_000_000i64;
+    let tunnel = |i: u16| {
+        let raw: Vec<u8> = (0..60u16)
+            .map(|k| 0x80 | ((i * 61 + k * 7) % 128) as u8)
+            .collect();
+        dns_query_raw(i, 20_000, &raw, "t.bin.example")
+    };
+    for mode in [Mode::Block, Mode::Audit] {
+        let cfg = Config {
+            mode,
+            dns_tunnel: Some(DnsTunnel {
+                block: true,
+                ..DnsTunnel::default()
+            }),
+            ..Config::default()
+        };
+        let mut e = Engine::new(cfg, IntelSet::default());
+        // Five tunnel queries a second for 200 s (every fifth a retry of the one before), and
+        // each second a short name under the domain and a long one under another.
+        let (mut crossed, mut sinkholed, mut passed) = (None, 0, 0);
+        let mut pkt = 0u64;
+        let mut tunnel_at = std::collections::HashMap::new();
+        for t in 0..1000u16 {
+            let now = t as i64 * second / 5;
+            let q = tunnel(if t % 5 == 4 { t - 1 } else { t });
+            pkt += 1;
+            tunnel_at.insert(pkt, t);
+            let v = e.handle(now, pkt, 101, &q);
+            match (crossed, v) {
+                (None, Verdict::Sinkhole) => crossed = Some(t),
+                (None, _) => {}
+                (Some(_), Verdict::Sinkhole) => sinkholed += 1,
+                (Some(_), v) => passed += u32::from(mode == Mode::Block && v != Verdict::Sinkhole),
+            }
+            if t % 5 == 0 {
+                for other in [
+                    dns_query_raw(t, 20_001, b"www", "bin.example"),
+                    dns_query_raw(t, 20_002, &[b'a'; 60], "other.example"),
+                ] {
+                    pkt += 1;
+                    assert_eq!(e.handle(now, pkt, 101, &other), Verdict::Accept);
+                }
+            }
+        }
+        e.finish();
+        let mut ev = Vec::new();
+        e.take_events(|b| {
+            for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                ev.push(serde_json::from_slice::<Value>(l).unwrap());
+            }
+        });
+        let r = Run {
+            verdicts: Vec::new(),
+            events: ev,
+        };
+        let first = alerts_of(&r, 9_100_031);
+        assert_eq!(first.len(), 1, "{mode:?}");
+        assert_eq!(first[0]["palisade"]["inline"]["action"], "sinkhole");
+        assert_eq!(first[0]["palisade"]["dns_tunnel"]["block_s"], 3600);
+        let notes = alerts_of(&r, 9_100_032);
+        // 200 s, the first crossing within seconds: three notes, a minute apart.
+        assert_eq!(notes.len(), 3, "{mode:?}: {notes:#?}");
+        let mut counted = 0;
+        for n in &notes {
+            let d = &n["palisade"]["dns_tunnel"];
+            assert_eq!(d["client"], "10.0.0.1");
+            assert_eq!(d["domain"], "bin.example");
+            assert_eq!(d["since_s"], 60, "{d}");
+            // Five a second for the minute.
+            assert_eq!(d["blocked_queries"], 300, "{d}");
+            assert!(d["block_left_s"].as_u64().unwrap() < 3600);
+            assert_eq!(n["palisade"]["inline"]["action"], "sinkhole");
+            counted += d["blocked_queries"].as_u64().unwrap();
+        }
+        let enforced = mode == Mode::Block;
+        for a in first.iter().chain(&notes) {
+            assert_eq!(a["palisade"]["inline"]["enforced"], enforced);
+            assert_eq!(
+                a["alert"]["action"],
+                if enforced { "blocked" } else { "allowed" }
+            );
+        }
+        // The tunnel query that crossed, by its packet number.
+        let at = first[0]["pcap_cnt"].as_u64().unwrap();
+        let c = tunnel_at[&at];
+        let stats = r
+            .events
+            .iter()
+            .rfind(|e| e["event_type"] == "stats")
+            .unwrap();
+        let blocked = stats["stats"]["detect"]["dns_tunnel_blocked"]
+            .as_u64()
+            .unwrap();
+        // Every tunnel query after the crossing one.
+        assert!(c < 100, "crossed at {c}");
+        assert_eq!(blocked, 999 - c as u64);
+        assert!(counted < blocked);
+        if enforced {
+            assert_eq!(crossed, Some(c));
+            assert_eq!(sinkholed as u64, blocked);
+            assert_eq!(passed, 0);
+        } else {
+            assert_eq!(crossed, None, "audit mode blocks nothing");
+        }
+    }
 }
 
 /// A listed domain under a label of binary bytes (written `\xNN`, so the name runs past 253

@@ -23,7 +23,16 @@
 //! their bytes, how many of those queries (repeats included) asked for TXT, NULL, CNAME, MX, SRV
 //! or ANY (the types tunnels carry data back in), the longest name, and the name that crossed.
 //! The series is then quiet for [`QUIET_NS`]: a running tunnel raises one alert an hour, not
-//! one per query. Alert only.
+//! one per query.
+//!
+//! Alert only, unless [`DnsTunnel::block`] (`--dns-tunnel-block`): then the query that crossed
+//! and, for the quiet hour, every later query of the series that carries payload (repeats and
+//! retries included) are answered from the sinkhole, so the tunnel stops after the threshold's
+//! bytes. Names within the allowance still pass (at most that many bytes each, as before the
+//! alert), and so do the client's other domains: a false alarm costs the one domain's long
+//! names for an hour, not the client's DNS. The blocked queries are counted; one alert a minute
+//! at most, at the first blocked query a minute or more after the last, says how many were
+//! sinkholed since ([`NOTE_NS`]), so the log explains the blocks without one line per query.
 //!
 //! Windows are counted from a series' first name: when a query comes a window or more after
 //! it, the series starts over with that query. Names are told apart by a 1,024-bit set of keyed
@@ -68,8 +77,11 @@ const WAYS: usize = 4;
 const BITS: usize = 1024;
 /// Bytes of each name's subdomain part that count as a host name, not payload.
 pub const ALLOWANCE: usize = 24;
-/// After an alert, the series raises no other for this long (one hour).
+/// After an alert, the series raises no other for this long (one hour), and is blocked for
+/// as long when [`DnsTunnel::block`] is on.
 pub const QUIET_NS: i64 = 3_600_000_000_000;
+/// A blocked series raises at most one alert about its blocked queries this often (a minute).
+pub const NOTE_NS: i64 = 60_000_000_000;
 
 /// When a series raises an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,14 +90,18 @@ pub struct DnsTunnel {
     pub bytes: u32,
     /// Within this many nanoseconds.
     pub window_ns: i64,
+    /// Sinkhole the query that crossed and the series' later payload-carrying queries for
+    /// [`QUIET_NS`] (in block mode; audit mode logs what would be).
+    pub block: bool,
 }
 
 impl Default for DnsTunnel {
-    /// 2,048 payload bytes within five minutes.
+    /// 2,048 payload bytes within five minutes, alert only.
     fn default() -> Self {
         DnsTunnel {
             bytes: 2048,
             window_ns: 300_000_000_000,
+            block: false,
         }
     }
 }
@@ -97,7 +113,11 @@ impl DnsTunnel {
     /// Parses `BYTES/SECONDS` (`2048/300`); `None` for anything else or out of range.
     pub fn parse(s: &str) -> Option<DnsTunnel> {
         let (bytes, window_ns) = super::count_per_seconds(s, 256..=1_000_000u32)?;
-        Some(DnsTunnel { bytes, window_ns })
+        Some(DnsTunnel {
+            bytes,
+            window_ns,
+            block: false,
+        })
     }
 }
 
@@ -121,8 +141,13 @@ struct Series {
     start_ns: i64,
     /// Last query.
     last_ns: i64,
-    /// No new alert before this time.
+    /// No new alert before this time (and blocked until then, with [`DnsTunnel::block`]).
     quiet_until: i64,
+    /// When the last alert about this series was raised (its crossing, or a note of blocked
+    /// queries).
+    noted_ns: i64,
+    /// Queries blocked since then.
+    blocked: u32,
     /// Payload bytes of the window's distinct names (their subdomain parts' bytes are these
     /// and [`ALLOWANCE`] for each).
     payload: u32,
@@ -145,6 +170,8 @@ impl Default for Series {
             start_ns: 0,
             last_ns: 0,
             quiet_until: i64::MIN,
+            noted_ns: i64::MIN,
+            blocked: 0,
             payload: 0,
             names: 0,
             queries: 0,
@@ -184,6 +211,31 @@ pub(super) struct Found {
     pub span_ns: i64,
     /// Where the registrable domain starts in the name observed.
     pub domain_at: usize,
+}
+
+/// A payload-carrying query in a series blocked after its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Blocked {
+    /// Queries of the series blocked since its last alert, this one included.
+    pub queries: u32,
+    /// Nanoseconds since that alert.
+    pub since_ns: i64,
+    /// Raise an alert about them now (none for [`NOTE_NS`] before).
+    pub note: bool,
+    /// Nanoseconds until the block ends.
+    pub left_ns: i64,
+    /// Where the registrable domain starts in the name observed.
+    pub domain_at: usize,
+}
+
+/// What a counted query did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hit {
+    /// It made its series cross the threshold (outside a quiet time): alert, and block with
+    /// [`DnsTunnel::block`].
+    Crossed(Found),
+    /// It carries payload in a series blocked after its alert ([`DnsTunnel::block`] only).
+    Blocked(Blocked),
 }
 
 /// The table of series.
@@ -249,8 +301,8 @@ impl Tunnels {
 
     /// Counts a query from `client` for `name` (lower-case ASCII, no trailing dot) of type
     /// `qtype` at `now`, and returns what the series held when this name made it cross the
-    /// threshold (outside a quiet time). Names not counted (see the module's notes) return
-    /// `None` at once.
+    /// threshold (outside a quiet time), or, with [`DnsTunnel::block`], that the query is one
+    /// to block. Names not counted (see the module's notes) return `None` at once.
     pub fn query(
         &mut self,
         cfg: DnsTunnel,
@@ -258,7 +310,7 @@ impl Tunnels {
         name: &str,
         qtype: u16,
         now: i64,
-    ) -> Option<Found> {
+    ) -> Option<Hit> {
         if !may_carry(name) {
             return None;
         }
@@ -292,10 +344,32 @@ impl Tunnels {
                 key,
                 start_ns: now,
                 quiet_until: s.quiet_until,
+                noted_ns: s.noted_ns,
+                blocked: s.blocked,
                 ..Series::default()
             };
         }
         s.last_ns = now;
+        if cfg.block && now < s.quiet_until {
+            // Blocked after its alert: every payload-carrying query, repeats too.
+            s.blocked = s.blocked.saturating_add(1);
+            // Time gone back: count from now.
+            s.noted_ns = s.noted_ns.min(now);
+            let since_ns = now.saturating_sub(s.noted_ns);
+            let note = since_ns >= NOTE_NS;
+            let b = Blocked {
+                queries: s.blocked,
+                since_ns,
+                note,
+                left_ns: s.quiet_until.saturating_sub(now),
+                domain_at: split.label,
+            };
+            if note {
+                s.noted_ns = now;
+                s.blocked = 0;
+            }
+            return Some(Hit::Blocked(b));
+        }
         s.queries = s.queries.saturating_add(1);
         if carrier_type(qtype) {
             s.carrier = s.carrier.saturating_add(1);
@@ -315,7 +389,9 @@ impl Tunnels {
             return None;
         }
         s.quiet_until = now.saturating_add(QUIET_NS);
-        Some(Found {
+        s.noted_ns = now;
+        s.blocked = 0;
+        Some(Hit::Crossed(Found {
             payload: s.payload,
             bytes: s
                 .payload
@@ -326,7 +402,7 @@ impl Tunnels {
             longest: s.longest,
             span_ns: now - s.start_ns,
             domain_at: split.label,
-        })
+        }))
     }
 }
 
@@ -354,6 +430,14 @@ mod tests {
         format!("{label}.t.{domain}")
     }
 
+    /// What the series held when the query crossed the threshold.
+    fn crossed(h: Option<Hit>) -> Option<Found> {
+        match h {
+            Some(Hit::Crossed(f)) => Some(f),
+            _ => None,
+        }
+    }
+
     #[test]
     fn a_tunnel_alerts_once_when_its_payload_crosses() {
         let cfg = DnsTunnel::default();
@@ -361,7 +445,7 @@ mod tests {
         let mut alerts = Vec::new();
         for i in 0..200u64 {
             let name = encoded(i, "example.com");
-            if let Some(f) = t.query(cfg, ip(1), &name, 16, i as i64 * S / 10) {
+            if let Some(f) = crossed(t.query(cfg, ip(1), &name, 16, i as i64 * S / 10)) {
                 alerts.push((i, f));
             }
         }
@@ -383,15 +467,88 @@ mod tests {
         // After the quiet hour, a tunnel still running alerts again.
         let later = 3601 * S;
         let again = (0..200u64).find_map(|k| {
-            t.query(
+            crossed(t.query(
                 cfg,
                 ip(1),
                 &encoded(1000 + k, "example.com"),
                 1,
                 later + k as i64 * S / 10,
-            )
+            ))
         });
         assert!(again.is_some_and(|f| f.carrier == 0));
+    }
+
+    #[test]
+    fn a_blocked_tunnel_stays_blocked_for_the_hour_and_is_noted_once_a_minute() {
+        let cfg = DnsTunnel {
+            block: true,
+            ..DnsTunnel::default()
+        };
+        let mut t = Tunnels::default();
+        let (mut crossings, mut blocked, mut noted) = (Vec::new(), 0u32, 0u32);
+        let mut notes: Vec<(i64, Blocked)> = Vec::new();
+        // Ten queries a second for 4,000 s; every tenth retries the one before.
+        for i in 0..40_000u64 {
+            let now = i as i64 * S / 10;
+            let name = encoded(if i % 10 == 9 { i - 1 } else { i }, "example.com");
+            let in_block = crossings
+                .last()
+                .is_some_and(|&c: &i64| now > c && now < c + QUIET_NS);
+            match t.query(cfg, ip(1), &name, 16, now) {
+                Some(Hit::Crossed(_)) => {
+                    assert!(!in_block, "no new alert while blocked");
+                    crossings.push(now);
+                }
+                Some(Hit::Blocked(b)) => {
+                    assert!(in_block, "blocked at {now} after {crossings:?}");
+                    assert_eq!(b.left_ns, crossings.last().unwrap() + QUIET_NS - now);
+                    if crossings.len() > 1 {
+                        continue;
+                    }
+                    blocked += 1;
+                    if b.note {
+                        noted += b.queries;
+                        notes.push((now, b));
+                    }
+                }
+                None => assert!(!in_block, "every query blocked, retries too: {i}"),
+            }
+            // The client's names within the allowance, its other domains, and other clients
+            // of the domain pass (a name every 10 s: no tunnel of their own).
+            if i % 100 != 0 {
+                continue;
+            }
+            for (c, n) in [
+                (ip(1), "www.example.com".to_string()),
+                (ip(1), encoded(i, "other.example")),
+                (ip(2), encoded(i, "example.com")),
+            ] {
+                assert!(
+                    !matches!(t.query(cfg, c, &n, 1, now), Some(Hit::Blocked(_))),
+                    "{n}"
+                );
+            }
+        }
+        // The tunnel crossed within seconds, and again when the hour was over.
+        assert_eq!(crossings.len(), 2, "{crossings:?}");
+        assert!(crossings[0] < 20 * S);
+        assert!((crossings[0] + QUIET_NS..crossings[0] + QUIET_NS + 20 * S).contains(&crossings[1]));
+        // Every query of the hour was blocked: 10 a second, less the crossing one.
+        assert_eq!(blocked as i64, QUIET_NS / (S / 10) - 1);
+        // One note a minute, at the first blocked query a minute after the one before, each
+        // counting the queries since; those after the last note wait for the next one.
+        assert_eq!(notes.len(), 59, "{}", notes.len());
+        let mut last = crossings[0];
+        for (now, b) in &notes {
+            assert_eq!(b.since_ns, now - last);
+            assert!((NOTE_NS..NOTE_NS + S / 10).contains(&b.since_ns), "{b:?}");
+            assert_eq!(b.queries as i64, b.since_ns / (S / 10));
+            last = *now;
+        }
+        assert_eq!(
+            blocked - noted,
+            ((crossings[0] + QUIET_NS - last) / (S / 10) - 1) as u32
+        );
     }
 
     #[test]
@@ -410,6 +567,7 @@ mod tests {
         let cfg = DnsTunnel {
             bytes: 256,
             window_ns: 3600 * S,
+            ..DnsTunnel::default()
         };
         let mut t = Tunnels::default();
         // A resolver's CDN hosts, a blocklist's reversed addresses, a search list's expansions,
@@ -449,6 +607,7 @@ mod tests {
         let cfg = DnsTunnel {
             bytes: 1024,
             window_ns: 3600 * S,
+            ..DnsTunnel::default()
         };
         let mut t = Tunnels::default();
         let hit = (0..1000u64)
@@ -491,6 +650,7 @@ mod tests {
         let cfg = DnsTunnel {
             bytes: 256,
             window_ns: 3600 * S,
+            ..DnsTunnel::default()
         };
         let mut t = Tunnels::default();
         for n in ["com", "co.uk", "example.com", "localhost", "x"] {
@@ -498,7 +658,8 @@ mod tests {
         }
         assert_eq!(t.names, 0);
         // Under a dynamic-DNS zone, the host is the domain: its subdomains count under it.
-        let hit = (0..100u64).find_map(|i| t.query(cfg, ip(6), &encoded(i, "x.ddns.net"), 10, 0));
+        let hit = (0..100u64)
+            .find_map(|i| crossed(t.query(cfg, ip(6), &encoded(i, "x.ddns.net"), 10, 0)));
         let f = hit.unwrap();
         assert!(f.payload >= 256);
     }
@@ -517,6 +678,32 @@ mod tests {
             assert!(t
                 .query(cfg, ip(7), &encoded(i as u64, "x.example"), 16, now)
                 .is_none());
+        }
+        // A blocked series whose time jumps: blocked until its hour ends, never noted twice
+        // within a minute of its own clock, no overflow.
+        let cfg = DnsTunnel {
+            bytes: 256,
+            block: true,
+            ..DnsTunnel::default()
+        };
+        let mut t = Tunnels::default();
+        let crossed_at = (0..100u64)
+            .find(|&i| {
+                crossed(t.query(cfg, ip(7), &encoded(i, "y.example"), 16, i as i64)).is_some()
+            })
+            .unwrap();
+        for (i, now) in [0, 1, i64::MAX, i64::MIN, 5, i64::MAX - 1, -S, 2 * NOTE_NS]
+            .into_iter()
+            .cycle()
+            .take(800)
+            .enumerate()
+        {
+            let h = t.query(cfg, ip(7), &encoded(1000 + i as u64, "y.example"), 16, now);
+            if let Some(Hit::Blocked(b)) = h {
+                assert!(now < crossed_at as i64 + QUIET_NS);
+                assert!(b.since_ns >= 0 && b.left_ns > 0, "{b:?}");
+                assert!(!b.note || b.since_ns >= NOTE_NS, "{b:?}");
+            }
         }
     }
 
@@ -592,7 +779,7 @@ mod tests {
             assert_eq!(DnsTunnel::parse(bad), None, "{bad}");
         }
         assert!(
-            std::mem::size_of::<Series>() <= 184,
+            std::mem::size_of::<Series>() <= 192,
             "{}",
             std::mem::size_of::<Series>()
         );
