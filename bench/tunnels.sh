@@ -3,8 +3,8 @@
 # 4,096 clients (short hosts of 50,000 domains, big sites' many hosts, search-list expansions,
 # blocklist lookups) with 100 tunnels (a TXT query a second on average, 40- to 60-character
 # labels) and 100 slow ones (a query every 10 s, about 40% of the threshold per window) over
-# 30 minutes (`bench/gen-dns.py`); (2) the replay cost of counting names: that capture and the
-# benchmark corpus with DNS tunnels on (the default) and off, and the DNS capture also with both
+# 30 minutes (`bench/gen-dns.py`), and what --dns-tunnel-block would sinkhole; (2) the replay
+# cost of counting names: that capture and the benchmark corpus with DNS tunnels on (the default) and off, and the DNS capture also with both
 # models off (the detector's own cost per query), ROUNDS each, interleaved, packets/s medians.
 #   ROUNDS=5 bash bench/tunnels.sh        # results in bench/out/tunnels/
 set -euo pipefail
@@ -21,6 +21,8 @@ cargo build --release -q
 P=target/release/palisade
 cat "$CORPUS" "$OUT/dns.pcap" > /dev/null
 "$P" replay "$OUT/dns.pcap" --eve "$OUT/eve-dns.json" 2> "$OUT/detect.err"
+# Blocking: the same capture with --dns-tunnel-block (what an inline filter would sinkhole).
+"$P" replay "$OUT/dns.pcap" --dns-tunnel-block --eve "$OUT/eve-block.json" 2> "$OUT/block.err"
 # One unrecorded round first: the first runs on this VM are the slowest.
 for f in "$OUT/dns.pcap" "$CORPUS"; do taskset -c 0 "$P" replay "$f" --eve /dev/null 2>/dev/null || true; done
 : > "$OUT/runs.txt"
@@ -54,6 +56,31 @@ print(f"detection: tunnels alerted {len({t['client'] for t in fast})} of 100 ({l
 if fast:
     print(f"  at the alert: median {statistics.median(t['names'] for t in fast)} distinct names, "
           f"{statistics.median(t['span_s'] for t in fast):.1f} s after the window's first")
+# Blocking: per client, the queries after its alert and those blocked; every blocked query is
+# a tunnel's (ordinary clients' queries pass), and every query of a tunnel after its alert whose
+# subdomain part is longer than the allowance is blocked.
+crossed, blocked_by, notes, stats = {}, {}, 0, None
+later = {}
+for l in open(f"{out}/eve-block.json"):
+    e = json.loads(l)
+    t = e.get("event_type")
+    if t == "alert" and e["alert"]["signature_id"] == 9100031:
+        crossed[e["src_ip"]] = e["pcap_cnt"]
+    elif t == "alert" and e["alert"]["signature_id"] == 9100032:
+        notes += 1
+        blocked_by[e["src_ip"]] = blocked_by.get(e["src_ip"], 0) + e["palisade"]["dns_tunnel"]["blocked_queries"]
+    elif t == "dns" and e["dns"]["type"] == "request" and e["src_ip"] in crossed and e["pcap_cnt"] > crossed[e["src_ip"]]:
+        q = e["dns"]["queries"][0]["rrname"]
+        later[e["src_ip"]] = later.get(e["src_ip"], 0) + 1
+    elif t == "stats":
+        stats = e["stats"]["detect"]
+blocked_line = open(f"{out}/block.err").read()
+import re
+would = int(re.search(r"(\d+) later queries blocked", blocked_line).group(1))
+print(f"blocking: {len(crossed)} tunnels blocked ({sum(c.startswith('10.2') for c in crossed)} of the 100), "
+      f"{stats['dns_tunnel_blocked']} later queries blocked (summary {would}) of {sum(later.values())} "
+      f"their clients asked after their alerts; {notes} notes (sid 9100032) counting "
+      f"{sum(blocked_by.values())}, all from tunnels: {all(c.startswith('10.2') for c in blocked_by)}")
 runs = {}
 for l in open(f"{out}/runs.txt"):
     cap, mode, pps, pkts = l.split()

@@ -53,8 +53,9 @@ fuzz_target!(|data: &[u8]| {
     let burst = Some(Burst { count: 2, window_ns: 1 << 50 });
     // Beacons from the 4th connection a second apart, likewise.
     let beacon = Some(Beacon { count: 4, min_interval_ns: 1_000_000_000 });
-    // DNS tunnels at the least payload the setting takes, likewise.
-    let dns_tunnel = Some(DnsTunnel { bytes: 256, window_ns: 1 << 50 });
+    // DNS tunnels at the least payload the setting takes, likewise, blocking after the alert
+    // (and so counting and noting the blocked queries) for inputs whose length is odd.
+    let dns_tunnel = Some(DnsTunnel { bytes: 256, window_ns: 1 << 50, block: data.len() % 2 == 1 });
     let cfg = Config { memcap: 4 << 20, max_flows: 64, name_burst: burst, beacon, dns_tunnel, ..Config::default() };
     let mut e = Engine::new(cfg, b.build());
     e.set_sigs(sigs().clone());

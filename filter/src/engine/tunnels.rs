@@ -50,8 +50,8 @@
 //! antivirus cloud's hashes, are tunnels by design and belong on an allow list; blocked ones
 //! already alerted).
 //!
-//! Fixed size, allocated once per engine at the first name it counts: [`SERIES`] series of 184
-//! bytes (736 KiB), 4-way set-associative by a keyed hash of the client and the domain. A new
+//! Fixed size, allocated once per engine at the first name it counts: [`SERIES`] series of 192
+//! bytes (768 KiB), 4-way set-associative by a keyed hash of the client and the domain. A new
 //! series replaces, in its set, one that is not quiet after an alert before one that is (so a
 //! tunnel that alerted keeps its quiet hour), then the one with the fewest payload bytes in its
 //! window (an expired window counts as none), the least recently active among equals: one-off
