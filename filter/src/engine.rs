@@ -25,6 +25,7 @@ use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
 use crate::wire;
 
 mod beacons;
+mod blocks;
 mod bursts;
 mod detect;
 mod known;
@@ -2065,10 +2066,11 @@ fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u
         Some(tunnels::Hit::Crossed(f)) => {
             tunnel_crossed(cx, flow, dir, cfg, client, name, lower, f)
         }
-        Some(tunnels::Hit::Blocked(b)) => {
+        Some(tunnels::Hit::Blocked(b, domain_at)) => {
             cx.stats.dns_tunnel_blocked += 1;
             if b.note {
-                tunnel_blocked(cx, flow, dir, client, name, lower, b);
+                let domain = lower.get(domain_at..).unwrap_or(lower);
+                tunnel_blocked(cx, flow, dir, client, name, domain, b);
             } else if cx.mode == Mode::Block {
                 cx.verdict = cx.verdict.max(Verdict::Sinkhole);
             }
@@ -2146,14 +2148,13 @@ fn tunnel_blocked(
     dir: usize,
     client: IpAddr,
     name: &str,
-    lower: &str,
-    b: tunnels::Blocked,
+    domain: &str,
+    b: blocks::Blocked,
 ) {
-    let domain = lower.get(b.domain_at..).unwrap_or(lower);
     let since_s = b.since_ns / 1_000_000_000;
     let sig = format!(
         "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {since_s} s",
-        b.queries
+        b.count
     );
     let spec = AlertSpec {
         gid: 1,
@@ -2171,7 +2172,7 @@ fn tunnel_blocked(
         p.obj("dns_tunnel", |o| {
             o.ip("client", client)
                 .str("domain", domain)
-                .u64("blocked_queries", b.queries as u64)
+                .u64("blocked_queries", b.count as u64)
                 .u64("since_s", since_s as u64)
                 .u64("block_left_s", (b.left_ns / 1_000_000_000) as u64);
         });

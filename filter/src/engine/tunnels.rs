@@ -30,9 +30,8 @@
 //! retries included) are answered from the sinkhole, so the tunnel stops after the threshold's
 //! bytes. Names within the allowance still pass (at most that many bytes each, as before the
 //! alert), and so do the client's other domains: a false alarm costs the one domain's long
-//! names for an hour, not the client's DNS. The blocked queries are counted; one alert a minute
-//! at most, at the first blocked query a minute or more after the last, says how many were
-//! sinkholed since ([`NOTE_NS`]), so the log explains the blocks without one line per query.
+//! names for an hour, not the client's DNS. The blocked queries are counted and noted once a
+//! minute at most (`engine::blocks`).
 //!
 //! Windows are counted from a series' first name: when a query comes a window or more after
 //! it, the series starts over with that query. Names are told apart by a 1,024-bit set of keyed
@@ -50,8 +49,8 @@
 //! antivirus cloud's hashes, are tunnels by design and belong on an allow list; blocked ones
 //! already alerted).
 //!
-//! Fixed size, allocated once per engine at the first name it counts: [`SERIES`] series of 192
-//! bytes (768 KiB), 4-way set-associative by a keyed hash of the client and the domain. A new
+//! Fixed size, allocated once per engine at the first name it counts: [`SERIES`] series of 200
+//! bytes (800 KiB), 4-way set-associative by a keyed hash of the client and the domain. A new
 //! series replaces, in its set, one that is not quiet after an alert before one that is (so a
 //! tunnel that alerted keeps its quiet hour), then the one with the fewest payload bytes in its
 //! window (an expired window counts as none), the least recently active among equals: one-off
@@ -69,6 +68,8 @@ use std::net::IpAddr;
 
 use palisade_classifiers::psl::Psl;
 
+use super::blocks::{Blocked, Notes};
+
 /// Series tracked at once.
 pub const SERIES: usize = 4096;
 /// Ways per set.
@@ -80,8 +81,6 @@ pub const ALLOWANCE: usize = 24;
 /// After an alert, the series raises no other for this long (one hour), and is blocked for
 /// as long when [`DnsTunnel::block`] is on.
 pub const QUIET_NS: i64 = 3_600_000_000_000;
-/// A blocked series raises at most one alert about its blocked queries this often (a minute).
-pub const NOTE_NS: i64 = 60_000_000_000;
 
 /// When a series raises an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,11 +142,8 @@ struct Series {
     last_ns: i64,
     /// No new alert before this time (and blocked until then, with [`DnsTunnel::block`]).
     quiet_until: i64,
-    /// When the last alert about this series was raised (its crossing, or a note of blocked
-    /// queries).
-    noted_ns: i64,
-    /// Queries blocked since then.
-    blocked: u32,
+    /// Its blocked queries since its last alert.
+    notes: Notes,
     /// Payload bytes of the window's distinct names (their subdomain parts' bytes are these
     /// and [`ALLOWANCE`] for each).
     payload: u32,
@@ -170,8 +166,7 @@ impl Default for Series {
             start_ns: 0,
             last_ns: 0,
             quiet_until: i64::MIN,
-            noted_ns: i64::MIN,
-            blocked: 0,
+            notes: Notes::default(),
             payload: 0,
             names: 0,
             queries: 0,
@@ -213,29 +208,15 @@ pub(super) struct Found {
     pub domain_at: usize,
 }
 
-/// A payload-carrying query in a series blocked after its alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Blocked {
-    /// Queries of the series blocked since its last alert, this one included.
-    pub queries: u32,
-    /// Nanoseconds since that alert.
-    pub since_ns: i64,
-    /// Raise an alert about them now (none for [`NOTE_NS`] before).
-    pub note: bool,
-    /// Nanoseconds until the block ends.
-    pub left_ns: i64,
-    /// Where the registrable domain starts in the name observed.
-    pub domain_at: usize,
-}
-
 /// What a counted query did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Hit {
     /// It made its series cross the threshold (outside a quiet time): alert, and block with
     /// [`DnsTunnel::block`].
     Crossed(Found),
-    /// It carries payload in a series blocked after its alert ([`DnsTunnel::block`] only).
-    Blocked(Blocked),
+    /// It carries payload in a series blocked after its alert ([`DnsTunnel::block`] only);
+    /// where the registrable domain starts in the name observed.
+    Blocked(Blocked, usize),
 }
 
 /// The table of series.
@@ -344,31 +325,15 @@ impl Tunnels {
                 key,
                 start_ns: now,
                 quiet_until: s.quiet_until,
-                noted_ns: s.noted_ns,
-                blocked: s.blocked,
+                notes: s.notes,
                 ..Series::default()
             };
         }
         s.last_ns = now;
         if cfg.block && now < s.quiet_until {
             // Blocked after its alert: every payload-carrying query, repeats too.
-            s.blocked = s.blocked.saturating_add(1);
-            // Time gone back: count from now.
-            s.noted_ns = s.noted_ns.min(now);
-            let since_ns = now.saturating_sub(s.noted_ns);
-            let note = since_ns >= NOTE_NS;
-            let b = Blocked {
-                queries: s.blocked,
-                since_ns,
-                note,
-                left_ns: s.quiet_until.saturating_sub(now),
-                domain_at: split.label,
-            };
-            if note {
-                s.noted_ns = now;
-                s.blocked = 0;
-            }
-            return Some(Hit::Blocked(b));
+            let b = s.notes.block(now, s.quiet_until);
+            return Some(Hit::Blocked(b, split.label));
         }
         s.queries = s.queries.saturating_add(1);
         if carrier_type(qtype) {
@@ -389,8 +354,7 @@ impl Tunnels {
             return None;
         }
         s.quiet_until = now.saturating_add(QUIET_NS);
-        s.noted_ns = now;
-        s.blocked = 0;
+        s.notes.alerted(now);
         Some(Hit::Crossed(Found {
             payload: s.payload,
             bytes: s
@@ -409,6 +373,7 @@ impl Tunnels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::blocks::NOTE_NS;
     use std::net::Ipv4Addr;
 
     const S: i64 = 1_000_000_000;
@@ -499,7 +464,7 @@ mod tests {
                     assert!(!in_block, "no new alert while blocked");
                     crossings.push(now);
                 }
-                Some(Hit::Blocked(b)) => {
+                Some(Hit::Blocked(b, _)) => {
                     assert!(in_block, "blocked at {now} after {crossings:?}");
                     assert_eq!(b.left_ns, crossings.last().unwrap() + QUIET_NS - now);
                     if crossings.len() > 1 {
@@ -507,7 +472,7 @@ mod tests {
                     }
                     blocked += 1;
                     if b.note {
-                        noted += b.queries;
+                        noted += b.count;
                         notes.push((now, b));
                     }
                 }
@@ -524,7 +489,7 @@ mod tests {
                 (ip(2), encoded(i, "example.com")),
             ] {
                 assert!(
-                    !matches!(t.query(cfg, c, &n, 1, now), Some(Hit::Blocked(_))),
+                    !matches!(t.query(cfg, c, &n, 1, now), Some(Hit::Blocked(..))),
                     "{n}"
                 );
             }
@@ -542,7 +507,7 @@ mod tests {
         for (now, b) in &notes {
             assert_eq!(b.since_ns, now - last);
             assert!((NOTE_NS..NOTE_NS + S / 10).contains(&b.since_ns), "{b:?}");
-            assert_eq!(b.queries as i64, b.since_ns / (S / 10));
+            assert_eq!(b.count as i64, b.since_ns / (S / 10));
             last = *now;
         }
         assert_eq!(
@@ -699,7 +664,7 @@ mod tests {
             .enumerate()
         {
             let h = t.query(cfg, ip(7), &encoded(1000 + i as u64, "y.example"), 16, now);
-            if let Some(Hit::Blocked(b)) = h {
+            if let Some(Hit::Blocked(b, _)) = h {
                 assert!(now < crossed_at as i64 + QUIET_NS);
                 assert!(b.since_ns >= 0 && b.left_ns > 0, "{b:?}");
                 assert!(!b.note || b.since_ns >= NOTE_NS, "{b:?}");
@@ -779,7 +744,7 @@ mod tests {
             assert_eq!(DnsTunnel::parse(bad), None, "{bad}");
         }
         assert!(
-            std::mem::size_of::<Series>() <= 192,
+            std::mem::size_of::<Series>() <= 200,
             "{}",
             std::mem::size_of::<Series>()
         );
