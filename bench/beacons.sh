@@ -3,7 +3,9 @@
 # 30%) and 200 random series (Poisson, mean gap 30 s) among 300,000 one-off connections over
 # 30 minutes (`bench/gen-conns.py`: bare SYNs, so only gaps tell series apart); (2) the replay
 # cost of following connections: that capture and the benchmark corpus with beacons on (the
-# default) and off, ROUNDS each, interleaved, packets/s medians and ratios.
+# default) and off, ROUNDS each, interleaved, packets/s medians and ratios. Also what
+# --beacon-block would block on that capture (every later connection of each beacon, checked
+# against the capture's flow events; none of another series).
 #   ROUNDS=5 bash bench/beacons.sh        # results in bench/out/beacons/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,7 @@ cargo build --release -q
 P=target/release/palisade
 cat "$CORPUS" "$OUT/conns.pcap" > /dev/null
 "$P" replay "$OUT/conns.pcap" --eve "$OUT/eve-conns.json" 2> "$OUT/detect.err"
+"$P" replay "$OUT/conns.pcap" --beacon-block --eve "$OUT/eve-block.json" 2> "$OUT/block.err"
 : > "$OUT/runs.txt"
 for r in $(seq "$ROUNDS"); do
   for cap in conns corpus; do
@@ -42,6 +45,25 @@ for l in open(f"{out}/eve-conns.json"):
         hits[c[:4] if c[:4] in hits else "other"] += 1
 print(f"detection: beacons alerted {hits['10.2']} of 200, random series {hits['10.3']} of 200, "
       f"one-off clients {hits['other']}")
+# Blocking: each beacon's connections after its alert (by the flow events' start times, which
+# sort as text), against what the replay blocked; every note names a beacon's client.
+alerted, flows, notes, blocked = {}, [], [], None
+for l in open(f"{out}/eve-block.json"):
+    e = json.loads(l)
+    t = e.get("event_type")
+    if t == "alert" and e["alert"]["signature_id"] == 9100030:
+        alerted[(e["src_ip"], e["dest_ip"], e["dest_port"])] = e["timestamp"]
+    elif t == "alert" and e["alert"]["signature_id"] == 9100033:
+        notes.append(e["palisade"]["beacon"])
+    elif t == "flow":
+        flows.append(((e["src_ip"], e["dest_ip"], e["dest_port"]), e["flow"]["start"]))
+    elif t == "stats":
+        blocked = e["stats"]["detect"]["beacon_blocked"]
+later = sum(1 for k, start in flows if k in alerted and start > alerted[k])
+print(f"blocking: {len(alerted)} series blocked ({sum(k[0].startswith('10.2.') for k in alerted)} beacons), "
+      f"{blocked} later connections blocked of {later} they opened after their alerts; "
+      f"{len(notes)} notes (sid 9100033) counting {sum(n['blocked_connections'] for n in notes)}, "
+      f"all beacons': {all(n['client'].startswith('10.2.') for n in notes)}")
 runs = {}
 for l in open(f"{out}/runs.txt"):
     cap, mode, pps = l.split()

@@ -277,6 +277,9 @@ pub struct Stats {
     pub name_bursts: u64,
     /// Beaconing series alerted (`engine::beacons`).
     pub beacons: u64,
+    /// Connections of alerted beacons blocked afterwards (`--beacon-block`; in audit mode,
+    /// those that would be).
+    pub beacon_blocked: u64,
     /// DNS tunnels alerted (`engine::tunnels`).
     pub dns_tunnels: u64,
     /// Queries of alerted DNS tunnels blocked afterwards (`--dns-tunnel-block`; in audit mode,
@@ -558,6 +561,8 @@ pub struct Flow {
     sized: bool,
     /// Not followed for beaconing (an allow list holds an address of it).
     beacon_skip: bool,
+    /// Blocked (or, in audit mode, would be) as a beacon's connection, by one view of it.
+    beacon_blocked: bool,
     /// Fingerprint of the first name it carried, for its series by name (0: none).
     beacon_name: u64,
 }
@@ -605,6 +610,7 @@ impl Default for Flow {
             flow_score: None,
             sized: false,
             beacon_skip: false,
+            beacon_blocked: false,
             beacon_name: 0,
         }
     }
@@ -1329,12 +1335,16 @@ impl Engine {
         flow.beacon_skip = allowed || !opened;
         if let (Some(b), true) = (cx.beacon, opened) {
             if let Some(key) = flow.meta.series() {
-                if let Some(found) = cx.beacons.start(b, key, srv.0, now, allowed, None) {
-                    // Not again for connections the series by name alerted on already.
-                    let by_name = found.name().map(|n| key.by_name(cx.beacons.name_fp(n)));
-                    if !by_name.is_some_and(|k| cx.beacons.quiet(&k, now)) {
-                        beacon_alert(&mut cx, flow, b, &found);
+                match cx.beacons.start(b, key, srv.0, now, allowed, None) {
+                    Some(beacons::Hit::Periodic(found)) => {
+                        // Not again for connections the series by name alerted on already.
+                        let by_name = found.name().map(|n| key.by_name(cx.beacons.name_fp(n)));
+                        if !by_name.is_some_and(|k| cx.beacons.quiet(&k, now)) {
+                            beacon_alert(&mut cx, flow, b, &found);
+                        }
                     }
+                    Some(beacons::Hit::Blocked(bl)) => beacon_blocked(&mut cx, flow, bl, None),
+                    None => {}
                 }
             }
         }
@@ -1530,6 +1540,7 @@ impl Engine {
                     .u64("name_burst_evicted", self.bursts.evicted);
                 d.u64("beacon_starts", self.beacons.starts)
                     .u64("beacons", s.beacons)
+                    .u64("beacon_blocked", s.beacon_blocked)
                     .u64("beacon_evicted", self.beacons.evicted)
                     .u64("dns_tunnel_names", self.tunnels.names)
                     .u64("dns_tunnels", s.dns_tunnels)
@@ -1974,17 +1985,90 @@ fn beacon_name(cx: &mut Cx<'_>, flow: &mut Flow, name: &str, allowed: bool) {
     let found = cx
         .beacons
         .start(b, by_name, m.srv.0, m.start_ns, allowed, Some(name));
-    // Not again for connections the series by address alerted on already.
-    if let Some(found) = found {
-        if !cx.beacons.quiet(&key, cx.now) {
+    match found {
+        // Not again for connections the series by address alerted on already.
+        Some(beacons::Hit::Periodic(found)) if !cx.beacons.quiet(&key, cx.now) => {
             beacon_alert(cx, flow, b, &found);
         }
+        Some(beacons::Hit::Periodic(_)) => {}
+        Some(beacons::Hit::Blocked(bl)) => beacon_blocked(cx, flow, bl, Some(name)),
+        None => {}
     }
 }
 
+/// What blocking a connection of a beacon does: a TCP reset (at the SYN, or at the name for a
+/// series by name), a drop for UDP.
+fn beacon_block_action(flow: &Flow) -> Verdict {
+    if flow.meta.proto == 6 {
+        Verdict::Reset
+    } else {
+        Verdict::Drop
+    }
+}
+
+/// A connection of a beacon blocked after its alert (`--beacon-block`): blocked in block mode,
+/// counted, and once a minute at most an alert (sid 9100033) saying how many were since the
+/// series' last alert. `name`: the series' name, for a series by name.
+fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Option<&str>) {
+    // One connection blocked by both views of it (by address at its SYN, by name at its
+    // ClientHello, as a replay still sees) counts once.
+    if flow.beacon_blocked {
+        return;
+    }
+    flow.beacon_blocked = true;
+    cx.stats.beacon_blocked += 1;
+    let action = beacon_block_action(flow);
+    if !b.note {
+        if cx.mode == Mode::Block && flow.verdict == Verdict::Accept {
+            flow.verdict = action;
+        }
+        return;
+    }
+    let m = flow.meta;
+    let since_s = b.since_ns / 1_000_000_000;
+    let mut buf = [0u8; 45];
+    let server = name.unwrap_or_else(|| fmt_ip(&mut buf, m.srv.0));
+    let sig = format!(
+        "PALISADE beacon blocked: {} connections to {server} port {} blocked in {since_s} s",
+        b.count, m.srv.1
+    );
+    let spec = AlertSpec {
+        gid: 1,
+        sid: 9_100_033,
+        rev: 1,
+        signature: &sig,
+        category: BEACON_CATEGORY,
+        severity: 1,
+        action,
+        enforce: cx.mode == Mode::Block,
+        target: None,
+        metadata: &[],
+    };
+    raise_alert(cx, flow, 0, spec, |p| {
+        p.obj("beacon", |o| {
+            o.str("by", if name.is_some() { "name" } else { "address" });
+            o.ip("client", m.cli.0)
+                .ip("server", m.srv.0)
+                .u64("port", m.srv.1 as u64)
+                .str("proto", proto_name(m.proto));
+            if let Some(n) = name {
+                o.str("name", n);
+            }
+            o.u64("blocked_connections", b.count as u64)
+                .u64("since_s", since_s as u64)
+                .u64("block_left_s", (b.left_ns / 1_000_000_000) as u64);
+        });
+        let mut buf = [0u8; 45];
+        p.str("field", "dest_ip")
+            .str("value", fmt_ip(&mut buf, m.srv.0));
+    });
+}
+
+const BEACON_CATEGORY: &str = "Periodic connections (possible command and control)";
+
 /// A connection series judged periodic (`beacons`): an alert on the connection that completed
 /// it, naming the server, the period and its spread, the score with its parts and the settings
-/// it was judged by. Alert only.
+/// it was judged by. Alert only, unless `--beacon-block`: then the connection is blocked too.
 fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Found) {
     cx.stats.beacons += 1;
     let spec = AlertSpec {
@@ -1992,14 +2076,19 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
         sid: 9_100_030,
         rev: 1,
         signature: "PALISADE beacon: periodic connections from one client to one server",
-        category: "Periodic connections (possible command and control)",
-        severity: 2,
-        action: Verdict::Accept,
-        enforce: false,
+        category: BEACON_CATEGORY,
+        severity: if cfg.block { 1 } else { 2 },
+        action: if cfg.block {
+            beacon_block_action(flow)
+        } else {
+            Verdict::Accept
+        },
+        enforce: cfg.block && cx.mode == Mode::Block,
         target: None,
         metadata: &[],
     };
     let m = flow.meta;
+    flow.beacon_blocked = cfg.block;
     raise_alert(cx, flow, 0, spec, |p| {
         p.obj("beacon", |o| {
             o.str("by", if f.by_name { "name" } else { "address" });
@@ -2036,6 +2125,9 @@ fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Foun
                 "min_interval_s",
                 (cfg.min_interval_ns / 1_000_000_000) as u64,
             );
+            if cfg.block {
+                o.u64("block_s", (beacons::QUIET_NS / 1_000_000_000) as u64);
+            }
         });
         let mut buf = [0u8; 45];
         p.str("field", "dest_ip")

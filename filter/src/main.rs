@@ -78,7 +78,9 @@ usage:
       port, protocol) and alert (sid 9100030, alert only) when they come at a regular period with
       regular sizes, as an implant's check-ins do: --beacon COUNT/SECONDS|off (default 16/10)
       judges a series from its COUNT-th connection (4 to 32) when its median gap is at least
-      SECONDS. Addresses and names an intel list allows are not judged.
+      SECONDS. Addresses and names an intel list allows are not judged. --beacon-block (replay,
+      inline) also blocks the connection that alerted and the series' later ones for an hour (TCP
+      reset, UDP drop; sid 9100033 a minute at most).
   DNS tunnels: the same engines count each client's distinct query names under each registered
       domain and alert (sid 9100031, alert only) when their subdomain parts, less 24 bytes a name
       (a host name's worth), carry BYTES within SECONDS, as a tunnel's or an exfiltrating
@@ -652,6 +654,9 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     }
     if st.dns_tunnel_block == Some(true) {
         a.push("--dns-tunnel-block".into());
+    }
+    if st.beacon_block == Some(true) {
+        a.push("--beacon-block".into());
     }
     if !cli.iter().any(|x| x == "--intel") {
         for l in &st.intel {
@@ -1482,8 +1487,19 @@ fn engine_option(
         }
         "--beacon" => {
             let v = val("--beacon")?;
-            cfg.beacon = count_per_seconds_or_off(flag, &v, Beacon::parse, Beacon::EXPECTED)?;
+            // A new threshold keeps --beacon-block (the settings file's comes first).
+            let block = cfg.beacon.is_some_and(|b| b.block);
+            cfg.beacon = count_per_seconds_or_off(flag, &v, Beacon::parse, Beacon::EXPECTED)?
+                .map(|b| Beacon { block, ..b });
         }
+        "--beacon-block" => match &mut cfg.beacon {
+            Some(b) => b.block = true,
+            None => {
+                return Err(Usage(
+                    "--beacon-block: the beacon detector is off (--beacon off)".into(),
+                ))
+            }
+        },
         "--dns-tunnel" => {
             let v = val("--dns-tunnel")?;
             // A new threshold keeps --dns-tunnel-block (the settings file's comes first).

@@ -91,6 +91,12 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
         },
     );
     metric(
+        "beacon_blocked_total",
+        "counter",
+        "Connections of alerted beacons blocked afterwards (--beacon-block).",
+        &|s| vec![(String::new(), s.engine.beacon_blocked)],
+    );
+    metric(
         "dns_tunnel_blocked_total",
         "counter",
         "Queries of alerted DNS tunnels sinkholed afterwards (--dns-tunnel-block).",

@@ -218,13 +218,23 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
         }
     }
     match engine.beacon() {
-        Some(b) => out.push_str(&format!(
-            "  beacons (from the {}th connection, median gap at least {} s): {} alerted, {} connections followed\n",
-            b.count,
-            b.min_interval_ns / 1_000_000_000,
-            st.beacons,
-            engine.beacon_starts()
-        )),
+        Some(b) => {
+            out.push_str(&format!(
+                "  beacons (from the {}th connection, median gap at least {} s{}): {} alerted, {} connections followed",
+                b.count,
+                b.min_interval_ns / 1_000_000_000,
+                if b.block { ", blocking" } else { "" },
+                st.beacons,
+                engine.beacon_starts()
+            ));
+            if b.block {
+                out.push_str(&format!(
+                    ", {} later connections blocked",
+                    st.beacon_blocked
+                ));
+            }
+            out.push('\n');
+        }
         None => out.push_str("  beacons: off\n"),
     }
     match engine.dns_tunnel() {

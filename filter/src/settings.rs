@@ -44,6 +44,8 @@ pub struct Settings {
     pub name_burst: Option<String>,
     /// Beaconing: `COUNT/SECONDS` (default `16/10`) or `off`.
     pub beacon: Option<String>,
+    /// Block alerted beacons' later connections for an hour (`--beacon-block`).
+    pub beacon_block: Option<bool>,
     /// DNS tunnels: `BYTES/SECONDS` (default `2048/300`) or `off`.
     pub dns_tunnel: Option<String>,
     /// Sinkhole alerted DNS tunnels' later queries for an hour (`--dns-tunnel-block`).
@@ -169,6 +171,11 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .as_deref()
             .is_none_or(|b| b == "off" || crate::engine::DnsTunnel::parse(b).is_some()),
         crate::engine::DnsTunnel::EXPECTED,
+    )?;
+    check(
+        "beacon_block",
+        s.beacon_block != Some(true) || s.beacon.as_deref() != Some("off"),
+        "false while `beacon` is off",
     )?;
     check(
         "dns_tunnel_block",
@@ -351,6 +358,12 @@ mod tests {
             "y.toml:2: `dns_tunnel`: expected BYTES/SECONDS (BYTES 256 to 1000000, SECONDS 1 to 86400) or off"
         );
         assert_eq!(s.dns_tunnel_block, Some(false));
+        assert_eq!(s.beacon_block, Some(false));
+        let e = parse("y.toml", "beacon = \"off\"\n\nbeacon_block = true\n").unwrap_err();
+        assert_eq!(
+            e,
+            "y.toml:3: `beacon_block`: expected false while `beacon` is off"
+        );
         let e = parse(
             "y.toml",
             "dns_tunnel_block = true\nmode = \"audit\"\ndns_tunnel = \"off\"\n",

@@ -487,6 +487,22 @@ fn score_names_and_name_model_options() {
     );
     let o = palisade(&["replay", "--beacon", "off"], &d);
     assert!(err(&o).contains("beacons: off"), "{}", err(&o));
+    let o = palisade(&["replay", "--beacon-block", "--beacon", "8/60"], &d);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "beacons (from the 8th connection, median gap at least 60 s, blocking): 0 alerted, "
+        ) && err(&o).contains(", 0 later connections blocked"),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "--beacon", "off", "--beacon-block"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("--beacon-block: the beacon detector is off"),
+        "{}",
+        err(&o)
+    );
     for bad in ["255/300", "1000001/300", "2048/0", "2048", "lots"] {
         let o = palisade(&["replay", "--dns-tunnel", bad], &d);
         assert_eq!(o.status.code(), Some(1));

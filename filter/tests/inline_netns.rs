@@ -1305,6 +1305,76 @@ fn beaconing_client_alerts_inline_irregular_and_allowed_do_not() {
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
 
+/// `--beacon-block`: a real implant's check-ins (curl, HTTPS POSTs at a jittered period) are
+/// reset at their SYN from the one that makes the series alert, and stay so; the client's
+/// request to another server still goes through.
+#[test]
+fn beacon_block_resets_a_real_implant_inline() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::new("u");
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    lab.link(
+        &cli,
+        &["10.93.0.1/24"],
+        &srv,
+        &["10.93.0.2/24", "10.93.0.3/24"],
+        "u",
+    );
+    lab.servers(&srv, &["10.93.0.2", "10.93.0.3"]);
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue 36 --fail closed"
+    ));
+    let p = lab.palisade(&cli, 36, "--beacon 8/1 --beacon-block", "inline.log");
+    let jitter = [
+        0.12, 0.83, 0.47, 0.05, 0.91, 0.33, 0.68, 0.21, 0.56, 0.94, 0.4,
+    ];
+    let codes: Vec<String> = (0..12)
+        .map(|i| {
+            let r = check_in(&cli, "c2.example", "10.93.0.2", i);
+            if let Some(u) = jitter.get(i) {
+                std::thread::sleep(Duration::from_secs_f64(2.0 * (1.0 - 0.3 * u)));
+            }
+            r
+        })
+        .collect();
+    // The first seven go through; the series is judged from the 8th, and once one is reset
+    // every later one is.
+    assert!(codes[..7].iter().all(|c| c == "0 200"), "{codes:?}");
+    let first = codes
+        .iter()
+        .position(|c| c != "0 200")
+        .unwrap_or_else(|| panic!("no check-in was blocked: {codes:?}"));
+    assert!(
+        codes[first..].iter().all(|c| c.starts_with("7 ")),
+        "refused from the {first}th on: {codes:?}"
+    );
+    // Another server of the same client.
+    assert_eq!(check_in(&cli, "www.example", "10.93.0.3", 0), "0 200");
+    wait_until(Duration::from_secs(3), || {
+        metric(
+            &metrics(&cli, 9475),
+            "palisade_beacon_blocked_total{queue=\"36\"}",
+        ) == (codes.len() - first - 1) as u64
+    });
+    lab.stop(p);
+    let b = lab.alerts_of(9_100_030);
+    assert_eq!(b.len(), 1, "{b:#?}");
+    let a = &b[0];
+    assert_eq!(a["alert"]["action"], "blocked", "{a:#}");
+    assert_eq!(a["palisade"]["inline"]["action"], "reset");
+    assert_eq!(a["palisade"]["inline"]["before_server_payload"], true);
+    assert_eq!(a["palisade"]["beacon"]["server"], "10.93.0.2");
+    assert_eq!(a["palisade"]["beacon"]["block_s"], 3600);
+    assert_eq!(
+        a["palisade"]["beacon"]["connections"].as_u64(),
+        Some(first as u64 + 1)
+    );
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}
+
 /// A real DNS tunnel (dns2tcp: TCP carried in TXT queries) through the filter: a client posts
 /// 6 KB through it to the lab's web server. The filter raises one DNS tunnel alert naming the
 /// client and the tunnel's domain; 300 ordinary lookups of distinct hosts under one domain, from

@@ -5,7 +5,7 @@
 use etherparse::PacketBuilder;
 use palisade::app::tls::{client_hello_record, client_hello_record_ech};
 use palisade::engine::{
-    Config, DnsTunnel, EchPolicy, Engine, Mode, NameScoring, QuicPolicy, Verdict,
+    Beacon, Config, DnsTunnel, EchPolicy, Engine, Mode, NameScoring, QuicPolicy, Verdict,
 };
 use palisade_classifiers::DomainModel;
 use palisade_rules::{Action, IntelBuilder, IntelSet};
@@ -1400,6 +1400,109 @@ fn series(e: &mut Engine, t0: f64, n: usize, mut conn: impl FnMut(usize) -> (f64
     }
 }
 
+/// The gap after a beacon's `k`-th check-in: 60 s less up to 30% of jitter, seconds.
+fn beacon_period(k: usize) -> f64 {
+    let jitter = [
+        0.3, 0.9, 0.1, 0.6, 0.45, 0.8, 0.2, 0.7, 0.05, 0.55, 0.35, 0.95, 0.15, 0.65, 0.5, 0.25,
+    ];
+    60.0 * (1.0 - 0.3 * jitter[k % jitter.len()])
+}
+
+/// `--beacon-block`: the connection that makes a series alert and its later ones in the hour
+/// are reset, at the SYN for a series by address and at the ClientHello for one by name (a
+/// server on a CDN's changing edges); audit mode alerts the same and blocks nothing. Notes
+/// (sid 9100033) count the blocked connections, once a minute at most.
+#[test]
+fn beacon_block_resets_the_rest_of_the_series() {
+    let c = [10, 0, 0, 1];
+    for mode in [Mode::Block, Mode::Audit] {
+        let cfg = Config {
+            mode,
+            beacon: Some(Beacon {
+                block: true,
+                ..Beacon::default()
+            }),
+            ..Config::default()
+        };
+        let mut e = Engine::new(cfg, IntelSet::default());
+        // (SYN, ClientHello) verdicts of each check-in of the two implants.
+        let (mut by_addr, mut by_name) = (Vec::new(), Vec::new());
+        let mut t = 1_000.0;
+        for k in 0..30usize {
+            for (out, srv, sni) in [
+                (&mut by_addr, [192, 0, 2, 50], "c2.example.net"),
+                (
+                    &mut by_name,
+                    [192, 0, 2, 70 + (k % 4) as u8],
+                    "edge-c2.example.net",
+                ),
+            ] {
+                let frames = tls_connection(c, srv, 40_000 + k as u16, sni, 120);
+                let v: Vec<Verdict> = frames
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| e.handle((t * 1e9) as i64 + i as i64 * 1_000_000, 1, 101, f))
+                    .collect();
+                out.push((v[0], v[3]));
+                t += 0.5;
+            }
+            t += beacon_period(k) - 1.0;
+            e.expire((t * 1e9) as i64);
+        }
+        e.finish();
+        let mut events: Vec<Value> = Vec::new();
+        e.take_events(|b| {
+            for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+                events.push(serde_json::from_slice(l).unwrap());
+            }
+        });
+        let of = |sid: u64| -> Vec<&Value> {
+            events
+                .iter()
+                .filter(|e| e["alert"]["signature_id"] == sid)
+                .collect()
+        };
+        let alerts = of(9_100_030);
+        assert_eq!(alerts.len(), 2, "{alerts:#?}");
+        let enforced = mode == Mode::Block;
+        for a in &alerts {
+            assert_eq!(a["palisade"]["inline"]["action"], "reset");
+            assert_eq!(a["palisade"]["inline"]["enforced"], enforced);
+            assert_eq!(a["palisade"]["beacon"]["block_s"], 3600);
+        }
+        let (accept, reset) = (Verdict::Accept, Verdict::Reset);
+        let blocked = if enforced { reset } else { accept };
+        // By address: from the 16th connection on, at the SYN.
+        for (k, v) in by_addr.iter().enumerate() {
+            let want = if k >= 15 { blocked } else { accept };
+            assert_eq!(v.0, want, "{mode:?} by address, connection {k}");
+        }
+        // By name: from the 16th connection on, at the ClientHello; its SYNs pass (no edge
+        // address sees 16 connections).
+        for (k, v) in by_name.iter().enumerate() {
+            let want = if k >= 15 { blocked } else { accept };
+            assert_eq!(*v, (accept, want), "{mode:?} by name, connection {k}");
+        }
+        // 14 later connections of each series blocked; notes a minute or more apart count them.
+        let stats = events.iter().rfind(|e| e["event_type"] == "stats").unwrap();
+        assert_eq!(stats["stats"]["detect"]["beacon_blocked"], 28);
+        let notes = of(9_100_033);
+        assert!(notes.len() >= 8, "{}", notes.len());
+        for n in &notes {
+            let b = &n["palisade"]["beacon"];
+            assert!(b["since_s"].as_u64() >= Some(60), "{b}");
+            assert!(b["blocked_connections"].as_u64() >= Some(1));
+            assert_eq!(n["palisade"]["inline"]["enforced"], enforced);
+            let by_name = b["by"] == "name";
+            assert_eq!(
+                b["name"].as_str(),
+                by_name.then_some("edge-c2.example.net"),
+                "{b}"
+            );
+        }
+    }
+}
+
 /// Periodic connections from one client to one server alert once, at the connection that
 /// completes the series, with what made them periodic; allow-listed names and addresses,
 /// irregular sizes, polling services and a disabled detector do not.
@@ -1414,10 +1517,7 @@ fn beacon_series_across_connections() {
     .unwrap();
     let mut e = Engine::new(Config::default(), b.build());
     let c = [10, 0, 0, 1];
-    let jitter = [
-        0.3, 0.9, 0.1, 0.6, 0.45, 0.8, 0.2, 0.7, 0.05, 0.55, 0.35, 0.95, 0.15, 0.65, 0.5, 0.25,
-    ];
-    let period = |k: usize| 60.0 * (1.0 - 0.3 * jitter[k % jitter.len()]);
+    let period = beacon_period;
     // Check-ins over TLS at that rhythm, 120 bytes each unless `sizes` says otherwise:
     // (start, server, first source port, name).
     let sizes = [40, 2_000, 300, 9_000, 120, 5_500, 800, 60, 3_000, 15_000];

@@ -36,10 +36,14 @@
 //! a loop, not a sleeping implant). The spread is what random arrivals cannot fake: among 15
 //! exponential gaps the second shortest is about a seventeenth of the second longest, where
 //! jitter of up to 60% keeps them within 0.4 of each other. The series is then quiet for
-//! [`QUIET_NS`], so a beacon raises one alert an hour, not one per check-in. Alert only: the
-//! connections are regular, not known bad; the alert names the server, the period and its
-//! spread, the score's parts, and the last name the series' connections carried (SNI, Host,
-//! QUIC SNI).
+//! [`QUIET_NS`], so a beacon raises one alert an hour, not one per check-in. Alert only by
+//! default: the connections are regular, not known bad; the alert names the server, the period
+//! and its spread, the score's parts, and the last name the series' connections carried (SNI,
+//! Host, QUIC SNI). With [`Beacon::block`] (`--beacon-block`) the connection that alerted and the
+//! series' later connections in its quiet hour are blocked (a TCP reset, at the SYN for a series
+//! by address, at the name for one by name; UDP dropped), counted and noted once a minute at most
+//! (`engine::blocks`); the client's connections to other servers pass, and after the hour the
+//! series is judged again from its recorded starts (blocked attempts included).
 //!
 //! Measured by simulation (this module's tests, 200 series each, alerts within 20
 //! connections): beacons of period 60 s with even jitter of up to 50% of the period alert at
@@ -53,11 +57,11 @@
 //! channels): connections whose server or client address an intel list allows are not recorded,
 //! and a series whose connections carried a name an allow list holds never alerts.
 //!
-//! Fixed size, allocated once per engine, at the first connection it follows (4.4 MiB). A
+//! Fixed size, allocated once per engine, at the first connection it follows (4.5 MiB). A
 //! connection whose key has no series waits in [`SINGLES`] direct-mapped slots (the key's keyed
 //! 64-bit fingerprint and the start, 1 MiB); a second connection of the same key makes it a
 //! series. One-off connections, most of them, thus only replace each other there, not series.
-//! Series: [`SERIES`] of 424 bytes each (3.3 MiB; starts are kept as milliseconds after the
+//! Series: [`SERIES`] of 440 bytes each (3.4 MiB; starts are kept as milliseconds after the
 //! series' first, and a series that reaches 49 days starts over), 4-way set-associative by a
 //! keyed hash of the key (so traffic cannot be crafted to evict a chosen series), with each
 //! set's four hashes side by side (64 KiB in all), so a lookup reads one cache line before the
@@ -74,6 +78,8 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
+
+use super::blocks::{Blocked, Notes};
 
 /// Series tracked at once.
 pub const SERIES: usize = 8192;
@@ -103,14 +109,18 @@ pub struct Beacon {
     pub count: u8,
     /// Shortest median gap between connections that counts as a beacon, nanoseconds.
     pub min_interval_ns: i64,
+    /// Block the connection that alerted and the series' later ones for [`QUIET_NS`] (block
+    /// mode; audit mode logs what would be).
+    pub block: bool,
 }
 
 impl Default for Beacon {
-    /// Sixteen connections, at least ten seconds apart in the median.
+    /// Sixteen connections, at least ten seconds apart in the median; alert only.
     fn default() -> Self {
         Beacon {
             count: 16,
             min_interval_ns: 10_000_000_000,
+            block: false,
         }
     }
 }
@@ -126,6 +136,7 @@ impl Beacon {
         Some(Beacon {
             count,
             min_interval_ns,
+            block: false,
         })
     }
 }
@@ -194,8 +205,10 @@ struct Series {
     bytes: [u32; STARTS],
     /// When the series last saw a connection start.
     last_ns: i64,
-    /// No new alert before this time.
+    /// No new alert before this time (and blocked until then, with [`Beacon::block`]).
     quiet_until: i64,
+    /// Its blocked connections since its last alert.
+    notes: Notes,
     /// The server address of its latest connection, and how often that changed.
     addr: IpAddr,
     addr_changes: u16,
@@ -220,6 +233,7 @@ impl Default for Series {
             bytes: [u32::MAX; STARTS],
             last_ns: 0,
             quiet_until: i64::MIN,
+            notes: Notes::default(),
             addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             addr_changes: 0,
             name_len: 0,
@@ -272,6 +286,15 @@ impl Found {
         let n = self.name.get(..self.name_len as usize)?;
         (!n.is_empty()).then(|| std::str::from_utf8(n).unwrap_or("?"))
     }
+}
+
+/// What a recorded connection start did.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Hit {
+    /// It made its series alert (outside a quiet time); block it with [`Beacon::block`].
+    Periodic(Found),
+    /// It belongs to a series blocked after its alert ([`Beacon::block`] only).
+    Blocked(Blocked),
 }
 
 /// Median of a sorted slice (the mean of the middle two for an even length; 0 when empty).
@@ -369,7 +392,8 @@ impl Beacons {
     }
 
     /// Records a connection of `key` to `addr` starting at `now`, and returns the series when
-    /// this start makes it alert. `allowed`: an allow list holds the server's or the client's
+    /// this start makes it alert, or, with [`Beacon::block`], that the connection is one to
+    /// block (its series alerted within the hour). `allowed`: an allow list holds the server's or the client's
     /// address, or the series' name (the connection is then not recorded). `name`: a series by
     /// name's name, kept when the series is made.
     pub fn start(
@@ -380,7 +404,7 @@ impl Beacons {
         now: i64,
         allowed: bool,
         name: Option<&str>,
-    ) -> Option<Found> {
+    ) -> Option<Hit> {
         if allowed {
             return None;
         }
@@ -463,15 +487,21 @@ impl Beacons {
         s.head = ((h + 1) % STARTS) as u8;
         s.n = s.n.saturating_add(1);
         s.last_ns = now;
-        if s.allowed || s.n < cfg.count as u32 || now < s.quiet_until {
+        if s.allowed || s.n < cfg.count as u32 {
             return None;
+        }
+        if now < s.quiet_until {
+            return cfg
+                .block
+                .then(|| Hit::Blocked(s.notes.block(now, s.quiet_until)));
         }
         let f = judge(s)?;
         if f.score < SCORE || f.gap_spread < SPREAD || f.median_ns < cfg.min_interval_ns {
             return None;
         }
         s.quiet_until = now.saturating_add(QUIET_NS);
-        Some(f)
+        s.notes.alerted(now);
+        Some(Hit::Periodic(f))
     }
 
     /// Records the client bytes of the connection of `key` that started at `start_ns`, at its
@@ -609,6 +639,14 @@ mod tests {
         }
     }
 
+    /// The findings of a start that made its series alert.
+    fn periodic(h: Option<Hit>) -> Option<Found> {
+        match h {
+            Some(Hit::Periodic(f)) => Some(f),
+            _ => None,
+        }
+    }
+
     /// Runs `conns` connections of one series with the given gaps (seconds) and client bytes,
     /// each ending before the next starts; the first alert's findings, if any.
     fn run(
@@ -623,7 +661,7 @@ mod tests {
         let mut first = None;
         for _ in 0..conns {
             let f = b.start(cfg, k, SRV, t, false, None);
-            first = first.or(f);
+            first = first.or(periodic(f));
             b.ended(&k, t, size());
             t += (gap() * S as f64) as i64;
         }
@@ -634,7 +672,7 @@ mod tests {
     fn table_size() {
         let bytes = (std::mem::size_of::<Series>() + 8) * SERIES + 16 * SINGLES;
         eprintln!("beacon table: {bytes} bytes");
-        assert!(bytes <= 4_600_000, "{bytes}");
+        assert!(bytes <= 4_720_000, "{bytes}");
     }
 
     #[test]
@@ -643,7 +681,8 @@ mod tests {
             Beacon::parse("10/10"),
             Some(Beacon {
                 count: 10,
-                min_interval_ns: 10 * S
+                min_interval_ns: 10 * S,
+                block: false,
             })
         );
         assert_eq!(Beacon::parse("32/86400").map(|b| b.count), Some(32));
@@ -743,6 +782,73 @@ mod tests {
         }
     }
 
+    /// `--beacon-block`: every connection of the series in the hour after its alert is one to
+    /// block, noted once a minute at most; after the hour the series, still beaconing, alerts
+    /// again at once. The client's other servers, and the same series without blocking, are
+    /// never blocked.
+    #[test]
+    fn a_blocked_beacon_stays_blocked_for_the_hour() {
+        for block in [true, false] {
+            let cfg = Beacon {
+                block,
+                ..Beacon::default()
+            };
+            let mut b = Beacons::default();
+            let (k, other) = (key(9), key(9).by_name(77));
+            let (mut alerts, mut blocked, mut noted, mut notes) = (Vec::new(), 0, 0, 0);
+            // A check-in every 30 s, 1 or 2 s late a third of the time each, for two hours.
+            for i in 0..240i64 {
+                let t = i * 30 * S + (i % 3) * S;
+                let in_block = alerts
+                    .last()
+                    .is_some_and(|&a: &i64| t > a && t < a + QUIET_NS);
+                match b.start(cfg, k, SRV, t, false, None) {
+                    Some(Hit::Periodic(_)) => {
+                        assert!(!in_block);
+                        alerts.push(t);
+                    }
+                    Some(Hit::Blocked(bl)) => {
+                        assert!(block && in_block, "{i}");
+                        assert_eq!(bl.left_ns, alerts.last().unwrap() + QUIET_NS - t);
+                        if alerts.len() > 1 {
+                            continue;
+                        }
+                        blocked += 1;
+                        if bl.note {
+                            notes += 1;
+                            noted += bl.count;
+                            let note = crate::engine::blocks::NOTE_NS;
+                            assert!((note..note + 32 * S).contains(&bl.since_ns), "{bl:?}");
+                        }
+                    }
+                    None => assert!(!in_block || !block, "{i}"),
+                }
+                b.ended(&k, t, 321);
+                // Another series of the client, one connection every 10 minutes.
+                if i % 20 == 0 {
+                    assert!(!matches!(
+                        b.start(cfg, other, SRV, t, false, None),
+                        Some(Hit::Blocked(_))
+                    ));
+                }
+            }
+            assert_eq!(alerts.len(), 2, "{alerts:?}");
+            assert_eq!(alerts[0], 15 * 30 * S, "at the 16th connection");
+            assert!(alerts[1] >= alerts[0] + QUIET_NS && alerts[1] < alerts[0] + QUIET_NS + 32 * S);
+            if block {
+                // The hour's 120 check-ins after the alerting one, less the one at its very end.
+                assert!((119..=120).contains(&blocked), "{blocked}");
+                // One note at the first block a minute or more after the last: every second or
+                // third check-in (gaps of 28 to 31 s), counting all but the last few blocks.
+                assert!((35..=60).contains(&notes), "{notes}");
+                assert!(
+                    noted <= blocked && blocked - noted <= 2,
+                    "{noted} of {blocked}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn alert_contents_quiet_period_and_allow() {
         let cfg = Beacon::default();
@@ -755,7 +861,7 @@ mod tests {
         let mut t = 0;
         let mut found = None;
         for i in 0..16 {
-            found = b.start(cfg, k, SRV, t, false, None);
+            found = periodic(b.start(cfg, k, SRV, t, false, None));
             if i == 1 {
                 b.named(&k, "c2.example.net", false);
             }
@@ -847,7 +953,7 @@ mod tests {
                 ..ip
             };
             assert!(b.start(cfg, k, addr, i * 60 * S, false, None).is_none());
-            found = b.start(cfg, named, addr, i * 60 * S, false, Some("c2.example.net"));
+            found = periodic(b.start(cfg, named, addr, i * 60 * S, false, Some("c2.example.net")));
         }
         let f = found.expect("the name's series alerts");
         assert!(f.by_name);
@@ -866,6 +972,7 @@ mod tests {
         let cfg = Beacon {
             count: 4,
             min_interval_ns: 1,
+            block: false,
         };
         let mut b = Beacons::default();
         let k = key(30);
