@@ -56,12 +56,16 @@ for l in open(f"{out}/eve-block.json"):
     elif t == "alert" and e["alert"]["signature_id"] == 9100033:
         notes.append(e["palisade"]["beacon"])
     elif t == "flow":
-        flows.append(((e["src_ip"], e["dest_ip"], e["dest_port"]), e["flow"]["start"]))
+        flows.append(((e["src_ip"], e["dest_ip"], e["dest_port"]), e["flow"]["start"],
+                      "action" in e["flow"]))
     elif t == "stats":
         blocked = e["stats"]["detect"]["beacon_blocked"]
-later = sum(1 for k, start in flows if k in alerted and start > alerted[k])
+later = sum(1 for k, start, _ in flows if k in alerted and start > alerted[k])
+# Flows blocked that are neither an alerting connection nor a later one of its series.
+stray = sum(1 for k, start, act in flows if act and not (k in alerted and start >= alerted[k]))
 print(f"blocking: {len(alerted)} series blocked ({sum(k[0].startswith('10.2.') for k in alerted)} beacons), "
-      f"{blocked} later connections blocked of {later} they opened after their alerts; "
+      f"{blocked} later connections blocked of {later} they opened after their alerts, "
+      f"{stray} other flows blocked; "
       f"{len(notes)} notes (sid 9100033) counting {sum(n['blocked_connections'] for n in notes)}, "
       f"all beacons': {all(n['client'].startswith('10.2.') for n in notes)}")
 runs = {}

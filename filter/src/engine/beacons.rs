@@ -66,9 +66,10 @@
 //! keyed hash of the key (so traffic cannot be crafted to evict a chosen series), with each
 //! set's four hashes side by side (64 KiB in all), so a lookup reads one cache line before the
 //! series it finds. A new series replaces, in its set, the series with fewest connections
-//! (fewer than 3 first), the least recently active among equals; replacements of series with 3
-//! or more connections are counted (`detect.beacon_evicted` in `stats` events). Nothing is
-//! allocated per packet.
+//! (fewer than 3 first), then one not quiet after an alert before one that is (a beacon keeps
+//! its quiet, or blocked, hour while the set holds another to replace), the least recently
+//! active among equals; replacements of series with 3 or more connections are counted
+//! (`detect.beacon_evicted` in `stats` events). Nothing is allocated per packet.
 //!
 //! Where connections to one server spread over several engines they are several series: the
 //! inline workers are fed by NFQUEUE's queue balancing, which hashes the addresses, not the
@@ -428,11 +429,13 @@ impl Beacons {
                 }
                 first = Some(slot.1);
                 *slot = (0, 0);
-                // An empty slot (tag 0) first, then the fewest connections, the least recent.
+                // An empty slot (tag 0) first, then the fewest connections, one not quiet
+                // after an alert (so a beacon keeps its quiet, or blocked, hour), the least
+                // recent.
                 let i = (0..WAYS)
                     .min_by_key(|&i| match tags[i] {
-                        0 => (0, i64::MIN),
-                        _ => (set[i].n.min(3), set[i].last_ns),
+                        0 => (0, false, i64::MIN),
+                        _ => (set[i].n.min(3), now < set[i].quiet_until, set[i].last_ns),
                     })
                     .unwrap_or(0);
                 if tags[i] != 0 && set[i].n >= 3 {
@@ -847,6 +850,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A beacon quiet (or blocked) after its alert keeps its place while its set holds other
+    /// series to replace, however long ago its last connection: new series formed in its set
+    /// replace those instead.
+    #[test]
+    fn a_quiet_series_is_not_the_one_replaced() {
+        let cfg = Beacon {
+            block: true,
+            ..Beacon::default()
+        };
+        let mut b = Beacons::default();
+        b.allocate();
+        let beacon = key(1);
+        let (_, set, _) = b.place(&beacon);
+        let others: Vec<Key> = (2..1_000_000)
+            .map(key)
+            .filter(|k| b.place(k).1 == set)
+            .take(7)
+            .collect();
+        assert_eq!(others.len(), 7);
+        let mut t = 0;
+        let mut alerted = false;
+        for _ in 0..16 {
+            alerted |= periodic(b.start(cfg, beacon, SRV, t, false, None)).is_some();
+            t += 30 * S;
+        }
+        assert!(alerted);
+        // Three series of three connections fill the set, all more recent than the beacon;
+        // four more keys come twice each, each a new series that must replace one.
+        for k in &others[..3] {
+            for _ in 0..3 {
+                b.start(cfg, *k, SRV, t, false, None);
+                t += S;
+            }
+        }
+        for k in &others[3..] {
+            for _ in 0..2 {
+                b.start(cfg, *k, SRV, t, false, None);
+                t += S;
+            }
+        }
+        assert!(b.evicted >= 1, "series of 3 were replaced");
+        assert!(matches!(
+            b.start(cfg, beacon, SRV, t, false, None),
+            Some(Hit::Blocked(_))
+        ));
     }
 
     #[test]
