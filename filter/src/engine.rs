@@ -1801,6 +1801,29 @@ struct AlertSpec<'s> {
     metadata: &'s [String],
 }
 
+/// The alert of one of Palisade's own detectors (gid 1, rev 1): alert only at severity 2, or,
+/// with `block`, that action at severity 1, enforced in block mode.
+fn detector_spec<'s>(
+    mode: Mode,
+    sid: u64,
+    signature: &'s str,
+    category: &'s str,
+    block: Option<Verdict>,
+) -> AlertSpec<'s> {
+    AlertSpec {
+        gid: 1,
+        sid,
+        rev: 1,
+        signature,
+        category,
+        severity: if block.is_some() { 1 } else { 2 },
+        action: block.unwrap_or(Verdict::Accept),
+        enforce: block.is_some() && mode == Mode::Block,
+        target: None,
+        metadata: &[],
+    }
+}
+
 /// The start of an event about a packet without a flow: time, packet number, type, and the
 /// addresses and protocol when its IP header was read.
 fn flowless_header<'a>(
@@ -2032,18 +2055,7 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
         "PALISADE beacon blocked: {} connections to {server} port {} blocked in {since_s} s",
         b.count, m.srv.1
     );
-    let spec = AlertSpec {
-        gid: 1,
-        sid: 9_100_033,
-        rev: 1,
-        signature: &sig,
-        category: BEACON_CATEGORY,
-        severity: 1,
-        action,
-        enforce: cx.mode == Mode::Block,
-        target: None,
-        metadata: &[],
-    };
+    let spec = detector_spec(cx.mode, 9_100_033, &sig, BEACON_CATEGORY, Some(action));
     raise_alert(cx, flow, 0, spec, |p| {
         p.obj("beacon", |o| {
             o.str("by", if name.is_some() { "name" } else { "address" });
@@ -2071,22 +2083,13 @@ const BEACON_CATEGORY: &str = "Periodic connections (possible command and contro
 /// it was judged by. Alert only, unless `--beacon-block`: then the connection is blocked too.
 fn beacon_alert(cx: &mut Cx<'_>, flow: &mut Flow, cfg: Beacon, f: &beacons::Found) {
     cx.stats.beacons += 1;
-    let spec = AlertSpec {
-        gid: 1,
-        sid: 9_100_030,
-        rev: 1,
-        signature: "PALISADE beacon: periodic connections from one client to one server",
-        category: BEACON_CATEGORY,
-        severity: if cfg.block { 1 } else { 2 },
-        action: if cfg.block {
-            beacon_block_action(flow)
-        } else {
-            Verdict::Accept
-        },
-        enforce: cfg.block && cx.mode == Mode::Block,
-        target: None,
-        metadata: &[],
-    };
+    let spec = detector_spec(
+        cx.mode,
+        9_100_030,
+        "PALISADE beacon: periodic connections from one client to one server",
+        BEACON_CATEGORY,
+        cfg.block.then(|| beacon_block_action(flow)),
+    );
     let m = flow.meta;
     flow.beacon_blocked = cfg.block;
     raise_alert(cx, flow, 0, spec, |p| {
@@ -2190,22 +2193,8 @@ fn tunnel_crossed(
         "PALISADE DNS tunnel: {} distinct names under {domain} carried {} payload bytes within {window_s} s",
         f.names, f.payload
     );
-    let spec = AlertSpec {
-        gid: 1,
-        sid: 9_100_031,
-        rev: 1,
-        signature: &sig,
-        category: TUNNEL_CATEGORY,
-        severity: if cfg.block { 1 } else { 2 },
-        action: if cfg.block {
-            Verdict::Sinkhole
-        } else {
-            Verdict::Accept
-        },
-        enforce: cfg.block && cx.mode == Mode::Block,
-        target: None,
-        metadata: &[],
-    };
+    let block = cfg.block.then_some(Verdict::Sinkhole);
+    let spec = detector_spec(cx.mode, 9_100_031, &sig, TUNNEL_CATEGORY, block);
     raise_alert(cx, flow, dir, spec, |p| {
         p.obj("dns_tunnel", |o| {
             o.ip("client", client)
@@ -2248,18 +2237,8 @@ fn tunnel_blocked(
         "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {since_s} s",
         b.count
     );
-    let spec = AlertSpec {
-        gid: 1,
-        sid: 9_100_032,
-        rev: 1,
-        signature: &sig,
-        category: TUNNEL_CATEGORY,
-        severity: 1,
-        action: Verdict::Sinkhole,
-        enforce: cx.mode == Mode::Block,
-        target: None,
-        metadata: &[],
-    };
+    let block = Some(Verdict::Sinkhole);
+    let spec = detector_spec(cx.mode, 9_100_032, &sig, TUNNEL_CATEGORY, block);
     raise_alert(cx, flow, dir, spec, |p| {
         p.obj("dns_tunnel", |o| {
             o.ip("client", client)

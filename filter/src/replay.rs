@@ -170,6 +170,15 @@ fn draw_progress(done: u64, total: u64, pkts: u64, t: Duration) {
     );
 }
 
+/// Ends a detector's summary line: with blocking on, how many of its series' later `what`
+/// (connections, queries) it blocked.
+fn end_detector_line(out: &mut String, block: bool, blocked: u64, what: &str) {
+    if block {
+        out.push_str(&format!(", {blocked} later {what} blocked"));
+    }
+    out.push('\n');
+}
+
 /// The end-of-run summary printed on stderr.
 pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
     let st = &engine.stats;
@@ -227,13 +236,7 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
                 st.beacons,
                 engine.beacon_starts()
             ));
-            if b.block {
-                out.push_str(&format!(
-                    ", {} later connections blocked",
-                    st.beacon_blocked
-                ));
-            }
-            out.push('\n');
+            end_detector_line(&mut out, b.block, st.beacon_blocked, "connections");
         }
         None => out.push_str("  beacons: off\n"),
     }
@@ -247,13 +250,7 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
                 st.dns_tunnels,
                 engine.dns_tunnel_names()
             ));
-            if t.block {
-                out.push_str(&format!(
-                    ", {} later queries blocked",
-                    st.dns_tunnel_blocked
-                ));
-            }
-            out.push('\n');
+            end_detector_line(&mut out, t.block, st.dns_tunnel_blocked, "queries");
         }
         None => out.push_str("  DNS tunnels: off\n"),
     }

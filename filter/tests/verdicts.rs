@@ -772,13 +772,19 @@ fn batch(e: &mut Engine, frames: &[Vec<u8>], t0: i64, finish: bool) -> Run {
     if finish {
         e.finish();
     }
+    let events = take_events(e);
+    Run { verdicts, events }
+}
+
+/// The engine's pending eve lines, parsed.
+fn take_events(e: &mut Engine) -> Vec<Value> {
     let mut events = Vec::new();
     e.take_events(|b| {
         for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
             events.push(serde_json::from_slice(l).unwrap());
         }
     });
-    Run { verdicts, events }
+    events
 }
 
 /// HTTP Host and QUIC SNI carry scores too, and a Host at or above the block threshold resets
@@ -1450,12 +1456,7 @@ fn beacon_block_resets_the_rest_of_the_series() {
             e.expire((t * 1e9) as i64);
         }
         e.finish();
-        let mut events: Vec<Value> = Vec::new();
-        e.take_events(|b| {
-            for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-                events.push(serde_json::from_slice(l).unwrap());
-            }
-        });
+        let events = take_events(&mut e);
         let of = |sid: u64| -> Vec<&Value> {
             events
                 .iter()
@@ -1561,12 +1562,7 @@ fn beacon_series_across_connections() {
         (period(k), c)
     });
     e.finish();
-    let mut events: Vec<Value> = Vec::new();
-    e.take_events(|b| {
-        for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            events.push(serde_json::from_slice(l).unwrap());
-        }
-    });
+    let events = take_events(&mut e);
     let beacons: Vec<&Value> = events
         .iter()
         .filter(|e| e["alert"]["signature_id"] == 9_100_030)
@@ -1768,15 +1764,9 @@ fn dns_tunnel_block_sinkholes_the_rest_of_the_tunnel() {
             }
         }
         e.finish();
-        let mut ev = Vec::new();
-        e.take_events(|b| {
-            for l in b.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-                ev.push(serde_json::from_slice::<Value>(l).unwrap());
-            }
-        });
         let r = Run {
             verdicts: Vec::new(),
-            events: ev,
+            events: take_events(&mut e),
         };
         let first = alerts_of(&r, 9_100_031);
         assert_eq!(first.len(), 1, "{mode:?}");

@@ -423,19 +423,14 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
         "PALISADE model DGA burst: {} NXDOMAIN names in distinct domains within {window_s} s",
         found.n
     );
-    let spec = AlertSpec {
-        gid: 1,
-        sid: 9_100_022,
-        rev: 1,
-        signature: &sig,
-        category: "Machine learning: generated or malicious-looking name",
-        severity: 2,
-        // Nothing to stop: the names already failed to resolve.
-        action: Verdict::Accept,
-        enforce: false,
-        target: None,
-        metadata: &[],
-    };
+    // Nothing to stop: the names already failed to resolve.
+    let spec = super::detector_spec(
+        cx.mode,
+        9_100_022,
+        &sig,
+        "Machine learning: generated or malicious-looking name",
+        None,
+    );
     let version = sc.model.version();
     let threshold = cx.bursts.score;
     raise_alert(cx, flow, dir, spec, |p| {
