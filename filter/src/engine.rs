@@ -275,6 +275,9 @@ pub struct Stats {
     pub name_burst_names: u64,
     /// NXDOMAIN bursts alerted.
     pub name_bursts: u64,
+    /// Names of clients blocked after their burst (`--name-burst-block`; in audit mode, those
+    /// that would be).
+    pub name_burst_blocked: u64,
     /// Beaconing series alerted (`engine::beacons`).
     pub beacons: u64,
     /// Connections of alerted beacons blocked afterwards (`--beacon-block`; in audit mode,
@@ -1537,6 +1540,7 @@ impl Engine {
                     .u64("names_alerted", s.names_alerted);
                 d.u64("name_burst_names", s.name_burst_names)
                     .u64("name_bursts", s.name_bursts)
+                    .u64("name_burst_blocked", s.name_burst_blocked)
                     .u64("name_burst_evicted", self.bursts.evicted);
                 d.u64("beacon_starts", self.beacons.starts)
                     .u64("beacons", s.beacons)
@@ -1891,11 +1895,7 @@ fn raise_alert(
     explain: impl FnOnce(&mut Obj<'_>),
 ) {
     if spec.enforce {
-        if spec.action == Verdict::Sinkhole {
-            cx.verdict = cx.verdict.max(spec.action);
-        } else if flow.verdict == Verdict::Accept {
-            flow.verdict = spec.action;
-        }
+        enforce(cx, flow, spec.action);
         cx.stats.alerts_blocked += 1;
     } else {
         cx.stats.alerts_allowed += 1;
@@ -1935,6 +1935,16 @@ fn raise_alert(
     });
     e.close();
     end_line(cx, 4);
+}
+
+/// Blocks: a sinkhole answers this packet (a DNS query); any other verdict holds for the rest
+/// of the flow (the first one given stands).
+fn enforce(cx: &mut Cx<'_>, flow: &mut Flow, action: Verdict) {
+    if action == Verdict::Sinkhole {
+        cx.verdict = cx.verdict.max(action);
+    } else if flow.verdict == Verdict::Accept {
+        flow.verdict = action;
+    }
 }
 
 /// A verdict from a policy (QUIC, ECH) rather than an indicator: an alert that names the policy.
@@ -2042,8 +2052,8 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
     cx.stats.beacon_blocked += 1;
     let action = beacon_block_action(flow);
     if !b.note {
-        if cx.mode == Mode::Block && flow.verdict == Verdict::Accept {
-            flow.verdict = action;
+        if cx.mode == Mode::Block {
+            enforce(cx, flow, action);
         }
         return;
     }
@@ -2167,7 +2177,7 @@ fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u
                 let domain = lower.get(domain_at..).unwrap_or(lower);
                 tunnel_blocked(cx, flow, dir, client, name, domain, b);
             } else if cx.mode == Mode::Block {
-                cx.verdict = cx.verdict.max(Verdict::Sinkhole);
+                enforce(cx, flow, Verdict::Sinkhole);
             }
         }
     }

@@ -73,7 +73,10 @@ usage:
       --name-shadow only logs, --name-model PATH|off loads other weights or turns scoring off.
       --name-burst COUNT/SECONDS|off (default 4/300): one client's NXDOMAIN answers for names at
       or above the model's 1-in-1,000 point, in COUNT distinct registered domains within SECONDS,
-      raise one alert listing them (a host running a domain generation algorithm).
+      raise one alert listing them (a host running a domain generation algorithm);
+      --name-burst-block (replay, inline) then blocks that client's names at or above the same
+      point for an hour (sinkhole, reset or drop as for a listed name; sid 9100023 a minute at
+      most).
   Beaconing: replay, inline and capture follow each client's connections to each server (address,
       port, protocol) and alert (sid 9100030, alert only) when they come at a regular period with
       regular sizes, as an implant's check-ins do: --beacon COUNT/SECONDS|off (default 16/10)
@@ -657,6 +660,9 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     }
     if st.beacon_block == Some(true) {
         a.push("--beacon-block".into());
+    }
+    if st.name_burst_block == Some(true) {
+        a.push("--name-burst-block".into());
     }
     if !cli.iter().any(|x| x == "--intel") {
         for l in &st.intel {
@@ -1483,8 +1489,19 @@ fn engine_option(
         }
         "--name-burst" => {
             let v = val("--name-burst")?;
-            cfg.name_burst = count_per_seconds_or_off(flag, &v, Burst::parse, Burst::EXPECTED)?;
+            // A new threshold keeps --name-burst-block (the settings file's comes first).
+            let block = cfg.name_burst.is_some_and(|b| b.block);
+            cfg.name_burst = count_per_seconds_or_off(flag, &v, Burst::parse, Burst::EXPECTED)?
+                .map(|b| Burst { block, ..b });
         }
+        "--name-burst-block" => match &mut cfg.name_burst {
+            Some(b) => b.block = true,
+            None => {
+                return Err(Usage(
+                    "--name-burst-block: NXDOMAIN bursts are off (--name-burst off)".into(),
+                ))
+            }
+        },
         "--beacon" => {
             let v = val("--beacon")?;
             // A new threshold keeps --beacon-block (the settings file's comes first).

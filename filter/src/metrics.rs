@@ -91,6 +91,12 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
         },
     );
     metric(
+        "name_burst_blocked_total",
+        "counter",
+        "Suspicious names of clients blocked after their NXDOMAIN burst (--name-burst-block).",
+        &|s| vec![(String::new(), s.engine.name_burst_blocked)],
+    );
+    metric(
         "beacon_blocked_total",
         "counter",
         "Connections of alerted beacons blocked afterwards (--beacon-block).",

@@ -216,13 +216,17 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
     }
     if engine.names().is_some() {
         match engine.name_burst() {
-            Some(b) => out.push_str(&format!(
-                "  NXDOMAIN bursts ({} names in {} s): {} alerted, {} suspicious NXDOMAIN names recorded\n",
-                b.count,
-                b.window_ns / 1_000_000_000,
-                st.name_bursts,
-                st.name_burst_names
-            )),
+            Some(b) => {
+                out.push_str(&format!(
+                    "  NXDOMAIN bursts ({} names in {} s{}): {} alerted, {} suspicious NXDOMAIN names recorded",
+                    b.count,
+                    b.window_ns / 1_000_000_000,
+                    if b.block { ", blocking" } else { "" },
+                    st.name_bursts,
+                    st.name_burst_names
+                ));
+                end_detector_line(&mut out, b.block, st.name_burst_blocked, "names");
+            }
             None => out.push_str("  NXDOMAIN bursts: off\n"),
         }
     }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub name_shadow: Option<bool>,
     /// NXDOMAIN bursts: `COUNT/SECONDS` (default `4/300`) or `off`.
     pub name_burst: Option<String>,
+    /// Block a bursting client's suspicious names for an hour (`--name-burst-block`).
+    pub name_burst_block: Option<bool>,
     /// Beaconing: `COUNT/SECONDS` (default `16/10`) or `off`.
     pub beacon: Option<String>,
     /// Block alerted beacons' later connections for an hour (`--beacon-block`).
@@ -171,6 +173,11 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .as_deref()
             .is_none_or(|b| b == "off" || crate::engine::DnsTunnel::parse(b).is_some()),
         crate::engine::DnsTunnel::EXPECTED,
+    )?;
+    check(
+        "name_burst_block",
+        s.name_burst_block != Some(true) || s.name_burst.as_deref() != Some("off"),
+        "false while `name_burst` is off",
     )?;
     check(
         "beacon_block",
@@ -359,6 +366,12 @@ mod tests {
         );
         assert_eq!(s.dns_tunnel_block, Some(false));
         assert_eq!(s.beacon_block, Some(false));
+        assert_eq!(s.name_burst_block, Some(false));
+        let e = parse("y.toml", "name_burst_block = true\nname_burst = \"off\"\n").unwrap_err();
+        assert_eq!(
+            e,
+            "y.toml:1: `name_burst_block`: expected false while `name_burst` is off"
+        );
         let e = parse("y.toml", "beacon = \"off\"\n\nbeacon_block = true\n").unwrap_err();
         assert_eq!(
             e,

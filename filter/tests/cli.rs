@@ -468,6 +468,24 @@ fn score_names_and_name_model_options() {
     );
     let o = palisade(&["replay", "--name-burst", "off"], &d);
     assert!(err(&o).contains("NXDOMAIN bursts: off"), "{}", err(&o));
+    let o = palisade(
+        &["replay", "--name-burst-block", "--name-burst", "3/60"],
+        &d,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o).contains("NXDOMAIN bursts (3 names in 60 s, blocking): 0 alerted, ")
+            && err(&o).contains(", 0 later names blocked"),
+        "{}",
+        err(&o)
+    );
+    let o = palisade(&["replay", "--name-burst", "off", "--name-burst-block"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("--name-burst-block: NXDOMAIN bursts are off"),
+        "{}",
+        err(&o)
+    );
     for bad in ["3/10", "33/10", "16/0", "often"] {
         let o = palisade(&["replay", "--beacon", bad], &d);
         assert_eq!(o.status.code(), Some(1));

@@ -1130,35 +1130,7 @@ fn nxdomain_burst_from_a_client_alerts_inline() {
         return;
     }
     let names = common::suspicious_generated_names("kraken", 7002, 5);
-
-    let mut lab = Lab::new("z");
-    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
-    lab.link(
-        &cli,
-        &["10.88.0.1/24"],
-        &srv,
-        &["10.88.0.2/24", "10.88.0.3/24"],
-        "z",
-    );
-    lab.servers(&srv, &["10.88.0.2"]);
-    // A resolver for which the generated names' parents hold nothing: NXDOMAIN.
-    let d = lab.dir.display().to_string();
-    lab.spawn(
-        &format!("ip netns exec {srv} dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=10.88.0.3 --bind-interfaces --local=/com/net/org/tv/cc/ --log-queries --log-facility={d}/nx.log --pid-file={d}/nx.pid"),
-        "nx.out",
-    );
-    wait_until(Duration::from_secs(5), || {
-        sh(&format!(
-            "ip netns exec {cli} dig +time=1 +tries=1 @10.88.0.3 probe.com | grep -q NXDOMAIN"
-        ))
-        .status
-        .success()
-    });
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
-    must(&format!(
-        "ip netns exec {cli} {BIN} firewall install --role host --queue 31 --fail closed"
-    ));
-    let p = lab.palisade(&cli, 31, "", "inline.log");
+    let (mut lab, cli, p) = nx_lab("z", 88, 31, "");
     for n in &names {
         let o = sh(&format!(
             "ip netns exec {cli} dig +time=2 +tries=1 @10.88.0.3 {n}"
@@ -1175,6 +1147,84 @@ fn nxdomain_burst_from_a_client_alerts_inline() {
     assert_eq!(b[0]["palisade"]["burst"]["client"], "10.88.0.1");
     assert_eq!(common::burst_names(&b[0]), names[..4]);
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}
+
+/// `--name-burst-block`: after the burst, the host's next generated names are answered from
+/// the sinkhole (0.0.0.0), not by the resolver; its ordinary lookups still resolve.
+#[test]
+fn name_burst_block_sinkholes_a_dga_hosts_next_names_inline() {
+    if !ready() {
+        return;
+    }
+    let names = common::suspicious_generated_names("kraken", 7004, 7);
+    let (mut lab, cli, p) = nx_lab("o", 94, 37, "--name-burst-block");
+    let ask = |n: &str, server: &str| {
+        let o = sh(&format!(
+            "ip netns exec {cli} dig +time=2 +tries=1 @{server} {n}"
+        ));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    for n in &names[..4] {
+        let text = ask(n, "10.94.0.3");
+        assert!(text.contains("status: NXDOMAIN"), "{n}: {text}");
+    }
+    wait_until(Duration::from_secs(3), || {
+        !lab.alerts_of(9_100_022).is_empty()
+    });
+    for n in &names[4..] {
+        let text = ask(n, "10.94.0.3");
+        assert!(
+            text.contains("status: NOERROR") && text.contains("0.0.0.0"),
+            "{n} from the sinkhole: {text}"
+        );
+    }
+    assert!(ask("www.example", "10.94.0.2").contains("10.94.0.2"));
+    wait_until(Duration::from_secs(3), || {
+        metric(
+            &metrics(&cli, 9475),
+            "palisade_name_burst_blocked_total{queue=\"37\"}",
+        ) == 3
+    });
+    lab.stop(p);
+    let b = lab.alerts_of(9_100_022);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["palisade"]["burst"]["block_s"], 3600);
+    must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
+}
+
+/// A lab for NXDOMAIN bursts: client 10.N.0.1; server 10.N.0.2 (nginx, dnsmasq answering
+/// `*.example`) and 10.N.0.3 (a resolver for which .com, .net, .org, .tv and .cc hold nothing:
+/// NXDOMAIN); the filter on queue `queue` of the client with `extra` arguments.
+fn nx_lab(name: &str, net: u8, queue: u16, extra: &str) -> (Lab, String, usize) {
+    let mut lab = Lab::new(name);
+    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
+    let (web, nx) = (format!("10.{net}.0.2"), format!("10.{net}.0.3"));
+    lab.link(
+        &cli,
+        &[&format!("10.{net}.0.1/24")],
+        &srv,
+        &[&format!("{web}/24"), &format!("{nx}/24")],
+        name,
+    );
+    lab.servers(&srv, &[&web]);
+    let d = lab.dir.display().to_string();
+    lab.spawn(
+        &format!("ip netns exec {srv} dnsmasq --no-daemon --no-resolv --no-hosts --listen-address={nx} --bind-interfaces --local=/com/net/org/tv/cc/ --log-queries --log-facility={d}/nx.log --pid-file={d}/nx.pid"),
+        "nx.out",
+    );
+    wait_until(Duration::from_secs(5), || {
+        sh(&format!(
+            "ip netns exec {cli} dig +time=1 +tries=1 @{nx} probe.com | grep -q NXDOMAIN"
+        ))
+        .status
+        .success()
+    });
+    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
+    must(&format!(
+        "ip netns exec {cli} {BIN} firewall install --role host --queue {queue} --fail closed"
+    ));
+    let p = lab.palisade(&cli, queue, extra, "inline.log");
+    (lab, cli, p)
 }
 
 /// One HTTPS check-in from `cli` to `name` (resolved to `addr`), a POST of a fixed size.

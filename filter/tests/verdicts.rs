@@ -5,7 +5,7 @@
 use etherparse::PacketBuilder;
 use palisade::app::tls::{client_hello_record, client_hello_record_ech};
 use palisade::engine::{
-    Beacon, Config, DnsTunnel, EchPolicy, Engine, Mode, NameScoring, QuicPolicy, Verdict,
+    Beacon, Burst, Config, DnsTunnel, EchPolicy, Engine, Mode, NameScoring, QuicPolicy, Verdict,
 };
 use palisade_classifiers::DomainModel;
 use palisade_rules::{Action, IntelBuilder, IntelSet};
@@ -1191,6 +1191,97 @@ fn dns_exchange(client: [u8; 4], port: u16, name: &str, rcode: u8) -> [Vec<u8>; 
         .write(&mut b, &r)
         .unwrap();
     [a, b]
+}
+
+/// `--name-burst-block`: after a client's NXDOMAIN burst, its later names at or above the
+/// burst threshold are blocked as listed names are (DNS sinkholed, TLS reset at the
+/// ClientHello); its ordinary names and another client's suspicious ones pass; a note (sid
+/// 9100023) comes a minute after the burst at the earliest. Audit mode blocks nothing and says
+/// what it would have.
+#[test]
+fn name_burst_block_blocks_the_clients_later_suspicious_names() {
+    const S: i64 = 1_000_000_000;
+    let names = common::suspicious_generated_names("kraken", 7003, 9);
+    for mode in [Mode::Block, Mode::Audit] {
+        let cfg = Config {
+            mode,
+            name_burst: Some(Burst {
+                block: true,
+                ..Burst::default()
+            }),
+            ..Config::default()
+        };
+        let mut e = Engine::new(cfg, intel());
+        e.set_names(Some(NameScoring::bundled()));
+        let c = [10, 0, 0, 1];
+        let (mut t, mut pkt) = (1_000 * S, 0u64);
+        let mut send = |e: &mut Engine, f: &[u8], t: i64| {
+            pkt += 1;
+            e.handle(t, pkt, 101, f)
+        };
+        for (i, n) in names[..4].iter().enumerate() {
+            for f in dns_exchange(c, 40_000 + i as u16, n, 3) {
+                assert_eq!(send(&mut e, &f, t), Verdict::Accept, "{n}");
+                t += 1_000_000;
+            }
+        }
+        let (accept, blocked) = match mode {
+            Mode::Block => (Verdict::Accept, Verdict::Sinkhole),
+            Mode::Audit => (Verdict::Accept, Verdict::Accept),
+        };
+        // The client's next suspicious names, 30 s apart: blocked.
+        for (i, n) in names[4..8].iter().enumerate() {
+            let [q, _] = dns_exchange(c, 41_000 + i as u16, n, 0);
+            assert_eq!(send(&mut e, &q, t), blocked, "{mode:?} {n}");
+            let [q, _] = dns_exchange([10, 0, 0, 8], 42_000 + i as u16, n, 0);
+            assert_eq!(send(&mut e, &q, t), accept, "another client: {n}");
+            t += 30 * S;
+        }
+        let [q, _] = dns_exchange(c, 43_000, "www.wikipedia.org", 0);
+        assert_eq!(send(&mut e, &q, t), accept, "an ordinary name");
+        // Its TLS connection naming a suspicious name: reset at the ClientHello.
+        let v: Vec<Verdict> = tls_flow(&names[8], [192, 0, 2, 99])
+            .iter()
+            .map(|f| send(&mut e, f, t))
+            .collect();
+        let reset = if mode == Mode::Block {
+            Verdict::Reset
+        } else {
+            Verdict::Accept
+        };
+        assert_eq!(v[..4], [accept, accept, accept, reset], "{mode:?}");
+        e.finish();
+        let r = Run {
+            verdicts: Vec::new(),
+            events: take_events(&mut e),
+        };
+        let b = burst_alerts(&r);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0]["palisade"]["burst"]["block_s"], 3600);
+        // Names 4 to 8 at 0, 30, 60 and 90 s after the burst, then the ClientHello at 120 s:
+        // notes at 60 s (three names) and at 120 s (two).
+        let notes = alerts_of(&r, 9_100_023);
+        let got: Vec<(u64, u64)> = notes
+            .iter()
+            .map(|a| {
+                let x = &a["palisade"]["burst"];
+                (
+                    x["blocked_names"].as_u64().unwrap(),
+                    x["since_s"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [(3, 60), (2, 60)], "{notes:#?}");
+        assert_eq!(notes[0]["palisade"]["value"], names[6].as_str());
+        assert_eq!(notes[0]["palisade"]["inline"]["action"], "sinkhole");
+        assert_eq!(notes[1]["palisade"]["field"], "tls.sni");
+        assert_eq!(notes[1]["palisade"]["inline"]["action"], "reset");
+        for n in &notes {
+            assert_eq!(n["palisade"]["burst"]["client"], "10.0.0.1");
+            assert_eq!(n["palisade"]["inline"]["enforced"], mode == Mode::Block);
+        }
+        assert_eq!(e.stats.name_burst_blocked, 5);
+    }
 }
 
 fn burst_alerts(r: &Run) -> Vec<&Value> {

@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     let mut b = IntelBuilder::new();
     let _ = b.add_bytes("fuzz", b"example.com\n10.0.0.0/8\n", Action::Block);
     // Bursts of two names within a long window, so short inputs reach the alert.
-    let burst = Some(Burst { count: 2, window_ns: 1 << 50 });
+    let burst = Some(Burst { count: 2, window_ns: 1 << 50, block: data.len() % 2 == 1 });
     // Beacons from the 4th connection a second apart, likewise (blocking like the tunnels).
     let beacon = Some(Beacon { count: 4, min_interval_ns: 1_000_000_000, block: data.len() % 2 == 1 });
     // DNS tunnels at the least payload the setting takes, likewise, blocking after the alert

@@ -12,12 +12,18 @@
 //! distinct registrable domains within [`Burst::window_ns`], an alert names the client, the
 //! count, the window and every name with its score; the client is then quiet for one window
 //! (its entries still counted), so a running DGA gives one alert per window, not one per name.
-//! Alert only: the names already failed to resolve.
+//! The alert itself blocks nothing: its names already failed to resolve. With [`Burst::block`]
+//! (`--name-burst-block`) the client is then blocked for [`BLOCK_NS`]: its later names (DNS
+//! queries, TLS and QUIC SNI, HTTP Host) that score at or above the same 1-in-1,000 point are
+//! blocked as a listed name is (sinkholed, reset, dropped), so the generated name its operators
+//! did register, whichever it is, does not resolve; names below that point, and other clients,
+//! pass. Blocked names are counted and noted once a minute at most (`engine::blocks`).
 //!
 //! Fixed size, allocated once per engine when name scoring is on: [`CLIENTS`] clients of
-//! [`PER_CLIENT`] entries each (2.9 MiB), 4-way set-associative by a keyed hash of the client
-//! address; a new client replaces the one of its set that was quiet longest (counted, and
-//! reported as `detect.name_burst_evicted` in `stats` events).
+//! [`PER_CLIENT`] entries each (3 MiB), 4-way set-associative by a keyed hash of the client
+//! address; a new client replaces the one of its set that was quiet longest, a blocked one
+//! only when all four are (counted, and reported as `detect.name_burst_evicted` in `stats`
+//! events).
 //! Within a client, a new entry replaces the oldest. Nothing is allocated per packet.
 //!
 //! Where it sees no clients it sees nothing: a sensor between a resolver and the Internet sees
@@ -28,6 +34,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use palisade_classifiers::psl::Psl;
 
+use super::blocks::{Blocked, Notes};
+
 /// Clients tracked at once.
 pub const CLIENTS: usize = 4096;
 /// Ways per set of clients.
@@ -36,6 +44,8 @@ const WAYS: usize = 4;
 pub const PER_CLIENT: usize = 8;
 /// Bytes of each name kept for the alert.
 pub const NAME_BYTES: usize = 64;
+/// How long a client stays blocked after its burst, with [`Burst::block`] (one hour).
+pub const BLOCK_NS: i64 = 3_600_000_000_000;
 
 /// When a burst raises an alert.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,14 +55,18 @@ pub struct Burst {
     pub count: u8,
     /// Within this many nanoseconds.
     pub window_ns: i64,
+    /// Block the client's later suspicious names for [`BLOCK_NS`] (block mode; audit mode
+    /// logs what would be).
+    pub block: bool,
 }
 
 impl Default for Burst {
-    /// Four names within five minutes.
+    /// Four names within five minutes, alert only.
     fn default() -> Self {
         Burst {
             count: 4,
             window_ns: 300_000_000_000,
+            block: false,
         }
     }
 }
@@ -65,7 +79,11 @@ impl Burst {
     /// [`PER_CLIENT`], 1 s to one day).
     pub fn parse(s: &str) -> Option<Burst> {
         let (count, window_ns) = super::count_per_seconds(s, 2..=PER_CLIENT as u8)?;
-        Some(Burst { count, window_ns })
+        Some(Burst {
+            count,
+            window_ns,
+            block: false,
+        })
     }
 }
 
@@ -100,6 +118,10 @@ struct Client {
     used: bool,
     /// No new alert before this time.
     quiet_until: i64,
+    /// Its suspicious names are blocked until then ([`Burst::block`]).
+    blocked_until: i64,
+    /// Its blocked names since its last alert.
+    notes: Notes,
     entries: [Entry; PER_CLIENT],
 }
 
@@ -110,6 +132,8 @@ impl Default for Client {
             last_ns: 0,
             used: false,
             quiet_until: i64::MIN,
+            blocked_until: i64::MIN,
+            notes: Notes::default(),
             entries: [Entry::default(); PER_CLIENT],
         }
     }
@@ -172,9 +196,15 @@ impl Bursts {
         }
     }
 
-    /// The client's slot, taken over from the set's longest-quiet client when it has none.
-    fn slot(&mut self, ip: IpAddr) -> Option<&mut Client> {
-        let at = (self.keys.hash_one(ip) as usize) % (CLIENTS / WAYS) * WAYS;
+    /// The first slot of the client's set.
+    fn set_of(&self, ip: IpAddr) -> usize {
+        (self.keys.hash_one(ip) as usize) % (CLIENTS / WAYS) * WAYS
+    }
+
+    /// The client's slot, taken over from the set's longest-quiet client when it has none (a
+    /// blocked one only when all are).
+    fn slot(&mut self, ip: IpAddr, now: i64) -> Option<&mut Client> {
+        let at = self.set_of(ip);
         let set = self.clients.get_mut(at..at + WAYS)?;
         let i = match set.iter().position(|c| c.used && c.ip == ip) {
             Some(i) => i,
@@ -182,7 +212,13 @@ impl Bursts {
                 let i = set
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, c)| if c.used { c.last_ns } else { i64::MIN })
+                    .min_by_key(|(_, c)| {
+                        if c.used {
+                            (now < c.blocked_until, c.last_ns)
+                        } else {
+                            (false, i64::MIN)
+                        }
+                    })
                     .map_or(0, |(i, _)| i);
                 if set[i].used {
                     self.evicted += 1;
@@ -213,7 +249,7 @@ impl Bursts {
         let split = psl.split(name);
         let reg = name.get(split.label..).unwrap_or(name);
         let fp = self.keys.hash_one(reg) | 1;
-        let c = self.slot(client)?;
+        let c = self.slot(client, now)?;
         c.last_ns = now;
         // The same registrable domain again refreshes its entry; otherwise the oldest goes.
         let i = match c.entries.iter().position(|e| e.fp == fp) {
@@ -247,6 +283,10 @@ impl Bursts {
             return None;
         }
         c.quiet_until = now.saturating_add(cfg.window_ns);
+        if cfg.block {
+            c.blocked_until = now.saturating_add(BLOCK_NS);
+            c.notes.alerted(now);
+        }
         let live = &mut live[..n];
         // Oldest first; ties in slot order (no allocation: an unstable sort on a distinct key).
         live.sort_unstable_by_key(|&i| (c.entries[i].at_ns, i));
@@ -256,6 +296,16 @@ impl Bursts {
         }
         f.n = n;
         Some(f)
+    }
+
+    /// A name of `client` at or above the burst threshold, at `now`: counted and returned as
+    /// blocked when the client is blocked after its burst. Looks the client up only (a client
+    /// without a slot is not blocked).
+    pub fn blocked(&mut self, client: IpAddr, now: i64) -> Option<Blocked> {
+        let at = self.set_of(client);
+        let set = self.clients.get_mut(at..at + WAYS)?;
+        let c = set.iter_mut().find(|c| c.used && c.ip == client)?;
+        (now < c.blocked_until).then(|| c.notes.block(now, c.blocked_until))
     }
 }
 
@@ -282,7 +332,8 @@ mod tests {
             Burst::parse("4/300"),
             Some(Burst {
                 count: 4,
-                window_ns: 300 * S
+                window_ns: 300 * S,
+                block: false,
             })
         );
         for bad in ["1/60", "9/60", "4/0", "4/86401", "4", "a/b", "4/-1", ""] {
@@ -345,6 +396,62 @@ mod tests {
         for i in 0..20 {
             let n = format!("n{i}.com");
             assert!(b.observe(&psl, cfg, d, &n, 0.99, i * 120 * S).is_none());
+        }
+    }
+
+    /// `--name-burst-block`: after its burst, the client's suspicious names are blocked for the
+    /// hour, noted once a minute at most; other clients are not, nor the client without
+    /// blocking; a blocked client keeps its slot while its set holds others to replace.
+    #[test]
+    fn a_bursting_client_is_blocked_for_the_hour() {
+        let psl = Psl::bundled();
+        for block in [true, false] {
+            let cfg = Burst {
+                block,
+                ..Burst::default()
+            };
+            let mut b = Bursts::default();
+            b.allocate();
+            let c = ip(7);
+            assert!(b.blocked(c, 0).is_none(), "unknown client");
+            for (i, n) in ["qx.com", "zv.net", "kw.org"].iter().enumerate() {
+                b.observe(&psl, cfg, c, n, 0.99, i as i64 * S);
+                assert!(b.blocked(c, i as i64 * S).is_none(), "no burst yet");
+            }
+            assert!(b.observe(&psl, cfg, c, "jy.cc", 0.99, 3 * S).is_some());
+            let (mut blocked, mut notes) = (0, 0);
+            // A suspicious name every 5 s for two hours.
+            for k in 1..1440 {
+                let now = 3 * S + k * 5 * S;
+                match b.blocked(c, now) {
+                    Some(x) => {
+                        assert!(block && now < 3 * S + BLOCK_NS, "{k}");
+                        assert_eq!(x.left_ns, 3 * S + BLOCK_NS - now);
+                        blocked += 1;
+                        notes += x.note as u32;
+                    }
+                    None => assert!(!block || now >= 3 * S + BLOCK_NS, "{k}"),
+                }
+                assert!(b.blocked(ip(8), now).is_none());
+            }
+            if block {
+                assert_eq!(blocked, 719, "the hour's names");
+                assert_eq!(notes, 59, "one a minute after the first minute");
+                // Clients filling its set (each new one replaces the longest quiet) pass it by.
+                let at = b.set_of(c);
+                let mut n = 100;
+                let mut others = 0;
+                while others < 8 {
+                    n += 1;
+                    if b.set_of(ip(n)) == at {
+                        b.observe(&psl, cfg, ip(n), "one.example", 0.99, 10 * S + n as i64);
+                        others += 1;
+                    }
+                }
+                assert!(b.blocked(c, 20 * S + n as i64).is_some(), "still blocked");
+            } else {
+                assert_eq!(blocked, 0);
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use palisade_classifiers::features::MAX_NAME;
 use palisade_classifiers::flow::{FlowModel, FlowRecord};
 use palisade_classifiers::DomainModel;
 
+use super::blocks::Blocked;
 use super::{raise_alert, AlertSpec, AppProto, Cx, Flow, Mode, Verdict};
 use crate::eve::Obj;
 
@@ -338,7 +339,19 @@ pub(super) fn check(
     if score > flow.name_score {
         flow.name_score = score;
     }
-    if sc.shadow || intel_decided || score < sc.alert {
+    if sc.shadow || intel_decided {
+        return;
+    }
+    // A client blocked after its NXDOMAIN burst (`--name-burst-block`): its names at or above
+    // the burst threshold, as it sends them (not the answers' names).
+    if score >= cx.bursts.score && field != "dns.answer" && cx.burst.is_some_and(|b| b.block) {
+        let ((client, _), _) = flow.meta.ends(dir);
+        if let Some(b) = cx.bursts.blocked(client, cx.now) {
+            burst_blocked(cx, flow, dir, field, name, score, action, b);
+            return;
+        }
+    }
+    if score < sc.alert {
         return;
     }
     cx.stats.names_alerted += 1;
@@ -376,6 +389,60 @@ pub(super) fn check(
     });
 }
 
+/// A name of a client blocked after its NXDOMAIN burst: blocked as a listed name of its field
+/// is (`action`; block mode), counted, and once a minute at most an alert (sid 9100023) naming
+/// it and counting the client's names blocked since its last alert.
+#[allow(clippy::too_many_arguments)]
+fn burst_blocked(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    dir: usize,
+    field: &str,
+    name: &str,
+    score: f32,
+    action: Verdict,
+    b: Blocked,
+) {
+    cx.stats.name_burst_blocked += 1;
+    if !b.note {
+        if cx.mode == Mode::Block {
+            super::enforce(cx, flow, action);
+        }
+        return;
+    }
+    let Some(sc) = cx.names else { return };
+    let ((client, _), _) = flow.meta.ends(dir);
+    let since_s = b.since_ns / 1_000_000_000;
+    let sig = format!(
+        "PALISADE model DGA host blocked: {} names at or above the burst threshold blocked in {since_s} s",
+        b.count
+    );
+    let spec = super::detector_spec(
+        cx.mode,
+        9_100_023,
+        &sig,
+        "Machine learning: generated or malicious-looking name",
+        Some(action),
+    );
+    let version = sc.model.version();
+    let threshold = cx.bursts.score;
+    raise_alert(cx, flow, dir, spec, |p| {
+        p.obj("model", |m| {
+            m.str("name", "domain").str("version", version);
+            let mut b = [0u8; 8];
+            m.raw("score", fixed6(&mut b, score));
+            m.raw("burst_threshold", fixed6(&mut b, threshold));
+        });
+        p.obj("burst", |o| {
+            o.ip("client", client)
+                .u64("blocked_names", b.count as u64)
+                .u64("since_s", since_s as u64)
+                .u64("block_left_s", (b.left_ns / 1_000_000_000) as u64);
+        });
+        p.str("field", field).str("value", name);
+    });
+}
+
 /// `name` lower-cased and without its trailing dot, written into `buf`; `None` when it is longer
 /// than the buffer.
 pub(super) fn lowered<'a>(name: &str, buf: &'a mut [u8]) -> Option<&'a str> {
@@ -389,8 +456,8 @@ pub(super) fn lowered<'a>(name: &str, buf: &'a mut [u8]) -> Option<&'a str> {
 /// An NXDOMAIN answer for `name` to the client that asked: a name the model scores at or above the
 /// burst threshold (its 1e-3 point) is recorded for the client (`super::bursts`), and the entry
 /// that completes a burst raises an alert naming the client, the window and every name with its
-/// score. Alert only; nothing in shadow mode or with bursts off, and names an intel list holds
-/// do not count.
+/// score (and, with `--name-burst-block`, blocks the client's later suspicious names: `check`).
+/// Nothing in shadow mode or with bursts off, and names an intel list holds do not count.
 pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str) {
     let (Some(sc), Some(cfg)) = (cx.names, cx.burst) else {
         return;
@@ -443,6 +510,9 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
             o.ip("client", client)
                 .u64("count", found.n as u64)
                 .u64("window_s", window_s as u64);
+            if cfg.block {
+                o.u64("block_s", (super::bursts::BLOCK_NS / 1_000_000_000) as u64);
+            }
             o.arr("names", |a| {
                 for (n, s) in found.iter() {
                     a.obj(|x| {
