@@ -119,11 +119,14 @@ fn host_level(md: &mut String, model: &DomainModel, t3: f32) {
         "\nHost level with NXDOMAIN bursts (README): a host runs each held-out family, looking up \
          one day's {PER_DAY} names (20 days from the first test day) in the generator's order, every lookup failing; lookups until \
          the {BURST_NAMES}th name in a distinct registered domain above the 1e-3 threshold raises \
-         the alert.\n\n| family | days | lookups to the alert, median | worst | days without an alert |\n|---|---:|---:|---:|---:|"
+         the alert; with `--name-burst-block` the day's later lookups above that threshold are \
+         blocked.\n\n| family | days | lookups to the alert, median | worst | days without an alert | later lookups blocked |\n|---|---:|---:|---:|---:|---:|"
     );
     for f in HELD_OUT {
         let mut took: Vec<usize> = Vec::new();
         let mut none = 0;
+        // Lookups after the alerting one, and those of them above the threshold.
+        let (mut later, mut blocked) = (0usize, 0usize);
         let days = HOST_DAYS.count();
         for day in HOST_DAYS {
             let mut names = Vec::new();
@@ -144,7 +147,15 @@ fn host_level(md: &mut String, model: &DomainModel, t3: f32) {
                 }
             }
             match at {
-                Some(k) => took.push(k),
+                Some(k) => {
+                    took.push(k);
+                    let rest = &names[k..];
+                    later += rest.len();
+                    blocked += rest
+                        .iter()
+                        .filter(|n| model.logit(n.as_bytes()) > t3)
+                        .count();
+                }
                 None => none += 1,
             }
         }
@@ -153,7 +164,16 @@ fn host_level(md: &mut String, model: &DomainModel, t3: f32) {
             .get(took.len().saturating_sub(1) / 2)
             .map_or("-".to_string(), |k| k.to_string());
         let worst = took.last().map_or("-".to_string(), |k| k.to_string());
-        let _ = writeln!(md, "| {} | {days} | {median} | {worst} | {none} |", f.name);
+        let share = if later == 0 {
+            "-".to_string()
+        } else {
+            pct(blocked as f64 / later as f64)
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {days} | {median} | {worst} | {none} | {share} |",
+            f.name
+        );
     }
 }
 
