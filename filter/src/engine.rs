@@ -37,6 +37,31 @@ pub use bursts::Burst;
 pub use names::{FlowScoring, NameScoring, Scoring};
 pub use tunnels::DnsTunnel;
 
+/// A detector across packets or connections that can block after its alert (`engine::blocks`):
+/// NXDOMAIN bursts, beacons, DNS tunnels.
+pub trait Blocking {
+    /// Whether it blocks its series' later packets after its alert.
+    fn blocking(&mut self) -> &mut bool;
+}
+
+impl Blocking for Burst {
+    fn blocking(&mut self) -> &mut bool {
+        &mut self.block
+    }
+}
+
+impl Blocking for Beacon {
+    fn blocking(&mut self) -> &mut bool {
+        &mut self.block
+    }
+}
+
+impl Blocking for DnsTunnel {
+    fn blocking(&mut self) -> &mut bool {
+        &mut self.block
+    }
+}
+
 /// Block or audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

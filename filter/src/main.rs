@@ -10,8 +10,8 @@ mod cli_fleet;
 
 use palisade::capture::nfqueue::{self, InlineOpts, InlineStats, Reloadable, Snapshot};
 use palisade::engine::{
-    Beacon, Burst, Config, DnsTunnel, EchPolicy, Engine, FlowScoring, Mode, NameScoring, Policy,
-    QuicPolicy, Scoring,
+    Beacon, Blocking, Burst, Config, DnsTunnel, EchPolicy, Engine, FlowScoring, Mode, NameScoring,
+    Policy, QuicPolicy, Scoring,
 };
 use palisade::firewall::{self, Plan, Role};
 use palisade::replay::{self, EveOut, ReplayOpts};
@@ -360,6 +360,36 @@ fn count_per_seconds_or_off<T>(
     parse(v)
         .map(Some)
         .ok_or_else(|| Usage(format!("{flag} {v}: expected {expected}")))
+}
+
+/// A detector's `COUNT/SECONDS|off` (`--name-burst`, `--beacon`, `--dns-tunnel`): a new
+/// threshold keeps the detector's blocking (`--name-burst-block`, ...: the settings file's
+/// comes first).
+fn detector_setting<T: Blocking + Copy>(
+    flag: &str,
+    v: &str,
+    current: Option<T>,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, Usage> {
+    let block = current.is_some_and(|mut t| *t.blocking());
+    Ok(
+        count_per_seconds_or_off(flag, v, parse, expected)?.map(|mut t| {
+            *t.blocking() = block;
+            t
+        }),
+    )
+}
+
+/// A detector's `--...-block`: blocking on, refused (saying `off`) with the detector off.
+fn block_flag<T: Blocking>(flag: &str, detector: &mut Option<T>, off: &str) -> Result<(), Usage> {
+    match detector {
+        Some(t) => {
+            *t.blocking() = true;
+            Ok(())
+        }
+        None => Err(Usage(format!("{flag}: {off}"))),
+    }
 }
 
 fn parse_intel_arg(s: &str) -> Result<(PathBuf, Action), Usage> {
@@ -1488,51 +1518,39 @@ fn engine_option(
                 .ok_or_else(|| Usage(format!("--ech {v}: expected allow, audit or block")))?;
         }
         "--name-burst" => {
-            let v = val("--name-burst")?;
-            // A new threshold keeps --name-burst-block (the settings file's comes first).
-            let block = cfg.name_burst.is_some_and(|b| b.block);
-            cfg.name_burst = count_per_seconds_or_off(flag, &v, Burst::parse, Burst::EXPECTED)?
-                .map(|b| Burst { block, ..b });
+            let v = val(flag)?;
+            cfg.name_burst =
+                detector_setting(flag, &v, cfg.name_burst, Burst::parse, Burst::EXPECTED)?;
         }
-        "--name-burst-block" => match &mut cfg.name_burst {
-            Some(b) => b.block = true,
-            None => {
-                return Err(Usage(
-                    "--name-burst-block: NXDOMAIN bursts are off (--name-burst off)".into(),
-                ))
-            }
-        },
+        "--name-burst-block" => block_flag(
+            flag,
+            &mut cfg.name_burst,
+            "NXDOMAIN bursts are off (--name-burst off)",
+        )?,
         "--beacon" => {
-            let v = val("--beacon")?;
-            // A new threshold keeps --beacon-block (the settings file's comes first).
-            let block = cfg.beacon.is_some_and(|b| b.block);
-            cfg.beacon = count_per_seconds_or_off(flag, &v, Beacon::parse, Beacon::EXPECTED)?
-                .map(|b| Beacon { block, ..b });
+            let v = val(flag)?;
+            cfg.beacon = detector_setting(flag, &v, cfg.beacon, Beacon::parse, Beacon::EXPECTED)?;
         }
-        "--beacon-block" => match &mut cfg.beacon {
-            Some(b) => b.block = true,
-            None => {
-                return Err(Usage(
-                    "--beacon-block: the beacon detector is off (--beacon off)".into(),
-                ))
-            }
-        },
+        "--beacon-block" => block_flag(
+            flag,
+            &mut cfg.beacon,
+            "the beacon detector is off (--beacon off)",
+        )?,
         "--dns-tunnel" => {
-            let v = val("--dns-tunnel")?;
-            // A new threshold keeps --dns-tunnel-block (the settings file's comes first).
-            let block = cfg.dns_tunnel.is_some_and(|t| t.block);
-            cfg.dns_tunnel =
-                count_per_seconds_or_off(flag, &v, DnsTunnel::parse, DnsTunnel::EXPECTED)?
-                    .map(|t| DnsTunnel { block, ..t });
+            let v = val(flag)?;
+            cfg.dns_tunnel = detector_setting(
+                flag,
+                &v,
+                cfg.dns_tunnel,
+                DnsTunnel::parse,
+                DnsTunnel::EXPECTED,
+            )?;
         }
-        "--dns-tunnel-block" => match &mut cfg.dns_tunnel {
-            Some(t) => t.block = true,
-            None => {
-                return Err(Usage(
-                    "--dns-tunnel-block: the DNS tunnel detector is off (--dns-tunnel off)".into(),
-                ))
-            }
-        },
+        "--dns-tunnel-block" => block_flag(
+            flag,
+            &mut cfg.dns_tunnel,
+            "the DNS tunnel detector is off (--dns-tunnel off)",
+        )?,
         "--no-flow-events" => cfg.flow_events = false,
         "--inspect-encrypted" => cfg.inspect_encrypted = true,
         "--no-vlan-tracking" => cfg.vlan_tracking = false,

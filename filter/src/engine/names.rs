@@ -288,6 +288,9 @@ pub(super) fn special_use(name: &str) -> bool {
     SPECIAL_USE.iter().any(|s| tld.eq_ignore_ascii_case(s))
 }
 
+/// The alert category of the domain model's alerts.
+const NAME_CATEGORY: &str = "Machine learning: generated or malicious-looking name";
+
 /// The score of `name`, when scoring is on and the name is one to score.
 pub(super) fn score(cx: &mut Cx<'_>, name: &str) -> Option<f32> {
     let s = cx.names?;
@@ -366,7 +369,7 @@ pub(super) fn check(
         sid: 9_100_020,
         rev: 1,
         signature: &sig,
-        category: "Machine learning: generated or malicious-looking name",
+        category: NAME_CATEGORY,
         severity: if block { 1 } else { 2 },
         action,
         enforce: block && cx.mode == Mode::Block,
@@ -417,13 +420,7 @@ fn burst_blocked(
         "PALISADE model DGA host blocked: {} names at or above the burst threshold blocked in {since_s} s",
         b.count
     );
-    let spec = super::detector_spec(
-        cx.mode,
-        9_100_023,
-        &sig,
-        "Machine learning: generated or malicious-looking name",
-        Some(action),
-    );
+    let spec = super::detector_spec(cx.mode, 9_100_023, &sig, NAME_CATEGORY, Some(action));
     let version = sc.model.version();
     let threshold = cx.bursts.score;
     raise_alert(cx, flow, dir, spec, |p| {
@@ -491,13 +488,7 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
         found.n
     );
     // Nothing to stop: the names already failed to resolve.
-    let spec = super::detector_spec(
-        cx.mode,
-        9_100_022,
-        &sig,
-        "Machine learning: generated or malicious-looking name",
-        None,
-    );
+    let spec = super::detector_spec(cx.mode, 9_100_022, &sig, NAME_CATEGORY, None);
     let version = sc.model.version();
     let threshold = cx.bursts.score;
     raise_alert(cx, flow, dir, spec, |p| {
