@@ -9,13 +9,8 @@
 #   ROUNDS=5 bash bench/beacons.sh        # results in bench/out/beacons/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${BASE:-/tmp/palisade-corpus}
-CORPUS=$BASE/corpus.pcap
-ROUNDS=${ROUNDS:-5}
-OUT=bench/out/beacons
-mkdir -p "$OUT"
-[ -s "$CORPUS" ] || { echo "bench: no corpus at $CORPUS: run bench/run.sh first (it builds it)"; exit 1; }
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
+. bench/common.sh
+corpus_bench beacons 5
 python3 bench/gen-conns.py "$OUT/conns.pcap" 300000 200 30 1800
 cargo build --release -q
 P=target/release/palisade

@@ -13,6 +13,8 @@ import random
 import struct
 import sys
 
+from pcapgen import csum, ipv4, write_pcap
+
 out = sys.argv[1]
 conns = int(sys.argv[2]) if len(sys.argv) > 2 else 300_000
 beacons = int(sys.argv[3]) if len(sys.argv) > 3 else 200
@@ -21,22 +23,11 @@ secs = float(sys.argv[5]) if len(sys.argv) > 5 else 600.0
 r = random.Random(1)
 
 
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def syn(src, dst, sport, dport, seq):
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
     pseudo = struct.pack("!4s4sBBH", src, dst, 0, 6, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp
+    return ipv4(src, dst, 6, tcp)
 
 
 events = []
@@ -60,12 +51,7 @@ for b in range(beacons):
         events.append((t, src, dst, 8443))
         t += r.expovariate(1 / period)
 events.sort()
-with open(out, "wb") as f:
-    f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    for i, (t, src, dst, dport) in enumerate(events):
-        p = syn(src, dst, 1024 + i % 60000, dport, r.getrandbits(32))
-        sec = 1_700_000_000 + int(t)
-        f.write(struct.pack("<IIII", sec, int((t % 1) * 1e6), len(p), len(p)))
-        f.write(p)
+write_pcap(out, ((t, syn(src, dst, 1024 + i % 60000, dport, r.getrandbits(32)))
+                 for i, (t, src, dst, dport) in enumerate(events)))
 print(f"{out}: {len(events)} connections ({beacons} beacons every {period} s less up to 30%, "
       f"{beacons} random series of mean gap {period} s)")

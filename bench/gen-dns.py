@@ -14,6 +14,8 @@ import random
 import struct
 import sys
 
+from pcapgen import ipv4, write_pcap
+
 out = sys.argv[1]
 queries = int(sys.argv[2]) if len(sys.argv) > 2 else 500_000
 tunnels = int(sys.argv[3]) if len(sys.argv) > 3 else 100
@@ -36,12 +38,7 @@ def qname(name):
 def query(src, dst, sport, qid, name, qtype):
     dns = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname(name) + struct.pack("!HH", qtype, 1)
     udp = struct.pack("!HHHH", sport, 53, 8 + len(dns), 0) + dns
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, src, dst)
-    s = sum(struct.unpack("!10H", ip))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    ip = ip[:10] + struct.pack("!H", ~s & 0xFFFF) + ip[12:]
-    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + udp
+    return ipv4(src, dst, 17, udp)
 
 
 def ordinary():
@@ -77,12 +74,7 @@ for kind, net, gap in (("fast", 2, rate), ("slow", 3, rate * 10)):
             n += 1
             t += gap * (0.5 + r.random())
 events.sort()
-with open(out, "wb") as f:
-    f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    for i, (t, src, name, qtype) in enumerate(events):
-        p = query(src, bytes([10, 0, 0, 53]), 1024 + i % 60000, i & 0xFFFF, name, qtype)
-        sec = 1_700_000_000 + int(t)
-        f.write(struct.pack("<IIII", sec, int((t % 1) * 1e6), len(p), len(p)))
-        f.write(p)
+write_pcap(out, ((t, query(src, bytes([10, 0, 0, 53]), 1024 + i % 60000, i & 0xFFFF, name, qtype))
+                 for i, (t, src, name, qtype) in enumerate(events)))
 print(f"{out}: {len(events)} queries ({queries} ordinary, {tunnels} tunnels a query every "
       f"{rate} s on average, {tunnels} slow ones every {rate * 10} s)")

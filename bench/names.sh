@@ -7,13 +7,8 @@
 #   ROUNDS=5 LIBTORCH=... bash bench/names.sh        # results in bench/out/names/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${BASE:-/tmp/palisade-corpus}
-CORPUS=$BASE/corpus.pcap
-ROUNDS=${ROUNDS:-5}
-OUT=bench/out/names
-mkdir -p "$OUT"
-[ -s "$CORPUS" ] || { echo "bench: no corpus at $CORPUS: run bench/run.sh first (it builds it)"; exit 1; }
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
+. bench/common.sh
+corpus_bench names 5
 if [ -n "${LIBTORCH:-}" ]; then
   cargo build --release -q -p palisade-classifiers --features train --bin domain-bench
   taskset -c 0 target/release/domain-bench | tee "$OUT/micro.txt"

@@ -9,13 +9,8 @@
 #   ROUNDS=5 bash bench/tunnels.sh        # results in bench/out/tunnels/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${BASE:-/tmp/palisade-corpus}
-CORPUS=$BASE/corpus.pcap
-ROUNDS=${ROUNDS:-5}
-OUT=bench/out/tunnels
-mkdir -p "$OUT"
-[ -s "$CORPUS" ] || { echo "bench: no corpus at $CORPUS: run bench/run.sh first (it builds it)"; exit 1; }
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
+. bench/common.sh
+corpus_bench tunnels 5
 python3 bench/gen-dns.py "$OUT/dns.pcap" 500000 100 1 1800
 cargo build --release -q
 P=target/release/palisade

@@ -1962,6 +1962,24 @@ fn raise_alert(
     end_line(cx, 4);
 }
 
+/// An item a detector's series blocks after its alert (`blocks`), counted by the caller: true
+/// when a note is due, for the caller's alert, which blocks it as it is raised; otherwise
+/// blocked here (block mode) without an alert.
+fn block_unless_noted(
+    cx: &mut Cx<'_>,
+    flow: &mut Flow,
+    b: &blocks::Blocked,
+    action: Verdict,
+) -> bool {
+    if b.note {
+        return true;
+    }
+    if cx.mode == Mode::Block {
+        enforce(cx, flow, action);
+    }
+    false
+}
+
 /// Blocks: a sinkhole answers this packet (a DNS query); any other verdict holds for the rest
 /// of the flow (the first one given stands).
 fn enforce(cx: &mut Cx<'_>, flow: &mut Flow, action: Verdict) {
@@ -2076,14 +2094,11 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
     flow.beacon_blocked = true;
     cx.stats.beacon_blocked += 1;
     let action = beacon_block_action(flow);
-    if !b.note {
-        if cx.mode == Mode::Block {
-            enforce(cx, flow, action);
-        }
+    if !block_unless_noted(cx, flow, &b, action) {
         return;
     }
     let m = flow.meta;
-    let since_s = b.since_ns / 1_000_000_000;
+    let since_s = b.since_s();
     let mut buf = [0u8; 45];
     let server = name.unwrap_or_else(|| fmt_ip(&mut buf, m.srv.0));
     let sig = format!(
@@ -2101,9 +2116,7 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
             if let Some(n) = name {
                 o.str("name", n);
             }
-            o.u64("blocked_connections", b.count as u64)
-                .u64("since_s", since_s as u64)
-                .u64("block_left_s", (b.left_ns / 1_000_000_000) as u64);
+            b.write(o, "blocked_connections");
         });
         let mut buf = [0u8; 45];
         p.str("field", "dest_ip")
@@ -2198,11 +2211,9 @@ fn dns_tunnel(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str, qtype: u
         }
         Some(tunnels::Hit::Blocked(b, domain_at)) => {
             cx.stats.dns_tunnel_blocked += 1;
-            if b.note {
+            if block_unless_noted(cx, flow, &b, Verdict::Sinkhole) {
                 let domain = lower.get(domain_at..).unwrap_or(lower);
                 tunnel_blocked(cx, flow, dir, client, name, domain, b);
-            } else if cx.mode == Mode::Block {
-                enforce(cx, flow, Verdict::Sinkhole);
             }
         }
     }
@@ -2267,20 +2278,17 @@ fn tunnel_blocked(
     domain: &str,
     b: blocks::Blocked,
 ) {
-    let since_s = b.since_ns / 1_000_000_000;
     let sig = format!(
-        "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {since_s} s",
-        b.count
+        "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {} s",
+        b.count,
+        b.since_s()
     );
     let block = Some(Verdict::Sinkhole);
     let spec = detector_spec(cx.mode, 9_100_032, &sig, TUNNEL_CATEGORY, block);
     raise_alert(cx, flow, dir, spec, |p| {
         p.obj("dns_tunnel", |o| {
-            o.ip("client", client)
-                .str("domain", domain)
-                .u64("blocked_queries", b.count as u64)
-                .u64("since_s", since_s as u64)
-                .u64("block_left_s", (b.left_ns / 1_000_000_000) as u64);
+            o.ip("client", client).str("domain", domain);
+            b.write(o, "blocked_queries");
         });
         tunnel_query_field(p, name);
     });

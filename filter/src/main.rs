@@ -346,8 +346,8 @@ fn run(args: &[String]) -> Result<ExitCode, Usage> {
     }
 }
 
-/// `off`, or `COUNT/SECONDS` as `parse` reads it (`--name-burst`, `--beacon`, `--dns-tunnel`); the error says
-/// what was `expected`.
+/// `off`, or `COUNT/SECONDS` as `parse` reads it (`--name-burst`, `--beacon`, `--dns-tunnel`);
+/// the error says what was `expected`.
 fn count_per_seconds_or_off<T>(
     flag: &str,
     v: &str,
@@ -685,14 +685,15 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     if st.name_shadow == Some(true) {
         a.push("--name-shadow".into());
     }
-    if st.dns_tunnel_block == Some(true) {
-        a.push("--dns-tunnel-block".into());
-    }
-    if st.beacon_block == Some(true) {
-        a.push("--beacon-block".into());
-    }
-    if st.name_burst_block == Some(true) {
-        a.push("--name-burst-block".into());
+    // After the detectors' own settings, which they need.
+    for (flag, on) in [
+        ("--dns-tunnel-block", st.dns_tunnel_block),
+        ("--beacon-block", st.beacon_block),
+        ("--name-burst-block", st.name_burst_block),
+    ] {
+        if on == Some(true) {
+            a.push(flag.into());
+        }
     }
     if !cli.iter().any(|x| x == "--intel") {
         for l in &st.intel {

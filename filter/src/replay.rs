@@ -170,11 +170,24 @@ fn draw_progress(done: u64, total: u64, pkts: u64, t: Duration) {
     );
 }
 
-/// Ends a detector's summary line: with blocking on, how many of its series' later `what`
-/// (connections, queries) it blocked.
-fn end_detector_line(out: &mut String, block: bool, blocked: u64, what: &str) {
+/// A detector's summary line: `  NAME (SETTINGS[, blocking]): COUNTS[, N later WHAT blocked]`,
+/// the blocked count when its blocking is on.
+fn detector_line(
+    out: &mut String,
+    name: &str,
+    settings: std::fmt::Arguments<'_>,
+    block: bool,
+    counts: std::fmt::Arguments<'_>,
+    (blocked, what): (u64, &str),
+) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "  {name} ({settings}");
     if block {
-        out.push_str(&format!(", {blocked} later {what} blocked"));
+        out.push_str(", blocking");
+    }
+    let _ = write!(out, "): {counts}");
+    if block {
+        let _ = write!(out, ", {blocked} later {what} blocked");
     }
     out.push('\n');
 }
@@ -216,46 +229,56 @@ pub fn format_summary(engine: &Engine, s: &Summary, eve: &str) -> String {
     }
     if engine.names().is_some() {
         match engine.name_burst() {
-            Some(b) => {
-                out.push_str(&format!(
-                    "  NXDOMAIN bursts ({} names in {} s{}): {} alerted, {} suspicious NXDOMAIN names recorded",
-                    b.count,
-                    b.window_ns / 1_000_000_000,
-                    if b.block { ", blocking" } else { "" },
-                    st.name_bursts,
-                    st.name_burst_names
-                ));
-                end_detector_line(&mut out, b.block, st.name_burst_blocked, "names");
-            }
+            Some(b) => detector_line(
+                &mut out,
+                "NXDOMAIN bursts",
+                format_args!("{} names in {} s", b.count, b.window_ns / 1_000_000_000),
+                b.block,
+                format_args!(
+                    "{} alerted, {} suspicious NXDOMAIN names recorded",
+                    st.name_bursts, st.name_burst_names
+                ),
+                (st.name_burst_blocked, "names"),
+            ),
             None => out.push_str("  NXDOMAIN bursts: off\n"),
         }
     }
     match engine.beacon() {
-        Some(b) => {
-            out.push_str(&format!(
-                "  beacons (from the {}th connection, median gap at least {} s{}): {} alerted, {} connections followed",
+        Some(b) => detector_line(
+            &mut out,
+            "beacons",
+            format_args!(
+                "from the {}th connection, median gap at least {} s",
                 b.count,
-                b.min_interval_ns / 1_000_000_000,
-                if b.block { ", blocking" } else { "" },
+                b.min_interval_ns / 1_000_000_000
+            ),
+            b.block,
+            format_args!(
+                "{} alerted, {} connections followed",
                 st.beacons,
                 engine.beacon_starts()
-            ));
-            end_detector_line(&mut out, b.block, st.beacon_blocked, "connections");
-        }
+            ),
+            (st.beacon_blocked, "connections"),
+        ),
         None => out.push_str("  beacons: off\n"),
     }
     match engine.dns_tunnel() {
-        Some(t) => {
-            out.push_str(&format!(
-                "  DNS tunnels ({} payload bytes in {} s{}): {} alerted, {} query names counted",
+        Some(t) => detector_line(
+            &mut out,
+            "DNS tunnels",
+            format_args!(
+                "{} payload bytes in {} s",
                 t.bytes,
-                t.window_ns / 1_000_000_000,
-                if t.block { ", blocking" } else { "" },
+                t.window_ns / 1_000_000_000
+            ),
+            t.block,
+            format_args!(
+                "{} alerted, {} query names counted",
                 st.dns_tunnels,
                 engine.dns_tunnel_names()
-            ));
-            end_detector_line(&mut out, t.block, st.dns_tunnel_blocked, "queries");
-        }
+            ),
+            (st.dns_tunnel_blocked, "queries"),
+        ),
         None => out.push_str("  DNS tunnels: off\n"),
     }
     match engine.flow_model() {

@@ -174,21 +174,18 @@ pub fn parse(name: &str, text: &str) -> Result<Settings, String> {
             .is_none_or(|b| b == "off" || crate::engine::DnsTunnel::parse(b).is_some()),
         crate::engine::DnsTunnel::EXPECTED,
     )?;
-    check(
-        "name_burst_block",
-        s.name_burst_block != Some(true) || s.name_burst.as_deref() != Some("off"),
-        "false while `name_burst` is off",
-    )?;
-    check(
-        "beacon_block",
-        s.beacon_block != Some(true) || s.beacon.as_deref() != Some("off"),
-        "false while `beacon` is off",
-    )?;
-    check(
-        "dns_tunnel_block",
-        s.dns_tunnel_block != Some(true) || s.dns_tunnel.as_deref() != Some("off"),
-        "false while `dns_tunnel` is off",
-    )?;
+    // A detector's blocking needs the detector.
+    for (detector, setting, block) in [
+        ("name_burst", &s.name_burst, s.name_burst_block),
+        ("beacon", &s.beacon, s.beacon_block),
+        ("dns_tunnel", &s.dns_tunnel, s.dns_tunnel_block),
+    ] {
+        check(
+            &format!("{detector}_block"),
+            block != Some(true) || setting.as_deref() != Some("off"),
+            &format!("false while `{detector}` is off"),
+        )?;
+    }
     check(
         "memcap_mib",
         s.memcap_mib.is_none_or(|m| m >= 16),

@@ -1219,11 +1219,7 @@ fn nx_lab(name: &str, net: u8, queue: u16, extra: &str) -> (Lab, String, usize) 
         .status
         .success()
     });
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
-    must(&format!(
-        "ip netns exec {cli} {BIN} firewall install --role host --queue {queue} --fail closed"
-    ));
-    let p = lab.palisade(&cli, queue, extra, "inline.log");
+    let p = lab.host_filter(&cli, queue, extra);
     (lab, cli, p)
 }
 
@@ -1373,11 +1369,7 @@ fn beacon_block_resets_a_real_implant_inline() {
         "u",
     );
     lab.servers(&srv, &["10.93.0.2", "10.93.0.3"]);
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
-    must(&format!(
-        "ip netns exec {cli} {BIN} firewall install --role host --queue 36 --fail closed"
-    ));
-    let p = lab.palisade(&cli, 36, "--beacon 8/1 --beacon-block", "inline.log");
+    let p = lab.host_filter(&cli, 36, "--beacon 8/1 --beacon-block");
     let jitter = [
         0.12, 0.83, 0.47, 0.05, 0.91, 0.33, 0.68, 0.21, 0.56, 0.94, 0.4,
     ];
@@ -1529,13 +1521,7 @@ fn tcp_sink(lab: &mut Lab, ns: &str) {
         &format!("ip netns exec {ns} python3 {d}/sink.py"),
         "sink.log",
     );
-    wait_until(Duration::from_secs(5), || {
-        sh(&format!(
-            "ip netns exec {ns} sh -c 'ss -ltn | grep -q :9000'"
-        ))
-        .status
-        .success()
-    });
+    Lab::wait_listening(ns, 9000);
 }
 
 /// The bytes the TCP sink got (0 before any).
@@ -1583,7 +1569,6 @@ fn dns2tcp_lab(
     );
     lab.servers(&srv, &[&web]);
     let d = lab.dir.display().to_string();
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
     std::fs::write(
         lab.dir.join("dns2tcpd.conf"),
         format!(
@@ -1595,10 +1580,7 @@ fn dns2tcp_lab(
         &format!("ip netns exec {srv} dns2tcpd -F -f {d}/dns2tcpd.conf"),
         "dns2tcpd.log",
     );
-    must(&format!(
-        "ip netns exec {cli} {BIN} firewall install --role host --queue {queue} --fail closed"
-    ));
-    let p = lab.palisade(&cli, queue, extra, "inline.log");
+    let p = lab.host_filter(&cli, queue, extra);
     (lab, cli, srv, p)
 }
 
@@ -1609,13 +1591,7 @@ fn dns2tcp_client(lab: &mut Lab, cli: &str, net: u8) {
         &format!("ip netns exec {cli} dns2tcpc -z tunnel.lab -r web -l 8080 10.{net}.0.3"),
         "dns2tcpc.log",
     );
-    wait_until(Duration::from_secs(5), || {
-        sh(&format!(
-            "ip netns exec {cli} sh -c 'ss -ltn | grep -q :8080'"
-        ))
-        .status
-        .success()
-    });
+    Lab::wait_listening(cli, 8080);
 }
 
 /// iodine, IP over DNS: it carries its packets in NULL queries whose names hold binary bytes
@@ -1632,7 +1608,6 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
     let mut lab = Lab::new("j");
     let (cli, srv) = (lab.ns("c"), lab.ns("s"));
     lab.link(&cli, &["10.91.0.1/24"], &srv, &["10.91.0.3/24"], "j");
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example\n").unwrap();
     // The tunnel's server: its end of the tunnel is 192.168.91.1; behind it, a TCP sink that
     // reads 6,000 bytes and answers as HTTP.
     lab.spawn(
@@ -1642,10 +1617,7 @@ fn iodine_tunnel_with_binary_names_alerts_inline() {
         "iodined.log",
     );
     tcp_sink(&mut lab, &srv);
-    must(&format!(
-        "ip netns exec {cli} {BIN} firewall install --role host --queue 34 --fail closed"
-    ));
-    let p = lab.palisade(&cli, 34, "", "inline.log");
+    let p = lab.host_filter(&cli, 34, "");
     // -r: no raw UDP shortcut to the server, everything over DNS.
     lab.spawn(
         &format!("ip netns exec {cli} iodine -f -r -P labsecret 10.91.0.3 tunnel.lab"),

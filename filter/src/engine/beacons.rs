@@ -394,9 +394,9 @@ impl Beacons {
 
     /// Records a connection of `key` to `addr` starting at `now`, and returns the series when
     /// this start makes it alert, or, with [`Beacon::block`], that the connection is one to
-    /// block (its series alerted within the hour). `allowed`: an allow list holds the server's or the client's
-    /// address, or the series' name (the connection is then not recorded). `name`: a series by
-    /// name's name, kept when the series is made.
+    /// block (its series alerted within the hour). `allowed`: an allow list holds the server's
+    /// or the client's address, or the series' name (the connection is then not recorded).
+    /// `name`: a series by name's name, kept when the series is made.
     pub fn start(
         &mut self,
         cfg: Beacon,

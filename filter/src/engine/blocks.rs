@@ -7,6 +7,8 @@
 //! Sans-IO and fixed size: [`Notes`] is two words a series keeps; time comes in as arguments and
 //! may go back (a hostile capture's timestamps): counting then starts over from the earlier time.
 
+use crate::eve::Obj;
+
 /// A blocked series raises at most one alert about its blocked items this often (a minute).
 pub const NOTE_NS: i64 = 60_000_000_000;
 
@@ -39,6 +41,21 @@ pub(super) struct Blocked {
     pub note: bool,
     /// Nanoseconds until the block ends.
     pub left_ns: i64,
+}
+
+impl Blocked {
+    /// Writes a note's counts into its alert's detector object: `key` (what was blocked since
+    /// the series' last alert), `since_s` and `block_left_s`.
+    pub fn write(&self, o: &mut Obj<'_>, key: &str) {
+        o.u64(key, self.count as u64)
+            .u64("since_s", self.since_s())
+            .u64("block_left_s", (self.left_ns.max(0) / 1_000_000_000) as u64);
+    }
+
+    /// Whole seconds since the series' last alert.
+    pub fn since_s(&self) -> u64 {
+        (self.since_ns.max(0) / 1_000_000_000) as u64
+    }
 }
 
 impl Notes {

@@ -346,8 +346,8 @@ pub(super) fn check(
         return;
     }
     // A client blocked after its NXDOMAIN burst (`--name-burst-block`): its names at or above
-    // the burst threshold, as it sends them (not the answers' names).
-    if score >= cx.bursts.score && field != "dns.answer" && cx.burst.is_some_and(|b| b.block) {
+    // the burst threshold, as it sends them (the caller does not check answers' names here).
+    if score >= cx.bursts.score && cx.burst.is_some_and(|b| b.block) {
         let ((client, _), _) = flow.meta.ends(dir);
         if let Some(b) = cx.bursts.blocked(client, cx.now) {
             burst_blocked(cx, flow, dir, field, name, score, action, b);
@@ -407,36 +407,39 @@ fn burst_blocked(
     b: Blocked,
 ) {
     cx.stats.name_burst_blocked += 1;
-    if !b.note {
-        if cx.mode == Mode::Block {
-            super::enforce(cx, flow, action);
-        }
+    if !super::block_unless_noted(cx, flow, &b, action) {
         return;
     }
     let Some(sc) = cx.names else { return };
     let ((client, _), _) = flow.meta.ends(dir);
-    let since_s = b.since_ns / 1_000_000_000;
     let sig = format!(
-        "PALISADE model DGA host blocked: {} names at or above the burst threshold blocked in {since_s} s",
-        b.count
+        "PALISADE model DGA host blocked: {} names at or above the burst threshold blocked in {} s",
+        b.count,
+        b.since_s()
     );
     let spec = super::detector_spec(cx.mode, 9_100_023, &sig, NAME_CATEGORY, Some(action));
     let version = sc.model.version();
     let threshold = cx.bursts.score;
     raise_alert(cx, flow, dir, spec, |p| {
-        p.obj("model", |m| {
-            m.str("name", "domain").str("version", version);
-            let mut b = [0u8; 8];
-            m.raw("score", fixed6(&mut b, score));
-            m.raw("burst_threshold", fixed6(&mut b, threshold));
-        });
+        burst_model(p, version, Some(score), threshold);
         p.obj("burst", |o| {
-            o.ip("client", client)
-                .u64("blocked_names", b.count as u64)
-                .u64("since_s", since_s as u64)
-                .u64("block_left_s", (b.left_ns / 1_000_000_000) as u64);
+            o.ip("client", client);
+            b.write(o, "blocked_names");
         });
         p.str("field", field).str("value", name);
+    });
+}
+
+/// The domain model's object in a burst's alerts: its version, the name's score (when the
+/// alert is about one name) and the burst threshold.
+fn burst_model(p: &mut Obj<'_>, version: &str, score: Option<f32>, threshold: f32) {
+    p.obj("model", |m| {
+        m.str("name", "domain").str("version", version);
+        let mut b = [0u8; 8];
+        if let Some(score) = score {
+            m.raw("score", fixed6(&mut b, score));
+        }
+        m.raw("burst_threshold", fixed6(&mut b, threshold));
     });
 }
 
@@ -492,11 +495,7 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
     let version = sc.model.version();
     let threshold = cx.bursts.score;
     raise_alert(cx, flow, dir, spec, |p| {
-        p.obj("model", |m| {
-            m.str("name", "domain").str("version", version);
-            let mut b = [0u8; 8];
-            m.raw("burst_threshold", fixed6(&mut b, threshold));
-        });
+        burst_model(p, version, None, threshold);
         p.obj("burst", |o| {
             o.ip("client", client)
                 .u64("count", found.n as u64)

@@ -205,6 +205,28 @@ impl Lab {
         i
     }
 
+    /// The filter as a host firewall in `ns`: `block.txt` listing `blocked.example`, the
+    /// firewall rules sending to `queue` (fail closed), and `palisade inline` on it with
+    /// `extra` arguments. Returns its child.
+    pub fn host_filter(&mut self, ns: &str, queue: u16, extra: &str) -> usize {
+        std::fs::write(self.dir.join("block.txt"), "blocked.example\n").unwrap();
+        must(&format!(
+            "ip netns exec {ns} {BIN} firewall install --role host --queue {queue} --fail closed"
+        ));
+        self.palisade(ns, queue, extra, "inline.log")
+    }
+
+    /// Waits (5 s at most) until something in `ns` listens on TCP `port`.
+    pub fn wait_listening(ns: &str, port: u16) {
+        wait_until(Duration::from_secs(5), || {
+            sh(&format!(
+                "ip netns exec {ns} sh -c 'ss -ltn | grep -q :{port}'"
+            ))
+            .status
+            .success()
+        });
+    }
+
     /// SIGTERM, so the process can finish writing (tcpdump), then wait.
     pub fn stop(&mut self, i: usize) {
         let c = &mut self.children[i];
