@@ -406,10 +406,22 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
             let dir = PathBuf::from(dir);
-            // The policy must load before it is signed: a broken bundle is caught here.
+            // The policy must load before it is signed: a broken bundle is caught here. Bad list
+            // lines, which a node would skip, are refused too: what is signed is meant as is.
             let r = SigningKey::load(Path::new(&key)).and_then(|k| {
                 let (intel, rules) = bundle_source(&dir)?;
-                load_policy(&intel, &rules)?;
+                let policy = load_policy(&intel, &rules)?;
+                let bad: u64 = policy
+                    .intel
+                    .lists()
+                    .iter()
+                    .map(|l| u64::from(l.bad_lines))
+                    .sum();
+                if bad > 0 {
+                    return Err(format!(
+                        "{bad} bad list lines (named above): fix them before signing"
+                    ));
+                }
                 bundle::sign_dir(&dir, &k, version, &groups, &created)
             });
             match r {

@@ -58,7 +58,8 @@ usage:
       Native nftables (one `inet palisade` table) where the kernel supports `queue`, else the
       iptables NFQUEUE target; the command says which (--backend forces one).
   palisade intel check PATH[:ACTION]...
-      Loads lists and reports what they hold, or the first bad line (file:line).
+      Loads lists and reports what they hold and every bad line (file:line), which loading skips;
+      exit 1 on bad lines or a refused list (unreadable, no indicator, mostly bad lines).
   palisade rules check [--var NAME=VALUE]... [--verbose] PATH...
       Loads Suricata rule files (or directories of .rules/.rules.gz) and prints loaded and
       skipped counts by reason; exit 1 on syntax errors. --verbose names every skipped rule.
@@ -411,6 +412,8 @@ fn parse_intel_arg(s: &str) -> Result<(PathBuf, Action), Usage> {
     Ok((PathBuf::from(s), Action::Block))
 }
 
+/// Loads the intel lists. Bad lines are reported on stderr (file, line, reason) and skipped; a
+/// list that cannot be read, holds no indicator or is mostly bad lines is an error.
 fn load_intel(specs: &[(PathBuf, Action)], demo: bool) -> Result<IntelSet, String> {
     let mut b = IntelBuilder::new();
     if demo {
@@ -420,7 +423,22 @@ fn load_intel(specs: &[(PathBuf, Action)], demo: bool) -> Result<IntelSet, Strin
     for (p, a) in specs {
         b.add_file(p, *a).map_err(|e| e.to_string())?;
     }
+    report_bad_lines(&b);
     Ok(b.build())
+}
+
+/// Prints the builder's bad lines (the first [`palisade_rules::MAX_PROBLEMS`], then a count of
+/// the rest); returns how many lines were skipped in all.
+fn report_bad_lines(b: &IntelBuilder) -> u64 {
+    for p in &b.problems {
+        eprintln!("palisade: intel: {p} (line skipped)");
+    }
+    let total: u64 = b.lists().iter().map(|l| u64::from(l.bad_lines)).sum();
+    let unlisted = total - b.problems.len() as u64;
+    if unlisted > 0 {
+        eprintln!("palisade: intel: {unlisted} more bad lines skipped (not listed)");
+    }
+    total
 }
 
 fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
@@ -596,12 +614,16 @@ fn intel_check(args: &[String]) -> Result<ExitCode, Usage> {
         let (p, act) = parse_intel_arg(a)?;
         match b.add_file(&p, act) {
             Ok(info) => println!(
-                "{}: {} domains, {} addresses/prefixes, {} URLs ({})",
+                "{}: {} domains, {} addresses/prefixes, {} URLs ({}){}",
                 info.name,
                 info.domains,
                 info.addrs,
                 info.urls,
-                info.action.as_str()
+                info.action.as_str(),
+                match info.bad_lines {
+                    0 => String::new(),
+                    n => format!(", {n} bad lines skipped"),
+                }
             ),
             Err(e) => {
                 eprintln!("palisade: {e}");
@@ -609,14 +631,20 @@ fn intel_check(args: &[String]) -> Result<ExitCode, Usage> {
             }
         }
     }
+    let bad = report_bad_lines(&b);
     let s = b.build();
     println!(
-        "total: {} distinct domains, {} distinct addresses/prefixes, {} distinct URLs",
+        "total: {} distinct domains, {} distinct addresses/prefixes, {} distinct URLs, {bad} bad lines skipped",
         s.domain_count(),
         s.addr_count(),
         s.url_count()
     );
-    Ok(ExitCode::SUCCESS)
+    // As `rules check` does for syntax errors: the lists load, but they need fixing.
+    Ok(if bad > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn parse_queues(v: &str) -> Result<(u16, u16), Usage> {
@@ -1352,13 +1380,14 @@ fn publish_policy(reload: &Reloadable, policy: Policy) -> String {
             Err(e) => eprintln!("palisade: kernel guard not refreshed: {e}"),
         }
     }
+    let bad: u64 = set.lists().iter().map(|l| u64::from(l.bad_lines)).sum();
     let nsigs = policy.sigs.len();
     let model = policy
         .names
         .as_ref()
         .map_or("off".to_string(), |n| n.model.version().to_string());
     reload.publish(policy);
-    format!("{n} indicators, {nsigs} signatures, name model {model}")
+    format!("{n} indicators ({bad} bad list lines skipped), {nsigs} signatures, name model {model}")
 }
 
 /// Tells systemd (Type=notify) about the daemon's state; a no-op outside systemd.

@@ -155,12 +155,58 @@ fn garbage_missing_and_usage_errors() {
 #[test]
 fn bad_and_empty_lists_name_file_and_line() {
     let d = tmpdir("lists");
-    std::fs::write(d.join("bad.txt"), "good.example\n# comment\nbad..example\n").unwrap();
+    // A bad line is named and skipped; the list's other lines still block (the demo's C2 name).
+    std::fs::write(
+        d.join("bad.txt"),
+        "good.example\n# comment\nbad..example\ndrivres-update.info\n",
+    )
+    .unwrap();
     std::fs::write(d.join("empty.txt"), "# only comments\n\n").unwrap();
-    let o = palisade(&["replay", "--intel", "bad.txt", "--eve", "-"], &d);
-    assert_eq!(o.status.code(), Some(1));
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/sofacy-c2-dns.pcap");
+    let demo = demo.to_str().unwrap();
+    let o = palisade(&["replay", demo, "--intel", "bad.txt", "--eve", "-"], &d);
+    assert!(o.status.success(), "{}", err(&o));
     assert!(
-        err(&o).contains("bad.txt:3: empty label in `bad..example`"),
+        err(&o)
+            .contains("palisade: intel: bad.txt:3: empty label in `bad..example` (line skipped)"),
+        "{}",
+        err(&o)
+    );
+    let alerts: Vec<_> = lines(&o.stdout)
+        .into_iter()
+        .filter(|e| e["event_type"] == "alert" && e["palisade"]["list"].is_string())
+        .collect();
+    assert!(
+        !alerts.is_empty()
+            && alerts
+                .iter()
+                .all(|a| a["palisade"]["list"] == "bad.txt" && a["palisade"]["line"] == 4),
+        "{alerts:?}"
+    );
+    let o = palisade(&["intel", "check", "bad.txt"], &d);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a list with bad lines needs fixing"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().next(),
+        Some("bad.txt: 2 domains, 0 addresses/prefixes, 0 URLs (block), 1 bad lines skipped")
+    );
+    // Mostly bad lines: not a list (an error page saved as one); refused, nothing runs.
+    std::fs::write(
+        d.join("page.txt"),
+        "<html>\n<body>\nNot Found\n</body>\n</html>\ndrivres-update.info\n",
+    )
+    .unwrap();
+    let o = palisade(&["replay", demo, "--intel", "page.txt", "--eve", "-"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    assert!(
+        err(&o).contains("page.txt:1: ")
+            && err(&o).contains(
+                "(5 bad lines against 1 with indicators: not a list of indicators, refused)"
+            ),
         "{}",
         err(&o)
     );
@@ -688,7 +734,11 @@ fn fleet_commands_refuse_bad_input_with_located_errors() {
     .unwrap();
     let o = sign("signer.key");
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("block.txt:2:"), "{}", err(&o));
+    assert!(
+        err(&o).contains("block.txt:2:") && err(&o).contains("fix them before signing"),
+        "{}",
+        err(&o)
+    );
     assert!(!d.join("b/bundle.sig").exists());
     // Node settings in a bundle are refused; paths must stay inside the bundle.
     std::fs::write(d.join("b/block.txt"), "good.example\n").unwrap();

@@ -348,22 +348,45 @@ fn reload_while_connecting() {
     must(&format!("{BIN} reload --pidfile {pidfile}"));
     wait_until(Duration::from_secs(1), || blocked("newbad.example"));
     let took = t.elapsed();
-    // A broken list: the running set stays, and the log names file and line.
-    std::fs::write(lab.dir.join("block.txt"), "blocked.example\nbad..name\n").unwrap();
+    // A bad line: named in the log and skipped; the list's other lines are in force.
+    std::fs::write(
+        lab.dir.join("block.txt"),
+        "blocked.example\nbad..name\nnewer.example\n",
+    )
+    .unwrap();
     must(&format!("{BIN} reload --pidfile {pidfile}"));
     let log = lab.dir.join("inline.log");
-    wait_until(Duration::from_secs(2), || {
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("reload failed")
-    });
+    let logged = |needle: &str| {
+        wait_until(Duration::from_secs(2), || {
+            std::fs::read_to_string(&log).unwrap().contains(needle)
+        })
+    };
+    logged("reload 2 ok");
     let text = lab.file("inline.log");
     assert!(
-        text.contains("keeping the running set") && text.contains("block.txt:2: empty label"),
+        text.contains("block.txt:2: empty label in `bad..name` (line skipped)")
+            && text.contains("(1 bad list lines skipped)"),
+        "{text}"
+    );
+    assert!(blocked("newer.example"), "the good lines are in force");
+    assert!(!blocked("newbad.example"), "the new set replaced the old");
+    // A list that is not a list (an error page): the running set stays, the log names the file.
+    std::fs::write(
+        lab.dir.join("block.txt"),
+        "<html>\n<body>Not Found</body>\n</html>\n",
+    )
+    .unwrap();
+    must(&format!("{BIN} reload --pidfile {pidfile}"));
+    logged("reload failed");
+    let text = lab.file("inline.log");
+    assert!(
+        text.contains("keeping the running set")
+            && text.contains("block.txt:1: ")
+            && text.contains("not a list of indicators, refused"),
         "{text}"
     );
     assert!(
-        blocked("newbad.example"),
+        blocked("newer.example") && blocked("blocked.example"),
         "the last good set is still in force"
     );
     let failures = client.join().unwrap();

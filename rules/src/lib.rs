@@ -13,8 +13,12 @@
 //!
 //! Blank lines and comments (`#`, `!`, `[Adblock Plus ...]`) are skipped, as are the usual
 //! hosts-file self entries (`localhost`, `broadcasthost`, `ip6-*`, `0.0.0.0`).
-//! A line that is none of these is an error naming the file, the line and the reason
-//! ([`LoadError`]); a builder that saw an error keeps everything it accepted before it.
+//! A line that is none of these is skipped and reported, naming the file, the line and the reason
+//! ([`LoadError`] in [`IntelBuilder::problems`], counted in [`ListInfo::bad_lines`]); the list's
+//! other lines load, as Pi-hole's gravity skips invalid entries. A list whose bad lines outnumber
+//! its lines with indicators is refused as a whole: it is most likely not a list at all (an HTML
+//! error page where a feed was expected). So is a list with no indicator, and a file that cannot
+//! be read. A builder that refused a list may keep part of it: callers drop it.
 //!
 //! # Matching
 //! A listed domain matches itself and every subdomain. Names are ASCII-lowercased, a trailing dot
@@ -109,6 +113,8 @@ pub struct ListInfo {
     pub addrs: u32,
     /// URL indicators.
     pub urls: u32,
+    /// Lines skipped as bad (each is reported in [`IntelBuilder::problems`] while there is room).
+    pub bad_lines: u32,
 }
 
 /// What kind of value an indicator matched.
@@ -557,13 +563,19 @@ fn rule_name(tie: bool, exact: bool) -> &'static str {
     }
 }
 
-/// Builds an [`IntelSet`] from lists. Errors name the list and line; lines accepted before an
-/// error stay in the builder.
+/// Most bad lines an [`IntelBuilder`] keeps for its report; later ones are only counted
+/// ([`ListInfo::bad_lines`]).
+pub const MAX_PROBLEMS: usize = 100;
+
+/// Builds an [`IntelSet`] from lists. Bad lines are skipped and reported (file, line, reason) in
+/// [`IntelBuilder::problems`]; a refused list is an error naming the file.
 #[derive(Debug)]
 pub struct IntelBuilder {
     inner: Inner,
     /// Reused buffer for lowercasing names while loading.
     scratch: [u8; 253],
+    /// Bad lines of the lists loaded so far, in order: the first [`MAX_PROBLEMS`] of them.
+    pub problems: Vec<LoadError>,
 }
 
 impl Default for IntelBuilder {
@@ -578,11 +590,18 @@ impl IntelBuilder {
         IntelBuilder {
             inner: Inner::default(),
             scratch: [0; 253],
+            problems: Vec::new(),
         }
     }
 
-    /// Reads a list file; every line is classified on its own (see the crate docs).
-    /// An empty list (no indicator at all) is an error, since it is almost always a mistake.
+    /// The lists added so far (a refused one too, with what it counted before it was refused).
+    pub fn lists(&self) -> &[ListInfo] {
+        &self.inner.lists
+    }
+
+    /// Reads a list file; every line is classified on its own and bad lines are skipped (see the
+    /// crate docs). An empty list (no indicator at all) is an error, since it is almost always a
+    /// mistake, and so is one whose bad lines outnumber its lines with indicators.
     pub fn add_file(&mut self, path: &Path, action: Action) -> Result<&ListInfo, LoadError> {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| LoadError {
@@ -614,34 +633,67 @@ impl IntelBuilder {
             domains: 0,
             addrs: 0,
             urls: 0,
+            bad_lines: 0,
         });
         let err = |line: u32, reason: String| LoadError {
             file: name.to_string(),
             line,
             reason,
         };
+        let reported = self.problems.len();
         let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         // Most lists are one short name per line: size the tables once.
         self.inner.names.reserve(bytes.len() / 20);
-        let mut seen_any = false;
+        let (mut good, mut bad) = (0u32, 0u32);
+        let mut first_bad = None;
         for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| err(line_no, "not valid UTF-8".into()))?
-                .trim();
-            let parsed = parse_line(text).map_err(|r| err(line_no, r))?;
-            for item in parsed.items() {
-                seen_any = true;
-                let act = if parsed.exception {
-                    Action::Allow
-                } else {
-                    action
-                };
-                self.add_item(item, act, list, line_no)
-                    .map_err(|r| err(line_no, r))?;
+            let mut problem = None;
+            let mut indicators = 0;
+            match std::str::from_utf8(raw).map(|t| parse_line(t.trim())) {
+                Err(_) => problem = Some("not valid UTF-8".to_string()),
+                Ok(Err(r)) => problem = Some(r),
+                Ok(Ok(parsed)) => {
+                    for item in parsed.items() {
+                        let act = if parsed.exception {
+                            Action::Allow
+                        } else {
+                            action
+                        };
+                        // A hosts line's other names still load when one of them is bad.
+                        match self.add_item(item, act, list, line_no) {
+                            Ok(()) => indicators += 1,
+                            Err(r) => problem = problem.or(Some(r)),
+                        }
+                    }
+                }
+            }
+            good += u32::from(indicators > 0);
+            if let Some(reason) = problem {
+                bad += 1;
+                let e = err(line_no, reason);
+                if first_bad.is_none() {
+                    first_bad = Some(e.clone());
+                }
+                if self.problems.len() < MAX_PROBLEMS {
+                    self.problems.push(e);
+                }
             }
         }
-        if !seen_any {
+        self.inner.lists[list as usize].bad_lines = bad;
+        if let Some(first) = first_bad.filter(|_| bad > good) {
+            // Its lines are not reported one by one: the list as a whole is the error.
+            self.problems.truncate(reported);
+            return Err(LoadError {
+                reason: format!(
+                    "{} ({bad} bad lines against {good} with indicators: \
+                     not a list of indicators, refused)",
+                    first.reason
+                ),
+                ..first
+            });
+        }
+        if good == 0 {
             return Err(err(0, "the list holds no indicator".into()));
         }
         Ok(&self.inner.lists[list as usize])
@@ -658,13 +710,13 @@ impl IntelBuilder {
         let info = &mut inner.lists[list as usize];
         match item {
             Item::Domain(d) => {
-                info.domains += 1;
                 if let Some(name) = fast_normalize(d, &mut self.scratch) {
                     inner.names.stage(&inner.hasher, name, action, list, line);
                 } else {
                     let name = normalize_domain(d)?;
                     inner.names.stage(&inner.hasher, &name, action, list, line);
                 }
+                info.domains += 1;
             }
             Item::Url(host, path) => {
                 let host_n = normalize_domain(host)?;

@@ -170,30 +170,100 @@ fn longest_prefix_wins() {
 }
 
 #[test]
-fn bad_lines_name_file_and_line_and_keep_what_was_accepted() {
+fn bad_lines_are_skipped_named_and_counted() {
     let mut b = IntelBuilder::new();
     b.add_bytes("good.txt", b"good.example\n", Action::Block)
         .unwrap();
+    let bad = [
+        ("bad..example", "empty label"),
+        ("||a.example/pa*th^", "wildcards"),
+        ("1.2.3.4/40", "prefix length"),
+        ("999.1.1.1", "not a valid"),
+        ("two words here", "hosts line"),
+        ("ftp://x.example/", "scheme"),
+        ("bad name!", "hosts line"),
+        ("b@d.example", "bad character"),
+        ("\u{fffd}", "internationalised"),
+    ];
+    // Each bad line between two good ones, and a hosts line with one bad name among good ones.
+    let mut text = String::new();
+    for (i, (line, _)) in bad.iter().enumerate() {
+        text += &format!("ok{i}.example\n{line}\n");
+    }
+    text += "0.0.0.0 h1.example b@d.example h2.example\n10.9.0.0/16\n";
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"\xff\xfe.example\nlast.example\n");
+    let info = b.add_bytes("mixed.txt", &bytes, Action::Block).unwrap();
+    assert_eq!(
+        (info.domains, info.addrs, info.bad_lines),
+        (9 + 2 + 1, 1, 11),
+        "{info:?}"
+    );
+    assert_eq!(b.problems.len(), 11, "{:?}", b.problems);
+    for (i, (_, needle)) in bad.iter().enumerate() {
+        let e = &b.problems[i];
+        let line = 2 * i as u32 + 2;
+        assert_eq!((e.file.as_str(), e.line), ("mixed.txt", line), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("mixed.txt:{line}: ")),
+            "{e}"
+        );
+        assert!(e.reason.contains(needle), "{e}");
+    }
+    assert_eq!(b.problems[9].line, 19);
+    assert!(
+        b.problems[9].reason.contains("b@d.example"),
+        "{}",
+        b.problems[9]
+    );
+    assert_eq!(b.problems[10].to_string(), "mixed.txt:21: not valid UTF-8");
+    let s = b.build();
+    for name in [
+        "good.example",
+        "ok0.example",
+        "ok8.example",
+        "h1.example",
+        "h2.example",
+        "last.example",
+    ] {
+        assert!(s.match_domain(name).is_some(), "{name}");
+    }
+    assert!(s.match_addr("10.9.1.1".parse().unwrap()).is_some());
+    assert!(s.match_domain("d.example").is_none());
+}
+
+#[test]
+fn a_list_mostly_bad_is_refused_and_unreadable_or_empty_ones_too() {
+    let mut b = IntelBuilder::new();
+    b.add_bytes("good.txt", b"good.example\n", Action::Block)
+        .unwrap();
+    b.add_bytes("one-bad.txt", b"ok.example\nbad..example\n", Action::Block)
+        .unwrap();
+    let kept = b.problems.clone();
+    assert_eq!(kept.len(), 1);
+    // An HTML error page where a feed was expected.
+    let page = b"<html>\n<head><title>404 Not Found</title></head>\n<body>\nsite.example\n</body>\n</html>\n";
+    let e = b.add_bytes("feed.txt", page, Action::Block).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("feed.txt", 1), "{e}");
+    assert!(
+        e.to_string().ends_with(
+            "(5 bad lines against 1 with indicators: not a list of indicators, refused)"
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        b.problems, kept,
+        "a refused list's lines are not reported one by one"
+    );
     for (text, line, needle) in [
-        ("ok.example\nbad..example\n", 2, "empty label"),
-        ("ok.example\n\n||a.example/pa*th^\n", 3, "wildcards"),
         ("1.2.3.4/40\n", 1, "prefix length"),
-        ("999.1.1.1\n", 1, "not a valid"),
-        ("two words here\n", 1, "hosts line"),
-        ("ftp://x.example/\n", 1, "scheme"),
-        ("bad name!\n", 1, "hosts line"),
-        ("b@d.example\n", 1, "bad character"),
+        ("# c\nbad..example\n", 2, "empty label"),
     ] {
         let e = b
             .add_bytes("bad.txt", text.as_bytes(), Action::Block)
             .unwrap_err();
-        assert_eq!(
-            (e.file.as_str(), e.line),
-            ("bad.txt", line),
-            "{text:?}: {e}"
-        );
-        assert!(e.to_string().contains(needle), "{e}");
-        assert!(e.to_string().starts_with(&format!("bad.txt:{line}: ")));
+        assert_eq!((e.file.as_str(), e.line), ("bad.txt", line), "{e}");
+        assert!(e.reason.contains(needle), "{e}");
     }
     let e = b
         .add_bytes("empty.txt", b"# nothing\n\n", Action::Block)
@@ -207,6 +277,24 @@ fn bad_lines_name_file_and_line_and_keep_what_was_accepted() {
         .starts_with("/nonexistent/list.txt: cannot read"));
     let s = b.build();
     assert!(s.match_domain("good.example").is_some());
+    assert!(s.match_domain("ok.example").is_some());
+}
+
+#[test]
+fn bad_lines_past_the_report_cap_are_counted() {
+    let mut b = IntelBuilder::new();
+    let mut text = String::new();
+    for i in 0..150 {
+        text += &format!("n{i}.example\nbad{i}..example\n");
+    }
+    let info = b
+        .add_bytes("many.txt", text.as_bytes(), Action::Block)
+        .unwrap();
+    assert_eq!((info.domains, info.bad_lines), (150, 150));
+    assert_eq!(b.problems.len(), MAX_PROBLEMS);
+    assert_eq!(b.problems[MAX_PROBLEMS - 1].line, 2 * MAX_PROBLEMS as u32);
+    let s = b.build();
+    assert!(s.match_domain("n149.example").is_some());
 }
 
 #[test]
@@ -236,11 +324,15 @@ fn shared_lists_load() {
             .unwrap_or_else(|e| panic!("{e}"));
         n += info.domains + info.addrs + info.urls;
     }
-    // maltrail's RIG list ends with a regular expression, which is not an indicator we support.
-    let e = b
+    // maltrail's RIG list ends with a regular expression, which is not an indicator we support:
+    // that line is skipped and named, the rest of the list loads.
+    let info = b
         .add_file(&dir.join("maltrail/malicious_ek_rig.txt"), Action::Block)
-        .unwrap_err();
-    assert!(e.to_string().ends_with("malicious_ek_rig.txt:536: `\\b(atztds|mtxtds)[0-9a-z]+\\.(world|xyz)` is not a domain name (bad character)"), "{e}");
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.bad_lines, 1);
+    assert!(info.domains + info.addrs > 300, "{info:?}");
+    assert_eq!(b.problems.len(), 1);
+    assert!(b.problems[0].to_string().ends_with("malicious_ek_rig.txt:536: `\\b(atztds|mtxtds)[0-9a-z]+\\.(world|xyz)` is not a domain name (bad character)"), "{}", b.problems[0]);
     let s = b.build();
     assert!(n > 30_000, "{n}");
     assert!(s.match_domain("www.05webinvite.com").is_some());

@@ -1314,6 +1314,12 @@ impl SigB {
                         let mut b = crate::IntelBuilder::new();
                         b.add_file(p, crate::Action::Block)
                             .or_else(|e| syn(format!("dataset: {e}")))?;
+                        // The rule is what gets refused here: a list with a bad line is an
+                        // error of the rule, as it was before lists skipped bad lines.
+                        if let Some(e) = b.problems.first() {
+                            let n = b.lists().iter().map(|l| l.bad_lines).sum::<u32>();
+                            return syn(format!("dataset: {e} ({n} bad lines)"));
+                        }
                         intel.push(b.build());
                     }
                     (Some("intel"), None) => return syn("dataset: format intel needs load"),

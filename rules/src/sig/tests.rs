@@ -657,6 +657,19 @@ fn datasets_string_ndjson_intel_and_set() {
         "{}",
         b.problems[0]
     );
+    // A dataset's intel list with a bad line refuses the rule, naming the list's line.
+    std::fs::write(dir.join("bad.txt"), "a.example\nbad..example\nc.example\n").unwrap();
+    let mut b = SigSetBuilder::default();
+    b.add_text(
+        &dir.join("v.rules").display().to_string(),
+        "alert dns any any -> any any (dns.query; dataset:isset,bad,type string,load bad.txt,format intel; sid:10;)\n",
+    );
+    assert_eq!(b.len(), 0);
+    let e = b.problems[0].to_string();
+    assert!(
+        e.contains("sid 10") && e.contains("bad.txt:2: empty label") && e.contains("(1 bad lines)"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
