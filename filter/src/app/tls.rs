@@ -5,8 +5,6 @@
 //! only a record or handshake message that spans segments is copied, into a buffer capped at
 //! [`MAX_HANDSHAKE`] bytes. Once the hello of that direction is parsed the stream stops looking.
 
-use std::fmt::Write as _;
-
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
@@ -113,27 +111,73 @@ pub fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends a number in decimal (JA3's fields), without `fmt`.
+fn push_dec(out: &mut String, v: u16) {
+    let mut t = [0u8; 5];
+    let mut i = t.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        t[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    t[i..].iter().for_each(|&c| out.push(char::from(c)));
+}
+
+/// Four lowercase hex digits (JA4's cipher and extension lists).
+fn hex4(v: u16) -> [u8; 4] {
+    [12, 8, 4, 0].map(|k| HEX[usize::from(v >> k & 15)])
+}
+
 fn join_dec(out: &mut String, vals: impl Iterator<Item = u16>) {
     for (i, v) in vals.enumerate() {
         if i > 0 {
             out.push('-');
         }
-        let _ = write!(out, "{v}");
+        push_dec(out, v);
     }
 }
 
 /// Appends bytes as lowercase hex (JA3 and CYU hashes, bundle digests).
 pub(crate) fn hex_lower(bytes: &[u8], out: &mut String) {
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
     }
 }
 
+#[cfg(test)]
 fn sha12(s: &str) -> String {
     let d = Sha256::digest(s.as_bytes());
     let mut o = String::with_capacity(12);
     hex_lower(&d[..6], &mut o);
     o
+}
+
+/// JA4's hash of lists of values: each value as four hex digits, joined by `,`, the lists
+/// joined by `_` (empty lists left out), the first 12 hex digits of the SHA-256. Hashed as it is
+/// written, so no string is built.
+fn sha12_lists(lists: &[&[u16]], out: &mut String) {
+    let mut h = Sha256::new();
+    let mut first_list = true;
+    for l in lists.iter().filter(|l| !l.is_empty()) {
+        if !first_list {
+            h.update(b"_");
+        }
+        first_list = false;
+        for (i, &v) in l.iter().enumerate() {
+            if i > 0 {
+                h.update(b",");
+            }
+            h.update(hex4(v));
+        }
+    }
+    hex_lower(&h.finalize()[..6], out);
 }
 
 /// Parses a ClientHello body (after the 4-byte handshake header). `quic` selects the JA4 prefix.
@@ -210,7 +254,8 @@ pub fn parse_client_hello(body: &[u8], quic: bool) -> Result<ClientHello, TlsErr
         }
     }
     // JA3: version, ciphers, extensions, groups, point formats; GREASE removed.
-    let _ = write!(ch.ja3, "{},", ch.version);
+    push_dec(&mut ch.ja3, ch.version);
+    ch.ja3.push(',');
     join_dec(
         &mut ch.ja3,
         ciphers.iter().copied().filter(|&v| !is_grease(v)),
@@ -246,35 +291,35 @@ fn ja4(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16], quic: b
     };
     let mut c: Vec<u16> = ciphers.iter().copied().filter(|&v| !is_grease(v)).collect();
     let mut e: Vec<u16> = exts.iter().copied().filter(|&v| !is_grease(v)).collect();
-    let alpn = match ch.alpn.first().map(|a| a.as_bytes()) {
-        Some([]) | None => "00".to_string(),
+    let mut out = String::with_capacity(36);
+    out.push(if quic { 'q' } else { 't' });
+    out.push_str(ver);
+    out.push(if ch.sni.is_some() { 'd' } else { 'i' });
+    for n in [c.len(), e.len()] {
+        let n = n.min(99) as u8;
+        out.push(char::from(b'0' + n / 10));
+        out.push(char::from(b'0' + n % 10));
+    }
+    match ch.alpn.first().map(|a| a.as_bytes()) {
+        Some([]) | None => out.push_str("00"),
         Some(a) => {
             let (f, l) = (a[0], a[a.len() - 1]);
             if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
-                format!("{}{}", f as char, l as char)
+                out.push(char::from(f));
+                out.push(char::from(l));
             } else {
-                let mut h = String::new();
-                hex_lower(a, &mut h);
-                let hb = h.as_bytes();
-                format!("{}{}", hb[0] as char, hb[hb.len() - 1] as char)
+                // The first and last hex digits of the value.
+                out.push(char::from(HEX[usize::from(f >> 4)]));
+                out.push(char::from(HEX[usize::from(l & 15)]));
             }
         }
-    };
-    let mut out = format!(
-        "{}{}{}{:02}{:02}{}_",
-        if quic { 'q' } else { 't' },
-        ver,
-        if ch.sni.is_some() { 'd' } else { 'i' },
-        c.len().min(99),
-        e.len().min(99),
-        alpn
-    );
+    }
+    out.push('_');
     c.sort_unstable();
     if c.is_empty() {
         out.push_str("000000000000");
     } else {
-        let s: Vec<String> = c.iter().map(|v| format!("{v:04x}")).collect();
-        out.push_str(&sha12(&s.join(",")));
+        sha12_lists(&[&c], &mut out);
     }
     out.push('_');
     e.retain(|&v| v != 0 && v != 16);
@@ -282,22 +327,7 @@ fn ja4(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16], quic: b
     if e.is_empty() {
         out.push_str("000000000000");
     } else {
-        let mut s: String = e
-            .iter()
-            .map(|v| format!("{v:04x}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        if !sigalgs.is_empty() {
-            s.push('_');
-            s.push_str(
-                &sigalgs
-                    .iter()
-                    .map(|v| format!("{v:04x}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
-        out.push_str(&sha12(&s));
+        sha12_lists(&[&e, sigalgs], &mut out);
     }
     out
 }
@@ -331,7 +361,8 @@ pub fn parse_sslv2_hello(rec: &[u8]) -> Result<ClientHello, TlsError> {
         version,
         ..Default::default()
     };
-    let _ = write!(ch.ja3, "{version},");
+    push_dec(&mut ch.ja3, version);
+    ch.ja3.push(',');
     join_dec(
         &mut ch.ja3,
         ciphers.iter().copied().filter(|&v| !is_grease(v)),
@@ -374,7 +405,10 @@ pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, TlsError> {
             }
         }
     }
-    let _ = write!(sh.ja3s, "{legacy},{cipher},");
+    push_dec(&mut sh.ja3s, legacy);
+    sh.ja3s.push(',');
+    push_dec(&mut sh.ja3s, cipher);
+    sh.ja3s.push(',');
     join_dec(
         &mut sh.ja3s,
         exts.iter().copied().filter(|&v| !is_grease(v)),
@@ -823,6 +857,102 @@ pub fn probe(b: &[u8]) -> Option<bool> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// JA4 written literally from its spec with `format!` and `join` (the writer before it was
+    /// made to hash as it writes), to check [`ja4`] against.
+    fn ja4_reference(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16]) -> String {
+        let top = ch.versions.iter().copied().max().unwrap_or(ch.version);
+        let ver = match top {
+            0x0304 => "13",
+            0x0303 => "12",
+            0x0302 => "11",
+            0x0301 => "10",
+            0x0300 => "s3",
+            _ => "00",
+        };
+        let mut c: Vec<u16> = ciphers.iter().copied().filter(|&v| !is_grease(v)).collect();
+        let mut e: Vec<u16> = exts.iter().copied().filter(|&v| !is_grease(v)).collect();
+        let alpn = match ch.alpn.first().map(|a| a.as_bytes()) {
+            Some([]) | None => "00".to_string(),
+            Some(a) => {
+                let (f, l) = (a[0], a[a.len() - 1]);
+                if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
+                    format!("{}{}", f as char, l as char)
+                } else {
+                    let h: String = a.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("{}{}", &h[..1], &h[h.len() - 1..])
+                }
+            }
+        };
+        let mut out = format!(
+            "t{ver}{}{:02}{:02}{alpn}_",
+            if ch.sni.is_some() { 'd' } else { 'i' },
+            c.len().min(99),
+            e.len().min(99)
+        );
+        c.sort_unstable();
+        let hex = |v: &[u16]| {
+            v.iter()
+                .map(|x| format!("{x:04x}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        out += &if c.is_empty() {
+            "000000000000".into()
+        } else {
+            sha12(&hex(&c))
+        };
+        out.push('_');
+        e.retain(|&v| v != 0 && v != 16);
+        e.sort_unstable();
+        out += &if e.is_empty() {
+            "000000000000".into()
+        } else if sigalgs.is_empty() {
+            sha12(&hex(&e))
+        } else {
+            sha12(&format!("{}_{}", hex(&e), hex(sigalgs)))
+        };
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ja4_agrees_with_its_literal_form(
+            ciphers in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..120),
+            exts in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..120),
+            sigalgs in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..20),
+            alpn in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+            sni: bool,
+            version in 0x0300u16..0x0306,
+        ) {
+            let ch = ClientHello {
+                version,
+                sni: sni.then(|| "a.example".to_string()),
+                alpn: vec![String::from_utf8_lossy(&alpn).into_owned()],
+                ..Default::default()
+            };
+            proptest::prop_assert_eq!(
+                ja4(&ch, &ciphers, &exts, &sigalgs, false),
+                ja4_reference(&ch, &ciphers, &exts, &sigalgs)
+            );
+        }
+    }
+
+    #[test]
+    fn digit_writers_agree_with_fmt_on_every_value() {
+        let mut out = String::new();
+        for v in 0..=u16::MAX {
+            out.clear();
+            push_dec(&mut out, v);
+            assert_eq!(out, v.to_string());
+            assert_eq!(hex4(v), format!("{v:04x}").as_bytes());
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        out.clear();
+        hex_lower(&all, &mut out);
+        let want: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(out, want);
+    }
 
     #[test]
     fn client_hello_fields_and_fingerprints() {
