@@ -627,3 +627,43 @@ pub(crate) mod simd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped files hold weights below [`TINY_WEIGHT`] (weight decay puts them there); the
+    /// served layers hold none, so no multiply meets a subnormal operand from the weights.
+    #[test]
+    fn tiny_weights_are_served_as_zeros() {
+        let small = |x: f32| x != 0.0 && x.abs() < TINY_WEIGHT;
+        let raw = |bytes: &[u8]| {
+            let st = SafeTensors::deserialize(bytes).unwrap();
+            let t = st.tensor("l1.weight").unwrap();
+            t.data()
+                .chunks_exact(4)
+                .filter(|c| small(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .count()
+        };
+        let domain = Mlp::from_bytes(crate::domain::BUNDLED, "domain").unwrap();
+        let flow = Layers::read(
+            crate::flow::BUNDLED_FLOW,
+            "flow",
+            crate::flow::FLOW_FEATURES_VERSION,
+            crate::flow::FLOW_INPUT,
+        )
+        .unwrap();
+        assert!(raw(crate::domain::BUNDLED) > 100_000);
+        for l in [&domain.l, &flow] {
+            let served = l
+                .w1t
+                .iter()
+                .chain(&l.b1)
+                .chain(&l.w2t)
+                .chain(&l.b2)
+                .chain(&l.w3);
+            assert_eq!(served.filter(|&&x| small(x)).count(), 0);
+        }
+        assert!(!domain.w1b.iter().any(|&h| small(from_bf16(h))));
+    }
+}
