@@ -1112,6 +1112,7 @@ fn name_model_swapped_on_reload() {
     wait_until(Duration::from_secs(2), || !model_alerts(&lab).is_empty());
     let a = &model_alerts(&lab)[0];
     assert_eq!(a["palisade"]["value"], name, "{a}");
+    assert_eq!(a["palisade"]["inline"]["action"], "accept", "{a}");
     assert_eq!(
         a["palisade"]["model"]["version"],
         low_version.as_str(),

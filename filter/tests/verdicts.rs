@@ -593,6 +593,9 @@ fn name_scores_reach_events_and_alert_above_the_threshold() {
     assert_eq!(a[1]["palisade"]["field"], "tls.sni");
     for x in &a {
         assert_eq!(x["alert"]["action"], "allowed");
+        // Alert only: an inline filter would let it pass, and says so.
+        assert_eq!(x["palisade"]["inline"]["action"], "accept");
+        assert_eq!(x["palisade"]["inline"]["enforced"], false);
         let m = &x["palisade"]["model"];
         assert_eq!(m["version"], model.version());
         assert!(m["score"].as_f64().unwrap() >= m["alert_threshold"].as_f64().unwrap());
@@ -903,6 +906,8 @@ fn flow_scores_in_flow_events_alerts_on_request_and_block_from_the_eighth_packet
         a[1]["alert"]["action"], "allowed",
         "a flow scored at its end cannot be blocked"
     );
+    assert_eq!(a[0]["palisade"]["inline"]["action"], "drop");
+    assert_eq!(a[1]["palisade"]["inline"]["action"], "accept");
     assert_eq!(&r.verdicts[..7], [Verdict::Accept; 7]);
     assert_eq!(&r.verdicts[7..10], [Verdict::Drop; 3]);
 }

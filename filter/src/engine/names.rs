@@ -118,7 +118,12 @@ pub(super) fn flow_check(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, at: u8) {
         signature: "PALISADE model flow score",
         category: "Machine learning: beaconing, tunnelling, scanning or exfiltration-like flow",
         severity: if block { 1 } else { 2 },
-        action: Verdict::Drop,
+        // Below the block threshold an inline filter lets the flow pass: the action says so.
+        action: if block {
+            Verdict::Drop
+        } else {
+            Verdict::Accept
+        },
         enforce: block && cx.mode == Mode::Block,
         target: None,
         metadata: &[],
@@ -371,7 +376,7 @@ pub(super) fn check(
         signature: &sig,
         category: NAME_CATEGORY,
         severity: if block { 1 } else { 2 },
-        action,
+        action: if block { action } else { Verdict::Accept },
         enforce: block && cx.mode == Mode::Block,
         target: None,
         metadata: &[],
