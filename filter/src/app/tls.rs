@@ -275,9 +275,9 @@ pub fn parse_client_hello(body: &[u8], quic: bool) -> Result<ClientHello, TlsErr
     Ok(ch)
 }
 
-fn ja4(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16], quic: bool) -> String {
-    let top = ch.versions.iter().copied().max().unwrap_or(ch.version);
-    let ver = match top {
+/// JA4's two characters for the highest version offered (supported_versions, else legacy).
+fn ja4_version(ch: &ClientHello) -> &'static str {
+    match ch.versions.iter().copied().max().unwrap_or(ch.version) {
         0x0304 => "13",
         0x0303 => "12",
         0x0302 => "11",
@@ -288,7 +288,11 @@ fn ja4(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16], quic: b
         0xfefd => "d2",
         0xfefc => "d3",
         _ => "00",
-    };
+    }
+}
+
+fn ja4(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16], quic: bool) -> String {
+    let ver = ja4_version(ch);
     let mut c: Vec<u16> = ciphers.iter().copied().filter(|&v| !is_grease(v)).collect();
     let mut e: Vec<u16> = exts.iter().copied().filter(|&v| !is_grease(v)).collect();
     let mut out = String::with_capacity(36);
@@ -861,15 +865,7 @@ pub(crate) mod tests {
     /// JA4 written literally from its spec with `format!` and `join` (the writer before it was
     /// made to hash as it writes), to check [`ja4`] against.
     fn ja4_reference(ch: &ClientHello, ciphers: &[u16], exts: &[u16], sigalgs: &[u16]) -> String {
-        let top = ch.versions.iter().copied().max().unwrap_or(ch.version);
-        let ver = match top {
-            0x0304 => "13",
-            0x0303 => "12",
-            0x0302 => "11",
-            0x0301 => "10",
-            0x0300 => "s3",
-            _ => "00",
-        };
+        let ver = ja4_version(ch);
         let mut c: Vec<u16> = ciphers.iter().copied().filter(|&v| !is_grease(v)).collect();
         let mut e: Vec<u16> = exts.iter().copied().filter(|&v| !is_grease(v)).collect();
         let alpn = match ch.alpn.first().map(|a| a.as_bytes()) {
