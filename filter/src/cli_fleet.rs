@@ -411,12 +411,7 @@ pub(crate) fn manager_cmd(args: &[String]) -> Result<ExitCode, Usage> {
             let r = SigningKey::load(Path::new(&key)).and_then(|k| {
                 let (intel, rules) = bundle_source(&dir)?;
                 let policy = load_policy(&intel, &rules)?;
-                let bad: u64 = policy
-                    .intel
-                    .lists()
-                    .iter()
-                    .map(|l| u64::from(l.bad_lines))
-                    .sum();
+                let bad = palisade_rules::bad_lines(policy.intel.lists());
                 if bad > 0 {
                     return Err(format!(
                         "{bad} bad list lines (named above): fix them before signing"

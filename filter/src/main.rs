@@ -433,8 +433,8 @@ fn report_bad_lines(b: &IntelBuilder) -> u64 {
     for p in &b.problems {
         eprintln!("palisade: intel: {p} (line skipped)");
     }
-    let total: u64 = b.lists().iter().map(|l| u64::from(l.bad_lines)).sum();
-    let unlisted = total - b.problems.len() as u64;
+    let total = palisade_rules::bad_lines(b.lists());
+    let unlisted = total.saturating_sub(b.problems.len() as u64);
     if unlisted > 0 {
         eprintln!("palisade: intel: {unlisted} more bad lines skipped (not listed)");
     }
@@ -1380,7 +1380,7 @@ fn publish_policy(reload: &Reloadable, policy: Policy) -> String {
             Err(e) => eprintln!("palisade: kernel guard not refreshed: {e}"),
         }
     }
-    let bad: u64 = set.lists().iter().map(|l| u64::from(l.bad_lines)).sum();
+    let bad = palisade_rules::bad_lines(set.lists());
     let nsigs = policy.sigs.len();
     let model = policy
         .names

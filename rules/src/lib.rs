@@ -563,6 +563,11 @@ fn rule_name(tie: bool, exact: bool) -> &'static str {
     }
 }
 
+/// Lines skipped as bad over these lists ([`IntelSet::lists`], [`IntelBuilder::lists`]).
+pub fn bad_lines(lists: &[ListInfo]) -> u64 {
+    lists.iter().map(|l| u64::from(l.bad_lines)).sum()
+}
+
 /// Most bad lines an [`IntelBuilder`] keeps for its report; later ones are only counted
 /// ([`ListInfo::bad_lines`]).
 pub const MAX_PROBLEMS: usize = 100;
@@ -668,9 +673,9 @@ impl IntelBuilder {
                     }
                 }
             }
-            good += u32::from(indicators > 0);
+            good = good.saturating_add(u32::from(indicators > 0));
             if let Some(reason) = problem {
-                bad += 1;
+                bad = bad.saturating_add(1);
                 let e = err(line_no, reason);
                 if first_bad.is_none() {
                     first_bad = Some(e.clone());

@@ -1317,7 +1317,7 @@ impl SigB {
                         // The rule is what gets refused here: a list with a bad line is an
                         // error of the rule, as it was before lists skipped bad lines.
                         if let Some(e) = b.problems.first() {
-                            let n = b.lists().iter().map(|l| l.bad_lines).sum::<u32>();
+                            let n = crate::bad_lines(b.lists());
                             return syn(format!("dataset: {e} ({n} bad lines)"));
                         }
                         intel.push(b.build());
