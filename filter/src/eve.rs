@@ -111,6 +111,8 @@ impl<'a> Obj<'a> {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Writes an address as Suricata does: dotted quad, or eight 4-digit hex groups. Written digit by
 /// digit: `fmt` costs several times as much, and every event has two addresses.
 pub fn write_ip(buf: &mut Vec<u8>, v: IpAddr) {
@@ -130,7 +132,6 @@ pub fn write_ip(buf: &mut Vec<u8>, v: IpAddr) {
             }
         }
         IpAddr::V6(a) => {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             for (i, s) in a.segments().into_iter().enumerate() {
                 if i > 0 {
                     buf.push(b':');
@@ -220,7 +221,6 @@ fn escape(buf: &mut Vec<u8>, v: &[u8]) {
                     i += len;
                     continue;
                 }
-                const HEX: &[u8; 16] = b"0123456789abcdef";
                 buf.extend_from_slice(&[
                     b'\\',
                     b'u',
