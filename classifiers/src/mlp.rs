@@ -67,22 +67,21 @@ fn tensor(st: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>,
             shape
         )));
     }
-    let v: Vec<f32> = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(ModelError(format!("tensor {name}: not finite")));
-    }
     // Weight decay leaves a fifth of the domain model's first layer subnormal (below 1.2e-38)
     // and more just above; a multiply with a subnormal operand or result takes a microcode
     // assist on x86, which made a name cost several times its arithmetic. Weights below
     // TINY_WEIGHT are read as zeros: with inputs at most 1e6 they change a logit by less than
     // 1e-8, and the products of the rest with inputs above 1e-18 stay normal.
-    Ok(v.into_iter()
+    let v: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .map(|x| if x.abs() < TINY_WEIGHT { 0.0 } else { x })
-        .collect())
+        .collect();
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(ModelError(format!("tensor {name}: not finite")));
+    }
+    Ok(v)
 }
 
 fn st_dim(st: &SafeTensors<'_>, name: &str) -> Result<usize, ModelError> {

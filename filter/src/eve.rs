@@ -111,7 +111,8 @@ impl<'a> Obj<'a> {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Lowercase hex digits, by value.
+pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes an address as Suricata does: dotted quad, or eight 4-digit hex groups. Written digit by
 /// digit: `fmt` costs several times as much, and every event has two addresses.
@@ -308,7 +309,8 @@ pub fn community_id(
 }
 
 /// Minimal integer formatting without allocation.
-mod itoa_buf {
+/// Decimal digits of an integer without `fmt`.
+pub(crate) mod itoa_buf {
     #[derive(Default)]
     pub struct Buf([u8; 20]);
     impl Buf {

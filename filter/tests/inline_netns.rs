@@ -1216,21 +1216,29 @@ fn name_burst_block_sinkholes_a_dga_hosts_next_names_inline() {
     must(&format!("ip netns exec {cli} {BIN} firewall uninstall"));
 }
 
-/// A lab for NXDOMAIN bursts: client 10.N.0.1; server 10.N.0.2 (nginx, dnsmasq answering
-/// `*.example`) and 10.N.0.3 (a resolver for which .com, .net, .org, .tv and .cc hold nothing:
-/// NXDOMAIN); the filter on queue `queue` of the client with `extra` arguments.
-fn nx_lab(name: &str, net: u8, queue: u16, extra: &str) -> (Lab, String, usize) {
+/// A client namespace with 10.N.0.1 linked to a server namespace with 10.N.0.2 (nginx, dnsmasq:
+/// `Lab::servers`) and 10.N.0.3, left for the test's own DNS server. Returns the lab, the client
+/// and server namespaces and the two server addresses.
+fn two_server_lab(name: &str, net: u8) -> (Lab, String, String, String, String) {
     let mut lab = Lab::new(name);
     let (cli, srv) = (lab.ns("c"), lab.ns("s"));
-    let (web, nx) = (format!("10.{net}.0.2"), format!("10.{net}.0.3"));
+    let (web, other) = (format!("10.{net}.0.2"), format!("10.{net}.0.3"));
     lab.link(
         &cli,
         &[&format!("10.{net}.0.1/24")],
         &srv,
-        &[&format!("{web}/24"), &format!("{nx}/24")],
+        &[&format!("{web}/24"), &format!("{other}/24")],
         name,
     );
     lab.servers(&srv, &[&web]);
+    (lab, cli, srv, web, other)
+}
+
+/// A lab for NXDOMAIN bursts: client 10.N.0.1; server 10.N.0.2 (nginx, dnsmasq answering
+/// `*.example`) and 10.N.0.3 (a resolver for which .com, .net, .org, .tv and .cc hold nothing:
+/// NXDOMAIN); the filter on queue `queue` of the client with `extra` arguments.
+fn nx_lab(name: &str, net: u8, queue: u16, extra: &str) -> (Lab, String, usize) {
+    let (mut lab, cli, srv, _, nx) = two_server_lab(name, net);
     let d = lab.dir.display().to_string();
     lab.spawn(
         &format!("ip netns exec {srv} dnsmasq --no-daemon --no-resolv --no-hosts --listen-address={nx} --bind-interfaces --local=/com/net/org/tv/cc/ --log-queries --log-facility={d}/nx.log --pid-file={d}/nx.pid"),
@@ -1577,21 +1585,7 @@ fn dns2tcp_lab(
     queue: u16,
     extra: &str,
 ) -> (Lab, String, String, usize) {
-    let mut lab = Lab::new(name);
-    let (cli, srv) = (lab.ns("c"), lab.ns("s"));
-    let (c, web, tun) = (
-        format!("10.{net}.0.1"),
-        format!("10.{net}.0.2"),
-        format!("10.{net}.0.3"),
-    );
-    lab.link(
-        &cli,
-        &[&format!("{c}/24")],
-        &srv,
-        &[&format!("{web}/24"), &format!("{tun}/24")],
-        name,
-    );
-    lab.servers(&srv, &[&web]);
+    let (mut lab, cli, srv, web, tun) = two_server_lab(name, net);
     let d = lab.dir.display().to_string();
     std::fs::write(
         lab.dir.join("dns2tcpd.conf"),

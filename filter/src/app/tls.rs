@@ -111,22 +111,12 @@ pub fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+use crate::eve::HEX;
 
 /// Appends a number in decimal (JA3's fields), without `fmt`.
 fn push_dec(out: &mut String, v: u16) {
-    let mut t = [0u8; 5];
-    let mut i = t.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        t[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    t[i..].iter().for_each(|&c| out.push(char::from(c)));
+    let mut b = crate::eve::itoa_buf::Buf::default();
+    out.extend(b.fmt(u64::from(v)).iter().map(|&c| char::from(c)));
 }
 
 /// Four lowercase hex digits (JA4's cipher and extension lists).

@@ -15,7 +15,7 @@ use palisade_classifiers::flow::{FlowModel, FlowRecord};
 use palisade_classifiers::DomainModel;
 
 use super::blocks::Blocked;
-use super::{raise_alert, AlertSpec, AppProto, Cx, Flow, Mode, Verdict};
+use super::{raise_alert, AppProto, Cx, Flow, Verdict};
 use crate::eve::Obj;
 
 /// A model and what to do with its scores: [`NameScoring`] for the domain model,
@@ -111,23 +111,13 @@ pub(super) fn flow_check(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, at: u8) {
     }
     cx.stats.flows_alerted += 1;
     let block = at > 0 && fs.block.is_some_and(|b| score >= b);
-    let spec = AlertSpec {
-        gid: 1,
-        sid: 9_100_021,
-        rev: 1,
-        signature: "PALISADE model flow score",
-        category: "Machine learning: beaconing, tunnelling, scanning or exfiltration-like flow",
-        severity: if block { 1 } else { 2 },
-        // Below the block threshold an inline filter lets the flow pass: the action says so.
-        action: if block {
-            Verdict::Drop
-        } else {
-            Verdict::Accept
-        },
-        enforce: block && cx.mode == Mode::Block,
-        target: None,
-        metadata: &[],
-    };
+    let spec = super::detector_spec(
+        cx.mode,
+        9_100_021,
+        "PALISADE model flow score",
+        "Machine learning: beaconing, tunnelling, scanning or exfiltration-like flow",
+        block.then_some(Verdict::Drop),
+    );
     let version = fs.model.version();
     let (alert_t, block_t) = (fs.alert, fs.block);
     raise_alert(cx, flow, dir, spec, |p| {
@@ -369,18 +359,13 @@ pub(super) fn check(
     sig.push_str(field);
     sig.push(' ');
     sig.push_str(name);
-    let spec = AlertSpec {
-        gid: 1,
-        sid: 9_100_020,
-        rev: 1,
-        signature: &sig,
-        category: NAME_CATEGORY,
-        severity: if block { 1 } else { 2 },
-        action: if block { action } else { Verdict::Accept },
-        enforce: block && cx.mode == Mode::Block,
-        target: None,
-        metadata: &[],
-    };
+    let spec = super::detector_spec(
+        cx.mode,
+        9_100_020,
+        &sig,
+        NAME_CATEGORY,
+        block.then_some(action),
+    );
     let version = sc.model.version();
     let (alert_t, block_t) = (sc.alert, sc.block);
     raise_alert(cx, flow, dir, spec, |p| {
