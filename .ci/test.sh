@@ -28,6 +28,8 @@ command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # NULL queries with binary names.
 command -v dns2tcpc >/dev/null 2>&1 || need_apt+=(dns2tcp)
 command -v iodine >/dev/null 2>&1 || need_apt+=(iodine)
+# Prometheus's own parser checks the metrics endpoint's text (the system Python's package).
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections

@@ -208,8 +208,10 @@ pub(crate) fn start(
         idle: Duration::from_secs(fo.idle.unwrap_or(5)),
     };
     let apply = move |dir: &Path, m: &bundle::Manifest| -> Result<String, String> {
-        let (intel, rules) = bundle_source(dir)?;
-        let policy = load_policy(&intel, &rules)?;
+        let built = bundle_source(dir).and_then(|(intel, rules)| {
+            load_policy(&intel, &rules).map(|policy| (intel, rules, policy))
+        });
+        let (intel, rules, policy) = built.inspect_err(|_| reload.refused())?;
         let summary = crate::publish_policy(&reload, policy);
         if let Ok(mut s) = source.lock() {
             *s = (intel, rules);

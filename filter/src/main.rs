@@ -1127,6 +1127,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     // they rebuild from the fleet bundle in force when there is one. SIGHUP also reopens the
     // eve files (logrotate).
     let reload = opts.reload.clone();
+    reload.record(&policy);
     let source: cli_fleet::Source =
         std::sync::Arc::new(std::sync::Mutex::new((intel.clone(), rules.clone())));
     let reload_source = source.clone();
@@ -1155,7 +1156,10 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
                         t.elapsed().as_secs_f64() * 1e3
                     );
                 }
-                Err(e) => eprintln!("palisade inline: reload failed, keeping the running set: {e}"),
+                Err(e) => {
+                    reload.refused();
+                    eprintln!("palisade inline: reload failed, keeping the running set: {e}");
+                }
             }
             sd_notify("READY=1");
         }
@@ -1229,7 +1233,7 @@ fn inline_cmd(args: &[String]) -> Result<ExitCode, Usage> {
         }));
     }
     if metrics_addr != "off" {
-        match palisade::metrics::serve(&metrics_addr, snapshots) {
+        match palisade::metrics::serve(&metrics_addr, snapshots, opts.reload.clone()) {
             Ok(()) => eprintln!("palisade inline: metrics on http://{metrics_addr}/metrics"),
             Err(e) => {
                 eprintln!("palisade inline: metrics disabled, cannot listen on {metrics_addr}: {e}")

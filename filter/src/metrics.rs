@@ -6,10 +6,15 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use crate::capture::nfqueue::Snapshot;
+use crate::capture::nfqueue::{PolicyHealth, Reloadable, Snapshot};
 
-/// Renders the metrics of the given workers (queue number, snapshot).
-pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> String {
+/// Renders the metrics of the given workers (queue number, snapshot), then those of the policy
+/// in force and the kernel queues.
+pub fn render(
+    workers: &[(u16, Arc<Mutex<Snapshot>>)],
+    policy: &PolicyHealth,
+    queue_drops: &str,
+) -> String {
     let snaps: Vec<(u16, Snapshot)> = workers
         .iter()
         .filter_map(|(q, s)| s.lock().ok().map(|s| (*q, s.clone())))
@@ -17,10 +22,7 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
     let mut o = String::new();
     let mut metric =
         |name: &str, kind: &str, help: &str, f: &dyn Fn(&Snapshot) -> Vec<(String, u64)>| {
-            let _ = writeln!(
-                o,
-                "# HELP palisade_{name} {help}\n# TYPE palisade_{name} {kind}"
-            );
+            head(&mut o, name, kind, help);
             for (q, s) in &snaps {
                 for (labels, v) in f(s) {
                     let sep = if labels.is_empty() { "" } else { "," };
@@ -152,6 +154,7 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
         "Intel reloads in force.",
         &|s| vec![(String::new(), s.reloads)],
     );
+    render_policy(&mut o, policy);
     // Kernel side: /proc/net/netfilter/nfnetlink_queue (queue, portid, waiting, mode, range,
     // queue_dropped, user_dropped, id, 1).
     let _ = writeln!(o, "# HELP palisade_kernel_queue_dropped_total Packets the kernel dropped (queue full, or sent to a listener that failed).\n# TYPE palisade_kernel_queue_dropped_total counter");
@@ -173,8 +176,141 @@ pub fn render(workers: &[(u16, Arc<Mutex<Snapshot>>)], queue_drops: &str) -> Str
     o
 }
 
+/// A metric's HELP and TYPE lines.
+fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(
+        o,
+        "# HELP palisade_{name} {help}\n# TYPE palisade_{name} {kind}"
+    );
+}
+
+/// A label value in the text format: backslash, double quote and line feed escaped.
+fn label(v: &str) -> String {
+    let mut o = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The policy in force (shared by the workers, so without a queue label): its lists and their
+/// skipped lines, signatures, models and thresholds, and how reloads went.
+fn render_policy(o: &mut String, p: &PolicyHealth) {
+    head(
+        o,
+        "intel_indicators",
+        "gauge",
+        "Indicators in force, by list, its action and the kind of indicator.",
+    );
+    for l in &p.lists {
+        for (kind, n) in [("domain", l.domains), ("address", l.addrs), ("url", l.urls)] {
+            let _ = writeln!(
+                o,
+                "palisade_intel_indicators{{list=\"{}\",action=\"{}\",kind=\"{kind}\"}} {n}",
+                label(&l.name),
+                l.action.as_str()
+            );
+        }
+    }
+    head(
+        o,
+        "intel_bad_lines",
+        "gauge",
+        "Lines of each list in force that were skipped as bad (the daemon's log names them).",
+    );
+    for l in &p.lists {
+        let _ = writeln!(
+            o,
+            "palisade_intel_bad_lines{{list=\"{}\"}} {}",
+            label(&l.name),
+            l.bad_lines
+        );
+    }
+    head(o, "signatures", "gauge", "Signatures in force.");
+    let _ = writeln!(o, "palisade_signatures {}", p.signatures);
+    head(
+        o,
+        "model_info",
+        "gauge",
+        "The models in force (1 each), with their version and mode (shadow, alert or block).",
+    );
+    for m in &p.models {
+        let mode = if m.shadow {
+            "shadow"
+        } else if m.block.is_some() {
+            "block"
+        } else {
+            "alert"
+        };
+        let _ = writeln!(
+            o,
+            "palisade_model_info{{model=\"{}\",version=\"{}\",mode=\"{mode}\"}} 1",
+            m.kind,
+            label(&m.version)
+        );
+    }
+    head(
+        o,
+        "model_threshold",
+        "gauge",
+        "Score thresholds of the models in force (block only when blocking is on).",
+    );
+    for m in &p.models {
+        let _ = writeln!(
+            o,
+            "palisade_model_threshold{{model=\"{}\",action=\"alert\"}} {}",
+            m.kind, m.alert
+        );
+        if let Some(b) = m.block {
+            let _ = writeln!(
+                o,
+                "palisade_model_threshold{{model=\"{}\",action=\"block\"}} {b}",
+                m.kind
+            );
+        }
+    }
+    head(
+        o,
+        "policy_loaded_timestamp_seconds",
+        "gauge",
+        "When the policy in force was loaded (at start, by SIGHUP or from a fleet bundle).",
+    );
+    let _ = writeln!(
+        o,
+        "palisade_policy_loaded_timestamp_seconds {}",
+        p.loaded_at
+    );
+    head(
+        o,
+        "policy_reload_failures_total",
+        "counter",
+        "Attempts to load a new policy that were refused; the running policy stayed in force.",
+    );
+    let _ = writeln!(o, "palisade_policy_reload_failures_total {}", p.failures);
+    head(
+        o,
+        "policy_last_reload_successful",
+        "gauge",
+        "1 when the latest attempt to load a policy succeeded, 0 when it was refused.",
+    );
+    let _ = writeln!(
+        o,
+        "palisade_policy_last_reload_successful {}",
+        u8::from(p.last_ok)
+    );
+}
+
 /// Serves `/metrics` on `addr` (for example 127.0.0.1:9475) until the process ends.
-pub fn serve(addr: &str, workers: Vec<(u16, Arc<Mutex<Snapshot>>)>) -> std::io::Result<()> {
+pub fn serve(
+    addr: &str,
+    workers: Vec<(u16, Arc<Mutex<Snapshot>>)>,
+    policy: Arc<Reloadable>,
+) -> std::io::Result<()> {
     serve_get(
         addr,
         &["/metrics", "/"],
@@ -182,6 +318,7 @@ pub fn serve(addr: &str, workers: Vec<(u16, Arc<Mutex<Snapshot>>)>) -> std::io::
         move || {
             render(
                 &workers,
+                &policy.health(),
                 &std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").unwrap_or_default(),
             )
         },
@@ -228,4 +365,79 @@ pub fn serve_get(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_rules::{Action, ListInfo};
+
+    fn health(name: &str) -> PolicyHealth {
+        PolicyHealth {
+            lists: vec![ListInfo {
+                name: name.into(),
+                action: Action::Audit,
+                domains: 3,
+                addrs: 2,
+                urls: 1,
+                bad_lines: 4,
+            }],
+            signatures: 7,
+            models: vec![crate::capture::nfqueue::ModelHealth {
+                kind: "domain",
+                version: "domain-x".into(),
+                alert: 0.5,
+                block: Some(0.75),
+                shadow: false,
+            }],
+            loaded_at: 1_700_000_000,
+            failures: 2,
+            last_ok: false,
+        }
+    }
+
+    #[test]
+    fn policy_gauges_name_the_list_with_its_label_escaped() {
+        let text = render(&[], &health("/srv/a \"b\"\\c\nd.txt"), "");
+        let list = r#"list="/srv/a \"b\"\\c\nd.txt""#;
+        for line in [
+            format!("palisade_intel_indicators{{{list},action=\"audit\",kind=\"domain\"}} 3"),
+            format!("palisade_intel_indicators{{{list},action=\"audit\",kind=\"address\"}} 2"),
+            format!("palisade_intel_indicators{{{list},action=\"audit\",kind=\"url\"}} 1"),
+            format!("palisade_intel_bad_lines{{{list}}} 4"),
+            "palisade_signatures 7".into(),
+            "palisade_model_info{model=\"domain\",version=\"domain-x\",mode=\"block\"} 1".into(),
+            "palisade_model_threshold{model=\"domain\",action=\"alert\"} 0.5".into(),
+            "palisade_model_threshold{model=\"domain\",action=\"block\"} 0.75".into(),
+            "palisade_policy_loaded_timestamp_seconds 1700000000".into(),
+            "palisade_policy_reload_failures_total 2".into(),
+            "palisade_policy_last_reload_successful 0".into(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        // Every sample line sits under its own HELP and TYPE, and no raw line feed splits one.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap_or_default();
+            assert!(text.contains(&format!("# TYPE {name} ")), "{l}");
+        }
+    }
+
+    #[test]
+    fn refused_reloads_are_counted_and_a_success_clears_the_flag() {
+        let r = Reloadable::default();
+        let policy = crate::engine::Policy {
+            intel: palisade_rules::IntelSet::default(),
+            sigs: palisade_rules::sig::SigSet::default(),
+            names: None,
+            flows: None,
+        };
+        r.record(&policy);
+        assert!(r.health().last_ok && r.health().loaded_at > 0);
+        r.refused();
+        r.refused();
+        assert_eq!((r.health().failures, r.health().last_ok), (2, false));
+        r.publish(policy);
+        assert_eq!((r.health().failures, r.health().last_ok), (2, true));
+        assert_eq!(r.generation(), 1);
+    }
 }

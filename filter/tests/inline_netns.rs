@@ -125,6 +125,34 @@ fn host_role_blocks_before_payload_and_cleans_up() {
         m.contains("palisade_kernel_queue_dropped_total{queue=\"7\",reason=\"queue_full\"}"),
         "{m}"
     );
+    // The whole scrape is read by Prometheus's own parser; the policy's gauges are there.
+    let s = prometheus_samples(&m);
+    let list = lab.dir.join("block.txt").display().to_string();
+    for (kind, n) in [("domain", 1.0), ("address", 1.0), ("url", 0.0)] {
+        let key = format!(
+            "palisade_intel_indicators{{action=\"block\",kind=\"{kind}\",list=\"{list}\"}}"
+        );
+        assert_eq!(sample(&s, &key), n, "{key}");
+    }
+    let models: Vec<&String> = s
+        .iter()
+        .filter(|(k, v)| k.starts_with("palisade_model_info{") && *v == 1.0)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        models.len() == 2
+            && models[0].starts_with(
+                "palisade_model_info{mode=\"alert\",model=\"domain\",version=\"domain-"
+            )
+            && models[1]
+                .starts_with("palisade_model_info{mode=\"shadow\",model=\"flow\",version=\"flow-"),
+        "{models:?}"
+    );
+    let alert = sample(
+        &s,
+        "palisade_model_threshold{action=\"alert\",model=\"domain\"}",
+    );
+    assert!(alert > 0.9 && alert < 1.0, "{alert}");
 
     // Bypass: once the TLS hellos are seen, the rest of a 4 MB download skips the queue.
     let scrape = || {
@@ -348,6 +376,32 @@ fn reload_while_connecting() {
     must(&format!("{BIN} reload --pidfile {pidfile}"));
     wait_until(Duration::from_secs(1), || blocked("newbad.example"));
     let took = t.elapsed();
+    // The metrics say what is in force and how the reloads went, read by Prometheus's parser.
+    let list = lab.dir.join("block.txt").display().to_string();
+    let health = || {
+        let s = prometheus_samples(&metrics(&cli, 9475));
+        let domains = sample(
+            &s,
+            &format!(
+                "palisade_intel_indicators{{action=\"block\",kind=\"domain\",list=\"{list}\"}}"
+            ),
+        );
+        let bad = sample(&s, &format!("palisade_intel_bad_lines{{list=\"{list}\"}}"));
+        let failures = sample(&s, "palisade_policy_reload_failures_total{}");
+        let ok = sample(&s, "palisade_policy_last_reload_successful{}");
+        let loaded = sample(&s, "palisade_policy_loaded_timestamp_seconds{}");
+        (domains, bad, failures, ok, loaded)
+    };
+    let (domains, bad, failures, ok, first_load) = health();
+    assert_eq!((domains, bad, failures, ok), (2.0, 0.0, 0.0, 1.0));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - first_load).abs() < 60.0,
+        "{first_load} against {now}"
+    );
     // A bad line: named in the log and skipped; the list's other lines are in force.
     std::fs::write(
         lab.dir.join("block.txt"),
@@ -370,6 +424,9 @@ fn reload_while_connecting() {
     );
     assert!(blocked("newer.example"), "the good lines are in force");
     assert!(!blocked("newbad.example"), "the new set replaced the old");
+    let (domains, bad, failures, ok, loaded) = health();
+    assert_eq!((domains, bad, failures, ok), (2.0, 1.0, 0.0, 1.0));
+    assert!(loaded >= first_load);
     // A list that is not a list (an error page): the running set stays, the log names the file.
     std::fs::write(
         lab.dir.join("block.txt"),
@@ -388,6 +445,12 @@ fn reload_while_connecting() {
     assert!(
         blocked("newer.example") && blocked("blocked.example"),
         "the last good set is still in force"
+    );
+    let (domains, bad, failures, ok, after) = health();
+    assert_eq!(
+        (domains, bad, failures, ok, after),
+        (2.0, 1.0, 1.0, 0.0, loaded),
+        "the refused reload is counted; the running set's figures stay"
     );
     let failures = client.join().unwrap();
     assert_eq!(

@@ -32,15 +32,112 @@ pub const MARK_INSPECTED: u32 = 0x0040_0000;
 pub struct Reloadable {
     generation: AtomicU64,
     current: Mutex<Option<crate::engine::Policy>>,
+    health: Mutex<PolicyHealth>,
+}
+
+/// What the policy in force holds and how the attempts to replace it went, for the metrics
+/// endpoint: an operator learns that a feed shrank, skipped lines or stopped reloading without
+/// reading the daemon's log.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PolicyHealth {
+    /// The intel lists in force: name, action, indicators and bad lines skipped.
+    pub lists: Vec<palisade_rules::ListInfo>,
+    /// Signatures in force.
+    pub signatures: u64,
+    /// The models in force: (`domain` or `flow`, version, alert threshold, block threshold,
+    /// shadow).
+    pub models: Vec<ModelHealth>,
+    /// When the policy in force was loaded (Unix seconds; zero before the first).
+    pub loaded_at: u64,
+    /// Attempts to load a new policy that were refused (the running one stayed in force).
+    pub failures: u64,
+    /// Whether the latest attempt succeeded (false only before any policy is recorded, and
+    /// after a refused attempt until the next success).
+    pub last_ok: bool,
+}
+
+/// A model in force, for [`PolicyHealth`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelHealth {
+    /// `domain` or `flow`.
+    pub kind: &'static str,
+    /// The model's version.
+    pub version: String,
+    /// Alert threshold.
+    pub alert: f32,
+    /// Block threshold, when blocking is on.
+    pub block: Option<f32>,
+    /// Scores are only logged.
+    pub shadow: bool,
+}
+
+impl PolicyHealth {
+    /// The health of `policy`, loaded at `now` (Unix seconds), with earlier failures kept.
+    fn of(policy: &crate::engine::Policy, now: u64, failures: u64) -> PolicyHealth {
+        let mut models = Vec::new();
+        if let Some(n) = &policy.names {
+            models.push(ModelHealth {
+                kind: "domain",
+                version: n.model.version().to_string(),
+                alert: n.alert,
+                block: n.block,
+                shadow: n.shadow,
+            });
+        }
+        if let Some(f) = &policy.flows {
+            models.push(ModelHealth {
+                kind: "flow",
+                version: f.model.version().to_string(),
+                alert: f.alert,
+                block: f.block,
+                shadow: f.shadow,
+            });
+        }
+        PolicyHealth {
+            lists: policy.intel.lists().to_vec(),
+            signatures: policy.sigs.len() as u64,
+            models,
+            loaded_at: now,
+            failures,
+            last_ok: true,
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Reloadable {
     /// Publishes a new policy (intel, signatures, name model).
     pub fn publish(&self, policy: crate::engine::Policy) {
+        self.record(&policy);
         if let Ok(mut c) = self.current.lock() {
             *c = Some(policy);
         }
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Records `policy` as the one in force (the workers' first policy, which is not published).
+    pub fn record(&self, policy: &crate::engine::Policy) {
+        if let Ok(mut h) = self.health.lock() {
+            *h = PolicyHealth::of(policy, unix_now(), h.failures);
+        }
+    }
+
+    /// Counts an attempt to replace the policy that was refused; the running one stays.
+    pub fn refused(&self) {
+        if let Ok(mut h) = self.health.lock() {
+            h.failures = h.failures.saturating_add(1);
+            h.last_ok = false;
+        }
+    }
+
+    /// The policy in force and the reload attempts, as last recorded.
+    pub fn health(&self) -> PolicyHealth {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Reloads published so far.

@@ -302,6 +302,61 @@ pub fn metrics(ns: &str, port: u16) -> String {
     .to_string()
 }
 
+/// Parses a scrape with Prometheus's own text parser (Debian's python3-prometheus-client):
+/// returns each sample as `name{label="value",...}` (labels sorted, values unescaped) and its
+/// value. Panics when the parser refuses the text or reads other samples than the text's lines.
+pub fn prometheus_samples(m: &str) -> Vec<(String, f64)> {
+    assert!(tools(&["/usr/bin/python3"]), "no system python3");
+    let py = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+        print("%s{%s}\t%r" % (s.name, labels, s.value))
+"#;
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", py])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(m.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "Prometheus's parser refused the scrape: {}\n{m}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, f64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once('\t')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect();
+    let lines = m
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    assert_eq!(samples.len(), lines, "samples read against lines:\n{m}");
+    samples
+}
+
+/// The value of the parsed sample `key` (as [`prometheus_samples`] writes it).
+pub fn sample(samples: &[(String, f64)], key: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no sample `{key}` in {samples:?}"))
+}
+
 /// The value of the metric line that starts with `needle`.
 pub fn metric(m: &str, needle: &str) -> u64 {
     m.lines()
