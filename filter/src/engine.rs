@@ -1501,6 +1501,9 @@ impl Engine {
         let ds = self.defrag.stats;
         let (evicted, step_limit) = self.sig_counters();
         let nsigs = self.sigs.len() as u64;
+        let indicators =
+            (self.intel.domain_count() + self.intel.addr_count() + self.intel.url_count()) as u64;
+        let bad_lines = palisade_rules::bad_lines(self.intel.lists());
         let o = &mut self.out;
         let mut e = Obj::new(o);
         e.ts("timestamp", now);
@@ -1556,6 +1559,8 @@ impl Engine {
             st.obj("detect", |d| {
                 d.u64("alerts_blocked", s.alerts_blocked)
                     .u64("alerts_allowed", s.alerts_allowed);
+                d.u64("indicators", indicators)
+                    .u64("intel_bad_lines", bad_lines);
                 d.u64("signatures", nsigs)
                     .u64("signature_matches", s.sig_matches)
                     .u64("signature_matches_dropped", s.sig_hits_dropped);

@@ -183,6 +183,13 @@ fn bad_and_empty_lists_name_file_and_line() {
                 .all(|a| a["palisade"]["list"] == "bad.txt" && a["palisade"]["line"] == 4),
         "{alerts:?}"
     );
+    // The stats event counts what is in force and what was skipped.
+    let stats = lines(&o.stdout)
+        .into_iter()
+        .find(|e| e["event_type"] == "stats")
+        .unwrap();
+    assert_eq!(stats["stats"]["detect"]["indicators"], 2, "{stats}");
+    assert_eq!(stats["stats"]["detect"]["intel_bad_lines"], 1, "{stats}");
     let o = palisade(&["intel", "check", "bad.txt"], &d);
     assert_eq!(
         o.status.code(),
