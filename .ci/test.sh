@@ -30,6 +30,8 @@ command -v dns2tcpc >/dev/null 2>&1 || need_apt+=(dns2tcp)
 command -v iodine >/dev/null 2>&1 || need_apt+=(iodine)
 # Prometheus's own parser checks the metrics endpoint's text (the system Python's package).
 /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need_apt+=(python3-prometheus-client)
+# promtool lints the endpoint's text and unit-tests the shipped alerting rules.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections

@@ -125,8 +125,10 @@ fn host_role_blocks_before_payload_and_cleans_up() {
         m.contains("palisade_kernel_queue_dropped_total{queue=\"7\",reason=\"queue_full\"}"),
         "{m}"
     );
-    // The whole scrape is read by Prometheus's own parser; the policy's gauges are there.
+    // The whole scrape is read by Prometheus's own parser and passes its linter; the policy's
+    // gauges are there.
     let s = prometheus_samples(&m);
+    promtool_lint(&m);
     let list = lab.dir.join("block.txt").display().to_string();
     for (kind, n) in [("domain", 1.0), ("address", 1.0), ("url", 0.0)] {
         let key = format!(

@@ -348,6 +348,30 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
     samples
 }
 
+/// Lints a scrape with Prometheus's `promtool check metrics` (names, types, help, duplicates).
+pub fn promtool_lint(m: &str) {
+    assert!(tools(&["promtool"]), "promtool is not installed");
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(m.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{m}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The value of the parsed sample `key` (as [`prometheus_samples`] writes it).
 pub fn sample(samples: &[(String, f64)], key: &str) -> f64 {
     samples
