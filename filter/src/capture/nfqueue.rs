@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::capture::linktype;
-use crate::engine::{Engine, Verdict};
+use crate::engine::{Engine, Scoring, Verdict};
 use crate::respond::{self, Sinkhole};
 
 /// Mark on packets Palisade injects; the firewall chain returns them unqueued.
@@ -74,25 +74,18 @@ pub struct ModelHealth {
 impl PolicyHealth {
     /// The health of `policy`, loaded at `now` (Unix seconds), with earlier failures kept.
     fn of(policy: &crate::engine::Policy, now: u64, failures: u64) -> PolicyHealth {
-        let mut models = Vec::new();
-        if let Some(n) = &policy.names {
-            models.push(ModelHealth {
-                kind: "domain",
-                version: n.model.version().to_string(),
-                alert: n.alert,
-                block: n.block,
-                shadow: n.shadow,
-            });
+        fn model<M>(kind: &'static str, s: &Scoring<M>, version: &str) -> ModelHealth {
+            ModelHealth {
+                kind,
+                version: version.to_string(),
+                alert: s.alert,
+                block: s.block,
+                shadow: s.shadow,
+            }
         }
-        if let Some(f) = &policy.flows {
-            models.push(ModelHealth {
-                kind: "flow",
-                version: f.model.version().to_string(),
-                alert: f.alert,
-                block: f.block,
-                shadow: f.shadow,
-            });
-        }
+        let names = (policy.names.as_ref()).map(|n| model("domain", n, n.model.version()));
+        let flows = (policy.flows.as_ref()).map(|f| model("flow", f, f.model.version()));
+        let models = names.into_iter().chain(flows).collect();
         PolicyHealth {
             lists: policy.intel.lists().to_vec(),
             signatures: policy.sigs.len() as u64,

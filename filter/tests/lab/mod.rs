@@ -302,6 +302,22 @@ pub fn metrics(ns: &str, port: u16) -> String {
     .to_string()
 }
 
+/// Runs `cmd` with `input` on its standard input; returns its output.
+fn with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Parses a scrape with Prometheus's own text parser (Debian's python3-prometheus-client):
 /// returns each sample as `name{label="value",...}` (labels sorted, values unescaped) and its
 /// value. Panics when the parser refuses the text or reads other samples than the text's lines.
@@ -315,19 +331,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
         labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
         print("%s{%s}\t%r" % (s.name, labels, s.value))
 "#;
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", py])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(m.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin(Command::new("/usr/bin/python3").args(["-c", py]), m);
     assert!(
         out.status.success(),
         "Prometheus's parser refused the scrape: {}\n{m}",
@@ -351,19 +355,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 /// Lints a scrape with Prometheus's `promtool check metrics` (names, types, help, duplicates).
 pub fn promtool_lint(m: &str) {
     assert!(tools(&["promtool"]), "promtool is not installed");
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(m.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin(Command::new("promtool").args(["check", "metrics"]), m);
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics: {}{}\n{m}",
