@@ -207,12 +207,17 @@ fn render_policy(o: &mut String, p: &PolicyHealth) {
         "gauge",
         "Indicators in force, by list, its action and the kind of indicator.",
     );
+    // A list from a fleet bundle is named inside the bundle, so its series carry on from one
+    // bundle version to the next.
+    let name = |l: &palisade_rules::ListInfo| {
+        label(crate::fleet::node::bundle_relative(&l.name).unwrap_or(&l.name))
+    };
     for l in &p.lists {
         for (kind, n) in [("domain", l.domains), ("address", l.addrs), ("url", l.urls)] {
             let _ = writeln!(
                 o,
                 "palisade_intel_indicators{{list=\"{}\",action=\"{}\",kind=\"{kind}\"}} {n}",
-                label(&l.name),
+                name(l),
                 l.action.as_str()
             );
         }
@@ -227,7 +232,7 @@ fn render_policy(o: &mut String, p: &PolicyHealth) {
         let _ = writeln!(
             o,
             "palisade_intel_bad_lines{{list=\"{}\"}} {}",
-            label(&l.name),
+            name(l),
             l.bad_lines
         );
     }
@@ -419,6 +424,21 @@ mod tests {
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap_or_default();
             assert!(text.contains(&format!("# TYPE {name} ")), "{l}");
+        }
+    }
+
+    #[test]
+    fn a_bundle_list_keeps_its_name_across_versions() {
+        for v in ["v7-0123456789ab", "v8-ba9876543210"] {
+            let text = render(
+                &[],
+                &health(&format!("/var/lib/palisade/bundles/{v}/feed.txt")),
+                "",
+            );
+            assert!(
+                text.contains("palisade_intel_bad_lines{list=\"feed.txt\"} 4"),
+                "{text}"
+            );
         }
     }
 

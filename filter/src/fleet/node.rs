@@ -76,6 +76,28 @@ fn bundles_dir(state: &Path) -> PathBuf {
     state.join("bundles")
 }
 
+/// The directory name a verified bundle is written to: `v<version>-<12 hex digits of its
+/// digest>`, under the state directory's `bundles`.
+fn bundle_dir_name(version: u64, digest: &str) -> String {
+    format!("v{version}-{}", digest.get(..12).unwrap_or(digest))
+}
+
+/// A path inside an applied bundle, relative to the bundle (`feed.txt` for
+/// `/var/lib/palisade/bundles/v12-0123456789ab/feed.txt`): a name that stays the same from one
+/// bundle version to the next. `None` for a path outside any bundle.
+pub fn bundle_relative(path: &str) -> Option<&str> {
+    let (_, rest) = path
+        .rsplit_once("/bundles/v")
+        .or_else(|| path.strip_prefix("bundles/v").map(|r| ("", r)))?;
+    let (dir, inner) = rest.split_once('/')?;
+    let (version, digest) = dir.split_once('-')?;
+    let ok = !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+        && digest.len() == 12
+        && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    (ok && !inner.is_empty()).then_some(inner)
+}
+
 impl Node {
     /// Opens the state directory and the spool, and applies the last good bundle found there
     /// (verified again) so a restart without the manager keeps the fleet policy.
@@ -315,7 +337,7 @@ impl Node {
                     m.version, running.version
                 ));
             }
-            let name = format!("v{}-{}", m.version, &a.digest[..12]);
+            let name = bundle_dir_name(m.version, &a.digest);
             let dir = bundles_dir(&self.cfg.state_dir).join(&name);
             b.write_to(&dir)?;
             let summary = (self.apply)(&dir, &m)?;
@@ -364,5 +386,32 @@ impl Node {
             }
         }
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_inside_a_bundle_are_named_relative_to_it() {
+        let dir = bundles_dir(Path::new("/var/lib/palisade"))
+            .join(bundle_dir_name(12, "0123456789abcdef0123"));
+        let list = dir.join("intel/feed.txt").display().to_string();
+        assert_eq!(bundle_relative(&list), Some("intel/feed.txt"));
+        let rel = bundles_dir(Path::new("state"))
+            .join(bundle_dir_name(3, "00000000000000ff"))
+            .join("a.txt");
+        assert_eq!(bundle_relative(&rel.display().to_string()), Some("a.txt"));
+        for outside in [
+            "/etc/palisade/feed.txt",
+            "/var/lib/palisade/bundles/current/feed.txt",
+            "/var/lib/palisade/bundles/v12-0123/feed.txt",
+            "/var/lib/palisade/bundles/vx-0123456789ab/feed.txt",
+            "/var/lib/palisade/bundles/v12-0123456789ab",
+            "/var/lib/palisade/bundles/v12-0123456789ab/",
+        ] {
+            assert_eq!(bundle_relative(outside), None, "{outside}");
+        }
     }
 }
