@@ -340,9 +340,12 @@ impl<K: std::hash::Hash + Eq + Copy> PrefixTable<K> {
                 e.tie = true;
             }
             if entry.action > e.action {
-                let tie = e.tie;
+                // The prefix's text stays the first one recorded (the caller records a text
+                // only for a new prefix, so the new entry's text index is not one).
+                let (tie, text) = (e.tie, e.text);
                 *e = entry;
                 e.tie = tie;
+                e.text = text;
             }
             return false;
         }

@@ -352,3 +352,36 @@ proptest::proptest! {
         proptest::prop_assert!(s.match_domain(&q).is_none());
     }
 }
+
+/// A prefix listed again with a stronger action (an allow list's exception for a blocked
+/// prefix, an AdBlock `@@` line) takes over the entry and keeps its text. Found by the `intel`
+/// fuzz target (`fuzz/regressions/intel/`): the entry pointed past the recorded texts, so a
+/// lookup of an address in the prefix panicked, or named another prefix as the indicator.
+#[test]
+fn a_prefix_allowed_after_it_was_blocked_matches_as_allowed() {
+    let s = set(&[
+        ("block.txt", "10.0.0.0/8\n192.0.2.7\n", Action::Block),
+        ("allow.txt", "10.0.0.0/8\n", Action::Allow),
+    ]);
+    let h = s.match_addr("10.1.2.3".parse().unwrap()).unwrap();
+    assert_eq!(
+        (h.action, h.indicator, h.list, h.line),
+        (Action::Allow, "10.0.0.0/8", "allow.txt", 1)
+    );
+    let h = s.match_addr("192.0.2.7".parse().unwrap()).unwrap();
+    assert_eq!((h.action, h.indicator), (Action::Block, "192.0.2.7/32"));
+    // Within one list: a hosts line's address, then an AdBlock exception for it.
+    let s = set(&[(
+        "mixed.txt",
+        "0.0.0.0 a.example\n0.0.0.0\n@@||0.0.0.0^\n",
+        Action::Block,
+    )]);
+    let h = s.match_addr("0.0.0.0".parse().unwrap()).unwrap();
+    assert_eq!((h.action, h.indicator), (Action::Allow, "0.0.0.0/32"));
+    let s = set(&[
+        ("block.txt", "2001:db8::/32\n", Action::Block),
+        ("allow.txt", "2001:db8::/32\n", Action::Allow),
+    ]);
+    let h = s.match_addr("2001:db8::1".parse().unwrap()).unwrap();
+    assert_eq!((h.action, h.indicator), (Action::Allow, "2001:db8::/32"));
+}
