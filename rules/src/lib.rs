@@ -609,7 +609,9 @@ impl IntelBuilder {
 
     /// Reads a list file; every line is classified on its own and bad lines are skipped (see the
     /// crate docs). An empty list (no indicator at all) is an error, since it is almost always a
-    /// mistake, and so is one whose bad lines outnumber its lines with indicators.
+    /// mistake, and so is one whose bad lines outnumber its lines with indicators. A refused
+    /// list's good lines stay in the builder: a caller discards the builder on an error (replay,
+    /// inline and reloads refuse the whole policy, keeping the running one).
     pub fn add_file(&mut self, path: &Path, action: Action) -> Result<&ListInfo, LoadError> {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| LoadError {
