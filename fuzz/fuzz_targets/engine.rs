@@ -48,7 +48,9 @@ fn names() -> &'static NameScoring {
 
 fuzz_target!(|data: &[u8]| {
     let mut b = IntelBuilder::new();
-    let _ = b.add_bytes("fuzz", b"example.com\n10.0.0.0/8\n", Action::Block);
+    let _ = b.add_bytes("fuzz", b"example.com\n10.0.0.0/8\n192.168.0.0/16\n", Action::Block);
+    // Exceptions inside the blocked ranges, and one range listed with both actions.
+    let _ = b.add_bytes("allow", b"www.example.com\n10.1.0.0/16\n192.168.0.0/16\n", Action::Allow);
     // Bursts of two names within a long window, so short inputs reach the alert.
     let burst = Some(Burst { count: 2, window_ns: 1 << 50, block: data.len() % 2 == 1 });
     // Beacons from the 4th connection a second apart, likewise (blocking like the tunnels).

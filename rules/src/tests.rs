@@ -385,3 +385,113 @@ fn a_prefix_allowed_after_it_was_blocked_matches_as_allowed() {
     let h = s.match_addr("2001:db8::1".parse().unwrap()).unwrap();
     assert_eq!((h.action, h.indicator), (Action::Allow, "2001:db8::/32"));
 }
+
+proptest::proptest! {
+    /// Address lookups against a plain model of the precedence: the longest listed prefix
+    /// holding the address decides; among listings of that same prefix, the strongest action
+    /// (allow over block over audit), from its first listing; the indicator is the text of the
+    /// prefix's first listing. Prefixes collide often (a few addresses, four lengths, three
+    /// lists with three actions).
+    #[test]
+    fn address_lookups_follow_the_precedence(
+        entries in proptest::collection::vec((0u8..2, 0u8..2, 0u8..4, 0usize..4, 0usize..3), 1..24),
+        queries in proptest::collection::vec((0u8..2, 0u8..2, 0u8..4), 1..16),
+    ) {
+        let lens = [8u8, 16, 24, 32];
+        let names = ["b.txt", "a.txt", "au.txt"];
+        let actions = [Action::Block, Action::Allow, Action::Audit];
+        let mut texts = [String::new(), String::new(), String::new()];
+        // (address, length, list, line) in the order the builder sees them.
+        let mut lines = [Vec::new(), Vec::new(), Vec::new()];
+        for &(x, y, z, l, list) in &entries {
+            let addr = u32::from_be_bytes([10, x, y, z]);
+            let len = lens[l];
+            texts[list].push_str(&format!("{}/{len}\n", std::net::Ipv4Addr::from(addr)));
+            let line = lines[list].len() as u32 + 1;
+            lines[list].push((addr, len, list, line));
+        }
+        let mut b = IntelBuilder::new();
+        for list in 0..3 {
+            if !texts[list].is_empty() {
+                b.add_bytes(names[list], texts[list].as_bytes(), actions[list]).unwrap();
+            }
+        }
+        let s = b.build();
+        let order: Vec<(u32, u8, usize, u32)> = lines.concat();
+        let mask = |len: u8| if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        for &(x, y, z) in &queries {
+            let q = u32::from_be_bytes([10, x, y, z]);
+            let holding: Vec<_> = order.iter().filter(|e| q & mask(e.1) == e.0 & mask(e.1)).collect();
+            let got = s.match_addr(std::net::Ipv4Addr::from(q).into());
+            let Some(longest) = holding.iter().map(|e| e.1).max() else {
+                proptest::prop_assert!(got.is_none());
+                continue;
+            };
+            let same: Vec<_> = holding.iter().filter(|e| e.1 == longest).collect();
+            let strongest = same.iter().map(|e| actions[e.2]).max().unwrap();
+            let winner = same.iter().find(|e| actions[e.2] == strongest).unwrap();
+            let text = format!("{}/{longest}", std::net::Ipv4Addr::from(same[0].0));
+            let h = got.unwrap();
+            proptest::prop_assert_eq!(
+                (h.action, h.indicator, h.list, h.line),
+                (strongest, text.as_str(), names[winner.2], winner.3)
+            );
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Name lookups against a plain model of the precedence: the longest listed name that is
+    /// the query or one of its parents decides; among listings of that name, the strongest
+    /// action, from its first listing.
+    #[test]
+    fn name_lookups_follow_the_precedence(
+        entries in proptest::collection::vec((proptest::collection::vec(0usize..3, 0..3), 0usize..3), 1..24),
+        queries in proptest::collection::vec(proptest::collection::vec(0usize..3, 0..4), 1..16),
+    ) {
+        let label = ["a", "b", "www"];
+        let name = |ls: &[usize]| {
+            let mut n: Vec<&str> = ls.iter().map(|&i| label[i]).collect();
+            n.push("example");
+            n.join(".")
+        };
+        let names = ["b.txt", "a.txt", "au.txt"];
+        let actions = [Action::Block, Action::Allow, Action::Audit];
+        let mut texts = [String::new(), String::new(), String::new()];
+        let mut lines = [Vec::new(), Vec::new(), Vec::new()];
+        for (ls, list) in &entries {
+            let n = name(ls);
+            texts[*list].push_str(&format!("{n}\n"));
+            let line = lines[*list].len() as u32 + 1;
+            lines[*list].push((n, *list, line));
+        }
+        let mut b = IntelBuilder::new();
+        for list in 0..3 {
+            if !texts[list].is_empty() {
+                b.add_bytes(names[list], texts[list].as_bytes(), actions[list]).unwrap();
+            }
+        }
+        let s = b.build();
+        let order: Vec<(String, usize, u32)> = lines.concat();
+        for q in &queries {
+            let q = name(q);
+            let holding: Vec<_> = order
+                .iter()
+                .filter(|e| q == e.0 || q.ends_with(&format!(".{}", e.0)))
+                .collect();
+            let got = s.match_domain(&q);
+            let Some(longest) = holding.iter().map(|e| e.0.len()).max() else {
+                proptest::prop_assert!(got.is_none());
+                continue;
+            };
+            let same: Vec<_> = holding.iter().filter(|e| e.0.len() == longest).collect();
+            let strongest = same.iter().map(|e| actions[e.1]).max().unwrap();
+            let winner = same.iter().find(|e| actions[e.1] == strongest).unwrap();
+            let h = got.unwrap();
+            proptest::prop_assert_eq!(
+                (h.action, h.indicator, h.list, h.line),
+                (strongest, winner.0.as_str(), names[winner.1], winner.2)
+            );
+        }
+    }
+}
