@@ -82,12 +82,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::blocks::{Blocked, Notes};
 
-/// Series tracked at once.
-pub const SERIES: usize = 8192;
+/// Series tracked at once (16 under the fuzzer, so short inputs reach eviction and each input
+/// sets up quickly).
+pub const SERIES: usize = if cfg!(fuzzing) { 16 } else { 8192 };
 /// Ways per set.
 const WAYS: usize = 4;
-/// First connections waiting for a second.
-pub const SINGLES: usize = 65_536;
+/// First connections waiting for a second (64 under the fuzzer).
+pub const SINGLES: usize = if cfg!(fuzzing) { 64 } else { 65_536 };
 /// Connection starts kept (and scored) per series.
 pub const STARTS: usize = 32;
 /// Bytes of the series' last name kept for the alert.
