@@ -207,18 +207,20 @@ pub(crate) fn start(
         spool_max: fo.spool_mib.unwrap_or(256) << 20,
         idle: Duration::from_secs(fo.idle.unwrap_or(5)),
     };
+    let refused = {
+        let reload = reload.clone();
+        Arc::new(move || reload.refused())
+    };
     let apply = move |dir: &Path, m: &bundle::Manifest| -> Result<String, String> {
-        let built = bundle_source(dir).and_then(|(intel, rules)| {
-            load_policy(&intel, &rules).map(|policy| (intel, rules, policy))
-        });
-        let (intel, rules, policy) = built.inspect_err(|_| reload.refused())?;
+        let (intel, rules) = bundle_source(dir)?;
+        let policy = load_policy(&intel, &rules)?;
         let summary = crate::publish_policy(&reload, policy);
         if let Ok(mut s) = source.lock() {
             *s = (intel, rules);
         }
         Ok(format!("version {}: {summary}", m.version))
     };
-    let node = Arc::new(Node::new(cfg, Arc::new(apply))?);
+    let node = Arc::new(Node::new(cfg, Arc::new(apply), refused)?);
     let bus = Bus::start(Some(node.spooler()), sinks);
     let dropped = bus.dropped.clone();
     let stats: Arc<StatsFn> = Arc::new(move || {

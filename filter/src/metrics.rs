@@ -294,7 +294,7 @@ fn render_policy(o: &mut String, p: &PolicyHealth) {
         o,
         "policy_reload_failures_total",
         "counter",
-        "Attempts to load a new policy that were refused; the running policy stayed in force.",
+        "Policies refused (SIGHUP reloads, fleet bundles); the running policy stayed in force.",
     );
     let _ = writeln!(o, "palisade_policy_reload_failures_total {}", p.failures);
     head(

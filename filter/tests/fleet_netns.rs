@@ -103,7 +103,7 @@ fn start_node(lab: &mut Lab, ns: &str, name: &str, mgr: &str, extra: &str) -> us
     ));
     let i = lab.spawn(
         &format!(
-            "ip netns exec {ns} {BIN} inline --queue 0 --metrics off --eve {d}/{name}-eve.json --manager {mgr}:7790 --manager-name manager.fleet --ca {d}/pki/ca.pem --cert {d}/pki/{name}.pem --key {d}/pki/{name}.key --bundle-key {d}/signer.pub --state-dir {d}/{name}-state {extra}"
+            "ip netns exec {ns} {BIN} inline --queue 0 --eve {d}/{name}-eve.json --manager {mgr}:7790 --manager-name manager.fleet --ca {d}/pki/ca.pem --cert {d}/pki/{name}.pem --key {d}/pki/{name}.key --bundle-key {d}/signer.pub --state-dir {d}/{name}-state {extra}"
         ),
         &format!("{name}.log"),
     );
@@ -245,6 +245,24 @@ fn manager_pushes_signed_policy_to_three_nodes_and_refuses_tampering() {
             get(ns, srv, "ok.example").1,
             "200",
             "{name}: tampered list not applied"
+        );
+    }
+    // Each node's metrics count the two refusals and still describe version 2's list, named
+    // inside the bundle.
+    for (ns, name, _) in &nodes {
+        let s = prometheus_samples(&metrics(ns, 9475));
+        let failures = sample(&s, "palisade_policy_reload_failures_total{}");
+        assert!(failures >= 2.0, "{name}: {failures}");
+        assert_eq!(
+            (
+                sample(&s, "palisade_policy_last_reload_successful{}"),
+                sample(
+                    &s,
+                    "palisade_intel_indicators{action=\"block\",kind=\"domain\",list=\"block.txt\"}"
+                ),
+            ),
+            (0.0, 2.0),
+            "{name}"
         );
     }
     std::fs::remove_dir_all(d.join("policy/v3")).unwrap();

@@ -40,6 +40,9 @@ pub struct NodeConfig {
 /// Applies a verified bundle unpacked in a directory (builds the policy and publishes it);
 /// returns a summary for the log, or why it cannot be applied.
 pub type ApplyFn = dyn Fn(&Path, &Manifest) -> Result<String, String> + Send + Sync;
+/// Called for each bundle the node refuses (a bad signature, a rollback, a policy that does not
+/// build; the last good bundle unusable at start), so the filter's metrics count it.
+pub type RefusedFn = dyn Fn() + Send + Sync;
 /// The node's counters for the manager's status.
 pub type StatsFn = dyn Fn() -> BTreeMap<String, u64> + Send + Sync;
 
@@ -59,6 +62,7 @@ pub struct Node {
     notify: Arc<Notify>,
     running: Arc<Mutex<Running>>,
     apply: Arc<ApplyFn>,
+    refused: Arc<RefusedFn>,
 }
 
 impl std::fmt::Debug for Node {
@@ -101,7 +105,11 @@ pub fn bundle_relative(path: &str) -> Option<&str> {
 impl Node {
     /// Opens the state directory and the spool, and applies the last good bundle found there
     /// (verified again) so a restart without the manager keeps the fleet policy.
-    pub fn new(cfg: NodeConfig, apply: Arc<ApplyFn>) -> Result<Node, String> {
+    pub fn new(
+        cfg: NodeConfig,
+        apply: Arc<ApplyFn>,
+        refused: Arc<RefusedFn>,
+    ) -> Result<Node, String> {
         std::fs::create_dir_all(bundles_dir(&cfg.state_dir))
             .map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
         let spool = Spool::open(&cfg.state_dir.join("spool"), cfg.spool_max)
@@ -111,6 +119,7 @@ impl Node {
             notify: Arc::new(Notify::new()),
             running: Arc::default(),
             apply,
+            refused,
             cfg,
         };
         if let Ok(name) = std::fs::read_to_string(node.cfg.state_dir.join("current")) {
@@ -125,10 +134,13 @@ impl Node {
                     eprintln!("palisade fleet: restored bundle version {version}: {s}");
                     *node.running.lock().map_err(|_| "poisoned")? = Running { version, digest };
                 }
-                Err(e) => eprintln!(
-                    "palisade fleet: last bundle in {} not usable, waiting for the manager: {e}",
-                    dir.display()
-                ),
+                Err(e) => {
+                    (node.refused)();
+                    eprintln!(
+                        "palisade fleet: last bundle in {} not usable, waiting for the manager: {e}",
+                        dir.display()
+                    );
+                }
             }
         }
         Ok(node)
@@ -377,6 +389,7 @@ impl Node {
                 );
             }
             Err(e) => {
+                (self.refused)();
                 eprintln!(
                     "palisade fleet: bundle version {} refused, keeping version {}: {e}",
                     a.version,
