@@ -208,17 +208,26 @@ fn render_policy(o: &mut String, p: &PolicyHealth) {
         "Indicators in force, by list, its action and the kind of indicator.",
     );
     // A list from a fleet bundle is named inside the bundle, so its series carry on from one
-    // bundle version to the next.
-    let name = |l: &palisade_rules::ListInfo| {
-        label(crate::fleet::node::bundle_relative(&l.name).unwrap_or(&l.name))
-    };
+    // bundle version to the next. A file given twice with one action is one series (summed):
+    // a scrape may not repeat a series.
+    let mut lists: Vec<(String, &str, [u64; 4])> = Vec::new();
     for l in &p.lists {
-        for (kind, n) in [("domain", l.domains), ("address", l.addrs), ("url", l.urls)] {
+        let name = label(crate::fleet::node::bundle_relative(&l.name).unwrap_or(&l.name));
+        let n = [l.domains, l.addrs, l.urls, l.bad_lines].map(u64::from);
+        let action = l.action.as_str();
+        match lists
+            .iter_mut()
+            .find(|(m, a, _)| *m == name && *a == action)
+        {
+            Some((_, _, sum)) => sum.iter_mut().zip(n).for_each(|(s, n)| *s += n),
+            None => lists.push((name, action, n)),
+        }
+    }
+    for (name, action, n) in &lists {
+        for (kind, n) in ["domain", "address", "url"].into_iter().zip(n) {
             let _ = writeln!(
                 o,
-                "palisade_intel_indicators{{list=\"{}\",action=\"{}\",kind=\"{kind}\"}} {n}",
-                name(l),
-                l.action.as_str()
+                "palisade_intel_indicators{{list=\"{name}\",action=\"{action}\",kind=\"{kind}\"}} {n}"
             );
         }
     }
@@ -228,12 +237,11 @@ fn render_policy(o: &mut String, p: &PolicyHealth) {
         "gauge",
         "Lines of each list in force that were skipped as bad (the daemon's log names them).",
     );
-    for l in &p.lists {
+    for (name, action, n) in &lists {
         let _ = writeln!(
             o,
-            "palisade_intel_bad_lines{{list=\"{}\"}} {}",
-            name(l),
-            l.bad_lines
+            "palisade_intel_bad_lines{{list=\"{name}\",action=\"{action}\"}} {}",
+            n[3]
         );
     }
     head(o, "signatures", "gauge", "Signatures in force.");
@@ -409,7 +417,7 @@ mod tests {
             format!("palisade_intel_indicators{{{list},action=\"audit\",kind=\"domain\"}} 3"),
             format!("palisade_intel_indicators{{{list},action=\"audit\",kind=\"address\"}} 2"),
             format!("palisade_intel_indicators{{{list},action=\"audit\",kind=\"url\"}} 1"),
-            format!("palisade_intel_bad_lines{{{list}}} 4"),
+            format!("palisade_intel_bad_lines{{{list},action=\"audit\"}} 4"),
             "palisade_signatures 7".into(),
             "palisade_model_info{model=\"domain\",version=\"domain-x\",mode=\"block\"} 1".into(),
             "palisade_model_threshold{model=\"domain\",action=\"alert\"} 0.5".into(),
@@ -436,10 +444,26 @@ mod tests {
                 "",
             );
             assert!(
-                text.contains("palisade_intel_bad_lines{list=\"feed.txt\"} 4"),
+                text.contains("palisade_intel_bad_lines{list=\"feed.txt\",action=\"audit\"} 4"),
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn a_list_given_twice_with_one_action_is_one_series() {
+        let mut h = health("feed.txt");
+        h.lists.push(h.lists[0].clone());
+        let mut allow = h.lists[0].clone();
+        allow.action = Action::Allow;
+        h.lists.push(allow);
+        let text = render(&[], &h, "");
+        let count = |needle: &str| text.lines().filter(|l| l.starts_with(needle)).count();
+        let audit = "palisade_intel_indicators{list=\"feed.txt\",action=\"audit\",kind=\"domain\"}";
+        assert_eq!(count(audit), 1, "{text}");
+        assert!(text.contains(&format!("{audit} 6")), "{text}");
+        assert!(text.contains("palisade_intel_bad_lines{list=\"feed.txt\",action=\"allow\"} 4"));
+        assert!(text.contains("palisade_intel_bad_lines{list=\"feed.txt\",action=\"audit\"} 8"));
     }
 
     #[test]

@@ -388,7 +388,10 @@ fn reload_while_connecting() {
                 "palisade_intel_indicators{{action=\"block\",kind=\"domain\",list=\"{list}\"}}"
             ),
         );
-        let bad = sample(&s, &format!("palisade_intel_bad_lines{{list=\"{list}\"}}"));
+        let bad = sample(
+            &s,
+            &format!("palisade_intel_bad_lines{{action=\"block\",list=\"{list}\"}}"),
+        );
         let failures = sample(&s, "palisade_policy_reload_failures_total{}");
         let ok = sample(&s, "palisade_policy_last_reload_successful{}");
         let loaded = sample(&s, "palisade_policy_loaded_timestamp_seconds{}");
