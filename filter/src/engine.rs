@@ -1501,8 +1501,7 @@ impl Engine {
         let ds = self.defrag.stats;
         let (evicted, step_limit) = self.sig_counters();
         let nsigs = self.sigs.len() as u64;
-        let indicators =
-            (self.intel.domain_count() + self.intel.addr_count() + self.intel.url_count()) as u64;
+        let indicators = self.intel.indicator_count() as u64;
         let bad_lines = palisade_rules::bad_lines(self.intel.lists());
         let o = &mut self.out;
         let mut e = Obj::new(o);

@@ -119,17 +119,12 @@ pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
 pub fn write_ip(buf: &mut Vec<u8>, v: IpAddr) {
     match v {
         IpAddr::V4(a) => {
+            let mut digits = itoa_buf::Buf::default();
             for (i, o) in a.octets().into_iter().enumerate() {
                 if i > 0 {
                     buf.push(b'.');
                 }
-                if o >= 100 {
-                    buf.push(b'0' + o / 100);
-                }
-                if o >= 10 {
-                    buf.push(b'0' + o / 10 % 10);
-                }
-                buf.push(b'0' + o % 10);
+                buf.extend_from_slice(digits.fmt(u64::from(o)));
             }
         }
         IpAddr::V6(a) => {
@@ -308,8 +303,7 @@ pub fn community_id(
     encode_into(&h.digest().bytes(), out);
 }
 
-/// Minimal integer formatting without allocation.
-/// Decimal digits of an integer without `fmt`.
+/// Decimal digits of an integer, without `fmt` or allocation.
 pub(crate) mod itoa_buf {
     #[derive(Default)]
     pub struct Buf([u8; 20]);

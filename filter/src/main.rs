@@ -1377,7 +1377,7 @@ fn reload_cmd(args: &[String]) -> Result<ExitCode, Usage> {
 /// guard's address set first when it is installed, then the workers' policy. Returns a summary.
 fn publish_policy(reload: &Reloadable, policy: Policy) -> String {
     let set = &policy.intel;
-    let n = set.domain_count() + set.addr_count() + set.url_count();
+    let n = set.indicator_count();
     if firewall::guard_installed() {
         match firewall::guard_refresh(set) {
             Ok(k) => eprintln!("palisade: kernel guard refreshed: {k} blocked prefixes"),

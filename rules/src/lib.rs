@@ -429,9 +429,14 @@ impl IntelSet {
         out
     }
 
+    /// Distinct indicators of every kind: domains, addresses and prefixes, URLs.
+    pub fn indicator_count(&self) -> usize {
+        self.domain_count() + self.addr_count() + self.url_count()
+    }
+
     /// True when the set holds no indicator at all.
     pub fn is_empty(&self) -> bool {
-        self.domain_count() == 0 && self.addr_count() == 0 && self.url_count() == 0
+        self.indicator_count() == 0
     }
 
     /// Looks a host name up: the name itself and then each parent domain; the longest listed

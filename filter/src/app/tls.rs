@@ -8,6 +8,8 @@
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
+use crate::eve::HEX;
+
 /// Largest handshake message gathered (a ClientHello with post-quantum key shares is ~2 KB).
 pub const MAX_HANDSHAKE: usize = 64 << 10;
 
@@ -111,8 +113,6 @@ pub fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
 }
 
-use crate::eve::HEX;
-
 /// Appends a number in decimal (JA3's fields), without `fmt`.
 fn push_dec(out: &mut String, v: u16) {
     let mut b = crate::eve::itoa_buf::Buf::default();
@@ -139,14 +139,6 @@ pub(crate) fn hex_lower(bytes: &[u8], out: &mut String) {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 15)]));
     }
-}
-
-#[cfg(test)]
-fn sha12(s: &str) -> String {
-    let d = Sha256::digest(s.as_bytes());
-    let mut o = String::with_capacity(12);
-    hex_lower(&d[..6], &mut o);
-    o
 }
 
 /// JA4's hash of lists of values: each value as four hex digits, joined by `,`, the lists
@@ -851,6 +843,14 @@ pub fn probe(b: &[u8]) -> Option<bool> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// The first 12 hex digits of a string's SHA-256 (JA4's hashes, written literally).
+    fn sha12(s: &str) -> String {
+        let d = Sha256::digest(s.as_bytes());
+        let mut o = String::with_capacity(12);
+        hex_lower(&d[..6], &mut o);
+        o
+    }
 
     /// JA4 written literally from its spec with `format!` and `join` (the writer before it was
     /// made to hash as it writes), to check [`ja4`] against.
