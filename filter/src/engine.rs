@@ -22,6 +22,7 @@ use crate::eve::{self, Obj};
 use crate::flow::defrag::{Defrag, DefragConfig, DefragResult};
 use crate::flow::stream::{Chunk, Stream};
 use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
+use crate::pool::{Pooled, Recycle};
 use crate::wire;
 
 mod beacons;
@@ -459,18 +460,8 @@ impl TlsLog {
     /// Bytes held by the logged hellos (a hostile ClientHello makes a long JA3 string).
     fn held(&self) -> usize {
         std::mem::size_of::<TlsLog>()
-            + self.client.as_ref().map_or(0, |c| {
-                std::mem::size_of::<ClientHello>()
-                    + c.ja3.capacity()
-                    + c.ja3_hash.capacity()
-                    + c.ja4.capacity()
-                    + c.sni.as_ref().map_or(0, String::capacity)
-                    + c.alpn.iter().map(|a| a.capacity() + 24).sum::<usize>()
-                    + c.versions.capacity() * 2
-            })
-            + self.server.as_ref().map_or(0, |s| {
-                std::mem::size_of::<ServerHello>() + s.ja3s.capacity() + s.ja3s_hash.capacity()
-            })
+            + self.client.as_ref().map_or(0, |c| c.held())
+            + self.server.as_ref().map_or(0, |s| s.held())
             + self.cert.as_ref().map_or(0, |c| {
                 std::mem::size_of::<crate::app::x509::CertInfo>()
                     + c.subject.capacity()
@@ -484,11 +475,22 @@ impl TlsLog {
 
 #[derive(Debug, Default)]
 struct TlsLog {
-    client: Option<Box<ClientHello>>,
-    server: Option<Box<ServerHello>>,
+    client: Option<Pooled<ClientHello>>,
+    server: Option<Pooled<ServerHello>>,
     /// The server's leaf certificate (TLS 1.2 and older).
     cert: Option<Box<crate::app::x509::CertInfo>>,
     logged: bool,
+}
+
+impl Recycle for TlsLog {
+    fn recycle(&mut self) {
+        // The hellos go back to their own pools.
+        self.client = None;
+        self.server = None;
+        self.cert = None;
+        self.logged = false;
+    }
+    crate::thread_pool!(TlsLog);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -572,7 +574,7 @@ pub struct Flow {
     parser: Parser,
     app_charged: usize,
     probe: [ProbeBuf; 2],
-    tls: Option<Box<TlsLog>>,
+    tls: Option<Pooled<TlsLog>>,
     dns_tx: u64,
     /// What the flow was decided to be (Accept until an indicator or policy blocks it).
     verdict: Verdict,
@@ -2745,7 +2747,7 @@ fn tls_certs(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, certs: &[Vec<u8>]) {
         detect::tls_certs(cx, flow, dir, certs, info.as_ref(), v);
     }
     if let Some(info) = info {
-        flow.tls.get_or_insert_with(Box::default).cert = Some(Box::new(info));
+        flow.tls.get_or_insert_with(Pooled::take).cert = Some(Box::new(info));
     }
 }
 
@@ -2753,12 +2755,10 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
     let m = flow.meta;
     match ev {
         TlsEvent::Client(ch) => {
-            let log = flow.tls.get_or_insert_with(Box::default);
+            let log = flow.tls.get_or_insert_with(Pooled::take);
             if log.client.is_some() {
                 return;
             }
-            let sni = ch.sni.clone();
-            let ech = ch.ech;
             if cx.sigs.wants(Hook::TlsClient) {
                 let bufs = detect::HelloBufs {
                     ch: Some(&ch),
@@ -2767,10 +2767,10 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
                 };
                 detect::inspect(cx, flow, dir, Hook::TlsClient, &bufs, ch.version);
             }
-            let log = flow.tls.get_or_insert_with(Box::default);
-            log.client = Some(ch);
-            if ech && cx.ech != EchPolicy::Allow {
-                let outer = sni.clone().unwrap_or_default();
+            // The hello joins the flow's log after the checks, which need the flow mutably
+            // and read the name from it (nothing on their way reads the log's hello).
+            if ch.ech && cx.ech != EchPolicy::Allow {
+                let outer = ch.sni.as_deref().unwrap_or_default();
                 policy_alert(
                     cx,
                     flow,
@@ -2781,14 +2781,15 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
                         "ech=audit"
                     },
                     "tls.ech_outer_sni",
-                    &outer,
+                    outer,
                     Verdict::Reset,
                     cx.ech == EchPolicy::Block,
                 );
             }
-            if let Some(sni) = sni {
-                check_domain(cx, flow, dir, "tls.sni", &sni, Verdict::Reset);
+            if let Some(sni) = ch.sni.as_deref() {
+                check_domain(cx, flow, dir, "tls.sni", sni, Verdict::Reset);
             }
+            flow.tls.get_or_insert_with(Pooled::take).client = Some(ch);
         }
         TlsEvent::Server(sh) => {
             if cx.sigs.wants(Hook::TlsServer) {
@@ -2810,7 +2811,7 @@ fn tls_event(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: TlsEvent) {
                 }
             }
             // Logged by `tls_data` once the certificate is in (or will not come).
-            flow.tls.get_or_insert_with(Box::default).server = Some(sh);
+            flow.tls.get_or_insert_with(Pooled::take).server = Some(sh);
         }
         TlsEvent::Error(e) => app_anomaly(cx, &m, dir, "tls", e.event()),
     }
@@ -3214,7 +3215,8 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
             Some(v) => String::from_utf8_lossy(&v).into_owned(),
             None => crate::app::quic::version_name(
                 crate::app::quic::long_header_version(payload).unwrap_or(0),
-            ),
+            )
+            .to_string(),
         };
         policy_alert(
             cx,
@@ -3288,7 +3290,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                 detect::inspect(cx, flow, dir, Hook::Quic, &bufs, ch.version);
             }
             if ch.ech && cx.ech != EchPolicy::Allow {
-                let outer = ch.sni.clone().unwrap_or_default();
+                let outer = ch.sni.as_deref().unwrap_or_default();
                 let name = if cx.ech == EchPolicy::Block {
                     "ech=block"
                 } else {
@@ -3300,7 +3302,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                     dir,
                     name,
                     "quic.ech_outer_sni",
-                    &outer,
+                    outer,
                     Verdict::Drop,
                     cx.ech == EchPolicy::Block,
                 );

@@ -14,6 +14,7 @@ pub mod firewall;
 pub mod fleet;
 pub mod flow;
 pub mod metrics;
+pub mod pool;
 pub mod replay;
 pub mod respond;
 pub mod settings;

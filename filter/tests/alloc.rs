@@ -270,3 +270,79 @@ fn warm_nxdomain_answers_for_suspicious_names_do_not_allocate() {
     assert_eq!(e.stats.name_bursts, 0);
     assert_eq!(allocs, 0);
 }
+
+/// Real captures of single connections (suricata-verify's `../shared/data/pcaps`): a TLS 1.2
+/// handshake with its certificate chain, a TLS 1.3 one from Chrome whose ClientHello spans
+/// segments, an HTTP request and response, a QUIC handshake whose Initial is fragmented, a
+/// CONNECT proxy carrying TLS, and a DNS lookup.
+const NEW_FLOW_CAPTURES: [&str; 6] = [
+    "suricata-verify/tls-alpn-log-detect-02/input.pcap",
+    "suricata-verify/tls__tls-fin-close-data-01/debug-s13.pcap",
+    "suricata-verify/cond-log-http-testmyids/input.pcap",
+    "suricata-verify/quic-frag/input.pcap",
+    "suricata-verify/bug-2430/backwards.pcap",
+    "suricata-verify/cond-log-dns-dig/input.pcap",
+];
+
+fn capture_frames(rel: &str) -> Vec<(i64, u32, Vec<u8>)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/pcaps")
+        .join(rel);
+    let mut r = palisade::capture::CaptureReader::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet().unwrap() {
+        out.push((p.ts_ns, p.linktype, p.data.to_vec()));
+    }
+    assert!(!out.is_empty(), "{rel}");
+    out
+}
+
+/// Replays the captures `rounds` times, each connection again after every flow has timed out
+/// (so each round's flows are new ones and the previous round's have ended); returns the
+/// allocations of the rounds after `warm`, the flows they created, and the engine.
+fn replay_rounds(mut e: Engine, warm: usize, rounds: usize) -> (u64, u64, Engine) {
+    let caps: Vec<_> = NEW_FLOW_CAPTURES
+        .iter()
+        .map(|c| capture_frames(c))
+        .collect();
+    let mut clock = 1_000_000_000_000i64;
+    let mut n = 0u64;
+    let mut sink = 0usize;
+    let mut created = 0;
+    for round in 0..rounds {
+        if round == warm {
+            created = e.flows_created();
+            COUNT.store(0, Ordering::SeqCst);
+            ON.with(|o| o.set(true));
+        }
+        for cap in &caps {
+            let t0 = cap[0].0;
+            let mut last = clock;
+            for (ts, lt, f) in cap {
+                n += 1;
+                last = clock + (ts - t0).max(0);
+                e.handle(last, n, *lt, f);
+                e.take_events(|b| sink += b.len());
+            }
+            // Past every flow timeout: the next packet ends these flows.
+            clock = last + 3_600_000_000_000;
+        }
+    }
+    ON.with(|o| o.set(false));
+    let allocs = COUNT.load(Ordering::SeqCst);
+    let flows = e.flows_created() - created;
+    eprintln!("new flows: {allocs} allocations over {flows} flows; {sink} event bytes");
+    (allocs, flows, e)
+}
+
+#[test]
+fn new_flows_allocate_nothing_once_pools_are_warm() {
+    let _serial = one_at_a_time();
+    let mut e = Engine::new(Config::default(), intel());
+    e.set_names(Some(palisade::engine::NameScoring::bundled()));
+    let (allocs, flows, e) = replay_rounds(e, 4, 24);
+    assert!(flows >= 20 * 6, "{flows}");
+    assert!(e.stats.events[1] > 0);
+    assert_eq!(allocs, 0);
+}

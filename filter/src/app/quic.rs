@@ -12,7 +12,8 @@ use aes_gcm::{Aes128Gcm, Nonce, Tag};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::tls::{parse_client_hello, parse_server_hello, ClientHello, ServerHello};
+use super::tls::{parse_client_hello_into, parse_server_hello_into, ClientHello, ServerHello};
+use crate::pool::Pooled;
 
 /// CRYPTO bytes gathered per connection.
 pub const MAX_CRYPTO: usize = 64 << 10;
@@ -59,14 +60,21 @@ impl QuicError {
 }
 
 fn expand_label(secret: &[u8], label: &str, len: usize, out: &mut [u8]) {
-    let full = format!("tls13 {label}");
-    let mut info = Vec::with_capacity(4 + full.len());
-    info.extend_from_slice(&(len as u16).to_be_bytes());
-    info.push(full.len() as u8);
-    info.extend_from_slice(full.as_bytes());
-    info.push(0);
+    // HkdfLabel (RFC 8446 7.1): length, "tls13 " + label, an empty context. The labels are
+    // this file's constants, so the info fits on the stack.
+    const PREFIX: &[u8] = b"tls13 ";
+    let mut info = [0u8; 4 + PREFIX.len() + 32];
+    let n = PREFIX.len() + label.len();
+    if n > 32 {
+        return;
+    }
+    info[..2].copy_from_slice(&(len as u16).to_be_bytes());
+    info[2] = n as u8;
+    info[3..3 + PREFIX.len()].copy_from_slice(PREFIX);
+    info[3 + PREFIX.len()..3 + n].copy_from_slice(label.as_bytes());
+    // info[3 + n] is the empty context's length, 0.
     if let Ok(hk) = Hkdf::<Sha256>::from_prk(secret) {
-        let _ = hk.expand(&info, &mut out[..len]);
+        let _ = hk.expand(&info[..4 + n], &mut out[..len]);
     }
 }
 
@@ -131,9 +139,9 @@ pub fn long_header_version(d: &[u8]) -> Option<u32> {
 #[derive(Debug)]
 pub enum Hello {
     /// The client's.
-    Client(Box<ClientHello>),
+    Client(Pooled<ClientHello>),
     /// The server's.
-    Server(Box<ServerHello>),
+    Server(Pooled<ServerHello>),
 }
 
 /// One direction's CRYPTO stream.
@@ -321,9 +329,11 @@ impl QuicConn {
         }
         let body = &c[4..4 + len];
         let r = if from_client {
-            parse_client_hello(body, true).map(|h| Hello::Client(Box::new(h)))
+            let mut h = Pooled::<ClientHello>::take();
+            parse_client_hello_into(body, true, &mut h).map(|()| Hello::Client(h))
         } else {
-            parse_server_hello(body).map(|h| Hello::Server(Box::new(h)))
+            let mut h = Pooled::<ServerHello>::take();
+            parse_server_hello_into(body, &mut h).map(|()| Hello::Server(h))
         };
         asm.done = true;
         r.map(Some).map_err(|_| QuicError::Malformed)
@@ -451,18 +461,92 @@ pub fn seal_client_initial(version: u32, dcid: &[u8], pn: u8, frames: &[u8]) -> 
 }
 
 /// Version as Suricata writes it.
-pub fn version_name(v: u32) -> String {
+pub fn version_name(v: u32) -> VersionName {
+    let mut n = VersionName {
+        buf: [0; 16],
+        len: 0,
+    };
+    let digits = crate::eve::itoa_buf::Buf::default();
+    let mut put = |b: &[u8]| {
+        let l = usize::from(n.len);
+        n.buf[l..l + b.len()].copy_from_slice(b);
+        n.len += b.len() as u8;
+    };
     match v {
-        1 => "1".into(),
-        0x6b33_43cf => "v2".into(),
-        0xff00_0000..=0xff00_00ff => format!("draft-{}", v & 0xff),
-        _ => format!("{v:#x}"),
+        1 => put(b"1"),
+        0x6b33_43cf => put(b"v2"),
+        0xff00_0000..=0xff00_00ff => {
+            put(b"draft-");
+            let mut d = digits;
+            put(d.fmt(u64::from(v & 0xff)));
+        }
+        _ => {
+            put(b"0x");
+            let sig = (32 - v.leading_zeros()).div_ceil(4).max(1);
+            for k in (0..sig).rev() {
+                put(&[crate::eve::HEX[(v >> (4 * k) & 15) as usize]]);
+            }
+        }
+    }
+    n
+}
+
+/// A QUIC version's name, held inline (see [`version_name`]).
+#[derive(Clone, Copy)]
+pub struct VersionName {
+    buf: [u8; 16],
+    len: u8,
+}
+
+impl std::ops::Deref for VersionName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only ASCII digits, letters and '-' are written.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for VersionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for VersionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_names_agree_with_their_formatted_form() {
+        let want = |v: u32| match v {
+            1 => "1".to_string(),
+            0x6b33_43cf => "v2".to_string(),
+            0xff00_0000..=0xff00_00ff => format!("draft-{}", v & 0xff),
+            _ => format!("{v:#x}"),
+        };
+        let mut vs = vec![
+            0,
+            1,
+            2,
+            0xf,
+            0x10,
+            0x6b33_43cf,
+            0xff00_0000,
+            0xff00_001d,
+            0xff00_00ff,
+        ];
+        vs.extend([0xff00_0100, 0xfaceb002, 0x5135_3030, u32::MAX, 0x0a0a_0a0a]);
+        vs.extend((0..2000u32).map(|i| i.wrapping_mul(2_654_435_761)));
+        for v in vs {
+            assert_eq!(&*version_name(v), want(v), "{v:#x}");
+        }
+    }
 
     /// RFC 9001 appendix A: the client keys for DCID 0x8394c8f03e515708.
     #[test]

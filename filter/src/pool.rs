@@ -1,0 +1,327 @@
+//! Recycled per-flow objects, so that a new flow costs no heap allocation once its kinds of
+//! state have been seen.
+//!
+//! A flow's parsed hellos, parser state and stream pair are taken from a [`Pooled`] box and go
+//! back to their pool when the flow drops them (its end, eviction, a memcap, a protocol change):
+//! [`Recycle::recycle`] empties the object and keeps its buffers' capacity, so the next flow
+//! fills the same memory.
+//!
+//! # Bounds
+//! Each pool holds at most [`POOL_CAP`] objects per thread (each engine runs on its own thread);
+//! a box given back to a full pool is freed and counted in [`PoolStats::freed`]. `recycle` keeps
+//! a buffer's capacity only up to [`KEEP_BYTES`] (a larger one, grown by a hostile hello, is
+//! freed), so what the pools hold is bounded by `POOL_CAP` times each type's size and kept
+//! buffers, whatever the traffic. Pooled memory belongs to no flow, so it is not charged to the
+//! flow [`Budget`](crate::flow::Budget); objects in use are, as before, by their capacity.
+//!
+//! # Counters
+//! [`stats_of`] reads a thread's pool of one type: objects reused, objects made fresh (an allocation each),
+//! and objects freed because their pool was full.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+/// Most objects kept per type and thread.
+pub const POOL_CAP: usize = 256;
+
+/// Largest buffer capacity, in bytes, a recycled object keeps.
+pub const KEEP_BYTES: usize = 4096;
+
+/// An object that can be emptied for reuse.
+pub trait Recycle: Default + 'static {
+    /// Empties the object as [`Default`] would, keeping buffers of at most [`KEEP_BYTES`].
+    fn recycle(&mut self);
+
+    /// Runs `f` on this type's pool for the current thread (`None` while the thread's locals
+    /// are being torn down).
+    fn with_pool<R>(f: impl FnOnce(&mut Pool<Self>) -> R) -> Option<R>;
+}
+
+/// Counters of one pool.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Objects taken from the pool.
+    pub reused: u64,
+    /// Objects allocated because the pool was empty.
+    pub fresh: u64,
+    /// Objects freed because the pool was full.
+    pub freed: u64,
+}
+
+impl std::ops::AddAssign for PoolStats {
+    fn add_assign(&mut self, o: PoolStats) {
+        self.reused += o.reused;
+        self.fresh += o.fresh;
+        self.freed += o.freed;
+    }
+}
+
+/// Free objects of one type.
+#[derive(Debug)]
+pub struct Pool<T> {
+    free: Vec<Box<T>>,
+    stats: PoolStats,
+}
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool {
+            free: Vec::new(),
+            stats: PoolStats::default(),
+        }
+    }
+}
+
+impl<T: Recycle> Pool<T> {
+    fn take(&mut self) -> Box<T> {
+        match self.free.pop() {
+            Some(b) => {
+                self.stats.reused += 1;
+                b
+            }
+            None => {
+                self.stats.fresh += 1;
+                Box::default()
+            }
+        }
+    }
+
+    fn give(&mut self, mut b: Box<T>) {
+        if self.free.len() >= POOL_CAP {
+            self.stats.freed += 1;
+            return;
+        }
+        if self.free.capacity() == 0 {
+            self.free.reserve_exact(POOL_CAP);
+        }
+        b.recycle();
+        self.free.push(b);
+    }
+
+    /// This pool's counters.
+    pub fn stats(&self) -> PoolStats {
+        self.stats
+    }
+
+    /// Objects waiting for reuse.
+    pub fn len(&self) -> usize {
+        self.free.len()
+    }
+
+    /// No object is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.free.is_empty()
+    }
+}
+
+/// Declares the thread's pool of a type (in its [`Recycle`] impl).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! thread_pool {
+    ($t:ty) => {
+        fn with_pool<R>(f: impl FnOnce(&mut $crate::pool::Pool<$t>) -> R) -> Option<R> {
+            thread_local! {
+                static POOL: std::cell::RefCell<$crate::pool::Pool<$t>> =
+                    std::cell::RefCell::new($crate::pool::Pool::default());
+            }
+            POOL.try_with(|p| p.try_borrow_mut().ok().map(|mut p| f(&mut p)))
+                .ok()
+                .flatten()
+        }
+    };
+}
+
+/// A box taken from its type's pool and given back when dropped.
+pub struct Pooled<T: Recycle>(Option<Box<T>>);
+
+impl<T: Recycle> Pooled<T> {
+    /// An empty object: a recycled one when the pool has one.
+    pub fn take() -> Pooled<T> {
+        Pooled(Some(T::with_pool(Pool::take).unwrap_or_default()))
+    }
+
+    /// A fresh box holding `v` (not from the pool; it goes back to the pool when dropped).
+    pub fn new(v: T) -> Pooled<T> {
+        Pooled(Some(Box::new(v)))
+    }
+}
+
+impl<T: Recycle> Default for Pooled<T> {
+    fn default() -> Self {
+        Pooled::take()
+    }
+}
+
+impl<T: Recycle> Drop for Pooled<T> {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            // During thread teardown the pool is gone and the box is simply freed.
+            let _ = T::with_pool(|p| p.give(b));
+        }
+    }
+}
+
+impl<T: Recycle> Deref for Pooled<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Some(b) => b,
+            None => unreachable!("a Pooled is only empty while it drops"),
+        }
+    }
+}
+
+impl<T: Recycle> DerefMut for Pooled<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        match &mut self.0 {
+            Some(b) => b,
+            None => unreachable!("a Pooled is only empty while it drops"),
+        }
+    }
+}
+
+impl<T: Recycle + fmt::Debug> fmt::Debug for Pooled<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<T: Recycle + PartialEq> PartialEq for Pooled<T> {
+    fn eq(&self, o: &Self) -> bool {
+        **self == **o
+    }
+}
+
+impl<T: Recycle + Clone> Clone for Pooled<T> {
+    fn clone(&self) -> Self {
+        Pooled::new((**self).clone())
+    }
+}
+
+/// Empties a buffer for reuse: cleared, and freed if it grew past [`KEEP_BYTES`].
+pub fn keep<T>(v: &mut Vec<T>) {
+    if v.capacity() * std::mem::size_of::<T>().max(1) > KEEP_BYTES {
+        *v = Vec::new();
+    } else {
+        v.clear();
+    }
+}
+
+/// [`keep`] for a string.
+pub fn keep_str(s: &mut String) {
+    if s.capacity() > KEEP_BYTES {
+        *s = String::new();
+    } else {
+        s.clear();
+    }
+}
+
+/// Spare strings kept by an object that holds a varying number of them (ALPN lists, names).
+#[derive(Debug, Default, Clone)]
+pub struct Spares(Vec<String>);
+
+/// Most spare strings one object keeps.
+const MAX_SPARES: usize = 8;
+
+impl Spares {
+    /// An empty string, recycled when one is spare.
+    pub fn get(&mut self) -> String {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// Keeps `s` (emptied) for a later [`Spares::get`], within the bounds.
+    pub fn put(&mut self, mut s: String) {
+        if self.0.len() < MAX_SPARES && s.capacity() <= KEEP_BYTES {
+            s.clear();
+            if self.0.capacity() == 0 {
+                self.0.reserve_exact(MAX_SPARES);
+            }
+            self.0.push(s);
+        }
+    }
+
+    /// Capacity held (for memory accounting).
+    pub fn held(&self) -> usize {
+        self.0.iter().map(|s| s.capacity() + 24).sum::<usize>() + self.0.capacity() * 24
+    }
+}
+
+/// Appends `b` as [`String::from_utf8_lossy`] would write it, without an intermediate string.
+pub fn push_lossy(out: &mut String, b: &[u8]) {
+    for c in b.utf8_chunks() {
+        out.push_str(c.valid());
+        if !c.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+}
+
+/// Reads one type's pool counters on the current thread.
+pub fn stats_of<T: Recycle>() -> PoolStats {
+    T::with_pool(|p| p.stats()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Obj {
+        buf: Vec<u8>,
+        n: u32,
+    }
+
+    impl Recycle for Obj {
+        fn recycle(&mut self) {
+            keep(&mut self.buf);
+            self.n = 0;
+        }
+        crate::thread_pool!(Obj);
+    }
+
+    #[test]
+    fn objects_come_back_emptied_with_their_buffers() {
+        let mut a: Pooled<Obj> = Pooled::take();
+        a.buf.extend_from_slice(&[1; 100]);
+        a.n = 7;
+        let p = a.buf.as_ptr();
+        drop(a);
+        let b: Pooled<Obj> = Pooled::take();
+        assert_eq!(*b, Obj::default());
+        assert!(b.buf.capacity() >= 100);
+        assert_eq!(b.buf.as_ptr(), p, "the same buffer is reused");
+        let s = stats_of::<Obj>();
+        assert_eq!((s.fresh, s.reused), (1, 1));
+    }
+
+    #[test]
+    fn the_pool_and_kept_buffers_are_bounded() {
+        let all: Vec<Pooled<Obj>> = (0..POOL_CAP + 10)
+            .map(|_| {
+                let mut o: Pooled<Obj> = Pooled::take();
+                o.buf.resize(KEEP_BYTES + 1, 0);
+                o
+            })
+            .collect();
+        drop(all);
+        assert_eq!(Obj::with_pool(|p| p.len()), Some(POOL_CAP));
+        assert_eq!(stats_of::<Obj>().freed, 10);
+        let o: Pooled<Obj> = Pooled::take();
+        assert_eq!(o.buf.capacity(), 0, "an oversized buffer is not kept");
+    }
+
+    #[test]
+    fn lossy_append_matches_from_utf8_lossy() {
+        for b in [
+            &b"plain"[..],
+            b"\xff\xfeab\xc3",
+            b"a\xe2\x82\xacb\xe2\x82",
+            b"",
+            b"\xf0\x9f\x98\x80x\x80",
+        ] {
+            let mut s = String::from("x");
+            push_lossy(&mut s, b);
+            assert_eq!(s, format!("x{}", String::from_utf8_lossy(b)));
+        }
+    }
+}
