@@ -393,7 +393,7 @@ impl AppProto {
 #[derive(Debug)]
 enum Parser {
     None,
-    Tls(Box<[TlsStream; 2]>),
+    Tls(Pooled<[TlsStream; 2]>),
     Http(Box<HttpPair>),
     DnsTcp([DnsTcp; 2]),
     Quic(Box<crate::app::quic::QuicConn>),
@@ -462,14 +462,7 @@ impl TlsLog {
         std::mem::size_of::<TlsLog>()
             + self.client.as_ref().map_or(0, |c| c.held())
             + self.server.as_ref().map_or(0, |s| s.held())
-            + self.cert.as_ref().map_or(0, |c| {
-                std::mem::size_of::<crate::app::x509::CertInfo>()
-                    + c.subject.capacity()
-                    + c.issuer.capacity()
-                    + c.serial.capacity()
-                    + c.fingerprint.capacity()
-                    + c.sans.iter().map(|x| x.capacity() + 24).sum::<usize>()
-            })
+            + self.cert.as_ref().map_or(0, |c| c.held())
     }
 }
 
@@ -478,7 +471,7 @@ struct TlsLog {
     client: Option<Pooled<ClientHello>>,
     server: Option<Pooled<ServerHello>>,
     /// The server's leaf certificate (TLS 1.2 and older).
-    cert: Option<Box<crate::app::x509::CertInfo>>,
+    cert: Option<Pooled<crate::app::x509::CertInfo>>,
     logged: bool,
 }
 
@@ -562,7 +555,7 @@ pub struct Flow {
     tcp_state: TcpState,
     fin_seen: [bool; 2],
     server_payload: bool,
-    streams: Option<Box<[Stream; 2]>>,
+    streams: Option<Pooled<[Stream; 2]>>,
     /// Bytes charged for `streams` (released when the flow ends).
     streams_charged: u32,
     /// SYN sequence numbers seen before any payload (streams are allocated at the first byte,
@@ -2460,7 +2453,7 @@ fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budge
             cx.stats.tcp_refused += 1;
             return;
         }
-        let mut st: Box<[Stream; 2]> = Box::default();
+        let mut st = Pooled::<[Stream; 2]>::take();
         for (d, isn) in flow.isn.iter().enumerate() {
             if let Some(isn) = isn {
                 st[d].syn(*isn);
@@ -2688,7 +2681,7 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool
         Some(p) => {
             flow.app = p;
             flow.parser = match p {
-                AppProto::Tls => Parser::Tls(Box::default()),
+                AppProto::Tls => Parser::Tls(Pooled::take()),
                 AppProto::Http => Parser::Http(Box::default()),
                 AppProto::Dns => Parser::DnsTcp(Default::default()),
                 _ => Parser::None,
@@ -2731,9 +2724,10 @@ fn tls_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
 }
 
 /// The server's certificate chain: logged fields from the leaf, and the certificate hook.
-fn tls_certs(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, certs: &[Vec<u8>]) {
-    let Some(leaf) = certs.first() else { return };
-    let info = crate::app::x509::parse(leaf);
+fn tls_certs(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, certs: &tls::CertChain) {
+    let Some(leaf) = certs.get(0) else { return };
+    let mut parsed = Pooled::<crate::app::x509::CertInfo>::take();
+    let info = crate::app::x509::parse_into(leaf, &mut parsed).then_some(parsed);
     if info.is_none() {
         let m = flow.meta;
         app_anomaly(cx, &m, dir, "tls", "tls.invalid_certificate");
@@ -2744,10 +2738,10 @@ fn tls_certs(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, certs: &[Vec<u8>]) {
             .as_ref()
             .and_then(|l| l.server.as_ref())
             .map_or(0, |s| s.version);
-        detect::tls_certs(cx, flow, dir, certs, info.as_ref(), v);
+        detect::tls_certs(cx, flow, dir, certs, info.as_deref(), v);
     }
     if let Some(info) = info {
-        flow.tls.get_or_insert_with(Pooled::take).cert = Some(Box::new(info));
+        flow.tls.get_or_insert_with(Pooled::take).cert = Some(info);
     }
 }
 
@@ -2897,7 +2891,7 @@ fn http_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
             if dir == 0 {
                 if let Some(true) = tls::probe(rest) {
                     flow.app = AppProto::Tls;
-                    flow.parser = Parser::Tls(Box::default());
+                    flow.parser = Parser::Tls(Pooled::take());
                     tls_data(cx, flow, dir, rest);
                 }
             }

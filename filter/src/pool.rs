@@ -7,7 +7,8 @@
 //! fills the same memory.
 //!
 //! # Bounds
-//! Each pool holds at most [`POOL_CAP`] objects per thread (each engine runs on its own thread);
+//! Each pool holds at most [`POOL_CAP`] objects per thread (each engine runs on its own thread;
+//! a type may set a smaller [`Recycle::CAP`]);
 //! a box given back to a full pool is freed and counted in [`PoolStats::freed`]. `recycle` keeps
 //! a buffer's capacity only up to [`KEEP_BYTES`] (a larger one, grown by a hostile hello, is
 //! freed), so what the pools hold is bounded by `POOL_CAP` times each type's size and kept
@@ -29,6 +30,9 @@ pub const KEEP_BYTES: usize = 4096;
 
 /// An object that can be emptied for reuse.
 pub trait Recycle: Default + 'static {
+    /// Most objects of this type kept per thread.
+    const CAP: usize = POOL_CAP;
+
     /// Empties the object as [`Default`] would, keeping buffers of at most [`KEEP_BYTES`].
     fn recycle(&mut self);
 
@@ -87,12 +91,12 @@ impl<T: Recycle> Pool<T> {
     }
 
     fn give(&mut self, mut b: Box<T>) {
-        if self.free.len() >= POOL_CAP {
+        if self.free.len() >= T::CAP {
             self.stats.freed += 1;
             return;
         }
         if self.free.capacity() == 0 {
-            self.free.reserve_exact(POOL_CAP);
+            self.free.reserve_exact(T::CAP);
         }
         b.recycle();
         self.free.push(b);
@@ -214,6 +218,77 @@ pub fn keep_str(s: &mut String) {
     } else {
         s.clear();
     }
+}
+
+/// Byte buffers kept per thread for parsers that gather bytes across packets (TLS records and
+/// handshake messages): [`more`] takes one when a buffer starts, [`give_bytes`] returns it.
+pub const BYTES_CAP: usize = 32;
+
+/// Largest byte buffer kept (a handshake message with a certificate chain fits).
+pub const BYTES_KEEP: usize = 16 << 10;
+
+struct Bytes {
+    free: Vec<Vec<u8>>,
+    stats: PoolStats,
+}
+
+thread_local! {
+    static BYTES: std::cell::RefCell<Bytes> = const {
+        std::cell::RefCell::new(Bytes { free: Vec::new(), stats: PoolStats { reused: 0, fresh: 0, freed: 0 } })
+    };
+}
+
+/// Appends `data` to `buf`, starting it with a buffer from the thread's pool when it has none.
+pub fn more(buf: &mut Vec<u8>, data: &[u8]) {
+    if buf.capacity() == 0 && !data.is_empty() {
+        let got = BYTES
+            .try_with(|b| {
+                let mut b = b.try_borrow_mut().ok()?;
+                let v = b.free.pop();
+                if v.is_some() {
+                    b.stats.reused += 1;
+                } else {
+                    b.stats.fresh += 1;
+                }
+                v
+            })
+            .ok()
+            .flatten();
+        if let Some(v) = got {
+            *buf = v;
+        }
+    }
+    buf.extend_from_slice(data);
+}
+
+/// Takes `buf`'s memory back to the thread's pool (emptied; a buffer over [`BYTES_KEEP`] or
+/// beyond [`BYTES_CAP`] kept is freed), leaving `buf` without one.
+pub fn give_bytes(buf: &mut Vec<u8>) {
+    let mut v = std::mem::take(buf);
+    if v.capacity() == 0 {
+        return;
+    }
+    v.clear();
+    let _ = BYTES.try_with(|b| {
+        let Ok(mut b) = b.try_borrow_mut() else {
+            return;
+        };
+        if b.free.len() >= BYTES_CAP || v.capacity() > BYTES_KEEP {
+            b.stats.freed += 1;
+            return;
+        }
+        if b.free.capacity() == 0 {
+            b.free.reserve_exact(BYTES_CAP);
+        }
+        b.free.push(v);
+    });
+}
+
+/// The byte-buffer pool's counters on the current thread.
+pub fn bytes_stats() -> PoolStats {
+    BYTES
+        .try_with(|b| b.try_borrow().map(|b| b.stats).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Spare strings kept by an object that holds a varying number of them (ALPN lists, names).

@@ -9,7 +9,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use crate::eve::HEX;
-use crate::pool::{keep, keep_str, push_lossy, Pooled, Recycle, Spares};
+use crate::pool::{give_bytes, keep, keep_str, more, push_lossy, Pooled, Recycle, Spares};
 
 /// Largest handshake message gathered (a ClientHello with post-quantum key shares is ~2 KB).
 pub const MAX_HANDSHAKE: usize = 64 << 10;
@@ -712,21 +712,72 @@ pub struct TlsStream {
     /// The ServerHello was parsed; looking for the Certificate message.
     after_sh: bool,
     /// The certificate chain (DER, leaf first), until taken.
-    certs: Option<Vec<Vec<u8>>>,
+    certs: Option<Pooled<CertChain>>,
+}
+
+impl Recycle for [TlsStream; 2] {
+    fn recycle(&mut self) {
+        for t in self.iter_mut() {
+            give_bytes(&mut t.rec);
+            give_bytes(&mut t.hs);
+            *t = TlsStream::default();
+        }
+    }
+    crate::thread_pool!([TlsStream; 2]);
 }
 
 /// Most certificates kept from one chain.
 pub const MAX_CERTS: usize = 16;
 
+/// A certificate chain (DER, leaf first), held in one buffer.
+#[derive(Debug, Default)]
+pub struct CertChain {
+    der: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl CertChain {
+    /// The `k`th certificate.
+    pub fn get(&self, k: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(k)? as usize;
+        let start = k.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        self.der.get(start..end)
+    }
+
+    /// How many certificates.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// No certificate.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl Recycle for CertChain {
+    /// A chain lives from its parse to the end of the packet that completed it, so a few do.
+    const CAP: usize = 4;
+
+    fn recycle(&mut self) {
+        // At most a handshake message's bytes (MAX_HANDSHAKE), times CAP.
+        self.der.clear();
+        keep(&mut self.ends);
+    }
+    crate::thread_pool!(CertChain);
+}
+
 /// The `certificate_list` of a Certificate message body (TLS 1.2 and older), leaf first.
-fn certificate_list(body: &[u8]) -> Option<Vec<Vec<u8>>> {
+fn certificate_list(body: &[u8]) -> Option<Pooled<CertChain>> {
     let n = u32::from_be_bytes([0, *body.first()?, *body.get(1)?, *body.get(2)?]) as usize;
     let mut rest = body.get(3..3 + n)?;
-    let mut out = Vec::new();
+    let mut out = Pooled::<CertChain>::take();
     while rest.len() >= 3 && out.len() < MAX_CERTS {
         let l = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
         let c = rest.get(3..3 + l)?;
-        out.push(c.to_vec());
+        out.der.extend_from_slice(c);
+        let end = out.der.len() as u32;
+        out.ends.push(end);
         rest = &rest[3 + l..];
     }
     Some(out)
@@ -745,7 +796,7 @@ impl TlsStream {
             + self
                 .certs
                 .as_ref()
-                .map_or(0, |c| c.iter().map(Vec::capacity).sum())
+                .map_or(0, |c| c.der.capacity() + c.ends.capacity() * 4)
     }
 
     /// Server side: after the ServerHello of TLS 1.2 or older, go on to the Certificate message
@@ -755,7 +806,7 @@ impl TlsStream {
     }
 
     /// The certificate chain, once parsed (leaf first, DER).
-    pub fn take_certs(&mut self) -> Option<Vec<Vec<u8>>> {
+    pub fn take_certs(&mut self) -> Option<Pooled<CertChain>> {
         self.certs.take()
     }
 
@@ -796,7 +847,8 @@ impl TlsStream {
             if self.keep_certs && !is_client && sh.version < 0x0304 && msg.len() >= 4 {
                 let hlen = u32::from_be_bytes([0, msg[1], msg[2], msg[3]]) as usize;
                 self.after_sh = true;
-                self.hs = msg.get(4 + hlen..).unwrap_or(&[]).to_vec();
+                self.hs.clear();
+                more(&mut self.hs, msg.get(4 + hlen..).unwrap_or(&[]));
             }
         }
     }
@@ -823,19 +875,20 @@ impl TlsStream {
             };
             while self.rec.len() < need(&self.rec) && !data.is_empty() {
                 let take = (need(&self.rec) - self.rec.len()).min(data.len());
-                self.rec.extend_from_slice(&data[..take]);
+                more(&mut self.rec, &data[..take]);
                 data = &data[take..];
             }
             if self.rec.len() < need(&self.rec) {
                 return None;
             }
             self.done = true;
-            let rec = std::mem::take(&mut self.rec);
+            let mut rec = std::mem::take(&mut self.rec);
             let mut ch = Pooled::<ClientHello>::take();
             let ev = match parse_sslv2_hello_into(&rec, &mut ch) {
                 Ok(()) => TlsEvent::Client(ch),
                 Err(e) => TlsEvent::Error(e),
             };
+            give_bytes(&mut rec);
             return Some(ev);
         }
         let mut stash = None;
@@ -846,7 +899,7 @@ impl TlsStream {
             if !self.rec.is_empty() || data.len() < 5 {
                 let need_hdr = 5usize.saturating_sub(self.rec.len());
                 let take = need_hdr.min(data.len());
-                self.rec.extend_from_slice(&data[..take]);
+                more(&mut self.rec, &data[..take]);
                 data = &data[take..];
                 if self.rec.len() < 5 {
                     return stash;
@@ -854,7 +907,7 @@ impl TlsStream {
                 let len = u16::from_be_bytes([self.rec[3], self.rec[4]]) as usize;
                 let want = 5 + len - self.rec.len().min(5 + len);
                 let take = want.min(data.len());
-                self.rec.extend_from_slice(&data[..take]);
+                more(&mut self.rec, &data[..take]);
                 data = &data[take..];
                 if self.rec.len() < 5 + len {
                     return stash;
@@ -864,7 +917,7 @@ impl TlsStream {
             } else {
                 let len = u16::from_be_bytes([data[3], data[4]]) as usize;
                 if data.len() < 5 + len {
-                    self.rec.extend_from_slice(data);
+                    more(&mut self.rec, data);
                     return stash;
                 }
                 record = &data[..5 + len];
@@ -885,14 +938,14 @@ impl TlsStream {
                     continue;
                 }
                 self.done = true;
-                self.rec = Vec::new();
-                self.hs = Vec::new();
+                give_bytes(&mut self.rec);
+                give_bytes(&mut self.hs);
                 return ev;
             }
         }
         if self.done {
-            self.rec = Vec::new();
-            self.hs = Vec::new();
+            give_bytes(&mut self.rec);
+            give_bytes(&mut self.hs);
         }
         stash
     }
@@ -905,7 +958,7 @@ impl TlsStream {
                 self.done = true;
                 return None;
             }
-            self.hs.extend_from_slice(&rec[5..]);
+            more(&mut self.hs, &rec[5..]);
             self.drain_after_sh();
             return None;
         }
@@ -925,19 +978,20 @@ impl TlsStream {
             if self.hs.len() + frag.len() > MAX_HANDSHAKE + 4 {
                 return Some(TlsEvent::Error(TlsError::TooLong));
             }
-            self.hs.extend_from_slice(frag);
-            let hs = std::mem::take(&mut self.hs);
+            more(&mut self.hs, frag);
+            let mut hs = std::mem::take(&mut self.hs);
             let r = on_message(&hs, is_client);
             if r.is_none() {
                 self.hs = hs;
             } else {
                 self.continue_after(&r, &hs, is_client);
+                give_bytes(&mut hs);
             }
             return r;
         }
         let r = on_message(frag, is_client);
         if r.is_none() {
-            self.hs.extend_from_slice(frag);
+            more(&mut self.hs, frag);
         } else {
             self.continue_after(&r, frag, is_client);
         }

@@ -5,6 +5,8 @@
 //! CN=...`, with `Email=` for emailAddress and the dotted OID for attributes it has no name for.
 //! Anything malformed yields `None`; nothing here can read past its input.
 
+use crate::pool::{keep, keep_str, push_lossy, Recycle};
+
 /// What is logged and matched of one certificate.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CertInfo {
@@ -21,7 +23,84 @@ pub struct CertInfo {
     /// notAfter, the same way.
     pub not_after: String,
     /// DNS names of the subjectAltName extension (at most [`MAX_SANS`]).
-    pub sans: Vec<String>,
+    pub sans: Sans,
+}
+
+/// DNS names, held in one string (so a recycled certificate fills the same memory).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sans {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Sans {
+    /// The names, in certificate order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.ends.len()).filter_map(|k| self.get(k))
+    }
+
+    /// The `k`th name.
+    pub fn get(&self, k: usize) -> Option<&str> {
+        let end = *self.ends.get(k)? as usize;
+        let start = k.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        self.text.get(start..end)
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// None.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn push(&mut self, name: &[u8]) {
+        push_lossy(&mut self.text, name);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    fn clear(&mut self) {
+        keep_str(&mut self.text);
+        keep(&mut self.ends);
+    }
+
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4
+    }
+}
+
+impl CertInfo {
+    /// Bytes held by its strings.
+    pub fn held(&self) -> usize {
+        std::mem::size_of::<CertInfo>()
+            + self.subject.capacity()
+            + self.issuer.capacity()
+            + self.serial.capacity()
+            + self.fingerprint.capacity()
+            + self.not_before.capacity()
+            + self.not_after.capacity()
+            + self.sans.held()
+    }
+}
+
+impl Recycle for CertInfo {
+    fn recycle(&mut self) {
+        for s in [
+            &mut self.subject,
+            &mut self.issuer,
+            &mut self.serial,
+            &mut self.fingerprint,
+            &mut self.not_before,
+            &mut self.not_after,
+        ] {
+            keep_str(s);
+        }
+        self.sans.clear();
+    }
+    crate::thread_pool!(CertInfo);
 }
 
 /// Most DNS names kept from one certificate.
@@ -112,20 +191,18 @@ fn oid_dotted(oid: &[u8], out: &mut String) {
 
 fn string_value(tag: u8, v: &[u8], out: &mut String) {
     match tag {
-        // BMPString: UTF-16BE.
-        0x1e => {
-            let units: Vec<u16> = v
-                .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect();
-            out.push_str(&String::from_utf16_lossy(&units));
-        }
-        _ => out.push_str(&String::from_utf8_lossy(v)),
+        // BMPString: UTF-16BE, written as `String::from_utf16_lossy` would.
+        0x1e => out.extend(
+            char::decode_utf16(v.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])))
+                .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)),
+        ),
+        _ => push_lossy(out, v),
     }
 }
 
-fn name(b: &[u8]) -> Option<String> {
-    let mut out = String::new();
+/// Writes a distinguished name to `out` (emptied first).
+fn name(b: &[u8], out: &mut String) -> Option<()> {
+    out.clear();
     let mut rdns = b;
     while !rdns.is_empty() {
         let (tag, set, rest) = tlv(rdns)?;
@@ -150,20 +227,22 @@ fn name(b: &[u8]) -> Option<String> {
             }
             match oid_name(oid) {
                 Some(n) => out.push_str(n),
-                None => oid_dotted(oid, &mut out),
+                None => oid_dotted(oid, out),
             }
             out.push('=');
-            string_value(vt, val, &mut out);
+            string_value(vt, val, out);
             if out.len() > 4096 {
                 return None;
             }
         }
     }
-    Some(out)
+    Some(())
 }
 
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as `YYYY-MM-DDTHH:MM:SS`.
-fn time(tag: u8, v: &[u8]) -> Option<String> {
+/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as `YYYY-MM-DDTHH:MM:SS`,
+/// written to `out` (left empty when the time is malformed).
+fn time(tag: u8, v: &[u8], out: &mut String) -> Option<()> {
+    out.clear();
     let s = std::str::from_utf8(v).ok()?;
     let digits = s.trim_end_matches('Z');
     let (year, rest) = match tag {
@@ -178,16 +257,23 @@ fn time(tag: u8, v: &[u8]) -> Option<String> {
         return None;
     }
     let sec = rest.get(8..10).unwrap_or("00");
-    Some(format!(
-        "{year:04}-{}-{}T{}:{}:{sec}",
-        &rest[0..2],
-        &rest[2..4],
-        &rest[4..6],
-        &rest[6..8]
-    ))
+    for k in (0..4).rev() {
+        out.push(char::from(b'0' + (year / 10u32.pow(k) % 10) as u8));
+    }
+    for (sep, part) in [
+        ('-', &rest[0..2]),
+        ('-', &rest[2..4]),
+        ('T', &rest[4..6]),
+        (':', &rest[6..8]),
+        (':', sec),
+    ] {
+        out.push(sep);
+        out.push_str(part);
+    }
+    Some(())
 }
 
-fn sans(ext: &[u8], out: &mut Vec<String>) -> Option<()> {
+fn sans(ext: &[u8], out: &mut Sans) -> Option<()> {
     let (t, seq, _) = tlv(ext)?;
     if t != 0x30 {
         return None;
@@ -197,7 +283,7 @@ fn sans(ext: &[u8], out: &mut Vec<String>) -> Option<()> {
         let (t, v, r) = tlv(rest)?;
         rest = r;
         if t == 0x82 {
-            out.push(String::from_utf8_lossy(v).into_owned());
+            out.push(v);
         }
     }
     Some(())
@@ -205,6 +291,18 @@ fn sans(ext: &[u8], out: &mut Vec<String>) -> Option<()> {
 
 /// Parses one DER certificate.
 pub fn parse(der: &[u8]) -> Option<CertInfo> {
+    let mut info = CertInfo::default();
+    parse_into(der, &mut info).then_some(info)
+}
+
+/// [`parse`] into `info` (emptied first), reusing its strings; false when the certificate is
+/// malformed (`info` then holds a partial parse).
+pub fn parse_into(der: &[u8], info: &mut CertInfo) -> bool {
+    info.recycle();
+    fields(der, info).is_some()
+}
+
+fn fields(der: &[u8], info: &mut CertInfo) -> Option<()> {
     let (t, cert, _) = tlv(der)?;
     if t != 0x30 {
         return None;
@@ -213,7 +311,6 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
     if t != 0x30 {
         return None;
     }
-    let mut info = CertInfo::default();
     let mut rest = tbs;
     let (mut t, mut v, mut r) = tlv(rest)?;
     if t == 0xa0 {
@@ -230,13 +327,17 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
     if t != 0x30 {
         return None;
     }
-    info.issuer = name(issuer)?;
+    name(issuer, &mut info.issuer)?;
     let (t, validity, r) = tlv(r)?;
     if t == 0x30 {
         if let Some((t1, v1, rr)) = tlv(validity) {
-            info.not_before = time(t1, v1).unwrap_or_default();
+            if time(t1, v1, &mut info.not_before).is_none() {
+                info.not_before.clear();
+            }
             if let Some((t2, v2, _)) = tlv(rr) {
-                info.not_after = time(t2, v2).unwrap_or_default();
+                if time(t2, v2, &mut info.not_after).is_none() {
+                    info.not_after.clear();
+                }
             }
         }
     }
@@ -244,7 +345,7 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
     if t != 0x30 {
         return None;
     }
-    info.subject = name(subject)?;
+    name(subject, &mut info.subject)?;
     let (_, _, mut r) = tlv(r)?; // subjectPublicKeyInfo
     while !r.is_empty() {
         let (t, v, rr) = tlv(r)?;
@@ -274,7 +375,7 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
     }
     let digest = sha1_smol::Sha1::from(der).digest().bytes();
     hex_join(&digest, false, &mut info.fingerprint);
-    Some(info)
+    Some(())
 }
 
 #[cfg(test)]
@@ -301,14 +402,30 @@ mod tests {
         let mut s = String::new();
         oid_dotted(&[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x3c], &mut s);
         assert_eq!(s, "1.3.6.1.4.1.311.60");
+        let t = |tag, v: &[u8]| {
+            let mut s = String::from("old");
+            time(tag, v, &mut s).map(|()| s)
+        };
         assert_eq!(
-            time(0x17, b"170323000000Z").as_deref(),
+            t(0x17, b"170323000000Z").as_deref(),
             Some("2017-03-23T00:00:00")
         );
         assert_eq!(
-            time(0x18, b"20500101123456Z").as_deref(),
+            t(0x17, b"491231235959Z").as_deref(),
+            Some("2049-12-31T23:59:59")
+        );
+        assert_eq!(
+            t(0x17, b"500101000000Z").as_deref(),
+            Some("1950-01-01T00:00:00")
+        );
+        assert_eq!(
+            t(0x18, b"20500101123456Z").as_deref(),
             Some("2050-01-01T12:34:56")
         );
-        assert_eq!(time(0x17, b"17xx"), None);
+        assert_eq!(
+            t(0x18, b"00070101123456Z").as_deref(),
+            Some("0007-01-01T12:34:56")
+        );
+        assert_eq!(t(0x17, b"17xx"), None);
     }
 }

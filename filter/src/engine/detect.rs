@@ -416,19 +416,19 @@ pub(super) fn tls_certs(
     cx: &mut Cx<'_>,
     flow: &mut Flow,
     dir: usize,
-    certs: &[Vec<u8>],
+    certs: &crate::app::tls::CertChain,
     info: Option<&crate::app::x509::CertInfo>,
     version: u16,
 ) {
-    let sans: &[String] = info.map_or(&[], |i| &i.sans);
-    let n = certs.len().max(sans.len());
+    let sans = info.map(|i| &i.sans);
+    let n = certs.len().max(sans.map_or(0, |s| s.len()));
     with_client(flow, |flow, ch| {
         for k in 0..n {
             let bufs = CertBufs {
                 ch,
                 info: if k == 0 { info } else { None },
-                der: certs.get(k).map_or(&[][..], |c| &c[..]),
-                san: sans.get(k).map(|s| s.as_bytes()),
+                der: certs.get(k).unwrap_or_default(),
+                san: sans.and_then(|s| s.get(k)).map(str::as_bytes),
             };
             inspect(cx, flow, dir, Hook::TlsCert, &bufs, version);
         }

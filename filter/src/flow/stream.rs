@@ -67,6 +67,20 @@ pub struct Stream {
     recent_pos: usize,
 }
 
+impl crate::pool::Recycle for [Stream; 2] {
+    fn recycle(&mut self) {
+        // Buffered segments were released to the budget by `clear` when the flow ended; the
+        // segment list keeps its capacity.
+        for st in self.iter_mut() {
+            let mut segs = std::mem::take(&mut st.segs);
+            crate::pool::keep(&mut segs);
+            *st = Stream::default();
+            st.segs = segs;
+        }
+    }
+    crate::thread_pool!([Stream; 2]);
+}
+
 fn fingerprint(b: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x5eed).hash_one(b)
@@ -354,7 +368,7 @@ impl Stream {
 
     /// Frees every buffer (flow eviction).
     pub fn clear(&mut self, budget: &mut Budget) {
-        for s in std::mem::take(&mut self.segs) {
+        for s in self.segs.drain(..) {
             budget.release(s.data.capacity() + std::mem::size_of::<Seg>());
         }
         self.buffered = 0;
