@@ -394,9 +394,9 @@ impl AppProto {
 enum Parser {
     None,
     Tls(Pooled<[TlsStream; 2]>),
-    Http(Box<HttpPair>),
+    Http(Pooled<HttpPair>),
     DnsTcp([DnsTcp; 2]),
-    Quic(Box<crate::app::quic::QuicConn>),
+    Quic(Pooled<crate::app::quic::QuicConn>),
     /// gQUIC: the client's CHLOs seen so far (each is read from its own packet).
     Gquic(u8),
 }
@@ -413,8 +413,9 @@ impl Parser {
                     + h.body[1].capacity()
                     + h.inflate.as_ref().map_or(0, |_| detect::INFLATE_HELD)
                     + std::mem::size_of::<HttpPair>()
-                    + h.pending.iter().map(request_bytes).sum::<usize>()
-                    + h.answered.as_ref().map_or(0, |(r, _)| request_bytes(r))
+                    + h.pending.iter().map(|r| r.held()).sum::<usize>()
+                    + h.pending.capacity() * 8
+                    + h.answered.as_ref().map_or(0, |(r, _)| r.held())
             }
             Parser::DnsTcp([a, b]) => a.buf.capacity() + b.buf.capacity(),
             Parser::Quic(q) => q.held() + std::mem::size_of::<crate::app::quic::QuicConn>(),
@@ -427,9 +428,9 @@ impl Parser {
 struct HttpPair {
     streams: [HttpStream; 2],
     /// Requests waiting for their response (at most [`MAX_PENDING_TX`]).
-    pending: VecDeque<Request>,
+    pending: VecDeque<Pooled<Request>>,
     /// The answered transaction whose response body is still running.
-    answered: Option<(Request, Box<crate::app::http::Response>)>,
+    answered: Option<(Pooled<Request>, Pooled<crate::app::http::Response>)>,
     tx: u64,
     /// Bodies kept for signatures (request, response), at most `detect::BODY_LIMIT` each.
     body: [Vec<u8>; 2],
@@ -446,14 +447,29 @@ struct DnsTcp {
     buf: Vec<u8>,
 }
 
-fn request_bytes(r: &Request) -> usize {
-    std::mem::size_of::<Request>()
-        + r.method.capacity()
-        + r.uri.capacity()
-        + r.protocol.capacity()
-        + r.host.as_ref().map_or(0, String::capacity)
-        + r.user_agent.as_ref().map_or(0, String::capacity)
-        + r.head.capacity()
+impl Recycle for FlowSigs {
+    fn recycle(&mut self) {
+        self.reset(crate::pool::KEEP_BYTES);
+    }
+    crate::thread_pool!(FlowSigs);
+}
+
+impl Recycle for HttpPair {
+    fn recycle(&mut self) {
+        for st in &mut self.streams {
+            st.reset();
+        }
+        // The requests go back to their pool; the queue keeps its room (MAX_PENDING_TX).
+        self.pending.clear();
+        self.answered = None;
+        self.tx = 0;
+        for b in &mut self.body {
+            crate::pool::give_bytes(b);
+        }
+        self.req_body_open = false;
+        self.inflate = None;
+    }
+    crate::thread_pool!(HttpPair);
 }
 
 impl TlsLog {
@@ -573,7 +589,7 @@ pub struct Flow {
     verdict: Verdict,
     alerted: bool,
     /// Signature state (flowbits, stream tails), allocated at the first inspection.
-    sigs: Option<Box<FlowSigs>>,
+    sigs: Option<Pooled<FlowSigs>>,
     /// Highest domain-model score of the flow's names (negative: none scored).
     name_score: f32,
     /// The first packets and totals, for the flow model.
@@ -1218,7 +1234,7 @@ impl Engine {
         if !cx.stats.raised().is_empty() && !cx.sigs.is_empty() {
             let raised = cx.stats.raised();
             flow.sigs
-                .get_or_insert_with(Box::default)
+                .get_or_insert_with(Pooled::take)
                 .note_events(raised);
         }
         // The flow model decides at the packet that completes its record (after the app layer
@@ -1434,10 +1450,11 @@ impl Engine {
                 let tx = h.tx;
                 h.tx += 1;
                 let seen = h.streams[1].body_seen();
-                let body = std::mem::take(&mut h.body[1]);
+                let mut body = std::mem::take(&mut h.body[1]);
                 http_event(&mut cx, &flow.meta, &r, Some((&*s, seen)), tx);
                 // A body that ran to the close ends here.
                 detect::http_response(&mut cx, &mut flow, &r, &s, &body);
+                crate::pool::give_bytes(&mut body);
             }
         }
         // Requests never answered (the response inspection above needed the whole flow).
@@ -2682,7 +2699,7 @@ fn probe(flow: &mut Flow, dir: usize, data: &[u8], dns_ports: &[u16; 4]) -> bool
             flow.app = p;
             flow.parser = match p {
                 AppProto::Tls => Parser::Tls(Pooled::take()),
-                AppProto::Http => Parser::Http(Box::default()),
+                AppProto::Http => Parser::Http(Pooled::take()),
                 AppProto::Dns => Parser::DnsTcp(Default::default()),
                 _ => Parser::None,
             };
@@ -2968,28 +2985,33 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             let Parser::Http(h) = &mut flow.parser else {
                 return;
             };
-            h.pending.push_back(*req);
+            h.pending.push_back(req);
         }
         HttpEvent::Body(d) => {
             let Parser::Http(h) = &mut flow.parser else {
                 return;
             };
+            let h = &mut **h;
             if dir == 1 {
                 if h.body[1].capacity() == 0 {
-                    // One allocation per body, not a doubling series of copies up to the
-                    // limit: the declared length, else 16 KiB (charged to the flow as held).
+                    // Room for the whole body at once, not a doubling series of copies up to
+                    // the limit: the declared length, else 16 KiB (charged to the flow as
+                    // held); a pooled buffer when one is big enough.
                     let hint = h
                         .answered
                         .as_ref()
                         .and_then(|(_, r)| r.content_length)
                         .map_or(16 << 10, |n| n.min(detect::BODY_LIMIT as u64) as usize);
-                    h.body[1].reserve_exact(hint);
+                    h.body[1] = crate::pool::bytes(hint);
                 }
                 match h.inflate.as_mut() {
                     Some(z) => z.feed(d, &mut h.body[1]),
                     None => detect::keep_body(&mut h.body[1], d),
                 }
             } else if h.req_body_open {
+                if h.body[0].capacity() == 0 {
+                    h.body[0] = crate::pool::bytes(0);
+                }
                 detect::keep_body(&mut h.body[0], d);
             }
         }
@@ -3000,13 +3022,14 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             if !std::mem::take(&mut h.req_body_open) {
                 return;
             }
-            let body = std::mem::take(&mut h.body[0]);
+            let mut body = std::mem::take(&mut h.body[0]);
             if let Some(req) = h.pending.pop_back() {
                 detect::http_request(cx, flow, &req, &body);
                 if let Parser::Http(h) = &mut flow.parser {
                     h.pending.push_back(req);
                 }
             }
+            crate::pool::give_bytes(&mut body);
         }
         HttpEvent::Response(resp) => {
             let Parser::Http(h) = &mut flow.parser else {
@@ -3033,7 +3056,7 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 return;
             }
             // Logged when its body ends (Suricata's `length` is the body bytes seen).
-            let old_body = std::mem::take(&mut h.body[1]);
+            let mut old_body = std::mem::take(&mut h.body[1]);
             h.inflate = if cx.sigs.wants(Hook::HttpResponse) {
                 detect::Inflate::for_head(&resp.head)
             } else {
@@ -3046,6 +3069,7 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 http_event(cx, &m, &r, Some((&*s, n)), tx);
                 detect::http_response(cx, flow, &r, &s, &old_body);
             }
+            crate::pool::give_bytes(&mut old_body);
         }
         HttpEvent::BodyEnd(n) => {
             let Parser::Http(h) = &mut flow.parser else {
@@ -3054,9 +3078,10 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             if let Some((r, s)) = h.answered.take() {
                 let tx = h.tx;
                 h.tx += 1;
-                let body = std::mem::take(&mut h.body[1]);
+                let mut body = std::mem::take(&mut h.body[1]);
                 http_event(cx, &m, &r, Some((&*s, n)), tx);
                 detect::http_response(cx, flow, &r, &s, &body);
+                crate::pool::give_bytes(&mut body);
             }
         }
         HttpEvent::Error(name) => app_anomaly(cx, &m, dir, "http", name),
@@ -3186,7 +3211,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         if let Some(v) = crate::app::quic::long_header_version(payload) {
             if matches!(v, 1 | 0x6b33_43cf | 0xff00_001d..=0xff00_0020) {
                 flow.app = AppProto::Quic;
-                flow.parser = Parser::Quic(Box::default());
+                flow.parser = Parser::Quic(Pooled::take());
             } else if cx.quic != QuicPolicy::Allow && flow.meta.srv.1 == 443 && undecided {
                 // A version Palisade cannot read: its name stays unknown.
                 let name = crate::app::quic::version_name(v);

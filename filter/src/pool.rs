@@ -238,27 +238,38 @@ thread_local! {
     };
 }
 
+fn pop_bytes() -> Option<Vec<u8>> {
+    BYTES
+        .try_with(|b| {
+            let mut b = b.try_borrow_mut().ok()?;
+            let v = b.free.pop();
+            if v.is_some() {
+                b.stats.reused += 1;
+            } else {
+                b.stats.fresh += 1;
+            }
+            v
+        })
+        .ok()
+        .flatten()
+}
+
 /// Appends `data` to `buf`, starting it with a buffer from the thread's pool when it has none.
 pub fn more(buf: &mut Vec<u8>, data: &[u8]) {
     if buf.capacity() == 0 && !data.is_empty() {
-        let got = BYTES
-            .try_with(|b| {
-                let mut b = b.try_borrow_mut().ok()?;
-                let v = b.free.pop();
-                if v.is_some() {
-                    b.stats.reused += 1;
-                } else {
-                    b.stats.fresh += 1;
-                }
-                v
-            })
-            .ok()
-            .flatten();
-        if let Some(v) = got {
+        if let Some(v) = pop_bytes() {
             *buf = v;
         }
     }
     buf.extend_from_slice(data);
+}
+
+/// An empty buffer with room for at least `hint` bytes: one from the thread's pool (grown if
+/// it is smaller), else a new one.
+pub fn bytes(hint: usize) -> Vec<u8> {
+    let mut v = pop_bytes().unwrap_or_default();
+    v.reserve_exact(hint);
+    v
 }
 
 /// Takes `buf`'s memory back to the thread's pool (emptied; a buffer over [`BYTES_KEEP`] or
@@ -294,6 +305,15 @@ pub fn bytes_stats() -> PoolStats {
 /// Spare strings kept by an object that holds a varying number of them (ALPN lists, names).
 #[derive(Debug, Default, Clone)]
 pub struct Spares(Vec<String>);
+
+/// Spare strings are capacity, not content: any two are equal.
+impl PartialEq for Spares {
+    fn eq(&self, _: &Spares) -> bool {
+        true
+    }
+}
+
+impl Eq for Spares {}
 
 /// Most spare strings one object keeps.
 const MAX_SPARES: usize = 8;

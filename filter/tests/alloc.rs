@@ -346,3 +346,33 @@ fn new_flows_allocate_nothing_once_pools_are_warm() {
     assert!(e.stats.events[1] > 0);
     assert_eq!(allocs, 0);
 }
+
+/// The same with signatures at the TLS, certificate, HTTP, QUIC and DNS hooks (matching and
+/// not), with flowbits: per-flow signature state comes from a pool too.
+#[test]
+fn new_flows_with_signatures_allocate_nothing_once_pools_are_warm() {
+    let _serial = one_at_a_time();
+    let mut b = SigSetBuilder::default();
+    b.add_text(
+        "t.rules",
+        concat!(
+            "alert tls any any -> any any (tls.sni; content:\"googlevideo\"; flowbits:set,g; sid:11;)\n",
+            "alert tls any any -> any any (tls.cert_subject; content:\"Apple\"; sid:12;)\n",
+            "alert tls any any -> any any (ja3.hash; content:\"0000\"; sid:13;)\n",
+            "alert http any any -> any any (http.host; content:\"testmyids\"; sid:14;)\n",
+            "alert http any any -> any any (http.user_agent; content:\"curl\"; http.uri; content:\"/\"; sid:15;)\n",
+            "alert http any any -> any any (http.response_body; content:\"uid=0\"; sid:16;)\n",
+            "alert quic any any -> any any (quic.sni; content:\"mozilla\"; sid:17;)\n",
+            "alert dns any any -> any any (dns.query; content:\"suricata\"; sid:18;)\n",
+            "alert tcp any any -> any any (content:\"never-there\"; sid:19;)\n",
+        ),
+    );
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let mut e = Engine::new(Config::default(), intel());
+    e.set_sigs(b.build());
+    e.set_names(Some(palisade::engine::NameScoring::bundled()));
+    let (allocs, flows, e) = replay_rounds(e, 4, 24);
+    assert!(flows >= 20 * 6, "{flows}");
+    assert!(e.stats.sig_matches >= 20 * 5, "{}", e.stats.sig_matches);
+    assert_eq!(allocs, 0);
+}

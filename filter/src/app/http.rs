@@ -5,6 +5,8 @@
 //! Content-Length or chunked encoding (or until close, for responses without framing).
 //! A head is parsed in place when it arrives whole; only a head split across segments is copied.
 
+use crate::pool::{give_bytes, keep, keep_str, more, push_lossy, Pooled, Recycle, Spares};
+
 /// Largest message head gathered; a longer one is an anomaly and ends parsing of the direction.
 pub const MAX_HEAD: usize = 16 << 10;
 const MAX_FIELD: usize = 4096;
@@ -27,6 +29,39 @@ pub struct Request {
     pub head: Vec<u8>,
     /// A body follows (Content-Length above 0, or chunked).
     pub has_body: bool,
+    /// Strings kept for the next request parsed into this one.
+    spares: Spares,
+}
+
+impl Recycle for Request {
+    fn recycle(&mut self) {
+        keep_str(&mut self.method);
+        keep_str(&mut self.uri);
+        keep_str(&mut self.protocol);
+        for s in [self.host.take(), self.user_agent.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.spares.put(s);
+        }
+        keep(&mut self.head);
+        self.has_body = false;
+    }
+    crate::thread_pool!(Request);
+}
+
+impl Request {
+    /// Bytes held by its strings.
+    pub fn held(&self) -> usize {
+        std::mem::size_of::<Request>()
+            + self.method.capacity()
+            + self.uri.capacity()
+            + self.protocol.capacity()
+            + self.host.as_ref().map_or(0, String::capacity)
+            + self.user_agent.as_ref().map_or(0, String::capacity)
+            + self.head.capacity()
+            + self.spares.held()
+    }
 }
 
 /// A parsed response head.
@@ -42,15 +77,30 @@ pub struct Response {
     pub content_length: Option<u64>,
     /// The head as sent, when kept ([`HttpStream::keep_raw`]).
     pub head: Vec<u8>,
+    /// Strings kept for the next response parsed into this one.
+    spares: Spares,
+}
+
+impl Recycle for Response {
+    fn recycle(&mut self) {
+        self.status = 0;
+        keep_str(&mut self.protocol);
+        if let Some(s) = self.content_type.take() {
+            self.spares.put(s);
+        }
+        self.content_length = None;
+        keep(&mut self.head);
+    }
+    crate::thread_pool!(Response);
 }
 
 /// What a stream found.
 #[derive(Debug)]
 pub enum HttpEvent<'a> {
     /// A request head.
-    Request(Box<Request>),
+    Request(Pooled<Request>),
     /// A response head (interim 1xx responses are reported too).
-    Response(Box<Response>),
+    Response(Pooled<Response>),
     /// Body bytes (after de-chunking), when the stream was asked for them
     /// ([`HttpStream::keep_raw`]).
     Body(&'a [u8]),
@@ -92,6 +142,12 @@ pub struct HttpStream {
 }
 
 impl HttpStream {
+    /// Back to a new stream's state, its buffer returned to the thread's pool.
+    pub fn reset(&mut self) {
+        give_bytes(&mut self.buf);
+        *self = HttpStream::default();
+    }
+
     /// Keeps each head's raw bytes and reports body bytes as [`HttpEvent::Body`].
     pub fn keep_raw(&mut self, on: bool) {
         self.raw = on;
@@ -125,14 +181,14 @@ impl HttpStream {
     /// Switches this direction to tunnel mode (after a CONNECT was answered 2xx, or 101).
     pub fn set_tunnel(&mut self) {
         self.body = Body::Tunnel;
-        self.buf = Vec::new();
+        give_bytes(&mut self.buf);
     }
 
     /// A gap in the stream: message boundaries are lost, so parsing stops.
     pub fn gap(&mut self) {
         if self.body != Body::Tunnel {
             self.body = Body::Dead;
-            self.buf = Vec::new();
+            give_bytes(&mut self.buf);
         }
     }
 
@@ -203,11 +259,11 @@ impl HttpStream {
                         self.buf_line(data, out);
                         return total;
                     };
-                    let line_owned;
+                    let mut line_owned = Vec::new();
                     let line: &[u8] = if self.buf.is_empty() {
                         &data[..nl]
                     } else {
-                        self.buf.extend_from_slice(&data[..nl]);
+                        more(&mut self.buf, &data[..nl]);
                         line_owned = std::mem::take(&mut self.buf);
                         &line_owned
                     };
@@ -219,15 +275,19 @@ impl HttpStream {
                             self.body = Body::Head;
                             out(HttpEvent::BodyEnd(self.body_seen));
                         }
+                        give_bytes(&mut line_owned);
                         continue;
                     }
                     let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
                     let hex = trim(hex);
-                    if hex.is_empty() {
+                    let size = parse_hex(hex);
+                    let blank = hex.is_empty();
+                    give_bytes(&mut line_owned);
+                    if blank {
                         // Blank lines before a chunk size are tolerated (as libhtp does).
                         continue;
                     }
-                    match parse_hex(hex) {
+                    match size {
                         Some(0) => self.body = Body::Trailer,
                         Some(n) => self.body = Body::ChunkData(n),
                         None => {
@@ -258,21 +318,21 @@ impl HttpStream {
                                     "http.response_header_too_long"
                                 }));
                                 self.body = Body::Dead;
-                                self.buf = Vec::new();
+                                give_bytes(&mut self.buf);
                                 return total;
                             }
-                            self.buf.extend_from_slice(data);
+                            more(&mut self.buf, data);
                             return total;
                         }
                     };
-                    let owned;
+                    let mut owned = Vec::new();
                     let head: &[u8] = if from_buf == 0 {
                         let h = &data[..end];
                         data = &data[end..];
                         h
                     } else {
                         let take = end - from_buf;
-                        self.buf.extend_from_slice(&data[..take]);
+                        more(&mut self.buf, &data[..take]);
                         data = &data[take..];
                         owned = std::mem::take(&mut self.buf);
                         &owned
@@ -283,6 +343,7 @@ impl HttpStream {
                         return total;
                     }
                     self.on_head(head, is_request, out);
+                    give_bytes(&mut owned);
                 }
             }
         }
@@ -294,10 +355,10 @@ impl HttpStream {
         if self.line_len > MAX_FIELD {
             out(HttpEvent::Error("http.invalid_chunklen"));
             self.body = Body::Dead;
-            self.buf = Vec::new();
+            give_bytes(&mut self.buf);
             return;
         }
-        self.buf.extend_from_slice(data);
+        more(&mut self.buf, data);
     }
 
     fn on_head<'d>(&mut self, head: &[u8], is_request: bool, out: &mut impl FnMut(HttpEvent<'d>)) {
@@ -334,24 +395,36 @@ impl HttpStream {
                 upgrade = true;
             }
         }
-        let s = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(MAX_FIELD)]).into_owned();
+        // A field as text (lossy), at most MAX_FIELD bytes of it.
+        let put = |out: &mut String, b: &[u8]| push_lossy(out, &b[..b.len().min(MAX_FIELD)]);
         if is_request {
             let (Some(method), Some(uri)) = (a, b) else {
                 out(HttpEvent::Error("http.request_line_invalid"));
                 self.body = Body::Dead;
                 return;
             };
-            let req = Request {
-                method: s(method),
-                uri: s(uri),
-                protocol: c.map(s).unwrap_or_default(),
-                host: host.map(|h| s(strip_port(h))),
-                user_agent: ua.map(s),
-                head: if self.raw { head.to_vec() } else { Vec::new() },
-                has_body: chunked || clen.is_some_and(|n| n > 0),
-            };
+            let mut req = Pooled::<Request>::take();
+            put(&mut req.method, method);
+            put(&mut req.uri, uri);
+            if let Some(c) = c {
+                put(&mut req.protocol, c);
+            }
+            if let Some(h) = host {
+                let mut v = req.spares.get();
+                put(&mut v, strip_port(h));
+                req.host = Some(v);
+            }
+            if let Some(u) = ua {
+                let mut v = req.spares.get();
+                put(&mut v, u);
+                req.user_agent = Some(v);
+            }
+            if self.raw {
+                req.head.extend_from_slice(head);
+            }
+            req.has_body = chunked || clen.is_some_and(|n| n > 0);
             self.body_seen = 0;
-            out(HttpEvent::Request(Box::new(req)));
+            out(HttpEvent::Request(req));
             self.body = if chunked {
                 Body::ChunkSize
             } else {
@@ -373,13 +446,19 @@ impl HttpStream {
                 return;
             };
             self.body_seen = 0;
-            out(HttpEvent::Response(Box::new(Response {
-                status,
-                protocol: s(proto),
-                content_type: ctype.map(s),
-                content_length: clen,
-                head: if self.raw { head.to_vec() } else { Vec::new() },
-            })));
+            let mut resp = Pooled::<Response>::take();
+            resp.status = status;
+            put(&mut resp.protocol, proto);
+            if let Some(t) = ctype {
+                let mut v = resp.spares.get();
+                put(&mut v, t);
+                resp.content_type = Some(v);
+            }
+            resp.content_length = clen;
+            if self.raw {
+                resp.head.extend_from_slice(head);
+            }
+            out(HttpEvent::Response(resp));
             if status == 101 && upgrade {
                 self.set_tunnel();
                 return;

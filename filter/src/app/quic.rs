@@ -13,7 +13,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 use super::tls::{parse_client_hello_into, parse_server_hello_into, ClientHello, ServerHello};
-use crate::pool::Pooled;
+use crate::pool::{give_bytes, keep, more, Pooled, Recycle};
 
 /// CRYPTO bytes gathered per connection.
 pub const MAX_CRYPTO: usize = 64 << 10;
@@ -166,6 +166,20 @@ pub struct QuicConn {
     server: CryptoAsm,
 }
 
+impl Recycle for QuicConn {
+    fn recycle(&mut self) {
+        self.version = 0;
+        keep(&mut self.dcid);
+        self.initials = 0;
+        for asm in [&mut self.client, &mut self.server] {
+            keep(&mut asm.crypto);
+            keep(&mut asm.have);
+            asm.done = false;
+        }
+    }
+    crate::thread_pool!(QuicConn);
+}
+
 impl QuicConn {
     /// Bytes held.
     pub fn held(&self) -> usize {
@@ -234,7 +248,7 @@ impl QuicConn {
             return Ok((pos + len).min(p.len()));
         }
         if from_client && self.dcid.is_empty() {
-            self.dcid = dcid.to_vec();
+            self.dcid.extend_from_slice(dcid);
         }
         let asm_done = if from_client {
             self.client.done
@@ -271,7 +285,9 @@ impl QuicConn {
         if pn_off + pn_len > end || end - (pn_off + pn_len) < 16 {
             return Err(QuicError::Malformed);
         }
-        let mut header = p[..pn_off + pn_len].to_vec();
+        // Header and payload are decrypted in buffers lent by the thread's pool.
+        let mut header = Vec::new();
+        more(&mut header, &p[..pn_off + pn_len]);
         header[0] = first;
         let mut pn = 0u64;
         for i in 0..pn_len {
@@ -284,22 +300,26 @@ impl QuicConn {
         }
         let body = &p[pn_off + pn_len..end];
         let (ct, tag) = body.split_at(body.len() - 16);
-        let mut plain = ct.to_vec();
+        let mut plain = Vec::new();
+        more(&mut plain, ct);
         let aead = Aes128Gcm::new(GenericArray::from_slice(&keys.key));
-        aead.decrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &header,
-            &mut plain,
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| QuicError::Decrypt)?;
+        let opened = aead
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&nonce),
+                &header,
+                &mut plain,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| QuicError::Decrypt);
         let asm = if from_client {
             &mut self.client
         } else {
             &mut self.server
         };
-        asm.frames(&plain)?;
-        Ok(end)
+        let r = opened.and_then(|()| asm.frames(&plain));
+        give_bytes(&mut header);
+        give_bytes(&mut plain);
+        r.map(|()| end)
     }
 
     fn try_hello(&mut self, from_client: bool) -> Result<Option<Hello>, QuicError> {

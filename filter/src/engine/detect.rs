@@ -137,7 +137,7 @@ fn run<'r>(
         stream_size: stream_size(flow),
         events: cx.stats.raised(),
     };
-    let fs = flow.sigs.get_or_insert_with(Box::default);
+    let fs = flow.sigs.get_or_insert_with(crate::pool::Pooled::take);
     let (hits, dropped) = collect(|out| f(sigs, &p, fs, cx.sc, out));
     cx.stats.sig_hits_dropped += dropped;
     for h in hits.into_iter().flatten() {

@@ -92,6 +92,29 @@ impl FlowSigs {
         }
     }
 
+    /// Back to a new flow's state, keeping buffers of at most `keep_bytes` each (so a pool of
+    /// them can serve new flows without allocating).
+    pub fn reset(&mut self, keep_bytes: usize) {
+        fn keep<T>(v: &mut Vec<T>, max: usize) {
+            if v.capacity() * std::mem::size_of::<T>() > max {
+                *v = Vec::new();
+            } else {
+                v.clear();
+            }
+        }
+        keep(&mut self.bits, keep_bytes);
+        self.passed = false;
+        for t in &mut self.tail {
+            keep(t, keep_bytes);
+        }
+        self.stream_off = [0; 2];
+        keep(&mut self.once, keep_bytes);
+        self.bits_dropped = 0;
+        self.app_events = super::EventSet::default();
+        keep(&mut self.ints, keep_bytes);
+        self.ints_dropped = 0;
+    }
+
     /// Bytes held.
     pub fn held(&self) -> usize {
         std::mem::size_of::<FlowSigs>()
