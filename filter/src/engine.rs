@@ -447,6 +447,31 @@ struct DnsTcp {
     buf: Vec<u8>,
 }
 
+/// Counters of the pools the engine takes per-flow state from, on the calling thread (each
+/// engine runs on its own): objects reused, made fresh (an allocation each) and freed because
+/// their pool was full.
+pub fn pool_stats() -> crate::pool::PoolStats {
+    use crate::pool::stats_of;
+    let mut t = crate::pool::bytes_stats();
+    for x in [
+        stats_of::<ClientHello>(),
+        stats_of::<ServerHello>(),
+        stats_of::<TlsLog>(),
+        stats_of::<[TlsStream; 2]>(),
+        stats_of::<tls::CertChain>(),
+        stats_of::<crate::app::x509::CertInfo>(),
+        stats_of::<[Stream; 2]>(),
+        stats_of::<HttpPair>(),
+        stats_of::<Request>(),
+        stats_of::<crate::app::http::Response>(),
+        stats_of::<crate::app::quic::QuicConn>(),
+        stats_of::<FlowSigs>(),
+    ] {
+        t += x;
+    }
+    t
+}
+
 impl Recycle for FlowSigs {
     fn recycle(&mut self) {
         self.reset(crate::pool::KEEP_BYTES);
@@ -1566,6 +1591,10 @@ impl Engine {
                     .u64("cap", self.budget.cap() as u64);
                 m.u64("refusals", self.budget.refusals)
                     .u64("app_memcap", s.app_memcap);
+                let p = pool_stats();
+                m.u64("pool_reused", p.reused)
+                    .u64("pool_fresh", p.fresh)
+                    .u64("pool_freed", p.freed);
             });
             st.obj("detect", |d| {
                 d.u64("alerts_blocked", s.alerts_blocked)

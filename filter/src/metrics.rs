@@ -134,6 +134,18 @@ pub fn render(
         },
     );
     metric(
+        "pooled_objects_total",
+        "counter",
+        "Per-flow state taken from the workers' pools (reused), allocated because a pool was empty (fresh), or freed because a pool was full (freed).",
+        &|s| {
+            vec![
+                ("outcome=\"reused\"".into(), s.pools.reused),
+                ("outcome=\"fresh\"".into(), s.pools.fresh),
+                ("outcome=\"freed\"".into(), s.pools.freed),
+            ]
+        },
+    );
+    metric(
         "cap_hits_total",
         "counter",
         "Limits reached: segments refused, app buffers dropped, reassembly depth.",

@@ -352,6 +352,17 @@ fn new_flows_allocate_nothing_once_pools_are_warm() {
 #[test]
 fn new_flows_with_signatures_allocate_nothing_once_pools_are_warm() {
     let _serial = one_at_a_time();
+    let mut e = Engine::new(Config::default(), intel());
+    e.set_sigs(app_sigs());
+    e.set_names(Some(palisade::engine::NameScoring::bundled()));
+    let (allocs, flows, e) = replay_rounds(e, 4, 24);
+    assert!(flows >= 20 * 6, "{flows}");
+    assert!(e.stats.sig_matches >= 20 * 5, "{}", e.stats.sig_matches);
+    assert_eq!(allocs, 0);
+}
+
+/// Signatures at the TLS, certificate, HTTP, QUIC and DNS hooks, with flowbits.
+fn app_sigs() -> palisade_rules::sig::SigSet {
     let mut b = SigSetBuilder::default();
     b.add_text(
         "t.rules",
@@ -365,14 +376,101 @@ fn new_flows_with_signatures_allocate_nothing_once_pools_are_warm() {
             "alert quic any any -> any any (quic.sni; content:\"mozilla\"; sid:17;)\n",
             "alert dns any any -> any any (dns.query; content:\"suricata\"; sid:18;)\n",
             "alert tcp any any -> any any (content:\"never-there\"; sid:19;)\n",
+            // Fires only where sid 11 set its flowbit: a bit left over from another flow's
+            // state would make it fire on every TLS flow.
+            "alert tls any any -> any any (flowbits:isset,g; tls.sni; content:\".\"; sid:20;)\n",
         ),
     );
     assert!(b.problems.is_empty(), "{:?}", b.problems);
+    b.build()
+}
+
+/// What a replay logged of the application layer, without times and flow ids: one line per
+/// event (its type and its protocol object, or the alert's signature id and message).
+fn app_events(eve: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in eve.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let t = v["event_type"].as_str().unwrap().to_string();
+        let body = match t.as_str() {
+            "alert" => serde_json::json!([v["alert"]["signature_id"], v["alert"]["signature"]]),
+            "tls" | "http" | "quic" | "dns" | "anomaly" => v[t.as_str()].clone(),
+            _ => continue,
+        };
+        out.push(format!("{t} {body}"));
+    }
+    out.sort();
+    out
+}
+
+fn engine_for_recycling() -> Engine {
     let mut e = Engine::new(Config::default(), intel());
-    e.set_sigs(b.build());
+    e.set_sigs(app_sigs());
     e.set_names(Some(palisade::engine::NameScoring::bundled()));
-    let (allocs, flows, e) = replay_rounds(e, 4, 24);
-    assert!(flows >= 20 * 6, "{flows}");
-    assert!(e.stats.sig_matches >= 20 * 5, "{}", e.stats.sig_matches);
-    assert_eq!(allocs, 0);
+    e
+}
+
+/// Replays the captures in `order` through `e`, each after the previous flows timed out; the
+/// application-layer events.
+fn replay_in_order(
+    e: &mut Engine,
+    caps: &[Vec<(i64, u32, Vec<u8>)>],
+    order: &[usize],
+) -> Vec<String> {
+    let mut eve = Vec::new();
+    let mut clock = 1_000_000_000_000i64;
+    let mut n = 0u64;
+    for &i in order {
+        let cap = &caps[i];
+        let t0 = cap[0].0;
+        let mut last = clock;
+        for (ts, lt, f) in cap {
+            n += 1;
+            last = clock + (ts - t0).max(0);
+            e.handle(last, n, *lt, f);
+            e.take_events(|b| eve.extend_from_slice(b));
+        }
+        clock = last + 3_600_000_000_000;
+    }
+    e.finish();
+    e.take_events(|b| eve.extend_from_slice(b));
+    app_events(&eve)
+}
+
+/// Recycled state carries nothing over: each capture replayed alone on a fresh thread (every
+/// object made new) logs what the same captures log replayed together, forwards then
+/// backwards, on one thread whose pools hand each flow objects another kind of flow filled
+/// (hellos, certificates, HTTP transactions, QUIC connections, flowbits, stream buffers).
+#[test]
+fn recycled_state_logs_what_fresh_state_logs() {
+    let _serial = one_at_a_time();
+    let caps: Vec<_> = NEW_FLOW_CAPTURES
+        .iter()
+        .map(|c| capture_frames(c))
+        .collect();
+    let mut fresh = Vec::new();
+    for (i, name) in NEW_FLOW_CAPTURES.iter().enumerate() {
+        let caps = caps.clone();
+        let ev = std::thread::spawn(move || {
+            let mut e = engine_for_recycling();
+            replay_in_order(&mut e, &caps, &[i])
+        })
+        .join()
+        .unwrap();
+        assert!(!ev.is_empty(), "{name}");
+        fresh.extend(ev);
+    }
+    let order: Vec<usize> = (0..caps.len()).chain((0..caps.len()).rev()).collect();
+    let mut e = engine_for_recycling();
+    let recycled = replay_in_order(&mut e, &caps, &order);
+    assert!(palisade::engine::pool_stats().reused > 20);
+    let mut want: Vec<String> = fresh.iter().chain(fresh.iter()).cloned().collect();
+    want.sort();
+    assert!(
+        want.iter().any(|l| l.starts_with("alert [11,")),
+        "{want:#?}"
+    );
+    let count = |sid: &str| want.iter().filter(|l| l.starts_with(sid)).count();
+    assert_eq!(count("alert [20,"), count("alert [11,"));
+    assert_eq!(recycled, want);
 }

@@ -121,6 +121,12 @@ fn host_role_blocks_before_payload_and_cleans_up() {
     assert!(value("palisade_resets_sent_total{queue=\"7\"}") >= 4);
     assert!(value("palisade_sinkhole_answers_total{queue=\"7\"}") >= 1);
     assert!(value("palisade_alerts_total{queue=\"7\",action=\"blocked\"}") >= 4);
+    // Per-flow state came from the worker's pools: the first flows' objects were made fresh.
+    assert!(value("palisade_pooled_objects_total{queue=\"7\",outcome=\"fresh\"}") > 0);
+    assert!(
+        m.contains("palisade_pooled_objects_total{queue=\"7\",outcome=\"reused\"}"),
+        "{m}"
+    );
     assert!(
         m.contains("palisade_kernel_queue_dropped_total{queue=\"7\",reason=\"queue_full\"}"),
         "{m}"

@@ -605,6 +605,61 @@ mod tests {
         v
     }
 
+    /// The requests and responses of `data` as values (a fresh stream).
+    fn heads(data: &[u8], req: bool) -> Vec<(Option<Request>, Option<Response>)> {
+        let mut s = HttpStream::default();
+        s.keep_raw(true);
+        run(&mut s, data, req)
+            .into_iter()
+            .filter_map(|e| match e {
+                HttpEvent::Request(r) => Some((Some((*r).clone()), None)),
+                HttpEvent::Response(r) => Some((None, Some((*r).clone()))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Heads parsed into recycled requests and responses (each event's object goes back to
+    /// the thread's pool before the next head is read) are those a new thread, with nothing
+    /// to recycle, parses.
+    #[test]
+    fn recycled_heads_parse_as_fresh_ones() {
+        let reqs: &[&[u8]] = &[
+            b"GET /a/very/long/path/with/many/parts?and=query HTTP/1.1\r\nHost: long.example:8080\r\nUser-Agent: curl/8.5.0\r\n\r\n",
+            b"POST /p HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUser-Agent: \xff\xfe\r\n\r\n",
+            b"HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n",
+        ];
+        let resps: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ];
+        for (list, req) in [(reqs, true), (resps, false)] {
+            let all: Vec<u8> = list
+                .iter()
+                .chain(list.iter().rev())
+                .flat_map(|h| h.iter().copied())
+                .collect();
+            let want: Vec<_> = list
+                .iter()
+                .chain(list.iter().rev())
+                .flat_map(|h| {
+                    let h = h.to_vec();
+                    std::thread::spawn(move || heads(&h, req)).join().unwrap()
+                })
+                .collect();
+            assert_eq!(want.len(), list.len() * 2);
+            let _warm = heads(&all, req);
+            let got = heads(&all, req);
+            assert_eq!(got, want);
+        }
+        let mut r = heads(reqs[0], true).remove(0).0.unwrap();
+        assert_eq!(r.host.as_deref(), Some("long.example"));
+        r.recycle();
+        assert_eq!(r, Request::default());
+    }
+
     #[test]
     fn pipelined_requests_with_bodies_in_any_split() {
         let wire = b"POST /a HTTP/1.1\r\nHost: one.example:8080\r\nContent-Length: 5\r\n\r\nhelloGET /b?x HTTP/1.1\r\nhost: two.example\r\nUser-Agent: t/1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHEAD /c HTTP/1.0\r\nHost: [2001:db8::1]:80\r\n\r\n";

@@ -1187,6 +1187,95 @@ pub(crate) mod tests {
         }
     }
 
+    /// A ServerHello body: TLS 1.2 legacy version, `cipher`, supported_versions when `v13`,
+    /// ALPN `alpn` when not empty.
+    fn server_hello_body(cipher: u16, v13: bool, alpn: &[u8]) -> Vec<u8> {
+        let mut ext = Vec::new();
+        if v13 {
+            ext.extend_from_slice(&[0, 43, 0, 2, 3, 4]);
+        }
+        if !alpn.is_empty() {
+            let n = alpn.len() as u16;
+            ext.extend_from_slice(&[0, 16]);
+            ext.extend_from_slice(&(n + 3).to_be_bytes());
+            ext.extend_from_slice(&(n + 1).to_be_bytes());
+            ext.push(alpn.len() as u8);
+            ext.extend_from_slice(alpn);
+        }
+        let mut b = vec![3, 3];
+        b.extend_from_slice(&[9; 32]);
+        b.push(0);
+        b.extend_from_slice(&cipher.to_be_bytes());
+        b.push(0);
+        b.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        b.extend_from_slice(&ext);
+        b
+    }
+
+    /// Overwrites bytes of `b` (positions taken modulo its length).
+    fn mutate(b: &mut [u8], muts: &[(usize, u8)]) {
+        if b.is_empty() {
+            return;
+        }
+        let n = b.len();
+        for &(i, v) in muts {
+            b[i % n] = v;
+        }
+    }
+
+    proptest::proptest! {
+        /// A hello parsed into one that held another hello (as a recycled one has) is the hello
+        /// a fresh parse gives, or the same error: nothing of the first one shows through.
+        #[test]
+        fn a_used_client_hello_parses_as_a_fresh_one(
+            a in 0usize..4,
+            b in 0usize..4,
+            muts in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..6),
+        ) {
+            let seeds = [
+                client_hello_record("example.com"),
+                client_hello_record_ech("a-much-longer-name.example.org"),
+                client_hello_record(""),
+                hello_record("x", false)[..40].to_vec(),
+            ];
+            let mut used = ClientHello::default();
+            let _ = parse_client_hello_into(seeds[a].get(9..).unwrap_or(&[]), a == 1, &mut used);
+            let mut body = seeds[b].get(9..).unwrap_or(&[]).to_vec();
+            mutate(&mut body, &muts);
+            let fresh = parse_client_hello(&body, false);
+            let again = parse_client_hello_into(&body, false, &mut used).map(|()| used.clone());
+            proptest::prop_assert_eq!(fresh, again);
+        }
+
+        #[test]
+        fn a_used_server_hello_parses_as_a_fresh_one(
+            first in (proptest::prelude::any::<u16>(), proptest::prelude::any::<bool>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)),
+            second in (proptest::prelude::any::<u16>(), proptest::prelude::any::<bool>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)),
+            muts in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..4),
+        ) {
+            let mut used = ServerHello::default();
+            let a = server_hello_body(first.0, first.1, &first.2);
+            proptest::prop_assert!(parse_server_hello_into(&a, &mut used).is_ok());
+            let mut b = server_hello_body(second.0, second.1, &second.2);
+            mutate(&mut b, &muts);
+            let fresh = parse_server_hello(&b);
+            let again = parse_server_hello_into(&b, &mut used).map(|()| used.clone());
+            proptest::prop_assert_eq!(fresh, again);
+        }
+    }
+
+    #[test]
+    fn recycled_hellos_equal_new_ones() {
+        let mut ch = parse_client_hello(&client_hello_record_ech("a.example")[9..], false).unwrap();
+        assert!(ch.sni.is_some() && ch.ech && !ch.alpn.is_empty());
+        ch.recycle();
+        assert_eq!(ch, ClientHello::default());
+        let mut sh = parse_server_hello(&server_hello_body(0x1301, true, b"h2")).unwrap();
+        assert_eq!((sh.version, sh.alpn.as_deref()), (0x0304, Some("h2")));
+        sh.recycle();
+        assert_eq!(sh, ServerHello::default());
+    }
+
     #[test]
     fn digit_writers_agree_with_fmt_on_every_value() {
         let mut out = String::new();

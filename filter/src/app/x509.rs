@@ -397,6 +397,52 @@ mod tests {
         }
     }
 
+    /// A self-signed certificate for `sans` with common name `cn` (rcgen).
+    fn cert(cn: &str, sans: &[&str]) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Palisade tests");
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// A certificate parsed into a CertInfo that held another (as a recycled one has) reads as
+    /// a fresh parse does, malformed or not: names, SANs and times of the first do not show.
+    #[test]
+    fn a_used_cert_info_parses_as_a_fresh_one() {
+        let many: Vec<String> = (0..40).map(|i| format!("h{i}.many.example")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let certs = [
+            cert("first.example", &["first.example", "www.first.example"]),
+            cert("a-second-and-longer-name.example.org", &many),
+            cert("third", &[]),
+        ];
+        for a in &certs {
+            for b in &certs {
+                for cut in [b.len(), b.len() / 2, 40] {
+                    let mut used = CertInfo::default();
+                    assert!(parse_into(a, &mut used));
+                    let fresh = parse(&b[..cut]);
+                    let ok = parse_into(&b[..cut], &mut used);
+                    assert_eq!(fresh.is_some(), ok);
+                    if let Some(f) = fresh {
+                        assert_eq!(f, used);
+                        assert!(!f.subject.is_empty() && !f.fingerprint.is_empty());
+                    }
+                }
+            }
+        }
+        let mut info = parse(&certs[1]).unwrap();
+        assert_eq!(info.sans.len(), 40);
+        assert_eq!(info.sans.get(39), Some("h39.many.example"));
+        assert_eq!(info.sans.iter().next(), Some("h0.many.example"));
+        info.recycle();
+        assert_eq!(info, CertInfo::default());
+    }
+
     #[test]
     fn dotted_oid_and_time() {
         let mut s = String::new();
