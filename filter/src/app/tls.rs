@@ -308,12 +308,16 @@ fn client_hello_fields(
     r.take(32)?; // random
     r.sub8()?; // session id
     let mut cs = r.sub16()?;
+    // Room for every list at once (a no-op for a recycled hello's buffers): one allocation
+    // each for a new hello instead of a doubling series.
+    sc.ciphers.reserve(cs.b.len() / 2);
     while !cs.is_empty() {
         sc.ciphers.push(cs.u16()?);
     }
     r.sub8()?; // compression methods
     if !r.is_empty() {
         let mut e = r.sub16()?;
+        ch.extensions.reserve(e.b.len() / 4);
         while !e.is_empty() {
             let typ = e.u16()?;
             let mut d = e.sub16()?;
@@ -333,6 +337,7 @@ fn client_hello_fields(
                 }
                 10 => {
                     let mut l = d.sub16()?;
+                    sc.groups.reserve(l.b.len() / 2);
                     while !l.is_empty() {
                         sc.groups.push(l.u16()?);
                     }
@@ -343,6 +348,7 @@ fn client_hello_fields(
                 }
                 13 => {
                     let mut l = d.sub16()?;
+                    sc.sigalgs.reserve(l.b.len() / 2);
                     while !l.is_empty() {
                         sc.sigalgs.push(l.u16()?);
                     }
@@ -370,7 +376,13 @@ fn client_hello_fields(
             }
         }
     }
-    // JA3: version, ciphers, extensions, groups, point formats; GREASE removed.
+    // JA3: version, ciphers, extensions, groups, point formats; GREASE removed. At most six
+    // characters a value.
+    ch.ja3.reserve(
+        6 * (1 + sc.ciphers.len() + ch.extensions.len() + sc.groups.len() + sc.points.len()),
+    );
+    ch.ja3_hash.reserve(32);
+    ch.ja4.reserve(36);
     push_dec(&mut ch.ja3, ch.version);
     ch.ja3.push(',');
     join_dec(
@@ -461,6 +473,7 @@ fn ja4(out: &mut String, ch: &ClientHello, l: Lists<'_>, quic: bool, sorted: &mu
     }
     out.push('_');
     sorted.clear();
+    sorted.reserve(l.ciphers.len().max(l.exts.len()));
     sorted.extend(l.ciphers.iter().filter(not_grease));
     sorted.sort_unstable();
     if sorted.is_empty() {
@@ -519,6 +532,7 @@ fn sslv2_fields(rec: &[u8], ch: &mut ClientHello, sc: &mut Scratch) -> Result<()
         return Err(TlsError::Malformed);
     }
     // V2 cipher specs whose first byte is 0 are TLS cipher suites.
+    sc.ciphers.reserve(specs.len() / 3);
     sc.ciphers.extend(
         specs
             .chunks(3)
@@ -570,6 +584,7 @@ pub fn parse_server_hello_into(body: &[u8], sh: &mut ServerHello) -> Result<(), 
     sh.cipher = cipher;
     if !r.is_empty() {
         let mut e = r.sub16()?;
+        sh.extensions.reserve(e.b.len() / 4);
         while !e.is_empty() {
             let typ = e.u16()?;
             let mut d = e.sub16()?;
@@ -591,6 +606,8 @@ pub fn parse_server_hello_into(body: &[u8], sh: &mut ServerHello) -> Result<(), 
             }
         }
     }
+    sh.ja3s.reserve(6 * (2 + sh.extensions.len()));
+    sh.ja3s_hash.reserve(32);
     push_dec(&mut sh.ja3s, legacy);
     sh.ja3s.push(',');
     push_dec(&mut sh.ja3s, cipher);

@@ -131,6 +131,7 @@ fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 fn hex_join(b: &[u8], upper: bool, out: &mut String) {
+    out.reserve(3 * b.len());
     use std::fmt::Write;
     for (i, x) in b.iter().enumerate() {
         if i > 0 {
@@ -203,6 +204,8 @@ fn string_value(tag: u8, v: &[u8], out: &mut String) {
 /// Writes a distinguished name to `out` (emptied first).
 fn name(b: &[u8], out: &mut String) -> Option<()> {
     out.clear();
+    // The text is about as long as the DER (one allocation for a new string).
+    out.reserve(b.len().min(4096));
     let mut rdns = b;
     while !rdns.is_empty() {
         let (tag, set, rest) = tlv(rdns)?;
@@ -243,6 +246,7 @@ fn name(b: &[u8], out: &mut String) -> Option<()> {
 /// written to `out` (left empty when the time is malformed).
 fn time(tag: u8, v: &[u8], out: &mut String) -> Option<()> {
     out.clear();
+    out.reserve(19);
     let s = std::str::from_utf8(v).ok()?;
     let digits = s.trim_end_matches('Z');
     let (year, rest) = match tag {
