@@ -302,6 +302,72 @@ pub fn bytes_stats() -> PoolStats {
         .unwrap_or_default()
 }
 
+/// A list of byte strings held in one buffer (certificate chains, DNS names): filling a
+/// recycled one allocates nothing.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Packed {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Packed {
+    /// The `k`th entry.
+    pub fn get(&self, k: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(k)? as usize;
+        let start = k.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        self.bytes.get(start..end)
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// No entry.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Appends an entry.
+    pub fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        self.end_entry();
+    }
+
+    /// Appends an entry as text ([`push_lossy`]), so that [`Packed::get`] gives UTF-8.
+    pub fn push_text(&mut self, b: &[u8]) {
+        let mut rep = [0u8; 4];
+        let rep = char::REPLACEMENT_CHARACTER.encode_utf8(&mut rep).as_bytes();
+        for c in b.utf8_chunks() {
+            self.bytes.extend_from_slice(c.valid().as_bytes());
+            if !c.invalid().is_empty() {
+                self.bytes.extend_from_slice(rep);
+            }
+        }
+        self.end_entry();
+    }
+
+    fn end_entry(&mut self) {
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    /// Empties it, keeping its buffers (the bytes up to `max_bytes`, the offsets up to
+    /// [`KEEP_BYTES`]).
+    pub fn clear(&mut self, max_bytes: usize) {
+        if self.bytes.capacity() > max_bytes {
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.clear();
+        }
+        keep(&mut self.ends);
+    }
+
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * 4
+    }
+}
+
 /// Spare strings kept by an object that holds a varying number of them (ALPN lists, names).
 #[derive(Debug, Default, Clone)]
 pub struct Spares(Vec<String>);
@@ -403,6 +469,26 @@ mod tests {
         assert_eq!(stats_of::<Obj>().freed, 10);
         let o: Pooled<Obj> = Pooled::take();
         assert_eq!(o.buf.capacity(), 0, "an oversized buffer is not kept");
+    }
+
+    #[test]
+    fn packed_entries_and_text() {
+        let mut p = Packed::default();
+        p.push(b"\x30\x01");
+        p.push(b"");
+        p.push_text(b"a\xffb");
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.get(0), Some(&b"\x30\x01"[..]));
+        assert_eq!(p.get(1), Some(&b""[..]));
+        assert_eq!(p.get(2), Some("a\u{fffd}b".as_bytes()));
+        assert_eq!(p.get(3), None);
+        let held = p.held();
+        p.clear(KEEP_BYTES);
+        assert!(p.is_empty() && p.get(0).is_none());
+        assert_eq!(p.held(), held, "buffers kept");
+        p.push(&[1; 100]);
+        p.clear(10);
+        assert_eq!(p, Packed::default());
     }
 
     #[test]

@@ -298,6 +298,26 @@ fn capture_frames(rel: &str) -> Vec<(i64, u32, Vec<u8>)> {
     out
 }
 
+/// Plays one capture through `e` from `clock` (packet numbers from `n`), events to `out`;
+/// returns a clock past every flow timeout, where the next packet ends these flows.
+fn play(
+    e: &mut Engine,
+    cap: &[(i64, u32, Vec<u8>)],
+    clock: i64,
+    n: &mut u64,
+    out: &mut impl FnMut(&[u8]),
+) -> i64 {
+    let t0 = cap[0].0;
+    let mut last = clock;
+    for (ts, lt, f) in cap {
+        *n += 1;
+        last = clock + (ts - t0).max(0);
+        e.handle(last, *n, *lt, f);
+        e.take_events(|b| out(b));
+    }
+    last + 3_600_000_000_000
+}
+
 /// Replays the captures `rounds` times, each connection again after every flow has timed out
 /// (so each round's flows are new ones and the previous round's have ended); returns the
 /// allocations of the rounds after `warm`, the flows they created, and the engine.
@@ -317,16 +337,7 @@ fn replay_rounds(mut e: Engine, warm: usize, rounds: usize) -> (u64, u64, Engine
             ON.with(|o| o.set(true));
         }
         for cap in &caps {
-            let t0 = cap[0].0;
-            let mut last = clock;
-            for (ts, lt, f) in cap {
-                n += 1;
-                last = clock + (ts - t0).max(0);
-                e.handle(last, n, *lt, f);
-                e.take_events(|b| sink += b.len());
-            }
-            // Past every flow timeout: the next packet ends these flows.
-            clock = last + 3_600_000_000_000;
+            clock = play(&mut e, cap, clock, &mut n, &mut |b| sink += b.len());
         }
     }
     ON.with(|o| o.set(false));
@@ -421,16 +432,9 @@ fn replay_in_order(
     let mut clock = 1_000_000_000_000i64;
     let mut n = 0u64;
     for &i in order {
-        let cap = &caps[i];
-        let t0 = cap[0].0;
-        let mut last = clock;
-        for (ts, lt, f) in cap {
-            n += 1;
-            last = clock + (ts - t0).max(0);
-            e.handle(last, n, *lt, f);
-            e.take_events(|b| eve.extend_from_slice(b));
-        }
-        clock = last + 3_600_000_000_000;
+        clock = play(e, &caps[i], clock, &mut n, &mut |b| {
+            eve.extend_from_slice(b)
+        });
     }
     e.finish();
     e.take_events(|b| eve.extend_from_slice(b));

@@ -9,7 +9,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use crate::eve::HEX;
-use crate::pool::{give_bytes, keep, keep_str, more, push_lossy, Pooled, Recycle, Spares};
+use crate::pool::{give_bytes, keep, keep_str, more, push_lossy, Packed, Pooled, Recycle, Spares};
 
 /// Largest handshake message gathered (a ClientHello with post-quantum key shares is ~2 KB).
 pub const MAX_HANDSHAKE: usize = 64 << 10;
@@ -748,27 +748,12 @@ pub const MAX_CERTS: usize = 16;
 
 /// A certificate chain (DER, leaf first), held in one buffer.
 #[derive(Debug, Default)]
-pub struct CertChain {
-    der: Vec<u8>,
-    ends: Vec<u32>,
-}
+pub struct CertChain(Packed);
 
-impl CertChain {
-    /// The `k`th certificate.
-    pub fn get(&self, k: usize) -> Option<&[u8]> {
-        let end = *self.ends.get(k)? as usize;
-        let start = k.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
-        self.der.get(start..end)
-    }
-
-    /// How many certificates.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// No certificate.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+impl std::ops::Deref for CertChain {
+    type Target = Packed;
+    fn deref(&self) -> &Packed {
+        &self.0
     }
 }
 
@@ -778,8 +763,7 @@ impl Recycle for CertChain {
 
     fn recycle(&mut self) {
         // At most a handshake message's bytes (MAX_HANDSHAKE), times CAP.
-        self.der.clear();
-        keep(&mut self.ends);
+        self.0.clear(MAX_HANDSHAKE);
     }
     crate::thread_pool!(CertChain);
 }
@@ -792,9 +776,7 @@ fn certificate_list(body: &[u8]) -> Option<Pooled<CertChain>> {
     while rest.len() >= 3 && out.len() < MAX_CERTS {
         let l = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
         let c = rest.get(3..3 + l)?;
-        out.der.extend_from_slice(c);
-        let end = out.der.len() as u32;
-        out.ends.push(end);
+        out.0.push(c);
         rest = &rest[3 + l..];
     }
     Some(out)
@@ -808,12 +790,7 @@ impl TlsStream {
 
     /// Bytes held across feeds (charged to the reassembly budget by the caller).
     pub fn held(&self) -> usize {
-        self.rec.capacity()
-            + self.hs.capacity()
-            + self
-                .certs
-                .as_ref()
-                .map_or(0, |c| c.der.capacity() + c.ends.capacity() * 4)
+        self.rec.capacity() + self.hs.capacity() + self.certs.as_ref().map_or(0, |c| c.held())
     }
 
     /// Server side: after the ServerHello of TLS 1.2 or older, go on to the Certificate message

@@ -5,7 +5,7 @@
 //! CN=...`, with `Email=` for emailAddress and the dotted OID for attributes it has no name for.
 //! Anything malformed yields `None`; nothing here can read past its input.
 
-use crate::pool::{keep, keep_str, push_lossy, Recycle};
+use crate::pool::{keep_str, push_lossy, Packed, Recycle, KEEP_BYTES};
 
 /// What is logged and matched of one certificate.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,49 +26,43 @@ pub struct CertInfo {
     pub sans: Sans,
 }
 
-/// DNS names, held in one string (so a recycled certificate fills the same memory).
+/// DNS names, held in one buffer (so a recycled certificate fills the same memory).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sans {
-    text: String,
-    ends: Vec<u32>,
-}
+pub struct Sans(Packed);
 
 impl Sans {
     /// The names, in certificate order.
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.ends.len()).filter_map(|k| self.get(k))
+        (0..self.len()).filter_map(|k| self.get(k))
     }
 
     /// The `k`th name.
     pub fn get(&self, k: usize) -> Option<&str> {
-        let end = *self.ends.get(k)? as usize;
-        let start = k.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
-        self.text.get(start..end)
+        // Written by `Packed::push_text`, so always UTF-8.
+        std::str::from_utf8(self.0.get(k)?).ok()
     }
 
     /// How many.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.0.len()
     }
 
     /// None.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.0.is_empty()
     }
 
     fn push(&mut self, name: &[u8]) {
-        push_lossy(&mut self.text, name);
-        self.ends.push(self.text.len() as u32);
+        self.0.push_text(name);
     }
 
     fn clear(&mut self) {
-        keep_str(&mut self.text);
-        keep(&mut self.ends);
+        self.0.clear(KEEP_BYTES);
     }
 
     /// Bytes held.
     pub fn held(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4
+        self.0.held()
     }
 }
 
