@@ -1077,7 +1077,10 @@ impl Engine {
                 self.event_rules(now, pkt, ends)
             }
             DefragResult::Complete(datagram) => {
-                self.handle_l4(now, pkt, ip.src, ip.dst, ip.proto, &datagram, vlan, depth)
+                let v = self.handle_l4(now, pkt, ip.src, ip.dst, ip.proto, &datagram, vlan, depth);
+                // The buffer serves the next datagram.
+                self.defrag.recycle(datagram);
+                v
             }
         }
     }

@@ -8,6 +8,9 @@
 //! - Bytes held by all datagrams are charged to a shared [`Budget`]; a fragment that does not fit
 //!   drops its datagram (counter `refused`).
 //! - A datagram not completed within [`DefragConfig::timeout_ns`] is dropped (counter `timeouts`).
+//! - The buffers of ended datagrams are kept for the next ones (at most [`SPARE`] of each kind,
+//!   reassembly buffers of at most [`SPARE_BYTES`]), so fragments allocate nothing once the
+//!   defragmenter has seen datagrams of their size.
 //!
 //! # Overlaps
 //! IPv4: the first copy of a byte wins; an overlap whose bytes differ raises
@@ -20,6 +23,12 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::Budget;
+
+/// Buffers of ended datagrams kept for reuse (of each kind: reassembly and coverage).
+pub const SPARE: usize = 32;
+
+/// Largest reassembly buffer kept for reuse.
+pub const SPARE_BYTES: usize = 16 << 10;
 
 /// Limits for the defragmenter.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +111,8 @@ pub struct Defrag {
     pub stats: DefragStats,
     /// Anomaly raised by the last call (besides a drop), e.g. differing overlap.
     pub last_anomaly: Option<&'static str>,
+    spare_data: Vec<Vec<u8>>,
+    spare_have: Vec<Vec<(u32, u32)>>,
 }
 
 impl Defrag {
@@ -114,7 +125,36 @@ impl Defrag {
             gen: 0,
             stats: DefragStats::default(),
             last_anomaly: None,
+            spare_data: Vec::new(),
+            spare_have: Vec::new(),
         }
+    }
+
+    /// Keeps a completed datagram's buffer (handed out by [`DefragResult::Complete`]) for the
+    /// next datagram, within [`SPARE`] and [`SPARE_BYTES`].
+    pub fn recycle(&mut self, mut data: Vec<u8>) {
+        if self.spare_data.len() < SPARE && data.capacity() <= SPARE_BYTES {
+            data.clear();
+            if self.spare_data.capacity() == 0 {
+                self.spare_data.reserve_exact(SPARE);
+            }
+            self.spare_data.push(data);
+        }
+    }
+
+    fn recycle_have(&mut self, mut have: Vec<(u32, u32)>) {
+        if self.spare_have.len() < SPARE && have.capacity() <= 256 {
+            have.clear();
+            if self.spare_have.capacity() == 0 {
+                self.spare_have.reserve_exact(SPARE);
+            }
+            self.spare_have.push(have);
+        }
+    }
+
+    fn recycle_datagram(&mut self, d: Datagram) {
+        self.recycle(d.data);
+        self.recycle_have(d.have);
     }
 
     /// Datagrams in flight.
@@ -125,13 +165,16 @@ impl Defrag {
     fn drop_key(&mut self, k: &Key, budget: &mut Budget) {
         if let Some(d) = self.map.remove(k) {
             budget.release(d.charged);
+            self.recycle_datagram(d);
         }
     }
 
     /// Drops every pending datagram (end of input).
     pub fn clear(&mut self, budget: &mut Budget) {
-        for (_, d) in self.map.drain() {
+        let all: Vec<Datagram> = self.map.drain().map(|(_, d)| d).collect();
+        for d in all {
             budget.release(d.charged);
+            self.recycle_datagram(d);
         }
         self.age.clear();
     }
@@ -202,11 +245,13 @@ impl Defrag {
                 self.stats.refused += 1;
                 return DefragResult::Dropped("defrag.memcap");
             }
+            let data = self.spare_data.pop().unwrap_or_default();
+            let have = self.spare_have.pop().unwrap_or_default();
             self.map.insert(
                 key,
                 Datagram {
-                    data: Vec::new(),
-                    have: Vec::new(),
+                    data,
+                    have,
                     frags: 0,
                     total: None,
                     charged: overhead,
@@ -296,6 +341,7 @@ impl Defrag {
                 budget.release(d.charged);
                 self.stats.reassembled += 1;
                 d.data.truncate(t as usize);
+                self.recycle_have(std::mem::take(&mut d.have));
                 return DefragResult::Complete(d.data);
             }
         }
@@ -342,6 +388,41 @@ mod tests {
             DefragResult::Pending => None,
             DefragResult::Dropped(why) => Some(why.as_bytes().to_vec()),
         }
+    }
+
+    /// A completed datagram's buffer, given back, reassembles the next datagram: a longer one
+    /// first, so stale bytes past the new one's end would show; a dropped datagram's buffers
+    /// come back too; and what is kept is bounded.
+    #[test]
+    fn buffers_are_reused_without_stale_bytes() {
+        let mut b = Budget::new(1 << 20);
+        let mut d = Defrag::new(DefragConfig::default());
+        assert_eq!(frag(&mut d, &mut b, false, 16, false, b"CCCCCCCC"), None);
+        assert_eq!(frag(&mut d, &mut b, false, 0, true, b"AAAAAAAA"), None);
+        let long = frag(&mut d, &mut b, false, 8, true, b"BBBBBBBB").unwrap();
+        assert_eq!(long, b"AAAAAAAABBBBBBBBCCCCCCCC");
+        let ptr = long.as_ptr();
+        d.recycle(long);
+        // The next datagram fills the same buffer, its gaps with its own bytes only.
+        assert_eq!(frag(&mut d, &mut b, false, 8, false, b"yy"), None);
+        let short = frag(&mut d, &mut b, false, 0, true, b"xxxxxxxx").unwrap();
+        assert_eq!(short, b"xxxxxxxxyy");
+        assert_eq!(short.as_ptr(), ptr, "the buffer was reused");
+        d.recycle(short);
+        // A datagram dropped for an overlap (IPv6) returns its buffers as well.
+        assert_eq!(frag(&mut d, &mut b, true, 8, false, b"BBBBBBBB"), None);
+        assert_eq!(
+            frag(&mut d, &mut b, true, 0, true, b"AAAAAAAABBBBBBBB").unwrap(),
+            b"defrag.ipv6_overlap"
+        );
+        assert_eq!(d.spare_data.len(), 1);
+        assert_eq!(b.used(), 0);
+        for _ in 0..SPARE + 5 {
+            d.recycle(Vec::with_capacity(64));
+        }
+        d.recycle(Vec::with_capacity(SPARE_BYTES + 1));
+        assert_eq!(d.spare_data.len(), SPARE);
+        assert!(d.spare_data.iter().all(|v| v.capacity() <= SPARE_BYTES));
     }
 
     #[test]
