@@ -2050,7 +2050,7 @@ fn policy_alert(
     action: Verdict,
     enforce: bool,
 ) {
-    let mut sig = String::with_capacity(64);
+    let mut sig = crate::pool::text(64);
     sig.push_str("PALISADE policy ");
     sig.push_str(policy);
     let spec = AlertSpec {
@@ -2070,6 +2070,7 @@ fn policy_alert(
             .str("field", field)
             .str("value", value);
     });
+    crate::pool::give_text(sig);
 }
 
 /// Gives the flow's client bytes to its connection series (`beacons`), once: at the first of
@@ -2149,9 +2150,13 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
     let since_s = b.since_s();
     let mut buf = [0u8; 45];
     let server = name.unwrap_or_else(|| fmt_ip(&mut buf, m.srv.0));
-    let sig = format!(
-        "PALISADE beacon blocked: {} connections to {server} port {} blocked in {since_s} s",
-        b.count, m.srv.1
+    let mut sig = crate::pool::text(96);
+    let _ = std::fmt::Write::write_fmt(
+        &mut sig,
+        format_args!(
+            "PALISADE beacon blocked: {} connections to {server} port {} blocked in {since_s} s",
+            b.count, m.srv.1
+        ),
     );
     let spec = detector_spec(cx.mode, 9_100_033, &sig, BEACON_CATEGORY, Some(action));
     raise_alert(cx, flow, 0, spec, |p| {
@@ -2170,6 +2175,7 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
         p.str("field", "dest_ip")
             .str("value", fmt_ip(&mut buf, m.srv.0));
     });
+    crate::pool::give_text(sig);
 }
 
 const BEACON_CATEGORY: &str = "Periodic connections (possible command and control)";
@@ -2283,9 +2289,13 @@ fn tunnel_crossed(
     cx.stats.dns_tunnels += 1;
     let domain = lower.get(f.domain_at..).unwrap_or(lower);
     let window_s = cfg.window_ns / 1_000_000_000;
-    let sig = format!(
-        "PALISADE DNS tunnel: {} distinct names under {domain} carried {} payload bytes within {window_s} s",
-        f.names, f.payload
+    let mut sig = crate::pool::text(96);
+    let _ = std::fmt::Write::write_fmt(
+        &mut sig,
+        format_args!(
+            "PALISADE DNS tunnel: {} distinct names under {domain} carried {} payload bytes within {window_s} s",
+            f.names, f.payload
+        ),
     );
     let block = cfg.block.then_some(Verdict::Sinkhole);
     let spec = detector_spec(cx.mode, 9_100_031, &sig, TUNNEL_CATEGORY, block);
@@ -2313,6 +2323,7 @@ fn tunnel_crossed(
         });
         tunnel_query_field(p, name);
     });
+    crate::pool::give_text(sig);
 }
 
 /// The alert about a blocked DNS tunnel's queries (sid 9100032): how many were sinkholed since
@@ -2326,10 +2337,14 @@ fn tunnel_blocked(
     domain: &str,
     b: blocks::Blocked,
 ) {
-    let sig = format!(
-        "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {} s",
-        b.count,
-        b.since_s()
+    let mut sig = crate::pool::text(96);
+    let _ = std::fmt::Write::write_fmt(
+        &mut sig,
+        format_args!(
+            "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {} s",
+            b.count,
+            b.since_s()
+        ),
     );
     let block = Some(Verdict::Sinkhole);
     let spec = detector_spec(cx.mode, 9_100_032, &sig, TUNNEL_CATEGORY, block);
@@ -2340,6 +2355,7 @@ fn tunnel_blocked(
         });
         tunnel_query_field(p, name);
     });
+    crate::pool::give_text(sig);
 }
 
 const TUNNEL_CATEGORY: &str = "Data carried in DNS query names (possible tunnel or exfiltration)";
@@ -2378,7 +2394,7 @@ fn decide(
         Kind::Url => "url",
         Kind::Path => "url-path",
     };
-    let mut sig = String::with_capacity(96);
+    let mut sig = crate::pool::text(96);
     sig.push_str("PALISADE intel ");
     sig.push_str(hit.action.as_str());
     sig.push(' ');
@@ -2404,6 +2420,7 @@ fn decide(
             .str("precedence", hit.rule);
         p.str("field", field).str("value", value);
     });
+    crate::pool::give_text(sig);
 }
 
 fn check_domain(
@@ -2987,10 +3004,11 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 check_domain(cx, flow, dir, "http.hostname", host, Verdict::Reset);
                 let intel = cx.intel;
                 if let Some(hit) = intel.match_url(host, &req.uri) {
-                    let mut v = String::with_capacity(host.len() + req.uri.len());
+                    let mut v = crate::pool::text(host.len() + req.uri.len());
                     v.push_str(host);
                     v.push_str(&req.uri);
                     decide(cx, flow, dir, hit, "http.url", &v, Verdict::Reset);
+                    crate::pool::give_text(v);
                 }
             }
             let Parser::Http(h) = &mut flow.parser else {

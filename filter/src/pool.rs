@@ -272,6 +272,16 @@ pub fn bytes(hint: usize) -> Vec<u8> {
     v
 }
 
+/// An empty string with room for `hint` bytes, from the thread's byte pool (alert messages).
+pub fn text(hint: usize) -> String {
+    String::from_utf8(bytes(hint)).unwrap_or_default()
+}
+
+/// Gives a string's memory back to the thread's byte pool.
+pub fn give_text(s: String) {
+    give_bytes(&mut s.into_bytes());
+}
+
 /// Takes `buf`'s memory back to the thread's pool (emptied; a buffer over [`BYTES_KEEP`] or
 /// beyond [`BYTES_CAP`] kept is freed), leaving `buf` without one.
 pub fn give_bytes(buf: &mut Vec<u8>) {

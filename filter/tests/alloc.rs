@@ -507,3 +507,18 @@ fn recycled_state_logs_what_fresh_state_logs() {
     );
     assert_eq!(recycled, want, "the same events, as often");
 }
+
+/// Lookups of a blocked name: each one raises an intel alert (and a sinkhole verdict); the
+/// alerts' messages are built in pooled buffers, so alerting allocates nothing once warm either.
+#[test]
+fn warm_alerts_do_not_allocate() {
+    let _serial = one_at_a_time();
+    let (allocs, measured, e) = run_with(
+        Engine::new(Config::default(), intel()),
+        "blocked.example",
+        false,
+    );
+    assert!(measured >= 8000, "{measured}");
+    assert!(e.stats.alerts_blocked > 500, "{}", e.stats.alerts_blocked);
+    assert_eq!(allocs, 0);
+}
