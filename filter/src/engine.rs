@@ -474,7 +474,9 @@ pub fn pool_stats() -> crate::pool::PoolStats {
 
 impl Recycle for FlowSigs {
     fn recycle(&mut self) {
-        self.reset(crate::pool::KEEP_BYTES);
+        // A stream tail holds up to STREAM_TAIL bytes for every flow with stream signatures
+        // (in a buffer grown by doubling, so up to twice that).
+        self.reset(2 * palisade_rules::sig::STREAM_TAIL);
     }
     crate::thread_pool!(FlowSigs);
 }

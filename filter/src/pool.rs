@@ -12,8 +12,9 @@
 //! a box given back to a full pool is freed and counted in [`PoolStats::freed`]. `recycle` keeps
 //! a buffer's capacity only up to [`KEEP_BYTES`] (a larger one, grown by a hostile hello, is
 //! freed), so what the pools hold is bounded by `POOL_CAP` times each type's size and kept
-//! buffers, whatever the traffic. Pooled memory belongs to no flow, so it is not charged to the
-//! flow [`Budget`](crate::flow::Budget); objects in use are, as before, by their capacity.
+//! buffers, whatever the traffic: about 12 MiB per worker at most with the engine's types (README
+//! "Limits"). Pooled memory belongs to no flow, so it is not charged to the flow
+//! [`Budget`](crate::flow::Budget); objects in use are, as before, by their capacity.
 //!
 //! # Counters
 //! [`stats_of`] reads a thread's pool of one type: objects reused, objects made fresh (an allocation each),
@@ -23,10 +24,11 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 /// Most objects kept per type and thread.
-pub const POOL_CAP: usize = 256;
+pub const POOL_CAP: usize = 128;
 
-/// Largest buffer capacity, in bytes, a recycled object keeps.
-pub const KEEP_BYTES: usize = 4096;
+/// Largest buffer capacity, in bytes, a recycled object keeps (types whose buffers are larger
+/// by nature say so: a QUIC CRYPTO stream, a signature stream tail).
+pub const KEEP_BYTES: usize = 1024;
 
 /// An object that can be emptied for reuse.
 pub trait Recycle: Default + 'static {
@@ -204,7 +206,12 @@ impl<T: Recycle + Clone> Clone for Pooled<T> {
 
 /// Empties a buffer for reuse: cleared, and freed if it grew past [`KEEP_BYTES`].
 pub fn keep<T>(v: &mut Vec<T>) {
-    if v.capacity() * std::mem::size_of::<T>().max(1) > KEEP_BYTES {
+    keep_upto(v, KEEP_BYTES);
+}
+
+/// [`keep`] with another limit, in bytes.
+pub fn keep_upto<T>(v: &mut Vec<T>, max_bytes: usize) {
+    if v.capacity() * std::mem::size_of::<T>().max(1) > max_bytes {
         *v = Vec::new();
     } else {
         v.clear();
@@ -392,7 +399,7 @@ impl PartialEq for Spares {
 impl Eq for Spares {}
 
 /// Most spare strings one object keeps.
-const MAX_SPARES: usize = 8;
+const MAX_SPARES: usize = 4;
 
 impl Spares {
     /// An empty string, recycled when one is spare.

@@ -13,7 +13,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 use super::tls::{parse_client_hello_into, parse_server_hello_into, ClientHello, ServerHello};
-use crate::pool::{give_bytes, keep, more, Pooled, Recycle};
+use crate::pool::{give_bytes, keep, keep_upto, more, Pooled, Recycle, KEEP_BYTES};
 
 /// CRYPTO bytes gathered per connection.
 pub const MAX_CRYPTO: usize = 64 << 10;
@@ -172,7 +172,8 @@ impl Recycle for QuicConn {
         keep(&mut self.dcid);
         self.initials = 0;
         for asm in [&mut self.client, &mut self.server] {
-            keep(&mut asm.crypto);
+            // A CRYPTO stream holds a whole hello (about 2 KiB with post-quantum key shares).
+            keep_upto(&mut asm.crypto, 4 * KEEP_BYTES);
             keep(&mut asm.have);
             asm.done = false;
         }
