@@ -18,7 +18,7 @@ use crate::app::dns::{self, DnsMsg, RData};
 use crate::app::gquic;
 use crate::app::http::{HttpEvent, HttpStream, Request};
 use crate::app::tls::{self, ClientHello, ServerHello, TlsEvent, TlsStream};
-use crate::eve::{self, Obj};
+use crate::eve::{self, fmt_small, Obj};
 use crate::flow::defrag::{Defrag, DefragConfig, DefragResult};
 use crate::flow::stream::{Chunk, Stream};
 use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
@@ -451,25 +451,7 @@ struct DnsTcp {
 /// engine runs on its own): objects reused, made fresh (an allocation each) and freed because
 /// their pool was full.
 pub fn pool_stats() -> crate::pool::PoolStats {
-    use crate::pool::stats_of;
-    let mut t = crate::pool::bytes_stats();
-    for x in [
-        stats_of::<ClientHello>(),
-        stats_of::<ServerHello>(),
-        stats_of::<TlsLog>(),
-        stats_of::<[TlsStream; 2]>(),
-        stats_of::<tls::CertChain>(),
-        stats_of::<crate::app::x509::CertInfo>(),
-        stats_of::<[Stream; 2]>(),
-        stats_of::<HttpPair>(),
-        stats_of::<Request>(),
-        stats_of::<crate::app::http::Response>(),
-        stats_of::<crate::app::quic::QuicConn>(),
-        stats_of::<FlowSigs>(),
-    ] {
-        t += x;
-    }
-    t
+    crate::pool::thread_stats()
 }
 
 impl Recycle for FlowSigs {
@@ -1818,14 +1800,6 @@ fn header<'a>(
     e
 }
 
-fn fmt_small<'b>(buf: &'b mut [u8; 16], args: std::fmt::Arguments<'_>) -> &'b [u8] {
-    use std::io::Write as _;
-    let mut c = std::io::Cursor::new(&mut buf[..]);
-    let _ = c.write_fmt(args);
-    let n = c.position() as usize;
-    &buf[..n]
-}
-
 /// The `palisade` object of an app-layer event: the domain model's score of its name.
 fn name_score_obj(e: &mut Obj<'_>, score: Option<f32>) {
     if let Some(s) = score {
@@ -2052,7 +2026,7 @@ fn policy_alert(
     action: Verdict,
     enforce: bool,
 ) {
-    let mut sig = crate::pool::text(64);
+    let mut sig = crate::pool::Text::with_capacity(64);
     sig.push_str("PALISADE policy ");
     sig.push_str(policy);
     let spec = AlertSpec {
@@ -2072,7 +2046,6 @@ fn policy_alert(
             .str("field", field)
             .str("value", value);
     });
-    crate::pool::give_text(sig);
 }
 
 /// Gives the flow's client bytes to its connection series (`beacons`), once: at the first of
@@ -2152,14 +2125,10 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
     let since_s = b.since_s();
     let mut buf = [0u8; 45];
     let server = name.unwrap_or_else(|| fmt_ip(&mut buf, m.srv.0));
-    let mut sig = crate::pool::text(96);
-    let _ = std::fmt::Write::write_fmt(
-        &mut sig,
-        format_args!(
-            "PALISADE beacon blocked: {} connections to {server} port {} blocked in {since_s} s",
-            b.count, m.srv.1
-        ),
-    );
+    let sig = crate::pool::Text::fmt(format_args!(
+        "PALISADE beacon blocked: {} connections to {server} port {} blocked in {since_s} s",
+        b.count, m.srv.1
+    ));
     let spec = detector_spec(cx.mode, 9_100_033, &sig, BEACON_CATEGORY, Some(action));
     raise_alert(cx, flow, 0, spec, |p| {
         p.obj("beacon", |o| {
@@ -2177,7 +2146,6 @@ fn beacon_blocked(cx: &mut Cx<'_>, flow: &mut Flow, b: blocks::Blocked, name: Op
         p.str("field", "dest_ip")
             .str("value", fmt_ip(&mut buf, m.srv.0));
     });
-    crate::pool::give_text(sig);
 }
 
 const BEACON_CATEGORY: &str = "Periodic connections (possible command and control)";
@@ -2291,14 +2259,10 @@ fn tunnel_crossed(
     cx.stats.dns_tunnels += 1;
     let domain = lower.get(f.domain_at..).unwrap_or(lower);
     let window_s = cfg.window_ns / 1_000_000_000;
-    let mut sig = crate::pool::text(96);
-    let _ = std::fmt::Write::write_fmt(
-        &mut sig,
-        format_args!(
+    let sig = crate::pool::Text::fmt(format_args!(
             "PALISADE DNS tunnel: {} distinct names under {domain} carried {} payload bytes within {window_s} s",
             f.names, f.payload
-        ),
-    );
+    ));
     let block = cfg.block.then_some(Verdict::Sinkhole);
     let spec = detector_spec(cx.mode, 9_100_031, &sig, TUNNEL_CATEGORY, block);
     raise_alert(cx, flow, dir, spec, |p| {
@@ -2325,7 +2289,6 @@ fn tunnel_crossed(
         });
         tunnel_query_field(p, name);
     });
-    crate::pool::give_text(sig);
 }
 
 /// The alert about a blocked DNS tunnel's queries (sid 9100032): how many were sinkholed since
@@ -2339,15 +2302,11 @@ fn tunnel_blocked(
     domain: &str,
     b: blocks::Blocked,
 ) {
-    let mut sig = crate::pool::text(96);
-    let _ = std::fmt::Write::write_fmt(
-        &mut sig,
-        format_args!(
-            "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {} s",
-            b.count,
-            b.since_s()
-        ),
-    );
+    let sig = crate::pool::Text::fmt(format_args!(
+        "PALISADE DNS tunnel blocked: {} queries under {domain} sinkholed in {} s",
+        b.count,
+        b.since_s()
+    ));
     let block = Some(Verdict::Sinkhole);
     let spec = detector_spec(cx.mode, 9_100_032, &sig, TUNNEL_CATEGORY, block);
     raise_alert(cx, flow, dir, spec, |p| {
@@ -2357,7 +2316,6 @@ fn tunnel_blocked(
         });
         tunnel_query_field(p, name);
     });
-    crate::pool::give_text(sig);
 }
 
 const TUNNEL_CATEGORY: &str = "Data carried in DNS query names (possible tunnel or exfiltration)";
@@ -2396,7 +2354,7 @@ fn decide(
         Kind::Url => "url",
         Kind::Path => "url-path",
     };
-    let mut sig = crate::pool::text(96);
+    let mut sig = crate::pool::Text::with_capacity(96);
     sig.push_str("PALISADE intel ");
     sig.push_str(hit.action.as_str());
     sig.push(' ');
@@ -2422,7 +2380,6 @@ fn decide(
             .str("precedence", hit.rule);
         p.str("field", field).str("value", value);
     });
-    crate::pool::give_text(sig);
 }
 
 fn check_domain(
@@ -3006,11 +2963,10 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 check_domain(cx, flow, dir, "http.hostname", host, Verdict::Reset);
                 let intel = cx.intel;
                 if let Some(hit) = intel.match_url(host, &req.uri) {
-                    let mut v = crate::pool::text(host.len() + req.uri.len());
+                    let mut v = crate::pool::Text::with_capacity(host.len() + req.uri.len());
                     v.push_str(host);
                     v.push_str(&req.uri);
                     decide(cx, flow, dir, hit, "http.url", &v, Verdict::Reset);
-                    crate::pool::give_text(v);
                 }
             }
             let Parser::Http(h) = &mut flow.parser else {
@@ -3266,14 +3222,15 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
                 flow.parser = Parser::Quic(Pooled::take());
             } else if cx.quic != QuicPolicy::Allow && flow.meta.srv.1 == 443 && undecided {
                 // A version Palisade cannot read: its name stays unknown.
-                let name = crate::app::quic::version_name(v);
+                let mut buf = [0u8; 16];
+                let name = crate::app::quic::version_name(v, &mut buf);
                 policy_alert(
                     cx,
                     flow,
                     dir,
                     quic_policy_name(cx.quic),
                     "quic.version",
-                    &name,
+                    name,
                     Verdict::Drop,
                     true,
                 );
@@ -3282,12 +3239,17 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
         }
     }
     if flow.app == AppProto::Quic && cx.quic == QuicPolicy::Block && undecided {
+        let mut buf = [0u8; 16];
         let name = match gquic::packet_version(payload) {
-            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            Some(v) => std::str::from_utf8(fmt_small(
+                &mut buf,
+                format_args!("{}", String::from_utf8_lossy(&v)),
+            ))
+            .unwrap_or_default(),
             None => crate::app::quic::version_name(
                 crate::app::quic::long_header_version(payload).unwrap_or(0),
-            )
-            .to_string(),
+                &mut buf,
+            ),
         };
         policy_alert(
             cx,
@@ -3295,7 +3257,7 @@ fn udp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, payload: &[u8]) {
             dir,
             "quic=block",
             "quic.version",
-            &name,
+            name,
             Verdict::Drop,
             true,
         );
@@ -3436,7 +3398,8 @@ fn quic_event(
     let score = names::score(cx, sni);
     let mut e = header(cx.out, cx.now, cx.pkt, m, dir, "quic");
     e.obj("quic", |q| {
-        q.str("version", &crate::app::quic::version_name(version));
+        let mut buf = [0u8; 16];
+        q.str("version", crate::app::quic::version_name(version, &mut buf));
         if let Some(ch) = ch {
             if let Some(sni) = &ch.sni {
                 q.str("sni", sni);

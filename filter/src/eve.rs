@@ -347,6 +347,16 @@ pub(crate) mod base64_lite {
     }
 }
 
+/// Writes `args` into `buf` on the stack and returns what was written (at most 16 bytes: short
+/// numbers and names for event fields, without allocating).
+pub(crate) fn fmt_small<'b>(buf: &'b mut [u8; 16], args: std::fmt::Arguments<'_>) -> &'b [u8] {
+    use std::io::Write as _;
+    let mut c = std::io::Cursor::new(&mut buf[..]);
+    let _ = c.write_fmt(args);
+    let n = c.position() as usize;
+    &buf[..n]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! # Bounds
 //! Each pool holds at most [`POOL_CAP`] objects per thread (each engine runs on its own thread;
 //! a type may set a smaller [`Recycle::CAP`]);
-//! a box given back to a full pool is freed and counted in [`PoolStats::freed`]. `recycle` keeps
+//! an object given back to a full pool is freed and counted in [`PoolStats::freed`]. `recycle` keeps
 //! a buffer's capacity only up to [`KEEP_BYTES`] (a larger one, grown by a hostile hello, is
 //! freed), so what the pools hold is bounded by `POOL_CAP` times each type's size and kept
 //! buffers, whatever the traffic: about 12 MiB per worker at most with the engine's types (README
@@ -17,8 +17,8 @@
 //! [`Budget`](crate::flow::Budget); objects in use are, as before, by their capacity.
 //!
 //! # Counters
-//! [`stats_of`] reads a thread's pool of one type: objects reused, objects made fresh (an allocation each),
-//! and objects freed because their pool was full.
+//! [`thread_stats`] reads a thread's pools, all kinds together: objects reused, objects made
+//! fresh (an allocation each), and objects freed because their pool was full.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -40,73 +40,83 @@ pub trait Recycle: Default + 'static {
 
     /// Runs `f` on this type's pool for the current thread (`None` while the thread's locals
     /// are being torn down).
-    fn with_pool<R>(f: impl FnOnce(&mut Pool<Self>) -> R) -> Option<R>;
+    fn with_pool<R>(f: impl FnOnce(&mut Pool<Box<Self>>) -> R) -> Option<R>;
 }
 
-/// Counters of one pool.
+/// Counters of a thread's pools, all types together.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStats {
-    /// Objects taken from the pool.
+    /// Objects taken from a pool.
     pub reused: u64,
-    /// Objects allocated because the pool was empty.
+    /// Objects allocated because their pool was empty.
     pub fresh: u64,
-    /// Objects freed because the pool was full.
+    /// Objects freed because their pool was full.
     pub freed: u64,
 }
 
-impl std::ops::AddAssign for PoolStats {
-    fn add_assign(&mut self, o: PoolStats) {
-        self.reused += o.reused;
-        self.fresh += o.fresh;
-        self.freed += o.freed;
-    }
+thread_local! {
+    static TOTAL: std::cell::Cell<PoolStats> = const {
+        std::cell::Cell::new(PoolStats { reused: 0, fresh: 0, freed: 0 })
+    };
 }
 
-/// Free objects of one type.
+fn count(f: impl FnOnce(&mut PoolStats)) {
+    let _ = TOTAL.try_with(|t| {
+        let mut s = t.get();
+        f(&mut s);
+        t.set(s);
+    });
+}
+
+/// The counters of every pool of the current thread (each engine runs on its own).
+pub fn thread_stats() -> PoolStats {
+    TOTAL.try_with(std::cell::Cell::get).unwrap_or_default()
+}
+
+/// Free objects of one kind (boxed objects, byte buffers, a defragmenter's buffers), counted in
+/// the thread's [`PoolStats`].
 #[derive(Debug)]
 pub struct Pool<T> {
-    free: Vec<Box<T>>,
-    stats: PoolStats,
+    free: Vec<T>,
 }
 
 impl<T> Default for Pool<T> {
     fn default() -> Self {
-        Pool {
-            free: Vec::new(),
-            stats: PoolStats::default(),
-        }
+        Pool::new()
     }
 }
 
-impl<T: Recycle> Pool<T> {
-    fn take(&mut self) -> Box<T> {
-        match self.free.pop() {
-            Some(b) => {
-                self.stats.reused += 1;
-                b
-            }
-            None => {
-                self.stats.fresh += 1;
-                Box::default()
-            }
-        }
+impl<T> Pool<T> {
+    /// An empty pool (allocates at the first object given back).
+    pub const fn new() -> Pool<T> {
+        Pool { free: Vec::new() }
     }
 
-    fn give(&mut self, mut b: Box<T>) {
-        if self.free.len() >= T::CAP {
-            self.stats.freed += 1;
+    /// An object to reuse, if one is waiting (`None`: the caller makes a fresh one).
+    pub fn pop(&mut self) -> Option<T> {
+        let v = self.free.pop();
+        count(|s| {
+            if v.is_some() {
+                s.reused += 1
+            } else {
+                s.fresh += 1
+            }
+        });
+        v
+    }
+
+    /// Keeps `v`, emptied by `empty`, unless `cap` objects are waiting already (then it is
+    /// freed and counted).
+    pub fn put(&mut self, mut v: T, cap: usize, empty: impl FnOnce(&mut T)) {
+        if self.free.len() >= cap {
+            count(|s| s.freed += 1);
             return;
         }
         if self.free.capacity() == 0 {
-            self.free.reserve_exact(T::CAP);
+            self.free.reserve_exact(cap);
         }
-        b.recycle();
-        self.free.push(b);
-    }
-
-    /// This pool's counters.
-    pub fn stats(&self) -> PoolStats {
-        self.stats
+        empty(&mut v);
+        self.free.push(v);
     }
 
     /// Objects waiting for reuse.
@@ -118,6 +128,12 @@ impl<T: Recycle> Pool<T> {
     pub fn is_empty(&self) -> bool {
         self.free.is_empty()
     }
+
+    /// The objects waiting (tests).
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.free.iter()
+    }
 }
 
 /// Declares the thread's pool of a type (in its [`Recycle`] impl).
@@ -125,10 +141,10 @@ impl<T: Recycle> Pool<T> {
 #[doc(hidden)]
 macro_rules! thread_pool {
     ($t:ty) => {
-        fn with_pool<R>(f: impl FnOnce(&mut $crate::pool::Pool<$t>) -> R) -> Option<R> {
+        fn with_pool<R>(f: impl FnOnce(&mut $crate::pool::Pool<Box<$t>>) -> R) -> Option<R> {
             thread_local! {
-                static POOL: std::cell::RefCell<$crate::pool::Pool<$t>> =
-                    std::cell::RefCell::new($crate::pool::Pool::default());
+                static POOL: std::cell::RefCell<$crate::pool::Pool<Box<$t>>> =
+                    const { std::cell::RefCell::new($crate::pool::Pool::new()) };
             }
             POOL.try_with(|p| p.try_borrow_mut().ok().map(|mut p| f(&mut p)))
                 .ok()
@@ -143,12 +159,7 @@ pub struct Pooled<T: Recycle>(Option<Box<T>>);
 impl<T: Recycle> Pooled<T> {
     /// An empty object: a recycled one when the pool has one.
     pub fn take() -> Pooled<T> {
-        Pooled(Some(T::with_pool(Pool::take).unwrap_or_default()))
-    }
-
-    /// A fresh box holding `v` (not from the pool; it goes back to the pool when dropped).
-    pub fn new(v: T) -> Pooled<T> {
-        Pooled(Some(Box::new(v)))
+        Pooled(Some(T::with_pool(Pool::pop).flatten().unwrap_or_default()))
     }
 }
 
@@ -162,7 +173,7 @@ impl<T: Recycle> Drop for Pooled<T> {
     fn drop(&mut self) {
         if let Some(b) = self.0.take() {
             // During thread teardown the pool is gone and the box is simply freed.
-            let _ = T::with_pool(|p| p.give(b));
+            let _ = T::with_pool(|p| p.put(b, T::CAP, |b| b.recycle()));
         }
     }
 }
@@ -189,18 +200,6 @@ impl<T: Recycle> DerefMut for Pooled<T> {
 impl<T: Recycle + fmt::Debug> fmt::Debug for Pooled<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         (**self).fmt(f)
-    }
-}
-
-impl<T: Recycle + PartialEq> PartialEq for Pooled<T> {
-    fn eq(&self, o: &Self) -> bool {
-        **self == **o
-    }
-}
-
-impl<T: Recycle + Clone> Clone for Pooled<T> {
-    fn clone(&self) -> Self {
-        Pooled::new((**self).clone())
     }
 }
 
@@ -234,29 +233,13 @@ pub const BYTES_CAP: usize = 32;
 /// Largest byte buffer kept (a handshake message with a certificate chain fits).
 pub const BYTES_KEEP: usize = 16 << 10;
 
-struct Bytes {
-    free: Vec<Vec<u8>>,
-    stats: PoolStats,
-}
-
 thread_local! {
-    static BYTES: std::cell::RefCell<Bytes> = const {
-        std::cell::RefCell::new(Bytes { free: Vec::new(), stats: PoolStats { reused: 0, fresh: 0, freed: 0 } })
-    };
+    static BYTES: std::cell::RefCell<Pool<Vec<u8>>> = const { std::cell::RefCell::new(Pool::new()) };
 }
 
 fn pop_bytes() -> Option<Vec<u8>> {
     BYTES
-        .try_with(|b| {
-            let mut b = b.try_borrow_mut().ok()?;
-            let v = b.free.pop();
-            if v.is_some() {
-                b.stats.reused += 1;
-            } else {
-                b.stats.fresh += 1;
-            }
-            v
-        })
+        .try_with(|b| b.try_borrow_mut().ok()?.pop())
         .ok()
         .flatten()
 }
@@ -279,44 +262,58 @@ pub fn bytes(hint: usize) -> Vec<u8> {
     v
 }
 
-/// An empty string with room for `hint` bytes, from the thread's byte pool (alert messages).
-pub fn text(hint: usize) -> String {
-    String::from_utf8(bytes(hint)).unwrap_or_default()
+/// A string in a buffer from the thread's byte pool, given back when dropped (alert messages).
+#[derive(Debug)]
+pub struct Text(String);
+
+impl Text {
+    /// An empty one with room for `hint` bytes.
+    pub fn with_capacity(hint: usize) -> Text {
+        Text(String::from_utf8(bytes(hint)).unwrap_or_default())
+    }
+
+    /// `args` written out.
+    pub fn fmt(args: fmt::Arguments<'_>) -> Text {
+        let mut t = Text::with_capacity(96);
+        let _ = fmt::Write::write_fmt(&mut t.0, args);
+        t
+    }
 }
 
-/// Gives a string's memory back to the thread's byte pool.
-pub fn give_text(s: String) {
-    give_bytes(&mut s.into_bytes());
+impl Deref for Text {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.0
+    }
 }
 
-/// Takes `buf`'s memory back to the thread's pool (emptied; a buffer over [`BYTES_KEEP`] or
-/// beyond [`BYTES_CAP`] kept is freed), leaving `buf` without one.
+impl DerefMut for Text {
+    fn deref_mut(&mut self) -> &mut String {
+        &mut self.0
+    }
+}
+
+impl Drop for Text {
+    fn drop(&mut self) {
+        give_bytes(&mut std::mem::take(&mut self.0).into_bytes());
+    }
+}
+
+/// Takes `buf`'s memory back to the thread's pool (emptied; a buffer over [`BYTES_KEEP`] is
+/// freed, and one beyond [`BYTES_CAP`] kept is freed and counted), leaving `buf` without one.
 pub fn give_bytes(buf: &mut Vec<u8>) {
-    let mut v = std::mem::take(buf);
+    let v = std::mem::take(buf);
     if v.capacity() == 0 {
         return;
     }
-    v.clear();
+    if v.capacity() > BYTES_KEEP {
+        return;
+    }
     let _ = BYTES.try_with(|b| {
-        let Ok(mut b) = b.try_borrow_mut() else {
-            return;
-        };
-        if b.free.len() >= BYTES_CAP || v.capacity() > BYTES_KEEP {
-            b.stats.freed += 1;
-            return;
+        if let Ok(mut b) = b.try_borrow_mut() {
+            b.put(v, BYTES_CAP, Vec::clear);
         }
-        if b.free.capacity() == 0 {
-            b.free.reserve_exact(BYTES_CAP);
-        }
-        b.free.push(v);
     });
-}
-
-/// The byte-buffer pool's counters on the current thread.
-pub fn bytes_stats() -> PoolStats {
-    BYTES
-        .try_with(|b| b.try_borrow().map(|b| b.stats).unwrap_or_default())
-        .unwrap_or_default()
 }
 
 /// A list of byte strings held in one buffer (certificate chains, DNS names): filling a
@@ -353,14 +350,7 @@ impl Packed {
 
     /// Appends an entry as text ([`push_lossy`]), so that [`Packed::get`] gives UTF-8.
     pub fn push_text(&mut self, b: &[u8]) {
-        let mut rep = [0u8; 4];
-        let rep = char::REPLACEMENT_CHARACTER.encode_utf8(&mut rep).as_bytes();
-        for c in b.utf8_chunks() {
-            self.bytes.extend_from_slice(c.valid().as_bytes());
-            if !c.invalid().is_empty() {
-                self.bytes.extend_from_slice(rep);
-            }
-        }
+        lossy(b, |t| self.bytes.extend_from_slice(t.as_bytes()));
         self.end_entry();
     }
 
@@ -371,11 +361,7 @@ impl Packed {
     /// Empties it, keeping its buffers (the bytes up to `max_bytes`, the offsets up to
     /// [`KEEP_BYTES`]).
     pub fn clear(&mut self, max_bytes: usize) {
-        if self.bytes.capacity() > max_bytes {
-            self.bytes = Vec::new();
-        } else {
-            self.bytes.clear();
-        }
+        keep_upto(&mut self.bytes, max_bytes);
         keep(&mut self.ends);
     }
 
@@ -407,6 +393,13 @@ impl Spares {
         self.0.pop().unwrap_or_default()
     }
 
+    /// `b` as text ([`push_lossy`]) in a spare string.
+    pub fn text(&mut self, b: &[u8]) -> String {
+        let mut s = self.get();
+        push_lossy(&mut s, b);
+        s
+    }
+
     /// Keeps `s` (emptied) for a later [`Spares::get`], within the bounds.
     pub fn put(&mut self, mut s: String) {
         if self.0.len() < MAX_SPARES && s.capacity() <= KEEP_BYTES {
@@ -426,17 +419,18 @@ impl Spares {
 
 /// Appends `b` as [`String::from_utf8_lossy`] would write it, without an intermediate string.
 pub fn push_lossy(out: &mut String, b: &[u8]) {
-    for c in b.utf8_chunks() {
-        out.push_str(c.valid());
-        if !c.invalid().is_empty() {
-            out.push(char::REPLACEMENT_CHARACTER);
-        }
-    }
+    lossy(b, |t| out.push_str(t));
 }
 
-/// Reads one type's pool counters on the current thread.
-pub fn stats_of<T: Recycle>() -> PoolStats {
-    T::with_pool(|p| p.stats()).unwrap_or_default()
+/// `b` as [`String::from_utf8_lossy`] reads it, in pieces: its valid runs, and U+FFFD for each
+/// invalid sequence.
+fn lossy(b: &[u8], mut put: impl FnMut(&str)) {
+    for c in b.utf8_chunks() {
+        put(c.valid());
+        if !c.invalid().is_empty() {
+            put("\u{fffd}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -468,7 +462,7 @@ mod tests {
         assert_eq!(*b, Obj::default());
         assert!(b.buf.capacity() >= 100);
         assert_eq!(b.buf.as_ptr(), p, "the same buffer is reused");
-        let s = stats_of::<Obj>();
+        let s = thread_stats();
         assert_eq!((s.fresh, s.reused), (1, 1));
     }
 
@@ -483,7 +477,7 @@ mod tests {
             .collect();
         drop(all);
         assert_eq!(Obj::with_pool(|p| p.len()), Some(POOL_CAP));
-        assert_eq!(stats_of::<Obj>().freed, 10);
+        assert_eq!(thread_stats().freed, 10);
         let o: Pooled<Obj> = Pooled::take();
         assert_eq!(o.buf.capacity(), 0, "an oversized buffer is not kept");
     }

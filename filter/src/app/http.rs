@@ -395,8 +395,8 @@ impl HttpStream {
                 upgrade = true;
             }
         }
-        // A field as text (lossy), at most MAX_FIELD bytes of it.
-        let put = |out: &mut String, b: &[u8]| push_lossy(out, &b[..b.len().min(MAX_FIELD)]);
+        // A field's first MAX_FIELD bytes, written as text (lossy).
+        let put = |out: &mut String, b: &[u8]| push_lossy(out, field(b));
         if is_request {
             let (Some(method), Some(uri)) = (a, b) else {
                 out(HttpEvent::Error("http.request_line_invalid"));
@@ -409,16 +409,8 @@ impl HttpStream {
             if let Some(c) = c {
                 put(&mut req.protocol, c);
             }
-            if let Some(h) = host {
-                let mut v = req.spares.get();
-                put(&mut v, strip_port(h));
-                req.host = Some(v);
-            }
-            if let Some(u) = ua {
-                let mut v = req.spares.get();
-                put(&mut v, u);
-                req.user_agent = Some(v);
-            }
+            req.host = host.map(|h| req.spares.text(field(strip_port(h))));
+            req.user_agent = ua.map(|u| req.spares.text(field(u)));
             if self.raw {
                 req.head.extend_from_slice(head);
             }
@@ -449,11 +441,7 @@ impl HttpStream {
             let mut resp = Pooled::<Response>::take();
             resp.status = status;
             put(&mut resp.protocol, proto);
-            if let Some(t) = ctype {
-                let mut v = resp.spares.get();
-                put(&mut v, t);
-                resp.content_type = Some(v);
-            }
+            resp.content_type = ctype.map(|t| resp.spares.text(field(t)));
             resp.content_length = clen;
             if self.raw {
                 resp.head.extend_from_slice(head);
@@ -489,6 +477,11 @@ impl HttpStream {
             }
         }
     }
+}
+
+/// A field's first [`MAX_FIELD`] bytes.
+fn field(b: &[u8]) -> &[u8] {
+    &b[..b.len().min(MAX_FIELD)]
 }
 
 /// Finds the end of a head (after the blank line) in `buf ++ data`.

@@ -13,6 +13,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 use super::tls::{parse_client_hello_into, parse_server_hello_into, ClientHello, ServerHello};
+use crate::eve::fmt_small;
 use crate::pool::{give_bytes, keep, keep_upto, more, Pooled, Recycle, KEEP_BYTES};
 
 /// CRYPTO bytes gathered per connection.
@@ -481,62 +482,16 @@ pub fn seal_client_initial(version: u32, dcid: &[u8], pn: u8, frames: &[u8]) -> 
     Some(pkt)
 }
 
-/// Version as Suricata writes it.
-pub fn version_name(v: u32) -> VersionName {
-    let mut n = VersionName {
-        buf: [0; 16],
-        len: 0,
+/// Version as Suricata writes it ("1", "v2", "draft-29", else hex), written in `buf`.
+pub fn version_name(v: u32, buf: &mut [u8; 16]) -> &str {
+    let b = match v {
+        1 => return "1",
+        0x6b33_43cf => return "v2",
+        0xff00_0000..=0xff00_00ff => fmt_small(buf, format_args!("draft-{}", v & 0xff)),
+        _ => fmt_small(buf, format_args!("{v:#x}")),
     };
-    let digits = crate::eve::itoa_buf::Buf::default();
-    let mut put = |b: &[u8]| {
-        let l = usize::from(n.len);
-        n.buf[l..l + b.len()].copy_from_slice(b);
-        n.len += b.len() as u8;
-    };
-    match v {
-        1 => put(b"1"),
-        0x6b33_43cf => put(b"v2"),
-        0xff00_0000..=0xff00_00ff => {
-            put(b"draft-");
-            let mut d = digits;
-            put(d.fmt(u64::from(v & 0xff)));
-        }
-        _ => {
-            put(b"0x");
-            let sig = (32 - v.leading_zeros()).div_ceil(4).max(1);
-            for k in (0..sig).rev() {
-                put(&[crate::eve::HEX[(v >> (4 * k) & 15) as usize]]);
-            }
-        }
-    }
-    n
-}
-
-/// A QUIC version's name, held inline (see [`version_name`]).
-#[derive(Clone, Copy)]
-pub struct VersionName {
-    buf: [u8; 16],
-    len: u8,
-}
-
-impl std::ops::Deref for VersionName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        // Only ASCII digits, letters and '-' are written.
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Display for VersionName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl std::fmt::Debug for VersionName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&**self, f)
-    }
+    // Digits, letters and '-' only.
+    std::str::from_utf8(b).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -565,7 +520,8 @@ mod tests {
         vs.extend([0xff00_0100, 0xfaceb002, 0x5135_3030, u32::MAX, 0x0a0a_0a0a]);
         vs.extend((0..2000u32).map(|i| i.wrapping_mul(2_654_435_761)));
         for v in vs {
-            assert_eq!(&*version_name(v), want(v), "{v:#x}");
+            let mut buf = [0u8; 16];
+            assert_eq!(version_name(v, &mut buf), want(v), "{v:#x}");
         }
     }
 

@@ -9,7 +9,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use crate::eve::HEX;
-use crate::pool::{give_bytes, keep, keep_str, more, push_lossy, Packed, Pooled, Recycle, Spares};
+use crate::pool::{give_bytes, keep, keep_str, more, Packed, Pooled, Recycle, Spares};
 
 /// Largest handshake message gathered (a ClientHello with post-quantum key shares is ~2 KB).
 pub const MAX_HANDSHAKE: usize = 64 << 10;
@@ -136,8 +136,8 @@ pub struct ServerHello {
     pub ja3s_hash: String,
     /// Extension types in the order sent.
     pub extensions: Vec<u16>,
-    /// Kept for the next hello parsed into this one.
-    scratch: Scratch,
+    /// Strings kept for the next hello parsed into this one.
+    spares: Spares,
 }
 
 impl Recycle for ServerHello {
@@ -145,12 +145,11 @@ impl Recycle for ServerHello {
         self.version = 0;
         self.cipher = 0;
         if let Some(a) = self.alpn.take() {
-            self.scratch.strings.put(a);
+            self.spares.put(a);
         }
         keep_str(&mut self.ja3s);
         keep_str(&mut self.ja3s_hash);
         keep(&mut self.extensions);
-        self.scratch.recycle();
     }
     crate::thread_pool!(ServerHello);
 }
@@ -163,7 +162,7 @@ impl ServerHello {
             + self.ja3s_hash.capacity()
             + self.alpn.as_ref().map_or(0, String::capacity)
             + self.extensions.capacity() * 2
-            + self.scratch.held()
+            + self.spares.held()
     }
 }
 
@@ -290,11 +289,32 @@ pub fn parse_client_hello_into(
     quic: bool,
     ch: &mut ClientHello,
 ) -> Result<(), TlsError> {
+    with_scratch(ch, |ch, sc| client_hello_fields(body, quic, ch, sc))
+}
+
+/// Empties `ch` and runs a parse with its scratch lent out beside it (the parse needs both
+/// mutably).
+fn with_scratch(
+    ch: &mut ClientHello,
+    parse: impl FnOnce(&mut ClientHello, &mut Scratch) -> Result<(), TlsError>,
+) -> Result<(), TlsError> {
     ch.recycle();
     let mut sc = std::mem::take(&mut ch.scratch);
-    let r = client_hello_fields(body, quic, ch, &mut sc);
+    let r = parse(ch, &mut sc);
     ch.scratch = sc;
     r
+}
+
+/// Writes `ch`'s JA4 from the lists the parse gathered.
+fn set_ja4(ch: &mut ClientHello, sc: &mut Scratch, quic: bool) {
+    let mut out = std::mem::take(&mut ch.ja4);
+    let l = Lists {
+        ciphers: &sc.ciphers,
+        exts: &ch.extensions,
+        sigalgs: &sc.sigalgs,
+    };
+    ja4(&mut out, ch, l, quic, &mut sc.sorted);
+    ch.ja4 = out;
 }
 
 fn client_hello_fields(
@@ -329,9 +349,7 @@ fn client_hello_fields(
                         let kind = list.u8()?;
                         let name = list.sub16()?;
                         if kind == 0 && ch.sni.is_none() {
-                            let mut n = sc.strings.get();
-                            push_lossy(&mut n, name.b);
-                            ch.sni = Some(n);
+                            ch.sni = Some(sc.strings.text(name.b));
                         }
                     }
                 }
@@ -357,9 +375,7 @@ fn client_hello_fields(
                     let mut l = d.sub16()?;
                     while !l.is_empty() {
                         let p = l.sub8()?;
-                        let mut a = sc.strings.get();
-                        push_lossy(&mut a, p.b);
-                        ch.alpn.push(a);
+                        ch.alpn.push(sc.strings.text(p.b));
                     }
                 }
                 43 => {
@@ -402,19 +418,7 @@ fn client_hello_fields(
     ch.ja3.push(',');
     join_dec(&mut ch.ja3, sc.points.iter().copied());
     hex_lower(&Md5::digest(ch.ja3.as_bytes()), &mut ch.ja3_hash);
-    let mut out = std::mem::take(&mut ch.ja4);
-    ja4(
-        &mut out,
-        ch,
-        Lists {
-            ciphers: &sc.ciphers,
-            exts: &ch.extensions,
-            sigalgs: &sc.sigalgs,
-        },
-        quic,
-        &mut sc.sorted,
-    );
-    ch.ja4 = out;
+    set_ja4(ch, sc, quic);
     Ok(())
 }
 
@@ -507,11 +511,7 @@ pub fn parse_sslv2_hello(rec: &[u8]) -> Result<ClientHello, TlsError> {
 
 /// [`parse_sslv2_hello`] into `ch` (emptied first), reusing its buffers.
 pub fn parse_sslv2_hello_into(rec: &[u8], ch: &mut ClientHello) -> Result<(), TlsError> {
-    ch.recycle();
-    let mut sc = std::mem::take(&mut ch.scratch);
-    let r = sslv2_fields(rec, ch, &mut sc);
-    ch.scratch = sc;
-    r
+    with_scratch(ch, |ch, sc| sslv2_fields(rec, ch, sc))
 }
 
 fn sslv2_fields(rec: &[u8], ch: &mut ClientHello, sc: &mut Scratch) -> Result<(), TlsError> {
@@ -548,19 +548,8 @@ fn sslv2_fields(rec: &[u8], ch: &mut ClientHello, sc: &mut Scratch) -> Result<()
     );
     ch.ja3.push_str(",,,");
     hex_lower(&Md5::digest(ch.ja3.as_bytes()), &mut ch.ja3_hash);
-    let mut out = std::mem::take(&mut ch.ja4);
-    ja4(
-        &mut out,
-        ch,
-        Lists {
-            ciphers: &sc.ciphers,
-            exts: &[],
-            sigalgs: &[],
-        },
-        false,
-        &mut sc.sorted,
-    );
-    ch.ja4 = out;
+    // No extensions or signature algorithms in SSLv2: those lists are empty.
+    set_ja4(ch, sc, false);
     Ok(())
 }
 
@@ -594,11 +583,9 @@ pub fn parse_server_hello_into(body: &[u8], sh: &mut ServerHello) -> Result<(), 
                 16 => {
                     let mut l = d.sub16()?;
                     if !l.is_empty() {
-                        let p = l.sub8()?;
-                        let mut a = sh.scratch.strings.get();
-                        push_lossy(&mut a, p.b);
+                        let a = sh.spares.text(l.sub8()?.b);
                         if let Some(old) = sh.alpn.replace(a) {
-                            sh.scratch.strings.put(old);
+                            sh.spares.put(old);
                         }
                     }
                 }

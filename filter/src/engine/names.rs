@@ -354,7 +354,7 @@ pub(super) fn check(
     }
     cx.stats.names_alerted += 1;
     let block = sc.block.is_some_and(|b| score >= b);
-    let mut sig = crate::pool::text(96);
+    let mut sig = crate::pool::Text::with_capacity(96);
     sig.push_str("PALISADE model domain score ");
     sig.push_str(field);
     sig.push(' ');
@@ -380,7 +380,6 @@ pub(super) fn check(
         });
         p.str("field", field).str("value", name);
     });
-    crate::pool::give_text(sig);
 }
 
 /// A name of a client blocked after its NXDOMAIN burst: blocked as a listed name of its field
@@ -403,15 +402,11 @@ fn burst_blocked(
     }
     let Some(sc) = cx.names else { return };
     let ((client, _), _) = flow.meta.ends(dir);
-    let mut sig = crate::pool::text(96);
-    let _ = std::fmt::Write::write_fmt(
-        &mut sig,
-        format_args!(
-            "PALISADE model DGA host blocked: {} names at or above the burst threshold blocked in {} s",
-            b.count,
-            b.since_s()
-        ),
-    );
+    let sig = crate::pool::Text::fmt(format_args!(
+        "PALISADE model DGA host blocked: {} names at or above the burst threshold blocked in {} s",
+        b.count,
+        b.since_s()
+    ));
     let spec = super::detector_spec(cx.mode, 9_100_023, &sig, NAME_CATEGORY, Some(action));
     let version = sc.model.version();
     let threshold = cx.bursts.score;
@@ -423,7 +418,6 @@ fn burst_blocked(
         });
         p.str("field", field).str("value", name);
     });
-    crate::pool::give_text(sig);
 }
 
 /// The domain model's object in a burst's alerts: its version, the name's score (when the
@@ -482,14 +476,10 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
     let Some(found) = found else { return };
     cx.stats.name_bursts += 1;
     let window_s = cfg.window_ns / 1_000_000_000;
-    let mut sig = crate::pool::text(96);
-    let _ = std::fmt::Write::write_fmt(
-        &mut sig,
-        format_args!(
-            "PALISADE model DGA burst: {} NXDOMAIN names in distinct domains within {window_s} s",
-            found.n
-        ),
-    );
+    let sig = crate::pool::Text::fmt(format_args!(
+        "PALISADE model DGA burst: {} NXDOMAIN names in distinct domains within {window_s} s",
+        found.n
+    ));
     // Nothing to stop: the names already failed to resolve.
     let spec = super::detector_spec(cx.mode, 9_100_022, &sig, NAME_CATEGORY, None);
     let version = sc.model.version();
@@ -514,7 +504,6 @@ pub(super) fn nxdomain(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, name: &str)
         });
         p.str("field", "dns.rrname").str("value", lower);
     });
-    crate::pool::give_text(sig);
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use std::net::IpAddr;
 use hashbrown::HashMap;
 
 use super::Budget;
+use crate::pool::Pool;
 
 /// Buffers of ended datagrams kept for reuse (of each kind: reassembly and coverage).
 pub const SPARE: usize = 32;
@@ -111,8 +112,8 @@ pub struct Defrag {
     pub stats: DefragStats,
     /// Anomaly raised by the last call (besides a drop), e.g. differing overlap.
     pub last_anomaly: Option<&'static str>,
-    spare_data: Vec<Vec<u8>>,
-    spare_have: Vec<Vec<(u32, u32)>>,
+    spare_data: Pool<Vec<u8>>,
+    spare_have: Pool<Vec<(u32, u32)>>,
 }
 
 impl Defrag {
@@ -125,30 +126,22 @@ impl Defrag {
             gen: 0,
             stats: DefragStats::default(),
             last_anomaly: None,
-            spare_data: Vec::new(),
-            spare_have: Vec::new(),
+            spare_data: Pool::new(),
+            spare_have: Pool::new(),
         }
     }
 
     /// Keeps a completed datagram's buffer (handed out by [`DefragResult::Complete`]) for the
     /// next datagram, within [`SPARE`] and [`SPARE_BYTES`].
-    pub fn recycle(&mut self, mut data: Vec<u8>) {
-        if self.spare_data.len() < SPARE && data.capacity() <= SPARE_BYTES {
-            data.clear();
-            if self.spare_data.capacity() == 0 {
-                self.spare_data.reserve_exact(SPARE);
-            }
-            self.spare_data.push(data);
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if data.capacity() <= SPARE_BYTES {
+            self.spare_data.put(data, SPARE, Vec::clear);
         }
     }
 
-    fn recycle_have(&mut self, mut have: Vec<(u32, u32)>) {
-        if self.spare_have.len() < SPARE && have.capacity() <= 256 {
-            have.clear();
-            if self.spare_have.capacity() == 0 {
-                self.spare_have.reserve_exact(SPARE);
-            }
-            self.spare_have.push(have);
+    fn recycle_have(&mut self, have: Vec<(u32, u32)>) {
+        if have.capacity() <= 256 {
+            self.spare_have.put(have, SPARE, Vec::clear);
         }
     }
 
