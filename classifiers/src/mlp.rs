@@ -714,6 +714,115 @@ pub(crate) mod simd {
 mod tests {
     use super::*;
 
+    /// A network of the given widths with weights from a fixed xorshift sequence (n-gram rows on
+    /// the bfloat16 grid, as the trainer writes them), half of them negative so that about half
+    /// of each layer's units are cut by the ReLU.
+    fn random_mlp(h1: usize, h2: usize, seed: u64) -> Mlp {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        let mut v = |n: usize, scale: f32| (0..n).map(|_| next() * scale).collect::<Vec<f32>>();
+        let w1t: Vec<f32> = v(INPUT * h1, 0.5)
+            .iter()
+            .map(|&w| from_bf16(to_bf16(w)))
+            .collect();
+        let l = Layers {
+            b1: v(h1, 0.1),
+            w2t: v(h1 * h2, 0.3),
+            b2: v(h2, 0.1),
+            w3: v(h2, 0.5),
+            b3: 0.25,
+            w1t,
+            h1,
+            h2,
+            version: String::new(),
+            metadata: Vec::new(),
+        };
+        let w1b = l.w1t[..NGRAM_BUCKETS * h1]
+            .iter()
+            .map(|&w| to_bf16(w))
+            .collect();
+        Mlp {
+            l,
+            w1b,
+            kernel: Kernel::Portable,
+        }
+    }
+
+    /// The network by its definition, in f64: what every kernel must compute.
+    fn reference(m: &Mlp, f: &NameFeatures) -> f64 {
+        let (h1n, h2n) = (m.l.h1, m.l.h2);
+        let w = f.token_weight() as f64;
+        let relu = |v: f64| v.max(0.0);
+        let h1: Vec<f64> = (0..h1n)
+            .map(|k| {
+                let tokens: f64 = f.idx[..f.tokens]
+                    .iter()
+                    .map(|&i| from_bf16(m.w1b[i as usize * h1n + k]) as f64)
+                    .sum();
+                let lex: f64 = (0..LEX)
+                    .map(|j| f.lex[j] as f64 * m.l.w1t[(NGRAM_BUCKETS + j) * h1n + k] as f64)
+                    .sum();
+                relu(m.l.b1[k] as f64 + w * tokens + lex)
+            })
+            .collect();
+        let out: f64 = (0..h2n)
+            .map(|k| {
+                let s: f64 = (0..h1n).map(|j| h1[j] * m.l.w2t[j * h2n + k] as f64).sum();
+                m.l.w3[k] as f64 * relu(m.l.b2[k] as f64 + s)
+            })
+            .sum();
+        m.l.b3 as f64 + out
+    }
+
+    /// Every width with a kernel of its own, and one without (the general code): the SIMD
+    /// copies give the portable code's bits, and all agree with the definition.
+    #[test]
+    fn every_kernel_computes_the_network_for_every_width() {
+        let mut kernels = vec![Kernel::Portable];
+        if simd::avx2_available() {
+            kernels.push(Kernel::Avx2);
+        }
+        if simd::avx512_available() {
+            kernels.push(Kernel::Avx512);
+        }
+        for (n, &(h1, h2)) in [(64, 32), (32, 32), (32, 16), (128, 32), (48, 24)]
+            .iter()
+            .enumerate()
+        {
+            let mut m = random_mlp(h1, h2, 0x9e37_79b9_7f4a_7c15 ^ n as u64);
+            let mut f = NameFeatures::default();
+            for name in 0..200u32 {
+                f.tokens = 1 + (name as usize * 7) % 60;
+                for (t, i) in f.idx[..f.tokens].iter_mut().enumerate() {
+                    *i = ((name as usize * 2_654_435_761 + t * 40_503) % NGRAM_BUCKETS) as u16;
+                }
+                for (j, v) in f.lex.iter_mut().enumerate() {
+                    *v = ((name as usize * 31 + j * 17) % 100) as f32 / 100.0;
+                }
+                let want = reference(&m, &f);
+                let mut got = Vec::new();
+                for &k in &kernels {
+                    m.kernel = k;
+                    got.push(m.logit(&f));
+                }
+                for (k, g) in kernels.iter().zip(&got) {
+                    let err = (*g as f64 - want).abs();
+                    assert!(
+                        err <= 1e-4 * (1.0 + want.abs()),
+                        "{h1}x{h2} {}: {g} against {want}",
+                        k.name()
+                    );
+                    assert_eq!(g.to_bits(), got[0].to_bits(), "{h1}x{h2} {}", k.name());
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         /// The bits visit exactly the selected values, lowest first, in vectors of any length
         /// up to MAX_ROWS (the second layer's 64 units, the flow model's 80 inputs, wider).
