@@ -22,7 +22,7 @@ use crate::eve::{self, fmt_small, Obj};
 use crate::flow::defrag::{Defrag, DefragConfig, DefragResult};
 use crate::flow::stream::{Chunk, Stream};
 use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
-use crate::pool::{Pooled, Recycle};
+use crate::pool::{Lent, Pooled, Recycle};
 use crate::wire;
 
 mod beacons;
@@ -445,13 +445,6 @@ const MAX_PENDING_TX: usize = 32;
 #[derive(Debug, Default)]
 struct DnsTcp {
     buf: Vec<u8>,
-}
-
-/// Counters of the pools the engine takes per-flow state from, on the calling thread (each
-/// engine runs on its own): objects reused, made fresh (an allocation each) and freed because
-/// their pool was full.
-pub fn pool_stats() -> crate::pool::PoolStats {
-    crate::pool::thread_stats()
 }
 
 impl Recycle for FlowSigs {
@@ -1462,11 +1455,10 @@ impl Engine {
                 let tx = h.tx;
                 h.tx += 1;
                 let seen = h.streams[1].body_seen();
-                let mut body = std::mem::take(&mut h.body[1]);
+                let body = Lent::take(&mut h.body[1]);
                 http_event(&mut cx, &flow.meta, &r, Some((&*s, seen)), tx);
                 // A body that ran to the close ends here.
                 detect::http_response(&mut cx, &mut flow, &r, &s, &body);
-                crate::pool::give_bytes(&mut body);
             }
         }
         // Requests never answered (the response inspection above needed the whole flow).
@@ -1578,7 +1570,7 @@ impl Engine {
                     .u64("cap", self.budget.cap() as u64);
                 m.u64("refusals", self.budget.refusals)
                     .u64("app_memcap", s.app_memcap);
-                let p = pool_stats();
+                let p = crate::pool::thread_stats();
                 m.u64("pool_reused", p.reused)
                     .u64("pool_fresh", p.fresh)
                     .u64("pool_freed", p.freed);
@@ -3030,14 +3022,13 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             if !std::mem::take(&mut h.req_body_open) {
                 return;
             }
-            let mut body = std::mem::take(&mut h.body[0]);
+            let body = Lent::take(&mut h.body[0]);
             if let Some(req) = h.pending.pop_back() {
                 detect::http_request(cx, flow, &req, &body);
                 if let Parser::Http(h) = &mut flow.parser {
                     h.pending.push_back(req);
                 }
             }
-            crate::pool::give_bytes(&mut body);
         }
         HttpEvent::Response(resp) => {
             let Parser::Http(h) = &mut flow.parser else {
@@ -3064,7 +3055,7 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 return;
             }
             // Logged when its body ends (Suricata's `length` is the body bytes seen).
-            let mut old_body = std::mem::take(&mut h.body[1]);
+            let old_body = Lent::take(&mut h.body[1]);
             h.inflate = if cx.sigs.wants(Hook::HttpResponse) {
                 detect::Inflate::for_head(&resp.head)
             } else {
@@ -3077,7 +3068,6 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
                 http_event(cx, &m, &r, Some((&*s, n)), tx);
                 detect::http_response(cx, flow, &r, &s, &old_body);
             }
-            crate::pool::give_bytes(&mut old_body);
         }
         HttpEvent::BodyEnd(n) => {
             let Parser::Http(h) = &mut flow.parser else {
@@ -3086,10 +3076,9 @@ fn http_event_in(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, ev: HttpEvent) {
             if let Some((r, s)) = h.answered.take() {
                 let tx = h.tx;
                 h.tx += 1;
-                let mut body = std::mem::take(&mut h.body[1]);
+                let body = Lent::take(&mut h.body[1]);
                 http_event(cx, &m, &r, Some((&*s, n)), tx);
                 detect::http_response(cx, flow, &r, &s, &body);
-                crate::pool::give_bytes(&mut body);
             }
         }
         HttpEvent::Error(name) => app_anomaly(cx, &m, dir, "http", name),

@@ -262,6 +262,50 @@ pub fn bytes(hint: usize) -> Vec<u8> {
     v
 }
 
+/// A byte buffer that goes back to the thread's pool when dropped: the buffers a call needs for
+/// its own length (a decrypted packet, a head or line gathered across segments, a body under
+/// inspection), given back on every path out of it.
+#[derive(Debug, Default)]
+pub struct Lent(Vec<u8>);
+
+impl Lent {
+    /// `data`, copied into a buffer from the pool.
+    pub fn copy(data: &[u8]) -> Lent {
+        let mut v = Vec::new();
+        more(&mut v, data);
+        Lent(v)
+    }
+
+    /// `buf`'s bytes, leaving it empty and without a buffer.
+    pub fn take(buf: &mut Vec<u8>) -> Lent {
+        Lent(std::mem::take(buf))
+    }
+
+    /// The buffer itself, kept by the caller instead of going back.
+    pub fn into_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Deref for Lent {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        give_bytes(&mut self.0);
+    }
+}
+
 /// A string in a buffer from the thread's byte pool, given back when dropped (alert messages).
 #[derive(Debug)]
 pub struct Text(String);
@@ -303,10 +347,7 @@ impl Drop for Text {
 /// freed, and one beyond [`BYTES_CAP`] kept is freed and counted), leaving `buf` without one.
 pub fn give_bytes(buf: &mut Vec<u8>) {
     let v = std::mem::take(buf);
-    if v.capacity() == 0 {
-        return;
-    }
-    if v.capacity() > BYTES_KEEP {
+    if v.capacity() == 0 || v.capacity() > BYTES_KEEP {
         return;
     }
     let _ = BYTES.try_with(|b| {
@@ -480,6 +521,29 @@ mod tests {
         assert_eq!(thread_stats().freed, 10);
         let o: Pooled<Obj> = Pooled::take();
         assert_eq!(o.buf.capacity(), 0, "an oversized buffer is not kept");
+    }
+
+    #[test]
+    fn lent_buffers_go_back_on_drop_unless_kept() {
+        let a = Lent::copy(b"hello");
+        assert_eq!(&a[..], b"hello");
+        let p = a.as_ptr();
+        drop(a);
+        let mut field = bytes(0);
+        assert_eq!(
+            field.as_ptr(),
+            p,
+            "the dropped buffer came back to the pool"
+        );
+        field.extend_from_slice(b"kept");
+        let b = Lent::take(&mut field);
+        assert_eq!(field.capacity(), 0);
+        let kept = b.into_vec();
+        assert_eq!((kept.as_ptr(), &kept[..]), (p, &b"kept"[..]));
+        assert!(
+            pop_bytes().is_none_or(|v| v.as_ptr() != p),
+            "a kept buffer is not pooled"
+        );
     }
 
     #[test]

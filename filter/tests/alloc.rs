@@ -487,7 +487,7 @@ fn recycled_state_logs_what_fresh_state_logs() {
     let order: Vec<usize> = (0..caps.len()).chain((0..caps.len()).rev()).collect();
     let mut e = engine_for_recycling();
     let recycled = replay_in_order(&mut e, &caps, &order);
-    assert!(palisade::engine::pool_stats().reused > 20);
+    assert!(palisade::pool::thread_stats().reused > 20);
     let mut want: Vec<String> = fresh.iter().chain(fresh.iter()).cloned().collect();
     want.sort();
     assert!(

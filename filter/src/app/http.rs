@@ -5,7 +5,7 @@
 //! Content-Length or chunked encoding (or until close, for responses without framing).
 //! A head is parsed in place when it arrives whole; only a head split across segments is copied.
 
-use crate::pool::{give_bytes, keep, keep_str, more, push_lossy, Pooled, Recycle, Spares};
+use crate::pool::{give_bytes, keep, keep_str, more, push_lossy, Lent, Pooled, Recycle, Spares};
 
 /// Largest message head gathered; a longer one is an anomaly and ends parsing of the direction.
 pub const MAX_HEAD: usize = 16 << 10;
@@ -259,12 +259,12 @@ impl HttpStream {
                         self.buf_line(data, out);
                         return total;
                     };
-                    let mut line_owned = Vec::new();
+                    let line_owned;
                     let line: &[u8] = if self.buf.is_empty() {
                         &data[..nl]
                     } else {
                         more(&mut self.buf, &data[..nl]);
-                        line_owned = std::mem::take(&mut self.buf);
+                        line_owned = Lent::take(&mut self.buf);
                         &line_owned
                     };
                     data = &data[nl + 1..];
@@ -275,19 +275,15 @@ impl HttpStream {
                             self.body = Body::Head;
                             out(HttpEvent::BodyEnd(self.body_seen));
                         }
-                        give_bytes(&mut line_owned);
                         continue;
                     }
                     let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
                     let hex = trim(hex);
-                    let size = parse_hex(hex);
-                    let blank = hex.is_empty();
-                    give_bytes(&mut line_owned);
-                    if blank {
+                    if hex.is_empty() {
                         // Blank lines before a chunk size are tolerated (as libhtp does).
                         continue;
                     }
-                    match size {
+                    match parse_hex(hex) {
                         Some(0) => self.body = Body::Trailer,
                         Some(n) => self.body = Body::ChunkData(n),
                         None => {
@@ -325,7 +321,7 @@ impl HttpStream {
                             return total;
                         }
                     };
-                    let mut owned = Vec::new();
+                    let owned;
                     let head: &[u8] = if from_buf == 0 {
                         let h = &data[..end];
                         data = &data[end..];
@@ -334,7 +330,7 @@ impl HttpStream {
                         let take = end - from_buf;
                         more(&mut self.buf, &data[..take]);
                         data = &data[take..];
-                        owned = std::mem::take(&mut self.buf);
+                        owned = Lent::take(&mut self.buf);
                         &owned
                     };
                     if head.len() > MAX_HEAD {
@@ -343,7 +339,6 @@ impl HttpStream {
                         return total;
                     }
                     self.on_head(head, is_request, out);
-                    give_bytes(&mut owned);
                 }
             }
         }

@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use super::tls::{parse_client_hello_into, parse_server_hello_into, ClientHello, ServerHello};
 use crate::eve::fmt_small;
-use crate::pool::{give_bytes, keep, keep_upto, more, Pooled, Recycle, KEEP_BYTES};
+use crate::pool::{keep, keep_upto, Lent, Pooled, Recycle, KEEP_BYTES};
 
 /// CRYPTO bytes gathered per connection.
 pub const MAX_CRYPTO: usize = 64 << 10;
@@ -288,8 +288,7 @@ impl QuicConn {
             return Err(QuicError::Malformed);
         }
         // Header and payload are decrypted in buffers lent by the thread's pool.
-        let mut header = Vec::new();
-        more(&mut header, &p[..pn_off + pn_len]);
+        let mut header = Lent::copy(&p[..pn_off + pn_len]);
         header[0] = first;
         let mut pn = 0u64;
         for i in 0..pn_len {
@@ -302,26 +301,22 @@ impl QuicConn {
         }
         let body = &p[pn_off + pn_len..end];
         let (ct, tag) = body.split_at(body.len() - 16);
-        let mut plain = Vec::new();
-        more(&mut plain, ct);
+        let mut plain = Lent::copy(ct);
         let aead = Aes128Gcm::new(GenericArray::from_slice(&keys.key));
-        let opened = aead
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                &header,
-                &mut plain,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| QuicError::Decrypt);
+        aead.decrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &header,
+            &mut plain,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| QuicError::Decrypt)?;
         let asm = if from_client {
             &mut self.client
         } else {
             &mut self.server
         };
-        let r = opened.and_then(|()| asm.frames(&plain));
-        give_bytes(&mut header);
-        give_bytes(&mut plain);
-        r.map(|()| end)
+        asm.frames(&plain)?;
+        Ok(end)
     }
 
     fn try_hello(&mut self, from_client: bool) -> Result<Option<Hello>, QuicError> {

@@ -9,7 +9,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use crate::eve::HEX;
-use crate::pool::{give_bytes, keep, keep_str, more, Packed, Pooled, Recycle, Spares};
+use crate::pool::{give_bytes, keep, keep_str, more, Lent, Packed, Pooled, Recycle, Spares};
 
 /// Largest handshake message gathered (a ClientHello with post-quantum key shares is ~2 KB).
 pub const MAX_HANDSHAKE: usize = 64 << 10;
@@ -863,14 +863,12 @@ impl TlsStream {
                 return None;
             }
             self.done = true;
-            let mut rec = std::mem::take(&mut self.rec);
+            let rec = Lent::take(&mut self.rec);
             let mut ch = Pooled::<ClientHello>::take();
-            let ev = match parse_sslv2_hello_into(&rec, &mut ch) {
+            return Some(match parse_sslv2_hello_into(&rec, &mut ch) {
                 Ok(()) => TlsEvent::Client(ch),
                 Err(e) => TlsEvent::Error(e),
-            };
-            give_bytes(&mut rec);
-            return Some(ev);
+            });
         }
         let mut stash = None;
         while !self.done && !data.is_empty() {
@@ -960,13 +958,12 @@ impl TlsStream {
                 return Some(TlsEvent::Error(TlsError::TooLong));
             }
             more(&mut self.hs, frag);
-            let mut hs = std::mem::take(&mut self.hs);
+            let hs = Lent::take(&mut self.hs);
             let r = on_message(&hs, is_client);
             if r.is_none() {
-                self.hs = hs;
+                self.hs = hs.into_vec();
             } else {
                 self.continue_after(&r, &hs, is_client);
-                give_bytes(&mut hs);
             }
             return r;
         }

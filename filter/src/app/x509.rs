@@ -329,13 +329,10 @@ fn fields(der: &[u8], info: &mut CertInfo) -> Option<()> {
     let (t, validity, r) = tlv(r)?;
     if t == 0x30 {
         if let Some((t1, v1, rr)) = tlv(validity) {
-            if time(t1, v1, &mut info.not_before).is_none() {
-                info.not_before.clear();
-            }
+            // A malformed time is left empty.
+            let _ = time(t1, v1, &mut info.not_before);
             if let Some((t2, v2, _)) = tlv(rr) {
-                if time(t2, v2, &mut info.not_after).is_none() {
-                    info.not_after.clear();
-                }
+                let _ = time(t2, v2, &mut info.not_after);
             }
         }
     }

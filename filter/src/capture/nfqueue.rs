@@ -183,7 +183,7 @@ pub struct Snapshot {
     pub memory: (u64, u64),
     /// Reload generation in force in this worker.
     pub reloads: u64,
-    /// The worker's pools of per-flow state ([`crate::engine::pool_stats`]).
+    /// The worker's pools of per-flow state ([`crate::pool::thread_stats`]).
     pub pools: crate::pool::PoolStats,
 }
 
@@ -247,7 +247,7 @@ fn publish(engine: &Engine, stats: &InlineStats, reloads: u64, to: &Mutex<Snapsh
             flows: (engine.flow_count() as u64, engine.flows_created()),
             memory: (used as u64, cap as u64),
             reloads,
-            pools: crate::engine::pool_stats(),
+            pools: crate::pool::thread_stats(),
         };
     }
 }

@@ -164,11 +164,14 @@ impl Defrag {
 
     /// Drops every pending datagram (end of input).
     pub fn clear(&mut self, budget: &mut Budget) {
-        let all: Vec<Datagram> = self.map.drain().map(|(_, d)| d).collect();
-        for d in all {
+        // The map is lent out while its datagrams' buffers go to the spares (and keeps its
+        // room).
+        let mut map = std::mem::take(&mut self.map);
+        for (_, d) in map.drain() {
             budget.release(d.charged);
             self.recycle_datagram(d);
         }
+        self.map = map;
         self.age.clear();
     }
 
