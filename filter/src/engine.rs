@@ -281,6 +281,8 @@ pub struct Stats {
     pub tcp_overlap_diff: u64,
     /// TCP retransmissions (wholly old segments).
     pub tcp_retrans: u64,
+    /// TCP segments that arrived ahead of the next expected byte and were buffered.
+    pub tcp_out_of_order: u64,
     /// TCP segments that could not be buffered (window, hole list, memory).
     pub tcp_refused: u64,
     /// TCP segments discarded for a stale timestamp (`stream.pkt_invalid_timestamp`).
@@ -444,7 +446,8 @@ const MAX_PENDING_TX: usize = 32;
 
 #[derive(Debug, Default)]
 struct DnsTcp {
-    buf: Vec<u8>,
+    /// A message gathered across segments, in a buffer from the thread's byte pool.
+    buf: crate::pool::Lent,
 }
 
 impl Recycle for FlowSigs {
@@ -1561,6 +1564,7 @@ impl Engine {
                     .u64("gap_bytes", s.tcp_gap_bytes);
                 t.u64("overlap_diff_data", s.tcp_overlap_diff)
                     .u64("retransmission", s.tcp_retrans);
+                t.u64("out_of_order", s.tcp_out_of_order);
                 t.u64("segment_refused", s.tcp_refused)
                     .u64("depth_reached", s.tcp_depth);
                 t.u64("pkt_invalid_timestamp", s.tcp_invalid_ts);
@@ -2510,6 +2514,9 @@ fn tcp_packet(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, seg: &Seg<'_>, budge
         if notes.retransmission {
             cx.stats.tcp_retrans += 1;
         }
+        if notes.out_of_order {
+            cx.stats.tcp_out_of_order += 1;
+        }
         if notes.refused {
             cx.stats.tcp_refused += 1;
         }
@@ -3144,7 +3151,7 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
             if data.is_empty() {
                 return;
             }
-            buf.extend_from_slice(data);
+            crate::pool::more(buf, data);
             return;
         }
         let need = if buf.len() >= 2 {
@@ -3153,7 +3160,7 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
             2
         };
         let take = need.saturating_sub(buf.len()).min(data.len());
-        buf.extend_from_slice(&data[..take]);
+        crate::pool::more(buf, &data[..take]);
         data = &data[take..];
         if buf.len() < 2 {
             return;

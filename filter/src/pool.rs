@@ -12,7 +12,8 @@
 //! an object given back to a full pool is freed and counted in [`PoolStats::freed`]. `recycle` keeps
 //! a buffer's capacity only up to [`KEEP_BYTES`] (a larger one, grown by a hostile hello, is
 //! freed), so what the pools hold is bounded by `POOL_CAP` times each type's size and kept
-//! buffers, whatever the traffic: about 12 MiB per worker at most with the engine's types (README
+//! buffers, whatever the traffic: about 14 MiB per worker at most with the engine's types and the
+//! out-of-order segment classes ([`SEG_CLASSES`]) (README
 //! "Limits"). Pooled memory belongs to no flow, so it is not charged to the flow
 //! [`Budget`](crate::flow::Budget); objects in use are, as before, by their capacity.
 //!
@@ -306,6 +307,74 @@ impl Drop for Lent {
     }
 }
 
+/// Capacities of the buffers that hold out-of-order TCP segments. A segment is copied into the
+/// smallest class that holds it, so the flow [`Budget`](crate::flow::Budget), which charges a
+/// buffer's capacity, pays for what is held: at most twice a segment's length, and little more
+/// for the usual sizes (a 1,448-byte segment takes 1,536, a 9,000-byte jumbo one 9,216). A
+/// buffer given back serves the next segment of its class without an allocation.
+pub const SEG_CLASSES: [usize; 12] = [
+    64, 128, 256, 512, 1024, 1536, 2048, 4096, 9216, 16384, 32768, 65536,
+];
+
+/// Bytes of free segment buffers kept per class and thread: the count kept is this divided by
+/// the class ([`seg_keep`]), at most 64, so the segment pools hold at most about 1.7 MiB a
+/// worker, whatever the traffic.
+pub const SEG_KEEP_BYTES: usize = 256 << 10;
+
+/// Free buffers kept for class `k` of [`SEG_CLASSES`].
+pub const fn seg_keep(k: usize) -> usize {
+    let n = SEG_KEEP_BYTES / SEG_CLASSES[k];
+    if n > 64 {
+        64
+    } else {
+        n
+    }
+}
+
+thread_local! {
+    static SEGS: std::cell::RefCell<[Pool<Vec<u8>>; SEG_CLASSES.len()]> =
+        const { std::cell::RefCell::new([const { Pool::new() }; SEG_CLASSES.len()]) };
+}
+
+fn seg_class(len: usize) -> Option<usize> {
+    SEG_CLASSES.iter().position(|&c| c >= len)
+}
+
+/// The capacity [`seg_copy`] gives a segment of `len` bytes: its class, or `len` itself beyond
+/// the largest class (a length no TCP segment reaches).
+pub fn seg_capacity(len: usize) -> usize {
+    seg_class(len).map_or(len, |k| SEG_CLASSES[k])
+}
+
+/// `data` (a segment held out of order), copied into a buffer of capacity
+/// [`seg_capacity`]`(data.len())` from the thread's pool of that class, or a new one.
+pub fn seg_copy(data: &[u8]) -> Vec<u8> {
+    let mut v = match seg_class(data.len()) {
+        Some(k) => SEGS
+            .try_with(|p| p.try_borrow_mut().ok()?[k].pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Vec::with_capacity(SEG_CLASSES[k])),
+        None => Vec::with_capacity(data.len()),
+    };
+    v.extend_from_slice(data);
+    v
+}
+
+/// Takes a buffer made by [`seg_copy`] back to its class's pool (emptied; freed and counted
+/// when [`seg_keep`] are waiting), leaving `buf` without one.
+pub fn seg_give(buf: &mut Vec<u8>) {
+    let v = std::mem::take(buf);
+    let Some(k) = SEG_CLASSES.iter().position(|&c| c == v.capacity()) else {
+        return;
+    };
+    let _ = SEGS.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p[k].put(v, seg_keep(k), Vec::clear);
+        }
+    });
+}
+
 /// A string in a buffer from the thread's byte pool, given back when dropped (alert messages).
 #[derive(Debug)]
 pub struct Text(String);
@@ -544,6 +613,49 @@ mod tests {
             pop_bytes().is_none_or(|v| v.as_ptr() != p),
             "a kept buffer is not pooled"
         );
+    }
+
+    #[test]
+    fn segment_buffers_take_their_class_and_the_pools_are_bounded() {
+        // Each length gets the smallest class that holds it, with exactly that capacity.
+        for (len, class) in [(1, 64), (64, 64), (65, 128), (1448, 1536), (9000, 9216)] {
+            let mut v = seg_copy(&vec![5; len]);
+            assert_eq!((v.len(), v.capacity()), (len, class), "{len}");
+            assert_eq!(seg_capacity(len), class);
+            seg_give(&mut v);
+        }
+        // Beyond the largest class: its own size, not kept.
+        let big = SEG_CLASSES[SEG_CLASSES.len() - 1] + 1;
+        let mut v = seg_copy(&vec![1; big]);
+        assert_eq!(v.capacity(), big);
+        seg_give(&mut v);
+        // A returned buffer is reused, emptied of its bytes.
+        std::thread::spawn(|| {
+            let mut a = seg_copy(b"first");
+            seg_give(&mut a);
+            let before = thread_stats();
+            let b = seg_copy(b"xy");
+            assert_eq!(&b[..], b"xy");
+            assert_eq!(thread_stats().reused, before.reused + 1);
+            // A full class frees what comes back beyond its count.
+            let k = SEG_CLASSES.iter().position(|&c| c == 16384).unwrap();
+            let held: Vec<Vec<u8>> = (0..seg_keep(k) + 5)
+                .map(|_| seg_copy(&[0; 10_000]))
+                .collect();
+            let freed = thread_stats().freed;
+            for mut h in held {
+                seg_give(&mut h);
+            }
+            assert_eq!(thread_stats().freed, freed + 5);
+            assert_eq!(SEGS.with(|p| p.borrow()[k].len()), seg_keep(k));
+        })
+        .join()
+        .unwrap();
+        // The bound the README states: every class full.
+        let most: usize = (0..SEG_CLASSES.len())
+            .map(|k| seg_keep(k) * SEG_CLASSES[k])
+            .sum();
+        assert!(most <= 1_700_000, "{most}");
     }
 
     #[test]

@@ -276,8 +276,10 @@ fn warm_nxdomain_answers_for_suspicious_names_do_not_allocate() {
 /// Initial in unordered fragments, SMB with overlapping segments, a TLS 1.2 handshake with its
 /// certificate chain, a TLS 1.3 one from Chrome whose ClientHello spans segments, an HTTP request
 /// and response, a QUIC handshake whose Initial is fragmented, a CONNECT proxy carrying TLS, and
-/// a DNS lookup.
-const NEW_FLOW_CAPTURES: [&str; 12] = [
+/// a DNS lookup; and Wireshark's out-of-order TCP captures (five HTTP requests with segments
+/// swapped, DNS over TCP whose first data segment comes late, and overlapping, swapped and
+/// rewritten segments), whose early segments are held until the bytes before them come.
+const NEW_FLOW_CAPTURES: [&str; 16] = [
     "suricata-verify/dns__dns-tcp-www-google-com/dns.pcap",
     "suricata-verify/http-ipv6/input.pcap",
     "suricata-verify/defrag__bug-6887-defrag-ipv4-tcp-syn/frag-ip-tcp-syn.pcap",
@@ -290,7 +292,15 @@ const NEW_FLOW_CAPTURES: [&str; 12] = [
     "suricata-verify/quic-frag/input.pcap",
     "suricata-verify/bug-2430/backwards.pcap",
     "suricata-verify/cond-log-dns-dig/input.pcap",
+    "wireshark/http-ooo.pcap",
+    "wireshark/http-ooo2.pcap",
+    "wireshark/dns-ooo.pcap",
+    "wireshark/tcp-badsegments.pcap",
 ];
+
+/// Segments the out-of-order captures hold per round: http-ooo 4, http-ooo2 1, dns-ooo 1,
+/// tcp-badsegments 8 (the engine's `tcp.out_of_order` counter, each capture replayed alone).
+const OUT_OF_ORDER_PER_ROUND: u64 = 14;
 
 fn capture_frames(rel: &str) -> Vec<(i64, u32, Vec<u8>)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -361,8 +371,9 @@ fn new_flows_allocate_nothing_once_pools_are_warm() {
     let mut e = Engine::new(Config::default(), intel());
     e.set_names(Some(palisade::engine::NameScoring::bundled()));
     let (allocs, flows, e) = replay_rounds(e, 4, 24);
-    assert!(flows >= 20 * 12, "{flows}");
+    assert!(flows >= 20 * 16, "{flows}");
     assert!(e.stats.events[1] > 0);
+    assert_eq!(e.stats.tcp_out_of_order, 24 * OUT_OF_ORDER_PER_ROUND);
     assert_eq!(allocs, 0);
 }
 
@@ -375,7 +386,8 @@ fn new_flows_with_signatures_allocate_nothing_once_pools_are_warm() {
     e.set_sigs(app_sigs());
     e.set_names(Some(palisade::engine::NameScoring::bundled()));
     let (allocs, flows, e) = replay_rounds(e, 4, 24);
-    assert!(flows >= 20 * 12, "{flows}");
+    assert!(flows >= 20 * 16, "{flows}");
+    assert_eq!(e.stats.tcp_out_of_order, 24 * OUT_OF_ORDER_PER_ROUND);
     assert!(e.stats.sig_matches >= 20 * 5, "{}", e.stats.sig_matches);
     assert_eq!(allocs, 0);
 }

@@ -2,7 +2,9 @@
 //!
 //! In-order data is handed to the consumer straight from the packet (no copy). Out-of-order
 //! data is buffered, sorted by sequence number, up to [`WINDOW`] bytes ahead of the next
-//! expected byte and within the shared [`Budget`]. Overlaps: the first copy of a byte wins;
+//! expected byte and within the shared [`Budget`], in buffers of a few size classes that are
+//! reused across segments and flows ([`crate::pool::seg_copy`]), so holding a segment allocates
+//! nothing once a worker has held one of its size. Overlaps: the first copy of a byte wins;
 //! overlapping bytes that differ from the buffered copy raise an anomaly.
 //!
 //! Gaps: when the peer acknowledges bytes that were never seen, when the window or the budget
@@ -38,12 +40,34 @@ pub struct StreamNotes {
     pub retransmission: bool,
     /// A segment could not be buffered (window, segment count or budget).
     pub refused: bool,
+    /// A segment (or part of one) arrived ahead of the next expected byte and was buffered.
+    pub out_of_order: bool,
 }
 
+/// A segment held out of order, in a buffer from the thread's segment pool
+/// ([`crate::pool::seg_copy`]) that goes back there when the segment is delivered or dropped.
 #[derive(Debug)]
 struct Seg {
     seq: u32,
     data: Vec<u8>,
+}
+
+impl Seg {
+    /// What holding `len` bytes charges the budget: the buffer's capacity and the entry.
+    fn cost(len: usize) -> usize {
+        crate::pool::seg_capacity(len) + std::mem::size_of::<Seg>()
+    }
+
+    /// What this segment was charged ([`Seg::cost`] of its length).
+    fn held(&self) -> usize {
+        self.data.capacity() + std::mem::size_of::<Seg>()
+    }
+}
+
+impl Drop for Seg {
+    fn drop(&mut self) {
+        crate::pool::seg_give(&mut self.data);
+    }
 }
 
 /// One direction of a TCP stream.
@@ -227,7 +251,7 @@ impl Stream {
 
     fn release(&mut self, s: &Seg, budget: &mut Budget) {
         self.buffered -= s.data.len();
-        budget.release(s.data.capacity() + std::mem::size_of::<Seg>());
+        budget.release(s.held());
     }
 
     /// Delivers buffered segments that now touch the delivered edge.
@@ -297,22 +321,17 @@ impl Stream {
                 return;
             }
             let bytes = &data[(a - base) as usize..(b - base) as usize];
-            let cost = bytes.len() + std::mem::size_of::<Seg>();
-            if !budget.try_charge(cost) {
+            if !budget.try_charge(Seg::cost(bytes.len())) {
                 notes.refused = true;
                 return;
             }
             let seq = self.next.wrapping_add(a as u32);
             let pos = self.segs.partition_point(|s| rel(s.seq, self.next) < a);
-            self.segs.insert(
-                pos,
-                Seg {
-                    seq,
-                    data: bytes.to_vec(),
-                },
-            );
+            let data = crate::pool::seg_copy(bytes);
+            debug_assert_eq!(data.capacity(), crate::pool::seg_capacity(bytes.len()));
+            self.segs.insert(pos, Seg { seq, data });
             self.buffered += bytes.len();
-            // to_vec gives capacity == len, matching the charge.
+            notes.out_of_order = true;
         }
     }
 
@@ -369,7 +388,7 @@ impl Stream {
     /// Frees every buffer (flow eviction).
     pub fn clear(&mut self, budget: &mut Budget) {
         for s in self.segs.drain(..) {
-            budget.release(s.data.capacity() + std::mem::size_of::<Seg>());
+            budget.release(s.held());
         }
         self.buffered = 0;
     }
@@ -439,6 +458,145 @@ mod tests {
         let n = s.segment(1, b"GET /b", &mut b, &mut |_| panic!("first copy wins"));
         assert!(n.overlap_different && n.retransmission);
         assert_eq!(v, b"GET /a");
+    }
+
+    /// Arrivals for a property case: segments `(offset, length, version)` cut from the stream
+    /// (and re-cut: copies overlap), each `version` a distinct copy of those bytes (0 the
+    /// original; any other rewrites them), in the order they come.
+    fn arrivals(len: usize, cuts: &[(usize, usize, u8)]) -> Vec<(usize, usize, u8)> {
+        let mut v: Vec<(usize, usize, u8)> = cuts
+            .iter()
+            .filter(|&&(o, l, _)| l > 0 && o < len)
+            .map(|&(o, l, ver)| (o, l.min(len - o), ver))
+            .collect();
+        // The whole stream, in three original pieces, somewhere among them, so every byte comes.
+        let (a, b) = (len / 3, 2 * len / 3);
+        for (k, (o, e)) in [(0, a), (a, b), (b, len)].into_iter().enumerate() {
+            if e > o {
+                let at = (o + k) % (v.len() + 1);
+                v.insert(at, (o, e - o, 0));
+            }
+        }
+        v
+    }
+
+    /// The bytes of copy `ver` at stream position `i`.
+    fn byte(orig: &[u8], i: usize, ver: u8) -> u8 {
+        if ver == 0 {
+            orig[i]
+        } else {
+            orig[i] ^ ver
+        }
+    }
+
+    /// Feeds `arr` to a stream starting after `isn`; returns what it delivered (gaps as `?`,
+    /// after a flush), the notes, and the budget after the flush.
+    fn feed(orig: &[u8], isn: u32, arr: &[(usize, usize, u8)]) -> (Vec<u8>, StreamNotes, Budget) {
+        let mut b = Budget::new(1 << 20);
+        let mut s = Stream::default();
+        s.syn(isn);
+        let mut got = Vec::new();
+        let mut all = StreamNotes::default();
+        let mut out = |c: Chunk<'_>| match c {
+            Chunk::Data(x) => got.extend_from_slice(x),
+            Chunk::Gap(n) => got.extend(std::iter::repeat_n(b'?', n as usize)),
+        };
+        for &(o, l, ver) in arr {
+            let bytes: Vec<u8> = (o..o + l).map(|i| byte(orig, i, ver)).collect();
+            let seq = isn.wrapping_add(1).wrapping_add(o as u32);
+            let n = s.segment(seq, &bytes, &mut b, &mut out);
+            all.overlap_different |= n.overlap_different;
+            all.refused |= n.refused;
+            all.out_of_order |= n.out_of_order;
+        }
+        s.flush(&mut b, &mut out);
+        assert_eq!(s.buffered(), 0);
+        (got, all, b)
+    }
+
+    proptest::proptest! {
+        /// Any order of a stream's segments, overlapping copies of them included, delivers the
+        /// stream itself, each byte once, and gives back everything it held; sequence numbers
+        /// wrap anywhere.
+        #[test]
+        fn any_order_of_identical_copies_reassembles_the_stream(
+            orig in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..3000),
+            isn in proptest::prelude::any::<u32>(),
+            cuts in proptest::collection::vec((0usize..3000, 0usize..1600, 0u8..1), 0..4),
+        ) {
+            let arr = arrivals(orig.len(), &cuts);
+            let (got, notes, b) = feed(&orig, isn, &arr);
+            proptest::prop_assert!(!notes.refused && !notes.overlap_different);
+            proptest::prop_assert_eq!(got, orig);
+            proptest::prop_assert_eq!(b.used(), 0);
+        }
+
+        /// With rewritten copies among them, each byte is the one that came first (the rule the
+        /// module states), a rewrite of a held byte is noted, and holding charged the budget
+        /// what the held buffers' classes cost.
+        #[test]
+        fn the_first_copy_of_each_byte_wins(
+            orig in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..3000),
+            isn in proptest::prelude::any::<u32>(),
+            cuts in proptest::collection::vec((0usize..3000, 0usize..1600, 0u8..4), 0..4),
+        ) {
+            let arr = arrivals(orig.len(), &cuts);
+            let mut first: Vec<Option<u8>> = vec![None; orig.len()];
+            let mut conflict = false;
+            for &(o, l, ver) in &arr {
+                for (i, f) in first.iter_mut().enumerate().skip(o).take(l) {
+                    let v = byte(&orig, i, ver);
+                    conflict |= f.is_some_and(|x| x != v);
+                    f.get_or_insert(v);
+                }
+            }
+            let want: Vec<u8> = first.iter().map(|b| b.unwrap()).collect();
+            let (got, notes, b) = feed(&orig, isn, &arr);
+            proptest::prop_assert!(!notes.refused);
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(b.used(), 0);
+            if !conflict {
+                proptest::prop_assert!(!notes.overlap_different);
+            }
+        }
+    }
+
+    #[test]
+    fn held_segments_are_charged_their_class_and_buffers_are_reused() {
+        let mut b = Budget::new(1 << 20);
+        let mut s = Stream::default();
+        s.syn(0);
+        let seg = [7u8; 1448];
+        // Three segments ahead of a missing first one.
+        for k in 1..4u32 {
+            let n = s.segment(1 + k * 1448, &seg, &mut b, &mut |_| {
+                panic!("nothing in order")
+            });
+            assert!(n.out_of_order);
+        }
+        let each = 1536 + std::mem::size_of::<Seg>();
+        assert_eq!(b.used(), 3 * each);
+        assert_eq!(s.buffered(), 3 * 1448);
+        let mut got = 0;
+        let n = s.segment(1, &seg, &mut b, &mut |c| {
+            if let Chunk::Data(x) = c {
+                got += x.len()
+            }
+        });
+        assert!(!n.out_of_order);
+        assert_eq!((got, b.used()), (4 * 1448, 0));
+        // The three buffers went back to the pool: holding three more takes them again.
+        let before = crate::pool::thread_stats();
+        for k in 5..8u32 {
+            s.segment(1 + k * 1448, &seg, &mut b, &mut |_| {
+                panic!("nothing in order")
+            });
+        }
+        let after = crate::pool::thread_stats();
+        assert_eq!(after.reused - before.reused, 3);
+        assert_eq!(after.fresh, before.fresh);
+        s.clear(&mut b);
+        assert_eq!(b.used(), 0);
     }
 
     #[test]
