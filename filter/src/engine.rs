@@ -2923,25 +2923,24 @@ fn http_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
         }
         let raw = cx.sigs.wants(Hook::HttpRequest) || cx.sigs.wants(Hook::HttpResponse);
         h.streams[dir].keep_raw(raw);
+        // The events of a few messages at a time, in a fixed array: pipelined requests in one
+        // segment are parsed in turns of at most `evs.len()` events, each turn's handled
+        // before the next is parsed.
         let mut evs: [Option<HttpEvent>; 4] = [None, None, None, None];
-        let mut queue: Vec<HttpEvent> = Vec::new();
         let mut n = 0;
-        let used = h.streams[dir].feed(rest, dir == 0, &mut |e| {
-            if n < evs.len() {
-                evs[n] = Some(e);
+        let used = h.streams[dir].feed_upto(rest, dir == 0, evs.len(), &mut |e| {
+            // feed_upto never raises more than asked; a surplus would be a bug, not input.
+            if let Some(slot) = evs.get_mut(n) {
+                *slot = Some(e);
                 n += 1;
-            } else {
-                queue.push(e);
             }
         });
+        debug_assert!(n <= evs.len());
         rest = &rest[used..];
-        for ev in evs.into_iter().flatten().chain(queue) {
+        for ev in evs.into_iter().flatten() {
             http_event_in(cx, flow, dir, ev);
         }
-        let Parser::Http(h) = &mut flow.parser else {
-            return;
-        };
-        if rest.is_empty() || !h.streams[dir].is_tunnel() {
+        if rest.is_empty() || used == 0 {
             return;
         }
     }

@@ -94,6 +94,10 @@ impl Recycle for Response {
     crate::thread_pool!(Response);
 }
 
+/// Most events one step of [`HttpStream::feed_upto`] raises (a head and the end of its empty
+/// body; body bytes and their end).
+pub const STEP_EVENTS: usize = 2;
+
 /// What a stream found.
 #[derive(Debug)]
 pub enum HttpEvent<'a> {
@@ -196,12 +200,36 @@ impl HttpStream {
     /// consumed before the stream turned into a tunnel (all of them otherwise).
     pub fn feed<'d>(
         &mut self,
-        mut data: &'d [u8],
+        data: &'d [u8],
         is_request: bool,
         out: &mut impl FnMut(HttpEvent<'d>),
     ) -> usize {
+        self.feed_upto(data, is_request, usize::MAX, out)
+    }
+
+    /// [`HttpStream::feed`], stopping before a step that could take the events past `max`
+    /// (a step raises at most [`STEP_EVENTS`]; the first step always runs): a caller that holds
+    /// the events in a fixed array feeds the rest again after handling them. Returns the bytes
+    /// consumed.
+    pub fn feed_upto<'d>(
+        &mut self,
+        mut data: &'d [u8],
+        is_request: bool,
+        max: usize,
+        out: &mut impl FnMut(HttpEvent<'d>),
+    ) -> usize {
         let total = data.len();
+        let raised = std::cell::Cell::new(0usize);
+        let out = &mut |e: HttpEvent<'d>| {
+            raised.set(raised.get() + 1);
+            out(e)
+        };
+        let mut first = true;
         while !data.is_empty() {
+            if !first && raised.get().saturating_add(STEP_EVENTS) > max {
+                return total - data.len();
+            }
+            first = false;
             match self.body {
                 Body::Dead => return total,
                 Body::Tunnel => return total - data.len(),
@@ -685,6 +713,62 @@ mod tests {
                 ],
                 "cut {cut}"
             );
+        }
+    }
+
+    /// An event as comparable text.
+    fn show(e: &HttpEvent<'_>) -> String {
+        match e {
+            HttpEvent::Request(r) => format!("req {} {} {:?}", r.method, r.uri, r.host),
+            HttpEvent::Response(r) => format!("resp {} {:?}", r.status, r.content_length),
+            HttpEvent::Body(b) => format!("body {}", String::from_utf8_lossy(b)),
+            HttpEvent::BodyEnd(n) => format!("end {n}"),
+            HttpEvent::Error(a) => format!("error {a}"),
+        }
+    }
+
+    /// Fed in turns of at most `max` events (as the engine feeds, handling each turn's events
+    /// before the next), every split of pipelined messages gives the events one feed of each
+    /// part gives, in the same order, and no turn raises more than `max`.
+    #[test]
+    fn feeding_in_turns_raises_the_same_events() {
+        let reqs = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nGET /c HTTP/1.1\r\nHost: c\r\n\r\nGET /d HTTP/1.1\r\n\r\nGET /e HTTP/1.1\r\n\r\nGET /f HTTP/1.1\r\n\r\nBROKEN\r\n\r\n";
+        let resps = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\nHTTP/1.1 101 Switching\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0";
+        for (wire, req) in [(&reqs[..], true), (&resps[..], false)] {
+            for cut in 0..wire.len() {
+                let parts = [&wire[..cut], &wire[cut..]];
+                let mut want = Vec::new();
+                let mut s = HttpStream::default();
+                s.keep_raw(true);
+                let mut want_used = 0;
+                for p in parts {
+                    want_used += s.feed(p, req, &mut |e| want.push(show(&e)));
+                }
+                for max in 2..=5 {
+                    let mut got = Vec::new();
+                    let mut s = HttpStream::default();
+                    s.keep_raw(true);
+                    let mut used = 0;
+                    for p in parts {
+                        let mut rest = p;
+                        while !rest.is_empty() && !s.is_tunnel() {
+                            let mut turn = 0;
+                            let n = s.feed_upto(rest, req, max, &mut |e| {
+                                turn += 1;
+                                got.push(show(&e))
+                            });
+                            assert!(turn <= max, "cut {cut} max {max}: {turn} events");
+                            if n == 0 {
+                                break;
+                            }
+                            used += n;
+                            rest = &rest[n..];
+                        }
+                    }
+                    assert_eq!(got, want, "cut {cut} max {max}");
+                    assert_eq!(used, want_used, "cut {cut} max {max}");
+                }
+            }
         }
     }
 
