@@ -113,6 +113,7 @@ fn bundle_source(dir: &Path) -> Result<(Vec<(PathBuf, Action)>, RuleOpts), Strin
         ("stats_interval", st.stats_interval.is_some()),
         ("metrics", st.metrics.is_some()),
         ("memcap_mib", st.memcap_mib.is_some()),
+        ("hash_seed", st.hash_seed.is_some()),
         ("pidfile", st.pidfile.is_some()),
         ("quic", st.quic.is_some()),
         ("ech", st.ech.is_some()),

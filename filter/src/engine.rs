@@ -79,6 +79,13 @@ pub struct Config {
     pub mode: Mode,
     /// Bytes for flows, fragments and stream buffers together.
     pub memcap: usize,
+    /// Seed of the keys that hash clients, domains, names and connection series into the
+    /// detectors' fixed tables (NXDOMAIN bursts, beacons, DNS tunnels, known-good names), which
+    /// decide which entries share a set and which names share a tunnel series' bit. `None`
+    /// (inline and capture): drawn at random for each engine, so nobody can aim traffic at a
+    /// set or a bit. `Some`: derived from the seed, so a capture replayed again raises the same
+    /// alerts at the same packets (replay's default: `--hash-seed`).
+    pub hash_seed: Option<u64>,
     /// Most flows held at once.
     pub max_flows: usize,
     /// Community ID seed.
@@ -189,6 +196,7 @@ impl Default for Config {
         Config {
             mode: Mode::Block,
             memcap: 320 << 20,
+            hash_seed: None,
             max_flows: 1 << 20,
             community_id_seed: 0,
             defrag: DefragConfig::default(),
@@ -835,6 +843,7 @@ impl Engine {
             // The Public Suffix List is parsed here, once per process, not on a packet's path.
             palisade_classifiers::psl::Psl::shared();
         }
+        let seed = cfg.hash_seed;
         Engine {
             // Flows may take at most half the budget, so reassembly, fragments and parsers keep
             // room under a flow flood; the table is sized once to that count.
@@ -862,10 +871,10 @@ impl Engine {
             sig_bufs: (Vec::new(), Vec::new()),
             names: None,
             name_cache: names::ScoreCache::default(),
-            bursts: bursts::Bursts::default(),
-            beacons: beacons::Beacons::default(),
-            tunnels: tunnels::Tunnels::default(),
-            known_good: known::KnownGood::default(),
+            bursts: bursts::Bursts::with_keys(keys(seed, 1)),
+            beacons: beacons::Beacons::with_keys(keys(seed, 2)),
+            tunnels: tunnels::Tunnels::with_keys(keys(seed, 3)),
+            known_good: known::KnownGood::with_keys(keys(seed, 4)),
             flows_model: None,
             flow_tap: Vec::new(),
         }
@@ -3181,6 +3190,20 @@ fn dns_tcp_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, mut data: &[u8]) {
         if data.is_empty() {
             return;
         }
+    }
+}
+
+/// The keyed hash of the detectors' tables ([`Config::hash_seed`]).
+pub(crate) type Keys = foldhash::fast::SeedableRandomState;
+
+/// Keys for table `part` of an engine: random, or derived from `seed` (each part its own).
+fn keys(seed: Option<u64>, part: u64) -> Keys {
+    match seed {
+        None => Keys::random(),
+        Some(s) => Keys::with_seed(
+            s.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ part.wrapping_mul(0xc2b2_ae3d_27d4_eb4f),
+            foldhash::SharedSeed::global_fixed(),
+        ),
     }
 }
 

@@ -91,6 +91,10 @@ usage:
       implant's do: --dns-tunnel BYTES/SECONDS|off (default 2048/300). Names an intel list holds
       are not counted. --dns-tunnel-block (replay, inline) also sinkholes the query that crossed
       and the series' later ones carrying payload for an hour (sid 9100032 a minute at most).
+  Reproducibility: the bursts, beacon, tunnel and known-name tables hash their keys with a
+      seed: replay uses --hash-seed N (default 0), so the same capture raises the same alerts at
+      the same packets every run; inline and capture draw it at random (nobody can aim names at
+      a table set) unless --hash-seed N is given; --hash-seed random draws it in replay too.
   palisade score-names FILE|- [--name-model PATH]
       Prints `name<TAB>score` for each name in FILE (one per line; hosts-file lines accepted).
   Flow scoring: the same engines score each flow with the bundled flow model at its 8th packet
@@ -445,7 +449,11 @@ fn replay_cmd(args: &[String]) -> Result<ExitCode, Usage> {
     let mut files = Vec::new();
     let mut intel = Vec::new();
     let mut rules = RuleOpts::default();
-    let mut cfg = Config::default();
+    // Replays are reproducible: the detectors' table keys come from a seed (Config::hash_seed).
+    let mut cfg = Config {
+        hash_seed: Some(0),
+        ..Config::default()
+    };
     let mut eve = String::from("eve.json");
     let mut stats_interval = 0u64;
     let mut sinks = Vec::new();
@@ -683,6 +691,7 @@ fn settings_args(st: &palisade::settings::Settings, cli: &[String]) -> Vec<Strin
     put("--stats-interval", st.stats_interval.map(|v| v.to_string()));
     put("--metrics", st.metrics.clone());
     put("--memcap", st.memcap_mib.map(|v| v.to_string()));
+    put("--hash-seed", st.hash_seed.map(|v| v.to_string()));
     put("--pidfile", st.pidfile.clone());
     put("--quic", st.quic.clone());
     put("--ech", st.ech.clone());
@@ -1528,6 +1537,17 @@ fn engine_option(
                 "audit" => Mode::Audit,
                 m => return Err(Usage(format!("--mode {m}: expected block or audit"))),
             }
+        }
+        "--hash-seed" => {
+            let v = val("--hash-seed")?;
+            cfg.hash_seed = match v.as_str() {
+                "random" => None,
+                n => Some(n.parse().map_err(|_| {
+                    Usage(format!(
+                        "--hash-seed {v}: expected a number (0 to 2^64-1) or random"
+                    ))
+                })?),
+            };
         }
         "--memcap" => {
             let v = val("--memcap")?;

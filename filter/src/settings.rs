@@ -26,6 +26,8 @@ pub struct Settings {
     pub metrics: Option<String>,
     /// Memory budget in MiB.
     pub memcap_mib: Option<usize>,
+    /// Seed of the detectors' table keys (`--hash-seed`); absent: random for each worker.
+    pub hash_seed: Option<u64>,
     /// Where the daemon writes its process id.
     pub pidfile: Option<String>,
     /// QUIC policy: allow, downgrade-unknown, block or off.

@@ -342,7 +342,7 @@ pub(super) struct Beacons {
     /// in `series` only at its second connection, so one-off connections (most of them) only
     /// overwrite each other here.
     singles: Box<[(u64, i64)]>,
-    keys: foldhash::fast::RandomState,
+    keys: super::Keys,
     /// Connection starts recorded.
     pub starts: u64,
     /// Series with 3 or more connections replaced by a new one.
@@ -356,7 +356,7 @@ impl Default for Beacons {
             series: Box::default(),
             tags: Box::default(),
             singles: Box::default(),
-            keys: foldhash::fast::RandomState::default(),
+            keys: super::Keys::random(),
             starts: 0,
             evicted: 0,
         }
@@ -364,6 +364,14 @@ impl Default for Beacons {
 }
 
 impl Beacons {
+    /// An empty one whose hashes are keyed by `keys` ([`super::Config::hash_seed`]).
+    pub(super) fn with_keys(keys: super::Keys) -> Self {
+        Beacons {
+            keys,
+            ..Self::default()
+        }
+    }
+
     /// Sizes the table, once.
     fn allocate(&mut self) {
         if self.series.is_empty() {

@@ -162,7 +162,7 @@ impl Found {
 #[derive(Debug)]
 pub(super) struct Bursts {
     clients: Box<[Client]>,
-    keys: foldhash::fast::RandomState,
+    keys: super::Keys,
     /// A name counts at or above this score (the model's 1e-3 point; infinite: no model).
     pub score: f32,
     /// Clients replaced while they still held entries.
@@ -174,7 +174,7 @@ impl Default for Bursts {
     fn default() -> Self {
         Bursts {
             clients: Box::default(),
-            keys: foldhash::fast::RandomState::default(),
+            keys: super::Keys::random(),
             score: f32::INFINITY,
             evicted: 0,
         }
@@ -182,6 +182,14 @@ impl Default for Bursts {
 }
 
 impl Bursts {
+    /// An empty one whose hashes are keyed by `keys` ([`super::Config::hash_seed`]).
+    pub(super) fn with_keys(keys: super::Keys) -> Self {
+        Bursts {
+            keys,
+            ..Self::default()
+        }
+    }
+
     /// Sizes the table, once (an engine without name scoring or bursts never does).
     pub fn allocate(&mut self) {
         if self.clients.is_empty() {

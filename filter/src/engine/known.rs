@@ -21,19 +21,27 @@ pub const TTL_NS: i64 = 3_600_000_000_000;
 #[derive(Debug)]
 pub(super) struct KnownGood {
     slots: Box<[(u64, i64)]>,
-    keys: foldhash::fast::RandomState,
+    keys: super::Keys,
 }
 
 impl Default for KnownGood {
     fn default() -> Self {
         KnownGood {
             slots: vec![(0, 0); SLOTS].into_boxed_slice(),
-            keys: foldhash::fast::RandomState::default(),
+            keys: super::Keys::random(),
         }
     }
 }
 
 impl KnownGood {
+    /// An empty one whose hashes are keyed by `keys` ([`super::Config::hash_seed`]).
+    pub(super) fn with_keys(keys: super::Keys) -> Self {
+        KnownGood {
+            keys,
+            ..Self::default()
+        }
+    }
+
     fn hash(&self, name: &str) -> u64 {
         let mut h = self.keys.build_hasher();
         for b in name.bytes() {

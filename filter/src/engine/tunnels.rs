@@ -223,7 +223,7 @@ pub(super) enum Hit {
 #[derive(Debug)]
 pub(super) struct Tunnels {
     series: Box<[Series]>,
-    keys: foldhash::fast::RandomState,
+    keys: super::Keys,
     /// Query names counted (distinct or not).
     pub names: u64,
     /// Series replaced while they held at least a quarter of the threshold.
@@ -235,7 +235,7 @@ impl Default for Tunnels {
     fn default() -> Self {
         Tunnels {
             series: Box::default(),
-            keys: foldhash::fast::RandomState::default(),
+            keys: super::Keys::random(),
             names: 0,
             evicted: 0,
         }
@@ -243,6 +243,14 @@ impl Default for Tunnels {
 }
 
 impl Tunnels {
+    /// An empty one whose hashes are keyed by `keys` ([`super::Config::hash_seed`]).
+    pub(super) fn with_keys(keys: super::Keys) -> Self {
+        Tunnels {
+            keys,
+            ..Self::default()
+        }
+    }
+
     /// The series of `key`, taken over from its set's least valuable one when it has none.
     fn slot(&mut self, key: u64, cfg: DnsTunnel, now: i64) -> Option<&mut Series> {
         if self.series.is_empty() {
