@@ -2938,13 +2938,14 @@ fn http_data(cx: &mut Cx<'_>, flow: &mut Flow, dir: usize, data: &[u8]) {
         let mut evs: [Option<HttpEvent>; 4] = [None, None, None, None];
         let mut n = 0;
         let used = h.streams[dir].feed_upto(rest, dir == 0, evs.len(), &mut |e| {
-            // feed_upto never raises more than asked; a surplus would be a bug, not input.
+            // feed_upto never raises more than asked (tested in app::http); a surplus would be
+            // a bug, not input.
             if let Some(slot) = evs.get_mut(n) {
                 *slot = Some(e);
-                n += 1;
             }
+            n += 1;
         });
-        debug_assert!(n <= evs.len());
+        debug_assert!(n <= evs.len(), "{n} events in one turn");
         rest = &rest[used..];
         for ev in evs.into_iter().flatten() {
             http_event_in(cx, flow, dir, ev);
