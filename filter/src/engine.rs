@@ -415,20 +415,10 @@ impl Parser {
     fn held(&self) -> usize {
         match self {
             Parser::None => 0,
-            Parser::Tls(t) => t[0].held() + t[1].held() + std::mem::size_of::<[TlsStream; 2]>(),
-            Parser::Http(h) => {
-                h.streams[0].held()
-                    + h.streams[1].held()
-                    + h.body[0].capacity()
-                    + h.body[1].capacity()
-                    + h.inflate.as_ref().map_or(0, |_| detect::INFLATE_HELD)
-                    + std::mem::size_of::<HttpPair>()
-                    + h.pending.iter().map(|r| r.held()).sum::<usize>()
-                    + h.pending.capacity() * 8
-                    + h.answered.as_ref().map_or(0, |(r, _)| r.held())
-            }
+            Parser::Tls(t) => t.bytes(),
+            Parser::Http(h) => h.held(),
             Parser::DnsTcp([a, b]) => a.buf.capacity() + b.buf.capacity(),
-            Parser::Quic(q) => q.held() + std::mem::size_of::<crate::app::quic::QuicConn>(),
+            Parser::Quic(q) => q.bytes(),
             Parser::Gquic(_) => 0,
         }
     }
@@ -452,6 +442,22 @@ struct HttpPair {
 
 const MAX_PENDING_TX: usize = 32;
 
+impl HttpPair {
+    /// Bytes held: the streams' buffers, the kept bodies, an inflater, the queued requests
+    /// and the answered transaction's request.
+    fn held(&self) -> usize {
+        self.streams[0].held()
+            + self.streams[1].held()
+            + self.body[0].capacity()
+            + self.body[1].capacity()
+            + self.inflate.as_ref().map_or(0, |_| detect::INFLATE_HELD)
+            + std::mem::size_of::<HttpPair>()
+            + self.pending.iter().map(|r| r.held()).sum::<usize>()
+            + self.pending.capacity() * 8
+            + self.answered.as_ref().map_or(0, |(r, _)| r.held())
+    }
+}
+
 #[derive(Debug, Default)]
 struct DnsTcp {
     /// A message gathered across segments, in a buffer from the thread's byte pool.
@@ -463,6 +469,9 @@ impl Recycle for FlowSigs {
         // A stream tail holds up to STREAM_TAIL bytes for every flow with stream signatures
         // (in a buffer grown by doubling, so up to twice that).
         self.reset(2 * palisade_rules::sig::STREAM_TAIL);
+    }
+    fn bytes(&self) -> usize {
+        self.held()
     }
     crate::thread_pool!(FlowSigs);
 }
@@ -481,6 +490,9 @@ impl Recycle for HttpPair {
         }
         self.req_body_open = false;
         self.inflate = None;
+    }
+    fn bytes(&self) -> usize {
+        self.held()
     }
     crate::thread_pool!(HttpPair);
 }
@@ -511,6 +523,9 @@ impl Recycle for TlsLog {
         self.server = None;
         self.cert = None;
         self.logged = false;
+    }
+    fn bytes(&self) -> usize {
+        self.held()
     }
     crate::thread_pool!(TlsLog);
 }
@@ -1587,6 +1602,8 @@ impl Engine {
                 m.u64("pool_reused", p.reused)
                     .u64("pool_fresh", p.fresh)
                     .u64("pool_freed", p.freed);
+                m.u64("pool_held", p.held)
+                    .u64("pool_held_bytes", p.held_bytes);
             });
             st.obj("detect", |d| {
                 d.u64("alerts_blocked", s.alerts_blocked)

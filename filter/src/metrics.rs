@@ -146,6 +146,12 @@ pub fn render(
         },
     );
     metric(
+        "pooled_bytes",
+        "gauge",
+        "Bytes the workers' pools hold for reuse (objects and buffers waiting, with their buffers' capacity); outside the memory budget, bounded by the pools' caps (README \"Limits\").",
+        &|s| vec![(String::new(), s.pools.held_bytes)],
+    );
+    metric(
         "cap_hits_total",
         "counter",
         "Limits reached: segments refused, app buffers dropped, reassembly depth.",

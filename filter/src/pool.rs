@@ -19,7 +19,9 @@
 //!
 //! # Counters
 //! [`thread_stats`] reads a thread's pools, all kinds together: objects reused, objects made
-//! fresh (an allocation each), and objects freed because their pool was full.
+//! fresh (an allocation each), and objects freed because their pool was full; and, as gauges,
+//! the objects and buffers waiting now and the bytes they hold ([`Recycle::bytes`],
+//! [`Bytes`]).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -39,6 +41,10 @@ pub trait Recycle: Default + 'static {
     /// Empties the object as [`Default`] would, keeping buffers of at most [`KEEP_BYTES`].
     fn recycle(&mut self);
 
+    /// Bytes the object holds, its own size and its buffers' capacity (what a pool of them
+    /// holds, [`PoolStats::held_bytes`]).
+    fn bytes(&self) -> usize;
+
     /// Runs `f` on this type's pool for the current thread (`None` while the thread's locals
     /// are being torn down).
     fn with_pool<R>(f: impl FnOnce(&mut Pool<Box<Self>>) -> R) -> Option<R>;
@@ -53,12 +59,35 @@ pub struct PoolStats {
     pub fresh: u64,
     /// Objects freed because their pool was full.
     pub freed: u64,
+    /// Objects and buffers waiting in the pools now (a gauge).
+    pub held: u64,
+    /// Bytes they hold now: each object's size and its buffers' capacity (a gauge; outside the
+    /// flow budget, bounded as the module says).
+    pub held_bytes: u64,
 }
 
 thread_local! {
     static TOTAL: std::cell::Cell<PoolStats> = const {
-        std::cell::Cell::new(PoolStats { reused: 0, fresh: 0, freed: 0 })
+        std::cell::Cell::new(PoolStats { reused: 0, fresh: 0, freed: 0, held: 0, held_bytes: 0 })
     };
+}
+
+/// What a pooled thing holds, for [`PoolStats::held_bytes`].
+pub trait Bytes {
+    /// Bytes held: its size and its buffers' capacity.
+    fn bytes(&self) -> usize;
+}
+
+impl<T> Bytes for Vec<T> {
+    fn bytes(&self) -> usize {
+        self.capacity() * std::mem::size_of::<T>()
+    }
+}
+
+impl<T: Recycle> Bytes for Box<T> {
+    fn bytes(&self) -> usize {
+        Recycle::bytes(&**self)
+    }
 }
 
 fn count(f: impl FnOnce(&mut PoolStats)) {
@@ -77,17 +106,17 @@ pub fn thread_stats() -> PoolStats {
 /// Free objects of one kind (boxed objects, byte buffers, a defragmenter's buffers), counted in
 /// the thread's [`PoolStats`].
 #[derive(Debug)]
-pub struct Pool<T> {
+pub struct Pool<T: Bytes> {
     free: Vec<T>,
 }
 
-impl<T> Default for Pool<T> {
+impl<T: Bytes> Default for Pool<T> {
     fn default() -> Self {
         Pool::new()
     }
 }
 
-impl<T> Pool<T> {
+impl<T: Bytes> Pool<T> {
     /// An empty pool (allocates at the first object given back).
     pub const fn new() -> Pool<T> {
         Pool { free: Vec::new() }
@@ -96,9 +125,12 @@ impl<T> Pool<T> {
     /// An object to reuse, if one is waiting (`None`: the caller makes a fresh one).
     pub fn pop(&mut self) -> Option<T> {
         let v = self.free.pop();
+        let bytes = v.as_ref().map_or(0, |v| v.bytes() as u64);
         count(|s| {
             if v.is_some() {
-                s.reused += 1
+                s.reused += 1;
+                s.held -= 1;
+                s.held_bytes -= bytes;
             } else {
                 s.fresh += 1
             }
@@ -117,6 +149,11 @@ impl<T> Pool<T> {
             self.free.reserve_exact(cap);
         }
         empty(&mut v);
+        let bytes = v.bytes() as u64;
+        count(|s| {
+            s.held += 1;
+            s.held_bytes += bytes;
+        });
         self.free.push(v);
     }
 
@@ -134,6 +171,18 @@ impl<T> Pool<T> {
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.free.iter()
+    }
+}
+
+impl<T: Bytes> Drop for Pool<T> {
+    /// What a dropped pool held leaves the gauge (a defragmenter's pools go with their engine).
+    fn drop(&mut self) {
+        let n = self.free.len() as u64;
+        let bytes: u64 = self.free.iter().map(|v| v.bytes() as u64).sum();
+        count(|s| {
+            s.held -= n;
+            s.held_bytes -= bytes;
+        });
     }
 }
 
@@ -558,6 +607,9 @@ mod tests {
             keep(&mut self.buf);
             self.n = 0;
         }
+        fn bytes(&self) -> usize {
+            std::mem::size_of::<Obj>() + self.buf.capacity()
+        }
         crate::thread_pool!(Obj);
     }
 
@@ -613,6 +665,59 @@ mod tests {
             pop_bytes().is_none_or(|v| v.as_ptr() != p),
             "a kept buffer is not pooled"
         );
+    }
+
+    /// The gauge follows what the pools hold: objects given back add their size and kept
+    /// buffers, objects taken out and dropped pools take theirs away, full pools add nothing.
+    #[test]
+    fn the_held_gauge_counts_what_waits_in_the_pools() {
+        std::thread::spawn(|| {
+            let start = thread_stats();
+            assert_eq!((start.held, start.held_bytes), (0, 0));
+            let objs: Vec<Pooled<Obj>> = (0..POOL_CAP + 3)
+                .map(|k| {
+                    let mut o = Pooled::<Obj>::take();
+                    o.buf.reserve_exact(10 * k);
+                    o
+                })
+                .collect();
+            // Each keeps its buffer up to KEEP_BYTES (larger ones are freed by `recycle`).
+            let kept = |c: usize| if c > KEEP_BYTES { 0 } else { c };
+            let want: u64 = objs[..POOL_CAP]
+                .iter()
+                .map(|o| (std::mem::size_of::<Obj>() + kept(o.buf.capacity())) as u64)
+                .sum();
+            drop(objs);
+            let s = thread_stats();
+            assert_eq!(s.held, POOL_CAP as u64);
+            assert_eq!(s.held_bytes, want);
+            assert_eq!(s.freed, 3);
+            // Taking one out removes what it holds.
+            let o = Pooled::<Obj>::take();
+            let s = thread_stats();
+            let back = (std::mem::size_of::<Obj>() + o.buf.capacity()) as u64;
+            assert_eq!((s.held, s.held_bytes), (POOL_CAP as u64 - 1, want - back));
+            drop(o);
+            assert_eq!(thread_stats().held_bytes, want);
+            // A pool that is not a thread's (a defragmenter's) leaves the gauge when dropped.
+            let mut p: Pool<Vec<u8>> = Pool::new();
+            p.put(Vec::with_capacity(100), 4, Vec::clear);
+            assert_eq!(thread_stats().held_bytes, want + 100);
+            drop(p);
+            assert_eq!(thread_stats().held_bytes, want);
+            // Segment and byte buffers count too.
+            let mut v = seg_copy(b"abc");
+            seg_give(&mut v);
+            let mut b = bytes(300);
+            b.push(1);
+            let cap = b.capacity() as u64;
+            give_bytes(&mut b);
+            let s = thread_stats();
+            assert_eq!(s.held, POOL_CAP as u64 + 2);
+            assert_eq!(s.held_bytes, want + 64 + cap);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -449,6 +449,10 @@ fn new_flows_allocate_nothing_once_pools_are_warm() {
     assert!(e.stats.events[1] > 0);
     assert_eq!(e.stats.tcp_out_of_order, 24 * OUT_OF_ORDER_PER_ROUND);
     assert_eq!(allocs, 0);
+    // The pools now hold the ended flows' objects: within the README's bound of about 14 MiB.
+    let p = palisade::pool::thread_stats();
+    assert!(p.held > 16 && p.held_bytes > 0, "{p:?}");
+    assert!(p.held_bytes < 14 << 20, "{p:?}");
 }
 
 /// The same with signatures at the TLS, certificate, HTTP, QUIC and DNS hooks (matching and

@@ -127,6 +127,10 @@ fn host_role_blocks_before_payload_and_cleans_up() {
         m.contains("palisade_pooled_objects_total{queue=\"7\",outcome=\"reused\"}"),
         "{m}"
     );
+    // What the pools hold now: at least a worker's first ended flows' objects, at most the
+    // README's bound of about 14 MiB.
+    let pooled = value("palisade_pooled_bytes{queue=\"7\"}");
+    assert!(pooled > 0 && pooled < 14 << 20, "{pooled}");
     assert!(
         m.contains("palisade_kernel_queue_dropped_total{queue=\"7\",reason=\"queue_full\"}"),
         "{m}"

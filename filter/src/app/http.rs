@@ -47,6 +47,9 @@ impl Recycle for Request {
         keep(&mut self.head);
         self.has_body = false;
     }
+    fn bytes(&self) -> usize {
+        self.held()
+    }
     crate::thread_pool!(Request);
 }
 
@@ -90,6 +93,13 @@ impl Recycle for Response {
         }
         self.content_length = None;
         keep(&mut self.head);
+    }
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Response>()
+            + self.protocol.capacity()
+            + self.content_type.as_ref().map_or(0, String::capacity)
+            + self.head.capacity()
+            + self.spares.held()
     }
     crate::thread_pool!(Response);
 }

@@ -179,6 +179,9 @@ impl Recycle for QuicConn {
             asm.done = false;
         }
     }
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<QuicConn>() + self.held()
+    }
     crate::thread_pool!(QuicConn);
 }
 

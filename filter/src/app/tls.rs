@@ -102,6 +102,9 @@ impl Recycle for ClientHello {
         keep(&mut self.extensions);
         self.scratch.recycle();
     }
+    fn bytes(&self) -> usize {
+        self.held()
+    }
     crate::thread_pool!(ClientHello);
 }
 
@@ -150,6 +153,9 @@ impl Recycle for ServerHello {
         keep_str(&mut self.ja3s);
         keep_str(&mut self.ja3s_hash);
         keep(&mut self.extensions);
+    }
+    fn bytes(&self) -> usize {
+        self.held()
     }
     crate::thread_pool!(ServerHello);
 }
@@ -727,6 +733,9 @@ impl Recycle for [TlsStream; 2] {
             *t = TlsStream::default();
         }
     }
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<[TlsStream; 2]>() + self[0].held() + self[1].held()
+    }
     crate::thread_pool!([TlsStream; 2]);
 }
 
@@ -751,6 +760,9 @@ impl Recycle for CertChain {
     fn recycle(&mut self) {
         // At most a handshake message's bytes (MAX_HANDSHAKE), times CAP.
         self.0.clear(MAX_HANDSHAKE);
+    }
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<CertChain>() + self.0.held()
     }
     crate::thread_pool!(CertChain);
 }

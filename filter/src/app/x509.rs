@@ -94,6 +94,9 @@ impl Recycle for CertInfo {
         }
         self.sans.clear();
     }
+    fn bytes(&self) -> usize {
+        self.held()
+    }
     crate::thread_pool!(CertInfo);
 }
 

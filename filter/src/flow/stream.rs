@@ -102,6 +102,13 @@ impl crate::pool::Recycle for [Stream; 2] {
             st.segs = segs;
         }
     }
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<[Stream; 2]>()
+            + self
+                .iter()
+                .map(|s| s.segs.capacity() * std::mem::size_of::<Seg>())
+                .sum::<usize>()
+    }
     crate::thread_pool!([Stream; 2]);
 }
 
