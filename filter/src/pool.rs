@@ -366,8 +366,8 @@ pub const SEG_CLASSES: [usize; 12] = [
 ];
 
 /// Bytes of free segment buffers kept per class and thread: the count kept is this divided by
-/// the class ([`seg_keep`]), at most 64, so the segment pools hold at most about 1.7 MiB a
-/// worker, whatever the traffic.
+/// the class ([`seg_keep`]), at most 64, so the segment pools hold at most 1,662,976 bytes
+/// (about 1.6 MiB) a worker, whatever the traffic.
 pub const SEG_KEEP_BYTES: usize = 256 << 10;
 
 /// Free buffers kept for class `k` of [`SEG_CLASSES`].
@@ -414,7 +414,8 @@ pub fn seg_copy(data: &[u8]) -> Vec<u8> {
 /// when [`seg_keep`] are waiting), leaving `buf` without one.
 pub fn seg_give(buf: &mut Vec<u8>) {
     let v = std::mem::take(buf);
-    let Some(k) = SEG_CLASSES.iter().position(|&c| c == v.capacity()) else {
+    // Only buffers of exactly a class's capacity (those seg_copy made) are kept.
+    let Some(k) = seg_class(v.capacity()).filter(|&k| SEG_CLASSES[k] == v.capacity()) else {
         return;
     };
     let _ = SEGS.try_with(|p| {
