@@ -50,6 +50,12 @@ fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
+/// The lines of an eve file that are written out whole: a writer may be in the middle of the
+/// last one when the file is read.
+fn whole_lines(text: &str) -> impl Iterator<Item = &str> {
+    text[..text.rfind('\n').map_or(0, |i| i + 1)].lines()
+}
+
 fn status(ns: &str, port: u16) -> serde_json::Value {
     let o = sh(&format!(
         "ip netns exec {ns} {BIN} manager status --status 127.0.0.1:{port} --json"
@@ -395,14 +401,12 @@ fn events_reach_the_manager_exactly_once_in_order_across_a_link_failure() {
     traffic(20);
     // Every event the node wrote reaches the manager, once, in order, tagged with its name.
     let node_events = || -> Vec<serde_json::Value> {
-        read(&d, "edge-eve.json")
-            .lines()
+        whole_lines(&read(&d, "edge-eve.json"))
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
     let manager_events = || -> Vec<serde_json::Value> {
-        read(&d, "manager-eve.json")
-            .lines()
+        whole_lines(&read(&d, "manager-eve.json"))
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .map(|mut e| {
                 assert_eq!(e["host"], "edge");
@@ -433,7 +437,7 @@ fn events_reach_the_manager_exactly_once_in_order_across_a_link_failure() {
     let rotated = || -> Vec<serde_json::Value> {
         let mut all = read(&d, "manager-eve.json.1");
         all.push_str(&read(&d, "manager-eve.json"));
-        all.lines()
+        whole_lines(&all)
             .map(|l| {
                 let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
                 e.as_object_mut().unwrap().remove("host");
