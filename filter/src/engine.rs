@@ -23,7 +23,7 @@ use crate::flow::defrag::{Defrag, DefragConfig, DefragResult};
 use crate::flow::stream::{Chunk, Stream};
 use crate::flow::{flow_charge, Budget, EndReason, FlowKey, FlowTable};
 use crate::pool::{Lent, Pooled, Recycle};
-use crate::wire;
+use crate::wire::{self, Inner};
 
 mod beacons;
 mod blocks;
@@ -268,8 +268,11 @@ pub struct Stats {
     pub udp: u64,
     /// ICMP packets (v4 and v6).
     pub icmp: u64,
-    /// Frames that carried no IP (ARP and the like).
+    /// Frames that carried no IP (ARP and the like), tunnelled ones included.
     pub non_ip: u64,
+    /// Packets decoded from inside a tunnel (IP-in-IP, GRE, VXLAN, Geneve), counted once each
+    /// however deep.
+    pub tunnelled: u64,
     /// Anomalies by event name.
     pub anomalies: Vec<(&'static str, u64)>,
     /// The anomaly events raised while handling the current packet (the first 8 distinct), for
@@ -718,6 +721,8 @@ pub struct Engine {
     first_ns: Option<i64>,
     last_ns: i64,
     last_bypass: bool,
+    /// The last handled packet was decoded from inside a tunnel.
+    tunnelled: bool,
     sigs: SigSet,
     sig_scratch: Scratch,
     sig_bufs: (Vec<u8>, Vec<u8>),
@@ -881,6 +886,7 @@ impl Engine {
             first_ns: None,
             last_ns: 0,
             last_bypass: false,
+            tunnelled: false,
             sigs: SigSet::default(),
             sig_scratch: Scratch::default(),
             sig_bufs: (Vec::new(), Vec::new()),
@@ -1019,6 +1025,7 @@ impl Engine {
     /// Handles one frame captured at `now_ns`; `pkt` is its 1-based number in the input.
     pub fn handle(&mut self, now_ns: i64, pkt: u64, linktype: u32, frame: &[u8]) -> Verdict {
         self.last_bypass = false;
+        self.tunnelled = false;
         self.stats.raised.clear();
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
@@ -1041,7 +1048,19 @@ impl Engine {
                 return self.event_rules(now_ns, pkt, None);
             }
         };
-        self.handle_ip(now_ns, pkt, l3, vlan, 0)
+        let v = self.handle_ip(now_ns, pkt, l3, vlan, 0);
+        if !self.tunnelled {
+            return v;
+        }
+        // The kernel sees the tunnel, not the flow inside it: bypassing would mark the outer
+        // connection, which carries every other flow of the tunnel too (a VXLAN pair, all of a
+        // GRE tunnel), so a tunnelled flow is never bypassed. A reset or a sinkhole answer
+        // would have to go back inside the tunnel; the packet is dropped instead.
+        self.last_bypass = false;
+        match v {
+            Verdict::Reset | Verdict::Sinkhole => Verdict::Drop,
+            v => v,
+        }
     }
 
     fn handle_ip(&mut self, now: i64, pkt: u64, l3: &[u8], vlan: [u16; 3], depth: u8) -> Verdict {
@@ -1089,6 +1108,33 @@ impl Engine {
         }
     }
 
+    /// Goes into a tunnel's inner packet (at most three deep).
+    fn tunnel(
+        &mut self,
+        now: i64,
+        pkt: u64,
+        ends: Option<(IpAddr, IpAddr, u8)>,
+        inner: Inner<'_>,
+        vlan: [u16; 3],
+        depth: u8,
+    ) -> Verdict {
+        if !self.tunnelled {
+            self.tunnelled = true;
+            self.stats.tunnelled += 1;
+        }
+        if depth >= 3 {
+            self.anomaly_event(now, pkt, ends, "decode", "decoder.tunnel.too_deep");
+            return self.event_rules(now, pkt, ends);
+        }
+        match inner {
+            Inner::Ip(ip) => self.handle_ip(now, pkt, ip, vlan, depth + 1),
+            Inner::NonIp => {
+                self.stats.non_ip += 1;
+                Verdict::Accept
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn handle_l4(
         &mut self,
@@ -1103,13 +1149,7 @@ impl Engine {
     ) -> Verdict {
         let ends = Some((src, dst, proto));
         match wire::tunnel_inner(proto, payload) {
-            Ok(Some(inner)) => {
-                if depth >= 3 {
-                    self.anomaly_event(now, pkt, ends, "decode", "decoder.tunnel.too_deep");
-                    return self.event_rules(now, pkt, ends);
-                }
-                return self.handle_ip(now, pkt, inner, vlan, depth + 1);
-            }
+            Ok(Some(inner)) => return self.tunnel(now, pkt, ends, Inner::Ip(inner), vlan, depth),
             Ok(None) => {}
             Err(a) => {
                 self.anomaly_event(now, pkt, ends, "decode", a.0);
@@ -1155,6 +1195,14 @@ impl Engine {
                         return self.event_rules(now, pkt, ends);
                     }
                 };
+                match wire::udp_tunnel_inner(u.destination_port(), u.payload()) {
+                    Ok(Some(inner)) => return self.tunnel(now, pkt, ends, inner, vlan, depth),
+                    Ok(None) => {}
+                    Err(a) => {
+                        self.anomaly_event(now, pkt, ends, "decode", a.0);
+                        return self.event_rules(now, pkt, ends);
+                    }
+                }
                 let seg = Seg {
                     sport: u.source_port(),
                     dport: u.destination_port(),
@@ -1567,7 +1615,8 @@ impl Engine {
                 d.u64("tcp", s.tcp)
                     .u64("udp", s.udp)
                     .u64("icmp", s.icmp)
-                    .u64("non_ip", s.non_ip);
+                    .u64("non_ip", s.non_ip)
+                    .u64("tunnelled", s.tunnelled);
                 d.u64("anomalies", s.anomaly_total());
             });
             st.obj("flow", |f| {

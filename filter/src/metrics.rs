@@ -43,6 +43,18 @@ pub fn render(
         ]
     });
     metric(
+        "bypass_marks_total",
+        "counter",
+        "Accepted packets marked for the kernel's bypass: their flow needs no more inspection, and the kernel stops queueing the connection they belong to.",
+        &|s| vec![(String::new(), s.inline.bypassed)],
+    );
+    metric(
+        "tunnelled_packets_total",
+        "counter",
+        "Packets inspected inside a tunnel (IP-in-IP, GRE, VXLAN, Geneve); their flows are never bypassed.",
+        &|s| vec![(String::new(), s.engine.tunnelled)],
+    );
+    metric(
         "resets_sent_total",
         "counter",
         "TCP resets injected.",

@@ -1,6 +1,7 @@
 //! Link and network decoding over `&[u8]` with etherparse: Ethernet with up to three VLAN tags
 //! (802.1Q, 802.1ad QinQ), Linux SLL and SLL2, BSD/OpenBSD loopback, raw IP, NFLOG; IPv4 with
-//! options and IPv6 with extension headers; IP-in-IP, IPv6-in-IP and GRE are decapsulated.
+//! options and IPv6 with extension headers; IP-in-IP, IPv6-in-IP, GRE (and ERSPAN in it), VXLAN
+//! (UDP port 4789) and Geneve (UDP port 6081) are decapsulated.
 //!
 //! Nothing here allocates or panics: every length is checked by etherparse or by an explicit
 //! bound before use, and a malformed packet yields an [`Anomaly`] naming the layer and fault.
@@ -311,6 +312,69 @@ pub fn tunnel_inner(proto: u8, payload: &[u8]) -> Result<Option<&[u8]>, Anomaly>
     }
 }
 
+/// The UDP port VXLAN is sent to (RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+/// The UDP port Geneve is sent to (RFC 8926).
+pub const GENEVE_PORT: u16 = 6081;
+
+/// What a UDP tunnel carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inner<'a> {
+    /// An IP packet (the inner network layer).
+    Ip(&'a [u8]),
+    /// A frame that is not IP (ARP, LLDP...) inside the tunnel.
+    NonIp,
+}
+
+/// If a UDP datagram sent to `dport` is a VXLAN or Geneve packet, what it carries; `Ok(None)`
+/// for any other datagram, including one sent to those ports that is not the protocol's (a
+/// VXLAN header without its I flag, a Geneve version other than 0, which receivers drop): that
+/// is ordinary UDP, as Suricata treats it. Reserved bits are ignored, as the RFCs tell
+/// receivers to, so setting them does not hide the inner packet from Palisade from a tunnel
+/// endpoint that accepts it. A header that claims more bytes than the datagram holds, or an
+/// inner frame too short for its own header, is an anomaly. Inner VLAN tags are decoded and
+/// not kept.
+pub fn udp_tunnel_inner(dport: u16, payload: &[u8]) -> Result<Option<Inner<'_>>, Anomaly> {
+    let eth = |frame| -> Result<Option<Inner<'_>>, Anomaly> {
+        Ok(Some(match link(linktype::ETHERNET, frame)? {
+            Some((l3, _)) => Inner::Ip(l3),
+            None => Inner::NonIp,
+        }))
+    };
+    match dport {
+        VXLAN_PORT => {
+            // Flags (I = 0x08, the rest reserved), 24 reserved bits, the 24-bit VNI, 8 reserved.
+            let Some(h) = payload.get(..8) else {
+                return Ok(None);
+            };
+            if h[0] & 0x08 == 0 {
+                return Ok(None);
+            }
+            eth(&payload[8..])
+        }
+        GENEVE_PORT => {
+            // Version (2 bits) and options length (6 bits, in 4-byte words); O, C and 6 reserved
+            // bits; the protocol type; the 24-bit VNI and 8 reserved bits; then the options.
+            let Some(h) = payload.get(..8) else {
+                return Ok(None);
+            };
+            if h[0] >> 6 != 0 {
+                return Ok(None);
+            }
+            let len = 8 + 4 * usize::from(h[0] & 0x3f);
+            let inner = payload
+                .get(len..)
+                .ok_or(Anomaly("decoder.geneve.pkt_too_small"))?;
+            match u16::from_be_bytes([h[2], h[3]]) {
+                0x6558 => eth(inner),
+                0x0800 | 0x86dd => Ok(Some(Inner::Ip(inner))),
+                _ => Ok(Some(Inner::NonIp)),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +404,116 @@ mod tests {
         let (l3, _) = link(linktype::ETHERNET, &t).unwrap().unwrap();
         assert_eq!(ip(l3).unwrap_err().0, "decoder.ipv4.trunc_pkt");
         assert_eq!(ip(&[0x55]).unwrap_err().0, "decoder.ip.invalid_version");
+    }
+
+    const IP: [u8; 20] = [
+        0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+
+    fn ether(et: u16, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&et.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn vxlan_is_decapsulated_by_its_i_flag_whatever_the_reserved_bits() {
+        let frame = ether(0x0800, &IP);
+        let with = |h: [u8; 8], inner: &[u8]| {
+            let mut p = h.to_vec();
+            p.extend_from_slice(inner);
+            p
+        };
+        let plain = with([0x08, 0, 0, 0, 0, 0, 42, 0], &frame);
+        assert_eq!(
+            udp_tunnel_inner(VXLAN_PORT, &plain),
+            Ok(Some(Inner::Ip(&IP[..])))
+        );
+        // Reserved bits set (receivers ignore them; so does Palisade), an inner VLAN tag.
+        let mut tagged = vec![
+            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 7, 0x08, 0x00,
+        ];
+        tagged.extend_from_slice(&IP);
+        let odd = with([0xff, 1, 2, 3, 0, 0, 42, 9], &tagged);
+        assert_eq!(
+            udp_tunnel_inner(VXLAN_PORT, &odd),
+            Ok(Some(Inner::Ip(&IP[..])))
+        );
+        // Not VXLAN: no I flag, a short datagram, another port. Plain UDP then.
+        assert_eq!(
+            udp_tunnel_inner(VXLAN_PORT, &with([0x00, 0, 0, 0, 0, 0, 42, 0], &frame)),
+            Ok(None)
+        );
+        assert_eq!(udp_tunnel_inner(VXLAN_PORT, &plain[..7]), Ok(None));
+        assert_eq!(udp_tunnel_inner(4790, &plain), Ok(None));
+        // ARP inside; a truncated inner frame.
+        let arp = with([0x08, 0, 0, 0, 0, 0, 42, 0], &ether(0x0806, &[0; 28]));
+        assert_eq!(udp_tunnel_inner(VXLAN_PORT, &arp), Ok(Some(Inner::NonIp)));
+        assert_eq!(
+            udp_tunnel_inner(VXLAN_PORT, &plain[..8 + 10]),
+            Err(Anomaly("decoder.ethernet.pkt_too_small"))
+        );
+    }
+
+    #[test]
+    fn geneve_options_protocols_and_bad_lengths() {
+        // Two option words, then IPv4 directly.
+        let mut p = vec![0x02, 0x40, 0x08, 0x00, 0, 0, 7, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        p.extend_from_slice(&IP);
+        assert_eq!(
+            udp_tunnel_inner(GENEVE_PORT, &p),
+            Ok(Some(Inner::Ip(&IP[..])))
+        );
+        // Ethernet inside, no options.
+        let mut e = vec![0x00, 0x00, 0x65, 0x58, 0, 0, 7, 0];
+        e.extend(ether(0x86dd, &[0x60; 40]));
+        assert_eq!(
+            udp_tunnel_inner(GENEVE_PORT, &e),
+            Ok(Some(Inner::Ip(&[0x60; 40][..])))
+        );
+        // Options longer than the datagram: an anomaly, not a read past the end.
+        let mut long = p[..8].to_vec();
+        long[0] = 0x3f;
+        long.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            udp_tunnel_inner(GENEVE_PORT, &long),
+            Err(Anomaly("decoder.geneve.pkt_too_small"))
+        );
+        // Another version is not Geneve (receivers drop it); another protocol is not IP.
+        let mut v1 = p.clone();
+        v1[0] |= 0x40;
+        assert_eq!(udp_tunnel_inner(GENEVE_PORT, &v1), Ok(None));
+        let mut nsh = p.clone();
+        nsh[2..4].copy_from_slice(&0x894fu16.to_be_bytes());
+        assert_eq!(udp_tunnel_inner(GENEVE_PORT, &nsh), Ok(Some(Inner::NonIp)));
+    }
+
+    /// Whatever the bytes, the UDP tunnel decoder neither panics nor returns bytes that are
+    /// not a suffix of its input.
+    #[test]
+    fn udp_tunnel_decoding_stays_inside_its_input() {
+        let mut rng = 0x2545f4914f6cdd1du64;
+        for _ in 0..20_000 {
+            let mut b = [0u8; 80];
+            let n = (rng % 81) as usize;
+            for x in b.iter_mut() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                *x = rng as u8;
+            }
+            // Often a valid start, so the inner paths run too.
+            if rng & 1 == 0 {
+                b[0] = 0x08;
+            } else if rng & 2 == 0 {
+                b[0] &= 0x3;
+            }
+            for port in [VXLAN_PORT, GENEVE_PORT] {
+                if let Ok(Some(Inner::Ip(inner))) = udp_tunnel_inner(port, &b[..n]) {
+                    assert!(b[..n].ends_with(inner));
+                }
+            }
+        }
     }
 }

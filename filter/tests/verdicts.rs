@@ -1934,3 +1934,147 @@ fn long_query_names_under_a_listed_domain_are_sinkholed() {
     assert_eq!(a[0]["alert"]["signature_id"], 9_100_001);
     assert!(a[0]["palisade"]["value"].as_str().unwrap().len() > 253);
 }
+
+/// Inner IPv4 packets wrapped as a tunnel endpoint sends them: VXLAN (VNI 0x0a0b0c, so the
+/// bytes a DNS header's question count would sit in are not zero), Geneve with an option and
+/// an IP payload, or GRE.
+fn encapsulate(kind: &str, inner: &[u8]) -> Vec<u8> {
+    let eth = |ip: &[u8]| {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend_from_slice(ip);
+        f
+    };
+    let (proto, payload) = match kind {
+        "vxlan" => {
+            let mut p = vec![0x08, 0, 0, 0, 0x0a, 0x0b, 0x0c, 0];
+            p.extend(eth(inner));
+            (17, p)
+        }
+        // One 8-byte option (class 0x0102, type 0x80, length 1 word), protocol type IPv4.
+        "geneve" => {
+            let mut p = vec![0x02, 0x00, 0x08, 0x00, 0x0a, 0x0b, 0x0c, 0];
+            p.extend([0x01, 0x02, 0x80, 0x01, 1, 2, 3, 4]);
+            p.extend_from_slice(inner);
+            (17, p)
+        }
+        "gre" => {
+            let mut p = vec![0x00, 0x00, 0x08, 0x00];
+            p.extend_from_slice(inner);
+            (47, p)
+        }
+        _ => unreachable!(),
+    };
+    let mut v = Vec::new();
+    let b = PacketBuilder::ipv4([172, 16, 0, 1], [172, 16, 0, 2], 64);
+    match (proto, kind) {
+        (17, "vxlan") => b.udp(51000, 4789).write(&mut v, &payload).unwrap(),
+        (17, _) => b.udp(51000, 6081).write(&mut v, &payload).unwrap(),
+        _ => {
+            let mut ip = etherparse::Ipv4Header::new(
+                payload.len() as u16,
+                64,
+                etherparse::IpNumber(proto),
+                [172, 16, 0, 1],
+                [172, 16, 0, 2],
+            )
+            .unwrap();
+            ip.header_checksum = ip.calc_header_checksum();
+            ip.write(&mut v).unwrap();
+            v.extend_from_slice(&payload);
+        }
+    }
+    v
+}
+
+/// Inside a tunnel the flow is judged as it would be bare, and blocked by dropping: a reset
+/// or a sinkhole answer cannot go back inside the tunnel. And it is never handed to the
+/// kernel's bypass, which would mark the tunnel's outer connection and with it every other
+/// flow it carries.
+#[test]
+fn tunnelled_flows_are_judged_dropped_and_never_bypassed() {
+    let server = [192, 0, 2, 10];
+    let judge = |frames: &[Vec<u8>]| {
+        let mut e = Engine::new(
+            Config {
+                mode: Mode::Block,
+                ..Config::default()
+            },
+            intel(),
+        );
+        let mut bypass = false;
+        let mut verdicts = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            verdicts.push(e.handle(1_000_000_000 + i as i64, i as u64 + 1, 101, f));
+            bypass |= e.bypass();
+        }
+        e.finish();
+        let tunnelled = e.stats.tunnelled;
+        (verdicts, bypass, take_events(&mut e), tunnelled)
+    };
+    // An exchange in both directions on a port no parser reads: nothing more to inspect.
+    let udp = |a: [u8; 4], b: [u8; 4], sp: u16, dp: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(a, b, 64)
+            .udp(sp, dp)
+            .write(&mut v, b"\x17\x00\x03\x2a ping")
+            .unwrap();
+        v
+    };
+    let allowed = vec![
+        udp([10, 0, 0, 1], server, 40000, 5000),
+        udp(server, [10, 0, 0, 1], 5000, 40000),
+        udp([10, 0, 0, 1], server, 40000, 5000),
+    ];
+    let blocked = tls_flow("www.evil.example", server);
+    let query = vec![dns_query(7, "evil.example")];
+    // Bare: the allowed flow is bypassed once answered, the blocked ones are reset and
+    // sinkholed.
+    let (v, bypass, _, tunnelled) = judge(&allowed);
+    assert!(v.iter().all(|v| *v == Verdict::Accept) && bypass && tunnelled == 0);
+    assert_eq!(judge(&blocked).0[3], Verdict::Reset);
+    assert_eq!(judge(&query).0, [Verdict::Sinkhole]);
+    for kind in ["vxlan", "geneve", "gre"] {
+        let wrap = |frames: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            frames.iter().map(|f| encapsulate(kind, f)).collect()
+        };
+        let (v, bypass, _, tunnelled) = judge(&wrap(&allowed));
+        assert!(v.iter().all(|v| *v == Verdict::Accept), "{kind}: {v:?}");
+        assert!(
+            !bypass,
+            "{kind}: a tunnelled flow was offered to the bypass"
+        );
+        assert_eq!(tunnelled, allowed.len() as u64, "{kind}");
+        let (v, _, events, _) = judge(&wrap(&blocked));
+        assert_eq!(
+            v,
+            [
+                Verdict::Accept,
+                Verdict::Accept,
+                Verdict::Accept,
+                Verdict::Drop,
+                Verdict::Drop
+            ],
+            "{kind}"
+        );
+        let a: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["event_type"] == "alert")
+            .collect();
+        assert_eq!(a.len(), 1, "{kind}: {events:?}");
+        assert_eq!(a[0]["palisade"]["field"], "tls.sni", "{kind}");
+        assert_eq!(a[0]["palisade"]["value"], "www.evil.example", "{kind}");
+        assert_eq!(
+            a[0]["src_ip"], "10.0.0.1",
+            "{kind}: the inner flow is named"
+        );
+        assert_eq!(a[0]["alert"]["action"], "blocked", "{kind}");
+        let (v, _, events, _) = judge(&wrap(&query));
+        assert_eq!(v, [Verdict::Drop], "{kind}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event_type"] == "alert" && e["palisade"]["field"] == "dns.query"),
+            "{kind}: {events:?}"
+        );
+    }
+}

@@ -780,6 +780,7 @@ pub const EVENTS: &[&str] = &[
     "decoder.ethernet.pkt_too_small",
     "decoder.gre.pkt_too_small",
     "decoder.erspan.pkt_too_small",
+    "decoder.geneve.pkt_too_small",
     "decoder.icmpv4.pkt_too_small",
     "decoder.icmpv6.pkt_too_small",
     "decoder.ip.invalid_version",
