@@ -574,6 +574,21 @@ struct Meta {
     vlan: [u16; 3],
     start_ns: i64,
     cid: [u8; 30],
+    /// The tunnel the flow's first packet came in, if any.
+    tunnel: Option<Tunnel>,
+}
+
+/// The outermost packet around a tunnelled one: which tunnel endpoints carried it, how, and
+/// how many tunnels deep the flow sat. Logged as `tunnel` in the flow's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tunnel {
+    src: IpAddr,
+    dst: IpAddr,
+    /// The outer packet's protocol number (UDP for VXLAN and Geneve).
+    proto: u8,
+    /// `vxlan`, `geneve`, `gre`, `ipip` or `ipv6-in-ip`: the outermost tunnel.
+    kind: &'static str,
+    depth: u8,
 }
 
 impl Meta {
@@ -655,6 +670,7 @@ impl Default for Flow {
                 vlan: [0, 0, 0],
                 start_ns: 0,
                 cid: [0; 30],
+                tunnel: None,
             },
             pkts: [0; 2],
             bytes: [0; 2],
@@ -721,8 +737,10 @@ pub struct Engine {
     first_ns: Option<i64>,
     last_ns: i64,
     last_bypass: bool,
-    /// The last handled packet was decoded from inside a tunnel.
+    /// The last handled packet was decoded from inside a tunnel...
     tunnelled: bool,
+    /// ... this one, outermost.
+    outer: Option<Tunnel>,
     sigs: SigSet,
     sig_scratch: Scratch,
     sig_bufs: (Vec<u8>, Vec<u8>),
@@ -887,6 +905,7 @@ impl Engine {
             last_ns: 0,
             last_bypass: false,
             tunnelled: false,
+            outer: None,
             sigs: SigSet::default(),
             sig_scratch: Scratch::default(),
             sig_bufs: (Vec::new(), Vec::new()),
@@ -1109,6 +1128,7 @@ impl Engine {
     }
 
     /// Goes into a tunnel's inner packet (at most three deep).
+    #[allow(clippy::too_many_arguments)]
     fn tunnel(
         &mut self,
         now: i64,
@@ -1117,10 +1137,21 @@ impl Engine {
         inner: Inner<'_>,
         vlan: [u16; 3],
         depth: u8,
+        kind: &'static str,
     ) -> Verdict {
         if !self.tunnelled {
             self.tunnelled = true;
             self.stats.tunnelled += 1;
+            self.outer = ends.map(|(src, dst, proto)| Tunnel {
+                src,
+                dst,
+                proto,
+                kind,
+                depth: 0,
+            });
+        }
+        if let Some(t) = self.outer.as_mut() {
+            t.depth = depth + 1;
         }
         if depth >= 3 {
             self.anomaly_event(now, pkt, ends, "decode", "decoder.tunnel.too_deep");
@@ -1149,7 +1180,14 @@ impl Engine {
     ) -> Verdict {
         let ends = Some((src, dst, proto));
         match wire::tunnel_inner(proto, payload) {
-            Ok(Some(inner)) => return self.tunnel(now, pkt, ends, Inner::Ip(inner), vlan, depth),
+            Ok(Some(inner)) => {
+                let kind = match proto {
+                    4 => "ipip",
+                    41 => "ipv6-in-ip",
+                    _ => "gre",
+                };
+                return self.tunnel(now, pkt, ends, Inner::Ip(inner), vlan, depth, kind);
+            }
             Ok(None) => {}
             Err(a) => {
                 self.anomaly_event(now, pkt, ends, "decode", a.0);
@@ -1196,7 +1234,14 @@ impl Engine {
                     }
                 };
                 match wire::udp_tunnel_inner(u.destination_port(), u.payload()) {
-                    Ok(Some(inner)) => return self.tunnel(now, pkt, ends, inner, vlan, depth),
+                    Ok(Some(inner)) => {
+                        let kind = if u.destination_port() == wire::VXLAN_PORT {
+                            "vxlan"
+                        } else {
+                            "geneve"
+                        };
+                        return self.tunnel(now, pkt, ends, inner, vlan, depth, kind);
+                    }
                     Ok(None) => {}
                     Err(a) => {
                         self.anomaly_event(now, pkt, ends, "decode", a.0);
@@ -1427,6 +1472,7 @@ impl Engine {
                 vlan,
                 start_ns: now,
                 cid,
+                tunnel: self.outer.filter(|_| self.tunnelled),
             },
             ..Flow::default()
         };
@@ -1868,6 +1914,15 @@ fn header<'a>(
     e.str("proto", proto_name(m.proto));
     let n = m.cid.iter().position(|&b| b == 0).unwrap_or(30);
     e.bytes("community_id", &m.cid[..n]);
+    if let Some(t) = &m.tunnel {
+        e.obj("tunnel", |o| {
+            o.ip("src_ip", t.src)
+                .ip("dest_ip", t.dst)
+                .str("proto", proto_name(t.proto))
+                .str("kind", t.kind)
+                .u64("depth", t.depth.into());
+        });
+    }
     e
 }
 

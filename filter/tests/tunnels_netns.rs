@@ -176,8 +176,21 @@ fn vxlan_overlay_is_inspected_and_blocked_at_the_gateway_and_never_bypassed() {
         ],
         "alerts at the gateway"
     );
-    // Alerts name the inner addresses: the flow inside the tunnel is what was judged.
-    assert!(lab.alerts().iter().all(|a| a["src_ip"] == "192.168.79.1"));
+    // Alerts name the inner addresses (the flow inside the tunnel is what was judged) and
+    // the tunnel's endpoints.
+    for a in lab.alerts() {
+        assert_eq!(a["src_ip"], "192.168.79.1", "{a}");
+        let t = &a["tunnel"];
+        assert_eq!(
+            (
+                t["src_ip"].as_str(),
+                t["dest_ip"].as_str(),
+                t["kind"].as_str()
+            ),
+            (Some("10.79.1.1"), Some("10.79.2.2"), Some("vxlan")),
+            "{a}"
+        );
+    }
     // Every packet was read inside the tunnel, and none was handed to the kernel's bypass.
     let value = |needle: &str| metric(&m, needle);
     let packets = value("palisade_packets_total{queue=\"11\"}");

@@ -2029,7 +2029,8 @@ fn tunnelled_flows_are_judged_dropped_and_never_bypassed() {
     let query = vec![dns_query(7, "evil.example")];
     // Bare: the allowed flow is bypassed once answered, the blocked ones are reset and
     // sinkholed.
-    let (v, bypass, _, tunnelled) = judge(&allowed);
+    let (v, bypass, events, tunnelled) = judge(&allowed);
+    assert!(events.iter().all(|e| e.get("tunnel").is_none()));
     assert!(v.iter().all(|v| *v == Verdict::Accept) && bypass && tunnelled == 0);
     assert_eq!(judge(&blocked).0[3], Verdict::Reset);
     assert_eq!(judge(&query).0, [Verdict::Sinkhole]);
@@ -2066,6 +2067,22 @@ fn tunnelled_flows_are_judged_dropped_and_never_bypassed() {
         assert_eq!(
             a[0]["src_ip"], "10.0.0.1",
             "{kind}: the inner flow is named"
+        );
+        let t = &a[0]["tunnel"];
+        assert_eq!(
+            (&t["src_ip"], &t["dest_ip"], &t["kind"], &t["depth"]),
+            (
+                &Value::from("172.16.0.1"),
+                &Value::from("172.16.0.2"),
+                &Value::from(kind),
+                &Value::from(1)
+            ),
+            "{kind}: the tunnel is named"
+        );
+        assert_eq!(
+            t["proto"],
+            if kind == "gre" { "GRE" } else { "UDP" },
+            "{kind}"
         );
         assert_eq!(a[0]["alert"]["action"], "blocked", "{kind}");
         let (v, _, events, _) = judge(&wrap(&query));
