@@ -1,5 +1,5 @@
 //! Link and network decoding over `&[u8]` with etherparse: Ethernet with up to three VLAN tags
-//! (802.1Q, 802.1ad QinQ), Linux SLL and SLL2, BSD/OpenBSD loopback, raw IP, NFLOG; IPv4 with
+//! (802.1Q, 802.1ad QinQ), MPLS label stacks and PPPoE sessions, Linux SLL and SLL2, BSD/OpenBSD loopback, raw IP, NFLOG; IPv4 with
 //! options and IPv6 with extension headers; IP-in-IP, IPv6-in-IP, GRE (and ERSPAN in it), VXLAN
 //! (UDP port 4789) and Geneve (UDP port 6081) are decapsulated.
 //!
@@ -67,7 +67,7 @@ pub fn link(linktype: u32, data: &[u8]) -> Result<Option<(&[u8], Vlans)>, Anomal
                 et = v.ether_type().0;
                 rest = &rest[4..];
             }
-            (et, rest)
+            ethernet_payload(et, rest)?
         }
         linktype::LINUX_SLL => {
             if data.len() < 16 {
@@ -133,6 +133,64 @@ pub fn link(linktype: u32, data: &[u8]) -> Result<Option<(&[u8], Vlans)>, Anomal
     match ethertype {
         0x0800 | 0x86dd => Ok(Some((l3, vlans))),
         _ => Ok(None),
+    }
+}
+
+/// MPLS labels at most before the payload (routers push a few; 16 is far past practice).
+const MPLS_MAX_LABELS: usize = 16;
+
+/// What an Ethernet frame's payload of type `et` carries as (type, bytes): MPLS label stacks
+/// and PPPoE sessions are opened down to IPv4 or IPv6; anything else is returned as it is.
+/// After the bottom label, the IPv4 and IPv6 explicit-null labels say which; otherwise the
+/// first nibble does (4 or 6), as routers and Suricata read it. Pseudowires (Ethernet over
+/// MPLS) and PPP protocols other than IP are not IP here.
+fn ethernet_payload(et: u16, data: &[u8]) -> Result<(u16, &[u8]), Anomaly> {
+    match et {
+        0x8847 | 0x8848 => {
+            let mut rest = data;
+            for _ in 0..MPLS_MAX_LABELS {
+                let Some(l) = rest.get(..4) else {
+                    return Err(Anomaly("decoder.mpls.header_too_small"));
+                };
+                let label = u32::from_be_bytes([0, l[0], l[1], l[2]]) >> 4;
+                let bottom = l[2] & 0x01 != 0;
+                rest = &rest[4..];
+                if !bottom {
+                    continue;
+                }
+                let et = match (label, rest.first().map(|b| b >> 4)) {
+                    (0, _) | (_, Some(4)) if label != 2 => 0x0800,
+                    (2, _) | (_, Some(6)) => 0x86dd,
+                    _ => 0,
+                };
+                return Ok((et, rest));
+            }
+            Err(Anomaly("decoder.mpls.too_many_labels"))
+        }
+        0x8864 => {
+            // Version and type (0x11), code (0 in a session), session id, length; then the
+            // PPP protocol.
+            let Some(h) = data.get(..8) else {
+                return Err(Anomaly("decoder.pppoe.pkt_too_small"));
+            };
+            if h[0] != 0x11 {
+                return Ok((0, data));
+            }
+            if h[1] != 0 {
+                return Err(Anomaly("decoder.pppoe.wrong_code"));
+            }
+            let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            let Some(body) = data.get(6..6 + len) else {
+                return Err(Anomaly("decoder.pppoe.pkt_too_small"));
+            };
+            let et = match u16::from_be_bytes([h[6], h[7]]) {
+                0x0021 => 0x0800,
+                0x0057 => 0x86dd,
+                _ => 0,
+            };
+            Ok((et, body.get(2..).unwrap_or(&[])))
+        }
+        _ => Ok((et, data)),
     }
 }
 
@@ -487,6 +545,56 @@ mod tests {
         let mut nsh = p.clone();
         nsh[2..4].copy_from_slice(&0x894fu16.to_be_bytes());
         assert_eq!(udp_tunnel_inner(GENEVE_PORT, &nsh), Ok(Some(Inner::NonIp)));
+    }
+
+    #[test]
+    fn mpls_and_pppoe_open_to_ip_and_refuse_bad_headers() {
+        fn eth_ip(f: &[u8]) -> Result<Option<&[u8]>, Anomaly> {
+            link(linktype::ETHERNET, f).map(|o| o.map(|(l3, _)| l3))
+        }
+        // One label, bottom of stack, IPv4 by the nibble.
+        let one = ether(0x8847, &[[0, 0x10, 0x01, 0xff].as_slice(), &IP].concat());
+        assert_eq!(eth_ip(&one), Ok(Some(&IP[..])));
+        // A pseudowire (control word, Ethernet inside) is not IP here.
+        let pw = ether(0x8847, &[0, 0x10, 0x01, 0xff, 0, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(eth_ip(&pw), Ok(None));
+        // No bottom label before the bytes end; more labels than any router pushes.
+        assert_eq!(
+            eth_ip(&ether(0x8847, &[0, 0x10, 0x00, 0xff, 0, 0x20])),
+            Err(Anomaly("decoder.mpls.header_too_small"))
+        );
+        assert_eq!(
+            eth_ip(&ether(0x8847, &[0, 0x10, 0x00, 0xff].repeat(17))),
+            Err(Anomaly("decoder.mpls.too_many_labels"))
+        );
+        // PPPoE session: IPv4 inside; the length field bounds the payload.
+        let ppp = |code: u8, len: u16, proto: u16, body: &[u8]| {
+            let mut h = vec![0x11, code, 0, 1];
+            h.extend_from_slice(&len.to_be_bytes());
+            h.extend_from_slice(&proto.to_be_bytes());
+            h.extend_from_slice(body);
+            ether(0x8864, &h)
+        };
+        assert_eq!(eth_ip(&ppp(0, 22, 0x0021, &IP)), Ok(Some(&IP[..])));
+        assert_eq!(
+            eth_ip(&ppp(0, 22, 0x0021, &[IP.as_slice(), &[0xee; 6]].concat())),
+            Ok(Some(&IP[..])),
+            "padding after the session's length is not IP"
+        );
+        assert_eq!(
+            eth_ip(&ppp(0, 200, 0x0021, &IP)),
+            Err(Anomaly("decoder.pppoe.pkt_too_small"))
+        );
+        assert_eq!(
+            eth_ip(&ppp(7, 22, 0x0021, &IP)),
+            Err(Anomaly("decoder.pppoe.wrong_code"))
+        );
+        // LCP, and a frame too short for the header.
+        assert_eq!(eth_ip(&ppp(0, 22, 0xc021, &IP)), Ok(None));
+        assert_eq!(
+            eth_ip(&ether(0x8864, &[0x11, 0])),
+            Err(Anomaly("decoder.pppoe.pkt_too_small"))
+        );
     }
 
     /// Whatever the bytes, the UDP tunnel decoder neither panics nor returns bytes that are
