@@ -176,6 +176,11 @@ pub struct Sources {
     /// Which fifth of the split by registrable domain is held out (0, the shipped model's,
     /// unless a cross-fitting run says otherwise).
     pub held_out_fifth: u64,
+    /// The ceiling experiment (`domain-train --ceiling`): the held-out families' generators
+    /// join training too, on the training families' days, so the model has seen every family
+    /// it is tested on. Their test days stay unseen. It measures what this benign data allows
+    /// at best; a model trained so says it in its file and is never shipped.
+    pub ceiling: bool,
 }
 
 impl Sources {
@@ -186,6 +191,7 @@ impl Sources {
             shared: root.join("../shared/data"),
             hsts: root.join("target/hsts-names.txt"),
             held_out_fifth: 0,
+            ceiling: false,
         }
     }
 }
@@ -286,8 +292,20 @@ pub fn domain_data(src: &Sources, psl: &Psl) -> Result<DomainData, DataError> {
         data.test_in_family.push((f.name.into(), unseen));
     }
     for f in HELD_OUT {
-        data.test_held_out
-            .push((f.name.into(), generate(f, TEST_DAYS)));
+        let test = generate(f, TEST_DAYS);
+        if src.ceiling {
+            for n in generate(f, 0..TRAIN_DAYS) {
+                if !benign_set.contains(n.as_str()) && test.binary_search(&n).is_err() {
+                    train.push(Example {
+                        name: n,
+                        label: 1.0,
+                        source: f.name.into(),
+                        weight: 1.0,
+                    });
+                }
+            }
+        }
+        data.test_held_out.push((f.name.into(), test));
     }
     // Maltrail: category, family, domain.
     let mt = src
@@ -338,6 +356,58 @@ mod tests {
         let p = std::env::temp_dir().join(format!("palisade-cls-{}-{name}", std::process::id()));
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         p
+    }
+
+    /// The held-out families never reach training, unless the ceiling experiment asks for
+    /// them; even then their test days stay unseen.
+    #[test]
+    fn held_out_families_reach_training_only_in_the_ceiling_experiment() {
+        let psl = Psl::bundled();
+        let hsts = tmp("hsts", "example.com\nexample.org\nwikipedia.org\n");
+        let mut src = Sources::default_paths();
+        src.hsts = hsts.clone();
+        assert!(
+            src.shared.join("domains").is_dir(),
+            "{}: the shared data is missing",
+            src.shared.display()
+        );
+        let held = |d: &DomainData| -> Vec<(String, usize)> {
+            HELD_OUT
+                .iter()
+                .map(|f| {
+                    let n = d.train.iter().filter(|e| e.source == f.name).count();
+                    (f.name.to_string(), n)
+                })
+                .collect()
+        };
+        let plain = domain_data(&src, &psl).unwrap_or_else(|e| panic!("{e}"));
+        src.ceiling = true;
+        let ceiling = domain_data(&src, &psl).unwrap_or_else(|e| panic!("{e}"));
+        let _ = std::fs::remove_file(hsts);
+        assert!(
+            held(&plain).iter().all(|(_, n)| *n == 0),
+            "{:?}",
+            held(&plain)
+        );
+        for (f, n) in held(&ceiling) {
+            assert!(
+                n >= 4_000,
+                "{f}: {n} training names in the ceiling experiment"
+            );
+        }
+        // Everything else is the same data, and the test sets do not change.
+        assert_eq!(
+            ceiling.train.len() - plain.train.len(),
+            held(&ceiling).iter().map(|(_, n)| n).sum::<usize>()
+        );
+        assert_eq!(plain.test_held_out, ceiling.test_held_out);
+        assert_eq!(plain.test_benign, ceiling.test_benign);
+        let trained: std::collections::HashSet<&str> =
+            ceiling.train.iter().map(|e| e.name.as_str()).collect();
+        for (f, names) in &ceiling.test_held_out {
+            assert!(!names.is_empty(), "{f}");
+            assert!(names.iter().all(|n| !trained.contains(n.as_str())), "{f}");
+        }
     }
 
     #[test]

@@ -229,6 +229,16 @@ fn main() {
         .metadata_value("held_out_fifth")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // A ceiling experiment (`domain-train --ceiling`) has seen the held-out families' other
+    // days: its rows say so, and it never goes into the model card.
+    src.ceiling = model.mlp().metadata_value("ceiling_experiment") == Some("1");
+    if src.ceiling && write.is_some() {
+        eprintln!(
+            "domain-eval: this model was trained on the held-out families (--ceiling); \
+             its figures do not go into the model card"
+        );
+        std::process::exit(2)
+    }
     let data = domain_data(&src, &psl).unwrap_or_else(|e| {
         eprintln!("domain-eval: {e}");
         std::process::exit(1)
@@ -263,6 +273,14 @@ fn main() {
         model.version(),
         neg.len()
     );
+    if src.ceiling {
+        let _ = writeln!(
+            md,
+            "**Ceiling experiment** (`domain-train --ceiling`): this model was trained on the \
+             held-out families' generators too (their training days), so the rows named \
+             held-out below are families it has seen, on days it has not.\n"
+        );
+    }
     let _ = writeln!(
         md,
         "| set | names | AUC | detected at FPR 1e-3 | detected at FPR 1e-4 |\n|---|---:|---:|---:|---:|"
