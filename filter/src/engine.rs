@@ -589,6 +589,8 @@ struct Tunnel {
     /// `vxlan`, `geneve`, `gre`, `ipip` or `ipv6-in-ip`: the outermost tunnel.
     kind: &'static str,
     depth: u8,
+    /// The innermost VXLAN or Geneve segment id, if any.
+    vni: Option<u32>,
 }
 
 impl Meta {
@@ -739,8 +741,10 @@ pub struct Engine {
     last_bypass: bool,
     /// The last handled packet was decoded from inside a tunnel...
     tunnelled: bool,
-    /// ... this one, outermost.
+    /// ... this one, outermost...
     outer: Option<Tunnel>,
+    /// ... and the flow key's zone for it (`FlowKey::zone`).
+    zone: u32,
     sigs: SigSet,
     sig_scratch: Scratch,
     sig_bufs: (Vec<u8>, Vec<u8>),
@@ -906,6 +910,7 @@ impl Engine {
             last_bypass: false,
             tunnelled: false,
             outer: None,
+            zone: 0,
             sigs: SigSet::default(),
             sig_scratch: Scratch::default(),
             sig_bufs: (Vec::new(), Vec::new()),
@@ -1045,6 +1050,7 @@ impl Engine {
     pub fn handle(&mut self, now_ns: i64, pkt: u64, linktype: u32, frame: &[u8]) -> Verdict {
         self.last_bypass = false;
         self.tunnelled = false;
+        self.zone = 0;
         self.stats.raised.clear();
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
@@ -1138,6 +1144,7 @@ impl Engine {
         vlan: [u16; 3],
         depth: u8,
         kind: &'static str,
+        vni: Option<u32>,
     ) -> Verdict {
         if !self.tunnelled {
             self.tunnelled = true;
@@ -1148,11 +1155,17 @@ impl Engine {
                 proto,
                 kind,
                 depth: 0,
+                vni: None,
             });
         }
         if let Some(t) = self.outer.as_mut() {
             t.depth = depth + 1;
+            t.vni = vni.or(t.vni);
         }
+        // Bare and tunnelled copies of one conversation, or two segments' hosts with the same
+        // addresses, are different flows.
+        self.zone =
+            (u32::from(depth) + 1) << 24 | vni.map_or(self.zone & 0xff_ffff, |v| v & 0xff_ffff);
         if depth >= 3 {
             self.anomaly_event(now, pkt, ends, "decode", "decoder.tunnel.too_deep");
             return self.event_rules(now, pkt, ends);
@@ -1186,7 +1199,7 @@ impl Engine {
                     41 => "ipv6-in-ip",
                     _ => "gre",
                 };
-                return self.tunnel(now, pkt, ends, Inner::Ip(inner), vlan, depth, kind);
+                return self.tunnel(now, pkt, ends, Inner::Ip(inner), vlan, depth, kind, None);
             }
             Ok(None) => {}
             Err(a) => {
@@ -1234,13 +1247,13 @@ impl Engine {
                     }
                 };
                 match wire::udp_tunnel_inner(u.destination_port(), u.payload()) {
-                    Ok(Some(inner)) => {
+                    Ok(Some((inner, vni))) => {
                         let kind = if u.destination_port() == wire::VXLAN_PORT {
                             "vxlan"
                         } else {
                             "geneve"
                         };
-                        return self.tunnel(now, pkt, ends, inner, vlan, depth, kind);
+                        return self.tunnel(now, pkt, ends, inner, vlan, depth, kind, Some(vni));
                     }
                     Ok(None) => {}
                     Err(a) => {
@@ -1308,7 +1321,8 @@ impl Engine {
         seg: Seg<'_>,
     ) -> Verdict {
         let key_vlan = if self.cfg.vlan_tracking { vlan } else { [0; 3] };
-        let (key, _) = FlowKey::new((src, seg.sport), (dst, seg.dport), proto, key_vlan);
+        let (mut key, _) = FlowKey::new((src, seg.sport), (dst, seg.dport), proto, key_vlan);
+        key.zone = self.zone;
         let idx = match self.flows.find(&key) {
             Some(i) => i,
             None => match self.new_flow(now, pkt, key, src, dst, proto, vlan, &seg) {
@@ -1921,6 +1935,9 @@ fn header<'a>(
                 .str("proto", proto_name(t.proto))
                 .str("kind", t.kind)
                 .u64("depth", t.depth.into());
+            if let Some(v) = t.vni {
+                o.u64("vni", v.into());
+            }
         });
     }
     e

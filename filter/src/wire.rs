@@ -375,7 +375,7 @@ pub const VXLAN_PORT: u16 = 4789;
 /// The UDP port Geneve is sent to (RFC 8926).
 pub const GENEVE_PORT: u16 = 6081;
 
-/// What a UDP tunnel carries.
+/// What a tunnel carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inner<'a> {
     /// An IP packet (the inner network layer).
@@ -384,7 +384,8 @@ pub enum Inner<'a> {
     NonIp,
 }
 
-/// If a UDP datagram sent to `dport` is a VXLAN or Geneve packet, what it carries; `Ok(None)`
+/// If a UDP datagram sent to `dport` is a VXLAN or Geneve packet, what it carries and its
+/// 24-bit segment id (VNI); `Ok(None)`
 /// for any other datagram, including one sent to those ports that is not the protocol's (a
 /// VXLAN header without its I flag, a Geneve version other than 0, which receivers drop): that
 /// is ordinary UDP, as Suricata treats it. Reserved bits are ignored, as the RFCs tell
@@ -392,13 +393,14 @@ pub enum Inner<'a> {
 /// endpoint that accepts it. A header that claims more bytes than the datagram holds, or an
 /// inner frame too short for its own header, is an anomaly. Inner VLAN tags are decoded and
 /// not kept.
-pub fn udp_tunnel_inner(dport: u16, payload: &[u8]) -> Result<Option<Inner<'_>>, Anomaly> {
-    let eth = |frame| -> Result<Option<Inner<'_>>, Anomaly> {
-        Ok(Some(match link(linktype::ETHERNET, frame)? {
+pub fn udp_tunnel_inner(dport: u16, payload: &[u8]) -> Result<Option<(Inner<'_>, u32)>, Anomaly> {
+    let eth = |frame| -> Result<Inner<'_>, Anomaly> {
+        Ok(match link(linktype::ETHERNET, frame)? {
             Some((l3, _)) => Inner::Ip(l3),
             None => Inner::NonIp,
-        }))
+        })
     };
+    let vni = |h: &[u8]| u32::from_be_bytes([0, h[4], h[5], h[6]]);
     match dport {
         VXLAN_PORT => {
             // Flags (I = 0x08, the rest reserved), 24 reserved bits, the 24-bit VNI, 8 reserved.
@@ -408,7 +410,7 @@ pub fn udp_tunnel_inner(dport: u16, payload: &[u8]) -> Result<Option<Inner<'_>>,
             if h[0] & 0x08 == 0 {
                 return Ok(None);
             }
-            eth(&payload[8..])
+            Ok(Some((eth(&payload[8..])?, vni(h))))
         }
         GENEVE_PORT => {
             // Version (2 bits) and options length (6 bits, in 4-byte words); O, C and 6 reserved
@@ -423,11 +425,12 @@ pub fn udp_tunnel_inner(dport: u16, payload: &[u8]) -> Result<Option<Inner<'_>>,
             let inner = payload
                 .get(len..)
                 .ok_or(Anomaly("decoder.geneve.pkt_too_small"))?;
-            match u16::from_be_bytes([h[2], h[3]]) {
-                0x6558 => eth(inner),
-                0x0800 | 0x86dd => Ok(Some(Inner::Ip(inner))),
-                _ => Ok(Some(Inner::NonIp)),
-            }
+            let inner = match u16::from_be_bytes([h[2], h[3]]) {
+                0x6558 => eth(inner)?,
+                0x0800 | 0x86dd => Inner::Ip(inner),
+                _ => Inner::NonIp,
+            };
+            Ok(Some((inner, vni(h))))
         }
         _ => Ok(None),
     }
@@ -486,7 +489,7 @@ mod tests {
         let plain = with([0x08, 0, 0, 0, 0, 0, 42, 0], &frame);
         assert_eq!(
             udp_tunnel_inner(VXLAN_PORT, &plain),
-            Ok(Some(Inner::Ip(&IP[..])))
+            Ok(Some((Inner::Ip(&IP[..]), 42)))
         );
         // Reserved bits set (receivers ignore them; so does Palisade), an inner VLAN tag.
         let mut tagged = vec![
@@ -496,7 +499,7 @@ mod tests {
         let odd = with([0xff, 1, 2, 3, 0, 0, 42, 9], &tagged);
         assert_eq!(
             udp_tunnel_inner(VXLAN_PORT, &odd),
-            Ok(Some(Inner::Ip(&IP[..])))
+            Ok(Some((Inner::Ip(&IP[..]), 42)))
         );
         // Not VXLAN: no I flag, a short datagram, another port. Plain UDP then.
         assert_eq!(
@@ -507,7 +510,10 @@ mod tests {
         assert_eq!(udp_tunnel_inner(4790, &plain), Ok(None));
         // ARP inside; a truncated inner frame.
         let arp = with([0x08, 0, 0, 0, 0, 0, 42, 0], &ether(0x0806, &[0; 28]));
-        assert_eq!(udp_tunnel_inner(VXLAN_PORT, &arp), Ok(Some(Inner::NonIp)));
+        assert_eq!(
+            udp_tunnel_inner(VXLAN_PORT, &arp),
+            Ok(Some((Inner::NonIp, 42)))
+        );
         assert_eq!(
             udp_tunnel_inner(VXLAN_PORT, &plain[..8 + 10]),
             Err(Anomaly("decoder.ethernet.pkt_too_small"))
@@ -521,14 +527,14 @@ mod tests {
         p.extend_from_slice(&IP);
         assert_eq!(
             udp_tunnel_inner(GENEVE_PORT, &p),
-            Ok(Some(Inner::Ip(&IP[..])))
+            Ok(Some((Inner::Ip(&IP[..]), 7)))
         );
         // Ethernet inside, no options.
         let mut e = vec![0x00, 0x00, 0x65, 0x58, 0, 0, 7, 0];
         e.extend(ether(0x86dd, &[0x60; 40]));
         assert_eq!(
             udp_tunnel_inner(GENEVE_PORT, &e),
-            Ok(Some(Inner::Ip(&[0x60; 40][..])))
+            Ok(Some((Inner::Ip(&[0x60; 40][..]), 7)))
         );
         // Options longer than the datagram: an anomaly, not a read past the end.
         let mut long = p[..8].to_vec();
@@ -618,7 +624,7 @@ mod tests {
                 b[0] &= 0x3;
             }
             for port in [VXLAN_PORT, GENEVE_PORT] {
-                if let Ok(Some(Inner::Ip(inner))) = udp_tunnel_inner(port, &b[..n]) {
+                if let Ok(Some((Inner::Ip(inner), _))) = udp_tunnel_inner(port, &b[..n]) {
                     assert!(b[..n].ends_with(inner));
                 }
             }

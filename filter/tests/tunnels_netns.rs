@@ -185,9 +185,15 @@ fn vxlan_overlay_is_inspected_and_blocked_at_the_gateway_and_never_bypassed() {
             (
                 t["src_ip"].as_str(),
                 t["dest_ip"].as_str(),
-                t["kind"].as_str()
+                t["kind"].as_str(),
+                t["vni"].as_u64()
             ),
-            (Some("10.79.1.1"), Some("10.79.2.2"), Some("vxlan")),
+            (
+                Some("10.79.1.1"),
+                Some("10.79.2.2"),
+                Some("vxlan"),
+                Some(42)
+            ),
             "{a}"
         );
     }

@@ -2095,3 +2095,35 @@ fn tunnelled_flows_are_judged_dropped_and_never_bypassed() {
         );
     }
 }
+
+/// The same conversation bare, in VXLAN segment 0x0a0b0c and in segment 7 is three flows:
+/// cloud mirrors send many networks with the same addresses, each in a segment of its own, and
+/// a flow's stream must not take another's bytes. Events say which segment.
+#[test]
+fn tunnel_segments_and_bare_traffic_are_different_flows() {
+    let q = dns_query(9, "seg.example");
+    let mut other = encapsulate("vxlan", &q);
+    // The same frame in segment 7: the VNI's bytes sit 28 + 4 bytes into the outer packet.
+    other[32..35].copy_from_slice(&[0, 0, 7]);
+    let r = run(Mode::Block, &[q.clone(), encapsulate("vxlan", &q), other]);
+    let dns: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "dns")
+        .collect();
+    assert_eq!(dns.len(), 3, "{:?}", r.events);
+    let ids: std::collections::BTreeSet<u64> =
+        dns.iter().map(|e| e["flow_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "three flows: {dns:?}");
+    let vnis: Vec<Option<u64>> = dns.iter().map(|e| e["tunnel"]["vni"].as_u64()).collect();
+    assert_eq!(vnis, [None, Some(0x0a0b0c), Some(7)]);
+    // GRE has no segment id; its flows are apart from bare ones all the same.
+    let r = run(Mode::Block, &[q.clone(), encapsulate("gre", &q)]);
+    let ids: std::collections::BTreeSet<u64> = r
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "dns")
+        .map(|e| e["flow_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{:?}", r.events);
+}

@@ -78,6 +78,10 @@ pub struct FlowKey {
     pub proto: u8,
     /// VLAN ids.
     pub vlan: [u16; 3],
+    /// Where inside tunnels the flow sits: 0 for a bare flow, else the depth (bits 24 to 31)
+    /// and the innermost VXLAN or Geneve segment id (bits 0 to 23), so the same addresses
+    /// bare and tunnelled, or in two segments, are different flows.
+    pub zone: u32,
 }
 
 impl FlowKey {
@@ -95,6 +99,7 @@ impl FlowKey {
                     b: dst,
                     proto,
                     vlan,
+                    zone: 0,
                 },
                 true,
             )
@@ -105,6 +110,7 @@ impl FlowKey {
                     b: src,
                     proto,
                     vlan,
+                    zone: 0,
                 },
                 false,
             )
