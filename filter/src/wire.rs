@@ -550,7 +550,10 @@ mod tests {
         assert_eq!(udp_tunnel_inner(GENEVE_PORT, &v1), Ok(None));
         let mut nsh = p.clone();
         nsh[2..4].copy_from_slice(&0x894fu16.to_be_bytes());
-        assert_eq!(udp_tunnel_inner(GENEVE_PORT, &nsh), Ok(Some(Inner::NonIp)));
+        assert_eq!(
+            udp_tunnel_inner(GENEVE_PORT, &nsh),
+            Ok(Some((Inner::NonIp, 7)))
+        );
     }
 
     #[test]

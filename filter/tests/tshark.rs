@@ -338,7 +338,11 @@ fn encapsulated_queries_read_as_tshark_reads_them() {
     let want: BTreeSet<String> = frames.iter().map(|(n, _)| n.to_string()).collect();
     let t = tshark_names(&file).expect("tshark runs");
     assert_eq!(t.get("dns"), Some(&want), "tshark reads each frame's query");
-    let (_, s) = common::replay_files(&[file.clone()], Config::default(), IntelSet::empty());
+    let (_, s) = common::replay_files(
+        std::slice::from_ref(&file),
+        Config::default(),
+        IntelSet::empty(),
+    );
     let events = common::events(&s);
     let _ = std::fs::remove_dir_all(&dir);
     let mut got = BTreeSet::new();
