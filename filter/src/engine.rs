@@ -1133,6 +1133,16 @@ impl Engine {
         }
     }
 
+    /// True when a tunnel's own endpoints are listed (blocked or audited) by address intel.
+    /// Such a tunnel is not opened: it is judged as the connection to a listed address it is,
+    /// so wrapping traffic in VXLAN or GRE to a listed server does not hide the server.
+    fn listed_ends(&self, src: IpAddr, dst: IpAddr) -> bool {
+        [dst, src]
+            .into_iter()
+            .find_map(|a| self.intel.match_addr(a))
+            .is_some_and(|h| h.action != Action::Allow)
+    }
+
     /// Goes into a tunnel's inner packet (at most three deep).
     #[allow(clippy::too_many_arguments)]
     fn tunnel(
@@ -1193,6 +1203,7 @@ impl Engine {
     ) -> Verdict {
         let ends = Some((src, dst, proto));
         match wire::tunnel_inner(proto, payload) {
+            Ok(Some(_)) if self.listed_ends(src, dst) => {}
             Ok(Some(inner)) => {
                 let kind = match proto {
                     4 => "ipip",
@@ -1247,6 +1258,7 @@ impl Engine {
                     }
                 };
                 match wire::udp_tunnel_inner(u.destination_port(), u.payload()) {
+                    Ok(Some(_)) if self.listed_ends(src, dst) => {}
                     Ok(Some((inner, vni))) => {
                         let kind = if u.destination_port() == wire::VXLAN_PORT {
                             "vxlan"

@@ -2127,3 +2127,25 @@ fn tunnel_segments_and_bare_traffic_are_different_flows() {
         .collect();
     assert_eq!(ids.len(), 2, "{:?}", r.events);
 }
+
+/// A tunnel whose own endpoint is a listed address is not opened: it is the connection to a
+/// listed server it is, whatever it claims to carry (else a client could reach a listed server
+/// by wrapping its traffic in VXLAN), and it is dropped from its first packet.
+#[test]
+fn tunnels_to_listed_addresses_are_blocked_as_connections() {
+    for kind in ["vxlan", "geneve", "gre"] {
+        let mut to_listed = encapsulate(kind, &dns_query(3, "fine.example"));
+        to_listed[16..20].copy_from_slice(&[198, 51, 100, 66]);
+        let r = run(Mode::Block, &[to_listed.clone(), to_listed]);
+        assert_eq!(r.verdicts, [Verdict::Drop, Verdict::Drop], "{kind}");
+        let a = alerts(&r);
+        assert_eq!(a.len(), 1, "{kind}: {:?}", r.events);
+        assert_eq!(a[0]["palisade"]["field"], "dest_ip", "{kind}");
+        assert_eq!(a[0]["palisade"]["value"], "198.51.100.66", "{kind}");
+        assert!(a[0].get("tunnel").is_none(), "{kind}: {}", a[0]);
+        assert!(
+            r.events.iter().all(|e| e["event_type"] != "dns"),
+            "{kind}: nothing inside was read"
+        );
+    }
+}
