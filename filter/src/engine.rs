@@ -593,6 +593,15 @@ struct Tunnel {
     vni: Option<u32>,
 }
 
+impl Tunnel {
+    /// The flow key's zone ([`FlowKey::zone`]): the depth and the segment id, so bare and
+    /// tunnelled copies of one conversation, or two segments' hosts with the same addresses,
+    /// are different flows.
+    fn zone(&self) -> u32 {
+        u32::from(self.depth) << 24 | self.vni.unwrap_or(0) & 0xff_ffff
+    }
+}
+
 impl Meta {
     /// A packet's source and destination endpoints in direction `dir` (0: client to server).
     fn ends(&self, dir: usize) -> ((IpAddr, u16), (IpAddr, u16)) {
@@ -739,12 +748,8 @@ pub struct Engine {
     first_ns: Option<i64>,
     last_ns: i64,
     last_bypass: bool,
-    /// The last handled packet was decoded from inside a tunnel...
-    tunnelled: bool,
-    /// ... this one, outermost...
+    /// The tunnel around the last handled packet, outermost (`None`: it came bare).
     outer: Option<Tunnel>,
-    /// ... and the flow key's zone for it (`FlowKey::zone`).
-    zone: u32,
     sigs: SigSet,
     sig_scratch: Scratch,
     sig_bufs: (Vec<u8>, Vec<u8>),
@@ -908,9 +913,7 @@ impl Engine {
             first_ns: None,
             last_ns: 0,
             last_bypass: false,
-            tunnelled: false,
             outer: None,
-            zone: 0,
             sigs: SigSet::default(),
             sig_scratch: Scratch::default(),
             sig_bufs: (Vec::new(), Vec::new()),
@@ -1049,8 +1052,7 @@ impl Engine {
     /// Handles one frame captured at `now_ns`; `pkt` is its 1-based number in the input.
     pub fn handle(&mut self, now_ns: i64, pkt: u64, linktype: u32, frame: &[u8]) -> Verdict {
         self.last_bypass = false;
-        self.tunnelled = false;
-        self.zone = 0;
+        self.outer = None;
         self.stats.raised.clear();
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
@@ -1074,7 +1076,7 @@ impl Engine {
             }
         };
         let v = self.handle_ip(now_ns, pkt, l3, vlan, 0);
-        if !self.tunnelled {
+        if self.outer.is_none() {
             return v;
         }
         // The kernel sees the tunnel, not the flow inside it: bypassing would mark the outer
@@ -1143,39 +1145,33 @@ impl Engine {
             .is_some_and(|h| h.action != Action::Allow)
     }
 
-    /// Goes into a tunnel's inner packet (at most three deep).
+    /// Goes into a tunnel's inner packet (at most three deep), noting the tunnel in `outer`.
     #[allow(clippy::too_many_arguments)]
     fn tunnel(
         &mut self,
         now: i64,
         pkt: u64,
-        ends: Option<(IpAddr, IpAddr, u8)>,
+        (src, dst, proto): (IpAddr, IpAddr, u8),
         inner: Inner<'_>,
         vlan: [u16; 3],
         depth: u8,
         kind: &'static str,
         vni: Option<u32>,
     ) -> Verdict {
-        if !self.tunnelled {
-            self.tunnelled = true;
+        let t = self.outer.get_or_insert_with(|| {
             self.stats.tunnelled += 1;
-            self.outer = ends.map(|(src, dst, proto)| Tunnel {
+            Tunnel {
                 src,
                 dst,
                 proto,
                 kind,
                 depth: 0,
                 vni: None,
-            });
-        }
-        if let Some(t) = self.outer.as_mut() {
-            t.depth = depth + 1;
-            t.vni = vni.or(t.vni);
-        }
-        // Bare and tunnelled copies of one conversation, or two segments' hosts with the same
-        // addresses, are different flows.
-        self.zone =
-            (u32::from(depth) + 1) << 24 | vni.map_or(self.zone & 0xff_ffff, |v| v & 0xff_ffff);
+            }
+        });
+        t.depth = depth + 1;
+        t.vni = vni.or(t.vni);
+        let ends = Some((src, dst, proto));
         if depth >= 3 {
             self.anomaly_event(now, pkt, ends, "decode", "decoder.tunnel.too_deep");
             return self.event_rules(now, pkt, ends);
@@ -1210,7 +1206,8 @@ impl Engine {
                     41 => "ipv6-in-ip",
                     _ => "gre",
                 };
-                return self.tunnel(now, pkt, ends, Inner::Ip(inner), vlan, depth, kind, None);
+                let outer = (src, dst, proto);
+                return self.tunnel(now, pkt, outer, Inner::Ip(inner), vlan, depth, kind, None);
             }
             Ok(None) => {}
             Err(a) => {
@@ -1265,7 +1262,8 @@ impl Engine {
                         } else {
                             "geneve"
                         };
-                        return self.tunnel(now, pkt, ends, inner, vlan, depth, kind, Some(vni));
+                        let outer = (src, dst, proto);
+                        return self.tunnel(now, pkt, outer, inner, vlan, depth, kind, Some(vni));
                     }
                     Ok(None) => {}
                     Err(a) => {
@@ -1334,7 +1332,7 @@ impl Engine {
     ) -> Verdict {
         let key_vlan = if self.cfg.vlan_tracking { vlan } else { [0; 3] };
         let (mut key, _) = FlowKey::new((src, seg.sport), (dst, seg.dport), proto, key_vlan);
-        key.zone = self.zone;
+        key.zone = self.outer.map_or(0, |t| t.zone());
         let idx = match self.flows.find(&key) {
             Some(i) => i,
             None => match self.new_flow(now, pkt, key, src, dst, proto, vlan, &seg) {
@@ -1498,7 +1496,7 @@ impl Engine {
                 vlan,
                 start_ns: now,
                 cid,
-                tunnel: self.outer.filter(|_| self.tunnelled),
+                tunnel: self.outer,
             },
             ..Flow::default()
         };

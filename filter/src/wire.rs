@@ -385,10 +385,9 @@ pub enum Inner<'a> {
 }
 
 /// If a UDP datagram sent to `dport` is a VXLAN or Geneve packet, what it carries and its
-/// 24-bit segment id (VNI); `Ok(None)`
-/// for any other datagram, including one sent to those ports that is not the protocol's (a
-/// VXLAN header without its I flag, a Geneve version other than 0, which receivers drop): that
-/// is ordinary UDP, as Suricata treats it. Reserved bits are ignored, as the RFCs tell
+/// 24-bit segment id (VNI); `Ok(None)` for any other datagram, including one sent to those
+/// ports that is not the protocol's (a VXLAN header without its I flag, a Geneve version other
+/// than 0, which receivers drop): that is ordinary UDP, as Suricata treats it. Reserved bits are ignored, as the RFCs tell
 /// receivers to, so setting them does not hide the inner packet from Palisade from a tunnel
 /// endpoint that accepts it. A header that claims more bytes than the datagram holds, or an
 /// inner frame too short for its own header, is an anomaly. Inner VLAN tags are decoded and

@@ -7,124 +7,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::Command;
+use std::collections::BTreeSet;
 
 use palisade::engine::Config;
 use palisade_rules::IntelSet;
 
-type Names = BTreeMap<&'static str, BTreeSet<String>>;
-
-fn tshark_names(file: &Path) -> Option<Names> {
-    let out = Command::new("tshark")
-        .args(["-n", "-o", "tcp.reassemble_out_of_order:TRUE", "-r"])
-        .arg(file)
-        .args([
-            "-T",
-            "fields",
-            "-E",
-            "separator=\t",
-            "-E",
-            "occurrence=a",
-            "-E",
-            "aggregator=\u{1}",
-        ])
-        .args([
-            "-e",
-            "dns.qry.name",
-            "-e",
-            "tls.handshake.extensions_server_name",
-            "-e",
-            "http.host",
-            "-e",
-            "quic.packet_length",
-            "-e",
-            "gquic.tag.sni",
-        ])
-        .output()
-        .ok()?;
-    let mut n = Names::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let quic = cols.get(3).is_some_and(|c| !c.is_empty());
-        for (i, k) in ["dns", "sni", "host"].into_iter().enumerate() {
-            // SNI inside QUIC Initials is compared as its own kind.
-            let k = if i == 1 && quic { "qsni" } else { k };
-            for v in cols
-                .get(i)
-                .unwrap_or(&"")
-                .split('\u{1}')
-                .filter(|v| !v.is_empty())
-            {
-                let v = if k == "host" {
-                    strip_port(v)
-                } else {
-                    v.to_string()
-                };
-                let v = if v == "<Root>" {
-                    "<root>".to_string()
-                } else {
-                    v
-                };
-                n.entry(k).or_default().insert(v);
-            }
-        }
-        // gQUIC's CHLO names its server in the clear.
-        for v in cols
-            .get(4)
-            .unwrap_or(&"")
-            .split('\u{1}')
-            .filter(|v| !v.is_empty())
-        {
-            n.entry("qsni").or_default().insert(v.to_string());
-        }
-    }
-    Some(n)
-}
-
-fn strip_port(h: &str) -> String {
-    if h.starts_with('[') {
-        return h.split_inclusive(']').next().unwrap_or("").to_string();
-    }
-    match h.rsplit_once(':') {
-        Some((a, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !a.contains(':') => a.to_string(),
-        _ => h.to_string(),
-    }
-}
-
-fn palisade_names(file: &Path) -> Names {
-    let (_, s) = common::replay_files(&[file.to_path_buf()], Config::default(), IntelSet::empty());
-    let mut n = Names::new();
-    for e in common::events(&s) {
-        match e["event_type"].as_str() {
-            Some("dns") => {
-                for q in e["dns"]["queries"].as_array().into_iter().flatten() {
-                    n.entry("dns")
-                        .or_default()
-                        .insert(q["rrname"].as_str().unwrap_or("").to_string());
-                }
-            }
-            Some("tls") => {
-                if let Some(s) = e["tls"]["sni"].as_str() {
-                    n.entry("sni").or_default().insert(s.to_string());
-                }
-            }
-            Some("quic") => {
-                if let Some(s) = e["quic"]["sni"].as_str() {
-                    n.entry("qsni").or_default().insert(s.to_string());
-                }
-            }
-            Some("http") => {
-                if let Some(h) = e["http"]["hostname"].as_str() {
-                    n.entry("host").or_default().insert(h.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    n
-}
+use common::{palisade_names, tshark_names};
 
 /// Known, explained differences: (file suffix, kind, value, "only in" side, reason).
 const EXPECTED_DIFFS: &[(&str, &str, &str, &str, &str)] = &[

@@ -39,24 +39,6 @@ fn app_events(pcap: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// tshark's reading of the same capture (it decodes VXLAN on UDP 4789 by default).
-fn tshark_names(pcap: &str) -> BTreeSet<String> {
-    let out = sh(&format!(
-        "tshark -r {pcap} -Y 'vxlan' -T fields -e dns.qry.name -e tls.handshake.extensions_server_name -e http.host -E separator=/t"
-    ));
-    assert!(out.status.success(), "tshark on {pcap} failed");
-    let mut v = BTreeSet::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        for (i, kind) in ["dns", "tls", "http"].iter().enumerate() {
-            if let Some(x) = f.get(i).filter(|x| !x.is_empty()) {
-                v.insert(format!("{kind} {x}"));
-            }
-        }
-    }
-    v
-}
-
 #[test]
 fn vxlan_overlay_is_inspected_and_blocked_at_the_gateway_and_never_bypassed() {
     if !ready() || !tools(&["tcpdump", "tshark"]) {
@@ -221,22 +203,11 @@ fn vxlan_overlay_is_inspected_and_blocked_at_the_gateway_and_never_bypassed() {
     assert!(outer.contains("tls \"www.blocked.example\""), "{outer:?}");
     assert!(outer.contains("dns \"fine.example\""), "{outer:?}");
     assert_eq!(outer, inner, "events from the tunnel and from inside it");
-    let unquote = |s: &BTreeSet<String>| -> BTreeSet<String> {
-        s.iter()
-            .filter(|e| !e.starts_with("http"))
-            .map(|e| e.replace('"', ""))
-            .collect()
-    };
-    let hosts: BTreeSet<String> = outer
-        .iter()
-        .filter(|e| e.starts_with("http"))
-        .map(|e| {
-            let h = e.split(' ').nth(1).unwrap_or("").replace('"', "");
-            format!("http {h}")
-        })
-        .collect();
-    let mut ours = unquote(&outer);
-    ours.extend(hosts);
-    assert_eq!(ours, tshark_names(&format!("{d}/outer.pcap")), "tshark");
+    let pcap = std::path::PathBuf::from(format!("{d}/outer.pcap"));
+    assert_eq!(
+        Some(common::palisade_names(&pcap)),
+        common::tshark_names(&pcap),
+        "tshark"
+    );
     must(&format!("ip netns exec {gw} {BIN} firewall uninstall"));
 }

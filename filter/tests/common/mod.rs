@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -191,4 +192,121 @@ pub fn burst_names(alert: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Names by kind (`dns`, `sni`, `host`, `qsni`: SNI inside QUIC Initials).
+pub type Names = BTreeMap<&'static str, BTreeSet<String>>;
+
+/// The distinct names live tshark extracts from a capture, by kind (out-of-order reassembly
+/// on, as Wireshark's own reassembly tests run); `None` when tshark cannot run.
+pub fn tshark_names(file: &Path) -> Option<Names> {
+    let out = Command::new("tshark")
+        .args(["-n", "-o", "tcp.reassemble_out_of_order:TRUE", "-r"])
+        .arg(file)
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "separator=\t",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+        ])
+        .args([
+            "-e",
+            "dns.qry.name",
+            "-e",
+            "tls.handshake.extensions_server_name",
+            "-e",
+            "http.host",
+            "-e",
+            "quic.packet_length",
+            "-e",
+            "gquic.tag.sni",
+        ])
+        .output()
+        .ok()?;
+    let mut n = Names::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let quic = cols.get(3).is_some_and(|c| !c.is_empty());
+        for (i, k) in ["dns", "sni", "host"].into_iter().enumerate() {
+            // SNI inside QUIC Initials is compared as its own kind.
+            let k = if i == 1 && quic { "qsni" } else { k };
+            for v in cols
+                .get(i)
+                .unwrap_or(&"")
+                .split('\u{1}')
+                .filter(|v| !v.is_empty())
+            {
+                let v = if k == "host" {
+                    strip_port(v)
+                } else {
+                    v.to_string()
+                };
+                let v = if v == "<Root>" {
+                    "<root>".to_string()
+                } else {
+                    v
+                };
+                n.entry(k).or_default().insert(v);
+            }
+        }
+        // gQUIC's CHLO names its server in the clear.
+        for v in cols
+            .get(4)
+            .unwrap_or(&"")
+            .split('\u{1}')
+            .filter(|v| !v.is_empty())
+        {
+            n.entry("qsni").or_default().insert(v.to_string());
+        }
+    }
+    Some(n)
+}
+
+/// An HTTP Host without its port.
+pub fn strip_port(h: &str) -> String {
+    if h.starts_with('[') {
+        return h.split_inclusive(']').next().unwrap_or("").to_string();
+    }
+    match h.rsplit_once(':') {
+        Some((a, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !a.contains(':') => a.to_string(),
+        _ => h.to_string(),
+    }
+}
+
+/// The distinct names Palisade's events carry for a capture, by the same kinds.
+pub fn palisade_names(file: &Path) -> Names {
+    let (_, s) = replay_files(&[file.to_path_buf()], Config::default(), IntelSet::empty());
+    let mut n = Names::new();
+    for e in events(&s) {
+        match e["event_type"].as_str() {
+            Some("dns") => {
+                for q in e["dns"]["queries"].as_array().into_iter().flatten() {
+                    n.entry("dns")
+                        .or_default()
+                        .insert(q["rrname"].as_str().unwrap_or("").to_string());
+                }
+            }
+            Some("tls") => {
+                if let Some(s) = e["tls"]["sni"].as_str() {
+                    n.entry("sni").or_default().insert(s.to_string());
+                }
+            }
+            Some("quic") => {
+                if let Some(s) = e["quic"]["sni"].as_str() {
+                    n.entry("qsni").or_default().insert(s.to_string());
+                }
+            }
+            Some("http") => {
+                if let Some(h) = e["http"]["hostname"].as_str() {
+                    n.entry("host").or_default().insert(h.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    n
 }
