@@ -245,6 +245,23 @@ fn generate(f: &Family, days: impl Iterator<Item = u64>) -> Vec<String> {
     v
 }
 
+/// A family's generated names as training examples, less any the benign list holds.
+fn generated<'a>(
+    f: &'a Family,
+    names: Vec<String>,
+    benign: &'a std::collections::HashSet<&str>,
+) -> impl Iterator<Item = Example> + 'a {
+    names
+        .into_iter()
+        .filter(|n| !benign.contains(n.as_str()))
+        .map(|name| Example {
+            name,
+            label: 1.0,
+            source: f.name.into(),
+            weight: 1.0,
+        })
+}
+
 /// Builds the data set from the sources; deterministic.
 pub fn domain_data(src: &Sources, psl: &Psl) -> Result<DomainData, DataError> {
     let mut benign: Vec<String> = Vec::new();
@@ -279,31 +296,15 @@ pub fn domain_data(src: &Sources, psl: &Psl) -> Result<DomainData, DataError> {
         // precursor falls into short cycles), and those are left out of the test.
         let mut unseen = generate(f, TEST_DAYS);
         unseen.retain(|n| trained.binary_search(n).is_err());
-        for n in trained {
-            if !benign_set.contains(n.as_str()) {
-                train.push(Example {
-                    name: n,
-                    label: 1.0,
-                    source: f.name.into(),
-                    weight: 1.0,
-                });
-            }
-        }
+        train.extend(generated(f, trained, &benign_set));
         data.test_in_family.push((f.name.into(), unseen));
     }
     for f in HELD_OUT {
         let test = generate(f, TEST_DAYS);
         if src.ceiling {
-            for n in generate(f, 0..TRAIN_DAYS) {
-                if !benign_set.contains(n.as_str()) && test.binary_search(&n).is_err() {
-                    train.push(Example {
-                        name: n,
-                        label: 1.0,
-                        source: f.name.into(),
-                        weight: 1.0,
-                    });
-                }
-            }
+            let mut days = generate(f, 0..TRAIN_DAYS);
+            days.retain(|n| test.binary_search(n).is_err());
+            train.extend(generated(f, days, &benign_set));
         }
         data.test_held_out.push((f.name.into(), test));
     }
