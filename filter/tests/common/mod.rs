@@ -25,6 +25,13 @@ pub fn shared_data() -> Option<PathBuf> {
     None
 }
 
+/// Every capture in `../shared/data/pcaps` (over a hundred); `None` as [`shared_data`].
+pub fn real_captures() -> Option<Vec<PathBuf>> {
+    let files = captures(&shared_data()?.join("pcaps"));
+    assert!(files.len() > 100, "{} captures", files.len());
+    Some(files)
+}
+
 /// True when `tool` runs; fails loudly under CI=true when it does not.
 pub fn have_tool(tool: &str) -> bool {
     let ok = Command::new(tool)
